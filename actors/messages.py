@@ -194,6 +194,27 @@ class Resumed(msgspec.Struct, frozen=True):
     forked: bool = False
 
 
+class Loaded(Msg, tag="loaded", frozen=True):
+    """A resume or fork read its rollout off the registry's loop (a long
+    rollout takes a while); the registry starts the thread from it. The
+    fields are what ``ThreadRegistry._load`` takes."""
+
+    reply: Reply
+    params: Any
+    meta: Any
+    replay: Any
+    path: str | None
+    forked_from: str | None = None
+    ephemeral: bool = False
+
+
+class LoadFailed(Msg, tag="load_failed", frozen=True):
+    """A resume could not read its rollout (the client has its error); the
+    resumes of the same thread that waited for it try again."""
+
+    thread_id: str
+
+
 class Renamed(Msg, tag="renamed", frozen=True):
     """The thread's new name, for how it shows itself."""
 
@@ -343,7 +364,8 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
 ThreadInbox = (StartTurn | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
                | ReadThread | Renamed)
 
-RegistryInbox = StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone
+RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
+                 | LoadFailed)
 
 
 # --- the store (listing index) --------------------------------------------------

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -66,6 +67,8 @@ from .messages import (
     DeleteThread,
     IndexThread,
     Broadcast,
+    Loaded,
+    LoadFailed,
     Checkpoint,
     FindThread,
     ListThreads,
@@ -94,6 +97,9 @@ THREAD_CAPACITY = 256
 STORE_TIMEOUT = 60.0
 #: The context window the original reports for a model it has no metadata for.
 FALLBACK_CONTEXT_WINDOW = 258_400
+#: Requests reading rollouts (resume, fork, read and the history pages of an
+#: unloaded thread) run beside the registry's loop, this many at once.
+READERS = 16
 #: A thread that crashes more than 3 times in 10 s escalates.
 THREAD_RESTARTS = RestartPolicy(intensity=3, period=10.0)
 
@@ -111,12 +117,17 @@ class ThreadRegistry:
         self.store = store
         self.threads: dict[str, Mailbox] = {}
         self.checkpoints: dict[str, Checkpoint] = {}
+        #: Threads whose rollout is being read for a resume, with the
+        #: resumes of the same thread that wait for it.
+        self.loading: dict[str, list[tuple[Reply, ThreadResumeParams]]] = {}
+        self.readers_limit = trio.CapacityLimiter(READERS)
 
     async def run(self, *, task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
         mailbox, inbox = open_mailbox(REGISTRY_CAPACITY, name="threads")
         self.mailbox = mailbox
-        async with open_supervisor("threads", policy=THREAD_RESTARTS) as sup:
+        async with open_supervisor("threads", policy=THREAD_RESTARTS) as sup, trio.open_nursery() as readers:
             self.sup = sup
+            self.readers = readers
             task_status.started(mailbox)
             async for msg in inbox:
                 match msg:
@@ -133,6 +144,12 @@ class ThreadRegistry:
                     case ConnectionGone(conn_id=conn_id):
                         for mailbox in self.threads.values():
                             mailbox.send_nowait(Unsubscribe(conn_id))
+                    case Loaded() as loaded:
+                        await self._loaded(loaded)
+                    case LoadFailed(thread_id=tid):
+                        for reply, params in self.loading.pop(tid, ()):
+                            await self._resume(reply, params)
+            readers.cancel_scope.cancel(reason="the thread registry's mailbox closed")
 
     async def _route(self, thread_id: str, msg: Any, reply: Reply | None) -> None:
         mailbox = self.threads.get(thread_id)
@@ -157,12 +174,7 @@ class ThreadRegistry:
                 case "thread/read" if params.thread_id in self.threads:
                     await self.threads[params.thread_id].send(ReadThread(reply, params.include_turns, False))
                 case "thread/read":
-                    meta = await self._find(params.thread_id, f"thread not loaded: {params.thread_id}")
-                    turns = (await self._replay(meta)).turns if params.include_turns else []
-                    thread = msgspec.structs.replace(thread_from_meta(meta, False), turns=turns)
-                    await self._answer(reply, ThreadReadResponse(thread))
-                case "thread/resume" if params.thread_id in self.threads:
-                    await self.threads[params.thread_id].send(ReadThread(reply, not params.exclude_turns, True))
+                    self._reader(reply, self._read_unloaded, reply, params)
                 case "thread/resume":
                     await self._resume(reply, params)
                 case "thread/unsubscribe" if params.thread_id in self.threads:
@@ -170,27 +182,52 @@ class ThreadRegistry:
                 case "thread/unsubscribe":
                     await self._answer(reply, ThreadUnsubscribeResponse("notLoaded"))
                 case "thread/fork":
-                    await self._fork(reply, params)
+                    self._reader(reply, self._fork, reply, params)
                 case "thread/delete":
                     await self._delete(reply, params.thread_id)
                 case "thread/turns/list" | "thread/items/list":
-                    meta = await self._find(params.thread_id, f"thread not loaded: {params.thread_id}")
-                    turns = (await self._replay(meta)).turns
-                    entries = (_turn_views(turns, params.items_view) if method == "thread/turns/list"
-                               else _item_entries(turns, params.turn_id))
-                    if params.sort_direction == "desc":
-                        entries.reverse()
-                    try:
-                        data, next_cursor, back = _page(entries, params.cursor, params.limit or 25)
-                    except ValueError as exc:
-                        raise invalid_request(str(exc)) from None
-                    await self._answer(reply, PageResponse(data, next_cursor, back))
+                    self._reader(reply, self._history_page, reply, method, params)
                 case "thread/name/set":
                     await self._name(reply, params.thread_id, params.name)
                 case "thread/archive" | "thread/unarchive":
                     await self._archive(reply, params.thread_id, method == "thread/archive")
         except JsonRpcError as exc:
             await deliver((reply.conn,), ErrorResponse(reply.request_id, exc.error))
+
+    def _reader(self, reply: Reply, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run a request that reads a rollout beside the loop, so a long
+        rollout holds up only its own caller."""
+        async def read() -> None:
+            async with self.readers_limit:
+                try:
+                    await fn(*args)
+                except JsonRpcError as exc:
+                    await deliver((reply.conn,), ErrorResponse(reply.request_id, exc.error))
+                except Exception as exc:
+                    log.exception("reading a thread failed")
+                    await deliver((reply.conn,), ErrorResponse(
+                        reply.request_id, internal_error(f"reading the thread failed: {exc!r}").error))
+        self.readers.start_soon(read)
+
+    async def _read_unloaded(self, reply: Reply, params: Any) -> None:
+        meta = await self._find(params.thread_id, f"thread not loaded: {params.thread_id}")
+        turns = (await self._replay(meta)).turns if params.include_turns else []
+        thread = msgspec.structs.replace(thread_from_meta(meta, False), turns=turns)
+        await self._answer(reply, ThreadReadResponse(thread))
+
+    async def _history_page(self, reply: Reply, method: str, params: Any) -> None:
+        """A page of ``thread/turns/list`` or ``thread/items/list``."""
+        meta = await self._find(params.thread_id, f"thread not loaded: {params.thread_id}")
+        turns = (await self._replay(meta)).turns
+        entries = (_turn_views(turns, params.items_view) if method == "thread/turns/list"
+                   else _item_entries(turns, params.turn_id))
+        if params.sort_direction == "desc":
+            entries.reverse()
+        try:
+            data, next_cursor, back = _page(entries, params.cursor, params.limit or 25)
+        except ValueError as exc:
+            raise invalid_request(str(exc)) from None
+        await self._answer(reply, PageResponse(data, next_cursor, back))
 
     async def _name(self, reply: Reply, thread_id: str, name: str | None) -> None:
         loaded = self.threads.get(thread_id)
@@ -263,9 +300,38 @@ class ThreadRegistry:
             raise invalid_request(f"cannot read rollout {meta.rollout_path}: {exc}") from None
 
     async def _resume(self, reply: Reply, params: ThreadResumeParams) -> None:
-        """Load a thread from its rollout and subscribe the caller."""
-        meta = await self._find(params.thread_id, f"no rollout found for thread id {params.thread_id}")
-        await self._load(reply, params, meta, await self._replay(meta), meta.rollout_path)
+        """Subscribe the caller to a loaded thread, or load it from its
+        rollout; a second resume while the first one reads waits for it."""
+        tid = params.thread_id
+        if tid in self.threads:
+            await self._route(tid, ReadThread(reply, not params.exclude_turns, True), reply)
+        elif tid in self.loading:
+            self.loading[tid].append((reply, params))
+        else:
+            self.loading[tid] = []
+            self._reader(reply, self._read_for_resume, reply, params)
+
+    async def _read_for_resume(self, reply: Reply, params: ThreadResumeParams) -> None:
+        try:
+            meta = await self._find(params.thread_id, f"no rollout found for thread id {params.thread_id}")
+            loaded = Loaded(reply, params, meta, await self._replay(meta), meta.rollout_path)
+        except Exception:
+            await self.mailbox.send(LoadFailed(params.thread_id))
+            raise
+        await self.mailbox.send(loaded)
+
+    async def _loaded(self, msg: Loaded) -> None:
+        """Start a thread a reader loaded; the resumes that waited for it
+        subscribe to it."""
+        try:
+            await self._load(msg.reply, msg.params, msg.meta, msg.replay, msg.path,
+                             forked_from=msg.forked_from, ephemeral=msg.ephemeral)
+        except JsonRpcError as exc:
+            await deliver((msg.reply.conn,), ErrorResponse(msg.reply.request_id, exc.error))
+        finally:
+            waiting = self.loading.pop(msg.meta.id, ())
+        for reply, params in waiting:
+            await self._resume(reply, params)
 
     async def _fork(self, reply: Reply, params: ThreadForkParams) -> None:
         """A new thread from a copy of another's rollout (through
@@ -283,8 +349,8 @@ class ThreadRegistry:
             await self.store.send(IndexThread(await trio.to_thread.run_sync(scan_rollout, path)))
         forked = msgspec.structs.replace(meta, id=new_id, created_at=now_ms, rollout_path=str(path or ""))
         r = replay(parse_rollout(data, str(path or "<ephemeral fork>")))
-        await self._load(reply, params, forked, r, str(path) if path else None, forked_from=meta.id,
-                         ephemeral=params.ephemeral)
+        await self.mailbox.send(Loaded(reply, params, forked, r, str(path) if path else None, forked_from=meta.id,
+                                       ephemeral=bool(params.ephemeral)))
 
     async def _delete(self, reply: Reply, thread_id: str) -> None:
         await self._find(thread_id, f"no rollout found for thread id {thread_id}")

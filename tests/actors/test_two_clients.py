@@ -5,6 +5,7 @@ both with the same id, the first answer wins, both see it resolved."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,31 @@ async def test_resubscribing_before_the_delay_keeps_the_thread_loaded(
     await b.request("thread/resume", {"threadId": tid})
     await trio.sleep(3600)
     assert (await b.request("thread/loaded/list", {}))["data"] == [tid]
+
+
+@pytest.fixture
+def stored_thread(codex_home: Path) -> str:
+    """A thread the original wrote, on disk before the host starts."""
+    fixtures = Path(__file__).parent.parent / "fixtures" / "original"
+    shutil.copytree(fixtures / "sessions", codex_home / "sessions")
+    return "01a20d66-ed08-7673-88b9-a1d4a7463d58"
+
+
+async def test_two_resumes_of_one_stored_thread_at_once_load_it_once_and_both_follow_it(
+        stored_thread: str, two_clients: tuple[Client, Client]) -> None:
+    a, b = two_clients
+    tid = stored_thread
+    answers: list[Any] = []
+
+    async def resume(client: Client) -> None:
+        answers.append(await client.request("thread/resume", {"threadId": tid}))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(resume, a)
+        nursery.start_soon(resume, b)
+    assert [r["thread"]["id"] for r in answers] == [tid, tid]
+    assert all(r["thread"]["turns"] for r in answers)
+    assert (await a.request("thread/loaded/list", {}))["data"] == [tid]
+    await a.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "both of you"}]})
+    for client in (a, b):
+        assert (await client.until("turn/completed"))["params"]["turn"]["status"] == "completed"
