@@ -208,6 +208,14 @@ class Loaded(Msg, tag="loaded", frozen=True):
     ephemeral: bool = False
 
 
+class ThreadGaveUp(Msg, tag="thread_gave_up", frozen=True):
+    """A thread's actor spent its restart budget; its supervisor dropped it
+    (the other threads go on) and the registry unloads it."""
+
+    thread_id: str
+    failure: str
+
+
 class LoadFailed(Msg, tag="load_failed", frozen=True):
     """A resume could not read its rollout (the client has its error); the
     resumes of the same thread that waited for it try again."""
@@ -365,7 +373,7 @@ ThreadInbox = (StartTurn | SteerTurn | InterruptTurn | Subscribe | Unsubscribe |
                | ReadThread | Renamed)
 
 RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
-                 | LoadFailed)
+                 | LoadFailed | ThreadGaveUp)
 
 
 # --- the store (listing index) --------------------------------------------------

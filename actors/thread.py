@@ -29,7 +29,7 @@ import trio
 
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox
-from ..runtime.protocol.jsonrpc import ErrorResponse, Outbound, Response, invalid_request
+from ..runtime.protocol.jsonrpc import ErrorResponse, Notification, Outbound, Response, invalid_request
 from ..runtime.protocol.v2.item import AgentMessageItem, ItemCompleted, ItemStarted, TextInput, UserMessageItem
 from ..runtime.protocol.v2.thread import (
     Active,
@@ -143,6 +143,16 @@ async def run_thread(config: ThreadConfig, model: Any, hub: Mailbox, approvals: 
         actor._watch_idle()
         async for msg in inbox:
             await actor.handle(msg)
+
+
+def lost_turn(thread_id: str, turn_id: str, what_then: str) -> tuple[Notification, Notification]:
+    """What the subscribers of a thread whose actor crashed are told of the
+    turn it was running: ``error``, then ``turn/completed`` failed, so no
+    client waits for that turn forever."""
+    error = TurnError(f"the thread's actor failed and {what_then}; this turn was lost", "internalServerError")
+    return (notification("error", ErrorNotification(error, False, thread_id, turn_id)),
+            notification("turn/completed", TurnCompleted(thread_id, Turn(
+                id=turn_id, items=[], status="failed", error=error, root_turn_id=turn_id))))
 
 
 class ThreadActor:
@@ -321,12 +331,9 @@ class ThreadActor:
         self.updated_at = cp.updated_at
         self.subscribers = {c.id: c for c in cp.subscribers}
         if cp.active_turn is not None:
-            error = TurnError("the thread's actor failed and was restarted; this turn was lost",
-                              "internalServerError")
             await self._set_status(SystemError())
-            await self._notify("error", ErrorNotification(error, False, self.config.id, cp.active_turn))
-            await self._notify("turn/completed", TurnCompleted(self.config.id, Turn(
-                id=cp.active_turn, items=[], status="failed", error=error, root_turn_id=cp.active_turn)))
+            for note in lost_turn(self.config.id, cp.active_turn, "was restarted"):
+                await self._drop(await deliver(list(self.subscribers.values()), note))
         self._checkpoint()
 
     def _start_response(self, thread: Thread) -> ThreadStartResponse:

@@ -69,6 +69,7 @@ from .messages import (
     Broadcast,
     Loaded,
     LoadFailed,
+    ThreadGaveUp,
     Checkpoint,
     FindThread,
     ListThreads,
@@ -84,7 +85,7 @@ from .messages import (
     UnloadThread,
     Unsubscribe,
 )
-from .thread import run_thread
+from .thread import lost_turn, run_thread
 
 log = logging.getLogger("trio_codex.threads")
 
@@ -146,6 +147,8 @@ class ThreadRegistry:
                             mailbox.send_nowait(Unsubscribe(conn_id))
                     case Loaded() as loaded:
                         await self._loaded(loaded)
+                    case ThreadGaveUp(thread_id=tid, failure=failure):
+                        await self._gave_up(tid, failure)
                     case LoadFailed(thread_id=tid):
                         for reply, params in self.loading.pop(tid, ()):
                             await self._resume(reply, params)
@@ -254,10 +257,21 @@ class ThreadRegistry:
             await self._answer(reply, ThreadReadResponse(thread_from_meta(meta, thread_id in self.threads)))
             await self._broadcast(reply, "thread/unarchived", ThreadIdParams(thread_id))
 
-    async def _unload(self, thread_id: str) -> None:
-        """Unload an idle thread nobody follows: ``thread/status/changed
-        {notLoaded}`` then ``thread/closed`` to every initialized connection."""
-        if not self._stop_loaded(thread_id, "idle with no subscriber for its unload delay"):
+    async def _gave_up(self, thread_id: str, failure: str) -> None:
+        """A thread that kept crashing is unloaded, as after its unload
+        delay; the turn it ran is reported failed to its subscribers. Its
+        rollout stays: ``thread/resume`` loads it afresh."""
+        cp = self.checkpoints.get(thread_id)
+        if cp is not None and cp.active_turn is not None:
+            for note in lost_turn(thread_id, cp.active_turn, f"was dropped after repeated crashes ({failure})"):
+                await deliver(cp.subscribers, note)
+        await self._unload(thread_id, "dropped by its supervisor after repeated crashes")
+
+    async def _unload(self, thread_id: str, reason: str = "idle with no subscriber for its unload delay") -> None:
+        """Unload a thread (idle and followed by nobody, or dropped):
+        ``thread/status/changed {notLoaded}`` then ``thread/closed`` to every
+        initialized connection."""
+        if not self._stop_loaded(thread_id, reason):
             return
         for method, params in (("thread/status/changed", ThreadStatusChanged(thread_id, NotLoaded())),
                                ("thread/closed", ThreadIdParams(thread_id))):
@@ -413,6 +427,7 @@ class ThreadRegistry:
         await self.sup.start_child(
             f"thread:{config.id}", run_thread, config, model, self.hub, self.approvals, self.store, self.recorder,
             self.mailbox, mailbox, inbox, start, restart="transient", restart_args=restart_args,
+            on_give_up=lambda failure: self.mailbox.send_nowait(ThreadGaveUp(config.id, repr(failure))),
         )
 
     def _config(self, params: ThreadStartParams, originator: str) -> ThreadConfig:

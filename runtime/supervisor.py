@@ -21,7 +21,9 @@ Rules:
 3. The restart budget is per child: more than ``policy.intensity`` restarts
    within ``policy.period`` seconds escalates. The supervisor then cancels
    every child and raises SupervisorEscalation out of its ``async with``.
-   One child's failures never spend another child's budget.
+   One child's failures never spend another child's budget. A child started
+   with ``on_give_up`` is expendable instead: past its budget it is dropped
+   and ``on_give_up(failure)`` is called, and its siblings go on.
 4. Restarts wait a jittered exponential backoff, ``backoff_initial * 2**(n-1)``
    capped at ``backoff_max``, where n counts the child's restarts in the
    current period: a child that stayed up for a period starts over from
@@ -126,6 +128,7 @@ class _Child:
         "last_failure",
         "name",
         "restart",
+        "on_give_up",
         "restart_args",
         "restarts",
         "scope",
@@ -139,8 +142,10 @@ class _Child:
         args: tuple[object, ...],
         restart: Restart,
         restart_args: Callable[[], Iterable[object]] | None,
+        on_give_up: Callable[[Exception | None], object] | None = None,
     ) -> None:
         self.name = name
+        self.on_give_up = on_give_up
         self.fn = fn
         self.args = args
         self.restart = restart
@@ -225,12 +230,16 @@ class Supervisor:
         *args: object,
         restart: Restart = "permanent",
         restart_args: Callable[[], Iterable[object]] | None = None,
+        on_give_up: Callable[[Exception | None], object] | None = None,
     ) -> Any:
         """Start ``fn(*args, task_status=...)`` as a supervised child and
         return the value it passes to ``task_status.started()``.
 
         ``restart_args``, if given, is called before each restart for the
         args to restart with; otherwise the original ``args`` are reused.
+        ``on_give_up``, if given, makes the child expendable: when it spends
+        its restart budget it is dropped and ``on_give_up(last_failure)`` is
+        called (synchronously, so it must not block), instead of escalating.
 
         Raises:
           ActorCrashed: the child raised, or returned, before calling
@@ -253,7 +262,7 @@ class Supervisor:
                 f"supervisor {self._name!r} already has a child named {name!r}; "
                 "stop it first or pick a unique name"
             )
-        child = _Child(name, fn, args, restart, restart_args)
+        child = _Child(name, fn, args, restart, restart_args, on_give_up)
         self._children[name] = child
         return await self._nursery.start(self._supervise, child)
 
@@ -411,7 +420,12 @@ class Supervisor:
         while failures[0] < now - policy.period:
             failures.popleft()
         if len(failures) > policy.intensity:
-            self._escalate(child, failure, len(failures))
+            if child.on_give_up is None:
+                self._escalate(child, failure, len(failures))
+            else:
+                log.error("supervisor %r: dropped child %r: it failed %d times within %g s; last cause: %r",
+                          name, child.name, len(failures), policy.period, failure, exc_info=failure)
+                child.on_give_up(failure)
             return None
         delay = min(policy.backoff_max, policy.backoff_initial * 2 ** min(len(failures) - 1, 64))
         if policy.jitter:

@@ -11,6 +11,7 @@ from trio_codex.actors.approvals import run_approvals
 from trio_codex.actors.hub import run_hub
 from trio_codex.actors.messages import (
     ConnectionRef,
+    Register,
     Reply,
     StartThread,
     StartTurn,
@@ -20,6 +21,7 @@ from trio_codex.actors.messages import (
 from trio_codex.actors.store import run_store
 from trio_codex.actors.threads import ThreadRegistry
 from trio_codex.runtime.app import ModelPool
+from trio_codex.runtime.ask import ask
 from trio_codex.runtime.config import load_settings
 from trio_codex.runtime.mailbox import Inbox, open_mailbox
 from trio_codex.runtime.protocol.jsonrpc import Notification, Response
@@ -72,4 +74,31 @@ async def test_a_crashed_thread_restarts_from_its_checkpoint_and_keeps_serving(
     # The restarted thread kept its history: the model saw the first turn.
     history = str(scripted.requests[-1].body["input"])
     assert "before the crash" in history and "after the crash" in history
+    await models.aclose()
+
+
+async def test_a_thread_that_keeps_crashing_is_unloaded_and_the_others_go_on(
+        codex_home: Path, scripted: ScriptedResponses, nursery: trio.Nursery) -> None:
+    settings = load_settings(codex_home=codex_home)
+    models = ModelPool(settings, nursery)
+    hub = await nursery.start(run_hub)
+    approvals = await nursery.start(run_approvals)
+    store = await nursery.start(run_store, settings.codex_home)
+    registry = await nursery.start(ThreadRegistry(settings, models, hub, approvals, store).run)
+    outbox, inbox = open_mailbox(1024, name="test-conn")
+    conn = ConnectionRef(1, outbox)
+    await ask(hub, lambda slot: Register(conn, "tests", slot), timeout=5)
+    ids = []
+    for rid in (1, 2):
+        await registry.send(StartThread(Reply(conn, rid), ThreadStartParams(), "tests"))
+        ids.append((await until(inbox, is_method("thread/started")))[-1].params.thread.id)
+    doomed, steady = ids
+    for _ in range(4):  # one more crash than THREAD_RESTARTS allows
+        await registry.send(ToThread(doomed, TurnEnded("no-such-turn", "completed", None, (), (), None), None))
+    seen = await until(inbox, is_method("thread/closed"))
+    assert seen[-1].params.thread_id == doomed
+    assert type(seen[-2].params.status).__name__ == "NotLoaded"
+    await registry.send(ToThread(steady, StartTurn(Reply(conn, 3), TurnStartParams(
+        steady, [TextInput("still here")])), None))
+    assert (await until(inbox, is_method("turn/completed")))[-1].params.turn.status == "completed"
     await models.aclose()

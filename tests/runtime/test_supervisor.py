@@ -151,6 +151,18 @@ async def test_a_child_that_exceeds_its_budget_escalates_and_cancels_its_sibling
     ]
 
 
+async def test_an_expendable_child_past_its_budget_is_dropped_and_its_siblings_go_on(autojump_clock):
+    given_up = []
+    with trio.fail_after(60):
+        async with open_supervisor("threads", policy=POLICY) as sup:
+            await sup.start_child("steady", Script())
+            await sup.start_child("doomed", Script(*["crash"] * 10), on_give_up=given_up.append)
+            await trio.sleep(30)
+            assert sup.children == ("steady",)
+            assert sup.child("doomed").state == "finished"
+    assert [repr(f) for f in given_up] == ["ValueError('crash 4')"]
+
+
 async def test_a_transient_child_is_restarted_after_a_crash_but_not_after_returning(autojump_clock):
     child = Script("crash", "return")
     with trio.fail_after(60):
