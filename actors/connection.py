@@ -136,6 +136,7 @@ class Connection:
             "thread/delete": self._thread_request("thread/delete"),
             "thread/turns/list": self._thread_request("thread/turns/list"),
             "thread/items/list": self._thread_request("thread/items/list"),
+            "thread/metadata/update": self._thread_request("thread/metadata/update"),
             "turn/start": self._turn_start,
             "turn/interrupt": self._turn_interrupt,
             "turn/steer": self._turn_steer,

@@ -192,6 +192,9 @@ class Resumed(msgspec.Struct, frozen=True):
     path: str | None
     exclude_turns: bool
     forked: bool = False
+    #: The index's git info (sha, branch, origin url), which the rollout
+    #: does not hold once thread/metadata/update changed it.
+    git: tuple[str | None, str | None, str | None] = (None, None, None)
 
 
 class Loaded(Msg, tag="loaded", frozen=True):
@@ -221,6 +224,14 @@ class LoadFailed(Msg, tag="load_failed", frozen=True):
     resumes of the same thread that waited for it try again."""
 
     thread_id: str
+
+
+class PatchGitInfo(Msg, tag="patch_git_info", frozen=True):
+    """``thread/metadata/update`` of a loaded thread: the thread keeps its
+    git info (and indexes it), then answers with itself."""
+
+    reply: Reply
+    patch: dict[str, str | None]
 
 
 class Renamed(Msg, tag="renamed", frozen=True):
@@ -370,7 +381,7 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
 
 
 ThreadInbox = (StartTurn | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
-               | ReadThread | Renamed)
+               | ReadThread | Renamed | PatchGitInfo)
 
 RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
                  | LoadFailed | ThreadGaveUp)
@@ -411,6 +422,22 @@ class NameThread(Msg, tag="name_thread", frozen=True):
     reply: ReplySlot
 
 
+#: How long a request to the store may take (the first one waits for the
+#: index to be opened and synced).
+STORE_TIMEOUT = 60.0
+
+
+class UpdateGitInfo(Msg, tag="update_git_info", frozen=True):
+    """``thread/metadata/update`` of a stored thread that is not loaded:
+    patch its git columns (``git_sha``, ``git_branch``, ``git_origin_url``:
+    a value or None to clear); the reply gets the updated row, or None if
+    the thread is unknown."""
+
+    thread_id: str
+    patch: dict[str, str | None]
+    reply: ReplySlot
+
+
 class ArchiveThread(Msg, tag="archive_thread", frozen=True):
     """Move a thread's rollout into (or out of) the archive; the reply is
     the thread's listing row after the move, or None if it has none."""
@@ -427,7 +454,7 @@ class DeleteThread(Msg, tag="delete_thread", frozen=True):
     reply: ReplySlot
 
 
-StoreInbox = IndexThread | ListThreads | FindThread | NameThread | ArchiveThread | DeleteThread
+StoreInbox = IndexThread | ListThreads | FindThread | NameThread | ArchiveThread | DeleteThread | UpdateGitInfo
 
 
 # --- thread and turn -> rollout writer ------------------------------------------

@@ -30,7 +30,7 @@ from ..runtime.rollout import (
     thread_from_meta,
 )
 from ..runtime.thread_index import ThreadIndex, open_index
-from .messages import ArchiveThread, DeleteThread, FindThread, IndexThread, ListThreads, NameThread
+from .messages import ArchiveThread, DeleteThread, FindThread, IndexThread, ListThreads, NameThread, UpdateGitInfo
 
 log = logging.getLogger("trio_codex.store")
 
@@ -84,6 +84,8 @@ async def run_store(codex_home: Path, *, task_status: trio.TaskStatus[Mailbox] =
                     reply.set(True)
                 case ArchiveThread(thread_id=tid, archived=archived, reply=reply):
                     reply.set(await trio.to_thread.run_sync(_archive, codex_home, index, tid, archived))
+                case UpdateGitInfo(thread_id=tid, patch=patch, reply=reply):
+                    reply.set(await trio.to_thread.run_sync(index.update_git, tid, patch))
                 case DeleteThread(thread_id=tid, reply=reply):
                     reply.set(await trio.to_thread.run_sync(_delete, index, tid))
                 case ListThreads(reply=reply, params=p, loaded=loaded):

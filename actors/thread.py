@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 import trio
 
+from ..runtime.ask import ask
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox
 from ..runtime.protocol.jsonrpc import ErrorResponse, Notification, Outbound, Response, invalid_request
@@ -42,6 +43,7 @@ from ..runtime.protocol.v2.thread import (
     ThreadStatus,
     ThreadStatusChanged,
     ThreadUnsubscribeResponse,
+    git_info,
 )
 from ..runtime.protocol.v2.turn import (
     ErrorNotification,
@@ -87,6 +89,9 @@ from .messages import (
     InterruptTurn,
     ReadThread,
     Renamed,
+    PatchGitInfo,
+    STORE_TIMEOUT,
+    UpdateGitInfo,
     ReplayApprovals,
     Reply,
     Resumed,
@@ -191,6 +196,8 @@ class ThreadActor:
         self.session_approvals: set[str] = set()
         #: Prompts of the active turn waiting on a client.
         self.waiting = 0
+        #: The git info thread/metadata/update set (index column -> value).
+        self.git: dict[str, str | None] = {}
 
     async def handle(self, msg: Any) -> None:
         await self._dispatch(msg)
@@ -238,6 +245,11 @@ class ThreadActor:
                 await self._approval_done(turn_id, keys, for_session)
             case Renamed(name=name):
                 self.name = name
+            case PatchGitInfo(reply=reply, patch=patch):
+                self.git.update(patch)
+                if self.rollout_path is not None:
+                    await ask(self.store, lambda slot: UpdateGitInfo(self.config.id, patch, slot), timeout=STORE_TIMEOUT)
+                await self._to(reply.conn, Response(reply.request_id, ThreadReadResponse(self.wire_thread())))
             case ReadThread(reply=reply, include_turns=include, subscribe=subscribe):
                 if subscribe:
                     self.subscribers[reply.conn.id] = reply.conn
@@ -259,6 +271,7 @@ class ThreadActor:
             model=c.model, reasoning_effort=c.reasoning_effort, originator=c.originator,
             recency_at=self.updated_at, path=str(self.rollout_path) if self.rollout_path else None,
             name=self.name, forked_from_id=c.forked_from_id,
+            git_info=git_info(self.git.get("git_sha"), self.git.get("git_branch"), self.git.get("git_origin_url")),
         )
 
     # --- sending ---------------------------------------------------------------
@@ -311,7 +324,7 @@ class ThreadActor:
             updated_at=self.updated_at * 1000, recency_at=last_turn_started * 1000, source="vscode",
             model_provider=c.model_provider, cwd=c.cwd, cli_version=PROTOCOL_VERSION, originator=c.originator,
             model=c.model, reasoning_effort=c.reasoning_effort, preview=self.preview, history_mode="paginated",
-            tokens_used=self.usage.total_tokens)))
+            tokens_used=self.usage.total_tokens, **self.git)))
 
     async def _set_status(self, status: ThreadStatus) -> None:
         self.status = status
@@ -363,6 +376,7 @@ class ThreadActor:
         r = start.replay
         self._record_started(start.reply.conn.id, "forked" if start.forked else "resumed")
         self.history, self.preview, self.name = tuple(r.history), r.meta.preview, r.meta.name
+        self.git = {"git_sha": start.git[0], "git_branch": start.git[1], "git_origin_url": start.git[2]}
         self.updated_at = r.meta.updated_at // 1000
         self.next_ordinal = r.next_ordinal
         self.rollout_path = Path(start.path) if start.path else None

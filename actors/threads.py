@@ -38,6 +38,7 @@ from ..runtime.protocol.v2.thread import (
     ThreadForkParams,
     ThreadIdParams,
     ThreadLoadedListResponse,
+    ThreadMetadataUpdateParams,
     ThreadNameUpdated,
     ThreadReadResponse,
     ThreadResumeParams,
@@ -70,6 +71,8 @@ from .messages import (
     Loaded,
     LoadFailed,
     ThreadGaveUp,
+    PatchGitInfo,
+    UpdateGitInfo,
     Checkpoint,
     FindThread,
     ListThreads,
@@ -78,6 +81,7 @@ from .messages import (
     Renamed,
     Reply,
     Resumed,
+    STORE_TIMEOUT,
     StartThread,
     ThreadConfig,
     ThreadRequest,
@@ -93,9 +97,6 @@ log = logging.getLogger("trio_codex.threads")
 REGISTRY_CAPACITY = 1024
 #: Messages waiting for one thread; a full thread mailbox answers -32001.
 THREAD_CAPACITY = 256
-#: How long a listing-index lookup may take (the first one waits for the
-#: index to be opened and synced).
-STORE_TIMEOUT = 60.0
 #: The context window the original reports for a model it has no metadata for.
 FALLBACK_CONTEXT_WINDOW = 258_400
 #: Requests reading rollouts (resume, fork, read and the history pages of an
@@ -194,6 +195,8 @@ class ThreadRegistry:
                     await self._name(reply, params.thread_id, params.name)
                 case "thread/archive" | "thread/unarchive":
                     await self._archive(reply, params.thread_id, method == "thread/archive")
+                case "thread/metadata/update":
+                    await self._metadata(reply, params.thread_id, _git_patch(params))
         except JsonRpcError as exc:
             await deliver((reply.conn,), ErrorResponse(reply.request_id, exc.error))
 
@@ -231,6 +234,17 @@ class ThreadRegistry:
         except ValueError as exc:
             raise invalid_request(str(exc)) from None
         await self._answer(reply, PageResponse(data, next_cursor, back))
+
+    async def _metadata(self, reply: Reply, thread_id: str, patch: dict[str, str | None]) -> None:
+        """Git info lives in the index only (as in the original's state
+        database); a loaded thread keeps its own copy and answers itself."""
+        if thread_id in self.threads:
+            await self._route(thread_id, PatchGitInfo(reply, patch), reply)
+            return
+        meta = await ask(self.store, lambda slot: UpdateGitInfo(thread_id, patch, slot), timeout=STORE_TIMEOUT)
+        if meta is None or not meta.rollout_path:
+            raise invalid_request(f"no rollout found for thread id {thread_id}")
+        await self._answer(reply, ThreadReadResponse(thread_from_meta(meta, False)))
 
     async def _name(self, reply: Reply, thread_id: str, name: str | None) -> None:
         loaded = self.threads.get(thread_id)
@@ -395,7 +409,8 @@ class ThreadRegistry:
             model = await self.models.get(config.model_provider)
         except ConfigError as exc:
             raise invalid_request(str(exc)) from None
-        await self._launch(config, model, Resumed(reply, r, path, params.exclude_turns, forked_from is not None))
+        await self._launch(config, model, Resumed(reply, r, path, params.exclude_turns, forked_from is not None,
+                                                  (meta.git_sha, meta.git_branch, meta.git_origin_url)))
 
     async def _start(self, reply: Reply, params: ThreadStartParams, originator: str) -> None:
         try:
@@ -461,6 +476,25 @@ def _common(s: Settings, params: Any) -> dict[str, Any]:
         model_context_window=s.model_context_window or FALLBACK_CONTEXT_WINDOW,
         rollout_fsync=s.rollout_fsync, unload_delay_secs=s.thread_unload_delay_secs,
     )
+
+
+def _git_patch(params: ThreadMetadataUpdateParams) -> dict[str, str | None]:
+    """The index columns a thread/metadata/update sets, checked as the
+    original checks them."""
+    git = params.git_info
+    if git is None:
+        raise invalid_request("thread metadata update must include at least one field")
+    patch = {}
+    for wire, value, column in (("sha", git.sha, "git_sha"), ("branch", git.branch, "git_branch"),
+                                ("originUrl", git.origin_url, "git_origin_url")):
+        if value is msgspec.UNSET:
+            continue
+        if value is not None and not value.strip():
+            raise invalid_request(f"gitInfo.{wire} must not be empty")
+        patch[column] = value
+    if not patch:
+        raise invalid_request("gitInfo must include at least one field")
+    return patch
 
 
 def _policy_from_rollout(policy: Any, settings: Settings) -> Any:

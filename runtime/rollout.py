@@ -1427,7 +1427,7 @@ def core_item(item: Any) -> CoreTurnItem | None:
 
 def thread_from_meta(meta: ThreadMeta, loaded: bool) -> Any:
     """A listed thread as the protocol shows it (times in seconds)."""
-    from .protocol.v2.thread import Idle, NotLoaded, Thread
+    from .protocol.v2.thread import Idle, NotLoaded, Thread, git_info
 
     return Thread(
         id=meta.id, session_id=meta.id, preview=meta.preview, ephemeral=False,
@@ -1437,6 +1437,7 @@ def thread_from_meta(meta: ThreadMeta, loaded: bool) -> Any:
         path=meta.rollout_path or None, forked_from_id=meta.forked_from_id, model=meta.model,
         reasoning_effort=meta.reasoning_effort, originator=meta.originator,
         recency_at=meta.recency_at // 1000, history_mode=meta.history_mode,
+        git_info=git_info(meta.git_sha, meta.git_branch, meta.git_origin_url),
     )
 
 

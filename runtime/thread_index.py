@@ -140,6 +140,12 @@ INSERT INTO threads ({_SELECT}, source_kind, file_size, file_mtime_ns)
 VALUES ({", ".join("?" * (len(_COLUMNS) + 3))})
 ON CONFLICT (id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in (*_COLUMNS[1:], "source_kind", "file_size", "file_mtime_ns"))}
 """
+#: A rescanned rollout keeps the git info set by thread/metadata/update,
+#: which lives only here (as in the original's state database).
+_RESCAN_UPSERT: Final = _UPSERT.replace(
+    "git_sha = excluded.git_sha", "git_sha = COALESCE(excluded.git_sha, git_sha)").replace(
+    "git_branch = excluded.git_branch", "git_branch = COALESCE(excluded.git_branch, git_branch)").replace(
+    "git_origin_url = excluded.git_origin_url", "git_origin_url = COALESCE(excluded.git_origin_url, git_origin_url)")
 
 
 class Page(msgspec.Struct):
@@ -333,6 +339,17 @@ class ThreadIndex:
                          (*_file_state(rollout_path), thread_id))
         return cur.rowcount > 0
 
+    def update_git(self, thread_id: str, patch: dict[str, str | None]) -> ThreadMeta | None:
+        """Set some of a thread's git columns (``git_sha``, ``git_branch``,
+        ``git_origin_url``; None clears one); the updated row, or None if
+        the id is unknown."""
+        columns = [c for c in ("git_sha", "git_branch", "git_origin_url") if c in patch]
+        if columns:
+            self._connect().execute(
+                f"UPDATE threads SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",
+                (*(patch[c] for c in columns), thread_id))
+        return self.get(thread_id)
+
     def set_name(self, thread_id: str, name: str | None) -> bool:
         """Record a thread's new name. Returns False if the id is unknown."""
         return self._connect().execute("UPDATE threads SET name = ? WHERE id = ?", (name, thread_id)).rowcount > 0
@@ -494,7 +511,7 @@ class ThreadIndex:
         with _transaction(conn):
             if full:
                 conn.execute("DELETE FROM threads")
-            conn.executemany(_UPSERT, rows)
+            conn.executemany(_RESCAN_UPSERT, rows)
             conn.executemany("DELETE FROM threads WHERE rollout_path = ?", ((p,) for p in gone))
             if names_changed and not full:
                 conn.executemany("UPDATE threads SET name = ? WHERE id = ?",

@@ -8,9 +8,10 @@ import shutil
 import signal
 from pathlib import Path
 
+import pytest
 import trio
 
-from harness import TIMEOUT, open_app_server
+from harness import TIMEOUT, RpcError, open_app_server
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "original"
@@ -220,3 +221,38 @@ async def test_turns_and_items_page_both_ways(codex_home: Path) -> None:
         assert {i["turnId"] for i in only["data"]} == {one_turn} and only["nextCursor"] is None
         bad = await client.call("thread/turns/list", {"threadId": tid, "cursor": "junk"})
         assert bad["error"]["code"] == -32600 and "invalid cursor" in bad["error"]["message"]
+
+
+async def test_metadata_update_patches_git_info_loaded_or_not_and_survives_a_restart(codex_home: Path) -> None:
+    async with open_app_server(codex_home) as client:
+        tid = await start_thread(client)
+        # A loaded thread before its first turn: kept by the thread itself.
+        early = await client.request("thread/metadata/update", {"threadId": tid, "gitInfo": {"sha": "abc"}})
+        assert early["thread"]["gitInfo"] == {"sha": "abc", "branch": None, "originUrl": None}
+        assert early["thread"]["turns"] == []
+        await client.turn(tid, "a turn to store it")
+        patched = await client.request("thread/metadata/update", {"threadId": tid, "gitInfo": {
+            "branch": "main", "originUrl": "https://example.com/r.git"}})
+        assert patched["thread"]["gitInfo"] == {"sha": "abc", "branch": "main",
+                                                 "originUrl": "https://example.com/r.git"}
+        for params, message in [
+                ({"threadId": tid}, "thread metadata update must include at least one field"),
+                ({"threadId": tid, "gitInfo": None}, "thread metadata update must include at least one field"),
+                ({"threadId": tid, "gitInfo": {}}, "gitInfo must include at least one field"),
+                ({"threadId": tid, "gitInfo": {"sha": "  "}}, "gitInfo.sha must not be empty"),
+                ({"threadId": "01a20d66-0000-7000-8000-000000000000", "gitInfo": {"sha": "x"}},
+                 "no rollout found for thread id 01a20d66-0000-7000-8000-000000000000")]:
+            with pytest.raises(RpcError) as caught:
+                await client.request("thread/metadata/update", params)
+            assert (caught.value.code, caught.value.message) == (-32600, message)
+    async with open_app_server(codex_home) as client:
+        await client.initialize()
+        # Not loaded: the index row is patched; null clears a field.
+        cleared = await client.request("thread/metadata/update", {"threadId": tid, "gitInfo": {"sha": None}})
+        assert cleared["thread"]["status"] == {"type": "notLoaded"}
+        assert cleared["thread"]["gitInfo"] == {"sha": None, "branch": "main",
+                                                 "originUrl": "https://example.com/r.git"}
+        listed = (await client.request("thread/list", {}))["data"][0]
+        assert listed["gitInfo"]["branch"] == "main"
+        resumed = await client.request("thread/resume", {"threadId": tid})
+        assert resumed["thread"]["gitInfo"] == cleared["thread"]["gitInfo"]

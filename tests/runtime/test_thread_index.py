@@ -259,6 +259,20 @@ def test_only_stale_rollouts_are_rescanned(tmp_path: Path) -> None:
         assert index.sync(tmp_path).scanned == 0
 
 
+def test_git_info_set_in_the_index_survives_a_rescan_of_its_rollout(tmp_path: Path) -> None:
+    path = write_rollout(tmp_path, 1)
+    with ti.open_index(tmp_path) as index:
+        assert index.update_git(meta(1).id, {"git_sha": "abc", "git_branch": "main"}).git_branch == "main"
+        assert index.update_git(meta(1).id, {"git_sha": None}).git_sha is None
+        assert index.update_git("no-such-thread", {"git_sha": "x"}) is None
+        with open(path, "ab") as f:  # grown on disk: rescanned
+            f.write(r.encode_line(r.ThreadNameUpdatedEvent(thread_id=meta(1).id, thread_name="grown"),
+                                  timestamp_ms=T0 + 99 * HOUR))
+        assert index.sync(tmp_path).scanned == 1
+        row = index.get(meta(1).id)
+        assert (row.name, row.git_sha, row.git_branch) == ("grown", None, "main")
+
+
 def test_an_index_of_another_schema_or_a_damaged_file_is_rebuilt(tmp_path: Path) -> None:
     write_rollout(tmp_path, 1)
     with ti.open_index(tmp_path) as index:

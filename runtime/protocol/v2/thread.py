@@ -186,6 +186,27 @@ class ThreadNameSetParams(Wire, frozen=True):
     name: str | None
 
 
+class GitInfoPatch(Wire, frozen=True):
+    """``gitInfo`` of thread/metadata/update: an omitted field stays, null
+    clears it, a string replaces it."""
+
+    sha: str | None | msgspec.UnsetType = msgspec.UNSET
+    branch: str | None | msgspec.UnsetType = msgspec.UNSET
+    origin_url: str | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class ThreadMetadataUpdateParams(Wire, frozen=True):
+    thread_id: str
+    git_info: GitInfoPatch | None = None
+
+
+def git_info(sha: str | None, branch: str | None, origin_url: str | None) -> dict[str, str | None] | None:
+    """A thread's ``gitInfo``: null when nothing is known."""
+    if sha is None and branch is None and origin_url is None:
+        return None
+    return {"sha": sha, "branch": branch, "originUrl": origin_url}
+
+
 class ThreadNameUpdated(Wire, frozen=True):
     thread_id: str
     thread_name: str | None = None
