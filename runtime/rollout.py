@@ -74,6 +74,8 @@ from typing import Any, Final
 import msgspec
 from msgspec import Raw, Struct
 
+from .history import compacted_history, drop_last_user_turns, is_api_item
+
 __all__ = [
     "ARCHIVED_SESSIONS_SUBDIR",
     "EVENT_TYPES",
@@ -1081,127 +1083,6 @@ class _TurnBuilder:
         return self.turns, open_id
 
 
-# History (core/src/codex/rollout_reconstruction.rs, replayed forward).
-
-class _Content(Struct):
-    type: str = ""
-    text: str | None = None
-
-
-class _Provenance(Struct):
-    type: str = ""
-
-
-class _ContentMeta(Struct):
-    provenance: _Provenance | None = None
-
-
-class _Passthrough(Struct):
-    content_item_metadata: list[_ContentMeta] | None = None
-
-
-class _ItemHead(Struct):
-    type: str = ""
-    role: str | None = None
-    content: list[_Content] | None = None
-    internal_chat_message_metadata_passthrough: _Passthrough | None = None
-
-
-_item_head_decoder = msgspec.json.Decoder(_ItemHead)
-
-#: Openings of the harness-authored user messages that carry context, not
-#: user intent (the original's ``ContextualUserFragment`` markers).
-_CONTEXTUAL_USER_MARKERS: Final = (
-    "<environment_context>", "<turn_aborted>", "<user_instructions>", "# agents.md instructions",
-    "<user_shell_command>", "<skill>", "<subagent_notification>", "<hook_prompt",
-)
-#: Openings of developer messages that only carry context updates.
-_CONTEXTUAL_DEV_MARKERS: Final = (
-    "<permissions instructions>", "<skills_instructions>", "<collaboration_mode>",
-    "<model_switch>", "<personality_spec>", "<apps_instructions>", "<environment_context>",
-)
-
-
-def _head(item: Raw) -> _ItemHead:
-    try:
-        return _item_head_decoder.decode(item)
-    except msgspec.ValidationError:
-        return _ItemHead()
-
-
-def _is_contextual(head: _ItemHead, markers: tuple[str, ...]) -> bool:
-    passthrough = head.internal_chat_message_metadata_passthrough
-    if passthrough is not None and passthrough.content_item_metadata:
-        # 0.169 labels each part: only parts the user typed have provenance "user".
-        return all(m.provenance is None or m.provenance.type != "user"
-                   for m in passthrough.content_item_metadata)
-    texts = [c.text for c in head.content or () if c.text is not None]
-    return bool(texts) and all(t.lstrip().lower().startswith(markers) for t in texts)
-
-
-def _is_user_turn_boundary(head: _ItemHead) -> bool:
-    if head.type == "agent_message":
-        return True
-    return (head.type == "message" and head.role == "user"
-            and not _is_contextual(head, _CONTEXTUAL_USER_MARKERS))
-
-
-def _drop_last_user_turns(history: list[Raw], num_turns: int) -> list[Raw]:
-    """``ContextManager::drop_last_n_user_turns``: cut at the ``num_turns``-th
-    newest user turn, then also drop the context updates just above it."""
-    if num_turns <= 0:
-        return history
-    heads = [_head(item) for item in history]
-    positions = [i for i, h in enumerate(heads) if _is_user_turn_boundary(h)]
-    if not positions:
-        return history
-    first = positions[0]
-    cut = first if num_turns >= len(positions) else positions[-num_turns]
-    while cut > first:
-        h = heads[cut - 1]
-        if h.type == "message" and (
-                (h.role == "developer" and _is_contextual(h, _CONTEXTUAL_DEV_MARKERS))
-                or (h.role == "user" and _is_contextual(h, _CONTEXTUAL_USER_MARKERS))):
-            cut -= 1
-        else:
-            break
-    return history[:cut]
-
-
-#: The user-message budget of a compaction without a replacement history
-#: (``COMPACT_USER_MESSAGE_MAX_TOKENS``), at the original's 4 bytes a token.
-_COMPACT_USER_MESSAGE_MAX_BYTES: Final = 20_000 * 4
-
-
-def _compacted_history(history: list[Raw], summary: str) -> list[Raw]:
-    """The history after an old-style compaction (no replacement history):
-    the newest user messages within the budget, then the summary as a user
-    message. The original puts its initial context first; the caller adds
-    that, as for a new thread."""
-    kept: list[Raw] = []
-    budget = _COMPACT_USER_MESSAGE_MAX_BYTES
-    for item in reversed(history):
-        head = _head(item)
-        if head.type == "message" and head.role == "user" and not _is_contextual(head, _CONTEXTUAL_USER_MARKERS):
-            if len(item) > budget:
-                break
-            budget -= len(item)
-            kept.append(item)
-    kept.reverse()
-    kept.append(Raw(_encoder.encode({"type": "message", "role": "user",
-                                     "content": [{"type": "input_text", "text": summary}]})))
-    return kept
-
-
-def _is_api_item(item: Raw) -> bool:
-    """Whether the original keeps this item in the history (``is_api_message``)."""
-    data = bytes(item)
-    if b'"system"' not in data and b'"compaction_trigger"' not in data and b'"other"' not in data:
-        return True  # the common case, without decoding the item
-    head = _head(item)
-    return not (head.type in ("compaction_trigger", "other") or (head.type == "message" and head.role == "system"))
-
-
 def _first_user_text(payload: Payload) -> str | None:
     """The preview text if this line is a user message event, else None."""
     if isinstance(payload, UserMessageEvent):
@@ -1247,15 +1128,15 @@ def replay(rollout: Rollout, *, thread_names: dict[str, str | None] | None = Non
         builder.line(payload)
         match payload:
             case ResponseItem():
-                if _is_api_item(payload.raw):
+                if is_api_item(payload.raw):
                     history.append(payload.raw)
             case Compacted():
                 if payload.replacement_history is not None:
                     history = list(payload.replacement_history)
                 else:
-                    history = _compacted_history(history, payload.message)
+                    history = compacted_history(history, payload.message)
             case ThreadRolledBackEvent():
-                history = _drop_last_user_turns(history, payload.num_turns)
+                history = drop_last_user_turns(history, payload.num_turns)
             case TokenCountEvent() if payload.info is not None:
                 usage = payload.info
                 usage_turn = builder.current.id if builder.current is not None else (
