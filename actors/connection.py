@@ -137,6 +137,7 @@ class Connection:
             "thread/turns/list": self._thread_request("thread/turns/list"),
             "thread/items/list": self._thread_request("thread/items/list"),
             "thread/metadata/update": self._thread_request("thread/metadata/update"),
+            "thread/compact/start": self._thread_request("thread/compact/start"),
             "turn/start": self._turn_start,
             "turn/interrupt": self._turn_interrupt,
             "turn/steer": self._turn_steer,

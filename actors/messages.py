@@ -84,6 +84,8 @@ class ThreadConfig(msgspec.Struct, frozen=True):
     originator: str
     codex_home: str
     model_context_window: int | None = None
+    #: Compact the history when the context holds this many tokens.
+    auto_compact_limit: int | None = None
     rollout_fsync: str = "turn"
     #: Idle seconds with no subscriber before the thread unloads.
     unload_delay_secs: float = 1800.0
@@ -234,6 +236,13 @@ class PatchGitInfo(Msg, tag="patch_git_info", frozen=True):
     patch: dict[str, str | None]
 
 
+class CompactThread(Msg, tag="compact_thread", frozen=True):
+    """``thread/compact/start``: answered at once; the compaction runs as a
+    turn of its own (after interrupting a running turn, as the original)."""
+
+    reply: Reply
+
+
 class Renamed(Msg, tag="renamed", frozen=True):
     """The thread's new name, for how it shows itself."""
 
@@ -294,8 +303,9 @@ class UnloadThread(Msg, tag="unload_thread", frozen=True):
 
 
 class TurnEnded(Msg, tag="turn_ended", frozen=True):
-    """The turn tells its thread it is over: what it added to the history,
-    its final items (for turn/completed) and its token usage."""
+    """The turn tells its thread it is over: what it added to the history
+    (the whole new history if it compacted), its final items (for
+    turn/completed) and its token usage."""
 
     turn_id: str
     status: str
@@ -303,6 +313,9 @@ class TurnEnded(Msg, tag="turn_ended", frozen=True):
     history: tuple[msgspec.Raw, ...]
     items: tuple[ThreadItem, ...]
     usage: TokenUsageBreakdown | None
+    replaces_history: bool = False
+    #: Tokens in the model's context as the turn left it.
+    context_tokens: int = 0
 
 
 
@@ -381,7 +394,7 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
 
 
 ThreadInbox = (StartTurn | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
-               | ReadThread | Renamed | PatchGitInfo)
+               | ReadThread | Renamed | PatchGitInfo | CompactThread)
 
 RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
                  | LoadFailed | ThreadGaveUp)

@@ -30,7 +30,14 @@ import trio
 from ..runtime.ask import ask
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox
-from ..runtime.protocol.jsonrpc import ErrorResponse, Notification, Outbound, Response, invalid_request
+from ..runtime.protocol.jsonrpc import (
+    ErrorResponse,
+    Notification,
+    Outbound,
+    Response,
+    internal_error,
+    invalid_request,
+)
 from ..runtime.protocol.v2.item import AgentMessageItem, ItemCompleted, ItemStarted, TextInput, UserMessageItem
 from ..runtime.protocol.v2.thread import (
     Active,
@@ -58,15 +65,12 @@ from ..runtime.protocol.v2.turn import (
     TurnSteerResponse,
 )
 from ..runtime.rollout import (
-    ItemCompletedEvent,
-    ResponseItem,
     SessionMeta,
     ThreadMeta,
     TurnAbortedEvent,
     TurnCompleteEvent,
     TurnContext,
     TurnStartedEvent,
-    core_item,
     format_timestamp,
     read_rollout,
     replay,
@@ -84,6 +88,7 @@ from .messages import (
     Broadcast,
     Checkpoint,
     ClearApprovals,
+    CompactThread,
     ConnectionRef,
     IndexThread,
     InterruptTurn,
@@ -107,7 +112,7 @@ from .messages import (
 )
 from .process import ProcessTable, open_process_table
 from .rollout_writer import append, run_rollout_writer
-from .turn import TurnSpec, run_turn
+from .turn import TurnSpec, run_turn, user_message_lines
 
 log = logging.getLogger("trio_codex.thread")
 
@@ -198,6 +203,12 @@ class ThreadActor:
         self.waiting = 0
         #: The git info thread/metadata/update set (index column -> value).
         self.git: dict[str, str | None] = {}
+        #: Tokens in the model's context after the last turn (compaction
+        #: starts past the config's limit).
+        self.context_tokens = 0
+        #: thread/compact/start came during a regular turn: compact once it
+        #: has stopped.
+        self.compact_next = False
 
     async def handle(self, msg: Any) -> None:
         await self._dispatch(msg)
@@ -245,6 +256,8 @@ class ThreadActor:
                 await self._approval_done(turn_id, keys, for_session)
             case Renamed(name=name):
                 self.name = name
+            case CompactThread(reply=reply):
+                await self._compact(reply)
             case PatchGitInfo(reply=reply, patch=patch):
                 self.git.update(patch)
                 if self.rollout_path is not None:
@@ -382,6 +395,7 @@ class ThreadActor:
         self.rollout_path = Path(start.path) if start.path else None
         if r.token_usage is not None:
             self.usage = TokenUsageBreakdown.of(r.token_usage.total_token_usage)
+            self.context_tokens = r.token_usage.last_token_usage.total_tokens
         thread = msgspec.structs.replace(self.wire_thread(), turns=[] if start.exclude_turns else r.turns)
         await self._to(start.reply.conn, Response(start.reply.request_id, self._start_response(thread)))
         if r.token_usage is not None:
@@ -409,6 +423,15 @@ class ThreadActor:
         error, reason = None, None
         if turn is None:
             error, reason = invalid_request("no active turn to steer"), "no_active_turn"
+        elif turn.kind == "compact":
+            # The original's words: turn/steer says it in a -32600 with the
+            # reason in data; turn/start in a -32603 from deeper down.
+            error = (internal_error("failed to submit turn input: ActiveTurnNotSteerable { turn_kind: Compact }")
+                     if expected is None else invalid_request("cannot steer a compact turn", {
+                         "message": "cannot steer a compact turn",
+                         "codexErrorInfo": {"activeTurnNotSteerable": {"turnKind": "compact"}},
+                         "additionalDetails": None, "misalignment": None}))
+            reason = "active_turn_not_steerable"
         elif expected is not None and expected != turn.id:
             error = invalid_request(f"expected active turn id `{expected}` but found `{turn.id}`")
             reason = "expected_turn_mismatch"
@@ -426,8 +449,7 @@ class ThreadActor:
         item = UserMessageItem(id=uuid7(), content=list(inputs))
         raw = user_history_item(list(inputs))
         await self._notify("item/started", ItemStarted(item, self.config.id, turn.id, now_ms()))
-        await self._persist(ResponseItem(raw), ItemCompletedEvent.of(
-            core_item(item), thread_id=self.config.id, turn_id=turn.id, completed_at_ms=now_ms()))
+        await self._persist(*user_message_lines(item, raw, self.config.id, turn.id))
         await self._notify("item/completed", ItemCompleted(item, self.config.id, turn.id, now_ms()))
         await turn.mailbox.send(Steered(raw))
         turn.steers += 1
@@ -452,31 +474,60 @@ class ThreadActor:
                 sandbox=type(c.sandbox).__name__, model_provider=c.model_provider,
                 reasoning_effort=c.reasoning_effort, reasoning_summary=c.reasoning_summary,
                 is_first_turn=not self.history))
-        await self._set_status(Active())
-        await self._notify("turn/started", TurnStarted(self.config.id, Turn(
-            id=turn_id, items=[], status="inProgress", started_at=started_s, root_turn_id=turn_id)))
-        await self._notify("item/started", ItemStarted(user_item, self.config.id, turn_id, now_ms()))
-        history_item = user_history_item(params.input)
         c = self.config
+        # Past the context limit the turn compacts first, and then records
+        # the user's message itself (after the contextCompaction item).
+        compact_first = bool(self.history) and c.auto_compact_limit is not None \
+            and self.context_tokens >= c.auto_compact_limit
+        raw = user_history_item(params.input)
+        await self._open_turn(turn_id, started_s)
+        if not compact_first:
+            await self._notify("item/started", ItemStarted(user_item, c.id, turn_id, now_ms()))
         await self._persist(
             TurnContext(turn_id=turn_id, root_turn_id=turn_id, cwd=c.cwd, approval_policy=c.approval_policy,
                         sandbox_policy=msgspec.to_builtins(c.sandbox), model=c.model,
                         effort=c.reasoning_effort, summary=c.reasoning_summary or "auto"),
             TurnStartedEvent(turn_id=turn_id, root_turn_id=turn_id, started_at=started_s,
                              model_context_window=c.model_context_window),
-            ResponseItem(history_item),
-            ItemCompletedEvent.of(core_item(user_item), thread_id=c.id, turn_id=turn_id, completed_at_ms=now_ms()),
+            *(() if compact_first else user_message_lines(user_item, raw, c.id, turn_id)),
         )
-        await self._notify("item/completed", ItemCompleted(user_item, self.config.id, turn_id, now_ms()))
+        if not compact_first:
+            await self._notify("item/completed", ItemCompleted(user_item, c.id, turn_id, now_ms()))
+        await self._launch_turn(turn_id, started_s, "regular", user_item, raw, compact_first)
+
+    async def _compact(self, reply: Reply) -> None:
+        """thread/compact/start: answered at once, then a compact turn; a
+        running regular turn is interrupted first, as the original does."""
+        await self._to(reply.conn, Response(reply.request_id, {}))
+        if self.turn is None:
+            await self._start_compaction()
+        elif self.turn.kind != "compact":
+            self.compact_next = True
+            self.turn.scope.cancel(reason="interrupted for a compaction (thread/compact/start)")
+
+    async def _start_compaction(self) -> None:
+        turn_id, started_s = uuid7(), int(time.time())
+        await self._open_turn(turn_id, started_s)
+        await self._persist(TurnStartedEvent(turn_id=turn_id, root_turn_id=turn_id, started_at=started_s,
+                                             model_context_window=self.config.model_context_window))
+        await self._launch_turn(turn_id, started_s, "compact", None, None, False)
+
+    async def _open_turn(self, turn_id: str, started_s: int) -> None:
+        await self._set_status(Active())
+        await self._notify("turn/started", TurnStarted(self.config.id, Turn(
+            id=turn_id, items=[], status="inProgress", started_at=started_s, root_turn_id=turn_id)))
+
+    async def _launch_turn(self, turn_id: str, started_s: int, kind: str, user_item: UserMessageItem | None,
+                           raw: msgspec.Raw | None, compact_first: bool) -> None:
         spec = TurnSpec(
             config=self.config, turn_id=turn_id, model=self.model, thread=self.mailbox,
             approvals=self.approvals, processes=self.processes, recorder=self.recorder,
-            persist=partial(append, self.rollout),
-            history=self.history, user_item=history_item,
-            usage=self.usage, subscribers=tuple(self.subscribers.values()),
+            persist=partial(append, self.rollout), history=self.history, user_item=user_item, user_raw=raw,
+            usage=self.usage, subscribers=tuple(self.subscribers.values()), kind=kind,
+            compact_first=compact_first, context_tokens=self.context_tokens,
         )
         mailbox, scope = await self.nursery.start(run_turn, spec)
-        self.turn = _ActiveTurn(turn_id, mailbox, scope, started_s, time.monotonic())
+        self.turn = _ActiveTurn(turn_id, mailbox, scope, started_s, time.monotonic(), kind)
         self._checkpoint()
 
     async def _interrupt(self, reply: Reply, turn_id: str) -> None:
@@ -514,7 +565,8 @@ class ThreadActor:
             # restarts it from the last checkpoint.
             raise RuntimeError(f"thread {self.config.id}: TurnEnded for {ended.turn_id}, "
                                f"but the running turn is {turn and turn.id}")
-        self.history += ended.history
+        self.history = ended.history if ended.replaces_history else self.history + ended.history
+        self.context_tokens = ended.context_tokens
         if ended.usage is not None:
             self.usage = ended.usage
         self.updated_at = int(time.time())
@@ -551,6 +603,9 @@ class ThreadActor:
         self.waiting = 0
         await self.approvals.send(ClearApprovals(self.config.id, turn.id))
         self._checkpoint()
+        if self.compact_next:
+            self.compact_next = False
+            await self._start_compaction()
 
 
 class _ActiveTurn(msgspec.Struct):
@@ -561,4 +616,6 @@ class _ActiveTurn(msgspec.Struct):
     scope: trio.CancelScope
     started_at: int
     started_monotonic: float
+    #: ``regular`` or ``compact``.
+    kind: str
     steers: int = 0

@@ -20,6 +20,7 @@ import msgspec
 import trio
 
 from ..runtime.config import ConfigError, Settings, resolve_provider
+from ..runtime.history import auto_compact_limit
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Mailbox, open_mailbox
 from ..runtime.ask import ask
@@ -74,6 +75,7 @@ from .messages import (
     PatchGitInfo,
     UpdateGitInfo,
     Checkpoint,
+    CompactThread,
     FindThread,
     ListThreads,
     NameThread,
@@ -97,8 +99,9 @@ log = logging.getLogger("trio_codex.threads")
 REGISTRY_CAPACITY = 1024
 #: Messages waiting for one thread; a full thread mailbox answers -32001.
 THREAD_CAPACITY = 256
-#: The context window the original reports for a model it has no metadata for.
-FALLBACK_CONTEXT_WINDOW = 258_400
+#: The context window the original assumes for a model it has no metadata
+#: for; it reports 95 % of a window as usable.
+FALLBACK_CONTEXT_WINDOW = 272_000
 #: Requests reading rollouts (resume, fork, read and the history pages of an
 #: unloaded thread) run beside the registry's loop, this many at once.
 READERS = 16
@@ -195,6 +198,8 @@ class ThreadRegistry:
                     await self._name(reply, params.thread_id, params.name)
                 case "thread/archive" | "thread/unarchive":
                     await self._archive(reply, params.thread_id, method == "thread/archive")
+                case "thread/compact/start":
+                    await self._route(params.thread_id, CompactThread(reply), reply)
                 case "thread/metadata/update":
                     await self._metadata(reply, params.thread_id, _git_patch(params))
         except JsonRpcError as exc:
@@ -473,7 +478,9 @@ def _common(s: Settings, params: Any) -> dict[str, Any]:
         base_instructions=params.base_instructions or s.instructions,
         developer_instructions=params.developer_instructions or s.developer_instructions,
         codex_home=str(s.codex_home),
-        model_context_window=s.model_context_window or FALLBACK_CONTEXT_WINDOW,
+        model_context_window=(s.model_context_window or FALLBACK_CONTEXT_WINDOW) * 95 // 100,
+        auto_compact_limit=auto_compact_limit(s.model_context_window or FALLBACK_CONTEXT_WINDOW,
+                                              s.model_auto_compact_token_limit),
         rollout_fsync=s.rollout_fsync, unload_delay_secs=s.thread_unload_delay_secs,
     )
 

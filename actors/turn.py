@@ -11,6 +11,13 @@ The delta path is two mailbox hops: the model stream sends one
 :class:`~.messages.ModelEvents` batch per network read, and each delta
 becomes one notification queued on each subscriber's outbox.
 
+Compaction: a ``compact`` turn (thread/compact/start) only compacts; a
+regular turn compacts before it samples when the thread's context is past
+its limit (``compact_first``), and between two samplings when it gets there
+and the model has more to do. The model summarizes the history; the newest
+user messages and the summary replace it (``runtime/history.py``), in a
+``contextCompaction`` item and a ``compacted`` rollout line.
+
 Interrupt: the thread cancels the turn's scope with a reason. A message that
 was streaming gets no ``item/completed`` (as the original); what completed is
 kept, and the history records that the user interrupted the turn.
@@ -25,6 +32,14 @@ from typing import Any
 import msgspec
 import trio
 
+from ..runtime.history import (
+    SUMMARIZATION_PROMPT,
+    compacted_history,
+    estimate_tokens,
+    summary_text,
+    user_message,
+)
+from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.protocol import responses as rs
 from ..runtime.protocol.jsonrpc import Notification
@@ -32,6 +47,7 @@ from ..runtime.protocol.tools import turn_tools
 from ..runtime.protocol.v2.item import (
     AgentMessageDelta,
     AgentMessageItem,
+    ContextCompactionItem,
     ItemCompleted,
     ItemStarted,
     ReasoningItem,
@@ -39,6 +55,7 @@ from ..runtime.protocol.v2.item import (
     ReasoningSummaryTextDelta,
     ReasoningTextDelta,
     ThreadItem,
+    UserMessageItem,
 )
 from ..runtime.protocol.v2.turn import (
     ErrorNotification,
@@ -49,6 +66,7 @@ from ..runtime.protocol.v2.turn import (
     TurnError,
 )
 from ..runtime.rollout import (
+    Compacted,
     ItemCompletedEvent,
     ResponseItem,
     TokenCountEvent,
@@ -67,6 +85,7 @@ from .messages import (
     ThreadConfig,
     TurnEnded,
 )
+from . import analytics_facts as facts
 from .analytics_facts import Recorder
 from .model import stream_response
 from .process import ProcessTable
@@ -85,6 +104,8 @@ DEFAULT_INSTRUCTIONS = (
     "You are Codex, a coding agent. You and the user share the same workspace "
     "and collaborate to achieve the user's goals."
 )
+
+_SUMMARIZE = user_message(SUMMARIZATION_PROMPT)
 
 _ABORTED = msgspec.Raw(msgspec.json.encode({
     "type": "message", "role": "user", "content": [{"type": "input_text", "text": (
@@ -108,9 +129,25 @@ class TurnSpec(msgspec.Struct, frozen=True):
     #: no-op for an ephemeral thread.
     persist: Callable[..., Awaitable[None]]
     history: tuple[msgspec.Raw, ...]
-    user_item: msgspec.Raw
+    #: The user's message (None for a compact turn) and its Responses item.
+    user_item: UserMessageItem | None
+    user_raw: msgspec.Raw | None
     usage: TokenUsageBreakdown
     subscribers: tuple[ConnectionRef, ...]
+    #: ``regular`` or ``compact`` (thread/compact/start).
+    kind: str = "regular"
+    #: Compact before the user's message joins the history: the thread's
+    #: context was past its limit. The turn then records the message itself.
+    compact_first: bool = False
+    #: Tokens in the model's context as the last response left it.
+    context_tokens: int = 0
+
+
+def user_message_lines(item: UserMessageItem, raw: msgspec.Raw, thread_id: str, turn_id: str) -> tuple[Any, ...]:
+    """The rollout lines of a user message: the history item and the
+    completed turn item."""
+    return (ResponseItem(raw), ItemCompletedEvent.of(core_item(item), thread_id=thread_id, turn_id=turn_id,
+                                                      completed_at_ms=now_ms()))
 
 
 class _Call:
@@ -142,8 +179,10 @@ async def run_turn(spec: TurnSpec, *, task_status: trio.TaskStatus[tuple[Mailbox
     else:
         status = "failed" if error else "completed"
     inbox.close()
-    await spec.thread.send(TurnEnded(spec.turn_id, status, error, tuple(turn.added),
-                                     tuple(turn.final), turn.usage))
+    # A turn that compacted hands back the whole new history.
+    history = (*turn.base, *turn.added) if turn.compacted else tuple(turn.added)
+    await spec.thread.send(TurnEnded(spec.turn_id, status, error, history, tuple(turn.final), turn.usage,
+                                     replaces_history=turn.compacted, context_tokens=turn.context_tokens))
 
 
 class _Turn:
@@ -152,7 +191,11 @@ class _Turn:
         self.thread_id = spec.config.id
         self.turn_id = spec.turn_id
         self.subscribers = spec.subscribers
-        self.added: list[msgspec.Raw] = [spec.user_item]
+        #: The history the turn started from, or its compacted replacement.
+        self.base = spec.history
+        self.compacted = False
+        self.context_tokens = spec.context_tokens
+        self.added: list[msgspec.Raw] = [] if spec.user_raw is None or spec.compact_first else [spec.user_raw]
         self.usage = spec.usage
         self.final: list[ThreadItem] = []
         self.texts: dict[str, list[str]] = {}  # item id -> deltas of a message in flight
@@ -168,6 +211,19 @@ class _Turn:
         )
 
     async def run(self, mailbox: Mailbox, inbox: Inbox, scope: trio.CancelScope) -> TurnError | None:
+        spec = self.spec
+        if spec.kind == "compact":
+            return await self._compact(mailbox, inbox, "manual", "standalone_turn")
+        if spec.compact_first:
+            error = await self._compact(mailbox, inbox, "auto", "pre_turn")
+            if error is not None:
+                return error
+            assert spec.user_item is not None and spec.user_raw is not None
+            await self._notify("item/started", ItemStarted(spec.user_item, self.thread_id, self.turn_id, now_ms()))
+            await spec.persist(*user_message_lines(spec.user_item, spec.user_raw, self.thread_id, self.turn_id))
+            await self._notify("item/completed", ItemCompleted(spec.user_item, self.thread_id, self.turn_id, now_ms()))
+            self.added.append(spec.user_raw)
+        limit = spec.config.auto_compact_limit
         while True:
             error = await self._sample_with_tools(mailbox, inbox)
             if any(call.outcome is not None and call.outcome.cancel for call in self.calls):
@@ -186,6 +242,10 @@ class _Turn:
             self.steered.clear()
             if error is not None or not followed_up:
                 return error
+            if limit is not None and self.context_tokens >= limit:
+                error = await self._compact(mailbox, inbox, "auto", "mid_turn")
+                if error is not None:
+                    return error
 
     async def _sample_with_tools(self, mailbox: Mailbox, inbox: Inbox) -> TurnError | None:
         """One sampling request; the calls it makes run while it streams and
@@ -239,7 +299,7 @@ class _Turn:
         return rs.ResponsesRequest(
             model=c.model,
             instructions=c.base_instructions or DEFAULT_INSTRUCTIONS,
-            input=[*self.spec.history, *self.added],
+            input=[*self.base, *self.added],
             tools=TOOL_SPECS,
             parallel_tool_calls=True,
             reasoning=reasoning,
@@ -248,13 +308,19 @@ class _Turn:
         )
 
     async def _sample(self, mailbox: Mailbox, inbox: Inbox) -> TurnError | None:
+        return await self._stream(self._request(), self._events, mailbox, inbox)
+
+    async def _stream(self, request: rs.ResponsesRequest, on_events: Callable[[tuple[Any, ...]], Awaitable[bool]],
+                      mailbox: Mailbox, inbox: Inbox) -> TurnError | None:
+        """Stream one response; ``on_events`` takes each batch of its events
+        and says when the response is complete."""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(stream_response, self.spec.model, self._request(), mailbox)
+            nursery.start_soon(stream_response, self.spec.model, request, mailbox)
             while True:
                 for msg in await inbox.receive_batch():
                     match msg:
                         case ModelEvents(events=events):
-                            if await self._events(events):
+                            if await on_events(events):
                                 return None
                         case ModelRetrying(message=message, codex_error_info=info, additional_details=more):
                             self.texts.clear()
@@ -335,14 +401,79 @@ class _Turn:
             core_item(done), thread_id=self.thread_id, turn_id=self.turn_id, completed_at_ms=now_ms()))
         await self._notify("item/completed", ItemCompleted(done, self.thread_id, self.turn_id, now_ms()))
 
+    async def _compact(self, mailbox: Mailbox, inbox: Inbox, trigger: str, phase: str) -> TurnError | None:
+        """Have the model summarize the history (no tools), and replace the
+        history with the newest user messages and the summary."""
+        started_ms, started = now_ms(), trio.current_time()
+        item = ContextCompactionItem(uuid7(), started_at_ms=started_ms)
+        await self._notify("item/started", ItemStarted(item, self.thread_id, self.turn_id, started_ms))
+        history = [*self.base, *self.added]
+        before = self.context_tokens
+        request = msgspec.structs.replace(self._request(), input=[*history, _SUMMARIZE], tools=[],
+                                          parallel_tool_calls=False)
+        reply: list[str] = []
+
+        async def on_events(events: tuple[Any, ...]) -> bool:
+            for ev in events:
+                match ev:
+                    case rs.OutputTextDelta(delta=delta):
+                        reply.append(delta)
+                    case rs.OutputItemDone(item=raw):
+                        done = rs.decode_item(raw)
+                        if isinstance(done, rs.MessageItem):
+                            reply[:] = [done.text or "".join(reply)]
+                        await self.spec.persist(ResponseItem(raw), wait=False)
+                    case rs.ResponseCompleted(response=response):
+                        if response.usage is not None:
+                            await self._usage(rs.TokenUsage.from_usage(response.usage))
+                        return True
+            return False
+
+        error = await self._stream(request, on_events, mailbox, inbox)
+
+        def record(status: str) -> None:
+            if self.spec.recorder.enabled:
+                self.spec.recorder.record(facts.Compaction(
+                    thread_id=self.thread_id, turn_id=self.turn_id, trigger=trigger,
+                    reason="user_requested" if trigger == "manual" else "context_limit", status=status,
+                    active_context_tokens_before=before, active_context_tokens_after=self.context_tokens,
+                    started_at=started_ms // 1000, duration_ms=int((trio.current_time() - started) * 1000),
+                    phase=phase, error=error.message if error else None))
+
+        if error is not None:
+            self.context_tokens = before
+            record("failed")
+            return error
+        summary = summary_text("".join(reply))
+        replacement = compacted_history(history, summary)
+        self.base, self.added, self.compacted = tuple(replacement), [], True
+        self.context_tokens = estimate_tokens(replacement)
+        c = self.spec.config
+        last = TokenUsageBreakdown(total_tokens=self.context_tokens)
+        await self._notify("thread/tokenUsage/updated", ThreadTokenUsageUpdated(
+            self.thread_id, self.turn_id, ThreadTokenUsage(self.usage, last, c.model_context_window)))
+        done = msgspec.structs.replace(item, completed_at_ms=now_ms())
+        await self.spec.persist(
+            Compacted(message=summary, replacement_history=replacement),
+            self._token_count(last),
+            ItemCompletedEvent.of(core_item(done), thread_id=self.thread_id, turn_id=self.turn_id,
+                                  completed_at_ms=done.completed_at_ms))
+        await self._notify("item/completed", ItemCompleted(done, self.thread_id, self.turn_id, done.completed_at_ms))
+        record("completed")
+        return None
+
+    def _token_count(self, last: TokenUsageBreakdown) -> TokenCountEvent:
+        return TokenCountEvent(info=TokenUsageInfo(
+            total_token_usage=RolloutTokenUsage(**msgspec.structs.asdict(self.usage)),
+            last_token_usage=RolloutTokenUsage(**msgspec.structs.asdict(last)),
+            model_context_window=self.spec.config.model_context_window))
+
     async def _usage(self, usage: rs.TokenUsage) -> None:
         last = TokenUsageBreakdown.of(usage)
+        self.context_tokens = last.total_tokens
         self.usage = self.usage.plus(last)
         await self._notify("thread/tokenUsage/updated", ThreadTokenUsageUpdated(
             self.thread_id, self.turn_id,
             ThreadTokenUsage(self.usage, last, self.spec.config.model_context_window)))
-        await self.spec.persist(TokenCountEvent(info=TokenUsageInfo(
-            total_token_usage=RolloutTokenUsage(**msgspec.structs.asdict(self.usage)),
-            last_token_usage=RolloutTokenUsage(**msgspec.structs.asdict(last)),
-            model_context_window=self.spec.config.model_context_window)), wait=False)
+        await self.spec.persist(self._token_count(last), wait=False)
 

@@ -220,6 +220,9 @@ class _ConfigToml(msgspec.Struct, frozen=True, kw_only=True):
     model_reasoning_effort: str | None = None
     model_reasoning_summary: ReasoningSummary | None = None
     model_context_window: _U64 | None = None
+    #: Compact the history once the context holds this many tokens (at
+    #: most 90 % of the context window, the default).
+    model_auto_compact_token_limit: _U64 | None = None
     #: trio-codex: when rollouts are fsynced. Every completed item reaches
     #: the OS before it is reported (kill -9 loses nothing); "turn" also
     #: fsyncs at each turn end (power loss), "always" after every append.

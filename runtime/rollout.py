@@ -1303,6 +1303,8 @@ def core_item(item: Any) -> CoreTurnItem | None:
             return CoreReasoning(id=item_id, summary_text=list(summary), raw_content=list(content))
         case v2.PlanItem(id=item_id, text=text):
             return CorePlan(id=item_id, text=text)
+        case v2.ContextCompactionItem(id=item_id):
+            return CoreContextCompaction(id=item_id)
     return None
 
 

@@ -59,6 +59,7 @@ METHODS: dict[str, MethodSpec] = {
     "thread/turns/list": MethodSpec(ThreadTurnsListParams),
     "thread/items/list": MethodSpec(ThreadItemsListParams),
     "thread/metadata/update": MethodSpec(ThreadMetadataUpdateParams),
+    "thread/compact/start": MethodSpec(ThreadIdParams),
     "turn/start": MethodSpec(TurnStartParams),
     "turn/interrupt": MethodSpec(TurnInterruptParams),
     "turn/steer": MethodSpec(TurnSteerParams),

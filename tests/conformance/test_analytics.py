@@ -70,6 +70,28 @@ async def test_a_session_with_approvals_exports_the_events(
         assert a["from_session_cache"] is False and isinstance(a["decision_ms"], int)
 
 
+async def test_a_compaction_exports_its_event(tmp_path: Path, scripted: ScriptedResponses) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    export = tmp_path / "events.jsonl"
+    (home / "config.toml").write_text(mock_config(scripted.base_url) + (
+        f'\n[analytics]\nenabled = true\nexport_jsonl = "{export}"\n'))
+    async with open_app_server(home) as client:
+        await client.initialize()
+        tid = (await client.request("thread/start", {}))["thread"]["id"]
+        await client.turn(tid, "something to summarize")
+        await client.request("thread/compact/start", {"threadId": tid})
+        done = await client.until(lambda m: m.get("method") == "turn/completed")
+    events = [json.loads(line) for line in export.read_text().splitlines()]
+    compactions = [e for e in events if e["event_type"] == "codex_compaction_event"]
+    assert len(compactions) == 1
+    event = compactions[0]
+    assert (event["thread_id"], event["turn_id"], event["trigger"], event["reason"], event["phase"],
+            event["status"]) == (tid, done[-1]["params"]["turn"]["id"], "manual", "user_requested",
+                                 "standalone_turn", "completed")
+    assert event["active_context_tokens_before"] > 0 and event["active_context_tokens_after"] > 0
+
+
 async def test_analytics_is_off_by_default(tmp_path: Path, scripted: ScriptedResponses) -> None:
     home = tmp_path / "home"
     home.mkdir()

@@ -109,8 +109,17 @@ class PlanItem(Wire, frozen=True, tag_field="type", tag="plan"):
     text: str
 
 
+class ContextCompactionItem(Wire, frozen=True, tag_field="type", tag="contextCompaction"):
+    """The history was compacted: the model summarized it, and the summary
+    with the newest user messages replaced it."""
+
+    id: str
+    started_at_ms: int | None = None
+    completed_at_ms: int | None = None
+
+
 ThreadItem = (UserMessageItem | AgentMessageItem | ReasoningItem | CommandExecutionItem
-              | FileChangeItem | PlanItem)
+              | FileChangeItem | PlanItem | ContextCompactionItem)
 
 
 class ItemStarted(Wire, frozen=True):
