@@ -138,6 +138,8 @@ class Connection:
             "thread/items/list": self._thread_request("thread/items/list"),
             "thread/metadata/update": self._thread_request("thread/metadata/update"),
             "thread/compact/start": self._thread_request("thread/compact/start"),
+            "thread/revert": self._thread_request("thread/revert"),
+            "thread/rollback": self._thread_request("thread/rollback"),
             "turn/start": self._turn_start,
             "turn/interrupt": self._turn_interrupt,
             "turn/steer": self._turn_steer,

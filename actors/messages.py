@@ -243,6 +243,15 @@ class CompactThread(Msg, tag="compact_thread", frozen=True):
     reply: Reply
 
 
+class RevertThread(Msg, tag="revert_thread", frozen=True):
+    """``thread/revert`` (``thread/rollback`` when ``num_turns`` is set):
+    cut the history before a turn; a running turn is interrupted first."""
+
+    reply: Reply
+    before_turn_id: str | None
+    num_turns: int | None = None
+
+
 class Renamed(Msg, tag="renamed", frozen=True):
     """The thread's new name, for how it shows itself."""
 
@@ -394,7 +403,7 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
 
 
 ThreadInbox = (StartTurn | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
-               | ReadThread | Renamed | PatchGitInfo | CompactThread)
+               | ReadThread | Renamed | PatchGitInfo | CompactThread | RevertThread)
 
 RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
                  | LoadFailed | ThreadGaveUp)

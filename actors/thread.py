@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox
 from ..runtime.protocol.jsonrpc import (
     ErrorResponse,
+    JsonRpcError,
     Notification,
     Outbound,
     Response,
@@ -48,6 +50,9 @@ from ..runtime.protocol.v2.thread import (
     ThreadReadResponse,
     ThreadStartResponse,
     ThreadStatus,
+    NotLoaded,
+    ThreadIdParams,
+    ThreadRevertResponse,
     ThreadStatusChanged,
     ThreadUnsubscribeResponse,
     git_info,
@@ -74,6 +79,7 @@ from ..runtime.rollout import (
     format_timestamp,
     read_rollout,
     replay,
+    revert_rollout,
     rollout_path,
     snakeize,
 )
@@ -90,6 +96,7 @@ from .messages import (
     ClearApprovals,
     CompactThread,
     ConnectionRef,
+    RevertThread,
     IndexThread,
     InterruptTurn,
     ReadThread,
@@ -206,9 +213,9 @@ class ThreadActor:
         #: Tokens in the model's context after the last turn (compaction
         #: starts past the config's limit).
         self.context_tokens = 0
-        #: thread/compact/start came during a regular turn: compact once it
-        #: has stopped.
-        self.compact_next = False
+        #: What a request that interrupted the running turn (compaction,
+        #: revert) does once the turn has stopped.
+        self.after_turn: Callable[[], Awaitable[None]] | None = None
 
     async def handle(self, msg: Any) -> None:
         await self._dispatch(msg)
@@ -258,6 +265,11 @@ class ThreadActor:
                 self.name = name
             case CompactThread(reply=reply):
                 await self._compact(reply)
+            case RevertThread(reply=reply, before_turn_id=before, num_turns=num_turns):
+                if self.turn is None:
+                    await self._revert(reply, before, num_turns)
+                else:
+                    self._after_turn(partial(self._revert, reply, before, num_turns), "thread/revert")
             case PatchGitInfo(reply=reply, patch=patch):
                 self.git.update(patch)
                 if self.rollout_path is not None:
@@ -502,8 +514,60 @@ class ThreadActor:
         if self.turn is None:
             await self._start_compaction()
         elif self.turn.kind != "compact":
-            self.compact_next = True
-            self.turn.scope.cancel(reason="interrupted for a compaction (thread/compact/start)")
+            self._after_turn(self._start_compaction, "thread/compact/start")
+
+    def _after_turn(self, then: Callable[[], Awaitable[None]], method: str) -> None:
+        """Interrupt the running turn, and do ``then`` once it has ended."""
+        assert self.turn is not None
+        self.after_turn = then
+        self.turn.scope.cancel(reason=f"interrupted by the client ({method})")
+
+    async def _revert(self, reply: Reply, before: str | None, num_turns: int | None) -> None:
+        """Cut the rollout before a turn (the last ``num_turns`` for the
+        legacy thread/rollback) and carry on from what is left. As the
+        original: the thread shows itself reloaded (``notLoaded`` then
+        ``idle``), answers, then ``thread/reverted``."""
+        c = self.config
+        path = self.rollout_path
+        try:
+            if c.ephemeral:
+                raise invalid_request("ephemeral threads do not support thread/revert")
+            if before is None:
+                turns = await self._turns()
+                if len(turns) < (num_turns or 0):
+                    raise invalid_request(f"cannot roll back {num_turns} turns: the thread has {len(turns)}")
+                before = turns[-(num_turns or 0)].id
+            if path is None or not path.exists():
+                raise invalid_request(f"turn not found: {before}")
+            if self.rollout is not None:
+                # Every append was acknowledged: the writer has nothing left.
+                self.rollout.close()
+                self.rollout = None
+            r = await trio.to_thread.run_sync(revert_rollout, path, before)
+        except ValueError as exc:
+            await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(str(exc)).error))
+            return
+        except JsonRpcError as exc:
+            await self._to(reply.conn, ErrorResponse(reply.request_id, exc.error))
+            return
+        self.history, self.next_ordinal = tuple(r.history), r.next_ordinal
+        usage = r.token_usage
+        self.usage = TokenUsageBreakdown.of(usage.total_token_usage) if usage else TokenUsageBreakdown()
+        self.context_tokens = usage.last_token_usage.total_tokens if usage else 0
+        self.updated_at = int(time.time())
+        self._index(self.updated_at)
+        for status in (NotLoaded(), Idle()):
+            await self._set_status(status)
+        thread = self.wire_thread()
+        if num_turns is not None:
+            result: Any = ThreadReadResponse(msgspec.structs.replace(thread, turns=r.turns))
+        else:
+            result = ThreadRevertResponse(thread, "n:0" if r.turns else None,
+                                          "n:0" if any(t.items for t in r.turns) else None)
+        await self._to(reply.conn, Response(reply.request_id, result))
+        if num_turns is None:
+            await self._notify("thread/reverted", ThreadIdParams(c.id))
+        self._checkpoint()
 
     async def _start_compaction(self) -> None:
         turn_id, started_s = uuid7(), int(time.time())
@@ -603,9 +667,9 @@ class ThreadActor:
         self.waiting = 0
         await self.approvals.send(ClearApprovals(self.config.id, turn.id))
         self._checkpoint()
-        if self.compact_next:
-            self.compact_next = False
-            await self._start_compaction()
+        if self.after_turn is not None:
+            then, self.after_turn = self.after_turn, None
+            await then()
 
 
 class _ActiveTurn(msgspec.Struct):

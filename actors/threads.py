@@ -76,6 +76,7 @@ from .messages import (
     UpdateGitInfo,
     Checkpoint,
     CompactThread,
+    RevertThread,
     FindThread,
     ListThreads,
     NameThread,
@@ -198,6 +199,12 @@ class ThreadRegistry:
                     await self._name(reply, params.thread_id, params.name)
                 case "thread/archive" | "thread/unarchive":
                     await self._archive(reply, params.thread_id, method == "thread/archive")
+                case "thread/revert":
+                    await self._route(params.thread_id, RevertThread(reply, params.before_turn_id), reply)
+                case "thread/rollback":
+                    if params.num_turns < 1:
+                        raise invalid_request("numTurns must be >= 1")
+                    await self._route(params.thread_id, RevertThread(reply, None, params.num_turns), reply)
                 case "thread/compact/start":
                     await self._route(params.thread_id, CompactThread(reply), reply)
                 case "thread/metadata/update":

@@ -1324,6 +1324,32 @@ def thread_from_meta(meta: ThreadMeta, loaded: bool) -> Any:
     )
 
 
+def revert_rollout(path: str | os.PathLike[str], before_turn_id: str) -> Replay:
+    """thread/revert: cut a thread's rollout just before the turn
+    ``before_turn_id`` started, and replay what is left. The cut file is
+    written beside the rollout, fsynced, and put in its place at once, so a
+    crash leaves the old file or the new one, never half of either. Raises
+    ``ValueError("turn not found: …")`` when no turn of that id started in
+    it (a legacy rollout records no turn starts)."""
+    rollout = read_rollout(path)
+    kept: list[bytes] = []
+    for line in rollout.lines:
+        if isinstance(line.payload, TurnStartedEvent) and line.payload.turn_id == before_turn_id:
+            break
+        kept.append(encode_line(line.payload, timestamp_ms=parse_timestamp(line.timestamp) or 0,
+                                ordinal=len(kept)))
+    else:
+        raise ValueError(f"turn not found: {before_turn_id}")
+    data = b"".join(kept)
+    tmp = f"{os.fspath(path)}.revert"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return replay(parse_rollout(data, os.fspath(path)))
+
+
 def fork_lines(rollout: Rollout, new_id: str, forked_at_ms: int, last_turn_id: str | None = None) -> bytes:
     """A fork's rollout: the source's lines through the end of
     ``last_turn_id`` (all of them when None), under a new session meta that

@@ -32,6 +32,8 @@ from .v2.thread import (
     ThreadNameSetParams,
     ThreadReadParams,
     ThreadResumeParams,
+    ThreadRevertParams,
+    ThreadRollbackParams,
     ThreadStartParams,
     ThreadTurnsListParams,
 )
@@ -60,6 +62,8 @@ METHODS: dict[str, MethodSpec] = {
     "thread/items/list": MethodSpec(ThreadItemsListParams),
     "thread/metadata/update": MethodSpec(ThreadMetadataUpdateParams),
     "thread/compact/start": MethodSpec(ThreadIdParams),
+    "thread/revert": MethodSpec(ThreadRevertParams),
+    "thread/rollback": MethodSpec(ThreadRollbackParams),
     "turn/start": MethodSpec(TurnStartParams),
     "turn/interrupt": MethodSpec(TurnInterruptParams),
     "turn/steer": MethodSpec(TurnSteerParams),

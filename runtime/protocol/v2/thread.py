@@ -212,6 +212,28 @@ class ThreadNameUpdated(Wire, frozen=True):
     thread_name: str | None = None
 
 
+class ThreadRevertParams(Wire, frozen=True):
+    thread_id: str
+    before_turn_id: str
+
+
+class ThreadRollbackParams(Wire, frozen=True):
+    """The legacy thread/rollback (before 0.169): drop the last turns."""
+
+    thread_id: str
+    num_turns: int
+
+
+class ThreadRevertResponse(Wire, frozen=True):
+    """``turns`` of the thread is empty: the cursors page the history that
+    is left backwards (``thread/turns/list``, ``thread/items/list`` with
+    ``sortDirection: "desc"``)."""
+
+    thread: Thread
+    turns_backwards_cursor: str | None = None
+    items_backwards_cursor: str | None = None
+
+
 class ThreadUnsubscribeResponse(Wire, frozen=True):
     status: Literal["unsubscribed", "notSubscribed", "notLoaded"]
 
