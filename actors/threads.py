@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -106,7 +107,11 @@ FALLBACK_CONTEXT_WINDOW = 272_000
 #: Requests reading rollouts (resume, fork, read and the history pages of an
 #: unloaded thread) run beside the registry's loop, this many at once.
 READERS = 16
-#: A thread that crashes more than 3 times in 10 s escalates.
+#: Replays of rollouts from this size up are kept, up to this much rollout
+#: in all (a replay takes about as much memory as its file).
+REPLAY_CACHE_MIN_BYTES = 256 * 1024
+REPLAY_CACHE_BYTES = 64 * 1024 * 1024
+#: A thread that crashes more than 3 times in 10 s is dropped (unloaded).
 THREAD_RESTARTS = RestartPolicy(intensity=3, period=10.0)
 
 _ZERO_USAGE = TokenUsageBreakdown()
@@ -127,6 +132,8 @@ class ThreadRegistry:
         #: resumes of the same thread that wait for it.
         self.loading: dict[str, list[tuple[Reply, ThreadResumeParams]]] = {}
         self.readers_limit = trio.CapacityLimiter(READERS)
+        #: Replays of big rollouts by path, oldest use first.
+        self.replays: OrderedDict[str, tuple[tuple[str, str | None, int, int], Replay]] = OrderedDict()
 
     async def run(self, *, task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
         mailbox, inbox = open_mailbox(REGISTRY_CAPACITY, name="threads")
@@ -334,10 +341,27 @@ class ThreadRegistry:
             raise invalid_request(f"cannot read rollout {meta.rollout_path}: {exc}") from None
 
     async def _replay(self, meta: ThreadMeta) -> Replay:
+        """The thread as its rollout holds it, replayed off the trio thread.
+        The replays of big rollouts are kept while their file is unchanged,
+        so a client paging through a long thread does not pay a full read
+        for every page."""
+        path, names = meta.rollout_path, {meta.id: meta.name} if meta.name else None
         try:
-            return replay(await self._read(meta), thread_names={meta.id: meta.name} if meta.name else None)
+            st = await trio.to_thread.run_sync(os.stat, path)
+            stamp = (path, meta.name, st.st_size, st.st_mtime_ns)
+            if (cached := self.replays.get(path)) is not None and cached[0] == stamp:
+                self.replays.move_to_end(path)
+                return cached[1]
+            r = await trio.to_thread.run_sync(lambda: replay(read_rollout(path), thread_names=names))
+        except OSError as exc:
+            raise invalid_request(f"cannot read rollout {path}: {exc}") from None
         except ValueError as exc:
-            raise invalid_request(f"cannot read rollout {meta.rollout_path}: {exc}") from None
+            raise invalid_request(f"cannot read rollout {path}: {exc}") from None
+        if st.st_size >= REPLAY_CACHE_MIN_BYTES:
+            self.replays[path] = (stamp, r)
+            while sum(s[2] for s, _ in self.replays.values()) > REPLAY_CACHE_BYTES:
+                self.replays.popitem(last=False)
+        return r
 
     async def _resume(self, reply: Reply, params: ThreadResumeParams) -> None:
         """Subscribe the caller to a loaded thread, or load it from its
