@@ -16,12 +16,6 @@ from trio_codex.runtime.history import SUMMARIZATION_PROMPT, SUMMARY_PREFIX
 from trio_codex.transports.scripted_responses import Message, Script, ScriptedResponses
 
 
-async def start_thread(client: Any) -> str:
-    await client.initialize()
-    tid = (await client.request("thread/start", {}))["thread"]["id"]
-    await client.next_message()  # thread/started
-    return tid
-
 
 def texts(body: dict[str, Any]) -> list[str]:
     return [part["text"] for item in body["input"] if item.get("type") == "message"
@@ -45,7 +39,7 @@ def kinds(msgs: list[dict[str, Any]]) -> list[str]:
 async def test_compact_start_runs_a_compaction_turn_and_the_summary_replaces_the_history(
         codex_home: Path, scripted: ScriptedResponses) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         await client.turn(tid, "first question")
         await client.turn(tid, "second question")
         scripted.enqueue(Script(output=(Message.of("the summary", 3),)))
@@ -89,7 +83,7 @@ async def test_compact_start_runs_a_compaction_turn_and_the_summary_replaces_the
 async def test_steering_a_compaction_is_refused_in_the_originals_words(
         codex_home: Path, scripted: ScriptedResponses) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         await client.turn(tid, "some history")
         scripted.enqueue(Script(output=(Message.of("slow summary", 2),), hang_after=1))
         await client.request("thread/compact/start", {"threadId": tid})
@@ -116,7 +110,7 @@ async def test_steering_a_compaction_is_refused_in_the_originals_words(
 async def test_compact_start_during_a_turn_interrupts_it_then_compacts(
         codex_home: Path, scripted: ScriptedResponses) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         await client.request("turn/start", {"threadId": tid, "input": [
             {"type": "text", "text": "[[deltas=1000 delay_ms=5]] a long answer"}]})
         await client.until(lambda m: m.get("method") == "item/agentMessage/delta")
@@ -140,7 +134,7 @@ async def test_compaction_of_an_unknown_thread_is_refused(codex_home: Path) -> N
 async def test_past_the_limit_a_turn_compacts_before_its_user_message(
         codex_home: Path, scripted: ScriptedResponses) -> None:
     async with open_app_server(codex_home, "model_auto_compact_token_limit=1000") as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         await client.turn(tid, "[[input_tokens=5000]] a big first turn")
         _, msgs = await client.turn(tid, "the next question")
         assert kinds(msgs)[:6] == ["status:active", "turn/started", "item/started:contextCompaction",
@@ -155,7 +149,7 @@ async def test_past_the_limit_a_turn_compacts_before_its_user_message(
 async def test_past_the_limit_inside_a_turn_it_compacts_between_samplings(
         codex_home: Path, scripted: ScriptedResponses) -> None:
     async with open_app_server(codex_home, "model_auto_compact_token_limit=1000") as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         call = json.dumps({"plan": [{"step": "look", "status": "in_progress"}]})
         _, msgs = await client.turn(tid, f"[[call=update_plan {call} input_tokens=5000]] plan it")
         seen = kinds(msgs)

@@ -13,12 +13,6 @@ from harness import RpcError, open_app_server
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
 
-async def start_thread(client: Any) -> str:
-    await client.initialize()
-    tid = (await client.request("thread/start", {}))["thread"]["id"]
-    await client.next_message()  # thread/started
-    return tid
-
 
 def user_texts(body: dict[str, Any]) -> list[str]:
     return [part["text"] for item in body["input"] if item.get("role") == "user"
@@ -28,7 +22,7 @@ def user_texts(body: dict[str, Any]) -> list[str]:
 async def test_revert_cuts_the_history_before_a_turn_and_the_thread_goes_on_from_there(
         codex_home: Path, scripted: ScriptedResponses) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         turn_ids = [(await client.turn(tid, f"question {n}"))[0]["turn"]["id"] for n in (1, 2, 3)]
         result = await client.request("thread/revert", {"threadId": tid, "beforeTurnId": turn_ids[1]})
         assert result["thread"]["id"] == tid and result["thread"]["turns"] == []
@@ -63,7 +57,7 @@ async def test_revert_cuts_the_history_before_a_turn_and_the_thread_goes_on_from
 async def test_revert_during_a_turn_interrupts_it_and_reverting_a_compaction_restores_the_history(
         codex_home: Path, scripted: ScriptedResponses) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         await client.turn(tid, "kept question")
         await client.request("thread/compact/start", {"threadId": tid})
         compaction = await client.until(lambda m: m.get("method") == "turn/completed")
@@ -86,7 +80,7 @@ async def test_revert_during_a_turn_interrupts_it_and_reverting_a_compaction_res
 async def test_legacy_rollback_drops_the_last_turns_and_answers_with_the_rest(
         codex_home: Path, scripted: ScriptedResponses) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         for n in (1, 2, 3):
             await client.turn(tid, f"question {n}")
         result = await client.request("thread/rollback", {"threadId": tid, "numTurns": 2})

@@ -17,12 +17,6 @@ from trio_codex.transports.scripted_responses import ScriptedResponses
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "original"
 
 
-async def start_thread(client) -> str:
-    await client.initialize()
-    tid = (await client.request("thread/start", {}))["thread"]["id"]
-    await client.next_message()  # thread/started
-    return tid
-
 
 def texts(turn: dict) -> list[str]:
     out = []
@@ -37,7 +31,7 @@ def texts(turn: dict) -> list[str]:
 async def test_a_thread_resumes_with_its_history_in_a_new_server(
         codex_home: Path, scripted: ScriptedResponses) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         await client.turn(tid, "first question")
         await client.turn(tid, "second question")
     rollouts = list((codex_home / "sessions").rglob(f"rollout-*-{tid}.jsonl"))
@@ -68,7 +62,7 @@ async def test_a_thread_resumes_with_its_history_in_a_new_server(
 
 async def test_kill_9_mid_turn_loses_nothing_reported_completed(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         await client.turn(tid, "kept answer")
         await client.request("turn/start", {"threadId": tid, "input": [
             {"type": "text", "text": "[[deltas=10000 delay_ms=2]] cut short"}]})
@@ -87,7 +81,7 @@ async def test_kill_9_mid_turn_loses_nothing_reported_completed(codex_home: Path
 
 async def test_a_torn_last_line_is_skipped_not_fatal(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         await client.turn(tid, "before the tear")
     rollout = next((codex_home / "sessions").rglob(f"rollout-*-{tid}.jsonl"))
     with rollout.open("ab") as f:
@@ -134,7 +128,7 @@ async def test_ephemeral_threads_write_nothing(codex_home: Path) -> None:
 
 async def test_name_archive_and_unarchive_in_the_originals_order(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         await client.turn(tid, "keep me")
         assert await client.request("thread/name/set", {"threadId": tid, "name": "Kept"}) == {}
         renamed = await client.next_message()
@@ -164,7 +158,7 @@ async def test_name_archive_and_unarchive_in_the_originals_order(codex_home: Pat
 async def test_fork_copies_history_through_a_turn_into_a_new_thread(
         codex_home: Path, scripted: ScriptedResponses) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         first = (await client.turn(tid, "turn one"))[0]["turn"]["id"]
         await client.turn(tid, "turn two")
         fork = await client.request("thread/fork", {"threadId": tid, "lastTurnId": first})
@@ -185,7 +179,7 @@ async def test_fork_copies_history_through_a_turn_into_a_new_thread(
 
 async def test_delete_removes_the_thread_and_says_so(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         await client.turn(tid, "short-lived")
         assert await client.request("thread/delete", {"threadId": tid}) == {}
         await client.until(lambda m: m.get("method") == "thread/deleted" and m["params"] == {"threadId": tid})
@@ -197,7 +191,7 @@ async def test_delete_removes_the_thread_and_says_so(codex_home: Path) -> None:
 
 async def test_turns_and_items_page_both_ways(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         for n in range(5):
             await client.turn(tid, f"question {n}")
         newest = await client.request("thread/turns/list", {"threadId": tid, "limit": 2})
@@ -225,7 +219,7 @@ async def test_turns_and_items_page_both_ways(codex_home: Path) -> None:
 
 async def test_metadata_update_patches_git_info_loaded_or_not_and_survives_a_restart(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         # A loaded thread before its first turn: kept by the thread itself.
         early = await client.request("thread/metadata/update", {"threadId": tid, "gitInfo": {"sha": "abc"}})
         assert early["thread"]["gitInfo"] == {"sha": "abc", "branch": None, "originUrl": None}

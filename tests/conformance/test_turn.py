@@ -26,14 +26,6 @@ def squash(names: list[str]) -> list[str]:
     return out
 
 
-async def start_thread(client) -> str:
-    await client.initialize()
-    result = await client.request("thread/start", {})
-    started = await client.next_message()
-    assert started["method"] == "thread/started"
-    assert started["params"]["thread"]["id"] == result["thread"]["id"]
-    return result["thread"]["id"]
-
 
 async def test_thread_start_answers_every_required_field(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
@@ -50,7 +42,7 @@ async def test_thread_start_answers_every_required_field(codex_home: Path) -> No
 
 async def test_a_plain_turn_streams_in_the_originals_order(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         result, msgs = await client.turn(tid, "[[deltas=5]] hello world")
     turn = result["turn"]
     assert (turn["status"], turn["items"], turn["itemsView"]) == ("inProgress", [], "notLoaded")
@@ -80,7 +72,7 @@ async def test_a_plain_turn_streams_in_the_originals_order(codex_home: Path) -> 
 
 async def test_reasoning_streams_summary_deltas_before_the_message(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         _, msgs = await client.turn(tid, "[[reasoning=3]] think")
     names = squash(methods(msgs))
     i = names.index("item/reasoning/summaryPartAdded")
@@ -93,7 +85,7 @@ async def test_reasoning_streams_summary_deltas_before_the_message(codex_home: P
 async def test_a_second_turn_sends_the_first_in_its_history(
         codex_home: Path, scripted: ScriptedResponses) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         await client.turn(tid, "first question")
         await client.turn(tid, "second question")
     second = scripted.requests[-1].body
@@ -124,7 +116,7 @@ async def test_two_threads_stream_at_once(codex_home: Path) -> None:
 
 async def test_a_provider_error_fails_the_turn_and_the_thread_goes_on(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         _, msgs = await client.turn(tid, '[[status=400 message="bad things"]] hi')
         assert methods(msgs)[-3:] == ["thread/status/changed", "error", "turn/completed"]
         assert msgs[-3]["params"]["status"] == {"type": "systemError"}
@@ -144,7 +136,7 @@ async def test_a_transient_failure_is_retried_and_announced(
     (home / "config.toml").write_text(mock_config(scripted.base_url).replace(
         "request_max_retries = 0\nstream_max_retries = 0", "request_max_retries = 0\nstream_max_retries = 2"))
     async with open_app_server(home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         _, msgs = await client.turn(tid, f"[[{directive} times=1 deltas=4]] retry me")
     errors = [m["params"] for m in msgs if m["method"] == "error"]
     assert errors and all(e["willRetry"] for e in errors)
@@ -158,7 +150,7 @@ async def test_a_stalled_stream_times_out(tmp_path: Path, scripted: ScriptedResp
     home.mkdir()
     (home / "config.toml").write_text(mock_config(scripted.base_url, stream_idle_timeout_ms=300))
     async with open_app_server(home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         _, msgs = await client.turn(tid, "[[hang]] anyone?")
     turn = msgs[-1]["params"]["turn"]
     assert turn["status"] == "failed" and "idle timeout" in turn["error"]["message"]
@@ -166,7 +158,7 @@ async def test_a_stalled_stream_times_out(tmp_path: Path, scripted: ScriptedResp
 
 async def test_interrupt_mid_stream_ends_the_turn_in_the_originals_order(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         result = await client.request("turn/start", {"threadId": tid, "input": [
             {"type": "text", "text": "[[deltas=1000 delay_ms=5]] long"}]})
         turn_id = result["turn"]["id"]
@@ -186,7 +178,7 @@ async def test_interrupt_mid_stream_ends_the_turn_in_the_originals_order(codex_h
 
 async def test_closing_stdin_mid_turn_stops_the_server(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         await client.request("turn/start", {"threadId": tid, "input": [
             {"type": "text", "text": "[[deltas=100000 delay_ms=1]] forever"}]})
         await client.until(lambda m: m.get("method") == "item/agentMessage/delta")
@@ -218,7 +210,7 @@ async def test_thread_start_with_a_bad_config_value_names_the_key(codex_home: Pa
 
 async def test_interrupting_another_turn_id_names_both(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         result = await client.request("turn/start", {"threadId": tid, "input": [
             {"type": "text", "text": "[[deltas=200 delay_ms=5]] long"}]})
         response = await client.call("turn/interrupt", {"threadId": tid, "turnId": "nope"})
@@ -229,7 +221,7 @@ async def test_interrupting_another_turn_id_names_both(codex_home: Path) -> None
 
 async def test_input_over_the_originals_limit_is_refused_with_its_details(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         text = "é" * (1_048_576 + 1)  # the limit counts characters, not bytes
         response = await client.call("turn/start", {"threadId": tid, "input": [{"type": "text", "text": text}]})
     assert response["error"] == {
@@ -239,7 +231,7 @@ async def test_input_over_the_originals_limit_is_refused_with_its_details(codex_
 
 async def test_steering_adds_input_to_the_running_turn(codex_home: Path, scripted: ScriptedResponses) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         started = await client.request("turn/start", {"threadId": tid, "input": [
             {"type": "text", "text": "[[deltas=200 delay_ms=5]] first part"}]})
         turn_id = started["turn"]["id"]
@@ -262,7 +254,7 @@ async def test_steering_adds_input_to_the_running_turn(codex_home: Path, scripte
 
 async def test_steering_errors_as_the_original(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
-        tid = await start_thread(client)
+        tid = await client.start_thread()
         idle = await client.call("turn/steer", {"threadId": tid, "expectedTurnId": "t", "input": []})
         assert idle["error"] == {"code": -32600, "message": "no active turn to steer"}
         started = await client.request("turn/start", {"threadId": tid, "input": [

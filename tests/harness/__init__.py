@@ -121,6 +121,15 @@ class RpcClient:
             if done(msg):
                 return seen
 
+    async def start_thread(self) -> str:
+        """Initialize, start a thread, and take its ``thread/started``."""
+        await self.initialize()
+        result = await self.request("thread/start", {})
+        started = await self.next_message()
+        assert started["method"] == "thread/started"
+        assert started["params"]["thread"]["id"] == result["thread"]["id"]
+        return result["thread"]["id"]
+
     async def turn(self, thread_id: str, text: str, **params: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Start a turn and collect its notifications through turn/completed."""
         result = await self.request("turn/start", {
