@@ -16,7 +16,6 @@ from trio_codex.runtime.history import SUMMARIZATION_PROMPT, SUMMARY_PREFIX
 from trio_codex.transports.scripted_responses import Message, Script, ScriptedResponses
 
 
-
 def texts(body: dict[str, Any]) -> list[str]:
     return [part["text"] for item in body["input"] if item.get("type") == "message"
             for part in item["content"] if "text" in part]

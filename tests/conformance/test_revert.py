@@ -13,7 +13,6 @@ from harness import RpcError, open_app_server
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
 
-
 def user_texts(body: dict[str, Any]) -> list[str]:
     return [part["text"] for item in body["input"] if item.get("role") == "user"
             for part in item["content"] if "text" in part]

@@ -17,7 +17,6 @@ from trio_codex.transports.scripted_responses import ScriptedResponses
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "original"
 
 
-
 def texts(turn: dict) -> list[str]:
     out = []
     for item in turn["items"]:

@@ -26,7 +26,6 @@ def squash(names: list[str]) -> list[str]:
     return out
 
 
-
 async def test_thread_start_answers_every_required_field(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
         await client.initialize()
