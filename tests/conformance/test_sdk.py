@@ -8,6 +8,7 @@ trio loop.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,26 @@ async def test_sdk_lists_reads_names_archives_unarchives_resumes_and_forks_threa
     listed, name, turns, archived, final = await in_thread(lambda: second_server(thread_id))
     assert listed == [thread_id] and archived == [thread_id]
     assert (name, turns, final) == ("Remembered", 1, "and this")
+
+
+async def test_sdk_compacts_a_thread_and_the_next_turn_sees_the_summary(
+        codex_home: Path, scripted: ScriptedResponses) -> None:
+    def drive() -> tuple[Any, list[str]]:
+        with Codex(config=launched_by_argv(codex_home)) as codex:
+            thread = codex.thread_start()
+            thread.run("something long ago")
+            answer = thread.compact()
+            # The compaction runs as a turn of its own; the next turn waits
+            # for it (turn/start during it would be refused, as the original).
+            for _ in range(500):
+                turns = thread.read(include_turns=True).thread.turns
+                if len(turns) == 2 and turns[-1].status.value == "completed":
+                    break
+                time.sleep(0.01)
+            thread.run("and now")
+            return answer, [item["type"] for item in scripted.requests[-1].body["input"]]
+    answer, kinds = await in_thread(drive)
+    assert answer is not None
+    summary = str(scripted.requests[-1].body["input"][-2])
+    assert "Another language model started to solve this problem" in summary
+    assert kinds == ["message", "message", "message"]  # the question, the summary, the new question
