@@ -51,6 +51,7 @@ from ..runtime.protocol.v2.thread import (
     ThreadStartResponse,
     ThreadStatus,
     NotLoaded,
+    SandboxPolicy,
     ThreadIdParams,
     ThreadRevertResponse,
     ThreadStatusChanged,
@@ -470,6 +471,22 @@ class ThreadActor:
         if self.turn is not None:
             await self._steer(reply, tuple(params.input), None)
             return
+        try:
+            settings = self._overrides(params)
+        except msgspec.ValidationError as exc:
+            await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
+                f"Invalid request: invalid sandboxPolicy: {exc}").error))
+            return
+        if settings != self.config:
+            self.config = settings
+            await self._notify("thread/settings/updated", {"threadId": settings.id, "threadSettings": {
+                "approvalPolicy": settings.approval_policy, "approvalsReviewer": settings.approvals_reviewer,
+                "collaborationMode": {"mode": "default", "settings": {
+                    "model": settings.model, "reasoning_effort": settings.reasoning_effort,
+                    "developer_instructions": settings.developer_instructions}},
+                "cwd": settings.cwd, "model": settings.model, "modelProvider": settings.model_provider,
+                "sandboxPolicy": settings.sandbox, "effort": settings.reasoning_effort,
+                "summary": settings.reasoning_summary}})
         turn_id = uuid7()
         started_s = int(time.time())
         user_item = UserMessageItem(id=uuid7(), content=params.input)
@@ -506,6 +523,18 @@ class ThreadActor:
         if not compact_first:
             await self._notify("item/completed", ItemCompleted(user_item, c.id, turn_id, now_ms()))
         await self._launch_turn(turn_id, started_s, "regular", user_item, raw, compact_first)
+
+    def _overrides(self, params: Any) -> ThreadConfig:
+        """The thread's settings with a turn/start's overrides, which last
+        for the turns after it too, as the original."""
+        c = self.config
+        changes = {name: value for name, value in (
+            ("cwd", params.cwd), ("approval_policy", params.approval_policy),
+            ("approvals_reviewer", params.approvals_reviewer), ("model", params.model),
+            ("reasoning_effort", params.effort), ("reasoning_summary", params.summary),
+            ("sandbox", params.sandbox_policy and msgspec.convert(params.sandbox_policy, SandboxPolicy)),
+        ) if value is not None and value != getattr(c, name)}
+        return msgspec.structs.replace(c, **changes) if changes else c
 
     async def _compact(self, reply: Reply) -> None:
         """thread/compact/start: answered at once, then a compact turn; a

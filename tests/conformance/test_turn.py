@@ -261,3 +261,22 @@ async def test_steering_errors_as_the_original(codex_home: Path) -> None:
         wrong = await client.call("turn/steer", {"threadId": tid, "expectedTurnId": "other", "input": []})
         assert wrong["error"]["message"] == f"expected active turn id `other` but found `{started['turn']['id']}`"
         await client.until(lambda m: m.get("method") == "turn/completed")
+
+
+async def test_turn_start_overrides_last_for_later_turns_and_are_announced_before_the_answer(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    async with open_app_server(codex_home) as client:
+        tid = await client.start_thread()
+        result = await client.request("turn/start", {
+            "threadId": tid, "input": [{"type": "text", "text": "with overrides"}], "model": "other-model",
+            "cwd": str(tmp_path), "sandboxPolicy": {"type": "dangerFullAccess"}})
+        answered = next(i for i, m in enumerate(client.log) if m.get("result") == result)
+        updated = [i for i, m in enumerate(client.log) if m.get("method") == "thread/settings/updated"]
+        assert len(updated) == 1 and updated[0] < answered
+        settings = client.log[updated[0]]["params"]["threadSettings"]
+        assert (settings["model"], settings["cwd"], settings["sandboxPolicy"]) == (
+            "other-model", str(tmp_path), {"type": "dangerFullAccess"})
+        await client.until(lambda m: m.get("method") == "turn/completed")
+        await client.turn(tid, "no overrides this time")
+        assert scripted.requests[-1].body["model"] == "other-model"
+        assert sum(m.get("method") == "thread/settings/updated" for m in client.log) == 1
