@@ -23,3 +23,5 @@ run http-path      bench/http_read_path.py
 run tool-turn      bench/tool_turn.py --profile cprofile
 run where-cprofile bench/where_cpu.py --tool cprofile
 run where-pyspy    bench/where_cpu.py --tool pyspy
+run thread-store   bench/thread_store.py
+run analytics      bench/analytics_overhead.py
