@@ -267,10 +267,7 @@ class ThreadActor:
             case CompactThread(reply=reply):
                 await self._compact(reply)
             case RevertThread(reply=reply, before_turn_id=before, num_turns=num_turns):
-                if self.turn is None:
-                    await self._revert(reply, before, num_turns)
-                else:
-                    self._after_turn(partial(self._revert, reply, before, num_turns), "thread/revert")
+                await self._revert(reply, before, num_turns)
             case PatchGitInfo(reply=reply, patch=patch):
                 self.git.update(patch)
                 if self.rollout_path is not None:
@@ -553,9 +550,13 @@ class ThreadActor:
 
     async def _revert(self, reply: Reply, before: str | None, num_turns: int | None) -> None:
         """Cut the rollout before a turn (the last ``num_turns`` for the
-        legacy thread/rollback) and carry on from what is left. As the
-        original: the thread shows itself reloaded (``notLoaded`` then
-        ``idle``), answers, then ``thread/reverted``."""
+        legacy thread/rollback) and carry on from what is left, once a
+        running turn is interrupted. As the original: the thread shows itself
+        reloaded (``notLoaded`` then ``idle``), answers, then
+        ``thread/reverted``."""
+        if self.turn is not None:
+            self._after_turn(partial(self._revert, reply, before, num_turns), "thread/revert")
+            return
         c = self.config
         path = self.rollout_path
         try:

@@ -353,9 +353,7 @@ class ThreadRegistry:
                 self.replays.move_to_end(path)
                 return cached[1]
             r = await trio.to_thread.run_sync(lambda: replay(read_rollout(path), thread_names=names))
-        except OSError as exc:
-            raise invalid_request(f"cannot read rollout {path}: {exc}") from None
-        except ValueError as exc:
+        except (OSError, ValueError) as exc:
             raise invalid_request(f"cannot read rollout {path}: {exc}") from None
         if st.st_size >= REPLAY_CACHE_MIN_BYTES:
             self.replays[path] = (stamp, r)

@@ -448,10 +448,8 @@ class _Turn:
         replacement = compacted_history(history, summary)
         self.base, self.added, self.compacted = tuple(replacement), [], True
         self.context_tokens = estimate_tokens(replacement)
-        c = self.spec.config
         last = TokenUsageBreakdown(total_tokens=self.context_tokens)
-        await self._notify("thread/tokenUsage/updated", ThreadTokenUsageUpdated(
-            self.thread_id, self.turn_id, ThreadTokenUsage(self.usage, last, c.model_context_window)))
+        await self._usage_updated(last)
         done = msgspec.structs.replace(item, completed_at_ms=now_ms())
         await self.spec.persist(
             Compacted(message=summary, replacement_history=replacement),
@@ -472,8 +470,10 @@ class _Turn:
         last = TokenUsageBreakdown.of(usage)
         self.context_tokens = last.total_tokens
         self.usage = self.usage.plus(last)
-        await self._notify("thread/tokenUsage/updated", ThreadTokenUsageUpdated(
-            self.thread_id, self.turn_id,
-            ThreadTokenUsage(self.usage, last, self.spec.config.model_context_window)))
+        await self._usage_updated(last)
         await self.spec.persist(self._token_count(last), wait=False)
+
+    async def _usage_updated(self, last: TokenUsageBreakdown) -> None:
+        await self._notify("thread/tokenUsage/updated", ThreadTokenUsageUpdated(
+            self.thread_id, self.turn_id, ThreadTokenUsage(self.usage, last, self.spec.config.model_context_window)))
 

@@ -135,17 +135,22 @@ CREATE INDEX threads_path ON threads (rollout_path);
 CREATE TABLE index_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_UPSERT: Final = f"""
+def _upsert(keep: tuple[str, ...] = ()) -> str:
+    """Insert or update a row; the ``keep`` columns keep their value where
+    the new row has none."""
+    sets = ", ".join(f"{c} = COALESCE(excluded.{c}, {c})" if c in keep else f"{c} = excluded.{c}"
+                     for c in (*_COLUMNS[1:], "source_kind", "file_size", "file_mtime_ns"))
+    return f"""
 INSERT INTO threads ({_SELECT}, source_kind, file_size, file_mtime_ns)
 VALUES ({", ".join("?" * (len(_COLUMNS) + 3))})
-ON CONFLICT (id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in (*_COLUMNS[1:], "source_kind", "file_size", "file_mtime_ns"))}
+ON CONFLICT (id) DO UPDATE SET {sets}
 """
+
+
+_UPSERT: Final = _upsert()
 #: A rescanned rollout keeps the git info set by thread/metadata/update,
 #: which lives only here (as in the original's state database).
-_RESCAN_UPSERT: Final = _UPSERT.replace(
-    "git_sha = excluded.git_sha", "git_sha = COALESCE(excluded.git_sha, git_sha)").replace(
-    "git_branch = excluded.git_branch", "git_branch = COALESCE(excluded.git_branch, git_branch)").replace(
-    "git_origin_url = excluded.git_origin_url", "git_origin_url = COALESCE(excluded.git_origin_url, git_origin_url)")
+_RESCAN_UPSERT: Final = _upsert(keep=("git_sha", "git_branch", "git_origin_url"))
 
 
 class Page(msgspec.Struct):
