@@ -8,8 +8,9 @@ facts in batches, reduces them (``actors/analytics_reducer.py``) and offers
 the events to each exporter:
 
 - :class:`JsonlExporter` appends one JSON object per line to a file,
-  handing each batch to the OS as it comes (no buffer), so a turn's events
-  are in the file as soon as the turn has ended;
+  handing each batch to the OS as it comes (no buffer, one write per batch
+  on the trio thread, as the rollout writer does), so a turn's events are
+  in the file within :data:`BATCH_WINDOW` of the turn's end;
 - :class:`HttpExporter` POSTs ``{"events": [...]}`` with h11 over a trio
   socket, with a timeout per try, retries with doubling backoff, and gives
   a batch up (counted) after the last try.
@@ -19,8 +20,8 @@ Rules, and why:
 - Recording never waits. The mailbox holds :data:`ANALYTICS_CAPACITY` facts,
   as the original's queue; a fact that finds it full is dropped and counted,
   and the warning is rate-limited (the original logs every drop and floods
-  the log). Each exporter has its own bounded queue, so a slow file or a
-  hung endpoint drops events (counted) instead of slowing ingestion.
+  the log). Each exporter has its own bounded queue, so a hung endpoint
+  drops events (counted) instead of slowing ingestion.
 - Analytics never takes the server down: a fact the reducer chokes on, or an
   export that fails, is logged and skipped. A bad ``[analytics]`` setting is
   the one error it raises, at start, before the server serves anyone.
@@ -271,8 +272,12 @@ class Exporter:
 class JsonlExporter(Exporter):
     """Appends each event to ``path`` as one line of JSON. The file is
     unbuffered: each batch is handed to the OS as it is written, so nothing
-    is left to flush at shutdown, or to fail there. Writes happen in a worker
-    thread, so a slow disk holds up this exporter only."""
+    is left to flush at shutdown, or to fail there.
+
+    The write runs on the trio thread, as the rollout writer's do: a batch
+    (a few KB, once per :data:`BATCH_WINDOW` at most) reaches the page cache
+    in microseconds, while a worker-thread round trip would cost the server
+    more CPU than the write itself (bench/analytics_overhead.py)."""
 
     name = "export_jsonl"
 
@@ -298,7 +303,7 @@ class JsonlExporter(Exporter):
             self._encoder.encode_into(event, buf, -1)
             buf += b"\n"
         try:
-            await trio.to_thread.run_sync(self._write, bytes(buf))
+            self._write(buf)
         except OSError as exc:
             self.failed += len(events)
             self._throttle.warn("analytics export_jsonl: cannot write %s (%s); %d event(s) lost",
@@ -306,7 +311,7 @@ class JsonlExporter(Exporter):
         else:
             self.exported += len(events)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytearray) -> None:
         assert self._file is not None, "JsonlExporter.open() first"
         view = memoryview(data)
         while view:

@@ -28,7 +28,8 @@ or facts lost to a full queue, cannot grow it without limit.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 import msgspec
 
@@ -261,50 +262,29 @@ class Reducer:
 
     def ingest(self, fact: Fact) -> list[Event]:
         """Take one fact; return the events it completes, in order."""
-        match fact:
-            case Initialize(connection_id=cid):
-                self.evicted += _put(self._connections, cid,
-                                     _Connection(fact.client_name, fact.client_version, fact.transport),
-                                     MAX_CONNECTIONS)
-            case ConnectionClosed(connection_id=cid):
-                self._connections.pop(cid, None)
-            case ThreadStarted():
-                return [self._thread_started(fact)]
-            case ClientResponse(method="turn/start", turn_id=str(turn_id), thread_id=str(thread_id)):
-                self._turn(turn_id, thread_id).connection_id = fact.connection_id
-            case TurnStarted(turn_id=turn_id, thread_id=thread_id):
-                self._turn(turn_id, thread_id).started_at = fact.at_ms
-            case TurnResolvedConfig(turn_id=turn_id, thread_id=thread_id):
-                self._turn(turn_id, thread_id).config = fact
-            case TurnTokenUsage(turn_id=turn_id, thread_id=thread_id):
-                self._turn(turn_id, thread_id).usage = fact.usage
-            case TurnCompleted():
-                return self._turn_completed(fact)
-            case Steer():
-                return [self._steer(fact)]
-            case Compaction():
-                return [_compaction_event(fact)]
-            case ServerRequest():
-                self._server_request(fact)
-            case ServerResponse():
-                return self._server_response(fact)
-            case ServerRequestAborted(request_id=rid):
-                pending = self._pending.pop(rid, None)
-                if pending is None:
-                    self.unmatched += 1
-                    return []
-                return [self._approval(pending, fact.at_ms, failure="aborted")]
-            case ApprovalFromSessionCache():
-                return [self._cached_approval(fact)]
+        # A dict lookup on the fact's type: a ``match`` over a dozen class
+        # patterns costs ~1.6 us a fact, most of the reducer's time.
+        handler = _HANDLERS.get(type(fact))
+        return [] if handler is None else handler(self, fact)
+
+    # --- connections ---------------------------------------------------------
+
+    def _initialize(self, fact: Initialize) -> list[Event]:
+        self.evicted += _put(self._connections, fact.connection_id,
+                             _Connection(fact.client_name, fact.client_version, fact.transport), MAX_CONNECTIONS)
+        return []
+
+    def _connection_closed(self, fact: ConnectionClosed) -> list[Event]:
+        self._connections.pop(fact.connection_id, None)
         return []
 
     # --- threads and turns ---------------------------------------------------
 
-    def _thread_started(self, fact: ThreadStarted) -> ThreadInitialized:
+    def _thread_started(self, fact: ThreadStarted) -> list[Event]:
         self.evicted += _put(self._threads, fact.thread_id, _Thread(fact.model, fact.model_provider),
                              MAX_THREADS)
         conn = self._connections.get(fact.connection_id) if fact.connection_id is not None else None
-        return ThreadInitialized(
+        return [ThreadInitialized(
             thread_id=fact.thread_id,
             connection_id=fact.connection_id,
             client_name=conn.client_name if conn else None,
@@ -315,7 +295,24 @@ class Reducer:
             ephemeral=fact.ephemeral,
             initialization_mode=fact.initialization_mode,
             created_at=fact.created_at,
-        )
+        )]
+
+    def _client_response(self, fact: ClientResponse) -> list[Event]:
+        if fact.method == "turn/start" and fact.turn_id is not None and fact.thread_id is not None:
+            self._turn(fact.turn_id, fact.thread_id).connection_id = fact.connection_id
+        return []
+
+    def _turn_started(self, fact: TurnStarted) -> list[Event]:
+        self._turn(fact.turn_id, fact.thread_id).started_at = fact.at_ms
+        return []
+
+    def _turn_config(self, fact: TurnResolvedConfig) -> list[Event]:
+        self._turn(fact.turn_id, fact.thread_id).config = fact
+        return []
+
+    def _turn_usage(self, fact: TurnTokenUsage) -> list[Event]:
+        self._turn(fact.turn_id, fact.thread_id).usage = fact.usage
+        return []
 
     def _turn(self, turn_id: str, thread_id: str) -> _Turn:
         turn = self._turns.get(turn_id)
@@ -365,11 +362,11 @@ class Reducer:
         ))
         return events
 
-    def _steer(self, fact: Steer) -> TurnSteerEvent:
+    def _steer(self, fact: Steer) -> list[Event]:
         if fact.result == "accepted" and fact.accepted_turn_id is not None:
             self._turn(fact.accepted_turn_id, fact.thread_id).steer_count += 1
         conn = self._connections.get(fact.connection_id)
-        return TurnSteerEvent(
+        return [TurnSteerEvent(
             thread_id=fact.thread_id,
             expected_turn_id=fact.expected_turn_id,
             accepted_turn_id=fact.accepted_turn_id,
@@ -379,22 +376,23 @@ class Reducer:
             result=fact.result,
             rejection_reason=fact.rejection_reason,
             started_at=fact.at_ms,
-        )
+        )]
 
     # --- server requests -------------------------------------------------------
 
-    def _server_request(self, fact: ServerRequest) -> None:
+    def _server_request(self, fact: ServerRequest) -> list[Event]:
         pending = self._pending.get(fact.request_id)
         if pending is not None:
             # Fan-out recorded per connection, or a replay: one request.
             pending.sent_to.update(fact.sent_to)
             pending.replayed = pending.replayed or fact.replayed
-            return
+            return []
         self.evicted += _put(self._pending, fact.request_id, _Pending(fact, set(fact.sent_to), fact.replayed),
                              MAX_PENDING_REQUESTS)
         turn = self._turn(fact.turn_id, fact.thread_id)
         turn.requests.add(fact.request_id)
         turn.approval_count += 1
+        return []
 
     def _server_response(self, fact: ServerResponse) -> list[Event]:
         pending = self._pending.pop(fact.request_id, None)
@@ -408,6 +406,13 @@ class Reducer:
             return [self._approval(pending, fact.at_ms, answered_by=fact.answered_by, failure="malformed")]
         return [self._approval(pending, fact.at_ms, answered_by=fact.answered_by,
                                decision=getattr(response, "decision_name", None))]
+
+    def _aborted(self, fact: ServerRequestAborted) -> list[Event]:
+        pending = self._pending.pop(fact.request_id, None)
+        if pending is None:
+            self.unmatched += 1
+            return []
+        return [self._approval(pending, fact.at_ms, failure="aborted")]
 
     def _policy(self, turn_id: str) -> str | None:
         turn = self._turns.get(turn_id)
@@ -435,9 +440,9 @@ class Reducer:
             replayed=pending.replayed,
         )
 
-    def _cached_approval(self, fact: ApprovalFromSessionCache) -> ToolApproval:
+    def _cached_approval(self, fact: ApprovalFromSessionCache) -> list[Event]:
         self._turn(fact.turn_id, fact.thread_id).approval_count += 1
-        return ToolApproval(
+        return [ToolApproval(
             thread_id=fact.thread_id,
             turn_id=fact.turn_id,
             item_id=fact.item_id,
@@ -451,23 +456,42 @@ class Reducer:
             sent_to_connections=(),
             from_session_cache=True,
             replayed=False,
-        )
+        )]
 
 
-def _compaction_event(fact: Compaction) -> CompactionEvent:
-    return CompactionEvent(
-        thread_id=fact.thread_id,
-        turn_id=fact.turn_id,
-        trigger=fact.trigger,
-        reason=fact.reason,
-        implementation=fact.implementation,
-        phase=fact.phase,
-        strategy=fact.strategy,
-        status=fact.status,
-        error=fact.error,
-        active_context_tokens_before=fact.active_context_tokens_before,
-        active_context_tokens_after=fact.active_context_tokens_after,
-        started_at=fact.started_at,
-        completed_at=fact.at_ms,
-        duration_ms=fact.duration_ms,
-    )
+    def _compaction(self, fact: Compaction) -> list[Event]:
+        return [CompactionEvent(
+            thread_id=fact.thread_id,
+            turn_id=fact.turn_id,
+            trigger=fact.trigger,
+            reason=fact.reason,
+            implementation=fact.implementation,
+            phase=fact.phase,
+            strategy=fact.strategy,
+            status=fact.status,
+            error=fact.error,
+            active_context_tokens_before=fact.active_context_tokens_before,
+            active_context_tokens_after=fact.active_context_tokens_after,
+            started_at=fact.started_at,
+            completed_at=fact.at_ms,
+            duration_ms=fact.duration_ms,
+        )]
+
+
+_HANDLERS: Final[dict[type, Callable[[Reducer, Any], list[Event]]]] = {
+    Initialize: Reducer._initialize,
+    ConnectionClosed: Reducer._connection_closed,
+    ThreadStarted: Reducer._thread_started,
+    ClientResponse: Reducer._client_response,
+    TurnStarted: Reducer._turn_started,
+    TurnResolvedConfig: Reducer._turn_config,
+    TurnTokenUsage: Reducer._turn_usage,
+    TurnCompleted: Reducer._turn_completed,
+    Steer: Reducer._steer,
+    Compaction: Reducer._compaction,
+    ServerRequest: Reducer._server_request,
+    ServerResponse: Reducer._server_response,
+    ServerRequestAborted: Reducer._aborted,
+    ApprovalFromSessionCache: Reducer._cached_approval,
+}
+
