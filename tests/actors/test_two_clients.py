@@ -1,6 +1,7 @@
 """Two clients on one thread, through the real actors and two in-process
 connections: the second joins with thread/resume; a pending approval goes to
-both with the same id, the first answer wins, both see it resolved."""
+both with the same id, the first answer wins, both see it resolved, and
+analytics records it once, attributed to the connection that answered."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_codex.actors.analytics_facts import DISABLED
+from trio_codex.actors.analytics import run_analytics
 from trio_codex.actors.approvals import run_approvals
 from trio_codex.actors.connection import Connection
 from trio_codex.actors.hub import run_hub
@@ -59,17 +60,19 @@ class Client:
 async def two_clients(codex_home: Path, scripted: ScriptedResponses,
                       nursery: trio.Nursery) -> AsyncIterator[tuple[Client, Client]]:
     """The host's actors and two in-process connections to them."""
-    settings = load_settings(codex_home=codex_home)
+    settings = load_settings(codex_home=codex_home, overrides=[
+        "analytics.enabled=true", f'analytics.export_jsonl="{codex_home / EVENTS}"'])
     info = ServerInfo(settings)
     models = ModelPool(settings, nursery)
+    recorder = await nursery.start(run_analytics, settings.analytics)
     hub = await nursery.start(run_hub)
-    approvals = await nursery.start(run_approvals)
+    approvals = await nursery.start(run_approvals, recorder)
     store = await nursery.start(run_store, settings.codex_home)
-    registry = await nursery.start(ThreadRegistry(settings, models, hub, approvals, store).run)
+    registry = await nursery.start(ThreadRegistry(settings, models, hub, approvals, store, recorder).run)
     clients = []
     for conn_id in (1, 2):
         server_end, client_end = memory_frame_pair()
-        nursery.start_soon(Connection(conn_id, server_end, info, hub, registry, approvals, DISABLED).run)
+        nursery.start_soon(Connection(conn_id, server_end, info, hub, registry, approvals, recorder).run)
         clients.append(Client(client_end))
     for client in clients:
         await client.request("initialize", {"clientInfo": {"name": "two", "version": "1"}})
@@ -77,6 +80,22 @@ async def two_clients(codex_home: Path, scripted: ScriptedResponses,
     for client in clients:
         await client.stream.aclose()
     await models.aclose()
+    recorder.close()
+
+
+#: The analytics export, in CODEX_HOME.
+EVENTS = "analytics.jsonl"
+
+
+async def exported(codex_home: Path, event_type: str) -> dict[str, Any]:
+    """The first exported event of ``event_type``, once it is written."""
+    with trio.fail_after(10):
+        while True:
+            path = codex_home / EVENTS
+            for line in path.read_text().splitlines() if path.exists() else ():
+                if (event := json.loads(line))["event_type"] == event_type:
+                    return event
+            await trio.sleep(0.01)
 
 
 async def approval_thread(client: Client, workspace: Path) -> str:
@@ -93,7 +112,7 @@ async def touch_turn(client: Client, tid: str, name: str) -> None:
 
 
 async def test_a_pending_approval_reaches_both_subscribers_and_the_first_answer_wins(
-        two_clients: tuple[Client, Client], tmp_path: Path) -> None:
+        two_clients: tuple[Client, Client], tmp_path: Path, codex_home: Path) -> None:
     a, b = two_clients
     workspace = tmp_path / "ws"
     tid = await approval_thread(a, workspace)
@@ -111,10 +130,13 @@ async def test_a_pending_approval_reaches_both_subscribers_and_the_first_answer_
         done = await client.until("turn/completed")
         assert done["params"]["turn"]["status"] == "completed"
     assert (workspace / "agreed").exists()
+    approval = await exported(codex_home, "codex_tool_approval")
+    assert (approval["request_id"], approval["decision"], approval["answered_by_connection"],
+            approval["sent_to_connections"], approval["replayed"]) == (to_a["id"], "accept", 2, [1, 2], False)
 
 
 async def test_a_client_that_joins_while_an_approval_is_pending_gets_it_replayed_and_may_answer(
-        two_clients: tuple[Client, Client], tmp_path: Path) -> None:
+        two_clients: tuple[Client, Client], tmp_path: Path, codex_home: Path) -> None:
     a, b = two_clients
     workspace = tmp_path / "ws"
     tid = await approval_thread(a, workspace)
@@ -128,6 +150,9 @@ async def test_a_client_that_joins_while_an_approval_is_pending_gets_it_replayed
         assert (await client.until("serverRequest/resolved"))["params"]["requestId"] == asked["id"]
     assert (await a.until("turn/completed"))["params"]["turn"]["status"] == "completed"
     assert (workspace / "late").exists()
+    approval = await exported(codex_home, "codex_tool_approval")
+    assert (approval["request_id"], approval["decision"], approval["answered_by_connection"],
+            approval["sent_to_connections"], approval["replayed"]) == (asked["id"], "accept", 2, [1, 2], True)
 
 
 async def test_a_thread_nobody_follows_unloads_after_its_delay(

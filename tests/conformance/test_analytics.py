@@ -1,5 +1,7 @@
 """Analytics end to end: the real server over stdio exports events for a
-session with approvals; off by default; closed connections are freed."""
+session with approvals, to a JSONL file and to a real HTTP endpoint on
+loopback; a hung endpoint does not hold up shutdown; off by default; closed
+connections are freed."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import trio
 import trio.testing
 
 from harness import mock_config, open_app_server
-from trio_codex.actors.analytics import run_analytics
+from harness.endpoint import Endpoint
+from trio_codex.actors.analytics import EXPORT_SHUTDOWN_TIMEOUT, run_analytics
 from trio_codex.actors.approvals import run_approvals
 from trio_codex.actors.connection import Connection
 from trio_codex.actors.hub import run_hub
@@ -90,6 +93,51 @@ async def test_a_compaction_exports_its_event(tmp_path: Path, scripted: Scripted
             event["status"]) == (tid, done[-1]["params"]["turn"]["id"], "manual", "user_requested",
                                  "standalone_turn", "completed")
     assert event["active_context_tokens_before"] > 0 and event["active_context_tokens_after"] > 0
+
+
+def analytics_home(tmp_path: Path, base_url: str, **analytics: object) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in analytics.items())
+    (home / "config.toml").write_text(mock_config(base_url) + f"\n[analytics]\nenabled = true\n{table}")
+    return home
+
+
+async def test_events_are_posted_to_an_http_endpoint(
+        tmp_path: Path, scripted: ScriptedResponses, nursery: trio.Nursery) -> None:
+    endpoint = Endpoint()
+    await nursery.start(endpoint.serve)
+    home = analytics_home(tmp_path, scripted.base_url, export_url=endpoint.url)
+    async with open_app_server(home) as client:
+        await client.initialize("poster")
+        tid = (await client.request("thread/start", {}))["thread"]["id"]
+        turn, _ = await client.turn(tid, "hello")
+    # The server has exited: whatever it had was posted before it did.
+    events = [event for body in endpoint.bodies for event in body["events"]]
+    assert all(set(body) == {"events"} for body in endpoint.bodies)
+    assert [e["event_type"] for e in events] == ["codex_thread_initialized", "codex_turn_event"]
+    init, done = events
+    assert (init["thread_id"], init["connection_id"], init["client_name"]) == (tid, 1, "poster")
+    assert (done["thread_id"], done["turn_id"], done["status"]) == (tid, turn["turn"]["id"], "completed")
+
+
+async def test_a_hung_endpoint_does_not_hold_up_shutdown(
+        tmp_path: Path, scripted: ScriptedResponses, nursery: trio.Nursery) -> None:
+    endpoint = Endpoint(hang=True)
+    await nursery.start(endpoint.serve)
+    # Ten minutes per try: only the shutdown deadline can end the POST.
+    home = analytics_home(tmp_path, scripted.base_url, export_url=endpoint.url, export_timeout_ms=600_000)
+    async with open_app_server(home) as client:
+        tid = await client.start_thread()
+        with trio.fail_after(10):
+            await endpoint.arrived.wait()  # the thread's event: the POST hangs from here on
+        await client.turn(tid, "hello")  # the server carries on meanwhile
+        assert client.proc.stdin is not None
+        await client.proc.stdin.aclose()
+        with trio.fail_after(EXPORT_SHUTDOWN_TIMEOUT + 9):
+            await client.proc.wait()
+    assert client.proc.returncode == 0
+    assert len(endpoint.bodies) == 1
 
 
 async def test_analytics_is_off_by_default(tmp_path: Path, scripted: ScriptedResponses) -> None:
