@@ -163,11 +163,15 @@ async def run_thread(config: ThreadConfig, model: Any, hub: Mailbox, approvals: 
             await actor.handle(msg)
 
 
-def lost_turn(thread_id: str, turn_id: str, what_then: str) -> tuple[Notification, Notification]:
+def lost_turn(thread_id: str, turn_id: str, what_then: str,
+              recorder: Recorder) -> tuple[Notification, Notification]:
     """What the subscribers of a thread whose actor crashed are told of the
     turn it was running: ``error``, then ``turn/completed`` failed, so no
-    client waits for that turn forever."""
+    client waits for that turn forever. Analytics records it completed too
+    (its usage is the last the turn recorded)."""
     error = TurnError(f"the thread's actor failed and {what_then}; this turn was lost", "internalServerError")
+    recorder.record(facts.TurnCompleted(thread_id=thread_id, turn_id=turn_id, status="failed", duration_ms=None,
+                                        error_info="internalServerError"))
     return (notification("error", ErrorNotification(error, False, thread_id, turn_id)),
             notification("turn/completed", TurnCompleted(thread_id, Turn(
                 id=turn_id, items=[], status="failed", error=error, root_turn_id=turn_id))))
@@ -368,7 +372,7 @@ class ThreadActor:
         self.subscribers = {c.id: c for c in cp.subscribers}
         if cp.active_turn is not None:
             await self._set_status(SystemError())
-            for note in lost_turn(self.config.id, cp.active_turn, "was restarted"):
+            for note in lost_turn(self.config.id, cp.active_turn, "was restarted", self.recorder):
                 await self._drop(await deliver(list(self.subscribers.values()), note))
         self._checkpoint()
 

@@ -296,7 +296,8 @@ class ThreadRegistry:
         rollout stays: ``thread/resume`` loads it afresh."""
         cp = self.checkpoints.get(thread_id)
         if cp is not None and cp.active_turn is not None:
-            for note in lost_turn(thread_id, cp.active_turn, f"was dropped after repeated crashes ({failure})"):
+            for note in lost_turn(thread_id, cp.active_turn, f"was dropped after repeated crashes ({failure})",
+                                  self.recorder):
                 await deliver(cp.subscribers, note)
         await self._unload(thread_id, "dropped by its supervisor after repeated crashes")
 

@@ -474,6 +474,12 @@ class _Turn:
         await self.spec.persist(self._token_count(last), wait=False)
 
     async def _usage_updated(self, last: TokenUsageBreakdown) -> None:
+        recorder = self.spec.recorder
+        if recorder.enabled:
+            # The turn's usage so far: what analytics reports if the turn
+            # is lost before the thread records it completed.
+            recorder.record(facts.TurnTokenUsage(thread_id=self.thread_id, turn_id=self.turn_id,
+                                                 usage=self.usage.minus(self.spec.usage)))
         await self._notify("thread/tokenUsage/updated", ThreadTokenUsageUpdated(
             self.thread_id, self.turn_id, ThreadTokenUsage(self.usage, last, self.spec.config.model_context_window)))
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import trio
 
+from trio_codex.actors.analytics_facts import Recorder
+from trio_codex.actors.analytics_reducer import Reducer, TurnEvent
 from trio_codex.actors.approvals import run_approvals
 from trio_codex.actors.hub import run_hub
 from trio_codex.actors.messages import (
@@ -74,6 +76,32 @@ async def test_a_crashed_thread_restarts_from_its_checkpoint_and_keeps_serving(
     # The restarted thread kept its history: the model saw the first turn.
     history = str(scripted.requests[-1].body["input"])
     assert "before the crash" in history and "after the crash" in history
+    await models.aclose()
+
+
+async def test_a_turn_lost_to_a_crash_is_reported_failed_to_its_client_and_to_analytics(
+        codex_home: Path, scripted: ScriptedResponses, nursery: trio.Nursery) -> None:
+    settings = load_settings(codex_home=codex_home)
+    models = ModelPool(settings, nursery)
+    facts_out, facts_in = open_mailbox(256, name="test-facts")
+    recorder = Recorder(facts_out)
+    hub = await nursery.start(run_hub)
+    approvals = await nursery.start(run_approvals)
+    store = await nursery.start(run_store, settings.codex_home)
+    registry = await nursery.start(ThreadRegistry(settings, models, hub, approvals, store, recorder).run)
+    outbox, inbox = open_mailbox(1024, name="test-conn")
+    conn = ConnectionRef(1, outbox)
+    await registry.send(StartThread(Reply(conn, 1), ThreadStartParams(), "tests"))
+    thread_id = (await until(inbox, is_method("thread/started")))[0].result.thread.id
+    await registry.send(ToThread(thread_id, StartTurn(Reply(conn, 2), TurnStartParams(
+        thread_id, [TextInput("[[deltas=100 delay_ms=50]] slow")])), None))
+    turn_id = (await until(inbox, is_method("turn/started")))[-1].params.turn.id
+    await registry.send(ToThread(thread_id, TurnEnded("no-such-turn", "completed", None, (), (), None), None))
+    lost = (await until(inbox, is_method("turn/completed")))[-1].params.turn
+    assert (lost.id, lost.status, lost.error.codex_error_info) == (turn_id, "failed", "internalServerError")
+    reducer = Reducer()
+    events = [event for fact in facts_in.drain_nowait(256) for event in reducer.ingest(fact)]
+    assert [(e.turn_id, e.status) for e in events if isinstance(e, TurnEvent)] == [(turn_id, "failed")]
     await models.aclose()
 
 
