@@ -297,7 +297,7 @@ class ThreadActor:
             cwd=c.cwd, cli_version=PROTOCOL_VERSION, source="vscode", status=self.status, turns=[],
             model=c.model, reasoning_effort=c.reasoning_effort, originator=c.originator,
             recency_at=self.updated_at, path=str(self.rollout_path) if self.rollout_path else None,
-            name=self.name, forked_from_id=c.forked_from_id,
+            name=self.name, forked_from_id=c.forked_from_id, history_mode=c.history_mode,
             git_info=git_info(self.git.get("git_sha"), self.git.get("git_branch"), self.git.get("git_origin_url")),
         )
 
@@ -334,7 +334,7 @@ class ThreadActor:
             meta = SessionMeta(
                 id=c.id, session_id=c.id, timestamp=format_timestamp(c.created_at * 1000), cwd=c.cwd,
                 originator=c.originator, cli_version=PROTOCOL_VERSION, source="vscode",
-                model_provider=c.model_provider, history_mode="paginated",
+                model_provider=c.model_provider, history_mode=c.history_mode,
             )
             self.rollout = await self.nursery.start(
                 run_rollout_writer, self.rollout_path, meta, self.next_ordinal, c.rollout_fsync)
@@ -350,7 +350,7 @@ class ThreadActor:
             id=c.id, rollout_path=str(self.rollout_path), created_at=c.created_at * 1000,
             updated_at=self.updated_at * 1000, recency_at=last_turn_started * 1000, source="vscode",
             model_provider=c.model_provider, cwd=c.cwd, cli_version=PROTOCOL_VERSION, originator=c.originator,
-            model=c.model, reasoning_effort=c.reasoning_effort, preview=self.preview, history_mode="paginated",
+            model=c.model, reasoning_effort=c.reasoning_effort, preview=self.preview, history_mode=c.history_mode,
             tokens_used=self.usage.total_tokens, **self.git)))
 
     async def _set_status(self, status: ThreadStatus) -> None:

@@ -439,7 +439,7 @@ class ThreadRegistry:
                 else _policy_from_rollout(ctx.sandbox_policy, s),
                 reasoning_effort=meta.reasoning_effort or s.model_reasoning_effort,
                 ephemeral=ephemeral, originator=meta.originator or "", forked_from_id=forked_from,
-                **_common(s, params),
+                history_mode=meta.history_mode or "legacy", **_common(s, params),
             )
             model = await self.models.get(config.model_provider)
         except ConfigError as exc:

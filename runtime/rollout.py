@@ -1319,7 +1319,7 @@ def thread_from_meta(meta: ThreadMeta, loaded: bool) -> Any:
         source=meta.source, status=Idle() if loaded else NotLoaded(), turns=[], name=meta.name,
         path=meta.rollout_path or None, forked_from_id=meta.forked_from_id, model=meta.model,
         reasoning_effort=meta.reasoning_effort, originator=meta.originator,
-        recency_at=meta.recency_at // 1000, history_mode=meta.history_mode,
+        recency_at=meta.recency_at // 1000, history_mode=meta.history_mode or "legacy",
         git_info=git_info(meta.git_sha, meta.git_branch, meta.git_origin_url),
     )
 
