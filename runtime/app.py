@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import signal
+import sys
 from functools import partial
 
 import trio
@@ -27,6 +28,8 @@ from ..transports.framing import DEFAULT_MAX_LINE
 from ..transports.listen import ListenUrl
 from ..transports.scripted_responses import ScriptedResponses
 from ..transports.stdio import open_stdio
+from ..transports.websocket import open_listeners, serve_websocket
+from ..transports.wsframing import TokenAuth
 from .config import Settings, resolve_provider
 from .server_info import ServerInfo
 from .stream import FrameStream
@@ -88,9 +91,12 @@ async def _stop_on_signal(host: trio.CancelScope, *, task_status: trio.TaskStatu
 
 
 async def serve(settings: Settings, listen: ListenUrl, *, stream: FrameStream | None = None,
-                max_message_bytes: int = DEFAULT_MAX_LINE, analytics_default_enabled: bool = False) -> None:
+                max_message_bytes: int = DEFAULT_MAX_LINE, analytics_default_enabled: bool = False,
+                ws_auth: TokenAuth | None = None) -> None:
     """Run the app server until its listener ends (stdin EOF for stdio) or a
-    SIGTERM/SIGINT arrives."""
+    SIGTERM/SIGINT arrives. ``ws://`` and ``unix://`` serve websocket
+    connections, as many as come, each its own session; ``ws_auth``
+    requires a bearer token in their upgrade."""
     info = ServerInfo(settings)
     conn_ids = itertools.count(1)
     async with trio.open_nursery() as host:
@@ -111,9 +117,30 @@ async def serve(settings: Settings, listen: ListenUrl, *, stream: FrameStream | 
             elif listen.scheme == "off":
                 await trio.sleep_forever()
             else:
-                raise SystemExit(f"trio-codex: --listen {listen.scheme}:// is not available yet; use stdio://")
+                try:
+                    listeners, url = await open_listeners(listen, settings.codex_home)
+                except OSError as exc:
+                    raise SystemExit(f"trio-codex: cannot listen on {listen.scheme}://: {exc}") from None
+
+                async def connection(ws: FrameStream) -> None:
+                    await Connection(next(conn_ids), ws, info, hub, threads, approvals, recorder).run()
+
+                await host.start(partial(serve_websocket, listeners, url, connection, auth=ws_auth,
+                                         max_frame=max_message_bytes))
+                _banner(url)
+                await trio.sleep_forever()
         finally:
             with trio.move_on_after(SHUTDOWN_TIMEOUT, shield=True):
                 await models.aclose()
             recorder.close()
             host.cancel_scope.cancel(reason="app server shutting down: its listener ended")
+
+
+def _banner(url: str) -> None:
+    """What the original prints once listening (stderr: stdout is not ours
+    to write on when another program launched us)."""
+    lines = ["codex app-server (WebSockets)", f"  listening on: {url}"]
+    if url.startswith("ws://"):
+        http = "http://" + url[len("ws://"):]
+        lines += [f"  readyz: {http}/readyz", f"  healthz: {http}/healthz"]
+    print("\n".join(lines), file=sys.stderr, flush=True)

@@ -14,6 +14,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..transports.wsframing import TokenAuth
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="stdio:// (default), unix://, unix://PATH, ws://IP:PORT or off")
     srv.add_argument("--analytics-default-enabled", action="store_true",
                      help="turn analytics on unless config says [analytics] enabled = false")
+    srv.add_argument("--ws-auth", choices=["capability-token", "signed-bearer-token"],
+                     help="require a bearer token in websocket upgrades (ws:// and unix://)")
+    srv.add_argument("--ws-token-file", metavar="PATH", help="capability-token: the file holding the token")
+    srv.add_argument("--ws-token-sha256", metavar="HEX", help="capability-token: the token's SHA-256, in hex")
     ex = sub.add_parser("exec", help="run one turn and print the reply")
     ex.add_argument("-c", "--config", action="append", default=[], dest="sub_config",
                     metavar="key=value", help=argparse.SUPPRESS)
@@ -72,11 +80,46 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(trio.run(run_exec, settings, args.prompt))
         max_message = int(os.environ.get("TRIO_CODEX_MAX_MESSAGE_BYTES") or DEFAULT_MAX_LINE)
         listen = parse_listen(args.listen)
+        ws_auth = _ws_auth(args) if args.command == "app-server" else None
     except (ValueError, ConfigError) as exc:
         print(f"trio-codex: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     try:
         trio.run(partial(serve, settings, listen, max_message_bytes=max_message,
-                         analytics_default_enabled=args.analytics_default_enabled))
+                         analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth))
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+
+
+def _ws_auth(args: argparse.Namespace) -> TokenAuth | None:
+    """``--ws-auth`` and its token, as the original takes them.
+
+    Raises:
+      ValueError: the flags do not fit together, or the token cannot be read.
+    """
+    from ..transports.wsframing import TokenAuth
+
+    if args.ws_auth is None:
+        if args.ws_token_file or args.ws_token_sha256:
+            raise ValueError("--ws-token-file and --ws-token-sha256 need --ws-auth capability-token")
+        return None
+    if args.ws_auth == "signed-bearer-token":
+        raise ValueError("--ws-auth signed-bearer-token is not supported yet; use capability-token")
+    if bool(args.ws_token_file) == bool(args.ws_token_sha256):
+        raise ValueError("--ws-auth capability-token needs exactly one of --ws-token-file PATH "
+                         "or --ws-token-sha256 HEX")
+    if args.ws_token_sha256:
+        try:
+            digest = bytes.fromhex(args.ws_token_sha256)
+        except ValueError:
+            digest = b""
+        if len(digest) != 32:
+            raise ValueError("--ws-token-sha256: expected 64 hex digits (a SHA-256)")
+        return TokenAuth(digest)
+    try:
+        token = open(args.ws_token_file, encoding="utf-8").read().strip()
+    except OSError as exc:
+        raise ValueError(f"--ws-token-file {args.ws_token_file}: {exc.strerror}") from None
+    if not token:
+        raise ValueError(f"--ws-token-file {args.ws_token_file}: the file is empty")
+    return TokenAuth.from_token(token)

@@ -1,0 +1,244 @@
+"""The websocket listeners of the real server, driven by a real websocket
+client (trio-websocket) over real sockets: ``ws://`` on loopback and
+``unix://``; the HTTP probes and refusals the original gives; token auth;
+many clients on one thread; bad input and vanishing clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import h11
+import pytest
+import trio
+import trio_websocket
+
+from harness import server_env
+
+TIMEOUT = 20.0
+
+
+class Server:
+    def __init__(self, proc: trio.Process, url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+
+@asynccontextmanager
+async def ws_server(codex_home: Path, listen: str = "ws://127.0.0.1:0", *args: str,
+                    env_extra: dict[str, str] | None = None) -> AsyncIterator[Server]:
+    """The server listening on ``listen``; its URL read from the banner it
+    prints on stderr (the rest of stderr is drained)."""
+    argv = [sys.executable, "-m", "trio_codex.runtime", "app-server", "--listen", listen, *args]
+    async with trio.open_nursery() as nursery:
+        proc = await nursery.start(lambda task_status: trio.run_process(
+            argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+            env=server_env(codex_home, **(env_extra or {})), task_status=task_status))
+        assert proc.stderr is not None
+        err = b""
+        with trio.fail_after(TIMEOUT):
+            while b"listening on: " not in err or not err.split(b"listening on: ", 1)[1].count(b"\n"):
+                chunk = await proc.stderr.receive_some(4096)
+                assert chunk, f"the server exited: {err.decode(errors='replace')}"
+                err += chunk
+        url = err.split(b"listening on: ", 1)[1].split(b"\n", 1)[0].decode()
+
+        async def drain() -> None:
+            async for _ in proc.stderr:
+                pass
+
+        nursery.start_soon(drain)
+        try:
+            yield Server(proc, url)
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                with trio.move_on_after(TIMEOUT):
+                    await proc.wait()
+                if proc.returncode is None:
+                    proc.kill()
+
+
+class Client:
+    """A JSON-RPC client over one websocket."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+        self.ws = ws
+        self.ids = iter(range(1, 10_000))
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        await self.ws.send_message(json.dumps(msg))
+
+    async def next(self) -> dict[str, Any]:
+        with trio.fail_after(TIMEOUT):
+            return json.loads(await self.ws.get_message())
+
+    async def call(self, method: str, params: Any, *, rid: Any = None) -> dict[str, Any]:
+        rid = next(self.ids) if rid is None else rid
+        await self.send({"id": rid, "method": method, "params": params})
+        while (msg := await self.next()).get("id") != rid or "method" in msg:
+            pass
+        return msg
+
+    async def request(self, method: str, params: Any) -> Any:
+        msg = await self.call(method, params)
+        assert "result" in msg, msg
+        return msg["result"]
+
+    async def initialize(self, name: str = "ws_tests") -> None:
+        await self.request("initialize", {"clientInfo": {"name": name, "version": "1"}})
+
+    async def until(self, method: str) -> dict[str, Any]:
+        while (msg := await self.next()).get("method") != method:
+            pass
+        return msg
+
+
+@asynccontextmanager
+async def ws_client(url: str, **kwargs: Any) -> AsyncIterator[Client]:
+    async with trio_websocket.open_websocket_url(url + "/", message_queue_size=1024, **kwargs) as ws:
+        yield Client(ws)
+
+
+async def http_status(url: str, request: bytes) -> int:
+    host, port = url.removeprefix("ws://").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(request)
+        conn = h11.Connection(h11.CLIENT)
+        conn.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                with trio.fail_after(TIMEOUT):
+                    conn.receive_data(await stream.receive_some(4096))
+            else:
+                assert isinstance(event, h11.Response)
+                return event.status_code
+
+
+UPGRADE = (b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+
+
+async def test_the_http_probes_and_refusals_are_the_originals(codex_home: Path) -> None:
+    async with ws_server(codex_home) as server:
+        assert server.url.startswith("ws://127.0.0.1:")
+        for request, status in [
+            (b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\nOrigin: http://evil.example\r\n\r\n", 403),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nOrigin: http://evil.example\r\n" + UPGRADE + b"\r\n", 403),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
+            (b"NONSENSE\r\n\r\n", 400),
+        ]:
+            assert await http_status(server.url, request) == status, request
+
+
+async def test_two_websocket_clients_share_a_thread_and_whoever_answers_the_approval_wins(
+        codex_home: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    async with ws_server(codex_home, "ws://127.0.0.1:0", "-c", "analytics.enabled=true",
+                         "-c", f'analytics.export_jsonl="{events}"') as server:
+        async with ws_client(server.url) as a, ws_client(server.url) as b:
+            await a.initialize("first")
+            await b.initialize("second")
+            tid = (await a.request("thread/start", {"cwd": str(workspace), "approvalPolicy": "untrusted",
+                                                    "sandbox": "danger-full-access"}))["thread"]["id"]
+            assert (await b.until("thread/started"))["params"]["thread"]["id"] == tid
+            await b.request("thread/resume", {"threadId": tid})
+            command = json.dumps({"command": "touch agreed"})
+            await a.request("turn/start", {"threadId": tid, "input": [
+                {"type": "text", "text": f"[[call=shell_command {command}]]"}]})
+            to_a = await a.until("item/commandExecution/requestApproval")
+            to_b = await b.until("item/commandExecution/requestApproval")
+            assert to_a["id"] == to_b["id"]
+            await b.send({"id": to_b["id"], "result": {"decision": "accept"}})
+            for client in (a, b):
+                assert (await client.until("turn/completed"))["params"]["turn"]["status"] == "completed"
+            assert (workspace / "agreed").exists()
+    # The server has stopped: its events are all written.
+    [approval] = [e for line in events.read_text().splitlines()
+                  if (e := json.loads(line))["event_type"] == "codex_tool_approval"]
+    assert (approval["decision"], approval["answered_by_connection"], approval["sent_to_connections"]) == (
+        "accept", 2, [1, 2])
+
+
+async def test_a_capability_token_is_required_before_the_upgrade(codex_home: Path, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    async with ws_server(codex_home, "ws://127.0.0.1:0", "--ws-auth", "capability-token",
+                         "--ws-token-file", str(token)) as server:
+        for authorization in (b"", b"Authorization: Bearer wrong\r\n", b"Authorization: s3cret-token\r\n"):
+            assert await http_status(server.url, b"GET / HTTP/1.1\r\nHost: x\r\n" + UPGRADE + authorization
+                                     + b"\r\n") == 401
+        async with ws_client(server.url, extra_headers=[(b"authorization", b"Bearer s3cret-token")]) as client:
+            await client.initialize()
+        assert await http_status(server.url, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n") == 200
+
+
+async def test_bad_ws_auth_flags_stop_start_up_with_a_clear_error(codex_home: Path) -> None:
+    result = await trio.run_process(
+        [sys.executable, "-m", "trio_codex.runtime", "app-server", "--listen", "ws://127.0.0.1:0",
+         "--ws-auth", "capability-token"], env=server_env(codex_home), capture_stderr=True, check=False)
+    assert result.returncode == 2
+    assert b"needs exactly one of --ws-token-file PATH or --ws-token-sha256 HEX" in result.stderr
+
+
+async def test_bad_input_and_a_vanishing_client_lose_nothing_for_the_others(codex_home: Path) -> None:
+    async with ws_server(codex_home, env_extra={"TRIO_CODEX_MAX_MESSAGE_BYTES": "4096"}) as server:
+        async with ws_client(server.url) as steady:
+            await steady.initialize()
+            await steady.ws.send_message("not json at all")
+            await steady.ws.send_message(b'{"id": "binary", "method": "model/list", "params": {}}')
+            big = {"threadId": "t", "input": [{"type": "text", "text": "x" * 100_000}]}
+            refused = await steady.call("turn/start", big, rid="big")
+            assert refused["error"]["code"] == -32600
+            assert refused["error"]["message"].startswith("Invalid request: message of ")
+            tid = (await steady.request("thread/start", {}))["thread"]["id"]
+            # Another client joins the thread, starts a slow turn and vanishes mid-turn.
+            async with trio.open_nursery() as nursery:
+                ws = await trio_websocket.connect_websocket_url(nursery, server.url + "/")
+                gone = Client(ws)
+                await gone.initialize("gone")
+                await gone.request("thread/resume", {"threadId": tid})
+                await gone.request("turn/start", {"threadId": tid, "input": [
+                    {"type": "text", "text": "[[deltas=20 delay_ms=20]] slow"}]})
+                await gone.until("item/agentMessage/delta")
+                await ws._stream.aclose()  # no close handshake: the socket just goes
+                nursery.cancel_scope.cancel()
+            done = await steady.until("turn/completed")
+            assert done["params"]["turn"]["status"] == "completed"
+            assert (await steady.request("model/list", {}))["data"]
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="unix sockets")
+async def test_the_unix_control_socket_serves_websocket_and_is_removed_at_exit(codex_home: Path) -> None:
+    async with ws_server(codex_home, "unix://") as server:
+        path = codex_home / "app-server-control" / "app-server-control.sock"
+        assert server.url == f"unix://{path}"
+        assert len(os.fsencode(path)) > 100 or path.is_socket()  # a long path is a link to a short one
+        async with trio.open_nursery() as nursery:
+            # Clients connect through the link: a long path cannot be connected to either.
+            stream = await trio.open_unix_socket(os.path.realpath(path))
+            ws = await trio_websocket.wrap_client_stream(nursery, stream, "localhost", "/")
+            client = Client(ws)
+            await client.initialize()
+            tid = (await client.request("thread/start", {}))["thread"]["id"]
+            await client.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "hi"}]})
+            assert (await client.until("turn/completed"))["params"]["turn"]["status"] == "completed"
+            await ws.aclose()
+        server.proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(TIMEOUT):
+            assert await server.proc.wait() == 0
+        assert not path.exists() and not path.is_symlink()

@@ -1,0 +1,137 @@
+"""The websocket codec without sockets: what each request head gets, and
+frames in and out of an upgraded connection against a wsproto client."""
+
+from __future__ import annotations
+
+import hashlib
+
+import h11
+import pytest
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Ping,
+    Pong,
+    Request,
+    TextMessage,
+)
+
+from trio_codex.runtime.stream import Oversized
+from trio_codex.transports.framing import NEED_DATA
+from trio_codex.transports.wsframing import (
+    MAX_MESSAGE_HEADER,
+    HttpAnswer,
+    TokenAuth,
+    Upgrade,
+    WsFramer,
+    decide,
+    http_response,
+)
+
+UPGRADE = [("connection", "Upgrade"), ("upgrade", "websocket"),
+           ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="), ("sec-websocket-version", "13")]
+
+
+def request(method: str = "GET", target: str = "/", headers: list[tuple[str, str]] | None = None) -> h11.Request:
+    return h11.Request(method=method, target=target, headers=[("host", "x"), *(headers or [])])
+
+
+@pytest.mark.parametrize(("req", "answer"), [
+    (request("POST", headers=[("content-length", "0")]), HttpAnswer(405, b"Request method must be `GET`")),
+    (request(headers=[("origin", "http://evil.example")]), HttpAnswer(403)),
+    (request(headers=[("origin", "http://evil.example"), *UPGRADE]), HttpAnswer(403)),
+    (request(target="/readyz"), HttpAnswer(200)),
+    (request(target="/healthz"), HttpAnswer(200)),
+    (request(), HttpAnswer(400, b"Connection header did not include 'upgrade'")),
+    (request(target="/anything", headers=UPGRADE), Upgrade("/anything")),
+])
+def test_each_request_head_gets_what_the_original_answers(req: h11.Request, answer: object) -> None:
+    assert decide(req, None) == answer
+
+
+def test_a_capability_token_is_checked_before_the_upgrade() -> None:
+    auth = TokenAuth.from_token("s3cret")
+    assert auth == TokenAuth(hashlib.sha256(b"s3cret").digest())
+    assert decide(request(headers=UPGRADE), auth) == HttpAnswer(401)
+    assert decide(request(headers=[*UPGRADE, ("authorization", "Bearer wrong")]), auth) == HttpAnswer(401)
+    assert decide(request(headers=[*UPGRADE, ("authorization", "Basic s3cret")]), auth) == HttpAnswer(401)
+    assert decide(request(headers=[*UPGRADE, ("authorization", "Bearer s3cret")]), auth) == Upgrade("/")
+    assert decide(request(target="/readyz"), auth) == HttpAnswer(200)  # probes need no token
+
+
+def test_http_answers_are_complete_responses_that_close() -> None:
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(http_response(HttpAnswer(400, b"no upgrade")))
+    response = client.next_event()
+    assert isinstance(response, h11.Response) and (response.status_code, response.reason) == (400, b"Bad Request")
+    assert (b"connection", b"close") in response.headers
+    data = client.next_event()
+    assert isinstance(data, h11.Data) and data.data == b"no upgrade"
+
+
+def upgraded(max_frame: int = 1024) -> tuple[WsFramer, WSConnection]:
+    client = WSConnection(ConnectionType.CLIENT)
+    framer = WsFramer(max_frame)
+    framer.accept(client.send(Request(host="x", target="/")))
+    client.receive_data(framer.data_to_send())
+    [accepted] = list(client.events())
+    assert isinstance(accepted, AcceptConnection)
+    assert (MAX_MESSAGE_HEADER, str(max_frame).encode()) in accepted.extra_headers
+    return framer, client
+
+
+def frames(framer: WsFramer) -> list[object]:
+    out = []
+    while (frame := framer.next_frame()) is not NEED_DATA:
+        out.append(frame)
+        if frame is None:
+            break
+    return out
+
+
+def test_text_messages_are_frames_whole_or_in_fragments() -> None:
+    framer, client = upgraded()
+    framer.receive_data(client.send(TextMessage(data='{"id":1}')) + client.send(TextMessage(data="{\"a\":\"é", message_finished=False)))
+    assert frames(framer) == [b'{"id":1}']  # the second is not finished
+    framer.receive_data(client.send(TextMessage(data='"}', message_finished=False))
+                        + client.send(TextMessage(data="", message_finished=True)))
+    assert frames(framer) == ['{"a":"é"}'.encode()]
+
+
+def test_a_message_over_the_bound_is_dropped_as_it_arrives_and_reported_once() -> None:
+    framer, client = upgraded(max_frame=64)
+    head = '{"id":7,"method":"x","params":"'
+    framer.receive_data(client.send(TextMessage(data=head, message_finished=False)))
+    assert frames(framer) == []
+    for _ in range(10):
+        framer.receive_data(client.send(TextMessage(data="y" * 50, message_finished=False)))
+    framer.receive_data(client.send(TextMessage(data='"}', message_finished=True)) + client.send(TextMessage(data="{}")))
+    oversized, after = frames(framer)
+    assert isinstance(oversized, Oversized) and oversized.size == len(head) + 500 + 2
+    assert oversized.head.startswith(head.encode())
+    assert after == b"{}"
+
+
+def test_outgoing_frames_pings_and_close() -> None:
+    framer, client = upgraded()
+    client.receive_data(framer.frames([b'{"id":1,"result":{}}', '{"method":"é"}'.encode()]))
+    assert [e.data for e in client.events()] == ['{"id":1,"result":{}}', '{"method":"é"}']
+    framer.receive_data(client.send(Ping(b"hi")))
+    assert frames(framer) == []
+    client.receive_data(framer.data_to_send())
+    assert [type(e) for e in client.events()] == [Pong]
+    framer.receive_data(client.send(CloseConnection(code=1000)))
+    assert frames(framer) == [None]
+    client.receive_data(framer.data_to_send())
+    assert [type(e) for e in client.events()] == [CloseConnection]
+    assert framer.close() == b""  # closing already
+
+
+def test_our_close_is_a_close_frame() -> None:
+    framer, client = upgraded()
+    client.receive_data(framer.close(1001, "going away"))
+    [event] = client.events()
+    assert isinstance(event, CloseConnection) and (event.code, event.reason) == (1001, "going away")

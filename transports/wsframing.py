@@ -1,0 +1,204 @@
+"""Sans-I/O websocket serving, in the manner of h11: the HTTP decision for
+an incoming request (:func:`decide`) and the frame codec of an upgraded
+connection (:class:`WsFramer`, around wsproto). No sockets here; the I/O
+shell is :mod:`.websocket`.
+
+What the original 0.169 answers on its websocket port, traced with curl,
+and therefore what :func:`decide` answers:
+
+- a method other than GET: ``405`` "Request method must be `GET`";
+- any ``Origin`` header: ``403`` (browsers may not drive a local agent);
+- ``GET /readyz`` and ``GET /healthz``: ``200``;
+- a GET that is no upgrade: ``400`` "Connection header did not include
+  'upgrade'";
+- with ``--ws-auth capability-token``, an upgrade without the right
+  ``Authorization: Bearer <token>``: ``401``, before any JSON-RPC;
+- otherwise ``101``, on any path, with the
+  ``x-codex-websocket-max-unfragmented-message-bytes`` header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from http import HTTPStatus
+from collections.abc import Sequence
+from typing import Final
+
+import h11
+import msgspec
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError
+
+from ..runtime.stream import Oversized
+from .framing import HEAD, NEED_DATA
+
+__all__ = ["MAX_HEAD", "HttpAnswer", "TokenAuth", "Upgrade", "WsFramer", "decide", "http_response"]
+
+#: Bound on the request head of the HTTP upgrade.
+MAX_HEAD: Final = 16 * 1024
+
+#: The header the original adds to its 101 (a message size clients may send whole).
+MAX_MESSAGE_HEADER: Final = b"x-codex-websocket-max-unfragmented-message-bytes"
+
+
+class TokenAuth(msgspec.Struct, frozen=True):
+    """``--ws-auth capability-token``: the SHA-256 of the one accepted bearer
+    token (from ``--ws-token-file`` or ``--ws-token-sha256``)."""
+
+    sha256: bytes
+
+    @classmethod
+    def from_token(cls, token: str) -> TokenAuth:
+        return cls(hashlib.sha256(token.encode()).digest())
+
+    def accepts(self, authorization: bytes | None) -> bool:
+        scheme, _, token = (authorization or b"").partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
+            return False
+        return hmac.compare_digest(hashlib.sha256(token.strip()).digest(), self.sha256)
+
+
+class HttpAnswer(msgspec.Struct, frozen=True):
+    """Answer with a plain HTTP response and close."""
+
+    status: int
+    body: bytes = b""
+
+
+class Upgrade(msgspec.Struct, frozen=True):
+    """Accept the websocket upgrade."""
+
+    path: str
+
+
+def decide(request: h11.Request, auth: TokenAuth | None) -> HttpAnswer | Upgrade:
+    """What to answer to the request head of a new connection."""
+    if request.method != b"GET":
+        return HttpAnswer(405, b"Request method must be `GET`")
+    headers = {name: value for name, value in request.headers}  # h11 lowercases the names
+    if b"origin" in headers:
+        return HttpAnswer(403)
+    path = request.target.split(b"?", 1)[0].decode("ascii", "replace")
+    upgrade = b"upgrade" in {token.strip().lower() for token in headers.get(b"connection", b"").split(b",")}
+    if not upgrade:
+        if path in ("/readyz", "/healthz"):
+            return HttpAnswer(200)
+        return HttpAnswer(400, b"Connection header did not include 'upgrade'")
+    if auth is not None and not auth.accepts(headers.get(b"authorization")):
+        return HttpAnswer(401)
+    return Upgrade(path)
+
+
+def http_response(answer: HttpAnswer) -> bytes:
+    """The bytes of ``answer``, a complete response with ``Connection: close``."""
+    conn = h11.Connection(h11.SERVER)
+    # h11 needs to have seen a request before it writes a response.
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    conn.next_event()
+    headers = [("content-length", str(len(answer.body))), ("connection", "close")]
+    if answer.body:
+        headers.append(("content-type", "text/plain; charset=utf-8"))
+    reason = HTTPStatus(answer.status).phrase.encode()
+    return (conn.send(h11.Response(status_code=answer.status, headers=headers, reason=reason))
+            + (conn.send(h11.Data(data=answer.body)) if answer.body else b"")
+            + conn.send(h11.EndOfMessage()))
+
+
+class WsFramer:
+    """The frame codec of one upgraded connection. Bytes go in with
+    :meth:`receive_data`; :meth:`next_frame` gives each text message as one
+    frame (the UTF-8 of one JSON-RPC message), an :class:`Oversized` notice
+    for a message over ``max_frame`` (dropped as it arrives, never buffered
+    whole), None once the peer closed, or :data:`NEED_DATA`. Control frames
+    are answered: their replies wait in :meth:`data_to_send`.
+    """
+
+    def __init__(self, max_frame: int) -> None:
+        self.max_frame = max_frame
+        self._ws = WSConnection(ConnectionType.SERVER)
+        self._outgoing = bytearray()
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._skipping = False
+        self._head = b""
+        self.closed = False
+
+    def accept(self, head: bytes) -> None:
+        """Take the request head (and anything after it) of an upgrade that
+        :func:`decide` let through, and queue the 101."""
+        self._ws.receive_data(head)
+        for event in self._ws.events():
+            if isinstance(event, Request):
+                self._outgoing += self._ws.send(AcceptConnection(
+                    extra_headers=[(MAX_MESSAGE_HEADER, str(self.max_frame).encode())]))
+                return
+        raise h11.RemoteProtocolError("the upgrade request was incomplete")
+
+    def receive_data(self, data: bytes | None) -> None:
+        """``None`` (or b"") when the peer's side of the stream ended."""
+        self._ws.receive_data(data or None)
+
+    def next_frame(self) -> bytes | Oversized | None | object:
+        if self.closed:
+            return None
+        for event in self._ws.events():
+            if isinstance(event, (TextMessage, BytesMessage)):
+                frame = self._message_part(event.data if isinstance(event.data, bytes) else event.data.encode(),
+                                           event.message_finished)
+                if frame is not NEED_DATA:
+                    return frame
+            elif isinstance(event, Ping):
+                self._outgoing += self._ws.send(event.response())
+            elif isinstance(event, CloseConnection):
+                self._outgoing += self._ws.send(event.response())
+                self.closed = True
+                return None
+        return NEED_DATA
+
+    def _message_part(self, data: bytes, finished: bool) -> bytes | Oversized | object:
+        self._size += len(data)
+        if not self._skipping:
+            if self._size > self.max_frame:
+                self._head = b"".join(self._parts)[:HEAD] if self._parts else data[:HEAD]
+                self._parts.clear()
+                self._skipping = True
+            else:
+                self._parts.append(data)
+        if not finished:
+            return NEED_DATA
+        size, self._size = self._size, 0
+        if self._skipping:
+            self._skipping = False
+            return Oversized(size, self._head)
+        frame = b"".join(self._parts)
+        self._parts.clear()
+        return frame
+
+    def frames(self, frames: Sequence[bytes]) -> bytes:
+        """The bytes of ``frames`` as text messages, for one write."""
+        send = self._ws.send
+        return b"".join(send(TextMessage(data=frame.decode())) for frame in frames)
+
+    def close(self, code: int = 1000, reason: str = "") -> bytes:
+        """The bytes of a close frame (nothing if the connection is closing already)."""
+        if self.closed:
+            return b""
+        self.closed = True
+        try:
+            return self._ws.send(CloseConnection(code=code, reason=reason))
+        except LocalProtocolError:  # the peer's close came first
+            return b""
+
+    def data_to_send(self) -> bytes:
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
