@@ -1,7 +1,8 @@
 """What the server says about itself: the handshake facts and the answers to
 the read-only requests a client makes before it starts a thread
-(``model/list``, ``account/read``, ``config/read``). Built once from the
-settings at start-up; pure.
+(``model/list``, ``account/read``, ``config/read``, and the discovery
+requests of ``protocol/v2/discovery.py``). Built once from the settings at
+start-up; pure.
 """
 
 from __future__ import annotations
@@ -12,6 +13,18 @@ import sys
 from typing import Any
 
 from .config import Settings, resolve_provider
+from .protocol.v2.discovery import (
+    ConfigRequirementsReadResponse,
+    CwdsParams,
+    EmptyPage,
+    HooksListEntry,
+    HooksListResponse,
+    PagedParams,
+    PluginInstalledParams,
+    PluginInstalledResponse,
+    SkillsListEntry,
+    SkillsListResponse,
+)
 from .protocol.v2.initialize import ClientInfo
 from .protocol.v2.models import (
     AccountReadParams,
@@ -92,3 +105,23 @@ class ServerInfo:
 
     def config_read(self, params: ConfigReadParams) -> dict[str, Any]:
         return self.settings.config_read(include_layers=bool(params.include_layers))
+
+    # --- discovery: nothing of these is configurable here, so empty answers
+
+    def config_requirements(self, params: None) -> ConfigRequirementsReadResponse:
+        return ConfigRequirementsReadResponse()
+
+    def skills_list(self, params: CwdsParams) -> SkillsListResponse:
+        return SkillsListResponse([SkillsListEntry(cwd) for cwd in self._cwds(params)])
+
+    def hooks_list(self, params: CwdsParams) -> HooksListResponse:
+        return HooksListResponse([HooksListEntry(cwd) for cwd in self._cwds(params)])
+
+    def plugins_installed(self, params: PluginInstalledParams) -> PluginInstalledResponse:
+        return PluginInstalledResponse()
+
+    def empty_page(self, params: PagedParams) -> EmptyPage:
+        return EmptyPage()
+
+    def _cwds(self, params: CwdsParams) -> list[str]:
+        return params.cwds or [os.getcwd()]

@@ -20,6 +20,7 @@ from .v2.command import (
     CommandExecTerminateParams,
     CommandExecWriteParams,
 )
+from .v2.discovery import CwdsParams, PagedParams, PluginInstalledParams
 from .v2.initialize import InitializeParams
 from .v2.models import AccountReadParams, ConfigReadParams, ModelListParams
 from .v2.thread import (
@@ -70,6 +71,12 @@ METHODS: dict[str, MethodSpec] = {
     "model/list": MethodSpec(ModelListParams),
     "account/read": MethodSpec(AccountReadParams),
     "config/read": MethodSpec(ConfigReadParams),
+    "configRequirements/read": MethodSpec(None),
+    "skills/list": MethodSpec(CwdsParams),
+    "hooks/list": MethodSpec(CwdsParams),
+    "plugin/installed": MethodSpec(PluginInstalledParams),
+    "app/list": MethodSpec(PagedParams),
+    "experimentalFeature/list": MethodSpec(PagedParams),
     "command/exec": MethodSpec(CommandExecParams),
     "command/exec/write": MethodSpec(CommandExecWriteParams),
     "command/exec/resize": MethodSpec(CommandExecResizeParams),

@@ -34,6 +34,10 @@ def validator(ref: str) -> jsonschema.Draft7Validator:
     return jsonschema.Draft7Validator({"$ref": ref, "definitions": schema()["definitions"]})
 
 
+#: The response types of methods without params (no params type to derive them from).
+PARAMLESS_RESPONSES = {"configRequirements/read": "#/definitions/v2/ConfigRequirementsReadResponse"}
+
+
 @cache
 def variants(union: str) -> dict[str, str]:
     """method -> $ref of its params (``ServerNotification``, ``ServerRequest``)
@@ -44,6 +48,8 @@ def variants(union: str) -> dict[str, str]:
         [method] = variant["properties"]["method"]["enum"]
         ref = variant["properties"].get("params", {}).get("$ref")
         if ref is None:
+            if union == "ClientRequest" and method in PARAMLESS_RESPONSES:
+                out[method] = PARAMLESS_RESPONSES[method]
             continue
         if union == "ClientRequest":
             ref = ref.removesuffix("Params") + "Response"
@@ -130,8 +136,10 @@ async def test_a_broad_session_fits_the_original_schema(tmp_path: Path, scripted
         s = Session(client)
         await s.request("initialize", {"clientInfo": {"name": "schema", "version": "1"},
                                        "capabilities": {"experimentalApi": True}})
-        for method in ("model/list", "account/read", "config/read", "thread/loaded/list"):
+        for method in ("model/list", "account/read", "config/read", "thread/loaded/list", "skills/list",
+                       "hooks/list", "plugin/installed", "app/list", "experimentalFeature/list"):
             await s.request(method, {})
+        await s.request("configRequirements/read")
         tid = (await s.request("thread/start", {"cwd": str(workspace), "approvalPolicy": "untrusted",
                                                 "sandbox": "danger-full-access"}))["thread"]["id"]
         await s.turn(tid, "[[reasoning=2 deltas=5]] think, then answer")

@@ -1,0 +1,66 @@
+"""What a client such as the Codex TUI or an IDE extension asks about while
+it starts, beyond models and config: requirements, skills, hooks, plugins,
+apps and experimental features. trio-codex has none of these to offer, so it
+answers each with the empty, valid value the original gives when nothing is
+configured, rather than an error that stops the client's start-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._base import Wire
+
+
+class ConfigRequirementsReadResponse(Wire, frozen=True):
+    #: Null: no requirements.toml or MDM entries.
+    requirements: dict[str, Any] | None = None
+
+
+class CwdsParams(Wire, frozen=True):
+    """``skills/list`` and ``hooks/list``: the directories to look in (empty:
+    the server's working directory)."""
+
+    cwds: list[str] = []
+    thread_id: str | None = None
+
+
+class SkillsListEntry(Wire, frozen=True):
+    cwd: str
+    skills: list[Any] = []
+    errors: list[Any] = []
+
+
+class SkillsListResponse(Wire, frozen=True):
+    data: list[SkillsListEntry]
+
+
+class HooksListEntry(Wire, frozen=True):
+    cwd: str
+    hooks: list[Any] = []
+    errors: list[Any] = []
+    warnings: list[str] = []
+
+
+class HooksListResponse(Wire, frozen=True):
+    data: list[HooksListEntry]
+
+
+class PagedParams(Wire, frozen=True):
+    """``app/list``, ``experimentalFeature/list``; other keys are ignored."""
+
+    cursor: str | None = None
+    limit: int | None = None
+
+
+class EmptyPage(Wire, frozen=True):
+    data: list[Any] = []
+    next_cursor: str | None = None
+
+
+class PluginInstalledParams(Wire, frozen=True):
+    cwds: list[str] = []
+
+
+class PluginInstalledResponse(Wire, frozen=True):
+    marketplaces: list[Any] = []
+    marketplace_load_errors: list[Any] = []
