@@ -1,0 +1,89 @@
+"""The original's own terminal client, ``codex --remote ws://…`` (0.169.0),
+drives our server: it starts up (initialize, the discovery requests, a
+thread), takes a prompt typed into its terminal and shows the reply. Run on
+a pseudo-terminal; skipped where the original is not installed
+(``npm i @openai/codex@0.169.0``, or ``CODEX_ORIGINAL_BIN``)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import struct
+import termios
+from pathlib import Path
+
+import pytest
+import trio
+
+from harness.ws import TIMEOUT, ws_server
+
+ORIGINAL = Path(os.environ.get(
+    "CODEX_ORIGINAL_BIN",
+    "/work/orig/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"))
+
+#: What the TUI asks its terminal, and what a terminal answers.
+TERMINAL_ANSWERS = {
+    b"\x1b[6n": b"\x1b[1;1R",
+    b"\x1b]10;?": b"\x1b]10;rgb:ffff/ffff/ffff\x1b\\",
+    b"\x1b]11;?": b"\x1b]11;rgb:0000/0000/0000\x1b\\",
+    b"\x1b[c": b"\x1b[?62;c",
+}
+
+
+def turn_events(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [e for line in path.read_text().splitlines() if (e := json.loads(line))["event_type"] == "codex_turn_event"]
+
+
+@pytest.mark.skipif(not ORIGINAL.exists(), reason="the original codex binary is not installed")
+async def test_the_codex_tui_runs_a_turn_through_our_websocket_listener(codex_home: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (tmp_path / "tui-home" / ".codex").mkdir(parents=True)
+    env = {"HOME": str(tmp_path / "tui-home"), "CODEX_HOME": str(tmp_path / "tui-home" / ".codex"),
+           "TERM": "xterm-256color", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    async with ws_server(codex_home, "ws://127.0.0.1:0", "-c", "analytics.enabled=true",
+                         "-c", f'analytics.export_jsonl="{events}"') as server:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        proc = await trio.lowlevel.open_process([str(ORIGINAL), "--remote", server.url], stdin=slave, stdout=slave,
+                                                stderr=slave, env=env, cwd=workspace, start_new_session=True)
+        os.close(slave)
+        terminal = trio.lowlevel.FdStream(master)
+        screen = bytearray()
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def read() -> None:
+                    while data := await terminal.receive_some(65536):
+                        screen.extend(data)
+                        for query, answer in TERMINAL_ANSWERS.items():
+                            if query in data:
+                                await terminal.send_all(answer)
+
+                async def wait_for(done: object) -> None:
+                    with trio.fail_after(TIMEOUT):
+                        while not done():  # type: ignore[operator]
+                            await trio.sleep(0.05)
+
+                nursery.start_soon(read)
+                await wait_for(lambda: b"Ask Codex to do anything" in screen)
+                for key in "say hello":
+                    await terminal.send_all(key.encode())
+                    await trio.sleep(0.02)
+                await trio.sleep(0.3)
+                await terminal.send_all(b"\r")
+                # The turn as our server saw it (the TUI also runs a helper turn on an ephemeral thread).
+                await wait_for(lambda: any(e["status"] == "completed" and e["client_name"] == "codex-tui"
+                                           for e in turn_events(events)))
+                await wait_for(lambda: b"Worked for" in screen)
+                nursery.cancel_scope.cancel()
+        finally:
+            proc.kill()
+            with trio.move_on_after(TIMEOUT):
+                await proc.wait()
+            await terminal.aclose()

@@ -1,0 +1,57 @@
+"""The real server on a websocket listener, for tests that connect to it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from . import server_env
+
+TIMEOUT = 20.0
+
+
+class Server:
+    def __init__(self, proc: trio.Process, url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+
+@asynccontextmanager
+async def ws_server(codex_home: Path, listen: str = "ws://127.0.0.1:0", *args: str,
+                    env_extra: dict[str, str] | None = None) -> AsyncIterator[Server]:
+    """The server listening on ``listen``; its URL read from the banner it
+    prints on stderr (the rest of stderr is drained)."""
+    argv = [sys.executable, "-m", "trio_codex.runtime", "app-server", "--listen", listen, *args]
+    async with trio.open_nursery() as nursery:
+        proc = await nursery.start(lambda task_status: trio.run_process(
+            argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+            env=server_env(codex_home, **(env_extra or {})), task_status=task_status))
+        assert proc.stderr is not None
+        err = b""
+        with trio.fail_after(TIMEOUT):
+            while b"listening on: " not in err or not err.split(b"listening on: ", 1)[1].count(b"\n"):
+                chunk = await proc.stderr.receive_some(4096)
+                assert chunk, f"the server exited: {err.decode(errors='replace')}"
+                err += chunk
+        url = err.split(b"listening on: ", 1)[1].split(b"\n", 1)[0].decode()
+
+        async def drain() -> None:
+            async for _ in proc.stderr:
+                pass
+
+        nursery.start_soon(drain)
+        try:
+            yield Server(proc, url)
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                with trio.move_on_after(TIMEOUT):
+                    await proc.wait()
+                if proc.returncode is None:
+                    proc.kill()
