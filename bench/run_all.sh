@@ -25,3 +25,5 @@ run where-cprofile bench/where_cpu.py --tool cprofile
 run where-pyspy    bench/where_cpu.py --tool pyspy
 run thread-store   bench/thread_store.py
 run analytics      bench/analytics_overhead.py
+run ws-load        bench/ws_load.py
+run ws-load-50     bench/ws_load.py --clients 50 --turns 5
