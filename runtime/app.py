@@ -29,7 +29,7 @@ from ..transports.listen import ListenUrl
 from ..transports.scripted_responses import ScriptedResponses
 from ..transports.stdio import open_stdio
 from ..transports.websocket import open_listeners, serve_websocket
-from ..transports.wsframing import TokenAuth
+from ..transports.wsframing import JwtAuth, TokenAuth
 from .config import Settings, resolve_provider
 from .server_info import ServerInfo
 from .stream import FrameStream
@@ -92,7 +92,7 @@ async def _stop_on_signal(host: trio.CancelScope, *, task_status: trio.TaskStatu
 
 async def serve(settings: Settings, listen: ListenUrl, *, stream: FrameStream | None = None,
                 max_message_bytes: int = DEFAULT_MAX_LINE, analytics_default_enabled: bool = False,
-                ws_auth: TokenAuth | None = None) -> None:
+                ws_auth: TokenAuth | JwtAuth | None = None) -> None:
     """Run the app server until its listener ends (stdin EOF for stdio) or a
     SIGTERM/SIGINT arrives. ``ws://`` and ``unix://`` serve websocket
     connections, as many as come, each its own session; ``ws_auth``

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..transports.wsframing import TokenAuth
+    from ..transports.wsframing import JwtAuth, TokenAuth
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="require a bearer token in websocket upgrades (ws:// and unix://)")
     srv.add_argument("--ws-token-file", metavar="PATH", help="capability-token: the file holding the token")
     srv.add_argument("--ws-token-sha256", metavar="HEX", help="capability-token: the token's SHA-256, in hex")
+    srv.add_argument("--ws-shared-secret-file", metavar="PATH",
+                     help="signed-bearer-token: the file holding the HS256 secret of the JWTs")
+    srv.add_argument("--ws-issuer", help="signed-bearer-token: the required `iss` claim")
+    srv.add_argument("--ws-audience", help="signed-bearer-token: the required `aud` claim")
+    srv.add_argument("--ws-max-clock-skew-seconds", type=int, metavar="SECONDS",
+                     help="signed-bearer-token: slack for `exp` and `nbf` (default 30)")
     ex = sub.add_parser("exec", help="run one turn and print the reply")
     ex.add_argument("-c", "--config", action="append", default=[], dest="sub_config",
                     metavar="key=value", help=argparse.SUPPRESS)
@@ -91,20 +97,32 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(130) from None
 
 
-def _ws_auth(args: argparse.Namespace) -> TokenAuth | None:
-    """``--ws-auth`` and its token, as the original takes them.
+def _ws_auth(args: argparse.Namespace) -> TokenAuth | JwtAuth | None:
+    """``--ws-auth`` and its token or secret, as the original takes them.
 
     Raises:
-      ValueError: the flags do not fit together, or the token cannot be read.
+      ValueError: the flags do not fit together, or a file cannot be read.
     """
-    from ..transports.wsframing import TokenAuth
+    from ..transports.wsframing import JwtAuth, TokenAuth
 
-    if args.ws_auth is None:
-        if args.ws_token_file or args.ws_token_sha256:
-            raise ValueError("--ws-token-file and --ws-token-sha256 need --ws-auth capability-token")
-        return None
+    token_flags = args.ws_token_file or args.ws_token_sha256
+    jwt_flags = (args.ws_shared_secret_file or args.ws_issuer or args.ws_audience
+                 or args.ws_max_clock_skew_seconds is not None)
+    if args.ws_auth != "capability-token" and token_flags:
+        raise ValueError("--ws-token-file and --ws-token-sha256 need --ws-auth capability-token")
+    if args.ws_auth != "signed-bearer-token" and jwt_flags:
+        raise ValueError("--ws-shared-secret-file, --ws-issuer, --ws-audience and --ws-max-clock-skew-seconds "
+                         "need --ws-auth signed-bearer-token")
     if args.ws_auth == "signed-bearer-token":
-        raise ValueError("--ws-auth signed-bearer-token is not supported yet; use capability-token")
+        if not args.ws_shared_secret_file:
+            raise ValueError("--ws-auth signed-bearer-token needs --ws-shared-secret-file PATH")
+        skew = 30 if args.ws_max_clock_skew_seconds is None else args.ws_max_clock_skew_seconds
+        if skew < 0:
+            raise ValueError("--ws-max-clock-skew-seconds: expected a number of seconds, 0 or more")
+        secret = _read_secret("--ws-shared-secret-file", args.ws_shared_secret_file)
+        return JwtAuth(secret.encode(), args.ws_issuer, args.ws_audience, skew)
+    if args.ws_auth is None:
+        return None
     if bool(args.ws_token_file) == bool(args.ws_token_sha256):
         raise ValueError("--ws-auth capability-token needs exactly one of --ws-token-file PATH "
                          "or --ws-token-sha256 HEX")
@@ -116,10 +134,15 @@ def _ws_auth(args: argparse.Namespace) -> TokenAuth | None:
         if len(digest) != 32:
             raise ValueError("--ws-token-sha256: expected 64 hex digits (a SHA-256)")
         return TokenAuth(digest)
+    return TokenAuth.from_token(_read_secret("--ws-token-file", args.ws_token_file))
+
+
+def _read_secret(flag: str, path: str) -> str:
+    """A token or secret file's content, without surrounding whitespace."""
     try:
-        token = open(args.ws_token_file, encoding="utf-8").read().strip()
+        secret = open(path, encoding="utf-8").read().strip()
     except OSError as exc:
-        raise ValueError(f"--ws-token-file {args.ws_token_file}: {exc.strerror}") from None
-    if not token:
-        raise ValueError(f"--ws-token-file {args.ws_token_file}: the file is empty")
-    return TokenAuth.from_token(token)
+        raise ValueError(f"{flag} {path}: {exc.strerror}") from None
+    if not secret:
+        raise ValueError(f"{flag} {path}: the file is empty")
+    return secret

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from wsproto.utilities import LocalProtocolError
 from ..runtime.stream import Oversized, TransportClosed
 from .framing import NEED_DATA
 from .listen import ListenUrl
-from .wsframing import MAX_HEAD, HttpAnswer, TokenAuth, WsFramer, decide, http_response
+from .wsframing import MAX_HEAD, HttpAnswer, JwtAuth, TokenAuth, WsFramer, decide, http_response
 
 __all__ = ["HANDSHAKE_TIMEOUT", "WebSocketStream", "default_socket_path", "open_listeners", "serve_websocket"]
 
@@ -94,7 +95,7 @@ class WebSocketStream:
             await self._stream.aclose()
 
 
-async def handshake(stream: trio.abc.Stream, auth: TokenAuth | None, max_frame: int) -> WsFramer | None:
+async def handshake(stream: trio.abc.Stream, auth: TokenAuth | JwtAuth | None, max_frame: int) -> WsFramer | None:
     """Read the request head of a new connection and answer it: a
     :class:`WsFramer` once upgraded, None when it got a plain HTTP answer
     (or sent nothing usable in time)."""
@@ -117,7 +118,7 @@ async def handshake(stream: trio.abc.Stream, auth: TokenAuth | None, max_frame: 
         except h11.RemoteProtocolError as exc:
             await stream.send_all(http_response(HttpAnswer(400, str(exc).encode())))
             return None
-        answer = decide(request, auth)
+        answer = decide(request, auth, time.time())
         if isinstance(answer, HttpAnswer):
             await stream.send_all(http_response(answer))
             return None
@@ -207,7 +208,7 @@ async def serve_websocket(
     url: str,
     on_connection: Callable[[WebSocketStream], Awaitable[None]],
     *,
-    auth: TokenAuth | None,
+    auth: TokenAuth | JwtAuth | None,
     max_frame: int,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:

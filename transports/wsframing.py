@@ -11,14 +11,16 @@ and therefore what :func:`decide` answers:
 - ``GET /readyz`` and ``GET /healthz``: ``200``;
 - a GET that is no upgrade: ``400`` "Connection header did not include
   'upgrade'";
-- with ``--ws-auth capability-token``, an upgrade without the right
-  ``Authorization: Bearer <token>``: ``401``, before any JSON-RPC;
+- with ``--ws-auth capability-token`` or ``signed-bearer-token``, an
+  upgrade without a good ``Authorization: Bearer <token>``: ``401``, before
+  any JSON-RPC;
 - otherwise ``101``, on any path, with the
   ``x-codex-websocket-max-unfragmented-message-bytes`` header.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from http import HTTPStatus
@@ -41,13 +43,20 @@ from wsproto.utilities import LocalProtocolError
 from ..runtime.stream import Oversized
 from .framing import HEAD, NEED_DATA
 
-__all__ = ["MAX_HEAD", "HttpAnswer", "TokenAuth", "Upgrade", "WsFramer", "decide", "http_response"]
+__all__ = ["MAX_HEAD", "HttpAnswer", "JwtAuth", "TokenAuth", "Upgrade", "WsFramer", "decide", "http_response"]
 
 #: Bound on the request head of the HTTP upgrade.
 MAX_HEAD: Final = 16 * 1024
 
 #: The header the original adds to its 101 (a message size clients may send whole).
 MAX_MESSAGE_HEADER: Final = b"x-codex-websocket-max-unfragmented-message-bytes"
+
+
+def _bearer(authorization: bytes | None) -> bytes | None:
+    """The token of an ``Authorization: Bearer <token>`` header."""
+    scheme, _, token = (authorization or b"").partition(b" ")
+    token = token.strip()
+    return token if scheme.lower() == b"bearer" and token else None
 
 
 class TokenAuth(msgspec.Struct, frozen=True):
@@ -60,11 +69,49 @@ class TokenAuth(msgspec.Struct, frozen=True):
     def from_token(cls, token: str) -> TokenAuth:
         return cls(hashlib.sha256(token.encode()).digest())
 
-    def accepts(self, authorization: bytes | None) -> bool:
-        scheme, _, token = (authorization or b"").partition(b" ")
-        if scheme.lower() != b"bearer" or not token.strip():
+    def accepts(self, authorization: bytes | None, now: float) -> bool:
+        token = _bearer(authorization)
+        return token is not None and hmac.compare_digest(hashlib.sha256(token).digest(), self.sha256)
+
+
+class JwtAuth(msgspec.Struct, frozen=True):
+    """``--ws-auth signed-bearer-token``: an HS256 JWT signed with the shared
+    secret. As the original (traced): ``alg`` must be HS256; ``exp`` is
+    required, an integer; ``nbf`` is honoured; both with ``max_skew``
+    seconds of slack; ``iss`` and ``aud`` (a string or a list holding it)
+    must match when an issuer or audience is configured."""
+
+    secret: bytes
+    issuer: str | None = None
+    audience: str | None = None
+    max_skew: int = 30
+
+    def accepts(self, authorization: bytes | None, now: float) -> bool:
+        token = _bearer(authorization)
+        parts = token.split(b".") if token else []
+        if len(parts) != 3:
             return False
-        return hmac.compare_digest(hashlib.sha256(token.strip()).digest(), self.sha256)
+        try:
+            header, claims = (msgspec.json.decode(_unbase64(part)) for part in parts[:2])
+            signature = _unbase64(parts[2])
+        except (ValueError, msgspec.DecodeError):
+            return False
+        if not isinstance(header, dict) or header.get("alg") != "HS256" or not isinstance(claims, dict):
+            return False
+        expected = hmac.new(self.secret, parts[0] + b"." + parts[1], hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, signature):
+            return False
+        exp, nbf = claims.get("exp"), claims.get("nbf", 0)
+        if type(exp) is not int or exp + self.max_skew < now or type(nbf) is not int or nbf - self.max_skew > now:
+            return False
+        if self.issuer is not None and claims.get("iss") != self.issuer:
+            return False
+        aud = claims.get("aud")
+        return self.audience is None or aud == self.audience or (isinstance(aud, list) and self.audience in aud)
+
+
+def _unbase64(part: bytes) -> bytes:
+    return base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))
 
 
 class HttpAnswer(msgspec.Struct, frozen=True):
@@ -80,8 +127,9 @@ class Upgrade(msgspec.Struct, frozen=True):
     path: str
 
 
-def decide(request: h11.Request, auth: TokenAuth | None) -> HttpAnswer | Upgrade:
-    """What to answer to the request head of a new connection."""
+def decide(request: h11.Request, auth: TokenAuth | JwtAuth | None, now: float = 0.0) -> HttpAnswer | Upgrade:
+    """What to answer to the request head of a new connection (``now``: Unix
+    seconds, for token expiry)."""
     if request.method != b"GET":
         return HttpAnswer(405, b"Request method must be `GET`")
     headers = {name: value for name, value in request.headers}  # h11 lowercases the names
@@ -93,7 +141,7 @@ def decide(request: h11.Request, auth: TokenAuth | None) -> HttpAnswer | Upgrade
         if path in ("/readyz", "/healthz"):
             return HttpAnswer(200)
         return HttpAnswer(400, b"Connection header did not include 'upgrade'")
-    if auth is not None and not auth.accepts(headers.get(b"authorization")):
+    if auth is not None and not auth.accepts(headers.get(b"authorization"), now):
         return HttpAnswer(401)
     return Upgrade(path)
 

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ import trio
 import trio_websocket
 
 from harness import server_env
-from harness.ws import TIMEOUT, ws_server
+from harness.ws import TIMEOUT, jwt, ws_server
 
 
 class Client:
@@ -144,12 +145,35 @@ async def test_a_capability_token_is_required_before_the_upgrade(codex_home: Pat
         assert await http_status(server.url, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n") == 200
 
 
-async def test_bad_ws_auth_flags_stop_start_up_with_a_clear_error(codex_home: Path) -> None:
+async def test_a_signed_bearer_token_is_required_before_the_upgrade(codex_home: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("shared-secret\n")
+    now = int(time.time())
+    async with ws_server(codex_home, "ws://127.0.0.1:0", "--ws-auth", "signed-bearer-token",
+                         "--ws-shared-secret-file", str(secret), "--ws-audience", "trio-codex") as server:
+        for claims in ({"aud": "trio-codex", "exp": now - 300}, {"aud": "elsewhere", "exp": now + 300},
+                       {"aud": "trio-codex"}):
+            assert await http_status(server.url, b"GET / HTTP/1.1\r\nHost: x\r\n" + UPGRADE + b"Authorization: "
+                                     + jwt(claims) + b"\r\n\r\n") == 401
+        good = jwt({"aud": "trio-codex", "exp": now + 300})
+        async with ws_client(server.url, extra_headers=[(b"authorization", good)]) as client:
+            await client.initialize()
+
+
+@pytest.mark.parametrize(("flags", "error"), [
+    (["--ws-auth", "capability-token"], b"needs exactly one of --ws-token-file PATH or --ws-token-sha256 HEX"),
+    (["--ws-auth", "signed-bearer-token"], b"needs --ws-shared-secret-file PATH"),
+    (["--ws-token-sha256", "ab"], b"need --ws-auth capability-token"),
+    (["--ws-auth", "capability-token", "--ws-token-sha256", "ab"], b"expected 64 hex digits"),
+    (["--ws-auth", "capability-token", "--ws-token-file", "/nonexistent"], b"No such file or directory"),
+])
+async def test_bad_ws_auth_flags_stop_start_up_with_a_clear_error(
+        codex_home: Path, flags: list[str], error: bytes) -> None:
     result = await trio.run_process(
-        [sys.executable, "-m", "trio_codex.runtime", "app-server", "--listen", "ws://127.0.0.1:0",
-         "--ws-auth", "capability-token"], env=server_env(codex_home), capture_stderr=True, check=False)
+        [sys.executable, "-m", "trio_codex.runtime", "app-server", "--listen", "ws://127.0.0.1:0", *flags],
+        env=server_env(codex_home), capture_stderr=True, check=False)
     assert result.returncode == 2
-    assert b"needs exactly one of --ws-token-file PATH or --ws-token-sha256 HEX" in result.stderr
+    assert error in result.stderr
 
 
 async def test_bad_input_and_a_vanishing_client_lose_nothing_for_the_others(codex_home: Path) -> None:

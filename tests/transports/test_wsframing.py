@@ -3,6 +3,7 @@ frames in and out of an upgraded connection against a wsproto client."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import h11
@@ -17,11 +18,13 @@ from wsproto.events import (
     TextMessage,
 )
 
+from harness.ws import jwt
 from trio_codex.runtime.stream import Oversized
 from trio_codex.transports.framing import NEED_DATA
 from trio_codex.transports.wsframing import (
     MAX_MESSAGE_HEADER,
     HttpAnswer,
+    JwtAuth,
     TokenAuth,
     Upgrade,
     WsFramer,
@@ -58,6 +61,40 @@ def test_a_capability_token_is_checked_before_the_upgrade() -> None:
     assert decide(request(headers=[*UPGRADE, ("authorization", "Basic s3cret")]), auth) == HttpAnswer(401)
     assert decide(request(headers=[*UPGRADE, ("authorization", "Bearer s3cret")]), auth) == Upgrade("/")
     assert decide(request(target="/readyz"), auth) == HttpAnswer(200)  # probes need no token
+
+
+NOW = 1_800_000_000
+
+
+# What 0.169 answered for each token, with --ws-issuer me --ws-audience you (traced).
+@pytest.mark.parametrize(("claims", "alg", "key", "accepted"), [
+    ({"iss": "me", "aud": "you", "exp": NOW + 60, "iat": NOW}, "HS256", b"shared-secret", True),
+    ({"iss": "me", "aud": "you", "iat": NOW}, "HS256", b"shared-secret", False),  # no exp
+    ({"iss": "me", "aud": "you", "exp": NOW - 10}, "HS256", b"shared-secret", True),  # within the skew
+    ({"iss": "me", "aud": "you", "exp": NOW - 50}, "HS256", b"shared-secret", False),
+    ({"iss": "me", "aud": "you", "exp": NOW + 60.5}, "HS256", b"shared-secret", False),  # exp not an integer
+    ({"iss": "x", "aud": "you", "exp": NOW + 60}, "HS256", b"shared-secret", False),
+    ({"aud": "you", "exp": NOW + 60}, "HS256", b"shared-secret", False),
+    ({"iss": "me", "aud": ["you", "z"], "exp": NOW + 60}, "HS256", b"shared-secret", True),
+    ({"iss": "me", "aud": "z", "exp": NOW + 60}, "HS256", b"shared-secret", False),
+    ({"iss": "me", "exp": NOW + 60}, "HS256", b"shared-secret", False),
+    ({"iss": "me", "aud": "you", "exp": NOW + 60, "nbf": NOW + 120}, "HS256", b"shared-secret", False),
+    ({"iss": "me", "aud": "you", "exp": NOW + 60, "nbf": NOW + 10}, "HS256", b"shared-secret", True),
+    ({"iss": "me", "aud": "you", "exp": NOW + 60}, "HS384", b"shared-secret", False),
+    ({"iss": "me", "aud": "you", "exp": NOW + 60}, "HS256", b"other-secret", False),
+])
+def test_signed_bearer_tokens_are_judged_as_the_original_judges_them(
+        claims: dict, alg: str, key: bytes, accepted: bool) -> None:
+    auth = JwtAuth(b"shared-secret", issuer="me", audience="you")
+    assert auth.accepts(jwt(claims, alg=alg, key=key), NOW) is accepted
+    assert decide(request(headers=[*UPGRADE, ("authorization", jwt(claims, alg=alg, key=key).decode())]),
+                  auth, NOW) == (Upgrade("/") if accepted else HttpAnswer(401))
+
+
+@pytest.mark.parametrize("authorization", [None, b"Bearer", b"Bearer a.b", b"Bearer !!.??.**", b"Basic x.y.z",
+                                           b"Bearer " + base64.urlsafe_b64encode(b"[1]") + b".e30.xx"])
+def test_malformed_bearer_tokens_are_refused_not_raised(authorization: bytes | None) -> None:
+    assert JwtAuth(b"shared-secret").accepts(authorization, NOW) is False
 
 
 def test_http_answers_are_complete_responses_that_close() -> None:
