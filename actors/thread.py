@@ -29,6 +29,7 @@ import msgspec
 import trio
 
 from ..runtime.ask import ask
+from ..runtime.git import GIT_TIMEOUT, collect_git_info
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox
 from ..runtime.protocol.jsonrpc import (
@@ -71,6 +72,7 @@ from ..runtime.protocol.v2.turn import (
     TurnSteerResponse,
 )
 from ..runtime.rollout import (
+    GitInfo,
     SessionMeta,
     ThreadMeta,
     TurnAbortedEvent,
@@ -213,8 +215,11 @@ class ThreadActor:
         self.session_approvals: set[str] = set()
         #: Prompts of the active turn waiting on a client.
         self.waiting = 0
-        #: The git info thread/metadata/update set (index column -> value).
+        #: The thread's git info (index column -> value): what its new
+        #: rollout found in the cwd, under what thread/metadata/update set.
         self.git: dict[str, str | None] = {}
+        #: A new thread's cwd probe (``started``), read when its rollout is made.
+        self._git_probe: tuple[trio.Event, list[GitInfo | None]] | None = None
         #: Tokens in the model's context after the last turn (compaction
         #: starts past the config's limit).
         self.context_tokens = 0
@@ -334,11 +339,33 @@ class ThreadActor:
             meta = SessionMeta(
                 id=c.id, session_id=c.id, timestamp=format_timestamp(c.created_at * 1000), cwd=c.cwd,
                 originator=c.originator, cli_version=PROTOCOL_VERSION, source="vscode",
-                model_provider=c.model_provider, history_mode=c.history_mode,
+                model_provider=c.model_provider, history_mode=c.history_mode, git=await self._git_found(),
             )
             self.rollout = await self.nursery.start(
                 run_rollout_writer, self.rollout_path, meta, self.next_ordinal, c.rollout_fsync)
         await append(self.rollout, *payloads, turn_end=turn_end)
+
+    async def _probe_git(self, done: trio.Event, found: list[GitInfo | None]) -> None:
+        try:
+            found.append(await collect_git_info(self.config.cwd))
+        finally:
+            done.set()
+
+    async def _git_found(self) -> GitInfo | None:
+        """The probe's git info for a new rollout (None: no probe, or no
+        repository); what it found also fills what metadata/update left unset."""
+        if self._git_probe is None:
+            return None
+        done, found = self._git_probe
+        self._git_probe = None
+        with trio.move_on_after(GIT_TIMEOUT):
+            await done.wait()
+        git = found[0] if found else None
+        if git is not None:
+            for key, value in (("git_sha", git.commit_hash), ("git_branch", git.branch),
+                               ("git_origin_url", git.repository_url)):
+                self.git.setdefault(key, value)
+        return git
 
     def _index(self, last_turn_started: int) -> None:
         """Keep the listing index in step (best effort: the index is rebuilt
@@ -392,6 +419,10 @@ class ThreadActor:
             ephemeral=c.ephemeral, initialization_mode=mode, created_at=c.created_at))
 
     async def started(self, reply: Reply) -> None:
+        if not self.config.ephemeral:
+            # Ahead of the first turn, which writes it into the new rollout.
+            self._git_probe = (trio.Event(), [])
+            self.nursery.start_soon(self._probe_git, *self._git_probe)
         self._record_started(reply.conn.id, "new")
         thread = self.wire_thread()
         await self._to(reply.conn, Response(reply.request_id, self._start_response(thread)))

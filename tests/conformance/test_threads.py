@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,36 @@ async def test_turns_and_items_page_both_ways(codex_home: Path) -> None:
         assert {i["turnId"] for i in only["data"]} == {one_turn} and only["nextCursor"] is None
         bad = await client.call("thread/turns/list", {"threadId": tid, "cursor": "junk"})
         assert bad["error"]["code"] == -32600 and "invalid cursor" in bad["error"]["message"]
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+async def test_a_new_rollout_records_the_git_info_of_its_cwd_as_the_original(
+        codex_home: Path, tmp_path: Path) -> None:
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    url = "https://github.com/example/repo.git"
+    for args in (["init", "-q", "-b", "feature-x", str(repo)], ["-C", str(repo), "commit", "-q", "--allow-empty",
+                                                                 "-m", "first"],
+                 ["-C", str(repo), "remote", "add", "origin", url]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], check=True)
+    sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    async with open_app_server(codex_home) as client:
+        await client.initialize()
+        tid = (await client.request("thread/start", {"cwd": str(repo)}))["thread"]["id"]
+        other = (await client.request("thread/start", {"cwd": str(elsewhere)}))["thread"]["id"]
+        # As 0.169: nothing before the first turn, which writes the rollout.
+        assert (await client.request("thread/read", {"threadId": tid}))["thread"]["gitInfo"] is None
+        for thread in (tid, other):
+            await client.turn(thread, "hi")
+        expected = {"sha": sha, "branch": "feature-x", "originUrl": url}
+        assert (await client.request("thread/read", {"threadId": tid}))["thread"]["gitInfo"] == expected
+        assert (await client.request("thread/read", {"threadId": other}))["thread"]["gitInfo"] is None
+        listed = {t["id"]: t["gitInfo"] for t in (await client.request("thread/list", {}))["data"]}
+        assert listed == {tid: expected, other: None}
+    [rollout] = (codex_home / "sessions").rglob(f"*{tid}.jsonl")
+    meta = json.loads(rollout.read_text().splitlines()[0])["payload"]
+    assert meta["git"] == {"commit_hash": sha, "branch": "feature-x", "repository_url": url}
 
 
 async def test_metadata_update_patches_git_info_loaded_or_not_and_survives_a_restart(codex_home: Path) -> None:
