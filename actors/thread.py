@@ -29,7 +29,7 @@ import msgspec
 import trio
 
 from ..runtime.ask import ask
-from ..runtime.git import GIT_TIMEOUT, collect_git_info
+from ..runtime.git import collect_git_info
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox
 from ..runtime.protocol.jsonrpc import (
@@ -177,6 +177,11 @@ def lost_turn(thread_id: str, turn_id: str, what_then: str,
     return (notification("error", ErrorNotification(error, False, thread_id, turn_id)),
             notification("turn/completed", TurnCompleted(thread_id, Turn(
                 id=turn_id, items=[], status="failed", error=error, root_turn_id=turn_id))))
+
+
+#: How long a new rollout waits for the cwd's git info (a few file reads;
+#: a hung network filesystem is what this bounds).
+GIT_PROBE_TIMEOUT = 5.0
 
 
 class ThreadActor:
@@ -347,7 +352,7 @@ class ThreadActor:
 
     async def _probe_git(self, done: trio.Event, found: list[GitInfo | None]) -> None:
         try:
-            found.append(await collect_git_info(self.config.cwd))
+            found.append(await trio.to_thread.run_sync(collect_git_info, self.config.cwd, abandon_on_cancel=True))
         finally:
             done.set()
 
@@ -358,7 +363,7 @@ class ThreadActor:
             return None
         done, found = self._git_probe
         self._git_probe = None
-        with trio.move_on_after(GIT_TIMEOUT):
+        with trio.move_on_after(GIT_PROBE_TIMEOUT):
             await done.wait()
         git = found[0] if found else None
         if git is not None:

