@@ -84,6 +84,7 @@ from ..runtime.rollout import (
     replay,
     revert_rollout,
     rollout_path,
+    running,
     snakeize,
 )
 from ..runtime.rollout import TurnError as RolloutTurnError
@@ -462,7 +463,7 @@ class ThreadActor:
         if self.rollout_path is None or not self.rollout_path.exists():
             return []
         rollout = await trio.to_thread.run_sync(read_rollout, self.rollout_path)
-        return replay(rollout).turns
+        return running(replay(rollout).turns, self.turn.id if self.turn else None)
 
     async def _steer(self, reply: Reply, inputs: tuple[Any, ...], expected: str | None) -> None:
         """More input for the running turn: a userMessage item of that turn,

@@ -58,6 +58,7 @@ from ..runtime.rollout import (
     read_rollout,
     replay,
     rollout_path,
+    running,
     scan_rollout,
     thread_from_meta,
 )
@@ -243,7 +244,8 @@ class ThreadRegistry:
     async def _history_page(self, reply: Reply, method: str, params: Any) -> None:
         """A page of ``thread/turns/list`` or ``thread/items/list``."""
         meta = await self._find(params.thread_id, f"thread not loaded: {params.thread_id}")
-        turns = (await self._replay(meta)).turns
+        cp = self.checkpoints.get(params.thread_id)
+        turns = running((await self._replay(meta)).turns, cp.active_turn if cp else None)
         entries = (_turn_views(turns, params.items_view) if method == "thread/turns/list"
                    else _item_entries(turns, params.turn_id))
         if params.sort_direction == "desc":

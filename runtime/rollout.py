@@ -136,6 +136,7 @@ __all__ = [
     "read_thread_names",
     "replay",
     "rollout_path",
+    "running",
     "scan_rollout",
     "source_kind",
 ]
@@ -1322,6 +1323,16 @@ def thread_from_meta(meta: ThreadMeta, loaded: bool) -> Any:
         recency_at=meta.recency_at // 1000, history_mode=meta.history_mode or "legacy",
         git_info=git_info(meta.git_sha, meta.git_branch, meta.git_origin_url),
     )
+
+
+def running(turns: list[Any], turn_id: str | None) -> list[Any]:
+    """``turns`` of a live thread whose turn ``turn_id`` is running: a replay
+    cannot tell that turn from one cut off by a crash and says
+    ``interrupted``; the original says ``inProgress`` while it runs."""
+    if turn_id is None or not turns or turns[-1].id != turn_id:
+        return turns
+    last = msgspec.structs.replace(turns[-1], status="inProgress", error=None, completed_at=None, duration_ms=None)
+    return [*turns[:-1], last]
 
 
 def revert_rollout(path: str | os.PathLike[str], before_turn_id: str) -> Replay:

@@ -217,6 +217,27 @@ async def test_turns_and_items_page_both_ways(codex_home: Path) -> None:
         assert bad["error"]["code"] == -32600 and "invalid cursor" in bad["error"]["message"]
 
 
+async def test_a_running_turn_reads_in_progress_as_the_original(codex_home: Path) -> None:
+    async with open_app_server(codex_home) as client:
+        tid = await client.start_thread()
+        await client.turn(tid, "first")
+        slow = (await client.request("turn/start", {"threadId": tid, "input": [
+            {"type": "text", "text": "[[deltas=40 delay_ms=50]] slow"}]}))["turn"]["id"]
+        await client.until(lambda m: m.get("method") == "item/agentMessage/delta")
+        read = (await client.request("thread/read", {"threadId": tid, "includeTurns": True}))["thread"]["turns"]
+        assert [(t["status"], [i["type"] for i in t["items"]]) for t in read] == [
+            ("completed", ["userMessage", "agentMessage"]), ("inProgress", ["userMessage"])]
+        assert read[1]["id"] == slow and read[1]["completedAt"] is None
+        listed = (await client.request("thread/turns/list", {"threadId": tid}))["data"]
+        assert [t["status"] for t in listed] == ["inProgress", "completed"]
+        resumed = (await client.request("thread/resume", {"threadId": tid}))["thread"]["turns"]
+        assert resumed[-1]["status"] == "inProgress"
+        await client.request("turn/interrupt", {"threadId": tid, "turnId": slow})
+        await client.until(lambda m: m.get("method") == "turn/completed")
+        read = (await client.request("thread/read", {"threadId": tid, "includeTurns": True}))["thread"]["turns"]
+        assert read[-1]["status"] == "interrupted"
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 async def test_a_new_rollout_records_the_git_info_of_its_cwd_as_the_original(
         codex_home: Path, tmp_path: Path) -> None:
