@@ -152,6 +152,8 @@ class Connection:
             "plugin/installed": self._inline(info.plugins_installed),
             "app/list": self._inline(info.empty_page),
             "experimentalFeature/list": self._inline(info.empty_page),
+            "collaborationMode/list": self._inline(info.collaboration_modes),
+            "account/bedrock/checkGovCloudRequirements": self._inline(info.gov_cloud_check),
             "command/exec": self._command_exec,
             "command/exec/write": self._command_exec_write,
             "command/exec/resize": self._inline(lambda p: self.execs.resize(p)),

@@ -39,6 +39,7 @@ from ..runtime.protocol.v2.thread import (
     ThreadItemEntry,
     ThreadForkParams,
     ThreadIdParams,
+    ThreadListResponse,
     ThreadLoadedListResponse,
     ThreadMetadataUpdateParams,
     ThreadNameUpdated,
@@ -180,6 +181,11 @@ class ThreadRegistry:
     async def _thread_request(self, reply: Reply, method: str, params: Any) -> None:
         try:
             match method:
+                case "thread/list" if params.section_id is not None:
+                    # Sections (experimental) file no thread here: each is empty.
+                    await self._answer(reply, ThreadListResponse([]))
+                case "thread/list" if params.sort_key == "section_position":
+                    raise invalid_request("section-position sorting requires a section filter")
                 case "thread/list":
                     await self.store.send(ListThreads(reply, params, frozenset(self.threads)))
                 case "thread/loaded/list":
@@ -243,12 +249,19 @@ class ThreadRegistry:
 
     async def _history_page(self, reply: Reply, method: str, params: Any) -> None:
         """A page of ``thread/turns/list`` or ``thread/items/list``."""
-        meta = await self._find(params.thread_id, f"thread not loaded: {params.thread_id}")
+        if params.thread_id in self.threads:
+            # Loaded: an ephemeral thread, or one before its first turn, has
+            # no rollout (yet), and so no stored turns.
+            meta = await ask(self.store, lambda slot: FindThread(params.thread_id, slot), timeout=STORE_TIMEOUT)
+            stored = meta is not None and bool(meta.rollout_path)
+        else:
+            meta, stored = await self._find(params.thread_id, f"thread not loaded: {params.thread_id}"), True
         cp = self.checkpoints.get(params.thread_id)
-        turns = running((await self._replay(meta)).turns, cp.active_turn if cp else None)
-        entries = (_turn_views(turns, params.items_view) if method == "thread/turns/list"
+        turns = running((await self._replay(meta)).turns, cp.active_turn if cp else None) if stored else []
+        turn_pages = method == "thread/turns/list"
+        entries = (_turn_views(turns, params.items_view or "summary") if turn_pages
                    else _item_entries(turns, params.turn_id))
-        if params.sort_direction == "desc":
+        if (params.sort_direction or ("desc" if turn_pages else "asc")) == "desc":
             entries.reverse()
         try:
             data, next_cursor, back = _page(entries, params.cursor, params.limit or 25)

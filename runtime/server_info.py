@@ -14,9 +14,12 @@ from typing import Any
 
 from .config import Settings, resolve_provider
 from .protocol.v2.discovery import (
+    BedrockCheckGovCloudRequirementsResponse,
+    CollaborationModeListResponse,
     ConfigRequirementsReadResponse,
     CwdsParams,
     EmptyPage,
+    EmptyParams,
     HooksListEntry,
     HooksListResponse,
     PagedParams,
@@ -122,6 +125,12 @@ class ServerInfo:
 
     def empty_page(self, params: PagedParams) -> EmptyPage:
         return EmptyPage()
+
+    def collaboration_modes(self, params: EmptyParams) -> CollaborationModeListResponse:
+        return CollaborationModeListResponse()
+
+    def gov_cloud_check(self, params: EmptyParams) -> BedrockCheckGovCloudRequirementsResponse:
+        return BedrockCheckGovCloudRequirementsResponse()
 
     def _cwds(self, params: CwdsParams) -> list[str]:
         return params.cwds or [os.getcwd()]

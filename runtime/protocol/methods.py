@@ -20,7 +20,7 @@ from .v2.command import (
     CommandExecTerminateParams,
     CommandExecWriteParams,
 )
-from .v2.discovery import CwdsParams, PagedParams, PluginInstalledParams
+from .v2.discovery import CwdsParams, EmptyParams, PagedParams, PluginInstalledParams
 from .v2.initialize import InitializeParams
 from .v2.models import AccountReadParams, ConfigReadParams, ModelListParams
 from .v2.thread import (
@@ -77,6 +77,8 @@ METHODS: dict[str, MethodSpec] = {
     "plugin/installed": MethodSpec(PluginInstalledParams),
     "app/list": MethodSpec(PagedParams),
     "experimentalFeature/list": MethodSpec(PagedParams),
+    "collaborationMode/list": MethodSpec(EmptyParams),
+    "account/bedrock/checkGovCloudRequirements": MethodSpec(EmptyParams),
     "command/exec": MethodSpec(CommandExecParams),
     "command/exec/write": MethodSpec(CommandExecWriteParams),
     "command/exec/resize": MethodSpec(CommandExecResizeParams),

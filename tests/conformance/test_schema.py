@@ -1,6 +1,6 @@
 """Everything the server writes in a broad session validates against the
-original's own JSON schema (0.169.0, ``codex app-server
-generate-json-schema``, vendored in tests/fixtures/original/schema): each
+original's own JSON schema (0.169.0, ``codex app-server generate-json-schema
+--experimental``, vendored in tests/fixtures/original/schema): each
 response against its method's ``*Response`` type, each notification and
 server request against its variant of ``ServerNotification`` and
 ``ServerRequest``. Clients generate their types from that schema (the Python
@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import msgspec
+import msgspec.inspect
 import pytest
 import trio
 
 from harness import RpcClient, mock_config, open_app_server
+from trio_codex.runtime.protocol.methods import METHODS
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
 SCHEMA = Path(__file__).parent.parent / "fixtures" / "original" / "schema" / "codex_app_server_protocol.schemas.json.gz"
@@ -140,6 +143,8 @@ async def test_a_broad_session_fits_the_original_schema(tmp_path: Path, scripted
                        "hooks/list", "plugin/installed", "app/list", "experimentalFeature/list"):
             await s.request(method, {})
         await s.request("configRequirements/read")
+        for method in ("collaborationMode/list", "account/bedrock/checkGovCloudRequirements"):
+            await s.request(method, {})  # experimental: the TUI asks for both
         tid = (await s.request("thread/start", {"cwd": str(workspace), "approvalPolicy": "untrusted",
                                                 "sandbox": "danger-full-access"}))["thread"]["id"]
         await s.turn(tid, "[[reasoning=2 deltas=5]] think, then answer")
@@ -159,6 +164,12 @@ async def test_a_broad_session_fits_the_original_schema(tmp_path: Path, scripted
         await s.request("thread/list", {})
         await s.request("thread/read", {"threadId": tid, "includeTurns": True})
         await s.request("thread/turns/list", {"threadId": tid})
+        # As the TUI sends them: every optional param present and null.
+        await s.request("thread/turns/list", {"threadId": tid, "cursor": None, "limit": 1, "sortDirection": None,
+                                              "itemsView": None})
+        assert (await s.request("thread/list", {"sortKey": "section_position", "sectionId": "s1"}))["data"] == []
+        refused = await client.call("thread/list", {"sortKey": "section_position"})
+        assert refused["error"]["message"] == "section-position sorting requires a section filter"
         await s.request("thread/items/list", {"threadId": tid})
         fork = (await s.request("thread/fork", {"threadId": tid}))["thread"]["id"]
         await s.request("thread/compact/start", {"threadId": tid})
@@ -175,3 +186,34 @@ async def test_a_broad_session_fits_the_original_schema(tmp_path: Path, scripted
 @pytest.mark.parametrize("union", ["ServerNotification", "ServerRequest", "ClientRequest"])
 def test_the_vendored_schema_is_whole(union: str) -> None:
     assert all(resolvable(ref) for ref in variants(union).values() if not ref.endswith("Response"))
+
+
+def test_every_param_the_schema_lets_be_null_may_be_null() -> None:
+    """Clients send optional params as explicit nulls (the TUI sends
+    ``sortDirection: null``); a params field the schema allows null for must
+    decode None, not answer "invalid type: null"."""
+    strict = []
+    for method, spec in METHODS.items():
+        ref = variants("ClientRequest").get(method, "").removesuffix("Response") + "Params"
+        if spec.params is None or not resolvable(ref):
+            continue
+        fields = {f.encode_name: f.type for f in msgspec.inspect.type_info(spec.params).fields}
+        node: Any = schema()
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]
+        for name, prop in node.get("properties", {}).items():
+            if name in fields and nullable(prop) and not accepts_none(fields[name]):
+                strict.append(f"{method}: {name}")
+    assert not strict
+
+
+def nullable(prop: dict[str, Any]) -> bool:
+    kind = prop.get("type")
+    return (kind == "null" or (isinstance(kind, list) and "null" in kind)
+            or any(nullable(p) for p in prop.get("anyOf", []) + prop.get("oneOf", [])))
+
+
+def accepts_none(kind: msgspec.inspect.Type) -> bool:
+    if isinstance(kind, (msgspec.inspect.NoneType, msgspec.inspect.AnyType)):
+        return True
+    return isinstance(kind, msgspec.inspect.UnionType) and any(accepts_none(k) for k in kind.types)

@@ -217,6 +217,16 @@ async def test_turns_and_items_page_both_ways(codex_home: Path) -> None:
         assert bad["error"]["code"] == -32600 and "invalid cursor" in bad["error"]["message"]
 
 
+async def test_history_pages_of_a_loaded_thread_without_a_rollout_are_empty(codex_home: Path) -> None:
+    async with open_app_server(codex_home) as client:
+        tid = await client.start_thread()  # the TUI pages a new thread at once, before any turn
+        ephemeral = (await client.request("thread/start", {"ephemeral": True}))["thread"]["id"]
+        for thread in (tid, ephemeral):
+            for method in ("thread/turns/list", "thread/items/list"):
+                page = await client.request(method, {"threadId": thread, "limit": 1, "sortDirection": None})
+                assert page == {"data": [], "nextCursor": None, "backwardsCursor": None}
+
+
 async def test_a_running_turn_reads_in_progress_as_the_original(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
         tid = await client.start_thread()

@@ -1,6 +1,7 @@
 """What a client such as the Codex TUI or an IDE extension asks about while
 it starts, beyond models and config: requirements, skills, hooks, plugins,
-apps and experimental features. trio-codex has none of these to offer, so it
+apps, experimental features, collaboration modes and the Bedrock GovCloud
+check. trio-codex has none of these to offer, so it
 answers each with the empty, valid value the original gives when nothing is
 configured, rather than an error that stops the client's start-up."""
 
@@ -58,9 +59,24 @@ class EmptyPage(Wire, frozen=True):
 
 
 class PluginInstalledParams(Wire, frozen=True):
-    cwds: list[str] = []
+    cwds: list[str] | None = None
 
 
 class PluginInstalledResponse(Wire, frozen=True):
     marketplaces: list[Any] = []
     marketplace_load_errors: list[Any] = []
+
+
+class EmptyParams(Wire, frozen=True):
+    """Params that are an object with nothing we read."""
+
+
+class CollaborationModeListResponse(Wire, frozen=True):
+    #: No presets: turns run as plain turns whatever mode a client asks for.
+    data: list[Any] = []
+
+
+class BedrockCheckGovCloudRequirementsResponse(Wire, frozen=True):
+    #: No Bedrock provider here, so no GovCloud region either.
+    is_gov_cloud: bool = False
+    should_warn: bool = False

@@ -136,13 +136,15 @@ class ThreadStatusChanged(Wire, frozen=True):
 class ThreadListParams(Wire, frozen=True):
     cursor: str | None = None
     limit: int | None = None
-    sort_key: Literal["created_at", "updated_at", "recency_at"] | None = None
+    sort_key: Literal["created_at", "updated_at", "recency_at", "section_position"] | None = None
     sort_direction: Literal["asc", "desc"] | None = None
     model_providers: list[str] | None = None
     source_kinds: list[str] | None = None
     archived: bool | None = None
     cwd: str | list[str] | None = None
     search_term: str | None = None
+    #: Threads filed in this section (experimental): we file none in any.
+    section_id: str | None = None
 
 
 class ThreadListResponse(Wire, frozen=True):
@@ -249,8 +251,10 @@ class ThreadTurnsListParams(Wire, frozen=True):
     thread_id: str
     cursor: str | None = None
     limit: int | None = None
-    sort_direction: Literal["asc", "desc"] = "desc"
-    items_view: Literal["notLoaded", "summary", "full"] = "summary"
+    #: None (the TUI sends null): newest first.
+    sort_direction: Literal["asc", "desc"] | None = None
+    #: None: summary.
+    items_view: Literal["notLoaded", "summary", "full"] | None = None
 
 
 class ThreadItemsListParams(Wire, frozen=True):
@@ -258,7 +262,8 @@ class ThreadItemsListParams(Wire, frozen=True):
     turn_id: str | None = None
     cursor: str | None = None
     limit: int | None = None
-    sort_direction: Literal["asc", "desc"] = "asc"
+    #: None: oldest first.
+    sort_direction: Literal["asc", "desc"] | None = None
 
 
 class PageResponse(Wire, frozen=True):
