@@ -118,16 +118,16 @@ async def serve(settings: Settings, listen: ListenUrl, *, stream: FrameStream | 
                 await trio.sleep_forever()
             else:
                 try:
-                    listeners, url = await open_listeners(listen, settings.codex_home)
+                    listening = await open_listeners(listen, settings.codex_home)
                 except OSError as exc:
                     raise SystemExit(f"trio-codex: cannot listen on {listen.scheme}://: {exc}") from None
 
                 async def connection(ws: FrameStream) -> None:
                     await Connection(next(conn_ids), ws, info, hub, threads, approvals, recorder).run()
 
-                await host.start(partial(serve_websocket, listeners, url, connection, auth=ws_auth,
+                await host.start(partial(serve_websocket, listening, connection, auth=ws_auth,
                                          max_frame=max_message_bytes))
-                _banner(url)
+                _banner(listening.url)
                 await trio.sleep_forever()
         finally:
             with trio.move_on_after(SHUTDOWN_TIMEOUT, shield=True):

@@ -10,17 +10,29 @@ worktrees and submodules, with ``commondir``), ``HEAD``, the loose ref or
 ``packed-refs``, and ``url`` of ``[remote "origin"]`` in ``config``. What
 git could still resolve beyond that (config includes, the reftable format,
 ``GIT_DIR`` in the environment) is reported as unknown, never guessed.
+A repository is untrusted input (it may come from any archive): refs must
+be well-formed names under ``refs/``, commits 40 or 64 hex digits, and only
+regular files of bounded size are read.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 
 from .rollout import GitInfo
 
 __all__ = ["collect_git_info"]
 
+#: HEAD, gitdir pointers and loose refs are a line each.
+SMALL_FILE_LIMIT = 4096
+#: packed-refs and config.
+BIG_FILE_LIMIT = 4 * 1024 * 1024
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+#: A ref HEAD may name: under refs/, no empty or dot-dot component.
+_REF = re.compile(r"refs/(?:[^/\x00-\x20~^:?*\[\\]+/)*[^/\x00-\x20~^:?*\[\\]+")
 _SECTION = re.compile(r'^\s*\[\s*([^\s\]"]+)(?:\s+"((?:[^"\\]|\\.)*)")?\s*\]')
 _KEY = re.compile(r"^\s*([A-Za-z][A-Za-z0-9-]*)\s*=\s*(.*)$")
 
@@ -38,9 +50,10 @@ def collect_git_info(cwd: str | Path) -> GitInfo | None:
     branch = sha = None
     if head.startswith("ref:"):
         ref = head[4:].strip()
-        branch = ref.removeprefix("refs/heads/")
-        sha = _resolve(git_dir, common, ref)
-    elif re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", head):
+        if _REF.fullmatch(ref) and ".." not in ref.split("/"):
+            branch = ref.removeprefix("refs/heads/")
+            sha = _resolve(git_dir, common, ref)
+    elif _SHA.fullmatch(head):
         sha = head  # detached
     if sha is None:
         branch = None  # an unborn branch: git names no branch before the first commit
@@ -69,17 +82,17 @@ def _resolve(git_dir: Path, common: Path, ref: str) -> str | None:
     for base in (git_dir, common):
         sha = _read(base / ref)
         if sha is not None:
-            return sha if not sha.startswith("ref:") else None
-    packed = _read(common / "packed-refs") or ""
+            return sha if _SHA.fullmatch(sha) else None
+    packed = _read(common / "packed-refs", limit=BIG_FILE_LIMIT) or ""
     for line in packed.splitlines():
         sha, _, name = line.partition(" ")
-        if name == ref and not line.startswith(("#", "^")):
+        if name == ref and _SHA.fullmatch(sha):
             return sha
     return None
 
 
 def _origin_url(config: Path) -> str | None:
-    text = _read(config)
+    text = _read(config, limit=BIG_FILE_LIMIT)
     if text is None:
         return None
     in_origin = False
@@ -94,8 +107,18 @@ def _origin_url(config: Path) -> str | None:
     return None
 
 
-def _read(path: Path) -> str | None:
+def _read(path: Path, limit: int = SMALL_FILE_LIMIT) -> str | None:
+    """A regular file's text, stripped; None for anything else (missing, a
+    FIFO or device that a crafted repository points at, or too big)."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except (OSError, ValueError):
         return None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+                return None
+            return f.read(limit).decode("utf-8", errors="replace").strip()
+        except OSError:
+            return None

@@ -6,24 +6,28 @@ around :mod:`.wsframing`, which holds every protocol decision.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import h11
 import trio
-from wsproto.utilities import LocalProtocolError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError as WsProtocolError
 
 from ..runtime.stream import Oversized, TransportClosed
 from .framing import NEED_DATA
 from .listen import ListenUrl
 from .wsframing import MAX_HEAD, HttpAnswer, JwtAuth, TokenAuth, WsFramer, decide, http_response
 
-__all__ = ["HANDSHAKE_TIMEOUT", "WebSocketStream", "default_socket_path", "open_listeners", "serve_websocket"]
+__all__ = ["HANDSHAKE_TIMEOUT", "Listening", "WebSocketStream", "default_socket_path", "open_listeners",
+           "serve_websocket"]
 
 log = logging.getLogger("trio_codex.transports")
 
@@ -39,8 +43,9 @@ UNIX_PATH_MAX = 100
 class WebSocketStream:
     """A :class:`~trio_codex.runtime.stream.FrameStream` over an upgraded
     connection. The connection's reader and writer tasks share it: every
-    write (frames, pongs, the close) goes through one lock, so bytes from
-    wsproto reach the socket in the order wsproto produced them."""
+    write (frames, pongs, the close) goes through one lock, so two writes
+    never interleave on the socket; a pong may overtake a text frame
+    wsproto encoded before it, which the protocol allows."""
 
     def __init__(self, stream: trio.abc.Stream, framer: WsFramer, *, peer: str) -> None:
         self.peer = peer
@@ -99,38 +104,46 @@ async def handshake(stream: trio.abc.Stream, auth: TokenAuth | JwtAuth | None, m
     """Read the request head of a new connection and answer it: a
     :class:`WsFramer` once upgraded, None when it got a plain HTTP answer
     (or sent nothing usable in time)."""
-    head = bytearray()
+    buf = bytearray()
     with trio.move_on_after(HANDSHAKE_TIMEOUT):
-        while b"\r\n\r\n" not in head:
-            if len(head) > MAX_HEAD:
+        while (end := _head_end(buf)) < 0:
+            if len(buf) > MAX_HEAD:
                 await stream.send_all(http_response(HttpAnswer(431)))
                 return None
             data = await stream.receive_some(READ_SIZE)
             if not data:
                 return None
-            head += data
-        conn = h11.Connection(h11.SERVER)
+            buf += data
+        head, rest = bytes(buf[:end]), bytes(buf[end:])
         try:
-            conn.receive_data(bytes(head))
+            conn = h11.Connection(h11.SERVER)
+            conn.receive_data(head)
             request = conn.next_event()
             if not isinstance(request, h11.Request):
                 raise h11.RemoteProtocolError("no request line")
-        except h11.RemoteProtocolError as exc:
-            await stream.send_all(http_response(HttpAnswer(400, str(exc).encode())))
-            return None
-        answer = decide(request, auth, time.time())
-        if isinstance(answer, HttpAnswer):
-            await stream.send_all(http_response(answer))
-            return None
-        framer = WsFramer(max_frame)
-        try:
-            framer.accept(bytes(head))
-        except h11.RemoteProtocolError as exc:
-            await stream.send_all(http_response(HttpAnswer(400, str(exc).encode())))
+            answer = decide(request, auth, time.time())
+            if isinstance(answer, HttpAnswer):
+                await stream.send_all(http_response(answer))
+                return None
+            framer = WsFramer(max_frame)
+            framer.accept(head)
+        except (h11.RemoteProtocolError, WsProtocolError, UnicodeError) as exc:
+            # A malformed head, or an upgrade wsproto refuses (a missing
+            # Sec-WebSocket-Key, a Host that is no host name...).
+            await stream.send_all(http_response(HttpAnswer(400, str(exc).encode(errors="replace"))))
             return None
         await stream.send_all(framer.data_to_send())
+        # A client may send its first message right behind the head.
+        if rest:
+            framer.receive_data(rest)
         return framer
     return None
+
+
+def _head_end(buf: bytearray) -> int:
+    """Where the request head in ``buf`` ends (after its blank line), or -1."""
+    ends = [i + len(mark) for mark in (b"\r\n\r\n", b"\n\n") if (i := buf.find(mark)) >= 0]
+    return min(ends) if ends else -1
 
 
 def default_socket_path(codex_home: Path) -> Path:
@@ -138,9 +151,19 @@ def default_socket_path(codex_home: Path) -> Path:
     return codex_home / "app-server-control" / "app-server-control.sock"
 
 
-async def open_listeners(listen: ListenUrl, codex_home: Path) -> tuple[list[trio.SocketListener], str]:
-    """Bind what ``--listen`` names; returns the listeners and the URL they
-    serve (with the port the system chose for ``ws://IP:0``).
+class Listening(NamedTuple):
+    """What :func:`open_listeners` bound: the listeners, the URL they serve,
+    and the files it made (path, device, inode), removed at the end only
+    if they are still the ones it made."""
+
+    listeners: list[trio.SocketListener]
+    url: str
+    files: tuple[tuple[str, int, int], ...] = ()
+
+
+async def open_listeners(listen: ListenUrl, codex_home: Path) -> Listening:
+    """Bind what ``--listen`` names (with the port the system chose for
+    ``ws://IP:0`` in the URL).
 
     Raises:
       OSError: the address cannot be bound, or a live server holds the socket.
@@ -149,7 +172,7 @@ async def open_listeners(listen: ListenUrl, codex_home: Path) -> tuple[list[trio
         assert listen.host is not None and listen.port is not None
         listeners = await trio.open_tcp_listeners(listen.port, host=listen.host)
         host, port = listeners[0].socket.getsockname()[:2]
-        return listeners, f"ws://{host if ':' not in host else f'[{host}]'}:{port}"
+        return Listening(listeners, f"ws://{host if ':' not in host else f'[{host}]'}:{port}")
     path = Path(listen.path) if listen.path else default_socket_path(codex_home)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
@@ -161,36 +184,59 @@ async def open_listeners(listen: ListenUrl, codex_home: Path) -> tuple[list[trio
     except BaseException:
         sock.close()
         raise
-    return [trio.SocketListener(sock)], f"unix://{path}"
+    made = [(name, os.lstat(name)) for name in dict.fromkeys((str(path), address))]  # the socket, its link
+    return Listening([trio.SocketListener(sock)], f"unix://{path}",
+                     tuple((name, info.st_dev, info.st_ino) for name, info in made))
 
 
 async def _unix_address(path: Path) -> str:
     """Where to bind ``path``: itself, or for a path too long for a unix
     socket, a short one in ``$TMPDIR/codex-daemon-<uid>/`` that ``path``
-    links to (as the original does). A socket left by a dead server is
-    removed; one a server still answers on is an error."""
-    if path.exists() or path.is_symlink():
-        probe = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-        try:
-            await probe.connect(str(path))
-        except OSError:
-            pass
-        else:
+    links to (as the original does). What is there already is replaced only
+    if it is a socket (or our link to one) that no server answers on."""
+    short = _short_address(path) if len(os.fsencode(path)) > UNIX_PATH_MAX else None
+    for stale in (path, short):
+        if stale is None or not os.path.lexists(stale):
+            continue
+        mode = os.lstat(stale).st_mode
+        ours = stat.S_ISSOCK(mode) or (stale == path and stat.S_ISLNK(mode) and short is not None
+                                       and os.readlink(path) == str(short))
+        if not ours:
+            raise OSError(f"{stale} exists and is not an app server's socket; remove it or choose another path")
+        if stat.S_ISSOCK(mode) and await _answers(stale):
             raise OSError(f"{path}: another app server is listening there; stop it or choose another path")
-        finally:
-            probe.close()
-        target = path.resolve()
-        path.unlink()
-        if target != path:
-            target.unlink(missing_ok=True)
-    if len(os.fsencode(path)) <= UNIX_PATH_MAX:
+        os.unlink(stale)
+    if short is None:
         return str(path)
-    short = Path(tempfile.gettempdir()) / f"codex-daemon-{os.getuid()}"
-    short.mkdir(mode=0o700, exist_ok=True)
-    address = short / hashlib.sha256(os.fsencode(path)).hexdigest()[:32]
-    address.unlink(missing_ok=True)
-    path.symlink_to(address)
-    return str(address)
+    path.symlink_to(short)
+    return str(short)
+
+
+def _short_address(path: Path) -> Path:
+    """``$TMPDIR/codex-daemon-<uid>/<hash of path>``, in a directory that
+    must be ours alone: a directory another user made (or a link) could
+    hand our clients to someone else's socket."""
+    directory = Path(tempfile.gettempdir()) / f"codex-daemon-{os.getuid()}"
+    try:
+        directory.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise OSError(f"{directory} is not a private directory of this user; remove it, or listen on a "
+                      f"shorter unix:// path")
+    return directory / hashlib.sha256(os.fsencode(path)).hexdigest()[:32]
+
+
+async def _answers(address: Path) -> bool:
+    probe = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    try:
+        await probe.connect(str(address))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def _peer(stream: trio.SocketStream, url: str) -> str:
@@ -204,8 +250,7 @@ def _peer(stream: trio.SocketStream, url: str) -> str:
 
 
 async def serve_websocket(
-    listeners: list[trio.SocketListener],
-    url: str,
+    listening: Listening,
     on_connection: Callable[[WebSocketStream], Awaitable[None]],
     *,
     auth: TokenAuth | JwtAuth | None,
@@ -213,27 +258,28 @@ async def serve_websocket(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept connections until cancelled; each upgraded one is handed to
-    ``on_connection`` in its own task. A unix socket file is removed at
-    the end."""
+    ``on_connection`` in its own task. No connection can end the listener.
+    The files of a unix socket are removed at the end."""
 
     async def handle(stream: trio.SocketStream) -> None:
         try:
             framer = await handshake(stream, auth, max_frame)
+            if framer is not None:
+                await on_connection(WebSocketStream(stream, framer, peer=_peer(stream, listening.url)))
+                return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            framer = None
-        if framer is None:
-            await trio.aclose_forcefully(stream)
-            return
-        await on_connection(WebSocketStream(stream, framer, peer=_peer(stream, url)))
+            pass
+        except Exception:
+            log.exception("a websocket connection failed (a bug: please report it); the listener carries on")
+        await trio.aclose_forcefully(stream)
 
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, handle, listeners)
+            await nursery.start(trio.serve_listeners, handle, listening.listeners)
             task_status.started()
     finally:
-        if url.startswith("unix://"):
-            path = Path(url[len("unix://"):])
-            target = path.resolve()
-            path.unlink(missing_ok=True)
-            if target != path:
-                target.unlink(missing_ok=True)
+        for name, device, inode in listening.files:
+            with contextlib.suppress(OSError):
+                info = os.lstat(name)
+                if (info.st_dev, info.st_ino) == (device, inode):
+                    os.unlink(name)

@@ -23,13 +23,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from http import HTTPStatus
 from collections.abc import Sequence
 from typing import Final
 
 import h11
 import msgspec
-from wsproto import ConnectionType, WSConnection
+from wsproto import ConnectionState, ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -111,7 +112,13 @@ class JwtAuth(msgspec.Struct, frozen=True):
 
 
 def _unbase64(part: bytes) -> bytes:
+    # base64 would skip characters outside its alphabet: refuse them instead.
+    if not _BASE64URL.fullmatch(part):
+        raise ValueError("not base64url")
     return base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))
+
+
+_BASE64URL = re.compile(rb"[A-Za-z0-9_-]*")
 
 
 class HttpAnswer(msgspec.Struct, frozen=True):
@@ -207,7 +214,8 @@ class WsFramer:
             elif isinstance(event, Ping):
                 self._outgoing += self._ws.send(event.response())
             elif isinstance(event, CloseConnection):
-                self._outgoing += self._ws.send(event.response())
+                if self._ws.state is not ConnectionState.CLOSED:  # CLOSED: the stream ended, no close frame
+                    self._outgoing += self._ws.send(event.response())
                 self.closed = True
                 return None
         return NEED_DATA
@@ -216,7 +224,7 @@ class WsFramer:
         self._size += len(data)
         if not self._skipping:
             if self._size > self.max_frame:
-                self._head = b"".join(self._parts)[:HEAD] if self._parts else data[:HEAD]
+                self._head = b"".join([*self._parts, data[:HEAD]])[:HEAD]
                 self._parts.clear()
                 self._skipping = True
             else:

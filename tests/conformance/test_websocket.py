@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -99,6 +100,46 @@ async def test_the_http_probes_and_refusals_are_the_originals(codex_home: Path) 
             (b"NONSENSE\r\n\r\n", 400),
         ]:
             assert await http_status(server.url, request) == status, request
+
+
+async def test_a_malformed_upgrade_gets_400_and_the_listener_lives(codex_home: Path) -> None:
+    async with ws_server(codex_home) as server:
+        for request in (
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",  # no key
+            b"GET / HTTP/1.1\r\nHost: xn--zz\xff\r\nConnection: upgrade\r\n" + UPGRADE + b"\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n" + UPGRADE.replace(b"Version: 13", b"Version: 7") + b"\r\n",
+        ):
+            assert await http_status(server.url, request) == 400, request
+        assert await http_status(server.url, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n") == 200
+
+
+async def test_a_message_sent_right_behind_the_upgrade_is_answered(codex_home: Path) -> None:
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request, TextMessage
+
+    async with ws_server(codex_home) as server:
+        host, port = server.url.removeprefix("ws://").rsplit(":", 1)
+        ws = WSConnection(ConnectionType.CLIENT)
+        hello = json.dumps({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "eager",
+                                                                                     "version": "1"}}})
+        async with await trio.open_tcp_stream(host, int(port)) as stream:
+            # The head and the first message in one write, before the 101.
+            await stream.send_all(ws.send(Request(host="x", target="/")) + _frame_after_accept(hello))
+            events: list[Any] = []
+            with trio.fail_after(TIMEOUT):
+                while not any(isinstance(e, TextMessage) for e in events):
+                    ws.receive_data(await stream.receive_some(65536))
+                    events += list(ws.events())
+        assert isinstance(events[0], AcceptConnection)
+        [answer] = [json.loads(e.data) for e in events if isinstance(e, TextMessage)]
+        assert answer["id"] == 1 and "userAgent" in answer["result"]
+
+
+def _frame_after_accept(text: str) -> bytes:
+    """A masked client text frame, as a client sends once accepted."""
+    from wsproto.frame_protocol import FrameProtocol, Opcode
+
+    return FrameProtocol(client=True, extensions=[])._serialize_frame(Opcode.TEXT, text.encode())
 
 
 async def test_two_websocket_clients_share_a_thread_and_whoever_answers_the_approval_wins(
@@ -201,6 +242,27 @@ async def test_bad_input_and_a_vanishing_client_lose_nothing_for_the_others(code
             done = await steady.until("turn/completed")
             assert done["params"]["turn"]["status"] == "completed"
             assert (await steady.request("model/list", {}))["data"]
+
+
+async def test_a_unix_path_that_is_no_stale_socket_is_never_replaced(codex_home: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    result = await trio.run_process(
+        [sys.executable, "-m", "trio_codex.runtime", "app-server", "--listen", f"unix://{notes}"],
+        env=server_env(codex_home), capture_stderr=True, check=False)
+    assert result.returncode != 0 and b"is not an app server's socket" in result.stderr
+    assert notes.read_text() == "keep me"
+    stale = tmp_path / "stale.sock"
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(stale))
+    dead.close()  # a socket file nobody listens on: replaced
+    async with ws_server(codex_home, f"unix://{stale}") as server:
+        assert server.url == f"unix://{stale}" and stale.is_socket()
+        result = await trio.run_process(  # a live one is not
+            [sys.executable, "-m", "trio_codex.runtime", "app-server", "--listen", f"unix://{stale}"],
+            env=server_env(codex_home), capture_stderr=True, check=False)
+        assert b"another app server is listening there" in result.stderr
+        assert stale.is_socket()
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="unix sockets")

@@ -3,6 +3,7 @@ git command line says of the same repositories."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -67,3 +68,24 @@ def test_no_commit_no_origin_and_no_repository(tmp_path: Path) -> None:
     plain.mkdir()
     if collect_git_info(tmp_path) is None:  # tmp_path itself may sit inside a repository
         assert collect_git_info(plain) is None
+
+
+def test_a_crafted_repository_yields_nothing_it_should_not(tmp_path: Path) -> None:
+    """A repository is untrusted input: HEAD naming a file outside refs/, a
+    ref that is no commit, or a FIFO must give no info, not a leak or a hang."""
+    repo = tmp_path / "crafted"
+    (repo / ".git" / "refs" / "heads").mkdir(parents=True)
+    (tmp_path / "secret.txt").write_text("TOPSECRET\n")
+    head = repo / ".git" / "HEAD"
+    head.write_text("ref: ../../secret.txt\n")
+    assert collect_git_info(repo) == GitInfo()
+    head.write_text("ref: refs/heads/../../../secret.txt\n")
+    assert collect_git_info(repo) == GitInfo()
+    head.write_text("ref: refs/heads/main\n")
+    (repo / ".git" / "refs" / "heads" / "main").write_text("")
+    assert collect_git_info(repo) == GitInfo()
+    (repo / ".git" / "refs" / "heads" / "main").write_text("TOPSECRET\n")
+    assert collect_git_info(repo) == GitInfo()
+    (repo / ".git" / "refs" / "heads" / "main").unlink()
+    os.mkfifo(repo / ".git" / "refs" / "heads" / "main")  # reading it would block forever
+    assert collect_git_info(repo) == GitInfo()

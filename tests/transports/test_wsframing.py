@@ -172,3 +172,26 @@ def test_our_close_is_a_close_frame() -> None:
     client.receive_data(framer.close(1001, "going away"))
     [event] = client.events()
     assert isinstance(event, CloseConnection) and (event.code, event.reason) == (1001, "going away")
+
+
+def test_an_oversized_message_keeps_its_head_across_parts() -> None:
+    framer, client = upgraded(max_frame=64)
+    framer.receive_data(client.send(TextMessage(data='{"id":', message_finished=False)))
+    framer.receive_data(client.send(TextMessage(data='"big","x":"' + "y" * 200 + '"}')))
+    [oversized] = frames(framer)
+    assert isinstance(oversized, Oversized) and oversized.head.startswith(b'{"id":"big"')
+
+
+def test_a_stream_that_ends_without_a_close_frame_is_closed_quietly() -> None:
+    framer, client = upgraded()
+    framer.receive_data(client.send(TextMessage(data="{}")))
+    assert frames(framer) == [b"{}"]
+    framer.receive_data(None)  # no close frame: no close to answer either
+    assert frames(framer) == [None]
+    assert framer.data_to_send() == b"" and framer.close() == b""
+
+
+def test_junk_in_a_token_is_refused_not_skipped() -> None:
+    token = jwt({"exp": NOW + 60})
+    assert JwtAuth(b"shared-secret").accepts(token, NOW)
+    assert not JwtAuth(b"shared-secret").accepts(token + b"!!", NOW)
