@@ -1,21 +1,26 @@
 """The original's own terminal client, ``codex --remote ws://…`` (0.169.0),
 drives our server: it starts up (initialize, the discovery requests, a
-thread), takes a prompt typed into its terminal and shows the reply. Run on
+thread), takes a prompt typed into its terminal and shows the reply, and a
+proxy between the two sees no request of it answered with an error. Run on
 a pseudo-terminal; skipped where the original is not installed
 (``npm i @openai/codex@0.169.0``, or ``CODEX_ORIGINAL_BIN``)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import pty
 import struct
 import termios
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+import trio_websocket
 
 from harness.ws import TIMEOUT, ws_server
 
@@ -30,6 +35,49 @@ TERMINAL_ANSWERS = {
     b"\x1b]11;?": b"\x1b]11;rgb:0000/0000/0000\x1b\\",
     b"\x1b[c": b"\x1b[?62;c",
 }
+
+
+class Proxy:
+    """A websocket proxy between the TUI and our server that notes every
+    request method and every error answer."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.methods: list[str] = []
+        self.errors: list[str] = []
+        self.url = ""
+
+    async def run(self, nursery: trio.Nursery) -> None:
+        server = await nursery.start(partial(trio_websocket.serve_websocket, self._handle, "127.0.0.1", 0,
+                                             ssl_context=None, max_message_size=2**26))
+        self.url = f"ws://127.0.0.1:{server.port}"
+
+    async def _handle(self, request: trio_websocket.WebSocketRequest) -> None:
+        down = await request.accept()
+        sent: dict[Any, str] = {}
+        async with trio_websocket.open_websocket_url(self.upstream + "/", message_queue_size=4096,
+                                                     max_message_size=2**26) as up:
+            async def client_to_server() -> None:
+                while True:
+                    message = await down.get_message()
+                    msg = json.loads(message)
+                    if "method" in msg and "id" in msg:
+                        sent[msg["id"]] = msg["method"]
+                        self.methods.append(msg["method"])
+                    await up.send_message(message)
+
+            async def server_to_client() -> None:
+                while True:
+                    message = await up.get_message()
+                    msg = json.loads(message)
+                    if "error" in msg:
+                        self.errors.append(f"{sent.get(msg.get('id'))}: {msg['error']}")
+                    await down.send_message(message)
+
+            with contextlib.suppress(trio_websocket.ConnectionClosed):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(client_to_server)
+                    nursery.start_soon(server_to_client)
 
 
 def turn_events(path: Path) -> list[dict]:
@@ -48,42 +96,56 @@ async def test_the_codex_tui_runs_a_turn_through_our_websocket_listener(codex_ho
            "TERM": "xterm-256color", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     async with ws_server(codex_home, "ws://127.0.0.1:0", "-c", "analytics.enabled=true",
                          "-c", f'analytics.export_jsonl="{events}"') as server:
-        master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-        proc = await trio.lowlevel.open_process([str(ORIGINAL), "--remote", server.url], stdin=slave, stdout=slave,
-                                                stderr=slave, env=env, cwd=workspace, start_new_session=True)
-        os.close(slave)
-        terminal = trio.lowlevel.FdStream(master)
-        screen = bytearray()
-        try:
-            async with trio.open_nursery() as nursery:
+        proxy = Proxy(server.url)
+        async with trio.open_nursery() as proxies:
+            await proxy.run(proxies)
+            await drive_tui(proxy.url, env, workspace, events)
+            proxies.cancel_scope.cancel()
+    # Everything the TUI asked at start-up and for the turn was answered.
+    assert not proxy.errors, proxy.errors
+    assert {"initialize", "thread/start", "turn/start", "thread/list",
+            "configRequirements/read"} <= set(proxy.methods)
 
-                async def read() -> None:
-                    while data := await terminal.receive_some(65536):
-                        screen.extend(data)
-                        for query, answer in TERMINAL_ANSWERS.items():
-                            if query in data:
-                                await terminal.send_all(answer)
 
-                async def wait_for(done: object) -> None:
-                    with trio.fail_after(TIMEOUT):
-                        while not done():  # type: ignore[operator]
-                            await trio.sleep(0.05)
+async def drive_tui(url: str, env: dict[str, str], workspace: Path, events: Path) -> None:
+    """Start the TUI on a pseudo-terminal against ``url``, type a prompt and
+    wait for the turn."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = await trio.lowlevel.open_process([str(ORIGINAL), "--remote", url], stdin=slave, stdout=slave,
+                                            stderr=slave, env=env, cwd=workspace, start_new_session=True)
+    os.close(slave)
+    terminal = trio.lowlevel.FdStream(master)
+    screen = bytearray()
+    try:
+        async with trio.open_nursery() as nursery:
 
-                nursery.start_soon(read)
-                await wait_for(lambda: b"Ask Codex to do anything" in screen)
-                for key in "say hello":
-                    await terminal.send_all(key.encode())
-                    await trio.sleep(0.02)
-                await trio.sleep(0.3)
-                await terminal.send_all(b"\r")
-                # The turn as our server saw it (the TUI also runs a helper turn on an ephemeral thread).
-                await wait_for(lambda: any(e["status"] == "completed" and e["client_name"] == "codex-tui"
-                                           for e in turn_events(events)))
-                await wait_for(lambda: b"Worked for" in screen)
-                nursery.cancel_scope.cancel()
-        finally:
-            proc.kill()
-            with trio.move_on_after(TIMEOUT):
-                await proc.wait()
-            await terminal.aclose()
+            async def read() -> None:
+                while data := await terminal.receive_some(65536):
+                    screen.extend(data)
+                    for query, answer in TERMINAL_ANSWERS.items():
+                        if query in data:
+                            await terminal.send_all(answer)
+
+            async def wait_for(done: object) -> None:
+                with trio.fail_after(TIMEOUT):
+                    while not done():  # type: ignore[operator]
+                        await trio.sleep(0.05)
+
+            nursery.start_soon(read)
+            await wait_for(lambda: b"Ask Codex to do anything" in screen)
+            for key in "say hello":
+                await terminal.send_all(key.encode())
+                await trio.sleep(0.02)
+            await trio.sleep(0.3)
+            await terminal.send_all(b"\r")
+            # The turn as our server saw it (the TUI also runs a helper turn on an ephemeral thread).
+            await wait_for(lambda: any(e["status"] == "completed" and e["client_name"] == "codex-tui"
+                                       for e in turn_events(events)))
+            await wait_for(lambda: b"Worked for" in screen)
+            nursery.cancel_scope.cancel()
+    finally:
+        proc.kill()
+        with trio.move_on_after(TIMEOUT):
+            await proc.wait()
+        await terminal.aclose()
