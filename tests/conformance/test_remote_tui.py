@@ -1,6 +1,7 @@
 """The original's own terminal client, ``codex --remote ws://…`` (0.169.0),
 drives our server: it starts up (initialize, the discovery requests, a
-thread), takes a prompt typed into its terminal and shows the reply, and a
+thread), takes a prompt typed into its terminal and shows the reply, asks its user
+to approve a command that leaves the sandbox and runs it once approved, and a
 proxy between the two sees no request of it answered with an error. Run on
 a pseudo-terminal; skipped where the original is not installed
 (``npm i @openai/codex@0.169.0``, or ``CODEX_ORIGINAL_BIN``)."""
@@ -12,6 +13,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import struct
 import termios
 from functools import partial
@@ -80,10 +82,12 @@ class Proxy:
                     nursery.start_soon(server_to_client)
 
 
+def events_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def turn_events(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [e for line in path.read_text().splitlines() if (e := json.loads(line))["event_type"] == "codex_turn_event"]
+    return [e for e in events_of(path) if e["event_type"] == "codex_turn_event"]
 
 
 @pytest.mark.skipif(not ORIGINAL.exists(), reason="the original codex binary is not installed")
@@ -95,7 +99,7 @@ async def test_the_codex_tui_runs_a_turn_through_our_websocket_listener(codex_ho
     env = {"HOME": str(tmp_path / "tui-home"), "CODEX_HOME": str(tmp_path / "tui-home" / ".codex"),
            "TERM": "xterm-256color", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     async with ws_server(codex_home, "ws://127.0.0.1:0", "-c", "analytics.enabled=true",
-                         "-c", f'analytics.export_jsonl="{events}"') as server:
+                         "-c", f'analytics.export_jsonl="{events}"', cwd=workspace) as server:
         proxy = Proxy(server.url)
         async with trio.open_nursery() as proxies:
             await proxy.run(proxies)
@@ -105,6 +109,13 @@ async def test_the_codex_tui_runs_a_turn_through_our_websocket_listener(codex_ho
     assert not proxy.errors, proxy.errors
     assert {"initialize", "thread/start", "turn/start", "thread/list",
             "configRequirements/read"} <= set(proxy.methods)
+    # Analytics saw the user accept; the TUI's title-writing helper thread,
+    # which the scripted model also asked to run the command, answered
+    # with an error (it takes no tools), recorded as such.
+    approvals = {e["decision"] or e["failure"]: e for e in events_of(events)
+                 if e["event_type"] == "codex_tool_approval"}
+    assert set(approvals) == {"accept", "error"}
+    assert approvals["accept"]["request_method"] == "item/commandExecution/requestApproval"
 
 
 async def drive_tui(url: str, env: dict[str, str], workspace: Path, events: Path) -> None:
@@ -132,17 +143,31 @@ async def drive_tui(url: str, env: dict[str, str], workspace: Path, events: Path
                     while not done():  # type: ignore[operator]
                         await trio.sleep(0.05)
 
+            async def type_line(text: str) -> None:
+                for key in text:
+                    await terminal.send_all(key.encode())
+                    await trio.sleep(0.01)
+                await trio.sleep(0.3)
+                await terminal.send_all(b"\r")
+
+            def shown(text: bytes, since: int = 0) -> bool:
+                return text in re.sub(rb"\x1b\[[0-9;?<>=]*[a-zA-Z~]|\s", b"", bytes(screen[since:]))
+
             nursery.start_soon(read)
             await wait_for(lambda: b"Ask Codex to do anything" in screen)
-            for key in "say hello":
-                await terminal.send_all(key.encode())
-                await trio.sleep(0.02)
-            await trio.sleep(0.3)
-            await terminal.send_all(b"\r")
+            await type_line("say hello")
             # The turn as our server saw it (the TUI also runs a helper turn on an ephemeral thread).
             await wait_for(lambda: any(e["status"] == "completed" and e["client_name"] == "codex-tui"
                                        for e in turn_events(events)))
-            await wait_for(lambda: b"Worked for" in screen)
+            await wait_for(lambda: shown(b"Workedfor"))
+            # A command that asks to leave the sandbox: the TUI asks its user, who accepts.
+            mark = len(screen)
+            call = {"command": "touch approved.txt", "sandbox_permissions": "require_escalated",
+                    "justification": "to test approvals"}
+            await type_line(f"[[call=shell_command {json.dumps(call)}]]")
+            await wait_for(lambda: shown(b"Yes,proceed(y)", mark))
+            await terminal.send_all(b"y")
+            await wait_for(lambda: (workspace / "approved.txt").exists() and shown(b"Workedfor", mark))
             nursery.cancel_scope.cancel()
     finally:
         proc.kill()

@@ -37,13 +37,14 @@ class Server:
 
 @asynccontextmanager
 async def ws_server(codex_home: Path, listen: str = "ws://127.0.0.1:0", *args: str,
-                    env_extra: dict[str, str] | None = None) -> AsyncIterator[Server]:
-    """The server listening on ``listen``; its URL read from the banner it
-    prints on stderr (the rest of stderr is drained)."""
+                    env_extra: dict[str, str] | None = None, cwd: Path | None = None) -> AsyncIterator[Server]:
+    """The server listening on ``listen``, in ``cwd`` (where a thread started
+    without one works); its URL read from the banner it prints on stderr
+    (the rest of stderr is drained)."""
     argv = [sys.executable, "-m", "trio_codex.runtime", "app-server", "--listen", listen, *args]
     async with trio.open_nursery() as nursery:
         proc = await nursery.start(lambda task_status: trio.run_process(
-            argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+            argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, cwd=cwd,
             env=server_env(codex_home, **(env_extra or {})), task_status=task_status))
         assert proc.stderr is not None
         err = b""

@@ -131,7 +131,8 @@ def frames(framer: WsFramer) -> list[object]:
 
 def test_text_messages_are_frames_whole_or_in_fragments() -> None:
     framer, client = upgraded()
-    framer.receive_data(client.send(TextMessage(data='{"id":1}')) + client.send(TextMessage(data="{\"a\":\"é", message_finished=False)))
+    framer.receive_data(client.send(TextMessage(data='{"id":1}'))
+                        + client.send(TextMessage(data="{\"a\":\"é", message_finished=False)))
     assert frames(framer) == [b'{"id":1}']  # the second is not finished
     framer.receive_data(client.send(TextMessage(data='"}', message_finished=False))
                         + client.send(TextMessage(data="", message_finished=True)))
@@ -145,7 +146,8 @@ def test_a_message_over_the_bound_is_dropped_as_it_arrives_and_reported_once() -
     assert frames(framer) == []
     for _ in range(10):
         framer.receive_data(client.send(TextMessage(data="y" * 50, message_finished=False)))
-    framer.receive_data(client.send(TextMessage(data='"}', message_finished=True)) + client.send(TextMessage(data="{}")))
+    framer.receive_data(client.send(TextMessage(data='"}', message_finished=True))
+                        + client.send(TextMessage(data="{}")))
     oversized, after = frames(framer)
     assert isinstance(oversized, Oversized) and oversized.size == len(head) + 500 + 2
     assert oversized.head.startswith(head.encode())
