@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
                      metavar="key=value", help=argparse.SUPPRESS)
     srv.add_argument("--listen", default="stdio://",
                      help="stdio:// (default), unix://, unix://PATH, ws://IP:PORT or off")
+    srv.add_argument("--stdio", action="store_const", const="stdio://", dest="listen",
+                     help="the same as --listen stdio://")
     srv.add_argument("--analytics-default-enabled", action="store_true",
                      help="turn analytics on unless config says [analytics] enabled = false")
     srv.add_argument("--ws-auth", choices=["capability-token", "signed-bearer-token"],

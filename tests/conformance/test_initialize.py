@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,12 @@ async def test_replies_are_written_even_when_stdin_closes_right_behind_the_reque
     assert done.returncode == 0 and set(replies) == {1, 2, 3}
     # "on-failure" was removed from the protocol, as the original refuses it.
     assert replies[2]["error"]["code"] == -32600 and "on-failure" in replies[2]["error"]["message"]
+
+
+async def test_stdio_can_also_be_asked_for_with_the_original_s_stdio_flag(codex_home: Path) -> None:
+    hello = b'{"id":1,"method":"initialize","params":{"clientInfo":{"name":"flag","version":"1"}}}\n'
+    with trio.fail_after(TIMEOUT):
+        result = await trio.run_process([sys.executable, "-m", "trio_codex.runtime", "app-server", "--stdio"],
+                                        stdin=hello, capture_stdout=True, capture_stderr=True,
+                                        env=server_env(codex_home))
+    assert json.loads(result.stdout.splitlines()[0])["result"]["userAgent"].startswith("flag/")
