@@ -153,6 +153,7 @@ class Connection:
             "app/list": self._inline(info.empty_page),
             "experimentalFeature/list": self._inline(info.empty_page),
             "collaborationMode/list": self._inline(info.collaboration_modes),
+            "mcpServerStatus/list": self._inline(info.mcp_server_status),
             "account/bedrock/checkGovCloudRequirements": self._inline(info.gov_cloud_check),
             "command/exec": self._command_exec,
             "command/exec/write": self._command_exec_write,

@@ -28,6 +28,7 @@ from .protocol.v2.discovery import (
     SkillsListEntry,
     SkillsListResponse,
 )
+from .protocol.jsonrpc import METHOD_NOT_FOUND, JsonRpcError
 from .protocol.v2.initialize import ClientInfo
 from .protocol.v2.models import (
     AccountReadParams,
@@ -124,6 +125,15 @@ class ServerInfo:
         return PluginInstalledResponse()
 
     def empty_page(self, params: PagedParams) -> EmptyPage:
+        return EmptyPage()
+
+    def mcp_server_status(self, params: PagedParams) -> EmptyPage:
+        """No MCP server runs here: with none configured that is the whole
+        answer; with some configured, saying "none" would mislead."""
+        if self.settings.mcp_servers:
+            raise JsonRpcError(METHOD_NOT_FOUND, (
+                f"MCP servers are configured ({', '.join(sorted(self.settings.mcp_servers))}) but trio-codex "
+                "does not run MCP servers yet; their tools are not offered to the model"))
         return EmptyPage()
 
     def collaboration_modes(self, params: EmptyParams) -> CollaborationModeListResponse:

@@ -78,6 +78,7 @@ METHODS: dict[str, MethodSpec] = {
     "app/list": MethodSpec(PagedParams),
     "experimentalFeature/list": MethodSpec(PagedParams),
     "collaborationMode/list": MethodSpec(EmptyParams),
+    "mcpServerStatus/list": MethodSpec(PagedParams),
     "account/bedrock/checkGovCloudRequirements": MethodSpec(EmptyParams),
     "command/exec": MethodSpec(CommandExecParams),
     "command/exec/write": MethodSpec(CommandExecWriteParams),

@@ -140,7 +140,8 @@ async def test_a_broad_session_fits_the_original_schema(tmp_path: Path, scripted
         await s.request("initialize", {"clientInfo": {"name": "schema", "version": "1"},
                                        "capabilities": {"experimentalApi": True}})
         for method in ("model/list", "account/read", "config/read", "thread/loaded/list", "skills/list",
-                       "hooks/list", "plugin/installed", "app/list", "experimentalFeature/list"):
+                       "hooks/list", "plugin/installed", "app/list", "experimentalFeature/list",
+                       "mcpServerStatus/list"):
             await s.request(method, {})
         await s.request("configRequirements/read")
         for method in ("collaborationMode/list", "account/bedrock/checkGovCloudRequirements"):
