@@ -249,15 +249,13 @@ class ThreadRegistry:
 
     async def _history_page(self, reply: Reply, method: str, params: Any) -> None:
         """A page of ``thread/turns/list`` or ``thread/items/list``."""
-        if params.thread_id in self.threads:
-            # Loaded: an ephemeral thread, or one before its first turn, has
-            # no rollout (yet), and so no stored turns.
-            meta = await ask(self.store, lambda slot: FindThread(params.thread_id, slot), timeout=STORE_TIMEOUT)
-            stored = meta is not None and bool(meta.rollout_path)
-        else:
-            meta, stored = await self._find(params.thread_id, f"thread not loaded: {params.thread_id}"), True
+        meta = await self._stored(params.thread_id)
+        if meta is None and params.thread_id not in self.threads:
+            raise invalid_request(f"thread not loaded: {params.thread_id}")
+        # A loaded thread that is ephemeral, or before its first turn, has no
+        # rollout (yet), and so no stored turns.
         cp = self.checkpoints.get(params.thread_id)
-        turns = running((await self._replay(meta)).turns, cp.active_turn if cp else None) if stored else []
+        turns = running((await self._replay(meta)).turns, cp.active_turn if cp else None) if meta else []
         turn_pages = method == "thread/turns/list"
         entries = (_turn_views(turns, params.items_view or "summary") if turn_pages
                    else _item_entries(turns, params.turn_id))
@@ -344,9 +342,14 @@ class ThreadRegistry:
     async def _answer(self, reply: Reply, result: Any) -> None:
         await deliver((reply.conn,), Response(reply.request_id, result))
 
-    async def _find(self, thread_id: str, missing: str) -> ThreadMeta:
+    async def _stored(self, thread_id: str) -> ThreadMeta | None:
+        """The index row of a thread that has a rollout, or None."""
         meta = await ask(self.store, lambda slot: FindThread(thread_id, slot), timeout=STORE_TIMEOUT)
-        if meta is None or not meta.rollout_path:
+        return meta if meta is not None and meta.rollout_path else None
+
+    async def _find(self, thread_id: str, missing: str) -> ThreadMeta:
+        meta = await self._stored(thread_id)
+        if meta is None:
             raise invalid_request(missing)
         return meta
 

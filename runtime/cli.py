@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(trio.run(run_exec, settings, args.prompt))
         max_message = int(os.environ.get("TRIO_CODEX_MAX_MESSAGE_BYTES") or DEFAULT_MAX_LINE)
         listen = parse_listen(args.listen)
-        ws_auth = _ws_auth(args) if args.command == "app-server" else None
+        ws_auth = _ws_auth(args)
     except (ValueError, ConfigError) as exc:
         print(f"trio-codex: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -142,7 +142,8 @@ def _ws_auth(args: argparse.Namespace) -> TokenAuth | JwtAuth | None:
 def _read_secret(flag: str, path: str) -> str:
     """A token or secret file's content, without surrounding whitespace."""
     try:
-        secret = open(path, encoding="utf-8").read().strip()
+        with open(path, encoding="utf-8") as f:
+            secret = f.read().strip()
     except OSError as exc:
         raise ValueError(f"{flag} {path}: {exc.strerror}") from None
     if not secret:
