@@ -47,7 +47,8 @@ class HooksListResponse(Wire, frozen=True):
 
 
 class PagedParams(Wire, frozen=True):
-    """``app/list``, ``experimentalFeature/list``; other keys are ignored."""
+    """``app/list``, ``experimentalFeature/list``, ``mcpServerStatus/list``;
+    other keys are ignored."""
 
     cursor: str | None = None
     limit: int | None = None
