@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -140,8 +140,19 @@ class RpcClient:
         return result, msgs
 
 
-def server_argv(*config: str) -> list[str]:
-    args = [sys.executable, "-m", "trio_codex.runtime"]
+#: The original's binary, for side-by-side tests (skipped when absent):
+#: ``npm i @openai/codex@0.169.0`` puts it here, or name it in the variable.
+ORIGINAL_BIN = Path(os.environ.get(
+    "CODEX_ORIGINAL_BIN",
+    "/work/orig/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"))
+
+#: How to start our server; a test comparing with the original passes its
+#: binary as ``program`` instead.
+OURS = (sys.executable, "-m", "trio_codex.runtime")
+
+
+def server_argv(*config: str, program: Sequence[str] = OURS) -> list[str]:
+    args = list(program)
     for kv in config:
         args += ["-c", kv]
     return [*args, "app-server", "--listen", "stdio://"]
@@ -159,12 +170,14 @@ def server_env(codex_home: Path, **extra: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def open_app_server(codex_home: Path, *config: str, env_extra: dict[str, str] | None = None,
-                          stderr: int | None = subprocess.DEVNULL) -> AsyncIterator[RpcClient]:
+                          stderr: int | None = subprocess.DEVNULL,
+                          program: Sequence[str] = OURS) -> AsyncIterator[RpcClient]:
     """Run the server with ``codex_home`` (write its config.toml first);
-    ``config`` are ``-c key=value`` overrides."""
+    ``config`` are ``-c key=value`` overrides; ``program`` is the server
+    command before them (the original's binary, to compare)."""
     async with trio.open_nursery() as nursery:
         proc = await nursery.start(lambda task_status: trio.run_process(
-            server_argv(*config), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+            server_argv(*config, program=program), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
             env=server_env(codex_home, **(env_extra or {})), check=False, task_status=task_status))
         client = RpcClient(proc)
         nursery.start_soon(client._read)

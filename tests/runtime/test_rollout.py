@@ -27,7 +27,7 @@ THREAD = "01a20d66-ed08-7673-88b9-a1d4a7463d58"
 #: A failed turn (context window exceeded), then an automatic compaction
 #: turn: from the research runs of the same binary.
 COMPACTED = "01a20d47-fb27-7d40-86d8-38fda834d3cf"
-ORIGINAL = Path("/work/orig/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex")
+from harness import ORIGINAL_BIN as ORIGINAL
 
 
 def fixture_path(thread_id: str) -> Path:
