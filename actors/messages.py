@@ -19,7 +19,8 @@ from ..runtime.mailbox import Mailbox
 from ..runtime.protocol.jsonrpc import ErrorObject, Notification, RequestId
 from ..runtime.protocol.responses import ResponsesEvent
 from ..runtime.protocol.v2.item import ThreadItem
-from ..runtime.protocol.v2.thread import SandboxPolicy, ThreadStartParams
+from ..runtime.permissions import Permissions
+from ..runtime.protocol.v2.thread import ActivePermissionProfile, SandboxPolicy, ThreadStartParams
 from ..runtime.protocol.v2.turn import TokenUsageBreakdown, TurnError, TurnStartParams
 
 
@@ -93,6 +94,9 @@ class ThreadConfig(msgspec.Struct, frozen=True):
     #: How its rollout records turn items (rollout.py): ``paginated`` for a
     #: new thread, as 0.169; a resumed one keeps what its file says.
     history_mode: str = "paginated"
+    #: The permissions profile that produced ``sandbox`` (None: a legacy
+    #: sandbox mode or policy).
+    permission_profile: ActivePermissionProfile | None = None
 
 
 
@@ -273,6 +277,8 @@ class ReadThread(Msg, tag="read_thread", frozen=True):
 class StartTurn(Msg, tag="start_turn", frozen=True):
     reply: Reply
     params: TurnStartParams
+    #: ``params.permissions`` resolved against the configuration.
+    permissions: Permissions | None = None
 
 
 class SteerTurn(Msg, tag="steer_turn", frozen=True):
