@@ -185,6 +185,10 @@ class Checkpoint(Msg, tag="checkpoint", frozen=True):
     #: The turn running when the checkpoint was taken: a thread restarted
     #: from it reports that turn as failed, so no client waits forever.
     active_turn: str | None = None
+    #: The settings as the last turn/start left them: a restart must not
+    #: fall back to those the thread started with (a sandbox a turn
+    #: narrowed would widen again).
+    config: ThreadConfig | None = None
 
 
 # --- to a thread --------------------------------------------------------------

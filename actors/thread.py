@@ -399,7 +399,7 @@ class ThreadActor:
         # from an older checkpoint.
         self.registry.send_nowait(Checkpoint(
             self.config.id, self.history, self.usage, self.preview, self.updated_at,
-            tuple(self.subscribers.values()), self.turn.id if self.turn else None))
+            tuple(self.subscribers.values()), self.turn.id if self.turn else None, self.config))
 
     async def restarted(self, cp: Checkpoint) -> None:
         self.history, self.usage, self.preview = cp.history, cp.usage, cp.preview

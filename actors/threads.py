@@ -497,8 +497,8 @@ class ThreadRegistry:
         def restart_args() -> tuple[Any, ...]:
             cp = self.checkpoints.get(config.id) or Checkpoint(
                 config.id, (), _ZERO_USAGE, "", config.created_at, (conn,))
-            return (config, model, self.hub, self.approvals, self.store, self.recorder, self.mailbox, mailbox,
-                    inbox, cp)
+            return (cp.config or config, model, self.hub, self.approvals, self.store, self.recorder, self.mailbox,
+                    mailbox, inbox, cp)
 
         await self.sup.start_child(
             f"thread:{config.id}", run_thread, config, model, self.hub, self.approvals, self.store, self.recorder,
