@@ -32,6 +32,7 @@ from ..runtime.ask import ask
 from ..runtime.git import collect_git_info
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox
+from ..runtime.permissions import Permissions
 from ..runtime.protocol.jsonrpc import (
     ErrorResponse,
     JsonRpcError,
@@ -42,7 +43,6 @@ from ..runtime.protocol.jsonrpc import (
     invalid_request,
 )
 from ..runtime.protocol.v2.item import AgentMessageItem, ItemCompleted, ItemStarted, TextInput, UserMessageItem
-from ..runtime.permissions import Permissions
 from ..runtime.protocol.v2.thread import (
     Active,
     ActivePermissionProfile,
