@@ -153,6 +153,7 @@ class Connection:
             "app/list": self._inline(info.empty_page),
             "experimentalFeature/list": self._inline(info.empty_page),
             "collaborationMode/list": self._inline(info.collaboration_modes),
+            "permissionProfile/list": self._inline(info.permission_profiles),
             "mcpServerStatus/list": self._inline(info.mcp_server_status),
             "account/bedrock/checkGovCloudRequirements": self._inline(info.gov_cloud_check),
             "command/exec": self._command_exec,
@@ -291,8 +292,9 @@ class Connection:
         chars = sum(len(i.text) for i in params.input if isinstance(i, TextInput))
         if chars > MAX_INPUT_CHARS:
             raise input_too_large(chars)
+        perms = self.info.turn_permissions(params)
         reply = self._reply(rid)
-        self._forward(self.threads, ToThread(params.thread_id, StartTurn(reply, params), reply))
+        self._forward(self.threads, ToThread(params.thread_id, StartTurn(reply, params, perms), reply))
 
     async def _command_exec(self, rid: RequestId, params: Any) -> None:
         await self.execs.start(rid, params)

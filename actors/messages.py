@@ -19,7 +19,8 @@ from ..runtime.mailbox import Mailbox
 from ..runtime.protocol.jsonrpc import ErrorObject, Notification, RequestId
 from ..runtime.protocol.responses import ResponsesEvent
 from ..runtime.protocol.v2.item import ThreadItem
-from ..runtime.protocol.v2.thread import SandboxPolicy, ThreadStartParams
+from ..runtime.permissions import Permissions
+from ..runtime.protocol.v2.thread import ActivePermissionProfile, SandboxPolicy, ThreadStartParams
 from ..runtime.protocol.v2.turn import TokenUsageBreakdown, TurnError, TurnStartParams
 
 
@@ -93,6 +94,9 @@ class ThreadConfig(msgspec.Struct, frozen=True):
     #: How its rollout records turn items (rollout.py): ``paginated`` for a
     #: new thread, as 0.169; a resumed one keeps what its file says.
     history_mode: str = "paginated"
+    #: The permissions profile that produced ``sandbox`` (None: a legacy
+    #: sandbox mode or policy).
+    permission_profile: ActivePermissionProfile | None = None
 
 
 
@@ -181,6 +185,10 @@ class Checkpoint(Msg, tag="checkpoint", frozen=True):
     #: The turn running when the checkpoint was taken: a thread restarted
     #: from it reports that turn as failed, so no client waits forever.
     active_turn: str | None = None
+    #: The settings as the last turn/start left them: a restart must not
+    #: fall back to those the thread started with (a sandbox a turn
+    #: narrowed would widen again).
+    config: ThreadConfig | None = None
 
 
 # --- to a thread --------------------------------------------------------------
@@ -273,6 +281,8 @@ class ReadThread(Msg, tag="read_thread", frozen=True):
 class StartTurn(Msg, tag="start_turn", frozen=True):
     reply: Reply
     params: TurnStartParams
+    #: ``params.permissions`` resolved against the configuration.
+    permissions: Permissions | None = None
 
 
 class SteerTurn(Msg, tag="steer_turn", frozen=True):

@@ -32,6 +32,7 @@ from ..runtime.ask import ask
 from ..runtime.git import collect_git_info
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox
+from ..runtime.permissions import Permissions
 from ..runtime.protocol.jsonrpc import (
     ErrorResponse,
     JsonRpcError,
@@ -44,6 +45,7 @@ from ..runtime.protocol.jsonrpc import (
 from ..runtime.protocol.v2.item import AgentMessageItem, ItemCompleted, ItemStarted, TextInput, UserMessageItem
 from ..runtime.protocol.v2.thread import (
     Active,
+    ActivePermissionProfile,
     Idle,
     SystemError,
     Thread,
@@ -255,8 +257,8 @@ class ThreadActor:
 
     async def _dispatch(self, msg: Any) -> None:
         match msg:
-            case StartTurn(reply=reply, params=params):
-                await self._start_turn(reply, params)
+            case StartTurn(reply=reply, params=params, permissions=perms):
+                await self._start_turn(reply, params, perms)
             case SteerTurn(reply=reply, input=inputs, expected_turn_id=expected):
                 await self._steer(reply, inputs, expected)
             case InterruptTurn(reply=reply, turn_id=turn_id):
@@ -397,7 +399,7 @@ class ThreadActor:
         # from an older checkpoint.
         self.registry.send_nowait(Checkpoint(
             self.config.id, self.history, self.usage, self.preview, self.updated_at,
-            tuple(self.subscribers.values()), self.turn.id if self.turn else None))
+            tuple(self.subscribers.values()), self.turn.id if self.turn else None, self.config))
 
     async def restarted(self, cp: Checkpoint) -> None:
         self.history, self.usage, self.preview = cp.history, cp.usage, cp.preview
@@ -415,7 +417,7 @@ class ThreadActor:
         return ThreadStartResponse(
             thread=thread, model=c.model, model_provider=c.model_provider, cwd=c.cwd,
             approval_policy=c.approval_policy, approvals_reviewer=c.approvals_reviewer,
-            sandbox=c.sandbox, reasoning_effort=c.reasoning_effort,
+            sandbox=c.sandbox, reasoning_effort=c.reasoning_effort, active_permission_profile=c.permission_profile,
         )
 
     def _record_started(self, conn_id: int, mode: str) -> None:
@@ -505,12 +507,12 @@ class ThreadActor:
         await turn.mailbox.send(Steered(raw))
         turn.steers += 1
 
-    async def _start_turn(self, reply: Reply, params: Any) -> None:
+    async def _start_turn(self, reply: Reply, params: Any, perms: Permissions | None) -> None:
         if self.turn is not None:
             await self._steer(reply, tuple(params.input), None)
             return
         try:
-            settings = self._overrides(params)
+            settings = self._overrides(params, perms)
         except msgspec.ValidationError as exc:
             await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
                 f"Invalid request: invalid sandboxPolicy: {exc}").error))
@@ -523,7 +525,8 @@ class ThreadActor:
                     "model": settings.model, "reasoning_effort": settings.reasoning_effort,
                     "developer_instructions": settings.developer_instructions}},
                 "cwd": settings.cwd, "model": settings.model, "modelProvider": settings.model_provider,
-                "sandboxPolicy": settings.sandbox, "effort": settings.reasoning_effort,
+                "sandboxPolicy": settings.sandbox, "activePermissionProfile": settings.permission_profile,
+                "effort": settings.reasoning_effort,
                 "summary": settings.reasoning_summary}})
         turn_id = uuid7()
         started_s = int(time.time())
@@ -552,7 +555,8 @@ class ThreadActor:
             await self._notify("item/started", ItemStarted(user_item, c.id, turn_id, now_ms()))
         await self._persist(
             TurnContext(turn_id=turn_id, root_turn_id=turn_id, cwd=c.cwd, approval_policy=c.approval_policy,
-                        sandbox_policy=msgspec.to_builtins(c.sandbox), model=c.model,
+                        sandbox_policy=msgspec.to_builtins(c.sandbox),
+                        active_permission_profile=_profile_line(c.permission_profile), model=c.model,
                         effort=c.reasoning_effort, summary=c.reasoning_summary or "auto"),
             TurnStartedEvent(turn_id=turn_id, root_turn_id=turn_id, started_at=started_s,
                              model_context_window=c.model_context_window),
@@ -562,16 +566,21 @@ class ThreadActor:
             await self._notify("item/completed", ItemCompleted(user_item, c.id, turn_id, now_ms()))
         await self._launch_turn(turn_id, started_s, "regular", user_item, raw, compact_first)
 
-    def _overrides(self, params: Any) -> ThreadConfig:
+    def _overrides(self, params: Any, perms: Permissions | None) -> ThreadConfig:
         """The thread's settings with a turn/start's overrides, which last
-        for the turns after it too, as the original."""
+        for the turns after it too, as the original. Its sandbox changes only
+        when the request names one: a ``permissions`` profile, or a
+        ``sandboxPolicy`` (which leaves no profile, as the original)."""
         c = self.config
         changes = {name: value for name, value in (
             ("cwd", params.cwd), ("approval_policy", params.approval_policy),
             ("approvals_reviewer", params.approvals_reviewer), ("model", params.model),
             ("reasoning_effort", params.effort), ("reasoning_summary", params.summary),
-            ("sandbox", params.sandbox_policy and msgspec.convert(params.sandbox_policy, SandboxPolicy)),
         ) if value is not None and value != getattr(c, name)}
+        if perms is not None:
+            changes.update(sandbox=perms.sandbox, permission_profile=perms.profile)
+        elif params.sandbox_policy is not None:
+            changes.update(sandbox=msgspec.convert(params.sandbox_policy, SandboxPolicy), permission_profile=None)
         return msgspec.structs.replace(c, **changes) if changes else c
 
     async def _compact(self, reply: Reply) -> None:
@@ -741,6 +750,13 @@ class ThreadActor:
         if self.after_turn is not None:
             then, self.after_turn = self.after_turn, None
             await then()
+
+
+def _profile_line(profile: ActivePermissionProfile | None) -> dict[str, str] | None:
+    """A profile as the original's turn_context line holds it: ``{"id": ...}``."""
+    if profile is None:
+        return None
+    return {"id": profile.id, **({"extends": profile.extends} if profile.extends else {})}
 
 
 class _ActiveTurn(msgspec.Struct):

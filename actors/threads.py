@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import trio
 
+from ..runtime import permissions
 from ..runtime.config import ConfigError, Settings, resolve_provider
 from ..runtime.history import auto_compact_limit
 from ..runtime.ids import uuid7
@@ -34,7 +35,9 @@ from ..runtime.protocol.jsonrpc import (
     overloaded,
 )
 from ..runtime.protocol.v2.thread import (
+    ActivePermissionProfile,
     NotLoaded,
+    SandboxPolicy,
     PageResponse,
     ThreadItemEntry,
     ThreadForkParams,
@@ -197,6 +200,8 @@ class ThreadRegistry:
                     await self.threads[params.thread_id].send(ReadThread(reply, params.include_turns, False))
                 case "thread/read":
                     self._reader(reply, self._read_unloaded, reply, params)
+                case "thread/resume" | "thread/fork" if params.permissions is not None and params.sandbox is not None:
+                    raise invalid_request(_SANDBOX_CHOICE)
                 case "thread/resume":
                     await self._resume(reply, params)
                 case "thread/unsubscribe" if params.thread_id in self.threads:
@@ -448,13 +453,13 @@ class ThreadRegistry:
         ctx = r.turn_context
         try:
             s = self._settings(params)
+            perms = _permissions(s, params, _recorded(ctx, s))
             config = ThreadConfig(
                 id=meta.id, created_at=meta.created_at // 1000, cwd=params.cwd or meta.cwd,
                 model=params.model or meta.model or (ctx.model if ctx else None) or s.model,
                 model_provider=params.model_provider or meta.model_provider or s.model_provider,
                 approval_policy=params.approval_policy or (ctx.approval_policy if ctx else None) or s.approval_policy,
-                sandbox=s.sandbox_policy(params.sandbox) if params.sandbox or ctx is None
-                else _policy_from_rollout(ctx.sandbox_policy, s),
+                sandbox=perms.sandbox, permission_profile=perms.profile,
                 reasoning_effort=meta.reasoning_effort or s.model_reasoning_effort,
                 ephemeral=ephemeral, originator=meta.originator or "", forked_from_id=forked_from,
                 history_mode=meta.history_mode or "legacy", **_common(s, params),
@@ -471,6 +476,9 @@ class ThreadRegistry:
             model = await self.models.get(config.model_provider)
         except ConfigError as exc:
             await deliver((reply.conn,), ErrorResponse(reply.request_id, invalid_request(str(exc)).error))
+            return
+        except JsonRpcError as exc:
+            await deliver((reply.conn,), ErrorResponse(reply.request_id, exc.error))
             return
         except Exception as exc:
             # A bug in starting one thread must not take the registry, and
@@ -489,8 +497,8 @@ class ThreadRegistry:
         def restart_args() -> tuple[Any, ...]:
             cp = self.checkpoints.get(config.id) or Checkpoint(
                 config.id, (), _ZERO_USAGE, "", config.created_at, (conn,))
-            return (config, model, self.hub, self.approvals, self.store, self.recorder, self.mailbox, mailbox,
-                    inbox, cp)
+            return (cp.config or config, model, self.hub, self.approvals, self.store, self.recorder, self.mailbox,
+                    mailbox, inbox, cp)
 
         await self.sup.start_child(
             f"thread:{config.id}", run_thread, config, model, self.hub, self.approvals, self.store, self.recorder,
@@ -500,6 +508,7 @@ class ThreadRegistry:
 
     def _config(self, params: ThreadStartParams, originator: str) -> ThreadConfig:
         s = self._settings(params)
+        perms = _permissions(s, params, None)
         provider_id = params.model_provider or s.model_provider
         resolve_provider(s, provider_id)  # an unknown provider fails here, with the known ids
         return ThreadConfig(
@@ -507,7 +516,7 @@ class ThreadRegistry:
             cwd=os.path.abspath(params.cwd or os.getcwd()),
             model=params.model or s.model, model_provider=provider_id,
             approval_policy=params.approval_policy or s.approval_policy,
-            sandbox=s.sandbox_policy(params.sandbox), reasoning_effort=s.model_reasoning_effort,
+            sandbox=perms.sandbox, permission_profile=perms.profile, reasoning_effort=s.model_reasoning_effort,
             ephemeral=bool(params.ephemeral), originator=originator, **_common(s, params),
         )
 
@@ -552,9 +561,48 @@ def _git_patch(params: ThreadMetadataUpdateParams) -> dict[str, str | None]:
     return patch
 
 
+_SANDBOX_CHOICE = "`permissions` cannot be combined with `sandbox`"
+
+
+def _permissions(s: Settings, params: Any, recorded: permissions.Permissions | None) -> permissions.Permissions:
+    """What a thread runs under: the request's ``permissions`` or ``sandbox``;
+    else what its rollout recorded (resume, fork); else the configuration's.
+    So a read-only thread stays read-only until a request says otherwise.
+
+    Raises:
+      JsonRpcError: both are given, or the profile is unknown or unusable.
+    """
+    if params.permissions is not None and params.sandbox is not None:
+        raise invalid_request(_SANDBOX_CHOICE)
+    try:
+        if params.permissions is not None:
+            return permissions.resolve(s, params.permissions)
+        if params.sandbox is not None:
+            return permissions.for_mode(s, params.sandbox)
+        return recorded or permissions.configured(s)
+    except permissions.PermissionsError as exc:
+        raise invalid_request(f"failed to load configuration: {exc}") from None
+
+
+def _recorded(ctx: Any, settings: Settings) -> permissions.Permissions | None:
+    """What the last turn of a rollout ran under, None without one."""
+    if ctx is None:
+        return None
+    try:
+        profile = msgspec.convert(ctx.active_permission_profile, ActivePermissionProfile | None)
+    except msgspec.ValidationError:
+        profile = None
+    return permissions.Permissions(_policy_from_rollout(ctx.sandbox_policy, settings), profile)
+
+
 def _policy_from_rollout(policy: Any, settings: Settings) -> Any:
-    """The v2 sandbox policy a rollout's turn context recorded (the original
-    writes it kebab-cased: ``{"type": "workspace-write", ...}``)."""
+    """The v2 sandbox policy a rollout's turn context recorded: ours as it
+    was, the original's (kebab-cased: ``{"type": "workspace-write", ...}``)
+    as its mode under these settings."""
+    try:
+        return msgspec.convert(policy, SandboxPolicy)
+    except msgspec.ValidationError:
+        pass
     kind = policy.get("type") if isinstance(policy, dict) else None
     mode = {"danger-full-access": "danger-full-access", "dangerFullAccess": "danger-full-access",
             "workspace-write": "workspace-write", "workspaceWrite": "workspace-write"}.get(kind or "", "read-only")

@@ -166,6 +166,10 @@ async def _begin_command(ctx: ToolContext, call: rs.FunctionCallItem, argv: list
     """Announce a command's item and clear it to run (policy, approvals):
     the item, the sandbox policy to run under and the environment; or, when
     it may not run, the refusal for the model."""
+    refusal = safety.escalation_refusal(ctx.approval_policy, args.sandbox_permissions or "use_default",
+                                        unified_exec=isinstance(args, specs.ExecCommandArgs))
+    if refusal is not None:
+        return ToolOutcome(output_item(call, refusal))  # before any item, as the original
     cwd = _resolve(ctx.cwd, args.workdir)
     item = CommandExecutionItem(call.call_id, safety.shlex_join(argv), cwd,
                                 safety.parse_command_actions(argv, cwd=cwd), "inProgress", **item_fields)

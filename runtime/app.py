@@ -99,6 +99,13 @@ async def serve(settings: Settings, listen: ListenUrl, *, stream: FrameStream | 
     requires a bearer token in their upgrade."""
     info = ServerInfo(settings)
     conn_ids = itertools.count(1)
+    listening = None
+    if listen.scheme in ("ws", "unix"):
+        # Bound first: a refusal stops start-up with its message alone, before any actor runs.
+        try:
+            listening = await open_listeners(listen, settings.codex_home)
+        except OSError as exc:
+            raise SystemExit(f"trio-codex: cannot listen on {listen.scheme}://: {exc}") from None
     async with trio.open_nursery() as host:
         models = ModelPool(settings, host)
         if stream is None:
@@ -117,10 +124,7 @@ async def serve(settings: Settings, listen: ListenUrl, *, stream: FrameStream | 
             elif listen.scheme == "off":
                 await trio.sleep_forever()
             else:
-                try:
-                    listening = await open_listeners(listen, settings.codex_home)
-                except OSError as exc:
-                    raise SystemExit(f"trio-codex: cannot listen on {listen.scheme}://: {exc}") from None
+                assert listening is not None
 
                 async def connection(ws: FrameStream) -> None:
                     await Connection(next(conn_ids), ws, info, hub, threads, approvals, recorder).run()

@@ -105,7 +105,7 @@ def _ws_auth(args: argparse.Namespace) -> TokenAuth | JwtAuth | None:
     Raises:
       ValueError: the flags do not fit together, or a file cannot be read.
     """
-    from ..transports.wsframing import JwtAuth, TokenAuth
+    from ..transports.wsframing import MIN_SECRET_BYTES, JwtAuth, TokenAuth
 
     token_flags = args.ws_token_file or args.ws_token_sha256
     jwt_flags = (args.ws_shared_secret_file or args.ws_issuer or args.ws_audience
@@ -121,8 +121,12 @@ def _ws_auth(args: argparse.Namespace) -> TokenAuth | JwtAuth | None:
         skew = 30 if args.ws_max_clock_skew_seconds is None else args.ws_max_clock_skew_seconds
         if skew < 0:
             raise ValueError("--ws-max-clock-skew-seconds: expected a number of seconds, 0 or more")
-        secret = _read_secret("--ws-shared-secret-file", args.ws_shared_secret_file)
-        return JwtAuth(secret.encode(), args.ws_issuer, args.ws_audience, skew)
+        secret = _read_secret("--ws-shared-secret-file", args.ws_shared_secret_file).encode()
+        if len(secret) < MIN_SECRET_BYTES:
+            # The original's words; a short HMAC key is guessable offline from one token.
+            raise ValueError(f"signed websocket bearer secret {args.ws_shared_secret_file} must be at least "
+                             f"{MIN_SECRET_BYTES} bytes")
+        return JwtAuth(secret, args.ws_issuer, args.ws_audience, skew)
     if args.ws_auth is None:
         return None
     if bool(args.ws_token_file) == bool(args.ws_token_sha256):

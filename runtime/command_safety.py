@@ -1912,6 +1912,32 @@ def default_exec_approval_requirement(*, approval_policy: Any, sandbox_policy: A
     return NeedsApproval() if needs else Skip()
 
 
+def escalation_refusal(approval_policy: Any, sandbox_permissions: SandboxPermissions, *,
+                       unified_exec: bool) -> str | None:
+    """The original's answer to a call asking to run outside (or beyond) the
+    sandbox under any approval policy but ``on-request``: refused before it
+    runs, since only ``on-request`` lets the model ask. None: no such ask.
+    ``exec_command`` words it "cannot", ``shell_command`` "should not"."""
+    if sandbox_permissions == "use_default" or _approval(approval_policy) == "on-request":
+        return None
+    shown = _approval_debug(approval_policy)
+    verb = "cannot" if unified_exec else "should not"
+    return (f"approval policy is {shown}; reject command — you {verb} ask for escalated permissions if the "
+            f"approval policy is {shown}")
+
+
+def _approval_debug(policy: Any) -> str:
+    """An approval policy as the original's ``{:?}`` prints it."""
+    if isinstance(policy, msgspec.Struct):
+        policy = msgspec.to_builtins(policy)
+    if isinstance(policy, Mapping):
+        granular = policy.get("granular") or {}
+        fields = ", ".join(f"{name}: {str(bool(granular.get(name))).lower()}" for name in (
+            "sandbox_approval", "rules", "skill_approval", "request_permissions", "mcp_elicitations"))
+        return f"Granular(GranularApprovalConfig {{ {fields} }})"
+    return {"untrusted": "UnlessTrusted", "never": "Never"}.get(policy, str(policy))
+
+
 def wants_no_sandbox_approval(approval_policy: Any) -> bool:
     """After a sandbox denial, whether to ask to rerun unsandboxed:
     ``untrusted`` and granular with ``sandbox_approval``, not ``never`` or

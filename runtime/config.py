@@ -217,6 +217,10 @@ class _ConfigToml(msgspec.Struct, frozen=True, kw_only=True):
     sandbox_workspace_write: SandboxWorkspaceWrite = msgspec.field(
         default_factory=SandboxWorkspaceWrite
     )
+    #: The permissions profile threads run under unless a request names one
+    #: (runtime/permissions.py); ``[permissions.<id>]`` are the user's own.
+    default_permissions: str | None = None
+    permissions: dict[str, dict[str, Any]] = {}
     model_reasoning_effort: str | None = None
     model_reasoning_summary: ReasoningSummary | None = None
     model_context_window: _U64 | None = None
@@ -241,7 +245,8 @@ class Settings(_ConfigToml, frozen=True, kw_only=True):
     ``model``, ``model_provider`` (``"openai"``), ``openai_base_url``,
     ``approval_policy`` (``"on-request"``; the legacy ``"on-failure"`` reads
     as ``"on-request"``, as in the original), ``sandbox_mode``
-    (``"read-only"``), ``sandbox_workspace_write``, ``model_reasoning_effort``
+    (``"read-only"``), ``sandbox_workspace_write``, ``default_permissions``
+    and ``permissions`` (profiles), ``model_reasoning_effort``
     (any string), ``model_reasoning_summary``, ``instructions``,
     ``developer_instructions``, ``thread_unload_delay_secs`` (1800),
     ``analytics`` and ``mcp_servers`` (raw tables).

@@ -306,6 +306,8 @@ class TurnContext(_Payload, kw_only=True):
     approvals_reviewer: str | None = None
     sandbox_policy: Any
     permission_profile: Any = None
+    #: ``{"id": ":read-only"}``: the profile the turn ran under (resume keeps it).
+    active_permission_profile: Any = None
     model: str
     effort: str | None = None
     summary: Any

@@ -28,7 +28,10 @@ from .protocol.v2.discovery import (
     SkillsListEntry,
     SkillsListResponse,
 )
-from .protocol.jsonrpc import METHOD_NOT_FOUND, JsonRpcError
+from . import permissions
+from .protocol.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, invalid_request
+from .protocol.v2.thread import PermissionProfileListParams, PermissionProfileListResponse
+from .protocol.v2.turn import TurnStartParams
 from .protocol.v2.initialize import ClientInfo
 from .protocol.v2.models import (
     AccountReadParams,
@@ -135,6 +138,27 @@ class ServerInfo:
                 f"MCP servers are configured ({', '.join(sorted(self.settings.mcp_servers))}) but trio-codex "
                 "does not run MCP servers yet; their tools are not offered to the model"))
         return EmptyPage()
+
+    def permission_profiles(self, params: PermissionProfileListParams) -> PermissionProfileListResponse:
+        try:
+            return permissions.list_profiles(self.settings, params)
+        except ValueError as exc:
+            raise invalid_request(str(exc)) from None
+
+    def turn_permissions(self, params: TurnStartParams) -> permissions.Permissions | None:
+        """A turn/start's ``permissions`` profile, resolved (None: none named).
+
+        Raises:
+          JsonRpcError: it comes with ``sandboxPolicy``, or is unknown or unusable.
+        """
+        if params.permissions is None:
+            return None
+        if params.sandbox_policy is not None:
+            raise invalid_request("`permissions` cannot be combined with `sandboxPolicy`")
+        try:
+            return permissions.resolve(self.settings, params.permissions)
+        except permissions.PermissionsError as exc:
+            raise invalid_request(str(exc)) from None
 
     def collaboration_modes(self, params: EmptyParams) -> CollaborationModeListResponse:
         return CollaborationModeListResponse()

@@ -175,6 +175,7 @@ async def open_listeners(listen: ListenUrl, codex_home: Path) -> Listening:
         return Listening(listeners, f"ws://{host if ':' not in host else f'[{host}]'}:{port}")
     path = Path(listen.path) if listen.path else default_socket_path(codex_home)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_socket_parent(path.parent)
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
     try:
         address = await _unix_address(path)
@@ -187,6 +188,21 @@ async def open_listeners(listen: ListenUrl, codex_home: Path) -> Listening:
     made = [(name, os.lstat(name)) for name in dict.fromkeys((str(path), address))]  # the socket, its link
     return Listening([trio.SocketListener(sock)], f"unix://{path}",
                      tuple((name, info.st_dev, info.st_ino) for name, info in made))
+
+
+def _check_socket_parent(directory: Path) -> None:
+    """As the original: the socket's directory must belong to this user (or
+    root) and, if others may write to it, be sticky, so that no other user
+    can swap the socket entry for their own.
+
+    Raises:
+      OSError: the directory does not qualify (the original's words).
+    """
+    info = os.stat(directory)
+    writable_by_others = info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (0, os.geteuid()) or writable_by_others:
+        raise OSError(f"{directory}: socket parent must be owned by the user or root and prevent other users "
+                      f"from replacing socket entries")
 
 
 async def _unix_address(path: Path) -> str:

@@ -12,8 +12,9 @@ and therefore what :func:`decide` answers:
 - a GET that is no upgrade: ``400`` "Connection header did not include
   'upgrade'";
 - with ``--ws-auth capability-token`` or ``signed-bearer-token``, an
-  upgrade without a good ``Authorization: Bearer <token>``: ``401``, before
-  any JSON-RPC;
+  upgrade without a good ``Authorization: Bearer <token>`` (the first such
+  header counts, as hyper's ``HeaderMap::get``): ``401`` with the original's
+  reason as its body, before any JSON-RPC;
 - otherwise ``101``, on any path, with the
   ``x-codex-websocket-max-unfragmented-message-bytes`` header.
 """
@@ -26,7 +27,7 @@ import hmac
 import re
 from http import HTTPStatus
 from collections.abc import Sequence
-from typing import Final
+from typing import Annotated, Final
 
 import h11
 import msgspec
@@ -44,20 +45,37 @@ from wsproto.utilities import LocalProtocolError
 from ..runtime.stream import Oversized
 from .framing import HEAD, NEED_DATA
 
-__all__ = ["MAX_HEAD", "HttpAnswer", "JwtAuth", "TokenAuth", "Upgrade", "WsFramer", "decide", "http_response"]
+__all__ = ["MAX_HEAD", "MIN_SECRET_BYTES", "HttpAnswer", "JwtAuth", "TokenAuth", "Upgrade", "WsFramer", "decide", "http_response"]
 
 #: Bound on the request head of the HTTP upgrade.
 MAX_HEAD: Final = 16 * 1024
+
+#: The shortest shared secret ``signed-bearer-token`` takes (the original's
+#: ``MIN_SIGNED_BEARER_SECRET_BYTES``), counted after trimming whitespace.
+MIN_SECRET_BYTES: Final = 32
 
 #: The header the original adds to its 101 (a message size clients may send whole).
 MAX_MESSAGE_HEADER: Final = b"x-codex-websocket-max-unfragmented-message-bytes"
 
 
-def _bearer(authorization: bytes | None) -> bytes | None:
-    """The token of an ``Authorization: Bearer <token>`` header."""
-    scheme, _, token = (authorization or b"").partition(b" ")
+#: The original's ``INVALID_AUTHORIZATION_HEADER_MESSAGE``.
+_BAD_HEADER: Final = "invalid authorization header"
+#: What ``HeaderValue::to_str`` accepts: visible ASCII, spaces and tabs.
+_VISIBLE_ASCII = re.compile(rb"[\t\x20-\x7e]*")
+#: JWT times are ``i64`` seconds in the original: a claim outside fails to decode.
+_I64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+def _bearer(authorization: bytes | None) -> bytes | str:
+    """The token of an ``Authorization: Bearer <token>`` header, or why
+    there is none (the original's words)."""
+    if authorization is None:
+        return "missing websocket bearer token"
+    if not _VISIBLE_ASCII.fullmatch(authorization):
+        return _BAD_HEADER
+    scheme, space, token = authorization.partition(b" ")
     token = token.strip()
-    return token if scheme.lower() == b"bearer" and token else None
+    return token if space and scheme.lower() == b"bearer" and token else _BAD_HEADER
 
 
 class TokenAuth(msgspec.Struct, frozen=True):
@@ -70,45 +88,78 @@ class TokenAuth(msgspec.Struct, frozen=True):
     def from_token(cls, token: str) -> TokenAuth:
         return cls(hashlib.sha256(token.encode()).digest())
 
-    def accepts(self, authorization: bytes | None, now: float) -> bool:
+    def refusal(self, authorization: bytes | None, now: float) -> str | None:
+        """Why ``authorization`` is refused, or None when it is good."""
         token = _bearer(authorization)
-        return token is not None and hmac.compare_digest(hashlib.sha256(token).digest(), self.sha256)
+        if isinstance(token, str):
+            return token
+        if not hmac.compare_digest(hashlib.sha256(token).digest(), self.sha256):
+            return "invalid websocket bearer token"
+        return None
+
+
+class _JwtHeader(msgspec.Struct):
+    alg: str
+
+
+class _JwtClaims(msgspec.Struct):
+    """The claims the original decodes (``JwtClaims``): a claim of another
+    type, or a time outside ``i64``, makes the token invalid."""
+
+    exp: _I64
+    nbf: _I64 | None = None
+    iss: str | None = None
+    aud: str | list[str] | None = None
 
 
 class JwtAuth(msgspec.Struct, frozen=True):
     """``--ws-auth signed-bearer-token``: an HS256 JWT signed with the shared
-    secret. As the original (traced): ``alg`` must be HS256; ``exp`` is
-    required, an integer; ``nbf`` is honoured; both with ``max_skew``
-    seconds of slack; ``iss`` and ``aud`` (a string or a list holding it)
-    must match when an issuer or audience is configured."""
+    secret. As the original: ``alg`` must be HS256; ``exp`` is required, an
+    integer; ``nbf`` is honoured; both with ``max_skew`` seconds of slack
+    and within ``i64``; ``iss`` and ``aud`` (a string or a list holding it)
+    must match when an issuer or audience is configured. The secret's length
+    is checked at start-up (:data:`MIN_SECRET_BYTES`)."""
 
     secret: bytes
     issuer: str | None = None
     audience: str | None = None
     max_skew: int = 30
 
-    def accepts(self, authorization: bytes | None, now: float) -> bool:
+    def refusal(self, authorization: bytes | None, now: float) -> str | None:
+        """Why ``authorization`` is refused, or None when it is good."""
         token = _bearer(authorization)
-        parts = token.split(b".") if token else []
+        if isinstance(token, str):
+            return token
+        claims = self._decode(token)
+        if claims is None:
+            return "invalid websocket jwt"
+        now = int(now)  # the original compares whole Unix seconds
+        if now > claims.exp + self.max_skew:
+            return "expired websocket jwt"
+        if claims.nbf is not None and now < claims.nbf - self.max_skew:
+            return "websocket jwt is not valid yet"
+        if self.issuer is not None and claims.iss != self.issuer:
+            return "websocket jwt issuer mismatch"
+        aud = claims.aud
+        if self.audience is not None and aud != self.audience and not (
+                isinstance(aud, list) and self.audience in aud):
+            return "websocket jwt audience mismatch"
+        return None
+
+    def _decode(self, token: bytes) -> _JwtClaims | None:
+        """The claims of a well-formed HS256 token signed with the secret."""
+        parts = token.split(b".")
         if len(parts) != 3:
-            return False
+            return None
         try:
-            header, claims = (msgspec.json.decode(_unbase64(part)) for part in parts[:2])
+            header = msgspec.json.decode(_unbase64(parts[0]), type=_JwtHeader)
             signature = _unbase64(parts[2])
+            if header.alg != "HS256" or not hmac.compare_digest(
+                    hmac.new(self.secret, parts[0] + b"." + parts[1], hashlib.sha256).digest(), signature):
+                return None
+            return msgspec.json.decode(_unbase64(parts[1]), type=_JwtClaims)
         except (ValueError, msgspec.DecodeError):
-            return False
-        if not isinstance(header, dict) or header.get("alg") != "HS256" or not isinstance(claims, dict):
-            return False
-        expected = hmac.new(self.secret, parts[0] + b"." + parts[1], hashlib.sha256).digest()
-        if not hmac.compare_digest(expected, signature):
-            return False
-        exp, nbf = claims.get("exp"), claims.get("nbf", 0)
-        if type(exp) is not int or exp + self.max_skew < now or type(nbf) is not int or nbf - self.max_skew > now:
-            return False
-        if self.issuer is not None and claims.get("iss") != self.issuer:
-            return False
-        aud = claims.get("aud")
-        return self.audience is None or aud == self.audience or (isinstance(aud, list) and self.audience in aud)
+            return None
 
 
 def _unbase64(part: bytes) -> bytes:
@@ -139,7 +190,9 @@ def decide(request: h11.Request, auth: TokenAuth | JwtAuth | None, now: float = 
     seconds, for token expiry)."""
     if request.method != b"GET":
         return HttpAnswer(405, b"Request method must be `GET`")
-    headers = {name: value for name, value in request.headers}  # h11 lowercases the names
+    headers: dict[bytes, bytes] = {}
+    for name, value in request.headers:  # h11 lowercases the names
+        headers.setdefault(name, value)  # the first of a repeated header counts, as in the original
     if b"origin" in headers:
         return HttpAnswer(403)
     path = request.target.split(b"?", 1)[0].decode("ascii", "replace")
@@ -148,8 +201,9 @@ def decide(request: h11.Request, auth: TokenAuth | JwtAuth | None, now: float = 
         if path in ("/readyz", "/healthz"):
             return HttpAnswer(200)
         return HttpAnswer(400, b"Connection header did not include 'upgrade'")
-    if auth is not None and not auth.accepts(headers.get(b"authorization"), now):
-        return HttpAnswer(401)
+    refusal = auth.refusal(headers.get(b"authorization"), now) if auth is not None else None
+    if refusal is not None:
+        return HttpAnswer(401, refusal.encode())
     return Upgrade(path)
 
 

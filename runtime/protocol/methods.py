@@ -24,6 +24,7 @@ from .v2.discovery import CwdsParams, EmptyParams, PagedParams, PluginInstalledP
 from .v2.initialize import InitializeParams
 from .v2.models import AccountReadParams, ConfigReadParams, ModelListParams
 from .v2.thread import (
+    PermissionProfileListParams,
     ThreadForkParams,
     ThreadIdParams,
     ThreadItemsListParams,
@@ -78,6 +79,7 @@ METHODS: dict[str, MethodSpec] = {
     "app/list": MethodSpec(PagedParams),
     "experimentalFeature/list": MethodSpec(PagedParams),
     "collaborationMode/list": MethodSpec(EmptyParams),
+    "permissionProfile/list": MethodSpec(PermissionProfileListParams),
     "mcpServerStatus/list": MethodSpec(PagedParams),
     "account/bedrock/checkGovCloudRequirements": MethodSpec(EmptyParams),
     "command/exec": MethodSpec(CommandExecParams),

@@ -19,6 +19,7 @@ from trio_codex.actors.messages import (
     Reply,
     StartThread,
     StartTurn,
+    ThreadRequest,
     ToThread,
     TurnEnded,
 )
@@ -30,7 +31,13 @@ from trio_codex.runtime.config import load_settings
 from trio_codex.runtime.mailbox import Inbox, Mailbox, open_mailbox
 from trio_codex.runtime.protocol.jsonrpc import Notification, Response
 from trio_codex.runtime.protocol.v2.item import TextInput
-from trio_codex.runtime.protocol.v2.thread import ThreadStartParams
+from trio_codex.runtime.permissions import Permissions
+from trio_codex.runtime.protocol.v2.thread import (
+    ActivePermissionProfile,
+    ReadOnly,
+    ThreadResumeParams,
+    ThreadStartParams,
+)
 from trio_codex.runtime.protocol.v2.turn import TurnStartParams
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
@@ -96,6 +103,22 @@ async def test_a_crashed_thread_restarts_from_its_checkpoint_and_keeps_serving(
     # The restarted thread kept its history: the model saw the first turn.
     history = str(scripted.requests[-1].body["input"])
     assert "before the crash" in history and "after the crash" in history
+
+
+async def test_a_sandbox_a_turn_narrowed_stays_narrow_after_a_crash(host: Host) -> None:
+    await host.registry.send(StartThread(Reply(host.conn, 1), ThreadStartParams(sandbox="workspace-write"), "tests"))
+    thread_id = (await until(host.inbox, is_method("thread/started")))[0].result.thread.id
+    read_only = Permissions(ReadOnly(), ActivePermissionProfile(":read-only"))
+    await host.registry.send(ToThread(thread_id, StartTurn(Reply(host.conn, 2), TurnStartParams(
+        thread_id, [TextInput("narrow it")]), read_only), None))
+    await until(host.inbox, is_method("turn/completed"))
+    await host.registry.send(ToThread(thread_id, CRASH, None))
+    await host.registry.send(ThreadRequest(Reply(host.conn, 3), "thread/resume", ThreadResumeParams(
+        thread_id=thread_id)))
+    [resumed] = [m for m in await until(host.inbox, lambda m: isinstance(m, Response) and m.id == 3)
+                 if isinstance(m, Response)]
+    assert (resumed.result.sandbox, resumed.result.active_permission_profile) == (read_only.sandbox,
+                                                                                  read_only.profile)
 
 
 async def test_a_turn_lost_to_a_crash_is_reported_failed_to_its_client_and_to_analytics(host: Host) -> None:

@@ -182,6 +182,13 @@ async def test_a_broad_session_fits_the_original_schema(tmp_path: Path, scripted
         await s.request("thread/unarchive", {"threadId": fork})
         await s.request("thread/unsubscribe", {"threadId": tid})
         await s.request("thread/resume", {"threadId": tid})
+        await s.request("permissionProfile/list", {})
+        # A helper thread as the 0.171 TUI starts it, then a turn that names another profile.
+        helper = (await s.request("thread/start", {"cwd": str(workspace), "permissions": ":read-only",
+                                                   "sandbox": None, "ephemeral": True}))["thread"]["id"]
+        await s.request("turn/start", {"threadId": helper, "permissions": ":workspace",
+                                       "input": [{"type": "text", "text": "hi"}]})
+        await client.until(lambda m: m.get("method") == "turn/completed" and m["params"]["threadId"] == helper)
         problems = violations(client, s.sent)
     assert not problems, "\n".join(problems)
 

@@ -22,7 +22,7 @@ import trio
 import trio_websocket
 
 from harness import server_env
-from harness.ws import TIMEOUT, jwt, ws_server
+from harness.ws import SECRET, TIMEOUT, jwt, ws_server
 
 
 class Client:
@@ -72,14 +72,16 @@ async def http_status(url: str, request: bytes) -> int:
     async with stream:
         await stream.send_all(request)
         conn = h11.Connection(h11.CLIENT)
-        conn.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+        # Proposing an upgrade lets h11 read a 101 as well as any other answer.
+        conn.send(h11.Request(method="GET", target="/", headers=[("host", "x"), ("connection", "upgrade"),
+                                                                  ("upgrade", "websocket")]))
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
                 with trio.fail_after(TIMEOUT):
                     conn.receive_data(await stream.receive_some(4096))
             else:
-                assert isinstance(event, h11.Response)
+                assert isinstance(event, (h11.Response, h11.InformationalResponse))  # 101 is informational
                 return event.status_code
 
 
@@ -188,7 +190,7 @@ async def test_a_capability_token_is_required_before_the_upgrade(codex_home: Pat
 
 async def test_a_signed_bearer_token_is_required_before_the_upgrade(codex_home: Path, tmp_path: Path) -> None:
     secret = tmp_path / "secret"
-    secret.write_text("shared-secret\n")
+    secret.write_bytes(SECRET + b"\n")
     now = int(time.time())
     async with ws_server(codex_home, "ws://127.0.0.1:0", "--ws-auth", "signed-bearer-token",
                          "--ws-shared-secret-file", str(secret), "--ws-audience", "trio-codex") as server:
@@ -199,6 +201,61 @@ async def test_a_signed_bearer_token_is_required_before_the_upgrade(codex_home: 
         good = jwt({"aud": "trio-codex", "exp": now + 300})
         async with ws_client(server.url, extra_headers=[(b"authorization", good)]) as client:
             await client.initialize()
+
+
+async def test_the_first_authorization_header_counts_and_an_exp_beyond_i64_is_refused(
+        codex_home: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    good = b"Authorization: " + jwt({"exp": int(time.time()) + 300}) + b"\r\n"
+    bad = b"Authorization: Bearer not-a-token\r\n"
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n" + UPGRADE
+    async with ws_server(codex_home, "ws://127.0.0.1:0", "--ws-auth", "signed-bearer-token",
+                         "--ws-shared-secret-file", str(secret)) as server:
+        assert await http_status(server.url, head + good + bad + b"\r\n") == 101
+        assert await http_status(server.url, head + bad + good + b"\r\n") == 401
+        for exp in (2**64, 2**63):
+            assert await http_status(server.url, head + b"Authorization: " + jwt({"exp": exp}) + b"\r\n\r\n") == 401
+        assert await http_status(server.url, head + b"Authorization: " + jwt({"exp": 2**63 - 1}) + b"\r\n\r\n") == 101
+
+
+@pytest.mark.parametrize("content", [b"abc", b"  " + b"x" * 31 + b"\n\n"])
+async def test_a_shared_secret_under_32_bytes_stops_start_up_with_the_originals_message(
+        codex_home: Path, tmp_path: Path, content: bytes) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(content)
+    result = await trio.run_process(
+        [sys.executable, "-m", "trio_codex.runtime", "app-server", "--listen", "ws://127.0.0.1:0",
+         "--ws-auth", "signed-bearer-token", "--ws-shared-secret-file", str(secret)],
+        env=server_env(codex_home), capture_stderr=True, check=False)
+    assert result.returncode != 0
+    assert f"signed websocket bearer secret {secret} must be at least 32 bytes".encode() in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="unix sockets")
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702])
+async def test_a_unix_socket_in_a_directory_others_can_write_is_refused(
+        codex_home: Path, tmp_path: Path, mode: int) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    result = await trio.run_process(
+        [sys.executable, "-m", "trio_codex.runtime", "app-server", "--listen", f"unix://{shared}/app.sock"],
+        env=server_env(codex_home), capture_stderr=True, check=False)
+    assert result.returncode != 0 and b"Traceback" not in result.stderr
+    assert (b"socket parent must be owned by the user or root and prevent other users from replacing socket "
+            b"entries") in result.stderr
+    assert not (shared / "app.sock").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="unix sockets")
+async def test_a_unix_socket_in_a_sticky_directory_of_the_user_is_served(codex_home: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "sticky"
+    shared.mkdir()
+    shared.chmod(0o1777)  # as /tmp: others may add entries but not replace ours
+    async with ws_server(codex_home, f"unix://{shared}/app.sock") as server:
+        assert server.url == f"unix://{shared}/app.sock"
 
 
 @pytest.mark.parametrize(("flags", "error"), [

@@ -18,9 +18,11 @@ import trio
 from . import server_env
 
 TIMEOUT = 20.0
+#: A signed-bearer-token secret: at least the 32 bytes the server requires.
+SECRET = b"a-shared-secret-of-at-least-32-bytes"
 
 
-def jwt(claims: dict, *, alg: str = "HS256", key: bytes = b"shared-secret") -> bytes:
+def jwt(claims: dict, *, alg: str = "HS256", key: bytes = SECRET) -> bytes:
     """An ``Authorization`` value: ``Bearer`` and a JWT of ``claims``."""
     def b64(data: bytes) -> bytes:
         return base64.urlsafe_b64encode(data).rstrip(b"=")

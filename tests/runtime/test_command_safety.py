@@ -35,6 +35,7 @@ from trio_codex.runtime.command_safety import (
     canonicalize_command_for_approval,
     command_might_be_dangerous,
     default_exec_approval_requirement,
+    escalation_refusal,
     is_known_safe_command,
     is_likely_sandbox_denied,
     literal_commands,
@@ -799,3 +800,22 @@ def test_denials_are_never_guessed_without_a_sandbox_and_sigsys_counts_only_unde
     assert not is_likely_sandbox_denied(1, "Permission denied", sandbox="none")
     assert not is_likely_sandbox_denied(159, "", sandbox="macos_seatbelt")
     assert is_likely_sandbox_denied(1, "", "", "EPERM: Operation not permitted")
+
+
+@pytest.mark.parametrize(("policy", "permissions", "unified", "refusal"), [
+    ("on-request", "require_escalated", False, None),
+    ("never", "use_default", True, None),
+    ("never", "require_escalated", True, "approval policy is Never; reject command — you cannot ask for escalated "
+                                         "permissions if the approval policy is Never"),
+    ("untrusted", "with_additional_permissions", False,
+     "approval policy is UnlessTrusted; reject command — you should not ask for escalated permissions if the "
+     "approval policy is UnlessTrusted"),
+    ({"granular": {"sandbox_approval": True, "rules": True, "mcp_elicitations": False}}, "require_escalated", True,
+     "approval policy is Granular(GranularApprovalConfig { sandbox_approval: true, rules: true, skill_approval: "
+     "false, request_permissions: false, mcp_elicitations: false }); reject command — you cannot ask for escalated "
+     "permissions if the approval policy is Granular(GranularApprovalConfig { sandbox_approval: true, rules: true, "
+     "skill_approval: false, request_permissions: false, mcp_elicitations: false })"),
+])
+def test_asking_to_leave_the_sandbox_is_refused_unless_the_policy_is_on_request(
+        policy: object, permissions: str, unified: bool, refusal: str | None) -> None:
+    assert escalation_refusal(policy, permissions, unified_exec=unified) == refusal  # type: ignore[arg-type]

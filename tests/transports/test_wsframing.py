@@ -18,7 +18,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from harness.ws import jwt
+from harness.ws import SECRET, jwt
 from trio_codex.runtime.stream import Oversized
 from trio_codex.transports.framing import NEED_DATA
 from trio_codex.transports.wsframing import (
@@ -56,9 +56,11 @@ def test_each_request_head_gets_what_the_original_answers(req: h11.Request, answ
 def test_a_capability_token_is_checked_before_the_upgrade() -> None:
     auth = TokenAuth.from_token("s3cret")
     assert auth == TokenAuth(hashlib.sha256(b"s3cret").digest())
-    assert decide(request(headers=UPGRADE), auth) == HttpAnswer(401)
-    assert decide(request(headers=[*UPGRADE, ("authorization", "Bearer wrong")]), auth) == HttpAnswer(401)
-    assert decide(request(headers=[*UPGRADE, ("authorization", "Basic s3cret")]), auth) == HttpAnswer(401)
+    assert decide(request(headers=UPGRADE), auth) == HttpAnswer(401, b"missing websocket bearer token")
+    assert decide(request(headers=[*UPGRADE, ("authorization", "Bearer wrong")]), auth) == HttpAnswer(
+        401, b"invalid websocket bearer token")
+    assert decide(request(headers=[*UPGRADE, ("authorization", "Basic s3cret")]), auth) == HttpAnswer(
+        401, b"invalid authorization header")
     assert decide(request(headers=[*UPGRADE, ("authorization", "Bearer s3cret")]), auth) == Upgrade("/")
     assert decide(request(target="/readyz"), auth) == HttpAnswer(200)  # probes need no token
 
@@ -67,34 +69,71 @@ NOW = 1_800_000_000
 
 
 # What 0.169 answered for each token, with --ws-issuer me --ws-audience you (traced).
-@pytest.mark.parametrize(("claims", "alg", "key", "accepted"), [
-    ({"iss": "me", "aud": "you", "exp": NOW + 60, "iat": NOW}, "HS256", b"shared-secret", True),
-    ({"iss": "me", "aud": "you", "iat": NOW}, "HS256", b"shared-secret", False),  # no exp
-    ({"iss": "me", "aud": "you", "exp": NOW - 10}, "HS256", b"shared-secret", True),  # within the skew
-    ({"iss": "me", "aud": "you", "exp": NOW - 50}, "HS256", b"shared-secret", False),
-    ({"iss": "me", "aud": "you", "exp": NOW + 60.5}, "HS256", b"shared-secret", False),  # exp not an integer
-    ({"iss": "x", "aud": "you", "exp": NOW + 60}, "HS256", b"shared-secret", False),
-    ({"aud": "you", "exp": NOW + 60}, "HS256", b"shared-secret", False),
-    ({"iss": "me", "aud": ["you", "z"], "exp": NOW + 60}, "HS256", b"shared-secret", True),
-    ({"iss": "me", "aud": "z", "exp": NOW + 60}, "HS256", b"shared-secret", False),
-    ({"iss": "me", "exp": NOW + 60}, "HS256", b"shared-secret", False),
-    ({"iss": "me", "aud": "you", "exp": NOW + 60, "nbf": NOW + 120}, "HS256", b"shared-secret", False),
-    ({"iss": "me", "aud": "you", "exp": NOW + 60, "nbf": NOW + 10}, "HS256", b"shared-secret", True),
-    ({"iss": "me", "aud": "you", "exp": NOW + 60}, "HS384", b"shared-secret", False),
-    ({"iss": "me", "aud": "you", "exp": NOW + 60}, "HS256", b"other-secret", False),
+@pytest.mark.parametrize(("claims", "alg", "key", "refusal"), [
+    ({"iss": "me", "aud": "you", "exp": NOW + 60, "iat": NOW}, "HS256", SECRET, None),
+    ({"iss": "me", "aud": "you", "iat": NOW}, "HS256", SECRET, "invalid websocket jwt"),  # no exp
+    ({"iss": "me", "aud": "you", "exp": NOW - 10}, "HS256", SECRET, None),  # within the skew
+    ({"iss": "me", "aud": "you", "exp": NOW - 50}, "HS256", SECRET, "expired websocket jwt"),
+    ({"iss": "me", "aud": "you", "exp": NOW + 60.5}, "HS256", SECRET,
+     "invalid websocket jwt"),  # exp not an integer
+    ({"iss": "x", "aud": "you", "exp": NOW + 60}, "HS256", SECRET, "websocket jwt issuer mismatch"),
+    ({"aud": "you", "exp": NOW + 60}, "HS256", SECRET, "websocket jwt issuer mismatch"),
+    ({"iss": "me", "aud": ["you", "z"], "exp": NOW + 60}, "HS256", SECRET, None),
+    ({"iss": "me", "aud": "z", "exp": NOW + 60}, "HS256", SECRET, "websocket jwt audience mismatch"),
+    ({"iss": "me", "exp": NOW + 60}, "HS256", SECRET, "websocket jwt audience mismatch"),
+    ({"iss": "me", "aud": "you", "exp": NOW + 60, "nbf": NOW + 120}, "HS256", SECRET,
+     "websocket jwt is not valid yet"),
+    ({"iss": "me", "aud": "you", "exp": NOW + 60, "nbf": NOW + 10}, "HS256", SECRET, None),
+    ({"iss": "me", "aud": "you", "exp": NOW + 60}, "HS384", SECRET, "invalid websocket jwt"),
+    ({"iss": "me", "aud": "you", "exp": NOW + 60}, "HS256", b"another-secret-also-32-bytes-long",
+     "invalid websocket jwt"),
 ])
 def test_signed_bearer_tokens_are_judged_as_the_original_judges_them(
-        claims: dict, alg: str, key: bytes, accepted: bool) -> None:
-    auth = JwtAuth(b"shared-secret", issuer="me", audience="you")
-    assert auth.accepts(jwt(claims, alg=alg, key=key), NOW) is accepted
+        claims: dict, alg: str, key: bytes, refusal: str | None) -> None:
+    auth = JwtAuth(SECRET, issuer="me", audience="you")
+    assert auth.refusal(jwt(claims, alg=alg, key=key), NOW) == refusal
     assert decide(request(headers=[*UPGRADE, ("authorization", jwt(claims, alg=alg, key=key).decode())]),
-                  auth, NOW) == (Upgrade("/") if accepted else HttpAnswer(401))
+                  auth, NOW) == (Upgrade("/") if refusal is None else HttpAnswer(401, refusal.encode()))
+
+
+I64_MAX = 2**63 - 1
+
+
+# The original decodes exp and nbf as i64 (serde): a time it cannot hold makes
+# the token undecodable; iat it does not read at all.
+@pytest.mark.parametrize(("claims", "refusal"), [
+    ({"exp": 2**64}, "invalid websocket jwt"),
+    ({"exp": I64_MAX + 1}, "invalid websocket jwt"),
+    ({"exp": I64_MAX}, None),
+    ({"exp": -(2**63) - 1}, "invalid websocket jwt"),
+    ({"exp": NOW + 60, "nbf": 2**64}, "invalid websocket jwt"),
+    ({"exp": NOW + 60, "nbf": -(2**64)}, "invalid websocket jwt"),
+    ({"exp": NOW + 60, "nbf": None}, None),
+    ({"exp": NOW + 60, "iat": 2**64}, None),
+    ({"exp": True}, "invalid websocket jwt"),
+    ({"exp": NOW + 60, "iss": 5}, "invalid websocket jwt"),  # decoded even with no issuer configured
+    ({"exp": NOW + 60, "aud": ["ok", 1]}, "invalid websocket jwt"),
+])
+def test_times_beyond_i64_and_claims_of_the_wrong_type_are_refused(claims: dict, refusal: str | None) -> None:
+    assert JwtAuth(SECRET).refusal(jwt(claims), NOW) == refusal
+
+
+def test_the_first_authorization_header_counts_as_in_the_original() -> None:
+    auth = TokenAuth.from_token("s3cret")
+    first_good = [*UPGRADE, ("authorization", "Bearer s3cret"), ("authorization", "Bearer wrong")]
+    first_bad = [*UPGRADE, ("authorization", "Bearer wrong"), ("authorization", "Bearer s3cret")]
+    assert decide(request(headers=first_good), auth) == Upgrade("/")
+    assert decide(request(headers=first_bad), auth) == HttpAnswer(401, b"invalid websocket bearer token")
+
+
+def test_a_header_that_is_not_visible_ascii_is_an_invalid_header() -> None:
+    assert TokenAuth.from_token("s3cret").refusal("Bearer s3cr\u00e9t".encode(), NOW) == "invalid authorization header"
 
 
 @pytest.mark.parametrize("authorization", [None, b"Bearer", b"Bearer a.b", b"Bearer !!.??.**", b"Basic x.y.z",
                                            b"Bearer " + base64.urlsafe_b64encode(b"[1]") + b".e30.xx"])
 def test_malformed_bearer_tokens_are_refused_not_raised(authorization: bytes | None) -> None:
-    assert JwtAuth(b"shared-secret").accepts(authorization, NOW) is False
+    assert JwtAuth(SECRET).refusal(authorization, NOW) is not None
 
 
 def test_http_answers_are_complete_responses_that_close() -> None:
@@ -195,5 +234,5 @@ def test_a_stream_that_ends_without_a_close_frame_is_closed_quietly() -> None:
 
 def test_junk_in_a_token_is_refused_not_skipped() -> None:
     token = jwt({"exp": NOW + 60})
-    assert JwtAuth(b"shared-secret").accepts(token, NOW)
-    assert not JwtAuth(b"shared-secret").accepts(token + b"!!", NOW)
+    assert JwtAuth(SECRET).refusal(token, NOW) is None
+    assert JwtAuth(SECRET).refusal(token + b"!!", NOW) == "invalid websocket jwt"

@@ -85,6 +85,15 @@ SandboxPolicy = DangerFullAccess | ReadOnly | WorkspaceWrite | ExternalSandbox
 
 SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
 
+
+class ActivePermissionProfile(Wire, frozen=True):
+    """The named permissions profile a thread runs under: a built-in
+    (``:read-only``, ``:workspace``, ``:danger-full-access``) or a
+    ``[permissions.<id>]`` of config.toml, with what it ``extends``."""
+
+    id: str
+    extends: str | None = None
+
 # "on-failure" was removed from the protocol: the original refuses it.
 AskForApproval = Literal["untrusted", "on-request", "never"] | dict[str, Any]
 
@@ -98,6 +107,8 @@ class ThreadOverrides(Wire, frozen=True):
     approval_policy: AskForApproval | None = None
     approvals_reviewer: str | None = None
     sandbox: SandboxMode | None = None
+    #: A permissions profile id; not with ``sandbox``.
+    permissions: str | None = None
     config: dict[str, Any] | None = None
     base_instructions: str | None = None
     developer_instructions: str | None = None
@@ -120,6 +131,8 @@ class ThreadStartResponse(Wire, frozen=True):
     sandbox: SandboxPolicy
     service_tier: str | None = None
     reasoning_effort: str | None = None
+    #: The profile that produced ``sandbox``; null for a legacy sandbox mode.
+    active_permission_profile: ActivePermissionProfile | None = None
     instruction_sources: list[str] = msgspec.field(default_factory=list)
     disabled_plugin_ids: list[str] = msgspec.field(default_factory=list)
 
@@ -279,3 +292,21 @@ class ThreadItemEntry(Wire, frozen=True):
     item: Any
     started_at_ms: int | None = None
     completed_at_ms: int | None = None
+
+
+class PermissionProfileListParams(Wire, frozen=True):
+    cursor: str | None = None
+    limit: int | None = None
+    cwd: str | None = None
+
+
+class PermissionProfileSummary(Wire, frozen=True):
+    id: str
+    #: Whether requirements allow selecting it; trio-codex has none.
+    allowed: bool = True
+    description: str | None = None
+
+
+class PermissionProfileListResponse(Wire, frozen=True):
+    data: list[PermissionProfileSummary]
+    next_cursor: str | None = None

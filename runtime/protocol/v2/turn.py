@@ -42,6 +42,8 @@ class TurnStartParams(Wire, frozen=True):
     approval_policy: Literal["untrusted", "on-request", "never"] | dict[str, Any] | None = None
     approvals_reviewer: str | None = None
     sandbox_policy: dict[str, Any] | None = None
+    #: A permissions profile id for this turn and the next; not with ``sandboxPolicy``.
+    permissions: str | None = None
     model: str | None = None
     effort: str | None = None
     summary: str | None = None
