@@ -16,8 +16,8 @@ Design:
   typed view when one is wanted; it never changes the bytes.
 * :class:`SSEDecoder` is sans-I/O: ``feed(bytes) -> list[event]`` with any
   chunk boundaries. Like the original, it skips events whose ``data`` does not
-  decode, nests too deep or has a type it does not know, and stops at bytes
-  that are not UTF-8. Each event's data is copied out of the network buffer
+  decode, nests too deep, has a type it does not know or an item that is not
+  an object with a ``type``, and stops at bytes that are not UTF-8. Each event's data is copied out of the network buffer
   before decoding, so a ``Raw`` item kept in history pins only its own event,
   never a whole read.
 """
@@ -380,9 +380,12 @@ class SSEDecoder:
             if payload.count(b"[") + payload.count(b"{") > MAX_DEPTH and _too_deep(payload):
                 continue
             try:
-                events.append(_event_decoder.decode(payload))
+                event = _event_decoder.decode(payload)
+                if type(event) in _ITEM_EVENTS:
+                    _other_item_decoder.decode(event.item)  # an object with a string type, or skipped
             except (msgspec.DecodeError, RecursionError):
                 continue
+            events.append(event)
         return events
 
     def _valid_utf8(self, data: bytes) -> bytes:
@@ -400,6 +403,7 @@ class SSEDecoder:
         return data
 
 
+_ITEM_EVENTS = (OutputItemAdded, OutputItemDone)
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
