@@ -372,12 +372,13 @@ class SSEDecoder:
         if rest:
             self._parts.append(rest)
         events = []
+        dispatched = 0
         for block in blocks:
             payload = _event_data(block)
             if payload is None:
                 continue
-            self.dispatched += 1
-            if payload.count(b"[") + payload.count(b"{") > MAX_DEPTH and _too_deep(payload):
+            dispatched += 1
+            if len(payload) > _DEEP_ENOUGH and _too_deep(payload):
                 continue
             try:
                 event = _event_decoder.decode(payload)
@@ -386,6 +387,7 @@ class SSEDecoder:
             except (msgspec.DecodeError, RecursionError):
                 continue
             events.append(event)
+        self.dispatched += dispatched
         return events
 
     def _valid_utf8(self, data: bytes) -> bytes:
@@ -403,13 +405,16 @@ class SSEDecoder:
         return data
 
 
-_ITEM_EVENTS = (OutputItemAdded, OutputItemDone)
+_ITEM_EVENTS = frozenset({OutputItemAdded, OutputItemDone})
+_DEEP_ENOUGH = 2 * MAX_DEPTH  # nesting deeper takes more bytes than this
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def _too_deep(payload: bytes) -> bool:
     """Whether ``payload`` (JSON) nests deeper than :data:`MAX_DEPTH`."""
+    if payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH:
+        return False
     depth = 0
     for byte in _STRING.sub(b"", payload).translate(None, _NOT_BRACKETS):
         if byte in b"[{":
