@@ -23,24 +23,32 @@ Rules:
    :class:`~..runtime.protocol.responses.SSEDecoder` (~1 µs each). The body
    goes to the SDK already encoded, which skips its per-request transform of
    the whole history.
-2. Retries follow the original (codex-core §1.4). Opening the request is
+2. The idle timeout (``stream_idle_timeout_ms``) counts only events that
+   carry data, as the original's: SSE comments (keepalives) do not keep a
+   stalled stream alive. Waiting for the response headers is bounded by the
+   request timeout instead (the original waits for them without limit).
+3. Retries follow the original (codex-core §1.4). Opening the request is
    retried ``request_max_retries`` times on 5xx and network errors (not 429),
    silently. A failure after that, or a broken, stalled or early-ended stream,
    is retried ``stream_max_retries`` times if :func:`classify` says it is
    retryable, each retry announced with ``ModelRetrying``. A server that
    refuses connections is waited for without limit (see :class:`ModelClient`).
-3. Every failure is described by :func:`classify`, the one table from causes
-   to the message and ``codexErrorInfo`` the turn reports.
-4. Cancelling the caller's scope closes the HTTP response at once; the
+4. Every failure is described by :func:`classify`, the one table from causes
+   to the message and ``codexErrorInfo`` the turn reports. An SDK that cannot
+   be loaded (out of file descriptors) is waited for like a server that
+   cannot be reached; nothing about it is cached.
+5. Cancelling the caller's scope closes the HTTP response at once; the
    :class:`ModelClient` stays usable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import http
 import importlib
 import itertools
+import logging
 import random
 import re
 import sys
@@ -68,8 +76,15 @@ __all__ = [
     "stream_response",
 ]
 
+log = logging.getLogger("trio_codex.model")
+
 #: Seconds to wait for a connection, as the SDK's default.
 CONNECT_TIMEOUT = 5.0
+
+#: Seconds to wait for the response headers: the SDK's default request
+#: timeout (the original waits without limit; a first byte may come long
+#: after ``stream_idle_timeout_ms``).
+REQUEST_TIMEOUT = 600.0
 
 #: Once a stream has ended (``response.completed`` or a failure event), how
 #: long to wait for the end of the body so the connection can be reused; a
@@ -104,7 +119,8 @@ class ModelClient:
     ``unbounded_connection_retries`` (the original's default feature), a
     server that cannot be reached is retried until the caller cancels,
     outside the ``stream_max_retries`` budget, the n-th wait lasting
-    ``connection_backoff(n)``.
+    ``connection_backoff(n)``. ``request_timeout`` bounds the wait for the
+    response headers (seconds).
     """
 
     def __init__(
@@ -117,6 +133,7 @@ class ModelClient:
         request_max_retries: int = 4,
         stream_max_retries: int = 5,
         stream_idle_timeout_ms: int = 300_000,
+        request_timeout: float = REQUEST_TIMEOUT,
         unbounded_connection_retries: bool = True,
         backoff: Callable[[int], float] = backoff,
         connection_backoff: Callable[[int], float] = connection_backoff,
@@ -128,13 +145,16 @@ class ModelClient:
         self.request_max_retries = request_max_retries
         self.stream_max_retries = stream_max_retries
         self.stream_idle_timeout = stream_idle_timeout_ms / 1000
+        self.request_timeout = request_timeout
         self.unbounded_connection_retries = unbounded_connection_retries
         self.backoff = backoff
         self.connection_backoff = connection_backoff
         self._sdk: openai.AsyncOpenAI | None = None
 
     async def sdk(self) -> openai.AsyncOpenAI:
-        """The SDK client, made on first use."""
+        """The SDK client, made on first use. Raises ``OSError`` when it
+        cannot be loaded (e.g. out of file descriptors); the next call tries
+        again."""
         if self._sdk is None:
             if "openai" not in sys.modules:
                 # Import off the event loop: other streams keep flowing meanwhile.
@@ -148,9 +168,20 @@ class ModelClient:
                     default_headers=self.headers,
                     default_query=self.query_params,
                     max_retries=0,
-                    timeout=openai.Timeout(self.stream_idle_timeout, connect=CONNECT_TIMEOUT),
+                    # The body's idle timeout is ours (it counts data events
+                    # only); this read timeout must not fire before it.
+                    timeout=openai.Timeout(max(self.request_timeout, self.stream_idle_timeout),
+                                           connect=CONNECT_TIMEOUT),
                 )
         return self._sdk
+
+    async def warm(self) -> None:
+        """Load the SDK ahead of the first turn. A failure is logged, not
+        raised: the turn that needs the client tries again and reports it."""
+        try:
+            await self.sdk()
+        except OSError as exc:
+            log.warning("could not load the model client ahead of the first turn: %s", exc)
 
     async def aclose(self) -> None:
         """Close the SDK client and its connections; the next request makes a new one."""
@@ -193,10 +224,6 @@ async def stream_response(
     """
     body = wire.encode_request(request)
     request_headers = {"Accept": "text/event-stream", "Content-Type": "application/json", **(headers or {})}
-    if client.api_key is None:
-        from openai import omit
-
-        request_headers["Authorization"] = omit
     retries = waits = 0
     for attempt in itertools.count():
         failure = await _attempt(client, body, request_headers, out, attempt)
@@ -222,9 +249,14 @@ async def _attempt(
     client: ModelClient, body: bytes, headers: dict[str, Any], out: Outbox, attempt: int
 ) -> Failure | None:
     """One sampling attempt; None once ``response.completed`` was sent on."""
+    try:
+        sdk = await client.sdk()
+    except OSError as exc:
+        return classify(exc)
     import openai
 
-    sdk = await client.sdk()
+    if client.api_key is None:
+        headers = {**headers, "Authorization": openai.omit}
     try:
         response = await _open(client, sdk, body, headers)
     except openai.APIError as exc:
@@ -240,20 +272,24 @@ async def _read(client: ModelClient, chunks: AsyncIterator[bytes], out: Outbox, 
     import httpx2
 
     decoder = wire.SSEDecoder()
+    deadline = trio.current_time() + client.stream_idle_timeout
     while True:
         chunk = None
-        with trio.move_on_after(client.stream_idle_timeout):
+        with trio.move_on_at(deadline):
             try:
                 chunk = await anext(chunks)
             except StopAsyncIteration:
-                return classify(StreamError("stream closed before response.completed"))
+                return classify(StreamError(decoder.end_error() or "stream closed before response.completed"))
             except httpx2.TimeoutException:
                 pass
             except httpx2.HTTPError:
                 return classify(StreamError(_READ_ERROR))
         if chunk is None:
             return classify(StreamError("idle timeout waiting for SSE"))
+        dispatched = decoder.dispatched
         events = decoder.feed(chunk)
+        if decoder.dispatched != dispatched:
+            deadline = trio.current_time() + client.stream_idle_timeout
         for index, event in enumerate(events):
             if type(event) in _ENDINGS:
                 if type(event) is wire.ResponseCompleted:
@@ -340,9 +376,16 @@ def classify(cause: BaseException | wire.ResponseFailed | wire.ResponseIncomplet
     """The one table from a failure's cause to what the turn reports.
 
     Causes: an SDK error from opening the request (status, timeout,
-    connection), a :class:`StreamError` (idle timeout, early end, read error),
-    or a ``response.failed``/``response.incomplete`` event.
+    connection), a :class:`StreamError` (idle timeout, early end, read error,
+    bytes that are not UTF-8), a ``response.failed``/``response.incomplete``
+    event, or the ``OSError`` of an SDK that could not be loaded.
     """
+    if isinstance(cause, OSError):
+        # Before openai is imported: importing it may be what failed.
+        message = f"Connection failed: could not load the model client: {cause}"
+        if cause.errno in (errno.EMFILE, errno.ENFILE):
+            message += " (out of file descriptors: close idle connections or raise the open-file limit)"
+        return Failure(message, {"httpConnectionFailed": {"httpStatusCode": None}}, True, connection_failed=True)
     import openai
 
     def stream(message: str, delay: float | None = None) -> Failure:
@@ -362,7 +405,7 @@ def classify(cause: BaseException | wire.ResponseFailed | wire.ResponseIncomplet
                     return Failure(_USAGE_NOT_INCLUDED, "usageLimitExceeded", False)
                 case "cyber_policy":
                     return Failure(message.strip() or _CYBER_POLICY, "cyberPolicy", False)
-                case "invalid_prompt":
+                case "invalid_prompt" | "bio_policy":
                     return Failure(message, "other", False)
                 case "server_is_overloaded":
                     return Failure(_OVERLOADED, "serverOverloaded", False)
@@ -391,8 +434,16 @@ def _classify_status(status: int, response: httpx2.Response) -> Failure:
     error = _error_object(body)
     code = error.get("code")
     if status == 400:
-        if code == "cyber_policy":
-            return Failure(str(error.get("message") or "").strip() or _CYBER_POLICY, "cyberPolicy", False)
+        # bio_policy is "other" in 0.169; 0.171 names it bioPolicy, which a
+        # 0.169 client cannot parse.
+        message = error.get("message")
+        match code:
+            case "context_length_exceeded":
+                return Failure(_CONTEXT_WINDOW, "contextWindowExceeded", False)
+            case "cyber_policy":
+                return Failure(str(message or "").strip() or _CYBER_POLICY, "cyberPolicy", False)
+            case "invalid_prompt" | "bio_policy" if isinstance(message, str) and message:
+                return Failure(message, "other", False)
         return Failure(body, "other", False)
     if status == 429:
         kind = error.get("type")
@@ -436,7 +487,7 @@ def _request_id(response: httpx2.Response) -> str:
 def _error_object(body: str) -> dict:
     try:
         error = msgspec.json.decode(body).get("error")
-    except (msgspec.DecodeError, AttributeError):
+    except (msgspec.DecodeError, AttributeError, RecursionError):
         return {}
     return error if isinstance(error, dict) else {}
 

@@ -72,7 +72,7 @@ class ModelPool:
             )
             # Importing the openai SDK takes ~0.4 s: do it now, in a worker
             # thread, rather than in front of the first turn.
-            self.nursery.start_soon(client.sdk)
+            self.nursery.start_soon(client.warm)
         return client
 
     async def aclose(self) -> None:

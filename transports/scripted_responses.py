@@ -41,13 +41,20 @@ are bare words or JSON strings (``text="two words"``).
                              ``response.completed`` if there are fewer)
 ``hang`` / ``hang=K``        send nothing more after K deltas (default 0),
                              keeping the socket open: for idle timeouts
+``keepalive_ms=N``           while hanging, an SSE comment every N ms (data
+                             that is no event, as proxies send)
+``bad_utf8``                 after ``response.created``, a text delta whose
+                             data holds a byte that is not UTF-8
+``deep=N``                   after ``response.created``, the message
+                             ``deep`` whose text part nests N arrays in an
+                             extra field (N + 4 levels in all)
 ``fail=CODE``                end with ``response.failed {code, message}``
 ``incomplete=REASON``        end with ``response.incomplete {reason}``
 ``no_completed``             end the body cleanly without
                              ``response.completed``
 ``times=N``                  the failure directives above (status,
                              disconnect_after, hang, fail, incomplete,
-                             no_completed) apply
+                             no_completed, bad_utf8, deep) apply
                              to the first N requests with the same
                              ``(prompt_cache_key, prompt text)`` only, so a
                              retried turn then succeeds
@@ -61,7 +68,8 @@ Examples: ``[[deltas=1000 delay_ms=5]] go``, ``[[status=500 times=1]] hi``,
 ``[[fail=context_length_exceeded]]``, ``[[hang]]``.
 
 ``fail`` and ``incomplete`` send ``response.created`` and then their event,
-with no output items; ``disconnect_after`` and ``hang`` cut the normal output.
+with no output items; ``disconnect_after`` and ``hang`` cut the normal output;
+``bad_utf8`` and ``deep`` come before it.
 
 Streams look like the API's: ``response.created``, then per item
 ``output_item.added``, its deltas and ``output_item.done``, then
@@ -83,6 +91,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import http
 import itertools
 import json
@@ -181,8 +190,12 @@ class Script(msgspec.Struct, frozen=True, kw_only=True):
     The stream carries ``output`` in order and ends with
     ``response.completed``, unless ``fail`` or ``incomplete`` names another
     ending, ``omit_completed`` ends the body without one, or
-    ``disconnect_after``/``hang_after`` cut it after that many deltas. ``http_error`` replaces the stream. ``usage`` defaults to counts
-    derived from the request size and the deltas sent.
+    ``disconnect_after``/``hang_after`` cut it after that many deltas; a
+    hanging stream sends an SSE comment every ``keepalive`` seconds when it
+    is set. ``extra_frames`` are written as they are right after
+    ``response.created`` (malformed or hostile frames). ``http_error``
+    replaces the stream. ``usage`` defaults to counts derived from the
+    request size and the deltas sent.
     """
 
     output: tuple[OutputStep, ...] = ()
@@ -191,6 +204,8 @@ class Script(msgspec.Struct, frozen=True, kw_only=True):
     delta_delay: float = 0.0
     disconnect_after: int | None = None
     hang_after: int | None = None
+    keepalive: float = 0.0
+    extra_frames: tuple[bytes, ...] = ()
     fail: wire.ResponseError | None = None
     incomplete: str | None = None
     omit_completed: bool = False
@@ -229,7 +244,7 @@ def split_text(text: str, n: int) -> tuple[str, ...]:
 
 # --- directives ------------------------------------------------------------------
 
-_KEY = re.compile(r"[a-z_]+")
+_KEY = re.compile(r"[a-z_][a-z0-9_]*")
 _BARE = re.compile(r"[^\s\]]+")
 _SPACE = re.compile(r"\s*")
 _JSON = json.JSONDecoder()
@@ -244,12 +259,13 @@ _INT_KEYS = frozenset(
         "cached_tokens",
         "output_tokens",
         "reasoning_tokens",
+        "deep",
     }
 )
-_FLOAT_KEYS = frozenset({"delay_ms", "first_byte_ms"})
+_FLOAT_KEYS = frozenset({"delay_ms", "first_byte_ms", "keepalive_ms"})
 _STR_KEYS = frozenset({"text", "message", "code", "error_type", "fail", "incomplete"})
-_FAILURE_KEYS = ("status", "disconnect_after", "hang", "fail", "incomplete", "no_completed")
-_FLAGS = {"hang": 0, "no_completed": True}
+_FAILURE_KEYS = ("status", "disconnect_after", "hang", "fail", "incomplete", "no_completed", "bad_utf8", "deep")
+_FLAGS = {"hang": 0, "no_completed": True, "bad_utf8": True}
 
 
 def parse_directives(text: str) -> tuple[dict[str, Any], str]:
@@ -299,7 +315,7 @@ def _parse_block(text: str, i: int) -> tuple[list[tuple[str, Any]], int] | None:
             if text[j : j + 1] in ("{", "[", '"'):
                 try:
                     value, i = _JSON.raw_decode(text, j)
-                except ValueError:
+                except (ValueError, RecursionError):  # too deep for json: write it as a string
                     return None
             if key == "call":
                 # Arguments travel as the JSON text written, a string as its value.
@@ -497,6 +513,7 @@ class ScriptedResponses:
             output=tuple(output),
             first_byte_delay=d.get("first_byte_ms", 0.0) / 1000,
             delta_delay=d["delay_ms"] / 1000 if "delay_ms" in d else self.delta_delay,
+            keepalive=d.get("keepalive_ms", 0.0) / 1000,
             usage=usage,
         )
         if not any(name in d for name in _FAILURE_KEYS):
@@ -505,6 +522,10 @@ class ScriptedResponses:
             if self._failures[key] >= d["times"]:
                 return script
             self._failures[key] += 1
+        extra = (_BAD_UTF8_FRAME,) if "bad_utf8" in d else ()
+        if "deep" in d:
+            extra += (_deep_frame(d["deep"]),)
+        script = msgspec.structs.replace(script, extra_frames=extra)
         if "status" in d:
             error = HttpError(d["status"], d.get("message"), d.get("code"), d.get("error_type"))
             return msgspec.structs.replace(script, http_error=error)
@@ -540,8 +561,11 @@ class ScriptedResponses:
             return True
         await _flush(conn, stream, pending)
         if script.hang_after is not None:
-            while await stream.receive_some(_READ_SIZE):
-                pass
+            async with trio.open_nursery() as nursery:
+                if script.keepalive:
+                    nursery.start_soon(_send_keepalives, conn, stream, script.keepalive)
+                await _until_closed(stream)
+                nursery.cancel_scope.cancel()
         return False
 
     def _frames(self, script: Script, model: str, input_tokens: int) -> Iterator[tuple[bytes, object]]:
@@ -551,6 +575,8 @@ class ScriptedResponses:
             id=f"resp_{next(self._ids)}", created_at=int(time.time()), model=model, status="in_progress"
         )
         yield _frame(wire.ResponseCreated(response=response, sequence_number=next(sequence)))
+        for extra in script.extra_frames:
+            yield extra, _PLAIN
         done = []
         deltas = collections.Counter[type]()
         for index, step in enumerate(script.output):
@@ -646,6 +672,23 @@ _FAILURE_MESSAGES = {
     "server_is_overloaded": "The server is overloaded. Please try again later.",
 }
 _encode = msgspec.json.encode
+_BAD_UTF8_FRAME = (
+    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"\xff",'
+    b'"item_id":"msg_bad","output_index":0,"content_index":0,"sequence_number":1}\n\n'
+)
+_KEEPALIVE = b": keepalive\n\n"
+
+
+def _deep_frame(depth: int) -> bytes:
+    """An ``output_item.done`` with an assistant message ``deep`` whose text
+    part carries an extra field nesting ``depth`` arrays (``depth`` + 4
+    levels in all)."""
+    nested = b"[" * depth + b"]" * depth
+    return (
+        b'event: response.output_item.done\ndata: {"type":"response.output_item.done","output_index":0,'
+        b'"sequence_number":1,"item":{"type":"message","role":"assistant","id":"msg_deep","content":'
+        b'[{"type":"output_text","text":"deep","annotations":[],"nested":' + nested + b"}]}}\n\n"
+    )
 
 
 def _frame(event: wire.ResponsesEvent, kind: object = _PLAIN) -> tuple[bytes, object]:
@@ -716,6 +759,19 @@ async def _send_json(conn: h11.Connection, stream: trio.SocketStream, status: in
         + conn.send(h11.Data(data=body))
         + conn.send(h11.EndOfMessage())
     )
+
+
+async def _send_keepalives(conn: h11.Connection, stream: trio.SocketStream, interval: float) -> None:
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        while True:
+            await trio.sleep(interval)
+            await stream.send_all(conn.send(h11.Data(data=_KEEPALIVE)))
+
+
+async def _until_closed(stream: trio.SocketStream) -> None:
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        while await stream.receive_some(_READ_SIZE):
+            pass
 
 
 async def _flush(conn: h11.Connection, stream: trio.SocketStream, pending: list[bytes]) -> None:

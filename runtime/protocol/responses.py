@@ -16,13 +16,16 @@ Design:
   typed view when one is wanted; it never changes the bytes.
 * :class:`SSEDecoder` is sans-I/O: ``feed(bytes) -> list[event]`` with any
   chunk boundaries. Like the original, it skips events whose ``data`` does not
-  decode or whose type it does not know. Each event's data is copied out of
-  the network buffer before decoding, so a ``Raw`` item kept in history pins
-  only its own event, never a whole read.
+  decode, nests too deep, has a type it does not know or an item that is not
+  an object with a ``type``, and stops at bytes that are not UTF-8. Each event's data is copied out of the network buffer
+  before decoding, so a ``Raw`` item kept in history pins only its own event,
+  never a whole read.
 """
 
 from __future__ import annotations
 
+import codecs
+import re
 from typing import TypeAlias
 
 import msgspec
@@ -31,6 +34,7 @@ __all__ = [
     "CustomToolCallInputDelta",
     "CustomToolCallItem",
     "FunctionCallItem",
+    "MAX_DEPTH",
     "IncompleteDetails",
     "InputTokensDetails",
     "Item",
@@ -297,6 +301,12 @@ def render_event(event: ResponsesEvent) -> bytes:
     )
 
 
+#: The deepest nesting of an event's JSON the original's serde_json takes
+#: (its recursion limit is 128); deeper events are skipped. Items inside the
+#: events that pass stay far from Python's own recursion limit.
+MAX_DEPTH = 127
+
+
 class SSEDecoder:
     """Turns the bytes of a ``text/event-stream`` body into events.
 
@@ -304,17 +314,40 @@ class SSEDecoder:
     and ``id:`` lines (ignored: the type comes from the data, as in the
     original), and ``data:`` split over several lines. An event left
     unterminated when the stream ends is dropped, as the SSE spec says.
+
+    As the original's SSE reader (eventsource-stream) does:
+
+    * ``dispatched`` counts the events that carried data, decodable or not:
+      what proves the stream alive. Comments (proxies' keepalives) and
+      events without data do not count.
+    * Bytes that are not UTF-8 stop the stream: nothing from them on is
+      decoded, and :meth:`end_error` says what the stream fails with when it
+      ends.
     """
 
-    __slots__ = ("_parts", "_tail_lf", "_skip_lf")
+    __slots__ = ("_parts", "_tail_lf", "_skip_lf", "_utf8_tail", "_utf8_error", "dispatched")
 
     def __init__(self) -> None:
         self._parts: list[bytes] = []
         self._tail_lf = False
         self._skip_lf = False
+        self._utf8_tail = b""  # an incomplete UTF-8 sequence that ended the last chunk
+        self._utf8_error: str | None = None
+        self.dispatched = 0
+
+    def end_error(self) -> str | None:
+        """The original's error for a body that ends now, if its bytes were
+        not all UTF-8; None if they were."""
+        if self._utf8_error is None and self._utf8_tail:
+            return "UTF8 error: incomplete utf-8 byte sequence from index 0"
+        return self._utf8_error
 
     def feed(self, data: bytes) -> list[ResponsesEvent]:
         """Take the next bytes of the body; return the events they complete."""
+        if self._utf8_error is not None:
+            return []
+        if self._utf8_tail or not data.isascii():
+            data = self._valid_utf8(data)
         if self._skip_lf and data[:1] == b"\n":
             data = data[1:]
         self._skip_lf = False
@@ -339,15 +372,58 @@ class SSEDecoder:
         if rest:
             self._parts.append(rest)
         events = []
+        dispatched = 0
         for block in blocks:
             payload = _event_data(block)
             if payload is None:
                 continue
-            try:
-                events.append(_event_decoder.decode(payload))
-            except msgspec.DecodeError:
+            dispatched += 1
+            if len(payload) > _DEEP_ENOUGH and _too_deep(payload):
                 continue
+            try:
+                event = _event_decoder.decode(payload)
+                if type(event) in _ITEM_EVENTS:
+                    _other_item_decoder.decode(event.item)  # an object with a string type, or skipped
+            except (msgspec.DecodeError, RecursionError):
+                continue
+            events.append(event)
+        self.dispatched += dispatched
         return events
+
+    def _valid_utf8(self, data: bytes) -> bytes:
+        """``data`` up to its first byte that is not UTF-8. The original
+        stops there: the rest of the stream never makes an event, and the
+        error says how long the bad sequence is, from index 0 of the bytes it
+        kept."""
+        checked = self._utf8_tail + data
+        try:
+            _, used = codecs.utf_8_decode(checked, "strict", False)
+        except UnicodeDecodeError as exc:
+            self._utf8_error = f"UTF8 error: invalid utf-8 sequence of {exc.end - exc.start} bytes from index 0"
+            return data[: max(exc.start - len(self._utf8_tail), 0)]
+        self._utf8_tail = checked[used:]
+        return data
+
+
+_ITEM_EVENTS = frozenset({OutputItemAdded, OutputItemDone})
+_DEEP_ENOUGH = 2 * MAX_DEPTH  # nesting deeper takes more bytes than this
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _too_deep(payload: bytes) -> bool:
+    """Whether ``payload`` (JSON) nests deeper than :data:`MAX_DEPTH`."""
+    if payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for byte in _STRING.sub(b"", payload).translate(None, _NOT_BRACKETS):
+        if byte in b"[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 def _event_data(block: bytes) -> bytes | None:

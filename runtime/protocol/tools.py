@@ -412,6 +412,8 @@ class ToolArgumentsError(ValueError):
 
 T = TypeVar("T")
 _any_json = msgspec.json.Decoder()
+#: serde_json's: the 128th nested container the type looks inside fails.
+_RECURSION_LIMIT = 128
 
 
 def decode_arguments(type_: type[T], arguments: str | bytes) -> T:
@@ -421,19 +423,34 @@ def decode_arguments(type_: type[T], arguments: str | bytes) -> T:
     ``failed to parse function arguments: <serde_json's message>``.
     """
     data = arguments.encode() if isinstance(arguments, str) else arguments
-    aliases: dict[str, str] = getattr(type_, "aliases", {})
     try:
-        obj = _any_json.decode(data)
-        if isinstance(obj, dict):
-            for alias, name in aliases.items():
-                if alias in obj:
-                    if name in obj:
-                        raise ValueError("duplicate")
-                    obj[name] = obj.pop(alias)
-        return msgspec.convert(obj, type_, strict=True)
+        return _decode(type_, data)
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
         message = _SerdeReader(data).explain(type_) or str(exc)
-        raise ToolArgumentsError(f"failed to parse function arguments: {message}") from None
+    except RecursionError:
+        # Deeper than msgspec goes. serde_json refuses such nesting only where
+        # the type looks inside (its recursion limit) and skips deep values of
+        # unknown fields: decode again without those.
+        reader = _SerdeReader(data)
+        message = reader.explain(type_)
+        if message is None:
+            try:
+                return _decode(type_, reader.without_ignored())
+            except (msgspec.DecodeError, ValueError, RecursionError):
+                message = "recursion limit exceeded"
+    raise ToolArgumentsError(f"failed to parse function arguments: {message}")
+
+
+def _decode(type_: type[T], data: bytes) -> T:
+    obj = _any_json.decode(data)
+    aliases: dict[str, str] = getattr(type_, "aliases", {})
+    if isinstance(obj, dict):
+        for alias, name in aliases.items():
+            if alias in obj:
+                if name in obj:
+                    raise ValueError("duplicate")
+                obj[name] = obj.pop(alias)
+    return msgspec.convert(obj, type_, strict=True)
 
 
 # --- serde_json's wording ------------------------------------------------------------------
@@ -454,12 +471,26 @@ class _SerdeReader:
     L column C`` (C counts the bytes of the line read so far).
 
     Types come from ``msgspec.inspect``; Rust integer names from the
-    ``extra={"rust": ...}`` of their ``Meta``.
+    ``extra={"rust": ...}`` of their ``Meta``. Values the type looks inside
+    nest at most serde_json's recursion limit deep; values of unknown fields
+    are skipped at any depth, without recursion, and :attr:`ignored` keeps
+    where they are.
     """
 
     def __init__(self, data: bytes) -> None:
         self.s = data
         self.i = 0
+        self.depth = _RECURSION_LIMIT
+        self.ignored: list[tuple[int, int]] = []
+
+    def without_ignored(self) -> bytes:
+        """The JSON read, with ``null`` for each value :meth:`explain` skipped."""
+        parts, last = [], 0
+        for start, end in self.ignored:
+            parts += (self.s[last:start], b"null")
+            last = end
+        parts.append(self.s[last:])
+        return b"".join(parts)
 
     def explain(self, type_: type) -> str | None:
         """serde_json's message for ``type_`` from these bytes, or None if
@@ -481,6 +512,12 @@ class _SerdeReader:
 
     def peek_fail(self, message: str) -> None:
         self.fail(message, min(len(self.s), self.i + 1))
+
+    def enter(self) -> None:
+        """Open a container the type looks inside, as serde_json counts them."""
+        self.depth -= 1
+        if self.depth == 0:
+            self.peek_fail("recursion limit exceeded")
 
     def ws(self) -> int | None:
         while self.i < len(self.s) and self.s[self.i] in b" \t\n\r":
@@ -612,12 +649,14 @@ class _SerdeReader:
     def sequence(self, item: Any) -> None:
         if self.ws() != ord("["):
             self.unexpected("a sequence")
+        self.enter()
         self.i += 1
         first = True
         while True:
             b = self.ws()
             if b == ord("]"):
                 self.i += 1
+                self.depth += 1
                 return
             if not first:
                 if b == ord(","):
@@ -638,6 +677,7 @@ class _SerdeReader:
         b = self.ws()
         if b != ord("{"):
             self.unexpected(name)
+        self.enter()
         self.i += 1
         fields = {f.encode_name: f for f in t.fields}
         aliases: dict[str, str] = getattr(t.cls, "aliases", {})
@@ -673,8 +713,11 @@ class _SerdeReader:
             if key in fields:
                 self.value(fields[key].type)
             else:
-                self.skip()
+                start = self.i
+                self.ignore()
+                self.ignored.append((start, self.i))
         self.i += 1  # the closing brace: serde reports a missing field after it
+        self.depth += 1
         for field in t.fields:
             if field.required and field.encode_name not in seen and not _optional(field.type):
                 self.fail(f"missing field `{field.encode_name}`")
@@ -683,12 +726,14 @@ class _SerdeReader:
         """Any value, checked for syntax only."""
         b = self.ws()
         if b == ord("{"):
+            self.enter()
             self.i += 1
             first = True
             while True:
                 b = self.ws()
                 if b == ord("}"):
                     self.i += 1
+                    self.depth += 1
                     return
                 if not first:
                     if b != ord(","):
@@ -708,7 +753,12 @@ class _SerdeReader:
                 self.skip()
         elif b == ord("["):
             self.sequence(mi.AnyType())
-        elif b == ord('"'):
+        else:
+            self.scalar(b)
+
+    def scalar(self, b: int | None) -> None:
+        """A string, number, boolean or null starting with byte ``b``."""
+        if b == ord('"'):
             self.string()
         elif b == ord("n"):
             self.ident(b"null")
@@ -718,6 +768,49 @@ class _SerdeReader:
             self.number()
         else:
             self.peek_fail("EOF while parsing a value" if b is None else "expected value")
+
+    def ignore(self) -> None:
+        """An unknown field's value, checked for syntax only at any depth
+        with a stack of open containers, as serde_json's ``ignore_value``."""
+        stack: list[int] = []
+        while True:
+            b = self.ws()
+            if b is not None and b in b"[{":
+                self.i += 1
+                frame, accept_comma = b, False
+            else:
+                self.scalar(b)
+                if not stack:
+                    return
+                frame, accept_comma = stack.pop(), True
+            list_frame = frame == ord("[")
+            while True:
+                b = self.ws()
+                if b == ord(",") and accept_comma:
+                    self.i += 1
+                    break
+                if b == (ord("]") if list_frame else ord("}")):
+                    self.i += 1
+                    if not stack:
+                        return
+                    frame, accept_comma = stack.pop(), True
+                    list_frame = frame == ord("[")
+                    continue
+                if b is None:
+                    self.peek_fail("EOF while parsing a list" if list_frame else "EOF while parsing an object")
+                if accept_comma:
+                    self.peek_fail("expected `,` or `]`" if list_frame else "expected `,` or `}`")
+                break
+            if not list_frame:
+                b = self.ws()
+                if b != ord('"'):
+                    self.peek_fail("EOF while parsing an object" if b is None else "key must be a string")
+                self.string()
+                b = self.ws()
+                if b != ord(":"):
+                    self.peek_fail("EOF while parsing an object" if b is None else "expected `:`")
+                self.i += 1
+            stack.append(frame)
 
 
 def _optional(t: Any) -> bool:

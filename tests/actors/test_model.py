@@ -186,6 +186,73 @@ async def test_an_idle_timeout_is_retried(make_client) -> None:
     assert text(messages, attempt=1) == "later"
 
 
+async def test_keepalive_comments_do_not_keep_a_stalled_stream_alive(make_client) -> None:
+    client = make_client(stream_idle_timeout_ms=300, stream_max_retries=0)
+    messages = await collect(client, "[[hang keepalive_ms=50]]")
+    assert controls(messages) == [
+        ModelFailed("stream disconnected before completion: idle timeout waiting for SSE", "other")
+    ]
+
+
+async def test_a_first_byte_after_the_idle_timeout_is_waited_for(make_client) -> None:
+    client = make_client(stream_idle_timeout_ms=100, stream_max_retries=0)
+    messages = await collect(client, "[[first_byte_ms=500]] late")
+    assert controls(messages) == []
+    assert text(messages) == "late"
+
+
+async def test_the_wait_for_headers_is_bounded_by_the_request_timeout(make_client) -> None:
+    client = make_client(request_timeout=0.2, stream_idle_timeout_ms=100, request_max_retries=0,
+                         stream_max_retries=0)
+    messages = await collect(client, "[[first_byte_ms=3000]] too late")
+    assert messages == [ModelFailed("request timed out", "other")]
+
+
+async def test_bytes_that_are_not_utf8_fail_the_stream_at_its_end_as_the_original(make_client) -> None:
+    messages = await collect(make_client(stream_max_retries=1), "[[bad_utf8 times=1]] fine")
+    assert [type(e) for e in events(messages, attempt=0)] == [wire.ResponseCreated]
+    assert controls(messages) == [ModelRetrying(1, 1, "Reconnecting... 1/1", DISCONNECTED, 0.0)]
+    retry = next(m for m in messages if isinstance(m, ModelRetrying))
+    assert retry.additional_details == (
+        "stream disconnected before completion: UTF8 error: invalid utf-8 sequence of 1 bytes from index 0")
+    assert text(messages, attempt=1) == "fine"
+
+
+async def test_after_bytes_that_are_not_utf8_a_hanging_stream_times_out(make_client) -> None:
+    client = make_client(stream_idle_timeout_ms=200, stream_max_retries=0)
+    messages = await collect(client, "[[bad_utf8 hang]]")
+    assert controls(messages) == [
+        ModelFailed("stream disconnected before completion: idle timeout waiting for SSE", "other")
+    ]
+
+
+async def test_events_nested_deeper_than_the_originals_limit_are_skipped(make_client) -> None:
+    client = make_client()
+    items = []
+    for depth in (123, 124, 100_000):  # 127, 128 and 100,004 levels in all
+        messages = await collect(client, f"[[deep={depth}]] after")
+        items.append([wire.decode_item(e.item).id for e in events(messages) if isinstance(e, wire.OutputItemDone)])
+        assert controls(messages) == [] and text(messages) == "after"
+    assert [ids[:-1] for ids in items] == [["msg_deep"], [], []]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "failure"),
+    [
+        # Traced against the original 0.169.
+        ("[[status=400 code=context_length_exceeded]]", ModelFailed(
+            "Codex ran out of room in the model's context window. "
+            "Start a new thread or clear earlier history before retrying.", "contextWindowExceeded")),
+        ('[[status=400 code=invalid_prompt message="nope"]]', ModelFailed("nope", "other")),
+        ('[[status=400 code=bio_policy message="flagged"]]', ModelFailed("flagged", "other")),
+        ("[[status=400 code=cyber_policy]]", ModelFailed("Bad Request", "cyberPolicy")),
+        ('[[fail=bio_policy message="flagged"]]', ModelFailed("flagged", "other")),
+    ],
+)
+async def test_bad_requests_and_policy_failures_map_as_the_original(make_client, prompt, failure) -> None:
+    assert controls(await collect(make_client(), prompt)) == [failure]
+
+
 async def test_a_stream_that_ends_without_completed_is_retried(make_client, server) -> None:
     messages = await collect(make_client(stream_max_retries=1), "[[no_completed]] abcd")
     assert [m.message for m in controls(messages)] == [

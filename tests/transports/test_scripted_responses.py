@@ -131,6 +131,12 @@ def test_directives_take_numbers_strings_and_json_arguments() -> None:
     assert plain == " hi "
 
 
+def test_json_too_deep_to_parse_is_no_directive_but_a_string_argument_is() -> None:
+    deep = "[" * 5000 + "]" * 5000
+    assert parse_directives(f"[[call=x {deep}]]") == ({}, f"[[call=x {deep}]]")
+    assert parse_directives(f"[[call=x {json.dumps(deep)}]]")[0] == {"call": [("x", deep)]}
+
+
 def test_custom_directive_takes_a_json_string() -> None:
     directives, _ = parse_directives('[[custom=apply_patch "*** Begin Patch\\n"]]')
     assert directives == {"custom": [("apply_patch", "*** Begin Patch\n")]}
@@ -373,6 +379,31 @@ async def test_hang_sends_nothing_more_and_keeps_the_socket_open(server: Scripte
                 received += await client.stream.receive_some(65536)
     assert idle.cancelled_caught
     assert received.count(b"response.output_text.delta") == 2  # its event: line and its data
+
+
+async def test_a_hanging_stream_can_send_keepalive_comments(server: ScriptedResponses) -> None:
+    prompt = body(user("[[hang keepalive_ms=20]] abc"))
+    with trio.fail_after(TIMEOUT):
+        client = await connect(server)
+        async with client.stream:
+            await client.stream.send_all(
+                client.conn.send(h11.Request(method="POST", target="/v1/responses", headers=[
+                    ("host", "x"), ("content-length", str(len(prompt)))]))
+                + client.conn.send(h11.Data(data=prompt)) + client.conn.send(h11.EndOfMessage()))
+            received = b""
+            while received.count(b": keepalive\n\n") < 3:
+                received += await client.stream.receive_some(65536)
+    assert b"response.created" in received and b"output_text.delta" not in received
+
+
+async def test_bad_utf8_and_deep_frames_follow_response_created(server: ScriptedResponses) -> None:
+    reply = await post(server, user("[[bad_utf8 deep=3]] abc"))
+    assert reply.complete
+    created, bad, deep = reply.body.split(b"\n\n")[:3]
+    assert b"response.created" in created
+    assert b'"delta":"\xff"' in bad
+    assert b'"nested":[[[]]]' in deep
+    assert wire.SSEDecoder().feed(deep + b"\n\n")[0].item  # a well-formed event otherwise
 
 
 @pytest.mark.parametrize(

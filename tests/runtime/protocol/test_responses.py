@@ -15,7 +15,7 @@ EVENTS: list[wire.ResponsesEvent] = [
     wire.ResponseCreated(response=wire.Response(id="resp_1", model="m", status="in_progress")),
     wire.OutputItemAdded(item=msgspec.Raw(b'{"type":"message","role":"assistant","content":[]}'), sequence_number=1),
     wire.OutputTextDelta(delta="Hel", item_id="msg_1", sequence_number=2),
-    wire.OutputTextDelta(delta="lo\n\n", item_id="msg_1", sequence_number=3),
+    wire.OutputTextDelta(delta="lo\n\n é€😀", item_id="msg_1", sequence_number=3),
     wire.ReasoningSummaryPartAdded(summary_index=1, item_id="rs_1"),
     wire.ReasoningSummaryTextDelta(delta="think", summary_index=1, item_id="rs_1"),
     wire.ReasoningTextDelta(delta="raw", content_index=0, item_id="rs_1"),
@@ -112,6 +112,50 @@ def test_sparse_events_of_minimal_servers_decode_with_defaults() -> None:
     created, completed = feed_all([body])
     assert created == wire.ResponseCreated(response=wire.Response(id="resp-1"))
     assert completed.response.usage is None
+
+
+def test_only_events_with_data_count_as_dispatched() -> None:
+    decoder = wire.SSEDecoder()
+    decoder.feed(b": keepalive\n\nevent: ping\n\n\n\n")
+    assert decoder.dispatched == 0
+    decoder.feed(b"data: not json\n\ndata\n\n" + wire.render_event(wire.OutputTextDelta(delta="a")))
+    assert decoder.dispatched == 3
+
+
+def test_bytes_that_are_not_utf8_stop_the_stream_as_the_originals_reader() -> None:
+    decoder = wire.SSEDecoder()
+    before, after = wire.render_event(EVENTS[0]), wire.render_event(EVENTS[2])
+    assert decoder.feed(before + b'data: {"type":"response.output_text.delta","delta":"\xff"}\n\n' + after) == [
+        EVENTS[0]]
+    assert decoder.feed(after) == []
+    assert decoder.end_error() == "UTF8 error: invalid utf-8 sequence of 1 bytes from index 0"
+
+
+def test_a_utf8_sequence_cut_by_the_end_of_the_body_is_an_error() -> None:
+    decoder = wire.SSEDecoder()
+    decoder.feed(wire.render_event(EVENTS[3])[:-2] + "é".encode()[:1])
+    assert decoder.end_error() == "UTF8 error: incomplete utf-8 byte sequence from index 0"
+
+
+def test_events_nested_deeper_than_the_originals_limit_are_skipped() -> None:
+    def frame(depth: int) -> bytes:
+        nested = b"[" * (depth - 2) + b"]" * (depth - 2)
+        return b'data: {"type":"response.output_item.done","item":{"type":"x","v":' + nested + b"}}\n\n"
+
+    decoder = wire.SSEDecoder()
+    kept = decoder.feed(frame(wire.MAX_DEPTH))
+    assert decoder.feed(frame(wire.MAX_DEPTH + 1) + frame(100_000)) == []
+    assert len(kept) == 1 and decoder.dispatched == 3
+    brackets_in_strings = b'data: {"type":"response.output_text.delta","delta":"' + b"[{" * 500 + b'"}\n\n'
+    assert decoder.feed(brackets_in_strings) == [wire.OutputTextDelta(delta="[{" * 500)]
+
+
+def test_item_events_whose_item_is_not_an_object_with_a_type_are_skipped() -> None:
+    body = b"".join(
+        b'data: {"type":"response.output_item.done","item":' + item + b"}\n\n"
+        for item in (b"[1]", b'"text"', b'{"id":"x"}', b'{"type":"x"}'))
+    (event,) = feed_all([body])
+    assert bytes(event.item) == b'{"type":"x"}'
 
 
 def test_items_stay_byte_exact() -> None:

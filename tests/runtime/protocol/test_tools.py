@@ -247,5 +247,33 @@ def test_bad_arguments_are_worded_as_the_original(type_, arguments, error):
     assert str(err.value) == f"failed to parse function arguments: {error}"
 
 
+DEEP = "[" * 1000 + "]" * 1000
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        # Traced against the original 0.169.
+        ('{"cmd":' + DEEP + "}", "invalid type: sequence, expected a string at line 1 column 7"),
+        ('{"cmd":"echo hi","yield_time_ms":' + DEEP + "}", "invalid type: sequence, expected u64 at line 1 column 33"),
+        ('{"cmd":"echo hi","x":' + DEEP[:-1] + "}", "expected `,` or `]` at line 1 column 2021"),
+        ('{"cmd":"echo hi","x":[1,]}', "expected value at line 1 column 25"),
+        ('{"cmd":"echo hi","x":{"a" 1}}', "expected `:` at line 1 column 27"),
+        ('{"cmd":"echo hi","x":{"a":1,}}', "key must be a string at line 1 column 29"),
+        # Where the type looks inside, serde_json's recursion limit.
+        ('{"cmd":"ls","additional_permissions":{"a":' + DEEP + "}}", "recursion limit exceeded at line 1 column 168"),
+    ],
+)
+def test_deeply_nested_arguments_are_worded_as_the_original(arguments, error):
+    with pytest.raises(ToolArgumentsError) as err:
+        decode_arguments(ExecCommandArgs, arguments)
+    assert str(err.value) == f"failed to parse function arguments: {error}"
+
+
+def test_a_deep_value_of_an_unknown_field_is_skipped_as_the_original_does():
+    args = decode_arguments(ExecCommandArgs, '{"cmd": "echo hi", "x": [' + ",".join([DEEP] * 3) + '], "tty": true}')
+    assert (args.cmd, args.tty) == ("echo hi", True)
+
+
 def test_parallel_tools():
     assert tools.PARALLEL_TOOLS == {"exec_command", "shell_command"}
