@@ -24,11 +24,8 @@ import pytest
 import trio
 import trio_websocket
 
+from harness import ORIGINAL_BIN as ORIGINAL
 from harness.ws import TIMEOUT, ws_server
-
-ORIGINAL = Path(os.environ.get(
-    "CODEX_ORIGINAL_BIN",
-    "/work/orig/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"))
 
 #: What the TUI asks its terminal, and what a terminal answers.
 TERMINAL_ANSWERS = {

@@ -23,6 +23,13 @@ import trio
 #: Bound on any single wait for the server in tests.
 TIMEOUT = 20.0
 
+#: The original's binary (codex-cli 0.169.0: ``npm i @openai/codex@0.169.0``,
+#: or ``CODEX_ORIGINAL_BIN``), for the tests that compare with it; they skip
+#: where it is not installed.
+ORIGINAL_BIN = Path(os.environ.get(
+    "CODEX_ORIGINAL_BIN",
+    "/work/orig/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"))
+
 
 def mock_config(base_url: str, **provider: Any) -> str:
     """A config.toml pointing at a scripted Responses server, as the
@@ -159,12 +166,14 @@ def server_env(codex_home: Path, **extra: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def open_app_server(codex_home: Path, *config: str, env_extra: dict[str, str] | None = None,
-                          stderr: int | None = subprocess.DEVNULL) -> AsyncIterator[RpcClient]:
+                          stderr: int | None = subprocess.DEVNULL,
+                          argv: list[str] | None = None) -> AsyncIterator[RpcClient]:
     """Run the server with ``codex_home`` (write its config.toml first);
-    ``config`` are ``-c key=value`` overrides."""
+    ``config`` are ``-c key=value`` overrides. ``argv`` runs another server
+    over stdio instead (the original: ``[ORIGINAL_BIN, "app-server"]``)."""
     async with trio.open_nursery() as nursery:
         proc = await nursery.start(lambda task_status: trio.run_process(
-            server_argv(*config), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+            argv or server_argv(*config), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
             env=server_env(codex_home, **(env_extra or {})), check=False, task_status=task_status))
         client = RpcClient(proc)
         nursery.start_soon(client._read)
