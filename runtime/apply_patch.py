@@ -1046,7 +1046,7 @@ def write_plan(plan: PatchPlan, *, follow_symlinks: bool = True) -> str:
     policy the server runs the same writes in the sandbox instead
     (:func:`writer_input`)."""
     try:
-        patch_writer.apply(plan.writes, plan.removals, _before(plan), follow_symlinks=follow_symlinks)
+        patch_writer.apply(list(plan.writes), list(plan.removals), _before(plan), follow_symlinks=follow_symlinks)
     except patch_writer.WriteError as exc:
         raise PatchWriteError(str(exc)) from exc.__cause__
     return plan.summary
@@ -1062,10 +1062,10 @@ def refresh_plan(plan: PatchPlan) -> PatchPlan:
 
 def writer_input(plan: PatchPlan) -> bytes:
     """The plan file for the sandboxed :mod:`.patch_writer` program."""
-    return patch_writer.encode_plan(plan.writes, plan.removals, _before(plan))
+    return patch_writer.encode_plan(list(plan.writes), list(plan.removals), _before(plan))
 
 
-def _before(plan: PatchPlan) -> patch_writer.Before:
+def _before(plan: PatchPlan) -> dict[str, tuple[bytes | None, int | None]]:
     return {snap.path: (snap.data, snap.mode) for snap in plan.before}
 
 
