@@ -95,7 +95,7 @@ def _restore(fs: _Fs, snapshots: list[tuple[str, bytes | None, int | None]], cre
     for path, data, mode in snapshots:
         try:
             if data is None:
-                if fs.lexists(path) and not fs.isdir(path):
+                if fs.is_file(path):  # never a symlink: one the write refused was there before
                     fs.unlink(path)
             else:
                 fs.write(path, data, mode)
@@ -114,8 +114,12 @@ class _Fs:
     def lexists(self, path: str) -> bool:
         return os.path.lexists(path)
 
-    def isdir(self, path: str) -> bool:
-        return os.path.isdir(path)
+    def is_file(self, path: str) -> bool:
+        """A regular file, not a symlink to one."""
+        try:
+            return stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            return False
 
     def mkdir(self, path: str) -> None:
         os.mkdir(path)
@@ -171,9 +175,9 @@ class _NoFollowFs(_Fs):
             return False
         return True
 
-    def isdir(self, path: str) -> bool:
+    def is_file(self, path: str) -> bool:
         try:
-            return stat.S_ISDIR(self._lstat(path).st_mode)
+            return stat.S_ISREG(self._lstat(path).st_mode)
         except OSError:
             return False
 

@@ -309,3 +309,20 @@ async def test_with_full_access_a_patch_follows_symlinks_as_the_original_does(
     outputs, _ = await run_patches(codex_home, scripted, at.ws, add("outlink/x"), sandbox="danger-full-access")
     assert outputs == ["Exit code: 0\nWall time: _ seconds\nOutput:\nSuccess. Updated the following files:\nA outlink/x\n"]
     assert (at.outside / "x").read_text() == "pwned\n"
+
+
+@needs_bwrap
+@pytest.mark.parametrize("decision", ["accept", "decline"])
+async def test_under_read_only_an_approved_patch_is_written_and_a_declined_one_is_not(
+        codex_home: Path, scripted: ScriptedResponses, base: Path, decision: str) -> None:
+    at = layout(base, codex_home)
+    (at.ws / "sub").mkdir()
+    outputs, msgs = await run_patches(codex_home, scripted, at.ws, add("sub/new.txt"), sandbox="read-only",
+                                      approval="on-request", answer=lambda params: decision)
+    if decision == "accept":
+        assert outputs == ["Exit code: 0\nWall time: _ seconds\nOutput:\nSuccess. Updated the following files:\n"
+                           "A sub/new.txt\n"]
+        assert (at.ws / "sub" / "new.txt").read_text() == "pwned\n"
+    else:
+        assert outputs == ["patch rejected by user"] and not (at.ws / "sub" / "new.txt").exists()
+    assert_nothing_escaped(at)

@@ -112,3 +112,13 @@ def test_without_following_symlinks_plain_paths_are_written_deleted_and_moved(ws
     assert (ws / "new" / "dir" / "n.txt").read_text() == "n\n" and (ws / "keep.txt").read_text() == "new\n"
     assert (ws / "moved.txt").read_text() == "b\n" and not (ws / "move_me.txt").exists()
     assert not (ws / "gone.txt").exists()
+
+
+def test_a_symlink_the_write_refused_is_left_in_place(ws: Path, tmp_path: Path) -> None:
+    # The restore removes files the patch created, never a link that was there.
+    (ws / "first.txt").write_text("first\n")
+    (ws / "dirlink").symlink_to(ws / "inner")
+    planned = plan(ws, "*** Update File: first.txt", "@@", "-first", "+changed", "*** Add File: dirlink", "+x")
+    with pytest.raises(PatchWriteError, match="^Failed to write file .*/dirlink$"):
+        write_plan(planned, follow_symlinks=False)
+    assert (ws / "dirlink").is_symlink() and (ws / "first.txt").read_text() == "first\n"
