@@ -295,10 +295,11 @@ async def test_an_approved_patch_writes_the_approved_file_outside_but_not_throug
     # As the original: the approved path's folder joins the sandbox, and a
     # symlinked path still fails.
     at = layout(base, codex_home)
-    outputs, msgs = await run_patches(codex_home, scripted, at.ws, add(at.outside / "approved"), add("outlink/x"),
-                                      approval="untrusted", answer=lambda params: "accept")
+    outputs, _ = await run_patches(codex_home, scripted, at.ws, add(at.outside / "approved"), add("outlink/x"),
+                                   approval="untrusted", answer=lambda params: "accept")
     assert outputs == [
-        f"Exit code: 0\nWall time: _ seconds\nOutput:\nSuccess. Updated the following files:\nA {at.outside}/approved\n",
+        "Exit code: 0\nWall time: _ seconds\nOutput:\nSuccess. Updated the following files:\n"
+        f"A {at.outside}/approved\n",
         f"Exit code: 1\nWall time: _ seconds\nOutput:\nFailed to write file {at.ws}/outlink/x\n"]
     assert sorted(p.name for p in at.outside.iterdir()) == ["approved", "victim"]
 
@@ -307,7 +308,8 @@ async def test_with_full_access_a_patch_follows_symlinks_as_the_original_does(
         codex_home: Path, scripted: ScriptedResponses, base: Path) -> None:
     at = layout(base, codex_home)
     outputs, _ = await run_patches(codex_home, scripted, at.ws, add("outlink/x"), sandbox="danger-full-access")
-    assert outputs == ["Exit code: 0\nWall time: _ seconds\nOutput:\nSuccess. Updated the following files:\nA outlink/x\n"]
+    assert outputs == [
+        "Exit code: 0\nWall time: _ seconds\nOutput:\nSuccess. Updated the following files:\nA outlink/x\n"]
     assert (at.outside / "x").read_text() == "pwned\n"
 
 
