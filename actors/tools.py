@@ -13,7 +13,9 @@ What each tool does, as the original:
 - ``exec_command`` / ``write_stdin``: the same, as a process that lives in
   the thread's process table across calls (unified exec).
 - ``apply_patch``: parse and plan the whole patch first (nothing is written
-  if a hunk does not apply), judge its paths, ask when needed, then write.
+  if a hunk does not apply), judge its paths, ask when needed, then write:
+  inside the command sandbox, so a symlink cannot lead the server's own
+  writes out of the writable roots (see :func:`_write_patch`).
 - ``update_plan``: a ``plan`` item and ``turn/plan/updated``.
 
 Rules:
@@ -28,15 +30,19 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import msgspec
+import trio
 
 from ..runtime import apply_patch as patching
 from ..runtime import command_safety as safety
-from ..runtime import tool_output
+from ..runtime import patch_writer, tool_output
 from ..runtime.ask import ReplySlot, ask
 from ..runtime.mailbox import Mailbox
 from ..runtime.protocol import responses as rs
@@ -54,13 +60,20 @@ from ..runtime.protocol.v2.item import (
     ItemStarted,
     PlanItem,
 )
-from ..runtime.protocol.v2.thread import DangerFullAccess
+from ..runtime.protocol.v2.thread import DangerFullAccess, SandboxPolicy, WorkspaceWrite
 from ..runtime.protocol.v2.turn import TurnPlanStep, TurnPlanUpdated
-from ..runtime.sandbox import SandboxUnavailable, create_env, sandbox_env
+from ..runtime.sandbox import (
+    SandboxError,
+    SandboxUnavailable,
+    create_env,
+    is_path_writable,
+    needs_sandbox,
+    sandbox_env,
+)
 from .analytics_facts import ApprovalFromSessionCache, Recorder
 from .fanout import now_ms
 from .messages import ApprovalDone, ApprovalGate, ConnectionRef, RequestApproval
-from .process import ProcessError, ProcessTable, run_command
+from .process import ExecOutcome, ProcessError, ProcessTable, run_command
 
 #: How long the thread may take to answer an approval gate (it answers at once).
 GATE_TIMEOUT = 10.0
@@ -319,7 +332,7 @@ def _yield_ms(requested: int) -> int:
 async def _apply_patch(ctx: ToolContext, call: Any, text: str) -> ToolOutcome:
     started = time.monotonic()
     try:
-        plan = patching.plan_patch(patching.parse_patch(text), ctx.cwd)
+        plan = await trio.to_thread.run_sync(_plan_patch, text, ctx.cwd)
     except patching.ApplyPatchError as exc:
         return ToolOutcome(output_item(call, f"apply_patch verification failed: {exc}"))
     if plan.is_empty():
@@ -330,6 +343,7 @@ async def _apply_patch(ctx: ToolContext, call: Any, text: str) -> ToolOutcome:
     await ctx.notify("item/fileChange/patchUpdated",
                      FileChangePatchUpdated(ctx.thread_id, ctx.turn_id, call.call_id, changes))
     paths = tuple(sorted(plan.paths))
+    approved = False
     match safety.assess_patch(paths, approval_policy=ctx.approval_policy, sandbox_policy=ctx.sandbox_policy,
                               cwd=ctx.cwd):
         case safety.Reject(reason=reason):
@@ -342,15 +356,119 @@ async def _apply_patch(ctx: ToolContext, call: Any, text: str) -> ToolOutcome:
             verdict = _verdict(await _approve(ctx, "item/fileChange/requestApproval", params, keys))
             if verdict != "accept":
                 return await _refused(ctx, call, item, verdict)
-    try:
-        output, code, status = patching.apply_plan(plan), 0, "completed"
-    except patching.ApplyPatchError as exc:
-        output, code, status = str(exc), 1, "failed"
-    done = msgspec.structs.replace(item, status=status)
+            approved = True
+    written = await _write_patch(ctx, call, plan, approved)
+    if isinstance(written, str):
+        return await _refused(ctx, call, item, written)
+    output, code, plan = written
+    done = msgspec.structs.replace(item, status="completed" if code == 0 else "failed")
     await ctx.notify("item/completed", ItemCompleted(done, ctx.thread_id, ctx.turn_id, now_ms()))
     # The original reports a patch as a command that ran.
     return ToolOutcome(output_item(call, tool_output.format_exec_output(
         output, exit_code=code, duration=time.monotonic() - started)), diff=plan.diff if code == 0 else None)
+
+
+def _plan_patch(text: str, cwd: str) -> patching.PatchPlan:
+    return patching.plan_patch(patching.parse_patch(text), cwd)
+
+
+#: Bound on the sandboxed writer of one patch (it only writes files).
+PATCH_WRITE_TIMEOUT_MS = 60_000
+
+_WRITER = [sys.executable, "-I", "-S", patch_writer.__file__]
+
+
+async def _write_patch(ctx: ToolContext, call: Any, plan: patching.PatchPlan,
+                       approved: bool) -> tuple[str, int, patching.PatchPlan] | str:
+    """Write a cleared patch as the original does: (its output, exit code,
+    the plan written), or the refusal of the retry prompt.
+
+    Under a sandboxed policy the writes run in the command sandbox (after
+    an approval, with the folder of each path outside the writable roots
+    added), so they resolve paths as a command would. If the sandbox denied
+    them and the approval policy allows asking, the user is asked (unless
+    they approved this patch already) and the patch is written here, with
+    no symlink followed anywhere in its paths. Full access and external
+    sandboxes write here, as the original."""
+    try:
+        plan = await trio.to_thread.run_sync(patching.refresh_plan, plan)
+    except patching.ApplyPatchError as exc:
+        return f"{exc}\n", 1, plan
+    if not needs_sandbox(ctx.sandbox_policy):
+        return (*await trio.to_thread.run_sync(_write_here, plan, True), plan)
+    policy, cwd = _patch_sandbox(ctx, plan.paths, approved)
+    env = create_env(os.environ, thread_id=ctx.thread_id)
+    try:
+        outcome = await _write_sandboxed(plan, policy, cwd, env)
+    except SandboxError as exc:
+        return f"{exc}\n", 1, plan
+    if outcome.exit_code == 0:
+        return plan.summary, 0, plan
+    if outcome.sandbox_denied and safety.patch_wants_no_sandbox_approval(ctx.approval_policy):
+        if not approved:
+            params = FileChangeRequestApprovalParams(ctx.thread_id, ctx.turn_id, call.call_id, now_ms(),
+                                                     reason=safety.RETRY_WITHOUT_SANDBOX_REASON)
+            # No session cache: the original asks this one every time.
+            verdict = _verdict(await _approve(ctx, "item/fileChange/requestApproval", params, ()))
+            if verdict != "accept":
+                return verdict
+        return (*await trio.to_thread.run_sync(_write_here, plan, False), plan)
+    return outcome.aggregated_output.decode("utf-8", "replace"), outcome.exit_code, plan
+
+
+def _write_here(plan: patching.PatchPlan, follow_symlinks: bool) -> tuple[str, int]:
+    try:
+        return patching.write_plan(plan, follow_symlinks=follow_symlinks), 0
+    except patching.PatchWriteError as exc:
+        return f"{exc}\n", 1
+
+
+def _patch_sandbox(ctx: ToolContext, paths: Iterable[str], approved: bool) -> tuple[SandboxPolicy, str]:
+    """The sandbox policy and cwd a patch is written with: the turn's; for
+    a patch the user approved, plus the existing folder (resolved) of every
+    path the policy does not let it write, and nothing else (for
+    ``readOnly``, those folders alone), as the original grants."""
+    policy = ctx.sandbox_policy
+    if not approved:
+        return policy, ctx.cwd
+    folders = [os.path.dirname(p) for p in safety.unwritable_paths(paths, sandbox_policy=policy, cwd=ctx.cwd)]
+    extra = list(dict.fromkeys(os.path.realpath(f) for f in folders if os.path.isdir(f)))
+    if not extra:
+        return policy, ctx.cwd
+    if isinstance(policy, WorkspaceWrite):
+        return msgspec.structs.replace(policy, writable_roots=[*policy.writable_roots, *extra]), ctx.cwd
+    # The sandbox's cwd is always writable: make it the first granted folder.
+    return WorkspaceWrite(writable_roots=extra[1:], network_access=policy.network_access,
+                          exclude_tmpdir_env_var=True, exclude_slash_tmp=True), extra[0]
+
+
+async def _write_sandboxed(plan: patching.PatchPlan, policy: SandboxPolicy, cwd: str,
+                           env: dict[str, str]) -> ExecOutcome:
+    """Run :mod:`patch_writer` on ``plan`` in the sandbox. The plan goes
+    by a file in a private folder the sandbox cannot write, so a command
+    running beside it cannot swap in another plan."""
+    folder = await trio.to_thread.run_sync(_plan_file, plan, _private_parent(policy, cwd, env))
+    try:
+        return await run_command([*_WRITER, os.path.join(folder, "plan.json")], cwd=cwd, env=env,
+                                 sandbox_policy=policy, timeout_ms=PATCH_WRITE_TIMEOUT_MS)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _plan_file(plan: patching.PatchPlan, parent: str | None) -> str:
+    folder = tempfile.mkdtemp(prefix="trio-codex-patch-", dir=parent)  # mode 0700
+    with open(os.path.join(folder, "plan.json"), "wb") as f:
+        f.write(patching.writer_input(plan))
+    return folder
+
+
+def _private_parent(policy: SandboxPolicy, cwd: str, env: dict[str, str]) -> str | None:
+    """The first temporary folder the sandbox may not write (None: the
+    default one)."""
+    for folder in (tempfile.gettempdir(), "/var/tmp", os.path.expanduser("~")):
+        if os.path.isdir(folder) and not is_path_writable(os.path.join(folder, "x"), policy, cwd, env):
+            return folder
+    return None
 
 
 # --- update_plan ---------------------------------------------------------------------

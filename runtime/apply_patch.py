@@ -8,7 +8,10 @@ Design:
   the patch will do, writing nothing: every resulting file, the ``fileChange``
   entries of the protocol, the diff for ``turn/diff/updated`` and the set of
   absolute paths touched, so approval is decided on a plan. :func:`apply_plan`
-  writes a plan and returns the original's success summary.
+  writes a plan and returns the original's success summary. The writes
+  themselves are :mod:`.patch_writer`'s, which the server runs inside the
+  command sandbox for sandboxed policies (:func:`writer_input`), so they
+  resolve paths as a command would.
 * All or nothing. The original verifies a patch (computes every new file)
   before running it, then writes hunk by hunk and stops at the first failure,
   leaving the earlier files written. Here the plan holds the final content of
@@ -28,7 +31,7 @@ Design:
 How the original words failures to the model (the tool handler formats):
 a patch that does not parse or plan gives
 ``apply_patch verification failed: {error}``; a write that fails gives
-``{error}`` as the output of the failed command; a patch with no hunks never
+``{error}`` and a newline as the output of the failed command; a patch with no hunks never
 reaches :func:`apply_plan` (approval rejects it: ``patch rejected: empty
 patch``). A shell command that is an ``apply_patch`` invocation
 (:func:`maybe_parse_apply_patch_invocation`) takes the same path as the tool.
@@ -50,6 +53,7 @@ from typing import Literal, TypeAlias
 
 import msgspec
 
+from . import patch_writer
 from .protocol.v2.item import FileUpdateChange, PatchChangeKind
 
 __all__ = [
@@ -74,7 +78,10 @@ __all__ = [
     "maybe_parse_apply_patch_invocation",
     "parse_patch",
     "plan_patch",
+    "refresh_plan",
     "unified_diff",
+    "write_plan",
+    "writer_input",
 ]
 
 BEGIN_PATCH_MARKER = "*** Begin Patch"
@@ -1017,82 +1024,49 @@ def _plan_diff(cwd: str, tree: _Tree, patch: Patch) -> str:
 # --- applying ---------------------------------------------------------------------------
 
 
-def apply_plan(plan: PatchPlan) -> str:
-    """Write ``plan`` and return the original's success summary
-    (``Success. Updated the following files:\\nA path\\nM path\\nD path\\n``,
-    paths as the patch spells them).
+def apply_plan(plan: PatchPlan, *, follow_symlinks: bool = True) -> str:
+    """Write ``plan`` in this process and return the original's success
+    summary (``Success. Updated the following files:\\nA path\\nM path\\nD
+    path\\n``, paths as the patch spells them).
 
     If a file changed since the plan was made, the patch is planned again
-    first (and may then fail as :func:`plan_patch` does). If a write fails,
-    everything already written is restored and :class:`PatchWriteError`
-    is raised.
+    first (:func:`refresh_plan`; it may then fail as :func:`plan_patch`
+    does). Then as :func:`write_plan`.
     """
     if not plan.patch.hunks:
         raise ApplyPatchError("No files were modified.")
-    if any(_snapshot(snap.path) != snap for snap in plan.before):
-        plan = plan_patch(plan.patch, plan.cwd)
-    before = {snap.path: snap for snap in plan.before}
-    done: list[str] = []
-    created_dirs: list[str] = []
+    return write_plan(refresh_plan(plan), follow_symlinks=follow_symlinks)
+
+
+def write_plan(plan: PatchPlan, *, follow_symlinks: bool = True) -> str:
+    """Write ``plan`` as it is, in this process, and return its summary.
+    If a write fails, everything already written is restored and
+    :class:`PatchWriteError` is raised. ``follow_symlinks=False`` refuses a
+    symlink anywhere in a path (see :mod:`.patch_writer`). Under a sandboxed
+    policy the server runs the same writes in the sandbox instead
+    (:func:`writer_input`)."""
     try:
-        for path, text in plan.writes:
-            try:
-                _make_parents(path, created_dirs)
-            except OSError as exc:
-                raise PatchWriteError(f"Failed to create parent directories for {path}") from exc
-            done.append(path)  # before opening: a failed open may have truncated it
-            try:
-                with open(path, "wb") as f:
-                    f.write(text.encode("utf-8"))
-            except OSError as exc:
-                raise PatchWriteError(f"Failed to write file {path}") from exc
-        for path, context in plan.removals:
-            try:
-                os.remove(path)
-            except OSError as exc:
-                raise PatchWriteError(context) from exc
-            done.append(path)
-    except PatchWriteError:
-        _restore([before[p] for p in reversed(done)], created_dirs)
-        raise
+        patch_writer.apply(list(plan.writes), list(plan.removals), _before(plan), follow_symlinks=follow_symlinks)
+    except patch_writer.WriteError as exc:
+        raise PatchWriteError(str(exc)) from exc.__cause__
     return plan.summary
 
 
-def _make_parents(path: str, created: list[str]) -> None:
-    """Create the missing parent directories of ``path``, outermost first,
-    recording each in ``created`` as it is made. A parent that exists but
-    is not a directory is left for the write to fail on, as in the
-    original (``Failed to write file``)."""
-    missing = []
-    parent = os.path.dirname(path)
-    while parent and not os.path.lexists(parent):
-        missing.append(parent)
-        parent = os.path.dirname(parent)
-    for directory in reversed(missing):
-        os.mkdir(directory)
-        created.append(directory)
+def refresh_plan(plan: PatchPlan) -> PatchPlan:
+    """``plan``, or a new plan of its patch if a file it read has changed
+    since (as the original recomputes a patch when it finally runs it)."""
+    if any(_snapshot(snap.path) != snap for snap in plan.before):
+        return plan_patch(plan.patch, plan.cwd)
+    return plan
 
 
-def _restore(snapshots: list[_Snapshot], created_dirs: list[str]) -> None:
-    """Best effort: put each path back as it was, then remove the
-    directories the failed apply created."""
-    for snap in snapshots:
-        try:
-            if snap.data is None:
-                if os.path.lexists(snap.path) and not os.path.isdir(snap.path):
-                    os.remove(snap.path)
-            else:
-                with open(snap.path, "wb") as f:
-                    f.write(snap.data)
-                if snap.mode is not None:
-                    os.chmod(snap.path, snap.mode)
-        except OSError:
-            pass
-    for directory in reversed(created_dirs):
-        try:
-            os.rmdir(directory)
-        except OSError:
-            pass
+def writer_input(plan: PatchPlan) -> bytes:
+    """The plan file for the sandboxed :mod:`.patch_writer` program."""
+    return patch_writer.encode_plan(list(plan.writes), list(plan.removals), _before(plan))
+
+
+def _before(plan: PatchPlan) -> dict[str, tuple[bytes | None, int | None]]:
+    return {snap.path: (snap.data, snap.mode) for snap in plan.before}
 
 
 # --- shell invocations ----------------------------------------------------------------------

@@ -87,11 +87,13 @@ __all__ = [
     "parse_command_actions",
     "parse_shell_script_into_commands",
     "patch_approval_cache_keys",
+    "patch_wants_no_sandbox_approval",
     "plain_commands",
     "shell_argv",
     "shell_script",
     "shlex_join",
     "shlex_split",
+    "unwritable_paths",
     "wants_no_sandbox_approval",
     "writable_roots",
 ]
@@ -2088,7 +2090,7 @@ def assess_patch(
     files and move destinations, relative to ``cwd`` or absolute.
     ``platform_sandbox`` says whether a sandbox can enforce the writable
     roots here (Linux has one)."""
-    paths = [_join_normalized(cwd, p) for p in paths]
+    paths = list(paths)
     if not paths:
         return Reject("empty patch")
     approval = _approval(approval_policy)
@@ -2097,7 +2099,8 @@ def assess_patch(
     sandbox = _sandbox(sandbox_policy)
     rejects_prompts = approval == "never" or (isinstance(approval, _Granular) and not approval.sandbox_approval)
     roots = writable_roots(sandbox, cwd, tmpdir=tmpdir)
-    if sandbox.file_system != "restricted" or all(_can_write(p, roots) for p in paths):
+    if sandbox.file_system != "restricted" or not unwritable_paths(paths, sandbox_policy=sandbox, cwd=cwd,
+                                                                   tmpdir=tmpdir):
         if sandbox.file_system != "restricted":
             return AutoApprove(sandboxed=False)
         if platform_sandbox:
@@ -2105,6 +2108,24 @@ def assess_patch(
     if not rejects_prompts:
         return AskUser()
     return Reject(_PATCH_READ_ONLY if not roots else _PATCH_OUTSIDE_PROJECT)
+
+
+def unwritable_paths(paths: Iterable[str], *, sandbox_policy: Any, cwd: str, tmpdir: str | None = None) -> list[str]:
+    """The ``paths`` (made absolute against ``cwd`` and normalized, without
+    resolving symlinks, as the original judges them) that a restricted
+    policy does not let a patch write: outside every writable root, or in
+    a root's ``.git``, ``.agents`` or ``.codex``."""
+    roots = writable_roots(sandbox_policy, cwd, tmpdir=tmpdir)
+    return [p for p in (_join_normalized(cwd, p) for p in paths) if not _can_write(p, roots)]
+
+
+def patch_wants_no_sandbox_approval(approval_policy: Any) -> bool:
+    """After the sandbox denied a patch's writes, whether to ask to write it
+    outside the sandbox (the apply_patch runtime's own rule, wider than the
+    commands' :func:`wants_no_sandbox_approval`): every policy but ``never``
+    and granular without ``sandbox_approval``."""
+    approval = _approval(approval_policy)
+    return approval != "never" and (not isinstance(approval, _Granular) or approval.sandbox_approval)
 
 
 def patch_approval_cache_keys(paths: Iterable[str], *, cwd: str, environment_id: str = "local") -> list[str]:

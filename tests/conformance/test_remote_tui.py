@@ -24,9 +24,8 @@ import pytest
 import trio
 import trio_websocket
 
-from harness.ws import TIMEOUT, ws_server
-
 from harness import ORIGINAL_BIN as ORIGINAL
+from harness.ws import TIMEOUT, ws_server
 
 #: What the TUI asks its terminal, and what a terminal answers.
 TERMINAL_ANSWERS = {

@@ -23,6 +23,13 @@ import trio
 #: Bound on any single wait for the server in tests.
 TIMEOUT = 20.0
 
+#: The original's binary (codex-cli 0.169.0: ``npm i @openai/codex@0.169.0``,
+#: or ``CODEX_ORIGINAL_BIN``), for the tests that compare with it; they skip
+#: where it is not installed.
+ORIGINAL_BIN = Path(os.environ.get(
+    "CODEX_ORIGINAL_BIN",
+    "/work/orig/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"))
+
 
 def mock_config(base_url: str, **provider: Any) -> str:
     """A config.toml pointing at a scripted Responses server, as the
@@ -139,12 +146,6 @@ class RpcClient:
                                 and m["params"]["turn"]["id"] == turn_id)
         return result, msgs
 
-
-#: The original's binary, for side-by-side tests (skipped when absent):
-#: ``npm i @openai/codex@0.169.0`` puts it here, or name it in the variable.
-ORIGINAL_BIN = Path(os.environ.get(
-    "CODEX_ORIGINAL_BIN",
-    "/work/orig/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"))
 
 #: How to start our server; a test comparing with the original passes its
 #: binary as ``program`` instead.

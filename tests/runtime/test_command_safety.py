@@ -41,11 +41,13 @@ from trio_codex.runtime.command_safety import (
     literal_commands,
     parse_command_actions,
     patch_approval_cache_keys,
+    patch_wants_no_sandbox_approval,
     plain_commands,
     shell_argv,
     shell_script,
     shlex_join,
     shlex_split,
+    unwritable_paths,
     wants_no_sandbox_approval,
     writable_roots,
 )
@@ -760,6 +762,25 @@ def test_an_explicit_writable_root_inside_git_metadata_is_writable() -> None:
     kwargs = {"approval_policy": "never", "sandbox_policy": sandbox, "cwd": "/repo"}
     assert assess_patch([".git/hooks/pre-commit"], **kwargs) == AutoApprove(True)
     assert assess_patch([".git/config"], **kwargs) == Reject(OUTSIDE)
+
+
+def test_a_patch_is_judged_on_its_paths_as_written_not_where_symlinks_lead() -> None:
+    # As the original (`normalize` in safety.rs): `..` and `.` are folded
+    # without touching the disk, symlinks are not resolved; the sandbox the
+    # patch is then written in decides where a symlink may lead.
+    kwargs = {"sandbox_policy": WORKSPACE, "cwd": "/repo"}
+    assert unwritable_paths(["a/../b.py", "/repo/./c.py", "link-out/x"], **kwargs) == []
+    assert unwritable_paths(["../x", "/proc/self/root/repo/y", ".git/z", "src/.git/ok"], **kwargs) == [
+        "/x", "/proc/self/root/repo/y", "/repo/.git/z"]
+    assert unwritable_paths(["a.py"], sandbox_policy=READ_ONLY, cwd="/repo") == ["/repo/a.py"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "wants"),
+    [("untrusted", True), ("on-request", True), ("never", False), (GRANULAR_ASK, True), (GRANULAR_NO, False)],
+)
+def test_a_denied_patch_may_be_retried_outside_the_sandbox_under_more_policies_than_a_command(policy, wants) -> None:
+    assert patch_wants_no_sandbox_approval(policy) is wants
 
 
 def test_a_patch_is_remembered_file_by_file() -> None:
