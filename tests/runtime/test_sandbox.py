@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
+import trio
 
+from trio_codex.actors.process import run_command
 from trio_codex.runtime import sandbox
 from trio_codex.runtime.protocol.v2.thread import (
     DangerFullAccess,
@@ -230,6 +233,41 @@ def test_the_blocked_codex_placeholder_goes_with_the_last_sandbox(tmp_path: Path
             placeholder.mkdir()  # what bubblewrap leaves as the mount point
         assert placeholder.is_dir()
     assert not placeholder.exists()
+
+
+@needs_bwrap
+async def test_missing_carve_outs_are_empty_read_only_folders_and_git_works(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True, timeout=30)
+    (repo / "tracked").write_text("a\n")
+    subprocess.run([*git, "add", "tracked"], check=True, timeout=30)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True, timeout=30)
+    (repo / "tracked").write_text("b\n")
+    (repo / "untracked").write_text("new\n")
+    script = ("stat -c '%n %F %a' .agents .aws .codex; find .agents .aws .codex -mindepth 1 | wc -l; "
+              "touch .codex/config.toml 2>&1; mkdir .agents/x 2>&1; "
+              "git ls-files --others; git diff --stat; git status --porcelain")
+    with trio.fail_after(30):
+        out = await run_command(["sh", "-c", script], cwd=repo, sandbox_policy=ISOLATED)
+    assert out.exit_code == 0, out.stderr
+    lines = out.stdout.decode().splitlines()
+    assert lines[:3] == [".agents directory 555", ".aws directory 555", ".codex directory 555"]
+    assert lines[3] == "0"  # empty
+    assert "Read-only file system" in lines[4] and "Read-only file system" in lines[5]
+    assert lines[6:] == ["untracked", " tracked | 2 +-", " 1 file changed, 1 insertion(+), 1 deletion(-)",
+                          " M tracked", "?? untracked"]
+    assert sorted(os.listdir(repo)) == [".git", "tracked", "untracked"]  # the host tree is clean
+
+
+@needs_bwrap
+async def test_a_missing_git_cannot_be_created_in_a_writable_root(tmp_path: Path) -> None:
+    # As the original: `git init` in a writable root without .git is refused.
+    with trio.fail_after(30):
+        out = await run_command(["git", "init", "-q"], cwd=tmp_path, sandbox_policy=ISOLATED)
+    assert out.exit_code != 0 and b"Read-only file system" in out.stderr
+    assert os.listdir(tmp_path) == []
 
 
 @needs_bwrap
