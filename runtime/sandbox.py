@@ -415,12 +415,18 @@ def _run_probe(bwrap: str) -> SandboxStatus:
     true = shutil.which("true") or "/bin/true"
     base = [bwrap, "--new-session", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
             "--unshare-user", "--unshare-pid", "--cap-drop", "ALL", "--unshare-net"]
-    error = _trial(base + ["--proc", "/proc"], program, true)
+    try:
+        error = _trial(base + ["--proc", "/proc"], program, true)
+        # Restricted containers may refuse a fresh /proc but allow the namespaces.
+        if error is not None and "Can't mount proc" in error and _trial(base, program, true) is None:
+            return SandboxStatus(available=True, bwrap=bwrap, mount_proc=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:  # out of descriptors, a stuck host
+        return SandboxStatus(available=False, bwrap=bwrap,
+                             message=f"bubblewrap ({bwrap}) could not be run to check the "
+                                     f"sandbox: {exc}. This is tried again in "
+                                     f"{PROBE_RETRY_INTERVAL:g} s.")
     if error is None:
         return SandboxStatus(available=True, bwrap=bwrap)
-    # Restricted containers may refuse a fresh /proc but allow the namespaces.
-    if "Can't mount proc" in error and _trial(base, program, true) is None:
-        return SandboxStatus(available=True, bwrap=bwrap, mount_proc=False)
     if "seccomp" in error.lower():
         return SandboxStatus(available=False, bwrap=bwrap,
                              message=f"bubblewrap ({bwrap}) cannot load the sandbox's seccomp "
@@ -435,14 +441,11 @@ def _run_probe(bwrap: str) -> SandboxStatus:
 
 def _trial(argv: list[str], program: bytes, true: str) -> str | None:
     # Run `true` in the sandbox argv describes, under the seccomp program:
-    # None if it ran, else what went wrong.
-    try:
-        with _program_fd(program) as fd:
-            done = subprocess.run([*argv, "--seccomp", str(fd), "--", true],
-                                  stdin=subprocess.DEVNULL, capture_output=True, pass_fds=(fd,),
-                                  timeout=PROBE_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
+    # None if it ran, else bubblewrap's complaint.
+    with _program_fd(program) as fd:
+        done = subprocess.run([*argv, "--seccomp", str(fd), "--", true],
+                              stdin=subprocess.DEVNULL, capture_output=True, pass_fds=(fd,),
+                              timeout=PROBE_TIMEOUT, check=False)
     if done.returncode == 0:
         return None
     stderr = done.stderr.decode(errors="replace").strip()

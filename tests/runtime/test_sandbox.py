@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import stat
 import subprocess
 from pathlib import Path
@@ -191,20 +192,27 @@ def test_probe_reports_a_bwrap_that_cannot_make_namespaces(tmp_path: Path,
 
 
 @needs_bwrap
-def test_a_failed_probe_is_retried_and_a_success_kept(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    # As after running out of file descriptors: the host is fine, one probe failed.
-    flag = tmp_path / "failing"
-    flag.touch()
-    bwrap = fake_bwrap(tmp_path, f"if [ -e {flag} ]; then echo 'bwrap: Too many open files' >&2; "
-                                 f"exit 1; fi\nexec {STATUS.bwrap} \"$@\"\n")
+def test_a_probe_that_failed_for_want_of_descriptors_is_retried(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 12: after the process ran out of file descriptors once, every
+    # sandboxed command kept failing. Now only a success is kept.
+    monkeypatch.setattr(sandbox, "_probed", {})
     monkeypatch.setattr(sandbox, "PROBE_RETRY_INTERVAL", 0.0)
-    assert not sandbox.probe(bwrap).available
-    flag.unlink()
-    status = sandbox.probe(bwrap)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))  # no descriptor above stdio
+    try:
+        failed = sandbox.probe()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not failed.available and "Too many open files" in failed.message
+    assert "tried again" in failed.message
+    status = sandbox.probe()
     assert status.available
-    flag.touch()
-    assert sandbox.probe(bwrap) is status
+    resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))
+    try:
+        assert sandbox.probe() is status  # a success is not probed again
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_probe_falls_back_to_no_proc_where_proc_cannot_be_mounted(tmp_path: Path) -> None:
