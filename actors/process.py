@@ -182,9 +182,9 @@ class _Child:
 
     @classmethod
     def spawn(cls, argv: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[str, str],
-              stdin: int, stdout: int, stderr: int) -> _Child:
+              stdin: int, stdout: int, stderr: int, pass_fds: Sequence[int]) -> _Child:
         popen = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout,
-                                 stderr=stderr, start_new_session=True)
+                                 stderr=stderr, start_new_session=True, pass_fds=pass_fds)
         try:
             return cls(popen)
         except OSError:  # no pidfd (Linux < 5.3): do not leave the process behind
@@ -257,7 +257,8 @@ def _session_members(sid: int) -> list[int]:
 # A tty child takes its terminal as its controlling terminal before exec
 # (Popen has already made it a session leader), so line discipline signals
 # (^C, ^Z) and SIGWINCH reach it. Run as `python -I -S -c ...` rather than a
-# preexec_fn, which is unsafe in a process with threads.
+# preexec_fn, which is unsafe in a process with threads. The descriptors
+# Popen passed on (the seccomp program) stay open across its exec.
 _TAKE_TERMINAL = """\
 import fcntl, os, sys, termios
 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -270,7 +271,8 @@ except OSError as exc:
 
 
 def _spawn_piped(argv: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[str, str],
-                 stdin: bool) -> tuple[_Child, FdStream | None, list[tuple[FdStream, Stream]]]:
+                 stdin: bool, pass_fds: Sequence[int],
+                 ) -> tuple[_Child, FdStream | None, list[tuple[FdStream, Stream]]]:
     # (child, stdin writer or None for /dev/null, [(reader, stream)])
     with contextlib.ExitStack() as child_ends, contextlib.ExitStack() as on_error:
         def pipe() -> tuple[int, int]:
@@ -281,7 +283,8 @@ def _spawn_piped(argv: Sequence[str], *, cwd: str | os.PathLike[str], env: Mappi
         out_r, out_w = pipe()
         err_r, err_w = pipe()
         in_r, in_w = pipe() if stdin else (subprocess.DEVNULL, -1)
-        child = _Child.spawn(argv, cwd=cwd, env=env, stdin=in_r, stdout=out_w, stderr=err_w)
+        child = _Child.spawn(argv, cwd=cwd, env=env, stdin=in_r, stdout=out_w, stderr=err_w,
+                             pass_fds=pass_fds)
         on_error.pop_all()
         for fd in (out_w, err_w, in_r):
             if fd >= 0:
@@ -291,12 +294,13 @@ def _spawn_piped(argv: Sequence[str], *, cwd: str | os.PathLike[str], env: Mappi
 
 
 def _spawn_terminal(argv: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[str, str],
-                    size: tuple[int, int]) -> tuple[_Child, FdStream]:
+                    size: tuple[int, int], pass_fds: Sequence[int]) -> tuple[_Child, FdStream]:
     master, slave = os.openpty()
     try:
         _set_size(master, size)
         child = _Child.spawn([sys.executable, "-I", "-S", "-c", _TAKE_TERMINAL, *argv],
-                             cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave)
+                             cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
+                             pass_fds=pass_fds)
     except BaseException:
         os.close(master)
         raise
@@ -374,7 +378,8 @@ async def run_command(
             await on_output(data, stream)
 
     with sandbox.sandboxed_argv(argv, sandbox_policy, cwd, env, bwrap=bwrap) as command:
-        child, _, readers = _spawn_piped(command, cwd=cwd, env=env, stdin=False)
+        child, _, readers = _spawn_piped(command.argv, cwd=cwd, env=env, stdin=False,
+                                         pass_fds=command.pass_fds)
         timed_out = False
         try:
             async with trio.open_nursery() as pumps:
@@ -664,12 +669,12 @@ class ProcessTable:
         try:
             with sandbox.sandboxed_argv(argv, policy, cwd, env, bwrap=self._bwrap) as command:
                 if tty:
-                    proc.child, proc.terminal = _spawn_terminal(command, cwd=cwd, env=env,
-                                                                size=size)
+                    proc.child, proc.terminal = _spawn_terminal(
+                        command.argv, cwd=cwd, env=env, size=size, pass_fds=command.pass_fds)
                     readers: list[tuple[FdStream, Stream]] = [(proc.terminal, "stdout")]
                 else:
-                    proc.child, proc.stdin, readers = _spawn_piped(command, cwd=cwd, env=env,
-                                                                   stdin=stdin)
+                    proc.child, proc.stdin, readers = _spawn_piped(
+                        command.argv, cwd=cwd, env=env, stdin=stdin, pass_fds=command.pass_fds)
                 task_status.started()
                 child = proc.child
                 try:

@@ -68,6 +68,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
@@ -359,18 +360,23 @@ async def run_mode(spec: str, mode: str, base_url: str, threads: int, turns: int
 # --- launch costs alone --------------------------------------------------------------
 
 
-def _launch(argv: list[str], env: dict[str, str], cwd: Path, runs: int) -> tuple[float, float, str | None]:
+def _launch(argv: Sequence[str], env: dict[str, str], cwd: Path, runs: int,
+            pass_fds: Sequence[int] = ()) -> tuple[float, float, str | None]:
     """(wall p50 ms, CPU ms per launch of the process and its reaped
-    children, the first failure) over ``runs`` launches."""
+    children, the first failure) over ``runs`` launches. ``pass_fds`` (the
+    sandbox's seccomp program) are rewound before each launch: bubblewrap
+    reads its program from the current offset."""
     walls = []
     reap_orphans(settle=0.2)
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     orphans = 0.0
     failure = None
     for _ in range(runs):
+        for fd in pass_fds:
+            os.lseek(fd, 0, os.SEEK_SET)
         t0 = time.perf_counter()
         done = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=30, check=False)
+                              stderr=subprocess.PIPE, timeout=30, check=False, pass_fds=pass_fds)
         walls.append((time.perf_counter() - t0) * 1000)
         orphans += reap_orphans(settle=0.2)
         if done.returncode != 0 and failure is None:
@@ -380,7 +386,7 @@ def _launch(argv: list[str], env: dict[str, str], cwd: Path, runs: int) -> tuple
     return median(walls), cpu, failure
 
 
-def _without(argv: list[str], *drop: str) -> list[str]:
+def _without(argv: Sequence[str], *drop: str) -> list[str]:
     out, i = [], 0
     while i < len(argv):
         if argv[i] == "--":
@@ -404,26 +410,28 @@ def micro(runs: int) -> list[list[str]]:
     bash_lc = ["/bin/bash", "-lc", COMMAND]
     rows = []
 
-    def row(name: str, argv: list[str]) -> None:
-        wall, cpu, failure = _launch(argv, env, ws, runs)
+    def row(name: str, argv: Sequence[str], pass_fds: Sequence[int] = ()) -> None:
+        wall, cpu, failure = _launch(argv, env, ws, runs, pass_fds)
         rows.append([name, fmt(wall, ".2f"), fmt(cpu, ".2f"), failure or ""])
 
     row("bash -c 'echo hi' (the original's command)", bash_c)
     row("bash -lc 'echo hi' (ours' command)", bash_lc)
     row("/bin/true", ["/bin/true"])
-    with sandboxed_argv(["/bin/true"], WorkspaceWrite(), ws, env) as wrapped_true:
-        row("ours bwrap (workspace-write) -- true", wrapped_true)
-        row("  without --unshare-net", _without(wrapped_true, "--unshare-net"))
-        row("  without --unshare-pid --proc", _without(wrapped_true, "--unshare-pid", "--proc"))
-        row("  without net, pid, proc", _without(wrapped_true, "--unshare-net", "--unshare-pid", "--proc"))
+    with sandboxed_argv(["/bin/true"], WorkspaceWrite(), ws, env) as (wrapped_true, fds):
+        row("ours bwrap (workspace-write) -- true", wrapped_true, fds)
+        row("  without --unshare-net", _without(wrapped_true, "--unshare-net"), fds)
+        row("  without --unshare-pid --proc", _without(wrapped_true, "--unshare-pid", "--proc"), fds)
+        row("  without net, pid, proc",
+            _without(wrapped_true, "--unshare-net", "--unshare-pid", "--proc"), fds)
         row("  with --as-pid-1 (no init; the original's choice)",
-            [wrapped_true[0], "--as-pid-1", *wrapped_true[1:]])
+            [wrapped_true[0], "--as-pid-1", *wrapped_true[1:]], fds)
         if ORIG_BWRAP.exists():
-            row("the original's bundled bwrap, same args -- true", [str(ORIG_BWRAP), *wrapped_true[1:]])
-    with sandboxed_argv(bash_lc, WorkspaceWrite(), ws, env) as wrapped:
-        row("ours bwrap (workspace-write) -- bash -lc 'echo hi'", wrapped)
-    with sandboxed_argv(bash_c, WorkspaceWrite(), ws, env) as wrapped:
-        row("ours bwrap (workspace-write) -- bash -c 'echo hi'", wrapped)
+            row("the original's bundled bwrap, same args -- true",
+                [str(ORIG_BWRAP), *wrapped_true[1:]], fds)
+    with sandboxed_argv(bash_lc, WorkspaceWrite(), ws, env) as (wrapped, fds):
+        row("ours bwrap (workspace-write) -- bash -lc 'echo hi'", wrapped, fds)
+    with sandboxed_argv(bash_c, WorkspaceWrite(), ws, env) as (wrapped, fds):
+        row("ours bwrap (workspace-write) -- bash -c 'echo hi'", wrapped, fds)
     return rows
 
 

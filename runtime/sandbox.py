@@ -10,16 +10,24 @@ command may touch:
   reach the network only when ``networkAccess`` is set.
 - ``workspaceWrite``: as ``readOnly``, plus writes under the *writable
   roots*: the cwd, every ``writableRoots`` entry, ``$TMPDIR`` and ``/tmp``
-  (each of the last two unless excluded). Under each root, ``.git`` (and the
-  gitdir a ``.git`` file points to), ``.agents`` and ``.codex`` stay
-  read-only, so a command cannot plant hooks or config that would run later
-  with more rights; a missing ``.codex`` in the cwd is blocked from being
-  created.
+  (each of the last two unless excluded). Under each root, the
+  :data:`PROTECTED_NAMES` (``.git`` and the gitdir a ``.git`` file points
+  to, ``.agents``, ``.codex``, ``.aws``) stay read-only, so a command cannot
+  plant hooks or config that would run later with more rights; one that is
+  missing appears as an empty read-only directory, so it cannot be created
+  either (as the 0.169.0 original does).
+
+Every sandboxed command also gets the original's seccomp filter
+(:mod:`.seccomp`: no sockets but ``AF_UNIX`` ones, and no ``connect`` even
+on those, no ``ptrace``, no ``io_uring``; with network access only
+``io_uring`` and ``AF_VSOCK`` are refused), which bubblewrap loads with
+``--seccomp FD`` after setting ``no_new_privs``.
 
 :func:`bwrap_argv` turns a policy into a bubblewrap command line with the
 original's mounts (``codex-rs/linux-sandbox/src/bwrap.rs``): the root
 read-only, a fresh ``/dev``, each writable root bound read-write, the
-carve-outs re-bound read-only on top, then new user, pid (and, with the
+carve-outs re-bound read-only on top (a missing one as an empty tmpfs,
+``--perms 555 --tmpfs P --remount-ro P``), then new user, pid (and, with the
 network off, net) namespaces, a fresh ``/proc``, ``--new-session`` and
 ``--die-with-parent``. Departures, each checked against bubblewrap 0.8:
 
@@ -27,23 +35,27 @@ network off, net) namespaces, a fresh ``/proc``, ``--new-session`` and
   by root otherwise keeps every capability in the sandbox, and the command
   can remount ``/`` read-write.
 - We ``--chdir`` to the cwd.
-- A carve-out that is a symlink has its target re-bound read-only. The
+- A carve-out that is a symlink has its target re-bound read-only (or, if
+  the target is missing, masked as an empty read-only directory). The
   original mounts ``/dev/null`` on the link, which bubblewrap refuses when
   the target is a directory (every command in that workspace would fail);
   the link itself stays replaceable.
+- The seccomp filter is loaded by bubblewrap itself (``--seccomp``), not by
+  a helper inside the sandbox as the original's ``codex-linux-sandbox``.
 
 Rules:
 
 - Never run unsandboxed silently. A policy that needs the sandbox on a host
-  where :func:`probe` finds bubblewrap unusable raises
-  :class:`SandboxUnavailable`, whose message says how to fix the host.
+  where :func:`probe` finds bubblewrap unusable, or the seccomp filter
+  cannot be built or loaded, raises :class:`SandboxUnavailable`, whose
+  message says how to fix the host.
 - ``--die-with-parent`` ties the sandbox to the *thread* that forked
   bubblewrap. Spawn it from the thread running trio (``trio.run_process``
   forks from a worker thread, which exits after 10 s idle and takes the
   sandbox down with it); :mod:`trio_codex.actors.process` does.
 - Mount points bubblewrap must create for missing carve-outs appear on the
-  host as empty files. :func:`sandboxed_argv` removes them once the last
-  sandbox of this process that uses them is gone.
+  host as empty directories. :func:`sandboxed_argv` removes them once the
+  last sandbox of this process that uses them is gone.
 """
 
 from __future__ import annotations
@@ -54,13 +66,15 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 
+from . import seccomp
 from .errors import RuntimeFailure
 from .protocol.v2.thread import (
     DangerFullAccess,
@@ -72,9 +86,11 @@ from .protocol.v2.thread import (
 
 __all__ = [
     "NETWORK_DISABLED_ENV_VAR",
+    "PROTECTED_NAMES",
     "SandboxError",
     "SandboxStatus",
     "SandboxUnavailable",
+    "SandboxedCommand",
     "ShellEnvironmentPolicy",
     "bwrap_argv",
     "create_env",
@@ -96,6 +112,15 @@ NETWORK_DISABLED_ENV_VAR = "CODEX_SANDBOX_NETWORK_DISABLED"
 
 #: How long :func:`probe` lets its trial sandbox run.
 PROBE_TIMEOUT = 10.0
+#: How long :func:`probe` trusts a failed probe before trying again: a
+#: failure can pass (no file descriptors left, a loaded host), a success is
+#: kept for the life of the process.
+PROBE_RETRY_INTERVAL = 5.0
+
+#: The names kept read-only under every writable root (the original's
+#: ``PROTECTED_METADATA_PATH_NAMES`` in ``codex-rs/protocol``, plus ``.aws``,
+#: which the 0.169.0 binary protects too).
+PROTECTED_NAMES = (".git", ".agents", ".codex", ".aws")
 
 
 class SandboxError(RuntimeFailure):
@@ -149,24 +174,14 @@ def writable_roots(policy: SandboxPolicy, cwd: str | os.PathLike[str],
     return list(dict.fromkeys(Path(os.path.realpath(root)) for root in roots))
 
 
-def read_only_subpaths(root: str | os.PathLike[str], cwd: str | os.PathLike[str]) -> list[Path]:
-    """The carve-outs that stay read-only under the writable ``root``:
-    ``.git`` (a directory, or a file pointing at a gitdir, which is protected
-    too), ``.agents`` when it is a directory, and ``.codex`` when it is a
-    directory or ``root`` is the cwd (so a command cannot create one)."""
+def read_only_subpaths(root: str | os.PathLike[str]) -> list[Path]:
+    """The carve-outs that stay read-only under the writable ``root``: the
+    gitdir a ``.git`` file points to, then each of :data:`PROTECTED_NAMES`,
+    whether it exists or not (a missing one must not be created)."""
     root = Path(root)
-    out: list[Path] = []
     git = root / ".git"
-    if git.is_file() and (gitdir := _gitdir(git)) is not None:
-        out.append(gitdir)
-    if git.is_file() or git.is_dir():
-        out.append(git)
-    if (root / ".agents").is_dir():
-        out.append(root / ".agents")
-    codex = root / ".codex"
-    if codex.is_dir() or os.path.realpath(root) == os.path.realpath(cwd):
-        out.append(codex)
-    return out
+    gitdir = _gitdir(git) if git.is_file() else None
+    return [*([gitdir] if gitdir is not None else []), *(root / name for name in PROTECTED_NAMES)]
 
 
 def is_path_writable(path: str | os.PathLike[str], policy: SandboxPolicy,
@@ -178,7 +193,7 @@ def is_path_writable(path: str | os.PathLike[str], policy: SandboxPolicy,
     target = Path(os.path.realpath(Path(cwd) / path))
     for root in writable_roots(policy, cwd, env):
         if target.is_relative_to(root):
-            return not any(target.is_relative_to(sub) for sub in read_only_subpaths(root, cwd))
+            return not any(target.is_relative_to(sub) for sub in read_only_subpaths(root))
     return False
 
 
@@ -199,22 +214,24 @@ def _gitdir(dot_git: Path) -> Path | None:
 
 def bwrap_argv(argv: Sequence[str], policy: SandboxPolicy, cwd: str | os.PathLike[str],
                env: Mapping[str, str], bwrap: str = "bwrap", *,
-               mount_proc: bool = True) -> list[str] | None:
+               mount_proc: bool = True, seccomp_fd: int | None = None) -> list[str] | None:
     """The bubblewrap command line that runs ``argv`` under ``policy``, or
     ``None`` when the policy asks for no sandbox (``dangerFullAccess``,
     ``externalSandbox``). ``env`` is the command's environment (its
     ``TMPDIR`` is a writable root). ``mount_proc=False`` skips the fresh
-    ``/proc`` on hosts that forbid it (see :func:`probe`).
+    ``/proc`` on hosts that forbid it (see :func:`probe`). ``seccomp_fd``
+    is a descriptor bubblewrap will read the seccomp program from (the
+    spawn must pass it on); :func:`sandboxed_argv` always gives one.
 
     Raises :class:`SandboxError` if a writable root does not exist
     (bubblewrap cannot bind it)."""
-    return _plan(argv, policy, cwd, env, bwrap, mount_proc)[0]
+    return _plan(argv, policy, cwd, env, bwrap, mount_proc, seccomp_fd)[0]
 
 
 def _plan(argv: Sequence[str], policy: SandboxPolicy, cwd: str | os.PathLike[str],
-          env: Mapping[str, str], bwrap: str,
-          mount_proc: bool) -> tuple[list[str] | None, list[Path]]:
-    # (the bwrap argv, the empty files bwrap will create as mount points)
+          env: Mapping[str, str], bwrap: str, mount_proc: bool,
+          seccomp_fd: int | None) -> tuple[list[str] | None, list[Path]]:
+    # (the bwrap argv, the directories bwrap will create as mount points)
     if not needs_sandbox(policy):
         return None, []
     roots = writable_roots(policy, cwd, env)
@@ -226,26 +243,26 @@ def _plan(argv: Sequence[str], policy: SandboxPolicy, cwd: str | os.PathLike[str
     # Parents before children, so a root never hides one nested in it.
     for root in sorted(roots, key=lambda p: len(p.parts)):
         args += ["--bind", str(root), str(root)]
-    placeholders = []
-    # Mount on real paths: bubblewrap follows a symlinked destination and
-    # cannot mount a file (/dev/null) on the directory behind it.
+    placeholders: list[Path] = []
+    # Mount on real paths: bubblewrap follows a symlinked destination.
     subpaths = sorted({Path(os.path.realpath(sub))
-                       for root in roots for sub in read_only_subpaths(root, cwd)})
+                       for root in roots for sub in read_only_subpaths(root)})
     for sub in subpaths:
-        # A placeholder another live sandbox of ours made is still "missing":
-        # binding it as a source would break when that sandbox removes it.
-        if sub in _placeholder_users or not sub.exists():
-            missing = sub if sub in _placeholder_users else _first_missing(sub)
-            if _under(missing, roots):
-                args += ["--ro-bind", "/dev/null", str(missing)]
-                placeholders.append(missing)
-        elif _under(sub, roots):
-            args += ["--ro-bind", str(sub), str(sub)]
+        missing = _first_missing(sub)
+        if missing is None:
+            if _under(sub, roots):
+                args += ["--ro-bind", str(sub), str(sub)]
+        elif _under(missing, roots) and missing not in placeholders:
+            # An empty read-only directory: git and friends see nothing odd.
+            args += ["--perms", "555", "--tmpfs", str(missing), "--remount-ro", str(missing)]
+            placeholders.append(missing)
     args += ["--unshare-user", "--unshare-pid", "--cap-drop", "ALL"]
     if not has_full_network_access(policy):
         args.append("--unshare-net")
     if mount_proc:
         args += ["--proc", "/proc"]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     args += ["--chdir", os.fspath(cwd), "--", *argv]
     return args, placeholders
 
@@ -254,53 +271,85 @@ def _under(path: Path, roots: Sequence[Path]) -> bool:
     return any(path.is_relative_to(root) for root in roots)
 
 
-def _first_missing(path: Path) -> Path:
+def _first_missing(path: Path) -> Path | None:
+    # The first component of `path` that does not exist, or None. A
+    # placeholder another live sandbox of ours made counts as missing:
+    # binding it as a source would break when that sandbox removes it.
     current = Path(path.anchor)
     for part in path.parts[1:]:
         current /= part
-        if not os.path.lexists(current):
+        if current in _placeholder_users or not os.path.lexists(current):
             return current
-    return path
+    return None
 
 
-# Empty files bwrap created as mount points, by the number of live sandboxes
-# of this process that mount on them.
+# Empty directories bwrap created as mount points, by the number of live
+# sandboxes of this process that mount on them.
 _placeholder_users: Counter[Path] = Counter()
+
+
+class SandboxedCommand(NamedTuple):
+    """What to spawn for a command: ``argv``, with the descriptors in
+    ``pass_fds`` left open in the child (bubblewrap reads its seccomp
+    program from one)."""
+
+    argv: tuple[str, ...]
+    pass_fds: tuple[int, ...] = ()
 
 
 @contextlib.contextmanager
 def sandboxed_argv(argv: Sequence[str], policy: SandboxPolicy, cwd: str | os.PathLike[str],
-                   env: Mapping[str, str], *, bwrap: str = "bwrap") -> Iterator[list[str]]:
-    """Yield the command line to spawn for ``argv`` under ``policy``: the
-    bubblewrap one (after :func:`probe` found it usable), or ``argv`` itself
-    when the policy needs no sandbox. Keep the block open until the process
-    has exited: on the way out it removes the empty mount points bubblewrap
-    left in the workspace (the blocked ``.codex``) unless another sandbox of
-    this process still mounts on them.
+                   env: Mapping[str, str], *, bwrap: str = "bwrap") -> Iterator[SandboxedCommand]:
+    """Yield what to spawn for ``argv`` under ``policy``: the bubblewrap
+    command line (after :func:`probe` found it usable) and the descriptor of
+    its seccomp program, or ``argv`` alone when the policy needs no sandbox.
+    Spawn it once, and keep the block open until the process has exited: on
+    the way out it closes the descriptor and removes the empty mount points
+    bubblewrap left in the writable roots (the missing carve-outs) unless
+    another sandbox of this process still mounts on them.
 
     Raises :class:`SandboxUnavailable` when the policy needs a sandbox this
     host cannot make, :class:`SandboxError` when a writable root is missing.
     """
     if not needs_sandbox(policy):
-        yield list(argv)
+        yield SandboxedCommand(tuple(argv))
         return
     status = probe(bwrap)
     if not status.available:
         raise SandboxUnavailable(status)
     assert status.bwrap is not None
-    wrapped, placeholders = _plan(argv, policy, cwd, env, status.bwrap, status.mount_proc)
-    assert wrapped is not None
-    _placeholder_users.update(placeholders)
     try:
-        yield wrapped
+        program = seccomp.bpf_program(has_full_network_access(policy))
+    except seccomp.SeccompUnavailable as exc:
+        raise SandboxUnavailable(SandboxStatus(available=False, bwrap=status.bwrap,
+                                               message=str(exc))) from None
+    with _program_fd(program) as fd:
+        wrapped, placeholders = _plan(argv, policy, cwd, env, status.bwrap, status.mount_proc, fd)
+        assert wrapped is not None
+        _placeholder_users.update(placeholders)
+        try:
+            yield SandboxedCommand(tuple(wrapped), (fd,))
+        finally:
+            _placeholder_users.subtract(placeholders)
+            for path in placeholders:
+                if _placeholder_users[path] <= 0:
+                    del _placeholder_users[path]
+                    with contextlib.suppress(OSError):  # gone, replaced or filled: leave it
+                        path.rmdir()
+
+
+@contextlib.contextmanager
+def _program_fd(program: bytes) -> Iterator[int]:
+    # A memfd holding `program` at offset 0, for bwrap's --seccomp (it reads
+    # to the end, then closes its copy; the command never sees it).
+    fd = os.memfd_create("codex-seccomp")
+    try:
+        with open(fd, "wb", closefd=False) as out:
+            out.write(program)
+        os.lseek(fd, 0, os.SEEK_SET)
+        yield fd
     finally:
-        _placeholder_users.subtract(placeholders)
-        for path in placeholders:
-            if _placeholder_users[path] <= 0:
-                del _placeholder_users[path]
-                with contextlib.suppress(OSError):
-                    if path.is_file() and not path.is_symlink() and path.stat().st_size == 0:
-                        path.unlink()
+        os.close(fd)
 
 
 class SandboxStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -316,7 +365,8 @@ class SandboxStatus(msgspec.Struct, frozen=True, kw_only=True):
     message: str = ""
 
 
-_probed: dict[str, SandboxStatus] = {}
+# Per resolved executable: what the last probe found, and when.
+_probed: dict[str, tuple[SandboxStatus, float]] = {}
 
 _INSTALL_HINT = (
     "Install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; Fedora: "
@@ -334,9 +384,11 @@ _USERNS_HINT = (
 
 def probe(bwrap: str = "bwrap") -> SandboxStatus:
     """Find ``bwrap`` (on ``$PATH`` unless it is a path) and check that it can
-    build this module's sandbox here, by running ``true`` in one with the
-    network off. The answer is cached per resolved executable; the first
-    probe blocks its caller for the few milliseconds a sandbox takes."""
+    build this module's sandbox here, seccomp filter included, by running
+    ``true`` in one with the network off. A success is cached per resolved
+    executable for the life of the process, a failure for
+    :data:`PROBE_RETRY_INTERVAL` seconds; a probe blocks its caller for the
+    few milliseconds a sandbox takes."""
     if sys.platform != "linux":
         return SandboxStatus(available=False, bwrap=None,
                              message="the bubblewrap sandbox is Linux-only; choose the "
@@ -347,33 +399,53 @@ def probe(bwrap: str = "bwrap") -> SandboxStatus:
                              message=f"bubblewrap (`{bwrap}`) was not found on PATH, and the "
                                      f"sandbox policy needs it. {_INSTALL_HINT}")
     path = os.path.realpath(path)
-    if path not in _probed:
-        _probed[path] = _run_probe(path)
-    return _probed[path]
+    cached = _probed.get(path)
+    now = time.monotonic()
+    if cached is None or (not cached[0].available and now - cached[1] >= PROBE_RETRY_INTERVAL):
+        cached = _probed[path] = (_run_probe(path), now)
+    return cached[0]
 
 
 def _run_probe(bwrap: str) -> SandboxStatus:
+    try:
+        program = seccomp.bpf_program(network=False)
+        seccomp.bpf_program(network=True)
+    except seccomp.SeccompUnavailable as exc:
+        return SandboxStatus(available=False, bwrap=bwrap, message=str(exc))
     true = shutil.which("true") or "/bin/true"
     base = [bwrap, "--new-session", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
             "--unshare-user", "--unshare-pid", "--cap-drop", "ALL", "--unshare-net"]
-    error = _trial(base + ["--proc", "/proc", "--", true])
+    try:
+        error = _trial(base + ["--proc", "/proc"], program, true)
+        # Restricted containers may refuse a fresh /proc but allow the namespaces.
+        if error is not None and "Can't mount proc" in error and _trial(base, program, true) is None:
+            return SandboxStatus(available=True, bwrap=bwrap, mount_proc=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:  # out of descriptors, a stuck host
+        return SandboxStatus(available=False, bwrap=bwrap,
+                             message=f"bubblewrap ({bwrap}) could not be run to check the "
+                                     f"sandbox: {exc}. This is tried again in "
+                                     f"{PROBE_RETRY_INTERVAL:g} s.")
     if error is None:
         return SandboxStatus(available=True, bwrap=bwrap)
-    # Restricted containers may refuse a fresh /proc but allow the namespaces.
-    if "Can't mount proc" in error and _trial(base + ["--", true]) is None:
-        return SandboxStatus(available=True, bwrap=bwrap, mount_proc=False)
+    if "seccomp" in error.lower():
+        return SandboxStatus(available=False, bwrap=bwrap,
+                             message=f"bubblewrap ({bwrap}) cannot load the sandbox's seccomp "
+                                     f"filter on this host: {error}. Use a kernel built with "
+                                     "CONFIG_SECCOMP_FILTER and bubblewrap 0.3 or later, or "
+                                     "choose the danger-full-access sandbox mode to run "
+                                     "commands without a sandbox.")
     return SandboxStatus(available=False, bwrap=bwrap,
                          message=f"bubblewrap ({bwrap}) cannot create the sandbox's namespaces "
                                  f"on this host: {error}. {_USERNS_HINT}")
 
 
-def _trial(argv: list[str]) -> str | None:
-    # None if it ran, else what went wrong.
-    try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+def _trial(argv: list[str], program: bytes, true: str) -> str | None:
+    # Run `true` in the sandbox argv describes, under the seccomp program:
+    # None if it ran, else bubblewrap's complaint.
+    with _program_fd(program) as fd:
+        done = subprocess.run([*argv, "--seccomp", str(fd), "--", true],
+                              stdin=subprocess.DEVNULL, capture_output=True, pass_fds=(fd,),
                               timeout=PROBE_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
     if done.returncode == 0:
         return None
     stderr = done.stderr.decode(errors="replace").strip()
@@ -487,7 +559,8 @@ def run_sandboxed_cli(argv: Sequence[str], full_auto: bool) -> int:
     env = sandbox_env(create_env(os.environ), policy)
     try:
         with sandboxed_argv(argv, policy, cwd, env) as command:
-            returncode = subprocess.run(command, cwd=cwd, env=env, check=False).returncode
+            returncode = subprocess.run(command.argv, cwd=cwd, env=env, pass_fds=command.pass_fds,
+                                        check=False).returncode
     except SandboxError as exc:
         print(f"trio-codex sandbox linux: {exc}", file=sys.stderr)
         return 1

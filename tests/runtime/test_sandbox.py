@@ -7,12 +7,17 @@ where it is unusable; CI installs it.
 
 from __future__ import annotations
 
+import math
 import os
+import resource
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
+import trio
 
+from trio_codex.actors.process import run_command
 from trio_codex.runtime import sandbox
 from trio_codex.runtime.protocol.v2.thread import (
     DangerFullAccess,
@@ -66,19 +71,11 @@ def test_tmp_and_tmpdir_can_be_excluded_and_roots_are_resolved_once(tmp_path: Pa
     assert writable_roots(policy, tmp_path / "link", {"TMPDIR": "/somewhere"}) == [tmp_path / "real"]
 
 
-def test_git_dir_agents_and_cwd_codex_stay_read_only(tmp_path: Path) -> None:
+def test_git_agents_codex_and_aws_stay_read_only_whether_they_exist_or_not(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     (tmp_path / ".agents").mkdir()
-    assert read_only_subpaths(tmp_path, tmp_path) == [
-        tmp_path / ".git", tmp_path / ".agents", tmp_path / ".codex"]
-
-
-def test_codex_is_protected_only_where_it_exists_outside_the_cwd(tmp_path: Path) -> None:
-    other = tmp_path / "other"
-    other.mkdir()
-    assert read_only_subpaths(other, tmp_path) == []
-    (other / ".codex").mkdir()
-    assert read_only_subpaths(other, tmp_path) == [other / ".codex"]
+    assert read_only_subpaths(tmp_path) == [
+        tmp_path / ".git", tmp_path / ".agents", tmp_path / ".codex", tmp_path / ".aws"]
 
 
 def test_a_git_file_protects_the_gitdir_it_points_to(tmp_path: Path) -> None:
@@ -87,7 +84,7 @@ def test_a_git_file_protects_the_gitdir_it_points_to(tmp_path: Path) -> None:
     worktree = tmp_path / "wt"
     worktree.mkdir()
     (worktree / ".git").write_text("gitdir: ../main/.git/worktrees/wt\n")
-    subpaths = read_only_subpaths(worktree, tmp_path)
+    subpaths = read_only_subpaths(worktree)
     assert worktree / ".git" in subpaths
     assert [p.resolve() for p in subpaths if p.name == "wt"] == [gitdir]
 
@@ -98,6 +95,7 @@ def test_is_path_writable_follows_roots_and_carve_outs(tmp_path: Path) -> None:
     assert sandbox.is_path_writable("a.txt", ISOLATED, tmp_path, env)
     assert not sandbox.is_path_writable(".git/config", ISOLATED, tmp_path, env)
     assert not sandbox.is_path_writable(".codex/config.toml", ISOLATED, tmp_path, env)
+    assert not sandbox.is_path_writable(".agents/x", ISOLATED, tmp_path, env)
     assert not sandbox.is_path_writable(tmp_path.parent / "x", ISOLATED, tmp_path, env)
     assert not sandbox.is_path_writable("a.txt", ReadOnly(), tmp_path, env)
     assert sandbox.is_path_writable("/etc/passwd", DangerFullAccess(), tmp_path, env)
@@ -127,19 +125,28 @@ def test_network_on_keeps_the_host_network_and_no_proc_skips_proc(tmp_path: Path
 
 
 def test_workspace_write_binds_roots_then_carve_outs(tmp_path: Path) -> None:
-    (tmp_path / ".git").mkdir()
-    argv = bwrap_argv(["true"], WorkspaceWrite(exclude_tmpdir_env_var=True), tmp_path, {})
+    ws = tmp_path / "ws"
+    (ws / ".git").mkdir(parents=True)
+    policy = WorkspaceWrite(writable_roots=[str(tmp_path)], exclude_slash_tmp=True,
+                            exclude_tmpdir_env_var=True)
+    argv = bwrap_argv(["true"], policy, ws, {})
     assert argv is not None
-    root = str(tmp_path)
+    parent, root = str(tmp_path), str(ws)
     binds = [(argv[i], argv[i + 1], argv[i + 2]) for i, a in enumerate(argv)
              if a in ("--bind", "--ro-bind")]
     assert binds == [
         ("--ro-bind", "/", "/"),
-        ("--bind", "/tmp", "/tmp"),  # the parent first, so it cannot hide the cwd
+        ("--bind", parent, parent),  # the parent first, so it cannot hide the cwd
         ("--bind", root, root),
-        ("--ro-bind", "/dev/null", f"{root}/.codex"),  # missing: blocked from being created
         ("--ro-bind", f"{root}/.git", f"{root}/.git"),
     ]
+    # Missing carve-outs, in every root: empty read-only directories.
+    masks = [argv[i + 3] for i, a in enumerate(argv) if a == "--perms"]
+    assert masks == [f"{parent}/{name}" for name in (".agents", ".aws", ".codex", ".git")] + [
+        f"{root}/{name}" for name in (".agents", ".aws", ".codex")]
+    i = argv.index(f"{root}/.codex")
+    assert argv[i - 3: i + 3] == ["--perms", "555", "--tmpfs", f"{root}/.codex",
+                                  "--remount-ro", f"{root}/.codex"]
     assert argv.index("--dev") < argv.index("--bind")
     assert argv[-4:] == ["--chdir", root, "--", "true"]
 
@@ -173,13 +180,39 @@ def test_probe_without_bwrap_on_path_says_how_to_install_it(tmp_path: Path,
     assert not sandbox.probe("/nonexistent/bwrap").available
 
 
-def test_probe_reports_a_bwrap_that_cannot_make_namespaces(tmp_path: Path) -> None:
+def test_probe_reports_a_bwrap_that_cannot_make_namespaces(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "PROBE_RETRY_INTERVAL", math.inf)
     bwrap = fake_bwrap(tmp_path, "echo 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
     status = sandbox.probe(bwrap)
     assert not status.available and status.bwrap == bwrap
     assert "No permissions to creating new namespace" in status.message
     assert "unprivileged_userns_clone" in status.message
-    assert sandbox.probe(bwrap) is status  # cached
+    assert sandbox.probe(bwrap) is status  # cached for the retry interval
+
+
+@needs_bwrap
+def test_a_probe_that_failed_for_want_of_descriptors_is_retried(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 12: after the process ran out of file descriptors once, every
+    # sandboxed command kept failing. Now only a success is kept.
+    monkeypatch.setattr(sandbox, "_probed", {})
+    monkeypatch.setattr(sandbox, "PROBE_RETRY_INTERVAL", 0.0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))  # no descriptor above stdio
+    try:
+        failed = sandbox.probe()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not failed.available and "Too many open files" in failed.message
+    assert "tried again" in failed.message
+    status = sandbox.probe()
+    assert status.available
+    resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))
+    try:
+        assert sandbox.probe() is status  # a success is not probed again
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_probe_falls_back_to_no_proc_where_proc_cannot_be_mounted(tmp_path: Path) -> None:
@@ -196,8 +229,8 @@ def test_sandboxed_argv_refuses_to_run_unsandboxed(tmp_path: Path,
         with sandbox.sandboxed_argv(["true"], ReadOnly(), tmp_path, {}):
             pass
     assert not caught.value.status.available
-    with sandbox.sandboxed_argv(["true"], DangerFullAccess(), tmp_path, {}) as argv:
-        assert argv == ["true"]
+    with sandbox.sandboxed_argv(["true"], DangerFullAccess(), tmp_path, {}) as command:
+        assert command == sandbox.SandboxedCommand(("true",), ())
 
 
 @needs_bwrap
@@ -205,9 +238,53 @@ def test_the_blocked_codex_placeholder_goes_with_the_last_sandbox(tmp_path: Path
     placeholder = tmp_path / ".codex"
     with sandbox.sandboxed_argv(["true"], ISOLATED, tmp_path, {}):
         with sandbox.sandboxed_argv(["true"], ISOLATED, tmp_path, {}):
-            placeholder.write_bytes(b"")  # what bubblewrap leaves as the mount point
-        assert placeholder.exists()
+            placeholder.mkdir()  # what bubblewrap leaves as the mount point
+        assert placeholder.is_dir()
     assert not placeholder.exists()
+
+
+@needs_bwrap
+async def test_missing_carve_outs_are_empty_read_only_folders_and_git_works(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True, timeout=30)
+    (repo / "tracked").write_text("a\n")
+    subprocess.run([*git, "add", "tracked"], check=True, timeout=30)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True, timeout=30)
+    (repo / "tracked").write_text("b\n")
+    (repo / "untracked").write_text("new\n")
+    script = ("stat -c '%n %F %a' .agents .aws .codex; find .agents .aws .codex -mindepth 1 | wc -l; "
+              "touch .codex/config.toml 2>&1; mkdir .agents/x 2>&1; "
+              "git ls-files --others; git diff --stat; git status --porcelain")
+    with trio.fail_after(30):
+        out = await run_command(["sh", "-c", script], cwd=repo, sandbox_policy=ISOLATED)
+    assert out.exit_code == 0, out.stderr
+    lines = out.stdout.decode().splitlines()
+    assert lines[:3] == [".agents directory 555", ".aws directory 555", ".codex directory 555"]
+    assert lines[3] == "0"  # empty
+    assert "Read-only file system" in lines[4] and "Read-only file system" in lines[5]
+    assert lines[6:] == ["untracked", " tracked | 2 +-", " 1 file changed, 1 insertion(+), 1 deletion(-)",
+                          " M tracked", "?? untracked"]
+    assert sorted(os.listdir(repo)) == [".git", "tracked", "untracked"]  # the host tree is clean
+
+
+@needs_bwrap
+async def test_a_missing_git_cannot_be_created_in_a_writable_root(tmp_path: Path) -> None:
+    # As the original: `git init` in a writable root without .git is refused.
+    with trio.fail_after(30):
+        out = await run_command(["git", "init", "-q"], cwd=tmp_path, sandbox_policy=ISOLATED)
+    assert out.exit_code != 0 and b"Read-only file system" in out.stderr
+    assert os.listdir(tmp_path) == []
+
+
+@needs_bwrap
+def test_a_placeholder_someone_filled_is_left_alone(tmp_path: Path) -> None:
+    placeholder = tmp_path / ".agents"
+    with sandbox.sandboxed_argv(["true"], ISOLATED, tmp_path, {}):
+        placeholder.mkdir()
+        (placeholder / "skill.md").write_text("mine")
+    assert (placeholder / "skill.md").read_text() == "mine"
 
 
 # --- denial heuristic ----------------------------------------------------------------------
@@ -268,7 +345,7 @@ def test_sandbox_cli_read_only_and_full_auto(tmp_path: Path, monkeypatch: pytest
     assert sandbox.run_sandboxed_cli(["sh", "-c", "echo x > f; exit 7"], full_auto=True) == 7
     assert (tmp_path / "f").read_text() == "x\n"
     assert sandbox.run_sandboxed_cli(["sh", "-c", "kill -9 $$"], full_auto=True) == 137
-    assert not (tmp_path / ".codex").exists()
+    assert sorted(os.listdir(tmp_path)) == ["f"]  # no mount point left behind
 
 
 def test_sandbox_cli_without_a_sandbox_explains_and_fails(tmp_path: Path,
@@ -293,14 +370,17 @@ def test_a_placeholder_of_a_live_sandbox_is_not_bound_as_a_source_by_the_next(tm
     ws.mkdir()
     policy = WorkspaceWrite()
     codex = Path(os.path.realpath(ws)) / ".codex"
-    first, placeholders = _plan(["true"], policy, ws, {}, "bwrap", True)
-    assert placeholders == [codex]
+    first, placeholders = _plan(["true"], policy, ws, {}, "bwrap", True, None)
+    assert codex in placeholders
     _placeholder_users.update(placeholders)
     try:
-        codex.touch()  # what bwrap leaves behind while the first sandbox lives
-        second, again = _plan(["true"], policy, ws, {}, "bwrap", True)
+        codex.mkdir()  # what bwrap leaves behind while the first sandbox lives
+        second, again = _plan(["true"], policy, ws, {}, "bwrap", True, None)
     finally:
         _placeholder_users.subtract(placeholders)
-        del _placeholder_users[codex]
-    assert again == [codex]
-    assert ["--ro-bind", "/dev/null", str(codex)] == second[second.index(str(codex)) - 2: second.index(str(codex)) + 1]
+        for path in placeholders:
+            del _placeholder_users[path]
+    assert again == placeholders
+    assert second is not None
+    i = second.index(str(codex))
+    assert second[i - 1: i + 1] == ["--tmpfs", str(codex)]
