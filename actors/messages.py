@@ -93,6 +93,8 @@ class ThreadConfig(msgspec.Struct, frozen=True):
     #: How its rollout records turn items (rollout.py): ``paginated`` for a
     #: new thread, as 0.169; a resumed one keeps what its file says.
     history_mode: str = "paginated"
+    #: config.toml ``notify``: run after each completed turn.
+    notify: tuple[str, ...] = ()
 
 
 
