@@ -11,14 +11,13 @@ import os
 import pty
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from harness import ORIGINAL_BIN, OURS, TIMEOUT, server_env
+from harness import ORIGINAL_BIN, OURS, TIMEOUT, run_exec, server_env
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,17 +28,6 @@ UNSANDBOXED = ("-s", "danger-full-access")
 SHELL_ECHO = '[[call=shell_command {"command":"echo hi"}]]'
 ADD_FILE = '[[custom=apply_patch "*** Begin Patch\\n*** Add File: made.txt\\n+hello\\n*** End Patch"]]'
 FAILING = '[[status=400 message="no such model"]] hi'
-
-
-async def run_exec(home: Path, *args: str, stdin: bytes | int | None = b"", cwd: Path | None = None,
-                   program: Sequence[str] = OURS, env: dict[str, str] | None = None,
-                   ) -> subprocess.CompletedProcess[bytes]:
-    """``exec ARGS`` with this CODEX_HOME; ``stdin`` bytes arrive through a
-    pipe (so stdin is no terminal), an int is a file descriptor."""
-    argv = [*program, "exec", *args]
-    with trio.fail_after(TIMEOUT):
-        return await trio.run_process(argv, env=env or server_env(home), cwd=cwd or home.parent,
-                                      stdin=stdin, capture_stdout=True, capture_stderr=True, check=False)
 
 
 def events(done: subprocess.CompletedProcess[bytes]) -> list[dict[str, Any]]:
