@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command in ("exec", "e"):
         from .exec import main as exec_main
 
-        raise SystemExit(exec_main(args, extra))
+        exec_main(args, extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:

@@ -9,6 +9,13 @@ turn's notifications go to the JSONL (``exec_events``) or human
 (``exec_human``) view until ``turn/completed``. Exit status: 0 when the
 turn completed, 1 otherwise (a failed turn, a refused request).
 
+A caller that starts exec once per turn (``@openai/codex-sdk``) pays the
+server's start each time, most of it importing the openai SDK. When an
+app-server daemon of the same CODEX_HOME listens on the control socket
+(``trio-codex app-server --listen unix://``), exec is its client instead,
+over that socket, and imports none of the server (``--no-daemon``: always
+in-process). See README, "exec".
+
 Waits: each request's answer is bounded by :data:`REQUEST_TIMEOUT`; the
 turn itself by the server's own bounds (model stream idle timeouts, tool
 timeouts) and by Ctrl-C.
@@ -18,20 +25,18 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import logging
 import os
 import re
 import sys
 from collections import deque
 from functools import partial
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import msgspec
 import trio
 
-from ..transports.listen import ListenUrl
-from ..transports.memory import MemoryFrameStream, memory_frame_pair
-from .app import serve
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, load_settings, parse_override
 from .exec_cli import (
     FULL_AUTO_WARNING,
     ExecError,
@@ -45,6 +50,7 @@ from .exec_cli import (
 from .exec_events import JsonlEvents
 from .exec_human import VERSION, HumanOutput, isatty, sandbox_summary, supports_color, write_last_message
 from .log import setup_logging
+from .stream import FrameStream
 
 #: Bound on the answer to each request exec makes.
 REQUEST_TIMEOUT = 60.0
@@ -56,9 +62,9 @@ CLIENT_NAME = "codex_exec"
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
-def main(top: argparse.Namespace, argv: list[str]) -> int:
+def main(top: argparse.Namespace, argv: list[str]) -> NoReturn:
     """``trio-codex [TOP FLAGS] exec ARGV``: checks in the original's order
-    (prompt, output schema, git repository), then the turn."""
+    (prompt, output schema, git repository), then the turn; exits."""
     options = parse_exec_args(argv, top)
     setup_logging()
     try:
@@ -68,16 +74,25 @@ def main(top: argparse.Namespace, argv: list[str]) -> int:
         schema = load_output_schema(options.output_schema)
         check_git_repo(options, cwd)
         settings = load_settings(overrides=options.config, profile=options.profile)
-        return trio.run(run_exec, settings, options, prompt, schema, cwd)
+        status = trio.run(run_exec, settings, options, prompt, schema, cwd)
     except RequestFailed as exc:
         _stderr_line(f"Error: {exc}")
+        status = 1
     except ConfigError as exc:
         _stderr_line(f"Error loading config.toml: {exc}")
+        status = 1
     except ExecError as exc:
         _stderr_line(str(exc))
+        status = 1
     except KeyboardInterrupt:
-        return 130
-    return 1
+        status = 130
+    # Nothing is left to do: the server has shut down (rollouts written, a
+    # notifier detached). Skip the interpreter's teardown of the module
+    # graph (the openai SDK's pydantic models), a tenth of a second or more.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(status)
 
 
 class RequestFailed(ExecError):
@@ -91,7 +106,7 @@ class _Client:
     """Exec's side of the memory connection: requests, and the messages
     that arrive meanwhile, kept in order for :meth:`next_message`."""
 
-    def __init__(self, stream: MemoryFrameStream) -> None:
+    def __init__(self, stream: FrameStream) -> None:
         self.stream = stream
         self.ids = itertools.count(1)
         self.pending: deque[dict[str, Any]] = deque()
@@ -124,24 +139,65 @@ class _Client:
 
 async def run_exec(settings: Settings, options: ExecOptions, prompt: str, schema: Any, cwd: str, *,
                    out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Run one turn; returns the exit status."""
-    server_end, client_end = memory_frame_pair()
-    client = _Client(client_end)
+    """Run one turn, through a daemon on the control socket when one
+    listens there (see :func:`_daemon`), else in-process; returns the exit
+    status."""
     view = _view(options, out, err)
     failure: ExecError | None = None
     status = 1
+    daemon = await _daemon(settings, options)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(serve, settings, ListenUrl("stdio"), stream=server_end))
+        if daemon is not None:
+            stream: FrameStream = daemon
+            flags = _session_flags(options.config)
+        else:
+            # Imported here: a run through the daemon needs none of it.
+            from ..transports.listen import ListenUrl
+            from ..transports.memory import memory_frame_pair
+            from .app import serve
+
+            server_end, stream = memory_frame_pair()
+            nursery.start_soon(partial(serve, settings, ListenUrl("stdio"), stream=server_end))
+            flags = {}
         try:
-            status = await _drive(client, nursery, settings, options, view, prompt, schema, cwd, out)
+            status = await _drive(_Client(stream), nursery, settings, options, view, prompt, schema, cwd, out,
+                                  flags)
         except ExecError as exc:
             failure = exc  # raised bare below, not in the nursery's exception group
         finally:
-            # The server ends with its only connection.
-            await client_end.aclose()
+            # An in-process server ends with its only connection.
+            await stream.aclose()
     if failure is not None:
         raise failure
     return status
+
+
+async def _daemon(settings: Settings, options: ExecOptions) -> FrameStream | None:
+    """A connection to the app-server daemon of this CODEX_HOME, if one is
+    listening on the control socket (``app-server --listen unix://``), as
+    the original's clients use its daemon; None without one, with
+    ``--no-daemon`` or ``--profile`` (a profile cannot be passed to it)."""
+    if options.no_daemon or options.profile:
+        return None
+    path = settings.codex_home / "app-server-control" / "app-server-control.sock"
+    if not path.exists():
+        return None
+    from ..transports.ws_client import connect_unix
+
+    try:
+        return await connect_unix(path)
+    except OSError:
+        return None
+
+
+def _session_flags(overrides: tuple[str, ...]) -> dict[str, Any]:
+    """``-c`` overrides as ``thread/start.config`` flags, for a daemon that
+    read its config files without them."""
+    flags = {}
+    for text in overrides:
+        path, value = parse_override(text)
+        flags[".".join(path)] = value
+    return flags
 
 
 def _view(options: ExecOptions, out: TextIO, err: TextIO) -> JsonlEvents | HumanOutput:
@@ -152,7 +208,8 @@ def _view(options: ExecOptions, out: TextIO, err: TextIO) -> JsonlEvents | Human
 
 
 async def _drive(client: _Client, nursery: trio.Nursery, settings: Settings, options: ExecOptions,
-                 view: JsonlEvents | HumanOutput, prompt: str, schema: Any, cwd: str, out: TextIO) -> int:
+                 view: JsonlEvents | HumanOutput, prompt: str, schema: Any, cwd: str, out: TextIO,
+                 flags: dict[str, Any]) -> int:
     def emit(events: list[dict[str, Any]]) -> None:
         for event in events:
             out.write(msgspec.json.encode(event).decode() + "\n")
@@ -160,7 +217,7 @@ async def _drive(client: _Client, nursery: trio.Nursery, settings: Settings, opt
 
     await client.request("initialize", {"clientInfo": {"name": CLIENT_NAME, "version": VERSION}})
     await client.send({"method": "initialized"})
-    started = await _open_thread(client, settings, options, cwd)
+    started = await _open_thread(client, settings, options, cwd, flags)
     thread_id = started["thread"]["id"]
     if isinstance(view, JsonlEvents):
         emit(view.thread_started(thread_id))
@@ -217,7 +274,8 @@ async def _show_progress(view: HumanOutput, scope: trio.CancelScope) -> None:
             view.progress(trio.current_time() - start)
 
 
-async def _open_thread(client: _Client, settings: Settings, options: ExecOptions, cwd: str) -> Any:
+async def _open_thread(client: _Client, settings: Settings, options: ExecOptions, cwd: str,
+                       flags: dict[str, Any]) -> Any:
     """``thread/resume`` of the session asked for, or ``thread/start``
     (also when ``resume --last`` or a name finds none, as the original)."""
     params: dict[str, Any] = {"cwd": cwd, "approvalPolicy": "never"}
@@ -228,7 +286,9 @@ async def _open_thread(client: _Client, settings: Settings, options: ExecOptions
     if options.add_dirs:
         roots = [*settings.sandbox_workspace_write.writable_roots,
                  *(os.path.join(cwd, d) for d in options.add_dirs)]
-        params["config"] = {"sandbox_workspace_write.writable_roots": roots}
+        flags = {**flags, "sandbox_workspace_write.writable_roots": roots}
+    if flags:
+        params["config"] = flags
     if options.resume:
         thread_id = await _find_session(client, options, cwd)
         if thread_id is not None:

@@ -63,6 +63,7 @@ class ExecOptions:
     ephemeral: bool = False
     skip_git_repo_check: bool = False
     thread_source: str | None = None
+    no_daemon: bool = False
 
     def sandbox_mode(self) -> str | None:
         """The sandbox mode the flags ask for (None: the config's)."""
@@ -116,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", "--experimental-json", dest="json", action="store_true",
                    help="print events to stdout as JSONL")
     p.add_argument("-o", "--output-last-message", metavar="FILE", help="write the agent's last message here")
+    p.add_argument("--no-daemon", action="store_true",
+                   help="run in-process even when an app-server daemon listens on the control socket")
     p.add_argument("--last", action="store_true", help="resume: the most recent session")
     p.add_argument("--all", action="store_true", help="resume --last: any working directory")
     return p
@@ -152,7 +155,7 @@ def parse_exec_args(argv: Sequence[str], top: argparse.Namespace | None = None) 
         add_dirs=tuple(ns.add_dir), profile=ns.profile or getattr(top, "profile", None),
         config=(*getattr(top, "config", ()), *features, *ns.config), color=ns.color, json=ns.json,
         last_message_file=ns.output_last_message, output_schema=ns.output_schema, ephemeral=ns.ephemeral,
-        skip_git_repo_check=ns.skip_git_repo_check, thread_source=ns.thread_source,
+        skip_git_repo_check=ns.skip_git_repo_check, thread_source=ns.thread_source, no_daemon=ns.no_daemon,
     )
 
 

@@ -291,3 +291,30 @@ async def test_the_typescript_sdk_runs_threads_on_trio_codex_unchanged(codex_hom
     assert "no such model" in seen["failure"]
     schemas = [r.body["text"]["format"]["name"] for r in scripted.requests if r.body and "text" in r.body]
     assert schemas == ["codex_output_schema"]
+
+
+# --- a daemon on the control socket ------------------------------------------------------------
+
+
+async def test_exec_uses_an_app_server_daemon_on_the_control_socket(codex_home: Path, scripted: ScriptedResponses,
+                                                                   nursery: trio.Nursery) -> None:
+    socket = codex_home / "app-server-control" / "app-server-control.sock"
+    # The daemon alone runs with -c model=daemon-model: the model tells who served the turn.
+    daemon = await nursery.start(lambda task_status: trio.run_process(
+        [*OURS, "-c", "model=daemon-model", "app-server", "--listen", "unix://"], env=server_env(codex_home),
+        stderr=subprocess.DEVNULL, check=False, task_status=task_status))
+    with trio.fail_after(TIMEOUT):
+        while not socket.exists():
+            await trio.sleep(0.02)
+    try:
+        done = await run_exec(codex_home, "--json", "--skip-git-repo-check", "-c", "model_reasoning_effort=low",
+                              "[[deltas=2]] through the daemon")
+        assert done.returncode == 0 and events(done)[-2]["item"]["text"] == "through the daemon"
+        body = [r.body for r in scripted.requests if r.body][-1]
+        assert (body["model"], body["reasoning"]["effort"]) == ("daemon-model", "low")
+        again = await run_exec(codex_home, "--json", "--skip-git-repo-check", "resume", "--last", "next")
+        assert events(again)[0]["thread_id"] == events(done)[0]["thread_id"]
+        await run_exec(codex_home, "--json", "--skip-git-repo-check", "--no-daemon", "in-process")
+        assert [r.body for r in scripted.requests if r.body][-1]["model"] == "mock-model"
+    finally:
+        daemon.terminate()
