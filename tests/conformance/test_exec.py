@@ -86,7 +86,7 @@ async def test_exec_prints_a_command_and_its_output(codex_home: Path) -> None:
     done = await run_exec(codex_home, "--skip-git-repo-check", *UNSANDBOXED, SHELL_ECHO)
     err = done.stderr.decode()
     assert done.returncode == 0
-    assert f"\nexec\n" in err and f"echo hi' in {codex_home.parent}\n succeeded in " in err
+    assert "\nexec\n" in err and f"echo hi' in {codex_home.parent}\n succeeded in " in err
     assert "ms:\nhi\n\ncodex\ntool output: " in err
 
 
