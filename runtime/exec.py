@@ -67,6 +67,8 @@ def main(top: argparse.Namespace, argv: list[str]) -> NoReturn:
     (prompt, output schema, git repository), then the turn; exits."""
     options = parse_exec_args(argv, top)
     setup_logging()
+    if options.full_auto:
+        _stderr_line(FULL_AUTO_WARNING)
     try:
         cwd = os.path.abspath(options.cd or os.curdir)
         prompt = resolve_prompt(options, stdin_is_tty=sys.stdin is not None and isatty(sys.stdin),
@@ -221,11 +223,7 @@ async def _drive(client: _Client, nursery: trio.Nursery, settings: Settings, opt
     thread_id = started["thread"]["id"]
     if isinstance(view, JsonlEvents):
         emit(view.thread_started(thread_id))
-        if options.full_auto:
-            emit(view.warning(FULL_AUTO_WARNING.removeprefix("warning: ")))
     else:
-        if options.full_auto:
-            view.warning(FULL_AUTO_WARNING.removeprefix("warning: "))
         view.header(entries=_summary(started, settings, thread_id), prompt=prompt)
     inputs: list[dict[str, Any]] = [{"type": "text", "text": prompt, "text_elements": []}]
     inputs += [{"type": "localImage", "path": os.path.join(cwd, image)} for image in options.images]

@@ -121,9 +121,6 @@ class HumanOutput:
         self._say("--------")
         self._say(f"{self._style('user', 'cyan')}\n{prompt}")
 
-    def warning(self, message: str) -> None:
-        self._say(f"{self._style('warning:', 'yellow', 'bold')} {message}")
-
     def process(self, method: str, params: dict[str, Any]) -> None:
         match method:
             case "configWarning":
