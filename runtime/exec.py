@@ -56,6 +56,8 @@ from .stream import FrameStream
 REQUEST_TIMEOUT = 60.0
 #: How often the progress line of a terminal stderr is redrawn.
 PROGRESS_INTERVAL = 0.1
+#: How many threads whose name contains SESSION_ID ``exec resume`` looks through.
+NAME_MATCHES = 50
 #: The client name exec introduces itself with, as the original's exec.
 CLIENT_NAME = "codex_exec"
 
@@ -105,7 +107,7 @@ class RequestFailed(ExecError):
 
 
 class _Client:
-    """Exec's side of the memory connection: requests, and the messages
+    """Exec's side of its connection to the app server: requests, and the messages
     that arrive meanwhile, kept in order for :meth:`next_message`."""
 
     def __init__(self, stream: FrameStream) -> None:
@@ -166,6 +168,9 @@ async def run_exec(settings: Settings, options: ExecOptions, prompt: str, schema
                                   flags)
         except ExecError as exc:
             failure = exc  # raised bare below, not in the nursery's exception group
+        except BrokenPipeError:
+            # Whoever read our output stopped reading (`| head`): stop too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         finally:
             # An in-process server ends with its only connection.
             await stream.aclose()
@@ -305,7 +310,8 @@ async def _find_session(client: _Client, options: ExecOptions, cwd: str) -> str 
         return wanted
     query: dict[str, Any] = {"limit": 1, "sortKey": "updated_at", "sortDirection": "desc"}
     if wanted is not None:
-        query["searchTerm"] = wanted
+        # searchTerm matches parts of names too: take a page, keep exact ones.
+        query.update(searchTerm=wanted, limit=NAME_MATCHES)
     elif not options.all:
         query["cwd"] = cwd
     found = (await client.request("thread/list", query))["data"]
