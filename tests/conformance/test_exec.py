@@ -287,6 +287,7 @@ async def test_the_typescript_sdk_runs_threads_on_trio_codex_unchanged(codex_hom
     assert seen["streamed"] == ["thread.started", "turn.started", "item.started:command_execution",
                                 "item.completed:command_execution", "item.completed:agent_message",
                                 "turn.completed"]
+    assert (seen["command"]["aggregated_output"], seen["command"]["status"]) == ("streamed\n", "completed")
     assert seen["structured"] == {"answer": "42"}
     assert "no such model" in seen["failure"]
     schemas = [r.body["text"]["format"]["name"] for r in scripted.requests if r.body and "text" in r.body]

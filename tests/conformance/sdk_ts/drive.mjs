@@ -8,7 +8,8 @@ const [sdkPath, bin, workdir] = process.argv.slice(2);
 const { Codex } = await import(pathToFileURL(sdkPath).href);
 
 const codex = new Codex({ codexPathOverride: bin });
-const options = { workingDirectory: workdir, skipGitRepoCheck: true };
+// Unsandboxed: the streamed turn runs a command, and the test must not need bubblewrap.
+const options = { workingDirectory: workdir, skipGitRepoCheck: true, sandboxMode: "danger-full-access" };
 const seen = {};
 
 const thread = codex.startThread(options);
