@@ -97,6 +97,8 @@ class ThreadConfig(msgspec.Struct, frozen=True):
     #: The permissions profile that produced ``sandbox`` (None: a legacy
     #: sandbox mode or policy).
     permission_profile: ActivePermissionProfile | None = None
+    #: config.toml ``notify``: run after each completed turn.
+    notify: tuple[str, ...] = ()
 
 
 

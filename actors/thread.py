@@ -30,9 +30,11 @@ import trio
 
 from ..runtime.ask import ask
 from ..runtime.git import collect_git_info
+from ..runtime.history import user_texts
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox
 from ..runtime.permissions import Permissions
+from ..runtime.notify import notify_payload, run_notifier
 from ..runtime.protocol.jsonrpc import (
     ErrorResponse,
     JsonRpcError,
@@ -564,7 +566,7 @@ class ThreadActor:
         )
         if not compact_first:
             await self._notify("item/completed", ItemCompleted(user_item, c.id, turn_id, now_ms()))
-        await self._launch_turn(turn_id, started_s, "regular", user_item, raw, compact_first)
+        await self._launch_turn(turn_id, started_s, "regular", user_item, raw, compact_first, params.output_schema)
 
     def _overrides(self, params: Any, perms: Permissions | None) -> ThreadConfig:
         """The thread's settings with a turn/start's overrides, which last
@@ -662,13 +664,13 @@ class ThreadActor:
             id=turn_id, items=[], status="inProgress", started_at=started_s, root_turn_id=turn_id)))
 
     async def _launch_turn(self, turn_id: str, started_s: int, kind: str, user_item: UserMessageItem | None,
-                           raw: msgspec.Raw | None, compact_first: bool) -> None:
+                           raw: msgspec.Raw | None, compact_first: bool, output_schema: Any = None) -> None:
         spec = TurnSpec(
             config=self.config, turn_id=turn_id, model=self.model, thread=self.mailbox,
             approvals=self.approvals, processes=self.processes, recorder=self.recorder,
             persist=partial(append, self.rollout), history=self.history, user_item=user_item, user_raw=raw,
             usage=self.usage, subscribers=tuple(self.subscribers.values()), kind=kind,
-            compact_first=compact_first, context_tokens=self.context_tokens,
+            compact_first=compact_first, context_tokens=self.context_tokens, output_schema=output_schema,
         )
         mailbox, scope = await self.nursery.start(run_turn, spec)
         self.turn = _ActiveTurn(turn_id, mailbox, scope, started_s, time.monotonic(), kind)
@@ -715,6 +717,7 @@ class ThreadActor:
             self.usage = ended.usage
         self.updated_at = int(time.time())
         duration_ms = int((time.monotonic() - turn.started_monotonic) * 1000)
+        last = next((i.text for i in reversed(ended.items) if isinstance(i, AgentMessageItem)), None)
         if ended.status == "interrupted":
             closing: Any = TurnAbortedEvent(turn_id=turn.id, root_turn_id=turn.id, reason="interrupted",
                                             started_at=turn.started_at, completed_at=self.updated_at,
@@ -722,7 +725,6 @@ class ThreadActor:
         else:
             error = ended.error and RolloutTurnError(message=ended.error.message,
                                                      codex_error_info=snakeize(ended.error.codex_error_info))
-            last = next((i.text for i in reversed(ended.items) if isinstance(i, AgentMessageItem)), None)
             closing = TurnCompleteEvent(turn_id=turn.id, root_turn_id=turn.id, last_agent_message=last,
                                         error=error, started_at=turn.started_at, completed_at=self.updated_at,
                                         duration_ms=duration_ms)
@@ -733,6 +735,8 @@ class ThreadActor:
             await self._notify("error", ErrorNotification(ended.error, False, self.config.id, turn.id))
         else:
             await self._set_status(Idle())
+        if ended.status == "completed" and self.config.notify:
+            await self._run_notify(turn.id, last)
         await self._notify("turn/completed", TurnCompleted(self.config.id, Turn(
             id=turn.id, items=list(ended.items), status=ended.status,
             items_view="summary" if ended.items else "notLoaded", error=ended.error,
@@ -750,6 +754,14 @@ class ThreadActor:
         if self.after_turn is not None:
             then, self.after_turn = self.after_turn, None
             await then()
+
+    async def _run_notify(self, turn_id: str, last: str | None) -> None:
+        """config.toml ``notify``: the program is spawned before the turn is
+        reported completed, and watched beside the thread (never awaited)."""
+        c = self.config
+        payload = notify_payload(thread_id=c.id, turn_id=turn_id, cwd=c.cwd, client=c.originator or None,
+                                 input_messages=user_texts(self.history), last_assistant_message=last)
+        await self.nursery.start(run_notifier, c.notify, payload)
 
 
 def _profile_line(profile: ActivePermissionProfile | None) -> dict[str, str] | None:

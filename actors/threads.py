@@ -538,7 +538,7 @@ def _common(s: Settings, params: Any) -> dict[str, Any]:
         model_context_window=(s.model_context_window or FALLBACK_CONTEXT_WINDOW) * 95 // 100,
         auto_compact_limit=auto_compact_limit(s.model_context_window or FALLBACK_CONTEXT_WINDOW,
                                               s.model_auto_compact_token_limit),
-        rollout_fsync=s.rollout_fsync, unload_delay_secs=s.thread_unload_delay_secs,
+        rollout_fsync=s.rollout_fsync, unload_delay_secs=s.thread_unload_delay_secs, notify=tuple(s.notify or ()),
     )
 
 

@@ -141,6 +141,9 @@ class TurnSpec(msgspec.Struct, frozen=True):
     compact_first: bool = False
     #: Tokens in the model's context as the last response left it.
     context_tokens: int = 0
+    #: turn/start's ``outputSchema``: every request of this turn asks the
+    #: model for JSON that fits it (``text.format``, strict).
+    output_schema: Any = None
 
 
 def user_message_lines(item: UserMessageItem, raw: msgspec.Raw, thread_id: str, turn_id: str) -> tuple[Any, ...]:
@@ -305,6 +308,9 @@ class _Turn:
             reasoning=reasoning,
             include=["reasoning.encrypted_content"] if reasoning else [],
             prompt_cache_key=self.thread_id,
+            text=None if self.spec.output_schema is None else {"format": {
+                "type": "json_schema", "strict": True, "schema": self.spec.output_schema,
+                "name": "codex_output_schema"}},
         )
 
     async def _sample(self, mailbox: Mailbox, inbox: Inbox) -> TurnError | None:

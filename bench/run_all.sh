@@ -27,3 +27,4 @@ run thread-store   bench/thread_store.py
 run analytics      bench/analytics_overhead.py
 run ws-load        bench/ws_load.py
 run ws-load-50     bench/ws_load.py --clients 50 --turns 5
+run exec-cold     bench/exec_cold_start.py

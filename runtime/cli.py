@@ -2,10 +2,12 @@
 clients that launch ``codex`` can launch us unchanged::
 
     trio-codex [-c key=value]... app-server [--listen stdio://]
+    trio-codex [-c key=value]... exec [OPTIONS] [PROMPT]
     trio-codex sandbox linux [--full-auto] COMMAND...
 
 (the openai-codex SDK runs ``<bin> --config k=v ... app-server --listen
-stdio://``), and ``trio-codex exec PROMPT`` runs one turn in-process.
+stdio://``; ``@openai/codex-sdk`` runs ``<bin> exec --experimental-json
+...``), and ``exec`` runs one turn in-process (runtime/exec.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from .exec_cli import add_top_level_flags
 
 if TYPE_CHECKING:
     from ..transports.wsframing import JwtAuth, TokenAuth
@@ -26,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", action="append", default=[], metavar="key=value",
                    help="override a config.toml value; the value is parsed as TOML "
                         "(e.g. -c model=o3 -c 'model_providers.x.base_url=\"http://h/v1\"')")
+    add_top_level_flags(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     srv = sub.add_parser("app-server", help="serve the app-server protocol (JSON-RPC v2)")
     srv.add_argument("-c", "--config", action="append", default=[], dest="sub_config",
@@ -46,12 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--ws-audience", help="signed-bearer-token: the required `aud` claim")
     srv.add_argument("--ws-max-clock-skew-seconds", type=int, metavar="SECONDS",
                      help="signed-bearer-token: slack for `exp` and `nbf` (default 30)")
-    ex = sub.add_parser("exec", help="run one turn and print the reply")
-    ex.add_argument("-c", "--config", action="append", default=[], dest="sub_config",
-                    metavar="key=value", help=argparse.SUPPRESS)
-    ex.add_argument("prompt", help="what to ask")
-    for cmd in (srv, ex):
-        cmd.add_argument("-p", "--profile", help="layer $CODEX_HOME/PROFILE.config.toml over config.toml")
+    # exec parses its own arguments (runtime/exec_cli.py): they are handed
+    # over unparsed, options and the `resume` word in any order.
+    sub.add_parser("exec", aliases=["e"], add_help=False, help="run Codex non-interactively (see exec --help)")
+    srv.add_argument("-p", "--profile", help="layer $CODEX_HOME/PROFILE.config.toml over config.toml")
     sandbox = sub.add_parser("sandbox", help="run a command in the sandbox the agent's commands get")
     linux = sandbox.add_subparsers(dest="platform", metavar="PLATFORM", required=True).add_parser(
         "linux", help="bubblewrap: read-only, or workspace-write with --full-auto; network off")
@@ -61,7 +64,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command in ("exec", "e"):
+        from .exec import main as exec_main
+
+        exec_main(args, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         _parser().print_help(sys.stderr)
         raise SystemExit(2)
@@ -78,14 +88,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from ..transports.listen import parse_listen
     from .app import serve
     from .config import ConfigError, load_settings
-    from .exec import run_exec
     from .log import setup_logging
 
     setup_logging()
     try:
         settings = load_settings(overrides=[*args.config, *args.sub_config], profile=args.profile)
-        if args.command == "exec":
-            raise SystemExit(trio.run(run_exec, settings, args.prompt))
         max_message = int(os.environ.get("TRIO_CODEX_MAX_MESSAGE_BYTES") or DEFAULT_MAX_LINE)
         listen = parse_listen(args.listen)
         ws_auth = _ws_auth(args)

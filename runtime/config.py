@@ -236,6 +236,9 @@ class _ConfigToml(msgspec.Struct, frozen=True, kw_only=True):
     thread_unload_delay_secs: _U64 = 1800
     analytics: AnalyticsConfig = msgspec.field(default_factory=AnalyticsConfig)
     mcp_servers: dict[str, dict[str, Any]] = {}
+    #: A program (and its first arguments) run after each completed turn
+    #: with a JSON payload as its last argument (runtime/notify.py).
+    notify: list[str] | None = None
 
 
 class Settings(_ConfigToml, frozen=True, kw_only=True):
@@ -249,7 +252,7 @@ class Settings(_ConfigToml, frozen=True, kw_only=True):
     and ``permissions`` (profiles), ``model_reasoning_effort``
     (any string), ``model_reasoning_summary``, ``instructions``,
     ``developer_instructions``, ``thread_unload_delay_secs`` (1800),
-    ``analytics`` and ``mcp_servers`` (raw tables).
+    ``notify``, ``analytics`` and ``mcp_servers`` (raw tables).
 
     ``model_providers`` is the whole catalog: the built-ins plus the
     configured entries.

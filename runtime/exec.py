@@ -1,74 +1,335 @@
-"""``trio-codex exec PROMPT``: one turn, no client needed.
+"""``trio-codex exec``: one turn, no client needed, as the original's
+``codex exec`` (the engine of ``@openai/codex-sdk``).
 
-It runs the app server in-process, over the memory transport (the same seam
-an embedding host uses), as a JSON-RPC client of it: ``initialize``,
-``thread/start``, ``turn/start``, then prints the agent's reply to stdout as
-it streams. A failed turn prints its error to stderr and exits 1. The
-original's ``codex exec`` has many more options; this is the core of it.
+It runs the app server in-process, over the memory transport (the seam an
+embedding host uses), and is a JSON-RPC client of it, as the original's
+exec is of its in-process app-server: ``initialize``, ``thread/start`` (or
+``thread/resume``), ``turn/start`` with approval policy ``never``, then the
+turn's notifications go to the JSONL (``exec_events``) or human
+(``exec_human``) view until ``turn/completed``. Exit status: 0 when the
+turn completed, 1 otherwise (a failed turn, a refused request).
+
+A caller that starts exec once per turn (``@openai/codex-sdk``) pays the
+server's start each time, most of it importing the openai SDK. When an
+app-server daemon of the same CODEX_HOME listens on the control socket
+(``trio-codex app-server --listen unix://``), exec is its client instead,
+over that socket, and imports none of the server (``--no-daemon``: always
+in-process). See README, "exec".
+
+Waits: each request's answer is bounded by :data:`REQUEST_TIMEOUT`; the
+turn itself by the server's own bounds (model stream idle timeouts, tool
+timeouts) and by Ctrl-C.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
+import logging
+import os
+import re
 import sys
+from collections import deque
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn, TextIO
 
 import msgspec
 import trio
 
-from ..transports.listen import ListenUrl
-from ..transports.memory import MemoryFrameStream, memory_frame_pair
-from .app import serve
-from .config import Settings
+from .config import ConfigError, Settings, load_settings, parse_override
+from .exec_cli import (
+    FULL_AUTO_WARNING,
+    ExecError,
+    ExecOptions,
+    check_git_repo,
+    load_output_schema,
+    parse_exec_args,
+    read_stdin,
+    resolve_prompt,
+)
+from .exec_events import JsonlEvents
+from .exec_human import VERSION, HumanOutput, isatty, sandbox_summary, supports_color, write_last_message
+from .log import setup_logging
+from .stream import FrameStream
 
-#: Bound on the whole exec run.
-EXEC_TIMEOUT = 600.0
+#: Bound on the answer to each request exec makes.
+REQUEST_TIMEOUT = 60.0
+#: How often the progress line of a terminal stderr is redrawn.
+PROGRESS_INTERVAL = 0.1
+#: How many threads whose name contains SESSION_ID ``exec resume`` looks through.
+NAME_MATCHES = 50
+#: The client name exec introduces itself with, as the original's exec.
+CLIENT_NAME = "codex_exec"
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def main(top: argparse.Namespace, argv: list[str]) -> NoReturn:
+    """``trio-codex [TOP FLAGS] exec ARGV``: checks in the original's order
+    (prompt, output schema, git repository), then the turn; exits."""
+    options = parse_exec_args(argv, top)
+    setup_logging()
+    if options.full_auto:
+        _stderr_line(FULL_AUTO_WARNING)
+    try:
+        cwd = os.path.abspath(options.cd or os.curdir)
+        prompt = resolve_prompt(options, stdin_is_tty=sys.stdin is not None and isatty(sys.stdin),
+                                read_stdin=read_stdin, say=_stderr_line)
+        schema = load_output_schema(options.output_schema)
+        check_git_repo(options, cwd)
+        settings = load_settings(overrides=options.config, profile=options.profile)
+        status = trio.run(run_exec, settings, options, prompt, schema, cwd)
+    except RequestFailed as exc:
+        _stderr_line(f"Error: {exc}")
+        status = 1
+    except ConfigError as exc:
+        _stderr_line(f"Error loading config.toml: {exc}")
+        status = 1
+    except ExecError as exc:
+        _stderr_line(str(exc))
+        status = 1
+    except KeyboardInterrupt:
+        status = 130
+    # Nothing is left to do: the server has shut down (rollouts written, a
+    # notifier detached). Skip the interpreter's teardown of the module
+    # graph (the openai SDK's pydantic models), a tenth of a second or more.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(status)
+
+
+class RequestFailed(ExecError):
+    """The server answered a request with an error (the original's words)."""
+
+    def __init__(self, method: str, error: dict[str, Any]) -> None:
+        super().__init__(f"{method}: {method} failed: {error.get('message')} (code {error.get('code')})")
 
 
 class _Client:
-    def __init__(self, stream: MemoryFrameStream) -> None:
+    """Exec's side of its connection to the app server: requests, and the messages
+    that arrive meanwhile, kept in order for :meth:`next_message`."""
+
+    def __init__(self, stream: FrameStream) -> None:
         self.stream = stream
         self.ids = itertools.count(1)
+        self.pending: deque[dict[str, Any]] = deque()
+
+    async def _receive(self) -> dict[str, Any]:
+        frame = await self.stream.receive_frame()
+        if not isinstance(frame, bytes):
+            raise ExecError("the app server closed the connection")
+        return msgspec.json.decode(frame)
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        await self.stream.send_frames([msgspec.json.encode(msg)])
 
     async def request(self, method: str, params: dict[str, Any]) -> Any:
         rid = next(self.ids)
-        await self.stream.send_frames([msgspec.json.encode({"id": rid, "method": method, "params": params})])
-        while (frame := await self.stream.receive_frame()) is not None:
-            msg = msgspec.json.decode(frame)
-            if msg.get("id") == rid and "method" not in msg:
-                if "error" in msg:
-                    raise SystemExit(f"trio-codex exec: {method} failed: {msg['error']['message']}")
-                return msg["result"]
-        raise SystemExit("trio-codex exec: the server closed the connection")
+        await self.send({"id": rid, "method": method, "params": params})
+        with trio.move_on_after(REQUEST_TIMEOUT):
+            while True:
+                msg = await self._receive()
+                if msg.get("id") == rid and "method" not in msg:
+                    if "error" in msg:
+                        raise RequestFailed(method, msg["error"])
+                    return msg["result"]
+                self.pending.append(msg)
+        raise ExecError(f"the app server did not answer {method} within {REQUEST_TIMEOUT:.0f} s")
 
-    async def notifications(self) -> Any:
-        while (frame := await self.stream.receive_frame()) is not None:
-            yield msgspec.json.decode(frame)
+    async def next_message(self) -> dict[str, Any]:
+        return self.pending.popleft() if self.pending else await self._receive()
 
 
-async def run_exec(settings: Settings, prompt: str) -> int:
-    server_end, client_end = memory_frame_pair()
-    client = _Client(client_end)
+async def run_exec(settings: Settings, options: ExecOptions, prompt: str, schema: Any, cwd: str, *,
+                   out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Run one turn, through a daemon on the control socket when one
+    listens there (see :func:`_daemon`), else in-process; returns the exit
+    status."""
+    view = _view(options, out, err)
+    failure: ExecError | None = None
     status = 1
-    with trio.fail_after(EXEC_TIMEOUT):
-        async with trio.open_nursery() as nursery:
+    daemon = await _daemon(settings, options)
+    async with trio.open_nursery() as nursery:
+        if daemon is not None:
+            stream: FrameStream = daemon
+            flags = _session_flags(options.config)
+        else:
+            # Imported here: a run through the daemon needs none of it.
+            from ..transports.listen import ListenUrl
+            from ..transports.memory import memory_frame_pair
+            from .app import serve
+
+            server_end, stream = memory_frame_pair()
             nursery.start_soon(partial(serve, settings, ListenUrl("stdio"), stream=server_end))
-            await client.request("initialize", {"clientInfo": {"name": "trio_codex_exec", "version": "1"}})
-            thread = await client.request("thread/start", {"ephemeral": True})
-            await client.request("turn/start", {"threadId": thread["thread"]["id"],
-                                                "input": [{"type": "text", "text": prompt}]})
-            async for msg in client.notifications():
-                method, params = msg.get("method"), msg.get("params", {})
-                if method == "item/agentMessage/delta":
-                    sys.stdout.write(params["delta"])
-                    sys.stdout.flush()
-                elif method == "error":
-                    print(f"[{'retrying' if params['willRetry'] else 'error'}] "
-                          f"{params['error']['message']}", file=sys.stderr)
-                elif method == "turn/completed":
-                    status = 0 if params["turn"]["status"] == "completed" else 1
-                    break
-            sys.stdout.write("\n")
-            await client_end.aclose()
+            flags = {}
+        try:
+            status = await _drive(_Client(stream), nursery, settings, options, view, prompt, schema, cwd, out,
+                                  flags)
+        except ExecError as exc:
+            failure = exc  # raised bare below, not in the nursery's exception group
+        except BrokenPipeError:
+            # Whoever read our output stopped reading (`| head`): stop too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        finally:
+            # An in-process server ends with its only connection.
+            await stream.aclose()
+    if failure is not None:
+        raise failure
     return status
+
+
+async def _daemon(settings: Settings, options: ExecOptions) -> FrameStream | None:
+    """A connection to the app-server daemon of this CODEX_HOME, if one is
+    listening on the control socket (``app-server --listen unix://``), as
+    the original's clients use its daemon; None without one, with
+    ``--no-daemon`` or ``--profile`` (a profile cannot be passed to it)."""
+    if options.no_daemon or options.profile:
+        return None
+    path = settings.codex_home / "app-server-control" / "app-server-control.sock"
+    if not path.exists():
+        return None
+    from ..transports.ws_client import connect_unix
+
+    try:
+        return await connect_unix(path)
+    except OSError:
+        return None
+
+
+def _session_flags(overrides: tuple[str, ...]) -> dict[str, Any]:
+    """``-c`` overrides as ``thread/start.config`` flags, for a daemon that
+    read its config files without them."""
+    flags = {}
+    for text in overrides:
+        path, value = parse_override(text)
+        flags[".".join(path)] = value
+    return flags
+
+
+def _view(options: ExecOptions, out: TextIO, err: TextIO) -> JsonlEvents | HumanOutput:
+    if options.json:
+        return JsonlEvents()
+    ansi = options.color == "always" or (options.color == "auto" and supports_color(err))
+    return HumanOutput(err, out, ansi=ansi, last_message_file=options.last_message_file)
+
+
+async def _drive(client: _Client, nursery: trio.Nursery, settings: Settings, options: ExecOptions,
+                 view: JsonlEvents | HumanOutput, prompt: str, schema: Any, cwd: str, out: TextIO,
+                 flags: dict[str, Any]) -> int:
+    def emit(events: list[dict[str, Any]]) -> None:
+        for event in events:
+            out.write(msgspec.json.encode(event).decode() + "\n")
+        out.flush()
+
+    await client.request("initialize", {"clientInfo": {"name": CLIENT_NAME, "version": VERSION}})
+    await client.send({"method": "initialized"})
+    started = await _open_thread(client, settings, options, cwd, flags)
+    thread_id = started["thread"]["id"]
+    if isinstance(view, JsonlEvents):
+        emit(view.thread_started(thread_id))
+    else:
+        view.header(entries=_summary(started, settings, thread_id), prompt=prompt)
+    inputs: list[dict[str, Any]] = [{"type": "text", "text": prompt, "text_elements": []}]
+    inputs += [{"type": "localImage", "path": os.path.join(cwd, image)} for image in options.images]
+    params: dict[str, Any] = {"threadId": thread_id, "input": inputs}
+    if schema is not None:
+        params["outputSchema"] = schema
+    turn_id = (await client.request("turn/start", params))["turn"]["id"]
+    progress = trio.CancelScope()
+    if isinstance(view, HumanOutput) and isatty(view.err) and os.environ.get("TERM") != "dumb":
+        nursery.start_soon(_show_progress, view, progress)
+    try:
+        while True:
+            msg = await client.next_message()
+            if "id" in msg and "method" in msg:
+                # Exec runs with approval policy never; anything else the
+                # server asks has no one to answer it here.
+                await client.send({"id": msg["id"], "error": {
+                    "code": -32601, "message": f"codex exec cannot answer {msg['method']}"}})
+                continue
+            method, params = msg.get("method", ""), msg.get("params") or {}
+            if isinstance(view, JsonlEvents):
+                emit(view.process(method, params))
+            else:
+                view.process(method, params)
+            if method == "turn/completed" and params["turn"]["id"] == turn_id:
+                break
+    finally:
+        progress.cancel()
+    if isinstance(view, JsonlEvents):
+        if view.completed and options.last_message_file is not None:
+            write_last_message(view.final_message, options.last_message_file, _stderr_line)
+    else:
+        view.finish()
+    return 0 if view.completed else 1
+
+
+def _stderr_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def _show_progress(view: HumanOutput, scope: trio.CancelScope) -> None:
+    with scope:
+        start = trio.current_time()
+        while True:
+            await trio.sleep(PROGRESS_INTERVAL)
+            view.progress(trio.current_time() - start)
+
+
+async def _open_thread(client: _Client, settings: Settings, options: ExecOptions, cwd: str,
+                       flags: dict[str, Any]) -> Any:
+    """``thread/resume`` of the session asked for, or ``thread/start``
+    (also when ``resume --last`` or a name finds none, as the original)."""
+    params: dict[str, Any] = {"cwd": cwd, "approvalPolicy": "never"}
+    if options.model:
+        params["model"] = options.model
+    if options.sandbox_mode():
+        params["sandbox"] = options.sandbox_mode()
+    if options.add_dirs:
+        roots = [*settings.sandbox_workspace_write.writable_roots,
+                 *(os.path.join(cwd, d) for d in options.add_dirs)]
+        flags = {**flags, "sandbox_workspace_write.writable_roots": roots}
+    if flags:
+        params["config"] = flags
+    if options.resume:
+        thread_id = await _find_session(client, options, cwd)
+        if thread_id is not None:
+            return await client.request("thread/resume", {"threadId": thread_id, **params})
+    if options.thread_source:
+        params["threadSource"] = options.thread_source
+    return await client.request("thread/start", {**params, "ephemeral": options.ephemeral})
+
+
+async def _find_session(client: _Client, options: ExecOptions, cwd: str) -> str | None:
+    """The thread ``exec resume`` means: an id as given, else the newest
+    thread by that name, else (``--last``) the newest one in this directory
+    (any with ``--all``)."""
+    wanted = options.session_id
+    if wanted is not None and _UUID.fullmatch(wanted):
+        return wanted
+    query: dict[str, Any] = {"limit": 1, "sortKey": "updated_at", "sortDirection": "desc"}
+    if wanted is not None:
+        # searchTerm matches parts of names too: take a page, keep exact ones.
+        query.update(searchTerm=wanted, limit=NAME_MATCHES)
+    elif not options.all:
+        query["cwd"] = cwd
+    found = (await client.request("thread/list", query))["data"]
+    if wanted is not None:
+        found = [t for t in found if t.get("name") == wanted]
+    return found[0]["id"] if found else None
+
+
+def _summary(started: dict[str, Any], settings: Settings, thread_id: str) -> list[tuple[str, str]]:
+    """The human header's entries, as the original's config summary."""
+    policy = started.get("approvalPolicy")
+    return [
+        ("workdir", started.get("cwd", "")),
+        ("model", started.get("model", "")),
+        ("provider", started.get("modelProvider", "")),
+        ("approval", policy if isinstance(policy, str) else "granular"),
+        ("sandbox", sandbox_summary(started.get("sandbox") or {})),
+        ("reasoning effort", started.get("reasoningEffort") or "none"),
+        ("reasoning summaries", settings.model_reasoning_summary or "none"),
+        ("session id", thread_id),
+    ]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .rollout import GitInfo
 
-__all__ = ["collect_git_info"]
+__all__ = ["collect_git_info", "in_repository"]
 
 #: HEAD, gitdir pointers and loose refs are a line each.
 SMALL_FILE_LIMIT = 4096
@@ -122,3 +122,8 @@ def _read(path: Path, limit: int = SMALL_FILE_LIMIT) -> str | None:
             return f.read(limit).decode("utf-8", errors="replace").strip()
         except OSError:
             return None
+
+
+def in_repository(cwd: str | Path) -> bool:
+    """Whether ``cwd`` is inside a Git repository (a ``.git`` upwards)."""
+    return _git_dirs(Path(cwd)) is not None

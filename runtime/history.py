@@ -180,3 +180,16 @@ def is_api_item(item: Raw) -> bool:
         return True  # the common case, without decoding the item
     head = _head(item)
     return not (head.type in ("compaction_trigger", "other") or (head.type == "message" and head.role == "system"))
+
+
+def user_texts(history: Iterable[Raw]) -> list[str]:
+    """What the user wrote in each of their messages, oldest first, without
+    the harness's context messages and compaction summaries: the
+    ``input-messages`` of a notify payload, as the original lists them."""
+    texts = []
+    for item in history:
+        head = _head(item)
+        if (head.type == "message" and head.role == "user"
+                and not _is_contextual(head, _CONTEXTUAL_USER_MARKERS) and not _is_summary(head)):
+            texts.append("".join(c.text for c in head.content or () if c.type == "input_text" and c.text))
+    return texts

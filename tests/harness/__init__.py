@@ -192,3 +192,15 @@ async def open_app_server(codex_home: Path, *config: str, env_extra: dict[str, s
             if proc.returncode is None:
                 proc.kill()
             nursery.cancel_scope.cancel()
+
+
+async def run_exec(codex_home: Path, *args: str, stdin: bytes | int | None = b"", cwd: Path | None = None,
+                   program: Sequence[str] = OURS, env: dict[str, str] | None = None,
+                   ) -> subprocess.CompletedProcess[bytes]:
+    """``<program> exec ARGS`` with this CODEX_HOME, run in its parent
+    directory; ``stdin`` bytes arrive through a pipe (so stdin is no
+    terminal), an int is a file descriptor."""
+    with trio.fail_after(TIMEOUT):
+        return await trio.run_process([*program, "exec", *args], env=env or server_env(codex_home),
+                                      cwd=cwd or codex_home.parent, stdin=stdin, capture_stdout=True,
+                                      capture_stderr=True, check=False)
