@@ -309,9 +309,21 @@ class ConnectionGone(Msg, tag="connection_gone", frozen=True):
 
 class UnloadThread(Msg, tag="unload_thread", frozen=True):
     """A thread idle with no subscriber for its unload delay asks its
-    registry to unload it."""
+    registry to unload it. ``received`` is how many messages its mailbox had
+    delivered then: the registry unloads it only if nothing was sent to it
+    since (what was sent is the thread's to answer, so it stays)."""
 
     thread_id: str
+    mailbox: Mailbox
+    received: int
+
+
+class UnloadDue(Msg, tag="unload_due", frozen=True):
+    """A thread's unload timer tells its own thread the delay has passed;
+    ``generation`` names the timer, so one that was stopped meanwhile is
+    ignored."""
+
+    generation: int
 
 
 class TurnEnded(Msg, tag="turn_ended", frozen=True):
@@ -406,7 +418,7 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
 
 
 ThreadInbox = (StartTurn | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
-               | ReadThread | Renamed | PatchGitInfo | CompactThread | RevertThread)
+               | ReadThread | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
 
 RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
                  | LoadFailed | ThreadGaveUp)
@@ -499,10 +511,10 @@ class AppendRollout(Msg, tag="append_rollout", frozen=True):
 
 
 class Steered(Msg, tag="steered", frozen=True):
-    """The thread hands the running turn steered input (a Responses user
-    message), already reported and persisted."""
+    """The thread hands the running turn steered input (Responses user
+    messages), already reported and persisted."""
 
-    item: msgspec.Raw
+    items: tuple[msgspec.Raw, ...]
 
 
 class SubscribersChanged(Msg, tag="subscribers_changed", frozen=True):

@@ -14,13 +14,13 @@ from trio_codex.actors.analytics_reducer import Reducer, TurnEvent
 from trio_codex.actors.approvals import run_approvals
 from trio_codex.actors.hub import run_hub
 from trio_codex.actors.messages import (
+    ConnectionGone,
     ConnectionRef,
     Register,
     Reply,
     StartThread,
     StartTurn,
     ToThread,
-    TurnEnded,
 )
 from trio_codex.actors.store import run_store
 from trio_codex.actors.threads import ThreadRegistry
@@ -73,8 +73,9 @@ async def host(codex_home: Path, scripted: ScriptedResponses, nursery: trio.Nurs
     await models.aclose()
 
 
-#: A TurnEnded for no running turn breaks a thread's invariant: it crashes.
-CRASH = TurnEnded("no-such-turn", "completed", None, (), (), None)
+#: A message of a class no thread takes is a bug in its sender: the thread
+#: crashes (a stale message, e.g. a TurnEnded for no running turn, does not).
+CRASH = ConnectionGone(0)
 
 
 async def test_a_crashed_thread_restarts_from_its_checkpoint_and_keeps_serving(
