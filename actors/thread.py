@@ -837,8 +837,8 @@ class ThreadActor:
         turn = self._turn()
         if turn is not None and turn.id == turn_id:
             return turn
-        log.info("thread %s: %s of turn %s, which is not its turn (%s); dropped", self.config.id, what, turn_id,
-                 turn.id if turn else "none runs")
+        log.warning("thread %s: %s of turn %s, which is not its turn (%s); dropped", self.config.id, what, turn_id,
+                    turn.id if turn else "none runs")
         return None
 
     async def _approval_gate(self, turn_id: str, keys: tuple[str, ...], reply: Any) -> None:
