@@ -298,7 +298,9 @@ class Connection:
         await self.execs.start(rid, params)
 
     async def _command_exec_write(self, rid: RequestId, params: Any) -> None:
-        await self._send(Response(rid, await self.execs.write(params)))
+        # Queued for the process's writer task: the reader never waits on it.
+        if (result := self.execs.write(rid, params)) is not None:
+            await self._send(Response(rid, result))
 
     async def _turn_steer(self, rid: RequestId, params: Any) -> None:
         reply = self._reply(rid)
