@@ -99,10 +99,21 @@ class ThreadConfig(msgspec.Struct, frozen=True):
 class ConnectionRef(msgspec.Struct, frozen=True):
     """How other actors reach a connection: its id and a clone of its outbox.
     The outbox carries wire messages (jsonrpc.Outbound), which the
-    connection's writer encodes and writes in order."""
+    connection's writer encodes and writes in order. ``control`` takes
+    :class:`CloseConnection`; None for a connection that is not closed for
+    being slow (stdio: closing it would end the server)."""
 
     id: int
     outbox: Mailbox
+    control: Mailbox | None = None
+
+
+class CloseConnection(Msg, tag="close_connection", frozen=True):
+    """Whoever gave up waiting for room in a connection's outbox tells the
+    connection to close, with the reason its client is shown (a websocket
+    close frame)."""
+
+    reason: str
 
 
 class Reply(msgspec.Struct, frozen=True):
