@@ -67,10 +67,9 @@ from typing import Any
 import msgspec
 import trio
 
-from ..runtime.ask import ask
+from ..runtime.ask import ReplySlot
 from ..runtime.git import collect_git_info
 from ..runtime.ids import uuid7
-from ..runtime.errors import RuntimeFailure
 from ..runtime.mailbox import Inbox, Mailbox
 from ..runtime.protocol.jsonrpc import (
     ErrorResponse,
@@ -80,6 +79,7 @@ from ..runtime.protocol.jsonrpc import (
     Response,
     internal_error,
     invalid_request,
+    overloaded,
 )
 from ..runtime.protocol.v2.item import AgentMessageItem, ItemCompleted, ItemStarted, TextInput, UserMessageItem
 from ..runtime.protocol.v2.thread import (
@@ -402,12 +402,7 @@ class ThreadActor:
             case RevertThread(reply=reply, before_turn_id=before, num_turns=num_turns):
                 await self._revert(reply, before, num_turns)
             case PatchGitInfo(reply=reply, patch=patch):
-                self.git.update(patch)
-                answer = Response(reply.request_id, ThreadReadResponse(self.wire_thread()))
-                if self.rollout_path is None:
-                    await self._to(reply.conn, answer)
-                else:
-                    self.nursery.start_soon(self._index_git, reply, patch, answer)
+                await self._patch_git(reply, patch)
             case ReadThread(reply=reply, include_turns=include, subscribe=subscribe):
                 if subscribe:
                     self.subscribers[reply.conn.id] = reply.conn
@@ -423,17 +418,34 @@ class ThreadActor:
                 raise TypeError(f"thread {self.config.id}: {type(msg).__name__} is not a thread message "
                                 "(a bug in its sender)")
 
-    async def _index_git(self, reply: Reply, patch: dict[str, str | None], answer: Response) -> None:
-        """Index a thread/metadata/update beside the loop (a slow store
-        holds up only this request), then answer it."""
-        try:
-            await ask(self.store, lambda slot: UpdateGitInfo(self.config.id, patch, slot), timeout=STORE_TIMEOUT)
-        except RuntimeFailure as exc:
-            log.warning("thread %s: indexing its git info failed: %r", self.config.id, exc)
-            await deliver((reply.conn,), ErrorResponse(reply.request_id, internal_error(
-                f"thread/metadata/update: the thread index did not take it ({exc}); try again").error))
+    async def _patch_git(self, reply: Reply, patch: dict[str, str | None]) -> None:
+        """thread/metadata/update: the thread keeps its git info, and a
+        thread with a rollout has the index take it (sent from the loop, so
+        in order; its answer awaited beside the loop, so a slow store holds
+        up only this request)."""
+        indexed: ReplySlot[Any] = ReplySlot()
+        if self.rollout_path is not None and not self.store.send_nowait(
+                UpdateGitInfo(self.config.id, patch, indexed)):
+            await self._to(reply.conn, ErrorResponse(reply.request_id, overloaded().error))
             return
-        await deliver((reply.conn,), answer)
+        self.git.update(patch)
+        answer = Response(reply.request_id, ThreadReadResponse(self.wire_thread()))
+        if self.rollout_path is None:
+            await self._to(reply.conn, answer)
+        else:
+            self.nursery.start_soon(self._answer_indexed, reply, indexed, answer)
+
+    async def _answer_indexed(self, reply: Reply, indexed: ReplySlot[Any], answer: Response) -> None:
+        with trio.move_on_after(STORE_TIMEOUT):
+            try:
+                await indexed.wait()
+            except Exception as exc:
+                log.warning("thread %s: the index did not take its git info: %r", self.config.id, exc)
+            else:
+                await deliver((reply.conn,), answer)
+                return
+        await deliver((reply.conn,), ErrorResponse(reply.request_id, internal_error(
+            "thread/metadata/update: the thread index did not take it; try again").error))
 
     # --- wire objects --------------------------------------------------------
 
