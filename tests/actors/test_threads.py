@@ -323,3 +323,20 @@ async def test_thread_loaded_list_is_answered_while_the_store_is_slow(
     slow_store.set()
     archived = await until(host.inbox, lambda m: isinstance(m, Response | ErrorResponse))
     assert (archived[-1].id, archived[-1].error.message) == (1, "no rollout found for thread id nope")
+
+
+async def test_a_turn_start_while_a_turn_is_interrupted_starts_a_new_turn_once_that_one_ended(host: Host) -> None:
+    await host.registry.send(StartThread(Reply(host.conn, 1), ThreadStartParams(), "tests"))
+    tid = (await until(host.inbox, is_method("thread/started")))[0].result.thread.id
+    thread = host.threads.threads[tid]
+    await thread.send(StartTurn(Reply(host.conn, 2), TurnStartParams(tid, [TextInput("[[deltas=100 delay_ms=20]] a")])))
+    first = (await until(host.inbox, lambda m: isinstance(m, Response) and m.id == 2))[-1].result.turn.id
+    await thread.send(InterruptTurn(Reply(host.conn, 3), first))
+    await thread.send(StartTurn(Reply(host.conn, 4), TurnStartParams(tid, [TextInput("b")])))
+    seen = await until(host.inbox, lambda m: isinstance(m, Response) and m.id == 4)
+    ended = [m.params.turn for m in seen if is_method("turn/completed")(m)]
+    assert [(t.id, t.status) for t in ended] == [(first, "interrupted")]  # before the new turn is answered
+    second = seen[-1].result.turn.id
+    assert second != first
+    done = (await until(host.inbox, is_method("turn/completed")))[-1].params.turn
+    assert (done.id, done.status) == (second, "completed")
