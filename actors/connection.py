@@ -17,6 +17,11 @@ Rules:
   not a request with a usable id gets none and is logged.
 - A full actor mailbox answers -32001 (with ``codex_error_info``, which the
   openai-codex SDK needs before it retries), never blocks the reader.
+- A connection that can be closed (websocket: ``can_disconnect``) closes when
+  told its client stopped reading (:class:`~.messages.CloseConnection`, from
+  whoever gave up waiting for room in its outbox): it stops reading, drops
+  its backlog, lets the write in progress finish (bounded) and sends a close
+  frame with the reason. Stdio is never closed so: that would end the server.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import trio
 
 from ..runtime.ask import ask
 from ..runtime.errors import MailboxClosed
-from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
+from ..runtime.mailbox import DROP, Inbox, Mailbox, open_mailbox
 from ..runtime.protocol import codec
 from ..runtime.protocol.codec import ClientNotification, ClientResponse, Invalid, Request
 from ..runtime.protocol.jsonrpc import (
@@ -59,6 +64,7 @@ from .analytics_facts import Recorder
 from .command_exec import CommandExecs
 from .messages import (
     ClientAnswer,
+    CloseConnection,
     ConnectionGone,
     ConnectionRef,
     InterruptTurn,
@@ -89,6 +95,9 @@ COALESCE_BACKLOG = 64
 FLUSH_TIMEOUT = 5.0
 #: How long the handshake with the hub may take.
 ASK_TIMEOUT = 10.0
+#: The websocket close code for a client closed for not reading (policy
+#: violation).
+SLOW_CLIENT_CLOSE_CODE = 1008
 
 #: Queued behind the last message owed to a closing client.
 _CLOSE = object()
@@ -104,8 +113,13 @@ class Connection:
     """The session of one client; see the module docstring."""
 
     def __init__(self, conn_id: int, stream: FrameStream, info: ServerInfo,
-                 hub: Mailbox, threads: Mailbox, approvals: Mailbox, recorder: Recorder) -> None:
+                 hub: Mailbox, threads: Mailbox, approvals: Mailbox, recorder: Recorder, *,
+                 can_disconnect: bool = False) -> None:
         self.id = conn_id
+        self.can_disconnect = can_disconnect
+        #: Why the server closes this connection (set once), for its close frame.
+        self.close_reason: str | None = None
+        self._reading = trio.CancelScope()
         self.recorder = recorder
         #: Requests not answered yet: id -> (method, thread id), for analytics.
         self.unanswered: dict[RequestId, tuple[str, str | None]] = {}
@@ -164,27 +178,51 @@ class Connection:
 
     async def run(self, *, task_status: trio.TaskStatus[ConnectionRef] = trio.TASK_STATUS_IGNORED) -> None:
         outbox, inbox = open_mailbox(OUTBOX_CAPACITY, name=f"conn{self.id}.outbox")
-        self.ref = ConnectionRef(self.id, outbox)
+        # One order to close is enough: later ones are dropped.
+        control, orders = open_mailbox(1, name=f"conn{self.id}.control", default=DROP)
+        self.ref = ConnectionRef(self.id, outbox, control if self.can_disconnect else None)
         try:
             # command/exec processes belong to the connection and die with it.
             async with open_process_table() as table, trio.open_nursery() as nursery:
                 self.execs = CommandExecs(self.ref, self.info.settings, table, nursery)
                 nursery.start_soon(self._write_loop, inbox, nursery.cancel_scope)
+                if self.can_disconnect:
+                    nursery.start_soon(self._obey, orders)
                 task_status.started(self.ref)
-                await self._read_loop()
+                with self._reading:
+                    await self._read_loop()
                 if self.initialized:
                     self.hub.send_nowait(Unregister(self.id))
                     self.threads.send_nowait(ConnectionGone(self.id))
-                # Everything queued before the marker is still written.
                 with trio.move_on_after(FLUSH_TIMEOUT):
-                    await outbox.send(_CLOSE)
+                    if self.close_reason is None:
+                        # Everything queued before the marker is still written.
+                        await outbox.send(_CLOSE)
+                    else:
+                        # A client that stopped reading gets none of its
+                        # backlog: the marker wakes an idle writer, a busy
+                        # one stops after the write in progress.
+                        outbox.send_nowait(_CLOSE)
                     await self._written.wait()
-                nursery.cancel_scope.cancel(reason=f"connection {self.id}: the client closed it")
+                nursery.cancel_scope.cancel(reason=f"connection {self.id}: "
+                                                   f"{self.close_reason or 'the client closed it'}")
         finally:
             self.recorder.record(facts.ConnectionClosed(connection_id=self.id))
             inbox.close()
-            await self.stream.aclose()
+            orders.close()
+            if self.close_reason is None:
+                await self.stream.aclose()
+            else:
+                await self.stream.aclose(SLOW_CLIENT_CLOSE_CODE, self.close_reason)
             log.info("connection %d (%s) closed", self.id, self.stream.peer)
+
+    async def _obey(self, orders: Inbox) -> None:
+        """Close the connection when told to (its client stopped reading)."""
+        match await orders.receive():
+            case CloseConnection(reason=reason):
+                log.warning("connection %d (%s): closing it: %s", self.id, self.stream.peer, reason)
+                self.close_reason = reason
+                self._reading.cancel(reason=f"connection {self.id}: {reason}")
 
     # --- reading ---------------------------------------------------------
 
@@ -300,7 +338,9 @@ class Connection:
         await self.execs.start(rid, params)
 
     async def _command_exec_write(self, rid: RequestId, params: Any) -> None:
-        await self._send(Response(rid, await self.execs.write(params)))
+        # Queued for the process's writer task: the reader never waits on it.
+        if (result := self.execs.write(rid, params)) is not None:
+            await self._send(Response(rid, result))
 
     async def _turn_steer(self, rid: RequestId, params: Any) -> None:
         reply = self._reply(rid)
@@ -344,7 +384,7 @@ class Connection:
                     self._record_answers(batch)
                 if batch:
                     await self.stream.send_frames([encode(m) for m in batch])
-                if closing is not None:
+                if closing is not None or self.close_reason is not None:
                     self._written.set()
                     return
         except TransportClosed as exc:

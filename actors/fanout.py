@@ -3,7 +3,9 @@ piece of sending logic that threads and turns share.
 
 A connection that is gone (its outbox closed) or that stopped reading for
 :data:`SLOW_CLIENT_TIMEOUT` is reported back so the caller drops it; one
-stuck client never holds a turn up for longer than that.
+stuck client never holds a turn up for longer than that. A connection that
+stopped reading is also told to close (a websocket gets a close frame with
+the reason), so its client does not wait for what it will never be sent.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import trio
 
 from ..runtime.errors import MailboxClosed
 from ..runtime.protocol.jsonrpc import Notification, Outbound
-from .messages import ConnectionRef
+from .messages import CloseConnection, ConnectionRef
 
 log = logging.getLogger("trio_codex.fanout")
 
@@ -41,9 +43,21 @@ async def deliver(conns: Iterable[ConnectionRef], msg: Outbound) -> list[Connect
             with trio.move_on_after(SLOW_CLIENT_TIMEOUT):
                 await conn.outbox.send(msg)
                 continue
-            log.warning("connection %d stopped reading for %.0f s; dropping it from the thread",
+            log.warning("connection %d stopped reading for %.0f s; dropping it from the thread and closing it",
                         conn.id, SLOW_CLIENT_TIMEOUT)
+            _close(conn)
         except MailboxClosed:
             pass
         lost.append(conn)
     return lost
+
+
+def _close(conn: ConnectionRef) -> None:
+    if conn.control is None:
+        return
+    try:
+        # Best effort: one order to close is enough.
+        conn.control.send_nowait(CloseConnection(
+            f"the client did not read its messages for {SLOW_CLIENT_TIMEOUT:g} s"))
+    except MailboxClosed:
+        pass

@@ -105,10 +105,21 @@ class ThreadConfig(msgspec.Struct, frozen=True):
 class ConnectionRef(msgspec.Struct, frozen=True):
     """How other actors reach a connection: its id and a clone of its outbox.
     The outbox carries wire messages (jsonrpc.Outbound), which the
-    connection's writer encodes and writes in order."""
+    connection's writer encodes and writes in order. ``control`` takes
+    :class:`CloseConnection`; None for a connection that is not closed for
+    being slow (stdio: closing it would end the server)."""
 
     id: int
     outbox: Mailbox
+    control: Mailbox | None = None
+
+
+class CloseConnection(Msg, tag="close_connection", frozen=True):
+    """Whoever gave up waiting for room in a connection's outbox tells the
+    connection to close, with the reason its client is shown (a websocket
+    close frame)."""
+
+    reason: str
 
 
 class Reply(msgspec.Struct, frozen=True):
@@ -321,9 +332,21 @@ class ConnectionGone(Msg, tag="connection_gone", frozen=True):
 
 class UnloadThread(Msg, tag="unload_thread", frozen=True):
     """A thread idle with no subscriber for its unload delay asks its
-    registry to unload it."""
+    registry to unload it. ``received`` is how many messages its mailbox had
+    delivered then: the registry unloads it only if nothing was sent to it
+    since (what was sent is the thread's to answer, so it stays)."""
 
     thread_id: str
+    mailbox: Mailbox
+    received: int
+
+
+class UnloadDue(Msg, tag="unload_due", frozen=True):
+    """A thread's unload timer tells its own thread the delay has passed;
+    ``generation`` names the timer, so one that was stopped meanwhile is
+    ignored."""
+
+    generation: int
 
 
 class TurnEnded(Msg, tag="turn_ended", frozen=True):
@@ -418,7 +441,7 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
 
 
 ThreadInbox = (StartTurn | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
-               | ReadThread | Renamed | PatchGitInfo | CompactThread | RevertThread)
+               | ReadThread | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
 
 RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
                  | LoadFailed | ThreadGaveUp)
@@ -511,10 +534,10 @@ class AppendRollout(Msg, tag="append_rollout", frozen=True):
 
 
 class Steered(Msg, tag="steered", frozen=True):
-    """The thread hands the running turn steered input (a Responses user
-    message), already reported and persisted."""
+    """The thread hands the running turn steered input (Responses user
+    messages), already reported and persisted."""
 
-    item: msgspec.Raw
+    items: tuple[msgspec.Raw, ...]
 
 
 class SubscribersChanged(Msg, tag="subscribers_changed", frozen=True):

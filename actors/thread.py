@@ -14,6 +14,45 @@ notification when it failed) and ``turn/completed``.
 Broadcast notifications (``thread/started``, ``thread/status/changed``) go to
 the subscribers directly, in order with everything else, and to every other
 initialized connection through the hub.
+
+Lifecycle: one state, :data:`ThreadState`, says what the thread is doing.
+The thread opens its turn's mailbox, sends to it without ever waiting for
+room (subscriber changes and steered input are coalesced when it is full) and
+closes it when it handles the turn's ``TurnEnded``; the turn reads it and
+never closes it. So a message that reaches the thread after its turn has stopped reading (but
+before ``TurnEnded``) still finds the mailbox open; steered input the turn
+never read joins the history, as the original records pending input when a
+turn finishes. What each message does in each state:
+
+=================  ==============  =================  ==================  ===========
+message            Ready           Running(turn)      Stopping(turn)      Unloading
+=================  ==============  =================  ==================  ===========
+StartTurn          start a turn    steer it (0.169)   deferred to its end as Ready
+SteerTurn          error: no turn  steer it           error: no turn      as Ready
+InterruptTurn      error: no turn  cancel: Stopping   answer (stopping)   as Ready
+CompactThread      compact turn    cancel: Stopping,  deferred to its end as Ready
+                                   then compact
+RevertThread       revert          cancel: Stopping,  deferred to its end as Ready
+                                   then revert
+TurnEnded (its)    stale: dropped  close its mailbox, finish: Ready;     stale: dropped
+                                   then the deferred work, in order
+TurnEnded (other)  stale: dropped  stale: dropped     stale: dropped      stale: dropped
+ApprovalGate/Done  session cache   + its waiting      + its waiting       as Ready
+                                   status if its own  status if its own
+Subscribe, Unsub-  subscribers     subscribers, and   as Running          as Ready
+scribe, ReadThread                 the turn is told
+Renamed, Patch-    update          update             update              as Ready
+GitInfo
+UnloadDue (its)    no subscriber:  ignored            ignored             ignored
+                   Unloading
+=================  ==============  =================  ==================  ===========
+
+"as Ready": the thread is Ready again first (the registry unloads a thread
+only when nothing was sent to it since it asked, see ``UnloadThread``), and
+its unload delay starts over. A stale message (for a turn this incarnation
+did not start: a predecessor's, before a restart) is logged and dropped. A
+message of a class no thread takes is a bug in its sender: the actor
+crashes and its supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -28,7 +67,7 @@ from typing import Any
 import msgspec
 import trio
 
-from ..runtime.ask import ask
+from ..runtime.ask import ReplySlot
 from ..runtime.git import collect_git_info
 from ..runtime.history import user_texts
 from ..runtime.ids import uuid7
@@ -43,6 +82,7 @@ from ..runtime.protocol.jsonrpc import (
     Response,
     internal_error,
     invalid_request,
+    overloaded,
 )
 from ..runtime.protocol.v2.item import AgentMessageItem, ItemCompleted, ItemStarted, TextInput, UserMessageItem
 from ..runtime.protocol.v2.thread import (
@@ -122,12 +162,13 @@ from .messages import (
     SubscribersChanged,
     ThreadConfig,
     TurnEnded,
+    UnloadDue,
     UnloadThread,
     Unsubscribe,
 )
 from .process import ProcessTable, open_process_table
 from .rollout_writer import append, run_rollout_writer
-from .turn import TurnSpec, run_turn, user_message_lines
+from .turn import TURN_CAPACITY, TurnSpec, open_turn_mailbox, run_turn, user_message_lines
 
 log = logging.getLogger("trio_codex.thread")
 
@@ -189,6 +230,58 @@ def lost_turn(thread_id: str, turn_id: str, what_then: str,
 GIT_PROBE_TIMEOUT = 5.0
 
 
+class TurnHandle(msgspec.Struct):
+    """The thread's handle on a turn it started: the turn's mailbox (both
+    ends: the thread opened it and closes it) and its cancel scope."""
+
+    id: str
+    mailbox: Mailbox
+    inbox: Inbox
+    scope: trio.CancelScope
+    started_at: int
+    started_monotonic: float
+    #: ``regular`` or ``compact``.
+    kind: str
+    #: Approval prompts of this turn waiting on a client.
+    waiting: int = 0
+
+    def close(self) -> tuple[msgspec.Raw, ...]:
+        """Close the mailbox of a turn that has ended; return the input
+        steered to it that it never read, in order."""
+        self.mailbox.close()
+        late: list[msgspec.Raw] = []
+        while batch := self.inbox.drain_nowait(TURN_CAPACITY):
+            late += (item for msg in batch if isinstance(msg, Steered) for item in msg.items)
+        self.inbox.close()
+        return tuple(late)
+
+
+class Ready(msgspec.Struct):
+    """No turn runs."""
+
+
+class Unloading(msgspec.Struct):
+    """No turn runs and nobody followed the thread for its unload delay: the
+    registry was asked to unload it."""
+
+
+class Running(msgspec.Struct):
+    """A turn runs and takes steered input."""
+
+    turn: TurnHandle
+
+
+class Stopping(msgspec.Struct):
+    """The turn was cancelled and has not reported its end yet; ``then``
+    runs once it has (deferred turn/start, compaction, revert), in order."""
+
+    turn: TurnHandle
+    then: list[Callable[[], Awaitable[None]]]
+
+
+ThreadState = Ready | Unloading | Running | Stopping
+
+
 class ThreadActor:
     """See the module docstring; its state, handled one message at a time."""
 
@@ -211,10 +304,13 @@ class ThreadActor:
         self.preview = ""
         self.updated_at = config.created_at
         self.status: ThreadStatus = Idle()
-        self.turn: _ActiveTurn | None = None
+        #: The lifecycle state: see the module docstring.
+        self.state: ThreadState = Ready()
         self.name: str | None = None
-        #: Running while the thread is idle with no subscriber.
+        #: Running while the thread is Ready with no subscriber; its
+        #: generation names the UnloadDue it sends.
         self.unload_timer: trio.CancelScope | None = None
+        self.unload_generation = 0
         #: The rollout writer, started by the first turn (never for an
         #: ephemeral thread), and where it writes.
         self.rollout: Mailbox | None = None
@@ -223,8 +319,6 @@ class ThreadActor:
         self.next_ordinal = 0
         #: Approval cache keys the user accepted for the session.
         self.session_approvals: set[str] = set()
-        #: Prompts of the active turn waiting on a client.
-        self.waiting = 0
         #: The thread's git info (index column -> value): what its new
         #: rollout found in the cwd, under what thread/metadata/update set.
         self.git: dict[str, str | None] = {}
@@ -233,34 +327,58 @@ class ThreadActor:
         #: Tokens in the model's context after the last turn (compaction
         #: starts past the config's limit).
         self.context_tokens = 0
-        #: What a request that interrupted the running turn (compaction,
-        #: revert) does once the turn has stopped.
-        self.after_turn: Callable[[], Awaitable[None]] | None = None
 
     async def handle(self, msg: Any) -> None:
+        if isinstance(self.state, Unloading) and not isinstance(msg, UnloadDue):
+            # The registry sees this message was sent and keeps the thread.
+            self.state = Ready()
         await self._dispatch(msg)
         self._watch_idle()
+
+    def _turn(self) -> TurnHandle | None:
+        """The turn the thread started and has not seen end, if any."""
+        return self.state.turn if isinstance(self.state, (Running, Stopping)) else None
 
     def _watch_idle(self) -> None:
         """Unload after the delay while no one follows the thread and no
         turn runs; anything that changes that stops the clock."""
-        idle = not self.subscribers and self.turn is None
+        idle = isinstance(self.state, Ready) and not self.subscribers
         if idle and self.unload_timer is None:
             self.unload_timer = trio.CancelScope()
-            self.nursery.start_soon(self._unload_after, self.unload_timer)
+            self.unload_generation += 1
+            self.nursery.start_soon(self._unload_after, self.unload_timer, self.unload_generation)
         elif not idle and self.unload_timer is not None:
             self.unload_timer.cancel(reason="the thread is followed or busy again")
             self.unload_timer = None
 
-    async def _unload_after(self, timer: trio.CancelScope) -> None:
+    async def _unload_after(self, timer: trio.CancelScope, generation: int) -> None:
         with timer:
             await trio.sleep(self.config.unload_delay_secs)
-            await self.registry.send(UnloadThread(self.config.id))
+            # Decided by the thread's own loop, between two messages.
+            await self.mailbox.send(UnloadDue(generation))
+
+    def _unload_due(self, generation: int) -> None:
+        """Ask the registry to unload the thread, with how many messages it
+        has received: the registry unloads it only if none came since."""
+        if generation != self.unload_generation or not isinstance(self.state, Ready) or self.subscribers:
+            return
+        stats = self.mailbox.statistics()
+        if self.registry.send_nowait(UnloadThread(self.config.id, self.mailbox, stats.sent - stats.depth)):
+            self.state = Unloading()
+        else:
+            log.info("thread %s: the registry is full; the unload delay starts over", self.config.id)
+            self.unload_timer = None
 
     async def _dispatch(self, msg: Any) -> None:
         match msg:
             case StartTurn(reply=reply, params=params, permissions=perms):
-                await self._start_turn(reply, params, perms)
+                match self.state:
+                    case Running():
+                        await self._steer(reply, tuple(params.input), None)
+                    case Stopping(then=then):
+                        then.append(partial(self._dispatch, msg))
+                    case _:
+                        await self._start_turn(reply, params, perms)
             case SteerTurn(reply=reply, input=inputs, expected_turn_id=expected):
                 await self._steer(reply, inputs, expected)
             case InterruptTurn(reply=reply, turn_id=turn_id):
@@ -269,11 +387,11 @@ class ThreadActor:
                 await self._turn_ended(ended)
             case Subscribe(conn=conn):
                 self.subscribers[conn.id] = conn
-                await self._subscribers_changed()
+                self._subscribers_changed()
             case Unsubscribe(conn_id=conn_id, reply=reply):
                 was = self.subscribers.pop(conn_id, None) is not None
                 if was:
-                    await self._subscribers_changed()
+                    self._subscribers_changed()
                 if reply is not None:
                     await self._to(reply.conn, Response(reply.request_id, ThreadUnsubscribeResponse(
                         "unsubscribed" if was else "notSubscribed")))
@@ -288,19 +406,50 @@ class ThreadActor:
             case RevertThread(reply=reply, before_turn_id=before, num_turns=num_turns):
                 await self._revert(reply, before, num_turns)
             case PatchGitInfo(reply=reply, patch=patch):
-                self.git.update(patch)
-                if self.rollout_path is not None:
-                    await ask(self.store, lambda slot: UpdateGitInfo(self.config.id, patch, slot), timeout=STORE_TIMEOUT)
-                await self._to(reply.conn, Response(reply.request_id, ThreadReadResponse(self.wire_thread())))
+                await self._patch_git(reply, patch)
             case ReadThread(reply=reply, include_turns=include, subscribe=subscribe):
                 if subscribe:
                     self.subscribers[reply.conn.id] = reply.conn
-                    await self._subscribers_changed()
+                    self._subscribers_changed()
                 thread = msgspec.structs.replace(self.wire_thread(), turns=await self._turns() if include else [])
                 result: Any = (self._start_response(thread) if subscribe else ThreadReadResponse(thread))
                 await self._to(reply.conn, Response(reply.request_id, result))
                 if subscribe:
                     await self.approvals.send(ReplayApprovals(self.config.id, reply.conn))
+            case UnloadDue(generation=generation):
+                self._unload_due(generation)
+            case _:
+                raise TypeError(f"thread {self.config.id}: {type(msg).__name__} is not a thread message "
+                                "(a bug in its sender)")
+
+    async def _patch_git(self, reply: Reply, patch: dict[str, str | None]) -> None:
+        """thread/metadata/update: the thread keeps its git info, and a
+        thread with a rollout has the index take it (sent from the loop, so
+        in order; its answer awaited beside the loop, so a slow store holds
+        up only this request)."""
+        indexed: ReplySlot[Any] = ReplySlot()
+        if self.rollout_path is not None and not self.store.send_nowait(
+                UpdateGitInfo(self.config.id, patch, indexed)):
+            await self._to(reply.conn, ErrorResponse(reply.request_id, overloaded().error))
+            return
+        self.git.update(patch)
+        answer = Response(reply.request_id, ThreadReadResponse(self.wire_thread()))
+        if self.rollout_path is None:
+            await self._to(reply.conn, answer)
+        else:
+            self.nursery.start_soon(self._answer_indexed, reply, indexed, answer)
+
+    async def _answer_indexed(self, reply: Reply, indexed: ReplySlot[Any], answer: Response) -> None:
+        with trio.move_on_after(STORE_TIMEOUT):
+            try:
+                await indexed.wait()
+            except Exception as exc:
+                log.warning("thread %s: the index did not take its git info: %r", self.config.id, exc)
+            else:
+                await deliver((reply.conn,), answer)
+                return
+        await deliver((reply.conn,), ErrorResponse(reply.request_id, internal_error(
+            "thread/metadata/update: the thread index did not take it; try again").error))
 
     # --- wire objects --------------------------------------------------------
 
@@ -333,11 +482,12 @@ class ThreadActor:
         if lost:
             for conn in lost:
                 self.subscribers.pop(conn.id, None)
-            await self._subscribers_changed()
+            self._subscribers_changed()
 
-    async def _subscribers_changed(self) -> None:
-        if self.turn is not None:
-            await self.turn.mailbox.send(SubscribersChanged(tuple(self.subscribers.values())))
+    def _subscribers_changed(self) -> None:
+        if (turn := self._turn()) is not None:
+            # Coalesced when full: this never waits on the turn.
+            turn.mailbox.send_nowait(SubscribersChanged(tuple(self.subscribers.values())))
 
     async def _persist(self, *payloads: Any, turn_end: bool = False) -> None:
         """Append to the rollout and wait until it reached the OS."""
@@ -401,7 +551,7 @@ class ThreadActor:
         # from an older checkpoint.
         self.registry.send_nowait(Checkpoint(
             self.config.id, self.history, self.usage, self.preview, self.updated_at,
-            tuple(self.subscribers.values()), self.turn.id if self.turn else None, self.config))
+            tuple(self.subscribers.values()), turn.id if (turn := self._turn()) else None, self.config))
 
     async def restarted(self, cp: Checkpoint) -> None:
         self.history, self.usage, self.preview = cp.history, cp.usage, cp.preview
@@ -467,14 +617,15 @@ class ThreadActor:
         if self.rollout_path is None or not self.rollout_path.exists():
             return []
         rollout = await trio.to_thread.run_sync(read_rollout, self.rollout_path)
-        return running(replay(rollout).turns, self.turn.id if self.turn else None)
+        return running(replay(rollout).turns, turn.id if (turn := self._turn()) else None)
 
     async def _steer(self, reply: Reply, inputs: tuple[Any, ...], expected: str | None) -> None:
         """More input for the running turn: a userMessage item of that turn,
         persisted, then handed to the turn, which samples again with it.
         ``expected`` None: a turn/start that found the turn running, which
-        0.169 answers with the running turn."""
-        turn = self.turn
+        0.169 answers with the running turn. An interrupted turn
+        (Stopping) takes no more input, as the original's."""
+        turn = self.state.turn if isinstance(self.state, Running) else None
         error, reason = None, None
         if turn is None:
             error, reason = invalid_request("no active turn to steer"), "no_active_turn"
@@ -506,13 +657,10 @@ class ThreadActor:
         await self._notify("item/started", ItemStarted(item, self.config.id, turn.id, now_ms()))
         await self._persist(*user_message_lines(item, raw, self.config.id, turn.id))
         await self._notify("item/completed", ItemCompleted(item, self.config.id, turn.id, now_ms()))
-        await turn.mailbox.send(Steered(raw))
-        turn.steers += 1
+        # Coalesced when full: this never waits on the turn.
+        turn.mailbox.send_nowait(Steered((raw,)))
 
     async def _start_turn(self, reply: Reply, params: Any, perms: Permissions | None) -> None:
-        if self.turn is not None:
-            await self._steer(reply, tuple(params.input), None)
-            return
         try:
             settings = self._overrides(params, perms)
         except msgspec.ValidationError as exc:
@@ -586,19 +734,35 @@ class ThreadActor:
         return msgspec.structs.replace(c, **changes) if changes else c
 
     async def _compact(self, reply: Reply) -> None:
-        """thread/compact/start: answered at once, then a compact turn; a
-        running regular turn is interrupted first, as the original does."""
+        """thread/compact/start: answered at once, then a compact turn."""
         await self._to(reply.conn, Response(reply.request_id, {}))
-        if self.turn is None:
-            await self._start_compaction()
-        elif self.turn.kind != "compact":
-            self._after_turn(self._start_compaction, "thread/compact/start")
+        await self._compaction()
+
+    async def _compaction(self) -> None:
+        """A compact turn now, or once the turn has ended (a regular turn is
+        interrupted first, as the original does; a compaction running
+        already is enough)."""
+        match self.state:
+            case Running(turn=turn) if turn.kind == "compact":
+                pass
+            case Running() | Stopping():
+                self._after_turn(self._compaction, "thread/compact/start")
+            case _:
+                await self._start_compaction()
+
+    def _stop(self, turn: TurnHandle, reason: str) -> None:
+        """Cancel the turn; it reports its end (TurnEnded) soon."""
+        turn.scope.cancel(reason=reason)
+        if isinstance(self.state, Running):
+            self.state = Stopping(turn, [])
 
     def _after_turn(self, then: Callable[[], Awaitable[None]], method: str) -> None:
-        """Interrupt the running turn, and do ``then`` once it has ended."""
-        assert self.turn is not None
-        self.after_turn = then
-        self.turn.scope.cancel(reason=f"interrupted by the client ({method})")
+        """Interrupt the turn, and do ``then`` once it has ended."""
+        turn = self._turn()
+        assert turn is not None
+        self._stop(turn, f"interrupted by the client ({method})")
+        assert isinstance(self.state, Stopping)
+        self.state.then.append(then)
 
     async def _revert(self, reply: Reply, before: str | None, num_turns: int | None) -> None:
         """Cut the rollout before a turn (the last ``num_turns`` for the
@@ -606,7 +770,7 @@ class ThreadActor:
         running turn is interrupted. As the original: the thread shows itself
         reloaded (``notLoaded`` then ``idle``), answers, then
         ``thread/reverted``."""
-        if self.turn is not None:
+        if self._turn() is not None:
             self._after_turn(partial(self._revert, reply, before, num_turns), "thread/revert")
             return
         c = self.config
@@ -665,6 +829,8 @@ class ThreadActor:
 
     async def _launch_turn(self, turn_id: str, started_s: int, kind: str, user_item: UserMessageItem | None,
                            raw: msgspec.Raw | None, compact_first: bool, output_schema: Any = None) -> None:
+        mailbox, inbox = open_turn_mailbox(turn_id)
+        turn = TurnHandle(turn_id, mailbox, inbox, trio.CancelScope(), started_s, time.monotonic(), kind)
         spec = TurnSpec(
             config=self.config, turn_id=turn_id, model=self.model, thread=self.mailbox,
             approvals=self.approvals, processes=self.processes, recorder=self.recorder,
@@ -672,46 +838,61 @@ class ThreadActor:
             usage=self.usage, subscribers=tuple(self.subscribers.values()), kind=kind,
             compact_first=compact_first, context_tokens=self.context_tokens, output_schema=output_schema,
         )
-        mailbox, scope = await self.nursery.start(run_turn, spec)
-        self.turn = _ActiveTurn(turn_id, mailbox, scope, started_s, time.monotonic(), kind)
+        self.state = Running(turn)
+        self.nursery.start_soon(run_turn, spec, mailbox, inbox, turn.scope)
         self._checkpoint()
 
     async def _interrupt(self, reply: Reply, turn_id: str) -> None:
-        if self.turn is None:
+        turn = self._turn()
+        if turn is None:
             error = invalid_request("no active turn to interrupt")
-        elif self.turn.id != turn_id:
-            error = invalid_request(f"expected active turn id {turn_id} but found {self.turn.id}")
+        elif turn.id != turn_id:
+            error = invalid_request(f"expected active turn id {turn_id} but found {turn.id}")
         else:
-            self.turn.scope.cancel(reason=_INTERRUPT_REASON)
+            self._stop(turn, _INTERRUPT_REASON)
             await self._to(reply.conn, Response(reply.request_id, {}))
             return
         await self._to(reply.conn, ErrorResponse(reply.request_id, error.error))
+
+    def _own_turn(self, turn_id: str, what: str) -> TurnHandle | None:
+        """The thread's turn if it is ``turn_id``; else None, logged: a
+        stale message (a predecessor's turn, before a restart)."""
+        turn = self._turn()
+        if turn is not None and turn.id == turn_id:
+            return turn
+        log.warning("thread %s: %s of turn %s, which is not its turn (%s); dropped", self.config.id, what, turn_id,
+                    turn.id if turn else "none runs")
+        return None
 
     async def _approval_gate(self, turn_id: str, keys: tuple[str, ...], reply: Any) -> None:
         if keys and self.session_approvals.issuperset(keys):
             reply.set(True)
             return
         reply.set(False)
-        self.waiting += 1
-        if self.waiting == 1 and self.turn is not None and self.turn.id == turn_id:
-            await self._set_status(Active(["waitingOnApproval"]))
+        turn = self._own_turn(turn_id, "an approval prompt")
+        if turn is not None:
+            turn.waiting += 1
+            if turn.waiting == 1:
+                await self._set_status(Active(["waitingOnApproval"]))
 
     async def _approval_done(self, turn_id: str, keys: tuple[str, ...], for_session: bool) -> None:
         if for_session:
             self.session_approvals.update(keys)
-        self.waiting = max(0, self.waiting - 1)
-        if self.waiting == 0 and self.turn is not None and self.turn.id == turn_id:
-            await self._set_status(Active())
+        turn = self._own_turn(turn_id, "an approval answer")
+        if turn is not None and turn.waiting > 0:
+            turn.waiting -= 1
+            if turn.waiting == 0:
+                await self._set_status(Active())
 
     async def _turn_ended(self, ended: TurnEnded) -> None:
-        turn, self.turn = self.turn, None
+        turn = self._own_turn(ended.turn_id, "the end")
+        if turn is None:
+            return
+        then = self.state.then if isinstance(self.state, Stopping) else []
+        self.state = Ready()
+        late = turn.close()
         usage_before = self.usage
-        if turn is None or turn.id != ended.turn_id:
-            # A bug, not bad input: let the actor crash; its supervisor
-            # restarts it from the last checkpoint.
-            raise RuntimeError(f"thread {self.config.id}: TurnEnded for {ended.turn_id}, "
-                               f"but the running turn is {turn and turn.id}")
-        self.history = ended.history if ended.replaces_history else self.history + ended.history
+        self.history = (ended.history if ended.replaces_history else self.history + ended.history) + late
         self.context_tokens = ended.context_tokens
         if ended.usage is not None:
             self.usage = ended.usage
@@ -748,12 +929,10 @@ class ThreadActor:
                 thread_id=self.config.id, turn_id=turn.id, status=ended.status, duration_ms=duration_ms,
                 error_info=str(ended.error.codex_error_info) if ended.error else None,
                 usage=self.usage.minus(usage_before)))
-        self.waiting = 0
         await self.approvals.send(ClearApprovals(self.config.id, turn.id))
         self._checkpoint()
-        if self.after_turn is not None:
-            then, self.after_turn = self.after_turn, None
-            await then()
+        for step in then:
+            await step()
 
     async def _run_notify(self, turn_id: str, last: str | None) -> None:
         """config.toml ``notify``: the program is spawned before the turn is
@@ -769,16 +948,3 @@ def _profile_line(profile: ActivePermissionProfile | None) -> dict[str, str] | N
     if profile is None:
         return None
     return {"id": profile.id, **({"extends": profile.extends} if profile.extends else {})}
-
-
-class _ActiveTurn(msgspec.Struct):
-    """The thread's handle on its running turn (the thread's own state)."""
-
-    id: str
-    mailbox: Mailbox
-    scope: trio.CancelScope
-    started_at: int
-    started_monotonic: float
-    #: ``regular`` or ``compact``.
-    kind: str
-    steers: int = 0

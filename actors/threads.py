@@ -5,6 +5,12 @@ thread is addressed through the registry and could later live elsewhere),
 and keeps each thread's last checkpoint: when a thread actor crashes its
 supervisor restarts it from that checkpoint on the same mailbox, within a
 per-thread restart budget.
+
+Its loop never waits on another actor's work: requests that read a rollout
+or ask the store (name, archive, delete, metadata) run beside it as workers
+that answer when done, those about one thread one after another in arrival
+order; what reaches a thread goes without waiting (a full thread answers
+-32001).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -110,8 +116,11 @@ THREAD_CAPACITY = 256
 #: for; it reports 95 % of a window as usable.
 FALLBACK_CONTEXT_WINDOW = 272_000
 #: Requests reading rollouts (resume, fork, read and the history pages of an
-#: unloaded thread) run beside the registry's loop, this many at once.
+#: unloaded thread) or asking the store (name, archive, delete, metadata)
+#: run beside the registry's loop, this many at once...
 READERS = 16
+#: ...and this many may wait for their turn; more are answered -32001.
+WORKERS_WAITING = 1024
 #: Replays of rollouts from this size up are kept, up to this much rollout
 #: in all (a replay takes about as much memory as its file).
 REPLAY_CACHE_MIN_BYTES = 256 * 1024
@@ -137,6 +146,10 @@ class ThreadRegistry:
         #: resumes of the same thread that wait for it.
         self.loading: dict[str, list[tuple[Reply, ThreadResumeParams]]] = {}
         self.readers_limit = trio.CapacityLimiter(READERS)
+        #: Requests accepted to run beside the loop and not done yet.
+        self.workers = 0
+        #: Per thread id, the requests about it that run one after another.
+        self.serial: dict[str, deque[tuple[Reply, Callable[..., Awaitable[None]], tuple[Any, ...]]]] = {}
         #: Replays of big rollouts by path, oldest use first.
         self.replays: OrderedDict[str, tuple[tuple[str, str | None, int, int], Replay]] = OrderedDict()
 
@@ -157,8 +170,11 @@ class ThreadRegistry:
                         await self._route(tid, inner, reply)
                     case Checkpoint(thread_id=tid) as cp:
                         self.checkpoints[tid] = cp
-                    case UnloadThread(thread_id=tid):
-                        await self._unload(tid)
+                    case UnloadThread(thread_id=tid, mailbox=mailbox, received=received):
+                        # What was sent to the thread since it asked is its
+                        # to answer: then it stays.
+                        if self.threads.get(tid) is mailbox and mailbox.statistics().sent == received:
+                            await self._unload(tid)
                     case ConnectionGone(conn_id=conn_id):
                         for mailbox in self.threads.values():
                             mailbox.send_nowait(Unsubscribe(conn_id))
@@ -171,15 +187,20 @@ class ThreadRegistry:
                             await self._resume(reply, params)
             readers.cancel_scope.cancel(reason="the thread registry's mailbox closed")
 
-    async def _route(self, thread_id: str, msg: Any, reply: Reply | None) -> None:
+    async def _route(self, thread_id: str, msg: Any, reply: Reply | None) -> bool:
+        """Hand ``msg`` to a loaded thread without waiting; if it cannot
+        take it, answer ``reply`` and return False."""
         mailbox = self.threads.get(thread_id)
         if mailbox is None:
             if reply is not None:
                 await deliver((reply.conn,), ErrorResponse(
                     reply.request_id, invalid_request(f"thread not found: {thread_id}").error))
-            return
-        if not mailbox.send_nowait(msg) and reply is not None:
-            await deliver((reply.conn,), ErrorResponse(reply.request_id, overloaded().error))
+            return False
+        if not mailbox.send_nowait(msg):
+            if reply is not None:
+                await deliver((reply.conn,), ErrorResponse(reply.request_id, overloaded().error))
+            return False
+        return True
 
     async def _thread_request(self, reply: Reply, method: str, params: Any) -> None:
         try:
@@ -190,34 +211,43 @@ class ThreadRegistry:
                 case "thread/list" if params.sort_key == "section_position":
                     raise invalid_request("section-position sorting requires a section filter")
                 case "thread/list":
-                    await self.store.send(ListThreads(reply, params, frozenset(self.threads)))
+                    if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
+                        raise overloaded()
                 case "thread/loaded/list":
                     ids = sorted(self.threads)
                     start = int(params.cursor or 0)
                     end = start + (params.limit or len(ids))
                     await self._answer(reply, ThreadLoadedListResponse(ids[start:end], str(end) if end < len(ids) else None))
                 case "thread/read" if params.thread_id in self.threads:
-                    await self.threads[params.thread_id].send(ReadThread(reply, params.include_turns, False))
+                    await self._route(params.thread_id, ReadThread(reply, params.include_turns, False), reply)
                 case "thread/read":
-                    self._reader(reply, self._read_unloaded, reply, params)
+                    await self._beside(reply, self._read_unloaded, reply, params)
                 case "thread/resume" | "thread/fork" if params.permissions is not None and params.sandbox is not None:
                     raise invalid_request(_SANDBOX_CHOICE)
                 case "thread/resume":
                     await self._resume(reply, params)
                 case "thread/unsubscribe" if params.thread_id in self.threads:
-                    await self.threads[params.thread_id].send(Unsubscribe(reply.conn.id, reply))
+                    await self._route(params.thread_id, Unsubscribe(reply.conn.id, reply), reply)
                 case "thread/unsubscribe":
                     await self._answer(reply, ThreadUnsubscribeResponse("notLoaded"))
                 case "thread/fork":
-                    self._reader(reply, self._fork, reply, params)
+                    await self._beside(reply, self._fork, reply, params)
                 case "thread/delete":
-                    await self._delete(reply, params.thread_id)
+                    await self._beside(reply, self._delete, reply, params.thread_id, key=params.thread_id)
                 case "thread/turns/list" | "thread/items/list":
-                    self._reader(reply, self._history_page, reply, method, params)
+                    await self._beside(reply, self._history_page, reply, method, params)
+                case "thread/name/set" if params.thread_id in self.threads:
+                    # The thread shows the name from now on: a thread/read
+                    # behind this request sees it.
+                    if await self._route(params.thread_id, Renamed(params.name), reply):
+                        await self._beside(reply, self._name, reply, params.thread_id, params.name, False,
+                                           key=params.thread_id)
                 case "thread/name/set":
-                    await self._name(reply, params.thread_id, params.name)
+                    await self._beside(reply, self._name, reply, params.thread_id, params.name, True,
+                                       key=params.thread_id)
                 case "thread/archive" | "thread/unarchive":
-                    await self._archive(reply, params.thread_id, method == "thread/archive")
+                    await self._beside(reply, self._archive, reply, params.thread_id, method == "thread/archive",
+                                       key=params.thread_id)
                 case "thread/revert":
                     await self._route(params.thread_id, RevertThread(reply, params.before_turn_id), reply)
                 case "thread/rollback":
@@ -226,25 +256,56 @@ class ThreadRegistry:
                     await self._route(params.thread_id, RevertThread(reply, None, params.num_turns), reply)
                 case "thread/compact/start":
                     await self._route(params.thread_id, CompactThread(reply), reply)
+                case "thread/metadata/update" if params.thread_id in self.threads:
+                    # Git info lives in the index only (as in the original's
+                    # state database); a loaded thread keeps its own copy and
+                    # answers itself.
+                    await self._route(params.thread_id, PatchGitInfo(reply, _git_patch(params)), reply)
                 case "thread/metadata/update":
-                    await self._metadata(reply, params.thread_id, _git_patch(params))
+                    await self._beside(reply, self._metadata, reply, params.thread_id, _git_patch(params),
+                                       key=params.thread_id)
         except JsonRpcError as exc:
             await deliver((reply.conn,), ErrorResponse(reply.request_id, exc.error))
 
-    def _reader(self, reply: Reply, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
-        """Run a request that reads a rollout beside the loop, so a long
-        rollout holds up only its own caller."""
-        async def read() -> None:
+    async def _beside(self, reply: Reply, fn: Callable[..., Awaitable[None]], *args: Any,
+                      key: str | None = None) -> bool:
+        """Run a request beside the loop (it reads a rollout or waits on the
+        store), so it holds up only its own caller; the requests with the
+        same ``key`` (a thread id) run one after another, in arrival order.
+        False when too many wait already: the caller got -32001."""
+        if self.workers >= WORKERS_WAITING:
+            await deliver((reply.conn,), ErrorResponse(reply.request_id, overloaded().error))
+            return False
+        self.workers += 1
+        job = (reply, fn, args)
+        if key is None:
+            self.readers.start_soon(self._work, None, deque([job]))
+        elif (queue := self.serial.get(key)) is not None:
+            queue.append(job)
+        else:
+            self.serial[key] = queue = deque([job])
+            self.readers.start_soon(self._work, key, queue)
+        return True
+
+    async def _work(self, key: str | None, queue: deque[tuple[Reply, Callable[..., Awaitable[None]], tuple[Any, ...]]]
+                    ) -> None:
+        """Run the requests of ``queue`` in order, each answered whatever it
+        raises."""
+        while queue:
+            reply, fn, args = queue[0]
             async with self.readers_limit:
                 try:
                     await fn(*args)
                 except JsonRpcError as exc:
                     await deliver((reply.conn,), ErrorResponse(reply.request_id, exc.error))
                 except Exception as exc:
-                    log.exception("reading a thread failed")
+                    log.exception("a thread request failed beside the registry's loop")
                     await deliver((reply.conn,), ErrorResponse(
-                        reply.request_id, internal_error(f"reading the thread failed: {exc!r}").error))
-        self.readers.start_soon(read)
+                        reply.request_id, internal_error(f"the thread request failed: {exc!r}").error))
+            queue.popleft()
+            self.workers -= 1
+        if key is not None:
+            del self.serial[key]
 
     async def _read_unloaded(self, reply: Reply, params: Any) -> None:
         meta = await self._find(params.thread_id, f"thread not loaded: {params.thread_id}")
@@ -273,22 +334,17 @@ class ThreadRegistry:
         await self._answer(reply, PageResponse(data, next_cursor, back))
 
     async def _metadata(self, reply: Reply, thread_id: str, patch: dict[str, str | None]) -> None:
-        """Git info lives in the index only (as in the original's state
-        database); a loaded thread keeps its own copy and answers itself."""
-        if thread_id in self.threads:
-            await self._route(thread_id, PatchGitInfo(reply, patch), reply)
-            return
+        """thread/metadata/update of a thread that is not loaded."""
         meta = await ask(self.store, lambda slot: UpdateGitInfo(thread_id, patch, slot), timeout=STORE_TIMEOUT)
         if meta is None or not meta.rollout_path:
             raise invalid_request(f"no rollout found for thread id {thread_id}")
         await self._answer(reply, ThreadReadResponse(thread_from_meta(meta, False)))
 
-    async def _name(self, reply: Reply, thread_id: str, name: str | None) -> None:
-        loaded = self.threads.get(thread_id)
-        if loaded is None:
+    async def _name(self, reply: Reply, thread_id: str, name: str | None, stored_only: bool) -> None:
+        """thread/name/set; ``stored_only``: the thread was not loaded, so
+        it must have a rollout."""
+        if stored_only:
             await self._find(thread_id, f"thread not found: {thread_id}")
-        else:
-            await loaded.send(Renamed(name))
         await ask(self.store, lambda slot: NameThread(thread_id, name, slot), timeout=STORE_TIMEOUT)
         await self._answer(reply, {})
         await self._broadcast(reply, "thread/name/updated", ThreadNameUpdated(thread_id, name))
@@ -393,9 +449,8 @@ class ThreadRegistry:
             await self._route(tid, ReadThread(reply, not params.exclude_turns, True), reply)
         elif tid in self.loading:
             self.loading[tid].append((reply, params))
-        else:
+        elif await self._beside(reply, self._read_for_resume, reply, params):
             self.loading[tid] = []
-            self._reader(reply, self._read_for_resume, reply, params)
 
     async def _read_for_resume(self, reply: Reply, params: ThreadResumeParams) -> None:
         try:

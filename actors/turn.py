@@ -40,7 +40,7 @@ from ..runtime.history import (
     user_message,
 )
 from ..runtime.ids import uuid7
-from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
+from ..runtime.mailbox import Coalesce, Inbox, Mailbox, open_mailbox
 from ..runtime.protocol import responses as rs
 from ..runtime.protocol.jsonrpc import Notification
 from ..runtime.protocol.tools import turn_tools
@@ -164,13 +164,26 @@ class _Call:
         self.outcome: ToolOutcome | None = None
 
 
-async def run_turn(spec: TurnSpec, *, task_status: trio.TaskStatus[tuple[Mailbox, trio.CancelScope]]) -> None:
-    """Run one turn; hands its mailbox and cancel scope to the thread."""
+def open_turn_mailbox(turn_id: str) -> tuple[Mailbox, Inbox]:
+    """The mailbox of a turn, which its thread opens, sends to and closes
+    (the turn only reads it). What the thread sends never waits for room:
+    when the mailbox is full, subscriber changes fold into the latest set and
+    steered input into one batch, behind what is queued."""
+    return open_mailbox(TURN_CAPACITY, name=f"turn:{turn_id}", policies={
+        SubscribersChanged: Coalesce(key=lambda _: "subscribers", merge=lambda _, new: new),
+        Steered: Coalesce(key=lambda _: "steered", merge=lambda old, new: Steered(old.items + new.items)),
+    })
+
+
+async def run_turn(spec: TurnSpec, mailbox: Mailbox, inbox: Inbox, scope: trio.CancelScope) -> None:
+    """Run one turn, reading ``inbox`` (its model streams send to
+    ``mailbox``) under the thread's cancel ``scope``; report
+    :class:`~.messages.TurnEnded` last. The thread closes the mailbox when it
+    handles that, and keeps what the turn did not read (steered input that
+    came too late for the model)."""
     turn = _Turn(spec)
-    mailbox, inbox = open_mailbox(TURN_CAPACITY, name=f"turn:{spec.turn_id}")
     error: TurnError | None = None
-    with trio.CancelScope() as scope:
-        task_status.started((mailbox, scope))
+    with scope:
         error = await turn.run(mailbox, inbox, scope)
     if scope.cancelled_caught:
         status = "interrupted"
@@ -181,7 +194,6 @@ async def run_turn(spec: TurnSpec, *, task_status: trio.TaskStatus[tuple[Mailbox
         await turn.spec.persist(*(ResponseItem(raw) for raw in turn.added[before:]))
     else:
         status = "failed" if error else "completed"
-    inbox.close()
     # A turn that compacted hands back the whole new history.
     history = (*turn.base, *turn.added) if turn.compacted else tuple(turn.added)
     await spec.thread.send(TurnEnded(spec.turn_id, status, error, history, tuple(turn.final), turn.usage,
@@ -236,8 +248,8 @@ class _Turn:
             # the model answer it, as the original's pending input does.
             for msg in inbox.drain_nowait(TURN_CAPACITY):
                 match msg:
-                    case Steered(item=item):
-                        self.steered.append(item)
+                    case Steered(items=items):
+                        self.steered += items
                     case SubscribersChanged(conns=conns):
                         self.subscribers = conns
             followed_up, self.calls = bool(self.calls or self.steered), []
@@ -336,8 +348,8 @@ class _Turn:
                             return TurnError(message, info, more)
                         case SubscribersChanged(conns=conns):
                             self.subscribers = conns
-                        case Steered(item=item):
-                            self.steered.append(item)
+                        case Steered(items=items):
+                            self.steered += items
 
     async def _notify(self, method: str, params: object) -> None:
         await self._send(notification(method, params))

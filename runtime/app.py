@@ -127,7 +127,8 @@ async def serve(settings: Settings, listen: ListenUrl, *, stream: FrameStream | 
                 assert listening is not None
 
                 async def connection(ws: FrameStream) -> None:
-                    await Connection(next(conn_ids), ws, info, hub, threads, approvals, recorder).run()
+                    await Connection(next(conn_ids), ws, info, hub, threads, approvals, recorder,
+                                     can_disconnect=True).run()
 
                 await host.start(partial(serve_websocket, listening, connection, auth=ws_auth,
                                          max_frame=max_message_bytes))

@@ -45,7 +45,9 @@ class WebSocketStream:
     connection. The connection's reader and writer tasks share it: every
     write (frames, pongs, the close) goes through one lock, so two writes
     never interleave on the socket; a pong may overtake a text frame
-    wsproto encoded before it, which the protocol allows."""
+    wsproto encoded before it, which the protocol allows. A write cut short
+    (cancelled) may have left part of a frame on the socket: no close frame
+    follows it then, the socket is just closed."""
 
     def __init__(self, stream: trio.abc.Stream, framer: WsFramer, *, peer: str) -> None:
         self.peer = peer
@@ -53,6 +55,7 @@ class WebSocketStream:
         self._stream = stream
         self._framer = framer
         self._send_lock = trio.StrictFIFOLock()
+        self._torn = False
 
     async def receive_frame(self) -> bytes | Oversized | None:
         while True:
@@ -85,16 +88,19 @@ class WebSocketStream:
             await self._send(data)
 
     async def _send(self, data: bytes) -> None:
+        self._torn = True
         try:
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise TransportClosed(f"{self.peer}: {exc}") from None
+        self._torn = False
 
-    async def aclose(self) -> None:
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
         with trio.CancelScope(shield=True):
             with trio.move_on_after(CLOSE_TIMEOUT):
                 try:
-                    await self._write(self._framer.close())
+                    if not self._torn:
+                        await self._write(self._framer.close(code, reason))
                 except TransportClosed:
                     pass
             await self._stream.aclose()

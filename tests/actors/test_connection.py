@@ -3,6 +3,7 @@ the real codec, hub and thread registry."""
 
 from __future__ import annotations
 
+import base64
 import json
 from functools import partial
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import Any
 
 import msgspec
 import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import mock_config
+from trio_codex.actors.command_exec import STDIN_WAIT_TIMEOUT
 from trio_codex.actors.connection import Connection, coalesce_deltas
 from trio_codex.actors.analytics_facts import DISABLED
 from trio_codex.actors.approvals import run_approvals
@@ -114,3 +117,105 @@ def test_a_backlog_of_deltas_merges_per_stream_without_losing_or_reordering_text
         ("item/agentMessage/delta", "ab"), ("item/agentMessage/delta", "c"), (None, None),
         ("item/agentMessage/delta", "de"), ("item/reasoning/summaryTextDelta", "pq"),
         ("item/reasoning/summaryTextDelta", "s")]
+
+
+class Wire:
+    """A client end that keeps every frame the server sends, in order."""
+
+    def __init__(self, client: MemoryFrameStream) -> None:
+        self.client = client
+        self.log: list[dict[str, Any]] = []
+
+    async def pump(self) -> None:
+        while (frame := await self.client.receive_frame()) is not None:
+            assert isinstance(frame, bytes)
+            self.log.append(json.loads(frame))
+
+    async def send(self, rid: int | str, method: str, params: dict[str, Any]) -> None:
+        await self.client.send_frames([json.dumps({"id": rid, "method": method, "params": params}).encode()])
+
+    def answered(self, rid: int | str) -> dict[str, Any] | None:
+        return next((m for m in self.log if m.get("id") == rid and "method" not in m), None)
+
+    async def answer(self, rid: int | str) -> dict[str, Any]:
+        with trio.fail_after(10):
+            while (found := self.answered(rid)) is None:
+                await trio.sleep(0.005)
+        return found
+
+    async def notified(self, method: str, done: Any = lambda params: True) -> dict[str, Any]:
+        with trio.fail_after(10):
+            while True:
+                for m in self.log:
+                    if m.get("method") == method and done(m["params"]):
+                        return m["params"]
+                await trio.sleep(0.005)
+
+
+def stdin_process(process_id: str, command: list[str]) -> dict[str, Any]:
+    return {"command": command, "processId": process_id, "streamStdin": True,
+            "sandboxPolicy": {"type": "dangerFullAccess"}, "disableTimeout": True}
+
+
+def chunk(size: int) -> dict[str, Any]:
+    return {"processId": "p", "deltaBase64": base64.b64encode(b"x" * size).decode()}
+
+
+async def test_a_child_that_does_not_read_its_stdin_holds_up_no_other_request(
+        codex_home: Path, nursery: trio.Nursery) -> None:
+    server_end, client = memory_frame_pair()
+    wire = Wire(client)
+    nursery.start_soon(partial(serve, load_settings(codex_home=codex_home), ListenUrl("stdio"), stream=server_end))
+    nursery.start_soon(wire.pump)
+    await wire.send("init", "initialize", INIT["params"])
+    await wire.answer("init")
+    await wire.send("exec", "command/exec", stdin_process("p", ["sleep", "20"]))
+    await wire.send(1, "command/exec/write", chunk(1 << 20))
+    await wire.send(2, "command/exec/write", chunk(1 << 20))  # behind the first, which the child never reads
+    await wire.send(3, "model/list", {})
+    await wire.send(4, "thread/start", {})
+    assert (await wire.answer(1))["result"] == {}  # queued, as the original answers
+    assert "result" in await wire.answer(3)
+    tid = (await wire.answer(4))["result"]["thread"]["id"]
+    await wire.send(5, "turn/start", {"threadId": tid, "input": [
+        {"type": "text", "text": "[[deltas=200 delay_ms=20]] long"}]})
+    turn_id = (await wire.answer(5))["result"]["turn"]["id"]
+    await wire.send(6, "turn/interrupt", {"threadId": tid, "turnId": turn_id})
+    assert (await wire.answer(6))["result"] == {}
+    done = await wire.notified("turn/completed", lambda p: p["turn"]["id"] == turn_id)
+    assert done["turn"]["status"] == "interrupted"
+    assert wire.answered(2) is None  # still waiting for room, beside the reader
+    await wire.send(7, "command/exec/write", {"processId": "nope", "deltaBase64": "aGk="})
+    assert (await wire.answer(7))["error"] == {
+        "code": -32600, "message": 'no active command/exec for process id "nope"'}
+    await wire.send(8, "command/exec/terminate", {"processId": "p"})
+    assert (await wire.answer("exec"))["result"]["exitCode"] == 137
+    assert (await wire.answer(2))["error"]["message"] in (
+        "stdin is already closed", 'command/exec "p" is no longer running')
+    await client.aclose()
+
+
+async def test_writes_a_child_leaves_unread_for_too_long_are_refused_overloaded_with_those_behind_them(
+        tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    server_end, client = memory_frame_pair()
+    wire = Wire(client)
+    nursery.start_soon(partial(serve, load_settings(codex_home=tmp_path), ListenUrl("stdio"), stream=server_end))
+    nursery.start_soon(wire.pump)
+    await wire.send("init", "initialize", INIT["params"])
+    await wire.answer("init")
+    await wire.send("exec", "command/exec", stdin_process("p", ["sleep", "20"]))
+    for rid in (1, 2, 3):
+        await wire.send(rid, "command/exec/write", chunk(1 << 20))
+    assert (await wire.answer(1))["result"] == {}
+    await trio.sleep(STDIN_WAIT_TIMEOUT + 1)
+    for rid in (2, 3):
+        assert (await wire.answer(rid))["error"] == {
+            "code": -32001, "message": "Server overloaded; retry later.",
+            "data": {"codex_error_info": "server_overloaded"}}
+    await wire.send(4, "command/exec/write", {"processId": "p", "closeStdin": True})
+    assert (await wire.answer(4))["result"] == {}
+    await wire.send(5, "command/exec/write", chunk(1))
+    assert (await wire.answer(5))["error"]["message"] == "stdin is already closed"
+    await wire.send(6, "command/exec/terminate", {"processId": "p"})
+    await wire.answer("exec")
+    await client.aclose()

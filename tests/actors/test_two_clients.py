@@ -8,14 +8,18 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
+import trio_websocket
 
+from trio_codex.actors import connection, fanout
 from trio_codex.actors.analytics import run_analytics
+from trio_codex.actors.analytics_facts import DISABLED
 from trio_codex.actors.approvals import run_approvals
 from trio_codex.actors.connection import Connection
 from trio_codex.actors.hub import run_hub
@@ -24,7 +28,10 @@ from trio_codex.actors.threads import ThreadRegistry
 from trio_codex.runtime.app import ModelPool
 from trio_codex.runtime.config import load_settings
 from trio_codex.runtime.server_info import ServerInfo
+from trio_codex.runtime.stream import FrameStream
+from trio_codex.transports.listen import ListenUrl
 from trio_codex.transports.memory import MemoryFrameStream, memory_frame_pair
+from trio_codex.transports.websocket import open_listeners, serve_websocket
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
 
@@ -211,3 +218,72 @@ async def test_two_resumes_of_one_stored_thread_at_once_load_it_once_and_both_fo
     await a.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "both of you"}]})
     for client in (a, b):
         assert (await client.until("turn/completed"))["params"]["turn"]["status"] == "completed"
+
+
+class WsClient(Client):
+    """:class:`Client` over a websocket."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+        self.ws = ws
+        self.ids = iter(range(1, 1000))
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        await self.ws.send_message(json.dumps(msg))
+
+    async def next(self) -> dict[str, Any]:
+        with trio.fail_after(10):
+            return json.loads(await self.ws.get_message())
+
+
+async def test_a_websocket_client_that_stops_reading_is_closed_with_a_reason_and_the_other_finishes_its_turn(
+        codex_home: Path, scripted: ScriptedResponses, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fanout, "SLOW_CLIENT_TIMEOUT", 1.0)
+    monkeypatch.setattr(connection, "OUTBOX_CAPACITY", 64)
+    monkeypatch.setattr(connection, "FLUSH_TIMEOUT", 60.0)  # time for the silent client to read up to the close
+    told = trio.Event()
+    close = fanout._close
+    monkeypatch.setattr(fanout, "_close", lambda conn: (close(conn), told.set()))
+    settings = load_settings(codex_home=codex_home)
+    info = ServerInfo(settings)
+    models = ModelPool(settings, nursery)
+    hub = await nursery.start(run_hub)
+    approvals = await nursery.start(run_approvals)
+    store = await nursery.start(run_store, settings.codex_home)
+    registry = await nursery.start(ThreadRegistry(settings, models, hub, approvals, store).run)
+    conn_ids = iter(range(1, 10))
+
+    async def serve(ws: FrameStream) -> None:
+        await Connection(next(conn_ids), ws, info, hub, registry, approvals, DISABLED, can_disconnect=True).run()
+
+    listening = await open_listeners(ListenUrl("ws", host="127.0.0.1", port=0), codex_home)
+    await nursery.start(partial(serve_websocket, listening, serve, auth=None, max_frame=1 << 26))
+    port = listening.listeners[0].socket.getsockname()[1]
+    # Over streams of our own: a trio-websocket client closed by its server
+    # leaves its socket open.
+    async with await trio.open_tcp_stream("127.0.0.1", port) as silent_tcp, \
+            await trio.open_tcp_stream("127.0.0.1", port) as reader_tcp:
+        silent_ws, reader_ws = [await trio_websocket.wrap_client_stream(
+            nursery, tcp, "127.0.0.1", "/", max_message_size=1 << 26) for tcp in (silent_tcp, reader_tcp)]
+        silent, reader = WsClient(silent_ws), WsClient(reader_ws)
+        for client in (silent, reader):
+            await client.request("initialize", {"clientInfo": {"name": "ws", "version": "1"}})
+        tid = (await silent.request("thread/start", {}))["thread"]["id"]
+        await reader.request("thread/resume", {"threadId": tid})
+        # The silent client reads nothing more; the other's turns fill its socket.
+        text = "x" * 200_000
+        for _ in range(200):
+            await reader.request("turn/start", {"threadId": tid, "input": [
+                {"type": "text", "text": f"[[deltas=400]] {text}"}]})
+            assert (await reader.until("turn/completed"))["params"]["turn"]["status"] == "completed"
+            if told.is_set():
+                break
+        assert told.is_set()
+        with pytest.raises(trio_websocket.ConnectionClosed) as closed:
+            with trio.fail_after(30):
+                while True:
+                    await silent_ws.get_message()
+        await reader_ws.aclose()
+    assert (closed.value.reason.code, closed.value.reason.reason) == (
+        1008, "the client did not read its messages for 1 s")
+    await models.aclose()
+
