@@ -29,6 +29,7 @@ import msgspec
 import trio
 
 from ..runtime.ask import ask
+from ..runtime.errors import StorageFailure
 from ..runtime.git import collect_git_info
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox
@@ -349,7 +350,12 @@ class ThreadActor:
             )
             self.rollout = await self.nursery.start(
                 run_rollout_writer, self.rollout_path, meta, self.next_ordinal, c.rollout_fsync)
-        await append(self.rollout, *payloads, turn_end=turn_end)
+        try:
+            await append(self.rollout, *payloads, turn_end=turn_end)
+        except StorageFailure as exc:
+            # The writer logged it and keeps refusing until the next turn
+            # starts; the running turn fails with it at its next write.
+            log.debug("thread %s: %s", self.config.id, exc)
 
     async def _probe_git(self, done: trio.Event, found: list[GitInfo | None]) -> None:
         try:

@@ -22,6 +22,7 @@ __all__ = [
     "MailboxFull",
     "RuntimeFailure",
     "ShutdownTimeout",
+    "StorageFailure",
     "SupervisorEscalation",
 ]
 
@@ -98,3 +99,15 @@ class ShutdownTimeout(RuntimeFailure):
     def __init__(self, message: str, *, children: tuple[str, ...]) -> None:
         super().__init__(message)
         self.children = children
+
+
+class StorageFailure(RuntimeFailure):
+    """A write to the disk failed (the disk is full, the file system is
+    read-only, a file-size limit was hit, ...): ``path`` names the file,
+    ``cause`` is the ``OSError``. What was being written is not on disk,
+    and nothing half-written is left behind."""
+
+    def __init__(self, message: str, *, path: str, cause: OSError) -> None:
+        super().__init__(message)
+        self.path = path
+        self.cause = cause
