@@ -104,10 +104,10 @@ class ShutdownTimeout(RuntimeFailure):
 class StorageFailure(RuntimeFailure):
     """A write to the disk failed (the disk is full, the file system is
     read-only, a file-size limit was hit, ...): ``path`` names the file,
-    ``cause`` is the ``OSError``. What was being written is not on disk,
-    and nothing half-written is left behind."""
+    ``cause`` is the ``OSError`` (or the database error). What was being
+    written is not on disk, and nothing half-written is left behind."""
 
-    def __init__(self, message: str, *, path: str, cause: OSError) -> None:
+    def __init__(self, message: str, *, path: str, cause: Exception) -> None:
         super().__init__(message)
         self.path = path
         self.cause = cause
