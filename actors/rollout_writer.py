@@ -113,10 +113,9 @@ class _Writer:
         try:
             await self._write(payloads, sync=self.fsync == "always" or (self.fsync == "turn" and msg.turn_end))
         except OSError as exc:
-            failure = StorageFailure(
-                f"cannot write the thread's rollout {self.path}: {exc.strerror or exc} (os error {exc.errno}); "
-                "nothing of it was kept. Free some disk space (or make CODEX_HOME writable), then start a "
-                "new turn", path=str(self.path), cause=exc)
+            failure = StorageFailure.writing(
+                f"the thread's rollout {self.path}", exc, "; nothing of it was kept. Free some disk space (or "
+                "make CODEX_HOME writable), then start a new turn")
             if self.broken is None:
                 log.error("%s", failure)
             self.broken = failure

@@ -45,9 +45,29 @@ STORE_CAPACITY = 1024
 
 
 def _name(codex_home: Path, index: ThreadIndex, thread_id: str, name: str | None) -> None:
-    with open(Path(codex_home) / SESSION_INDEX_FILE, "ab") as f:
-        f.write(encode_session_index_entry(thread_id, name, updated_at_ms=time.time_ns() // 1_000_000))
+    _append_whole(Path(codex_home) / SESSION_INDEX_FILE,
+                  encode_session_index_entry(thread_id, name, updated_at_ms=time.time_ns() // 1_000_000))
     index.set_name(thread_id, name)
+
+
+def _append_whole(path: Path, data: bytes) -> None:
+    """Append a whole line or nothing: a failed append is cut back, so a
+    full disk leaves no torn line for the next append to run into."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(fd).st_size
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                log.error("%s: cannot cut back a failed append", path)
+            raise StorageFailure.writing(str(path), exc) from None
+    finally:
+        os.close(fd)
 
 
 def _archive(codex_home: Path, index: ThreadIndex, thread_id: str, archived: bool) -> ThreadMeta | None:
@@ -87,7 +107,7 @@ async def run_store(codex_home: Path, *, task_status: trio.TaskStatus[Mailbox] =
         async for msg in inbox:
             try:
                 await _handle(msg, codex_home, index)
-            except (OSError, sqlite3.Error) as exc:
+            except (OSError, sqlite3.Error, StorageFailure) as exc:
                 await _failed(msg, codex_home, exc)
     finally:
         index.close()
@@ -95,8 +115,8 @@ async def run_store(codex_home: Path, *, task_status: trio.TaskStatus[Mailbox] =
 
 async def _failed(msg: object, codex_home: Path, exc: Exception) -> None:
     """Answer a request that met a disk or database error with why."""
-    path = getattr(exc, "filename", None) or str(Path(codex_home) / INDEX_FILE)
-    failure = StorageFailure(f"cannot update the thread store {path}: {exc}", path=path, cause=exc)
+    failure = exc if isinstance(exc, StorageFailure) else StorageFailure.writing(
+        getattr(exc, "filename", None) or str(Path(codex_home) / INDEX_FILE), exc)
     log.error("%s (%s)", failure, type(msg).__name__)
     reply = getattr(msg, "reply", None)
     if isinstance(msg, ListThreads):

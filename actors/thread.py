@@ -624,6 +624,9 @@ class ThreadActor:
         except ValueError as exc:
             await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(str(exc)).error))
             return
+        except StorageFailure as exc:
+            await self._to(reply.conn, ErrorResponse(reply.request_id, internal_error(str(exc)).error))
+            return
         except JsonRpcError as exc:
             await self._to(reply.conn, ErrorResponse(reply.request_id, exc.error))
             return

@@ -111,3 +111,11 @@ class StorageFailure(RuntimeFailure):
         super().__init__(message)
         self.path = path
         self.cause = cause
+
+    @classmethod
+    def writing(cls, path: str, cause: Exception, advice: str = "") -> StorageFailure:
+        """"cannot write PATH: No space left on device (os error 28)",
+        worded as the original words an OS error, then ``advice``."""
+        errno = getattr(cause, "errno", None)
+        reason = f"{getattr(cause, 'strerror', None) or cause} (os error {errno})" if errno else str(cause)
+        return cls(f"cannot write {path}: {reason}{advice}", path=path, cause=cause)

@@ -74,6 +74,7 @@ from typing import Any, Final
 import msgspec
 from msgspec import Raw, Struct
 
+from .errors import StorageFailure
 from .history import compacted_history, drop_last_user_turns, is_api_item
 from .rollout_tools import (
     CoreCommandExecution,
@@ -150,6 +151,7 @@ __all__ = [
     "read_rollout",
     "read_thread_names",
     "replay",
+    "write_whole",
     "rollout_path",
     "running",
     "scan_rollout",
@@ -1424,13 +1426,29 @@ def revert_rollout(path: str | os.PathLike[str], before_turn_id: str) -> Replay:
     else:
         raise ValueError(f"turn not found: {before_turn_id}")
     data = b"".join(kept)
-    tmp = f"{os.fspath(path)}.revert"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_whole(path, data)
     return replay(parse_rollout(data, os.fspath(path)))
+
+
+def write_whole(path: str | os.PathLike[str], data: bytes) -> None:
+    """Put ``data`` at ``path`` whole or not at all (blocking): written
+    beside it, fsynced, then renamed into place, so a crash or a full disk
+    leaves the old file (or none), never part of the new one.
+
+    Raises:
+      StorageFailure: it could not be written; nothing was left behind.
+    """
+    tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise StorageFailure.writing(os.fspath(path), exc) from None
 
 
 def fork_lines(rollout: Rollout, new_id: str, forked_at_ms: int, last_turn_id: str | None = None) -> bytes:

@@ -78,3 +78,35 @@ async def test_a_disk_that_fills_mid_turn_keeps_the_failed_turn_on_record(codex_
     assert [t["status"] for t in turns] == ["completed", "failed", "completed"]
     assert turns[1]["error"]["message"] == failed["error"]["message"]
     assert [i["type"] for i in turns[1]["items"]] == ["userMessage"]
+
+
+@needs_prlimit
+async def test_name_fork_and_revert_on_a_full_disk_answer_why_and_leave_every_file_whole(codex_home: Path) -> None:
+    async with open_app_server(codex_home) as client:
+        tid = await client.start_thread()
+        await client.turn(tid, "first")
+        second, _ = await client.turn(tid, "second")
+        path = next((codex_home / "sessions").rglob(f"rollout-*-{tid}.jsonl"))
+        before = sorted(p.name for p in codex_home.rglob("*"))
+        rollout = path.read_bytes()
+        pid = client.proc.pid
+        _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, hard))
+        calls = {"thread/name/set": {"threadId": tid, "name": "full"},
+                 "thread/fork": {"threadId": tid},
+                 "thread/revert": {"threadId": tid, "beforeTurnId": second["turn"]["id"]}}
+        for method, params in calls.items():
+            error = (await client.call(method, params))["error"]
+            assert error["code"] == -32603 and "File too large (os error 27)" in error["message"], method
+        made = {p.name for p in codex_home.rglob("*")} - set(before)
+        assert made <= {"session_index.jsonl", "trio_codex_threads.sqlite-shm", "trio_codex_threads.sqlite-wal"}
+        assert not (codex_home / "session_index.jsonl").exists() or not (codex_home / "session_index.jsonl").stat().st_size
+        assert path.read_bytes() == rollout
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
+        assert await client.request("thread/name/set", {"threadId": tid, "name": "room again"}) == {}
+        await client.request("thread/revert", {"threadId": tid, "beforeTurnId": second["turn"]["id"]})
+        read = await client.request("thread/read", {"threadId": tid, "includeTurns": True})
+        assert len(read["thread"]["turns"]) == 1
+        _, msgs = await client.turn(tid, "and on")
+        assert msgs[-1]["params"]["turn"]["status"] == "completed"
+    assert (codex_home / "session_index.jsonl").read_text().count("\n") == 1
