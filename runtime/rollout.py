@@ -75,7 +75,7 @@ import msgspec
 from msgspec import Raw, Struct
 
 from .errors import StorageFailure
-from .history import compacted_history, drop_last_user_turns, is_api_item
+from .history import compacted_history, drop_last_user_turns, is_api_item, pair_calls_and_outputs
 from .rollout_tools import (
     CoreCommandExecution,
     CoreFileChange,
@@ -882,7 +882,9 @@ class Replay(Struct, kw_only=True):
     meta: ThreadMeta
     #: The model-visible history, oldest first, each item byte-exact. It does
     #: not include the base instructions (``SessionMeta.base_instructions``),
-    #: which the original sends ahead of it.
+    #: which the original sends ahead of it. A call the file left without
+    #: an output (a process killed mid-call) is answered ``"aborted"``, as
+    #: the original answers it before it samples.
     history: list[Raw]
     turns: list[ReplayedTurn]
     #: The last token count, and the turn it was reported in: what
@@ -1223,7 +1225,7 @@ def replay(rollout: Rollout, *, thread_names: dict[str, str | None] | None = Non
         name = thread_names[meta.id]
     thread = _thread_meta(meta, rollout.path, created, updated, recency or updated, preview or "",
                           context, name, usage)
-    return Replay(meta=thread, history=history, turns=turns, token_usage=usage,
+    return Replay(meta=thread, history=pair_calls_and_outputs(history), turns=turns, token_usage=usage,
                   token_usage_turn_id=usage_turn, turn_context=context, session_meta=meta,
                   open_turn_id=open_turn, next_ordinal=last_ordinal + 1)
 

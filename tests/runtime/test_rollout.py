@@ -117,6 +117,23 @@ def test_the_history_is_the_recorded_items_byte_for_byte() -> None:
     assert msgspec.json.decode(history[-1])["content"][0]["text"].startswith("<turn_aborted>")
 
 
+def test_a_call_the_file_left_unanswered_is_answered_aborted_and_a_stray_output_dropped() -> None:
+    """A process killed mid-call leaves a call without its output: the
+    resumed history answers it ``aborted``, as the original does before it
+    samples, so the next request is one the API accepts."""
+    payloads = _thread_payloads()[:-4]
+    payloads += [(T0 + 1100, _item({"type": "function_call", "call_id": "c1", "name": "shell_command",
+                                    "arguments": "{}"})),
+                 (T0 + 1101, _item({"type": "custom_tool_call", "call_id": "c2", "name": "apply_patch", "input": ""})),
+                 (T0 + 1102, _item({"type": "function_call_output", "call_id": "gone", "output": "x"}))]
+    history = [msgspec.json.decode(i) for i in r.replay(r.parse_rollout(b"".join(_encoded(payloads)))).history]
+    assert history[-4:] == [
+        {"type": "function_call", "call_id": "c1", "name": "shell_command", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "aborted"},
+        {"type": "custom_tool_call", "call_id": "c2", "name": "apply_patch", "input": ""},
+        {"type": "custom_tool_call_output", "call_id": "c2", "output": "aborted"}]
+
+
 def test_a_compaction_replaces_the_history_with_its_replacement() -> None:
     rollout = r.read_rollout(fixture_path(COMPACTED))
     (at,) = [n for n, line in enumerate(rollout.lines) if isinstance(line.payload, r.Compacted)]
