@@ -28,7 +28,6 @@ import shutil
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import trio
 
@@ -86,7 +85,7 @@ def _report(results: list[RoundResult], seconds: float) -> None:
         ("turns seen completed", total("turns_seen_done")),
         ("turns left open, resumed interrupted", total("turns_left_open")),
         ("turns misreported", total("misreported")),
-        ("rollouts read", total("rollouts")),
+        ("rollout reads (every file of the home, each round)", total("rollouts")),
         ("rollouts unreadable", total("unreadable")),
         ("torn last lines after the kill", total("torn_tails")),
         ("torn last lines once written again", total("torn_after_recovery")),
