@@ -5,21 +5,27 @@ Every SQLite call runs off the trio thread. The index is opened (and synced
 with the rollouts, a full rebuild when it is missing or stale) after the
 store has started, so a host with thousands of threads answers
 ``initialize`` at once; requests queue until the index is ready.
+
+A disk or database error (a full disk, a read-only CODEX_HOME) fails the one
+request that met it, with a :class:`~trio_codex.runtime.errors.StorageFailure`
+saying which file and why, never the store: the index is derived from the
+rollouts, so an update it missed is made good by the next sync.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from functools import partial
 from pathlib import Path
 
 import trio
 
-from ..runtime.errors import MailboxClosed
+from ..runtime.errors import MailboxClosed, StorageFailure
 from ..runtime.mailbox import Mailbox, open_mailbox
-from ..runtime.protocol.jsonrpc import ErrorResponse, Response, invalid_request
+from ..runtime.protocol.jsonrpc import ErrorResponse, Response, internal_error, invalid_request
 from ..runtime.protocol.v2.thread import ThreadListResponse
 from ..runtime.rollout import (
     SESSION_INDEX_FILE,
@@ -29,7 +35,7 @@ from ..runtime.rollout import (
     rollout_path,
     thread_from_meta,
 )
-from ..runtime.thread_index import ThreadIndex, open_index
+from ..runtime.thread_index import INDEX_FILE, ThreadIndex, open_index
 from .messages import ArchiveThread, DeleteThread, FindThread, IndexThread, ListThreads, NameThread, UpdateGitInfo
 
 log = logging.getLogger("trio_codex.store")
@@ -39,9 +45,29 @@ STORE_CAPACITY = 1024
 
 
 def _name(codex_home: Path, index: ThreadIndex, thread_id: str, name: str | None) -> None:
-    with open(Path(codex_home) / SESSION_INDEX_FILE, "ab") as f:
-        f.write(encode_session_index_entry(thread_id, name, updated_at_ms=time.time_ns() // 1_000_000))
+    _append_whole(Path(codex_home) / SESSION_INDEX_FILE,
+                  encode_session_index_entry(thread_id, name, updated_at_ms=time.time_ns() // 1_000_000))
     index.set_name(thread_id, name)
+
+
+def _append_whole(path: Path, data: bytes) -> None:
+    """Append a whole line or nothing: a failed append is cut back, so a
+    full disk leaves no torn line for the next append to run into."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(fd).st_size
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                log.error("%s: cannot cut back a failed append", path)
+            raise StorageFailure.writing(str(path), exc) from None
+    finally:
+        os.close(fd)
 
 
 def _archive(codex_home: Path, index: ThreadIndex, thread_id: str, archived: bool) -> ThreadMeta | None:
@@ -71,38 +97,66 @@ def _delete(index: ThreadIndex, thread_id: str) -> bool:
 async def run_store(codex_home: Path, *, task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
     mailbox, inbox = open_mailbox(STORE_CAPACITY, name="store")
     task_status.started(mailbox)
-    index = await trio.to_thread.run_sync(open_index, codex_home)
+    try:
+        index = await trio.to_thread.run_sync(open_index, codex_home)
+    except (OSError, sqlite3.Error) as exc:
+        async for msg in inbox:
+            await _failed(msg, codex_home, exc)
+        return
     try:
         async for msg in inbox:
-            match msg:
-                case IndexThread(meta=meta):
-                    await trio.to_thread.run_sync(index.upsert, meta)
-                case FindThread(thread_id=tid, reply=reply):
-                    reply.set(await trio.to_thread.run_sync(index.get, tid))
-                case NameThread(thread_id=tid, name=name, reply=reply):
-                    await trio.to_thread.run_sync(_name, codex_home, index, tid, name)
-                    reply.set(True)
-                case ArchiveThread(thread_id=tid, archived=archived, reply=reply):
-                    reply.set(await trio.to_thread.run_sync(_archive, codex_home, index, tid, archived))
-                case UpdateGitInfo(thread_id=tid, patch=patch, reply=reply):
-                    reply.set(await trio.to_thread.run_sync(index.update_git, tid, patch))
-                case DeleteThread(thread_id=tid, reply=reply):
-                    reply.set(await trio.to_thread.run_sync(_delete, index, tid))
-                case ListThreads(reply=reply, params=p, loaded=loaded):
-                    try:
-                        page = await trio.to_thread.run_sync(partial(
-                            index.list_threads, cursor=p.cursor, limit=p.limit or 25,
-                            sort_key=p.sort_key or "created_at", sort_direction=p.sort_direction or "desc",
-                            archived=bool(p.archived), cwd=p.cwd, model_providers=p.model_providers,
-                            source_kinds=p.source_kinds, search_term=p.search_term))
-                        answer = Response(reply.request_id, ThreadListResponse(
-                            [thread_from_meta(m, m.id in loaded) for m in page.rows],
-                            page.next_cursor, page.backwards_cursor))
-                    except ValueError as exc:
-                        answer = ErrorResponse(reply.request_id, invalid_request(str(exc)).error)
-                    try:
-                        await reply.conn.outbox.send(answer)
-                    except MailboxClosed:
-                        pass
+            try:
+                await _handle(msg, codex_home, index)
+            except (OSError, sqlite3.Error, StorageFailure) as exc:
+                await _failed(msg, codex_home, exc)
     finally:
         index.close()
+
+
+async def _failed(msg: object, codex_home: Path, exc: Exception) -> None:
+    """Answer a request that met a disk or database error with why."""
+    failure = exc if isinstance(exc, StorageFailure) else StorageFailure.writing(
+        getattr(exc, "filename", None) or str(Path(codex_home) / INDEX_FILE), exc)
+    log.error("%s (%s)", failure, type(msg).__name__)
+    reply = getattr(msg, "reply", None)
+    if isinstance(msg, ListThreads):
+        try:
+            await msg.reply.conn.outbox.send(ErrorResponse(msg.reply.request_id, internal_error(str(failure)).error))
+        except MailboxClosed:
+            pass
+    elif reply is not None:
+        reply.fail(failure)
+
+
+async def _handle(msg: object, codex_home: Path, index: ThreadIndex) -> None:
+    """One request, answered; a disk or database error is raised."""
+    match msg:
+        case IndexThread(meta=meta):
+            await trio.to_thread.run_sync(index.upsert, meta)
+        case FindThread(thread_id=tid, reply=reply):
+            reply.set(await trio.to_thread.run_sync(index.get, tid))
+        case NameThread(thread_id=tid, name=name, reply=reply):
+            await trio.to_thread.run_sync(_name, codex_home, index, tid, name)
+            reply.set(True)
+        case ArchiveThread(thread_id=tid, archived=archived, reply=reply):
+            reply.set(await trio.to_thread.run_sync(_archive, codex_home, index, tid, archived))
+        case UpdateGitInfo(thread_id=tid, patch=patch, reply=reply):
+            reply.set(await trio.to_thread.run_sync(index.update_git, tid, patch))
+        case DeleteThread(thread_id=tid, reply=reply):
+            reply.set(await trio.to_thread.run_sync(_delete, index, tid))
+        case ListThreads(reply=reply, params=p, loaded=loaded):
+            try:
+                page = await trio.to_thread.run_sync(partial(
+                    index.list_threads, cursor=p.cursor, limit=p.limit or 25,
+                    sort_key=p.sort_key or "created_at", sort_direction=p.sort_direction or "desc",
+                    archived=bool(p.archived), cwd=p.cwd, model_providers=p.model_providers,
+                    source_kinds=p.source_kinds, search_term=p.search_term))
+                answer = Response(reply.request_id, ThreadListResponse(
+                    [thread_from_meta(m, m.id in loaded) for m in page.rows],
+                    page.next_cursor, page.backwards_cursor))
+            except ValueError as exc:
+                answer = ErrorResponse(reply.request_id, invalid_request(str(exc)).error)
+            try:
+                await reply.conn.outbox.send(answer)
+            except MailboxClosed:
+                pass

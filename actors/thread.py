@@ -68,6 +68,7 @@ import msgspec
 import trio
 
 from ..runtime.ask import ReplySlot
+from ..runtime.errors import StorageFailure
 from ..runtime.git import collect_git_info
 from ..runtime.history import user_texts
 from ..runtime.ids import uuid7
@@ -503,7 +504,12 @@ class ThreadActor:
             )
             self.rollout = await self.nursery.start(
                 run_rollout_writer, self.rollout_path, meta, self.next_ordinal, c.rollout_fsync)
-        await append(self.rollout, *payloads, turn_end=turn_end)
+        try:
+            await append(self.rollout, *payloads, turn_end=turn_end)
+        except StorageFailure as exc:
+            # The writer logged it and keeps refusing until the next turn
+            # starts; the running turn fails with it at its next write.
+            log.debug("thread %s: %s", self.config.id, exc)
 
     async def _probe_git(self, done: trio.Event, found: list[GitInfo | None]) -> None:
         try:
@@ -792,6 +798,9 @@ class ThreadActor:
             r = await trio.to_thread.run_sync(revert_rollout, path, before)
         except ValueError as exc:
             await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(str(exc)).error))
+            return
+        except StorageFailure as exc:
+            await self._to(reply.conn, ErrorResponse(reply.request_id, internal_error(str(exc)).error))
             return
         except JsonRpcError as exc:
             await self._to(reply.conn, ErrorResponse(reply.request_id, exc.error))

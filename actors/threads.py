@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,6 +31,7 @@ from ..runtime.history import auto_compact_limit
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Mailbox, open_mailbox
 from ..runtime.ask import ask
+from ..runtime.errors import StorageFailure
 from ..runtime.protocol.jsonrpc import (
     ErrorResponse,
     JsonRpcError,
@@ -71,6 +71,7 @@ from ..runtime.rollout import (
     running,
     scan_rollout,
     thread_from_meta,
+    write_whole,
 )
 from ..runtime.supervisor import RestartPolicy, open_supervisor
 from .analytics_facts import DISABLED, Recorder
@@ -266,6 +267,8 @@ class ThreadRegistry:
                                        key=params.thread_id)
         except JsonRpcError as exc:
             await deliver((reply.conn,), ErrorResponse(reply.request_id, exc.error))
+        except StorageFailure as exc:  # the store met a full or read-only disk
+            await deliver((reply.conn,), ErrorResponse(reply.request_id, internal_error(str(exc)).error))
 
     async def _beside(self, reply: Reply, fn: Callable[..., Awaitable[None]], *args: Any,
                       key: str | None = None) -> bool:
@@ -486,7 +489,7 @@ class ThreadRegistry:
         path = None
         if not params.ephemeral:
             path = rollout_path(self.settings.codex_home, new_id, now_ms)
-            await trio.to_thread.run_sync(_write_new, path, data)
+            await trio.to_thread.run_sync(write_whole, path, data)
             await self.store.send(IndexThread(await trio.to_thread.run_sync(scan_rollout, path)))
         forked = msgspec.structs.replace(meta, id=new_id, created_at=now_ms, rollout_path=str(path or ""))
         r = replay(parse_rollout(data, str(path or "<ephemeral fork>")))
@@ -662,12 +665,6 @@ def _policy_from_rollout(policy: Any, settings: Settings) -> Any:
     mode = {"danger-full-access": "danger-full-access", "dangerFullAccess": "danger-full-access",
             "workspace-write": "workspace-write", "workspaceWrite": "workspace-write"}.get(kind or "", "read-only")
     return settings.sandbox_policy(mode)
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "xb") as f:
-        f.write(data)
 
 
 def _turn_views(turns: list[Any], view: str) -> list[Any]:

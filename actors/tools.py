@@ -217,7 +217,7 @@ async def _shell_command(ctx: ToolContext, call: rs.FunctionCallItem, args: Any)
                                     timeout_ms=args.timeout_ms or 10_000, on_output=stream)
     text = outcome.aggregated_output.decode("utf-8", "replace")
     done = msgspec.structs.replace(
-        item, status="completed" if outcome.exit_code == 0 else "failed", aggregated_output=text,
+        item, status="completed" if outcome.exit_code == 0 else "failed", aggregated_output=text or None,
         exit_code=outcome.exit_code, duration_ms=outcome.duration_ms)
     await ctx.notify("item/completed", ItemCompleted(done, ctx.thread_id, ctx.turn_id, now_ms()))
     return ToolOutcome(output_item(call, tool_output.format_exec_output(
@@ -294,7 +294,7 @@ async def _exec_command(ctx: ToolContext, call: rs.FunctionCallItem, args: Any) 
     poll = await ctx.processes.poll(str(session), _yield_ms(args.yield_time_ms))
     text = poll.output.decode("utf-8", "replace")
     status = "inProgress" if poll.exit_code is None else ("completed" if poll.exit_code == 0 else "failed")
-    done = msgspec.structs.replace(item, status=status, aggregated_output=text, exit_code=poll.exit_code,
+    done = msgspec.structs.replace(item, status=status, aggregated_output=text or None, exit_code=poll.exit_code,
                                    duration_ms=int((time.monotonic() - started) * 1000))
     await ctx.notify("item/completed", ItemCompleted(done, ctx.thread_id, ctx.turn_id, now_ms()))
     return _polled(call, poll, session, started, args)

@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 import trio
 
+from ..runtime.errors import StorageFailure
 from ..runtime.history import (
     SUMMARIZATION_PROMPT,
     compacted_history,
@@ -68,6 +69,7 @@ from ..runtime.protocol.v2.turn import (
 from ..runtime.rollout import (
     Compacted,
     ItemCompletedEvent,
+    PlanUpdateEvent,
     ResponseItem,
     TokenCountEvent,
     TokenUsageInfo,
@@ -184,20 +186,34 @@ async def run_turn(spec: TurnSpec, mailbox: Mailbox, inbox: Inbox, scope: trio.C
     turn = _Turn(spec)
     error: TurnError | None = None
     with scope:
-        error = await turn.run(mailbox, inbox, scope)
+        try:
+            error = await turn.run(mailbox, inbox, scope)
+        except* StorageFailure as failed:
+            # The rollout cannot be written (disk full, read-only): the turn
+            # fails with why, rather than report items it could not keep.
+            error = TurnError(str(_first_leaf(failed)), "other")
     if scope.cancelled_caught:
         status = "interrupted"
         before = len(turn.added)
         turn.abort_calls()
         turn.added.append(_ABORTED)
         turn.final = []
-        await turn.spec.persist(*(ResponseItem(raw) for raw in turn.added[before:]))
+        try:
+            await turn.spec.persist(*(ResponseItem(raw) for raw in turn.added[before:]))
+        except StorageFailure:
+            pass  # the writer logged it; the turn ends interrupted all the same
     else:
         status = "failed" if error else "completed"
     # A turn that compacted hands back the whole new history.
     history = (*turn.base, *turn.added) if turn.compacted else tuple(turn.added)
     await spec.thread.send(TurnEnded(spec.turn_id, status, error, history, tuple(turn.final), turn.usage,
                                      replaces_history=turn.compacted, context_tokens=turn.context_tokens))
+
+
+def _first_leaf(group: BaseException) -> BaseException:
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group
 
 
 class _Turn:
@@ -217,11 +233,12 @@ class _Turn:
         self.calls: list[_Call] = []  # tool calls of the current sampling request
         self.steered: list[msgspec.Raw] = []  # input steered in since the last request
         self.diffs: list[str] = []  # the patches this turn applied, for turn/diff/updated
+        self.tool_started: dict[str, int] = {}  # tool item id -> its item/started time
         c = spec.config
         self.tools = ToolContext(
             thread_id=c.id, turn_id=spec.turn_id, cwd=c.cwd, approval_policy=c.approval_policy,
             sandbox_policy=c.sandbox, thread=spec.thread, approvals=spec.approvals,
-            processes=spec.processes, notify=self._notify, subscribers=lambda: self.subscribers,
+            processes=spec.processes, notify=self._tool_notify, subscribers=lambda: self.subscribers,
             recorder=spec.recorder,
         )
 
@@ -353,6 +370,26 @@ class _Turn:
 
     async def _notify(self, method: str, params: object) -> None:
         await self._send(notification(method, params))
+
+    async def _tool_notify(self, method: str, params: Any) -> None:
+        """A tool call's notification. Its completed item reaches the
+        rollout before it is reported (``kill -9`` loses nothing reported
+        completed), and a plan update is recorded, as the original records
+        both."""
+        if method == "item/started":
+            self.tool_started[params.item.id] = params.started_at_ms
+        elif method == "item/completed":
+            core = core_item(params.item)
+            if core is not None:
+                await self.spec.persist(ItemCompletedEvent.of(
+                    core, thread_id=self.thread_id, turn_id=self.turn_id,
+                    started_at_ms=self.tool_started.pop(params.item.id, None),
+                    completed_at_ms=params.completed_at_ms))
+        elif method == "turn/plan/updated":
+            await self.spec.persist(PlanUpdateEvent(explanation=params.explanation, plan=[
+                {"step": s.step, "status": "in_progress" if s.status == "inProgress" else s.status}
+                for s in params.plan]), wait=False)
+        await self._notify(method, params)
 
     async def _send(self, note: Notification) -> None:
         lost = await deliver(self.subscribers, note)

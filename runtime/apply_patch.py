@@ -808,7 +808,14 @@ class FileChange(msgspec.Struct, frozen=True):
     new_content: str | None = None
 
     def to_wire(self) -> FileUpdateChange:
-        return FileUpdateChange(self.path, PatchChangeKind(self.kind, self.move_path), self.diff)
+        diff = moved_diff(self.diff, self.move_path) if self.kind == "update" else self.diff
+        return FileUpdateChange(self.path, PatchChangeKind(self.kind, self.move_path), diff)
+
+
+def moved_diff(unified_diff: str, move_path: str | None) -> str:
+    """The diff a ``fileChange`` item shows for an update: a move says
+    where the file went, as the original's item does."""
+    return unified_diff if move_path is None else f"{unified_diff}\n\nMoved to: {move_path}"
 
 
 class _Snapshot(msgspec.Struct, frozen=True):
@@ -845,7 +852,8 @@ class PatchPlan(msgspec.Struct, frozen=True):
         return not self.patch.hunks
 
     def file_changes(self) -> list[FileUpdateChange]:
-        return [change.to_wire() for change in self.changes]
+        # Sorted by path, as the original lists them.
+        return [change.to_wire() for change in sorted(self.changes, key=lambda c: c.path)]
 
 
 def _resolve(cwd: str, path: str) -> str:

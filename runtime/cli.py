@@ -8,13 +8,20 @@ clients that launch ``codex`` can launch us unchanged::
 (the openai-codex SDK runs ``<bin> --config k=v ... app-server --listen
 stdio://``; ``@openai/codex-sdk`` runs ``<bin> exec --experimental-json
 ...``), and ``exec`` runs one turn in-process (runtime/exec.py).
+
+Every command first makes sure CODEX_HOME is there and writable
+(``runtime/home.py``). Whatever goes wrong, a command ends with one line on
+stderr and exit status 1, never a traceback (``TRIO_CODEX_LOG=debug`` adds
+it) nor a raw exception group.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -66,15 +73,37 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command in ("exec", "e"):
-        from .exec import main as exec_main
-
-        exec_main(args, extra)
-    if extra:
+    # exec parses the rest itself (runtime/exec_cli.py).
+    if extra and args.command not in ("exec", "e"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         _parser().print_help(sys.stderr)
         raise SystemExit(2)
+    from .log import setup_logging
+
+    setup_logging()
+    try:
+        _run(args, extra)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        raise SystemExit(_unexpected(exc)) from None
+
+
+def _run(args: argparse.Namespace, extra: list[str]) -> None:
+    from .home import HomeError, prepare_codex_home
+
+    try:
+        codex_home = prepare_codex_home()
+    except HomeError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    if args.command in ("exec", "e"):
+        from .exec import main as exec_main
+
+        exec_main(args, extra)
     if args.command == "sandbox":
         from .sandbox import run_sandboxed_cli
 
@@ -88,22 +117,58 @@ def main(argv: Sequence[str] | None = None) -> None:
     from ..transports.listen import parse_listen
     from .app import serve
     from .config import ConfigError, load_settings
-    from .log import setup_logging
 
-    setup_logging()
     try:
-        settings = load_settings(overrides=[*args.config, *args.sub_config], profile=args.profile)
+        settings = load_settings(codex_home=codex_home, overrides=[*args.config, *args.sub_config],
+                                 profile=args.profile)
         max_message = int(os.environ.get("TRIO_CODEX_MAX_MESSAGE_BYTES") or DEFAULT_MAX_LINE)
         listen = parse_listen(args.listen)
         ws_auth = _ws_auth(args)
     except (ValueError, ConfigError) as exc:
         print(f"trio-codex: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    try:
-        trio.run(partial(serve, settings, listen, max_message_bytes=max_message,
-                         analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth))
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+    trio.run(partial(serve, settings, listen, max_message_bytes=max_message,
+                     analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth))
+
+
+def _unexpected(exc: BaseException) -> int | str | None:
+    """The exit status after ``exc`` reached the top: what a ``SystemExit``
+    or an interrupt inside it (trio wraps them in exception groups) asked
+    for; otherwise 1, after one line naming the error (and the traceback
+    when the log level is debug)."""
+    leaf = _leaf(exc)
+    if isinstance(leaf, SystemExit):
+        return leaf.code
+    if isinstance(leaf, KeyboardInterrupt):
+        return 130
+    debug = logging.getLogger("trio_codex").isEnabledFor(logging.DEBUG)
+    if debug:
+        traceback.print_exception(exc)
+    hint = "" if debug else " (run with TRIO_CODEX_LOG=debug for the traceback)"
+    print(f"Error: unexpected {type(leaf).__name__}: {leaf}{hint}", file=sys.stderr)
+    return 1
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The exception that matters in a (nested) group: an exit or an
+    interrupt if there is one, else the first that is not a cancellation."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(reversed(item.exceptions))
+        else:
+            leaves.append(item)
+    for kind in (SystemExit, KeyboardInterrupt):
+        found = next((e for e in leaves if isinstance(e, kind)), None)
+        if found is not None:
+            return found
+    import trio
+
+    return next((e for e in leaves if not isinstance(e, trio.Cancelled)), leaves[0])
 
 
 def _ws_auth(args: argparse.Namespace) -> TokenAuth | JwtAuth | None:

@@ -22,6 +22,7 @@ __all__ = [
     "MailboxFull",
     "RuntimeFailure",
     "ShutdownTimeout",
+    "StorageFailure",
     "SupervisorEscalation",
 ]
 
@@ -98,3 +99,23 @@ class ShutdownTimeout(RuntimeFailure):
     def __init__(self, message: str, *, children: tuple[str, ...]) -> None:
         super().__init__(message)
         self.children = children
+
+
+class StorageFailure(RuntimeFailure):
+    """A write to the disk failed (the disk is full, the file system is
+    read-only, a file-size limit was hit, ...): ``path`` names the file,
+    ``cause`` is the ``OSError`` (or the database error). What was being
+    written is not on disk, and nothing half-written is left behind."""
+
+    def __init__(self, message: str, *, path: str, cause: Exception) -> None:
+        super().__init__(message)
+        self.path = path
+        self.cause = cause
+
+    @classmethod
+    def writing(cls, path: str, cause: Exception, advice: str = "") -> StorageFailure:
+        """"cannot write PATH: No space left on device (os error 28)",
+        worded as the original words an OS error, then ``advice``."""
+        errno = getattr(cause, "errno", None)
+        reason = f"{getattr(cause, 'strerror', None) or cause} (os error {errno})" if errno else str(cause)
+        return cls(f"cannot write {path}: {reason}{advice}", path=path, cause=cause)

@@ -193,3 +193,47 @@ def user_texts(history: Iterable[Raw]) -> list[str]:
                 and not _is_contextual(head, _CONTEXTUAL_USER_MARKERS) and not _is_summary(head)):
             texts.append("".join(c.text for c in head.content or () if c.type == "input_text" and c.text))
     return texts
+
+
+class _CallHead(Struct):
+    type: str = ""
+    call_id: str | None = None
+
+
+_call_head_decoder = msgspec.json.Decoder(_CallHead)
+
+#: A call's type -> the type of the output that answers it.
+_OUTPUT_OF: Final = {"function_call": "function_call_output", "local_shell_call": "function_call_output",
+                     "custom_tool_call": "custom_tool_call_output"}
+_OUTPUTS: Final = frozenset(_OUTPUT_OF.values())
+
+
+def _call_head(item: Raw) -> _CallHead:
+    data = bytes(item)
+    if b"call" not in data:
+        return _CallHead()  # no call or output: skip the decode
+    try:
+        return _call_head_decoder.decode(data)
+    except msgspec.ValidationError:
+        return _CallHead()
+
+
+def pair_calls_and_outputs(history: list[Raw]) -> list[Raw]:
+    """Every call answered and every answer called, as the original's
+    ``normalize_history`` makes the history it sends: a call without an
+    output (the process died while it ran) gets ``"aborted"`` right after
+    it; an output without its call is dropped."""
+    heads = [_call_head(item) for item in history]
+    answered = {h.call_id for h in heads if h.type in _OUTPUTS}
+    called = {h.call_id for h in heads if h.type in _OUTPUT_OF}
+    if called <= answered and answered <= called:
+        return history
+    out: list[Raw] = []
+    for item, head in zip(history, heads):
+        if head.type in _OUTPUTS and head.call_id not in called:
+            continue
+        out.append(item)
+        if head.type in _OUTPUT_OF and head.call_id not in answered:
+            out.append(Raw(_encoder.encode({"type": _OUTPUT_OF[head.type], "call_id": head.call_id,
+                                            "output": "aborted"})))
+    return out

@@ -74,7 +74,22 @@ from typing import Any, Final
 import msgspec
 from msgspec import Raw, Struct
 
-from .history import compacted_history, drop_last_user_turns, is_api_item
+from .errors import StorageFailure
+from .history import compacted_history, drop_last_user_turns, is_api_item, pair_calls_and_outputs
+from .rollout_tools import (
+    CoreCommandExecution,
+    CoreFileChange,
+    ReplayedCommandExecution,
+    ReplayedFileChange,
+    ReplayedMcpToolCall,
+    ReplayedWebSearch,
+    core_command_execution,
+    core_file_change,
+    replay_command_execution,
+    replay_file_change,
+    replay_mcp_tool_call,
+    replay_web_search,
+)
 
 __all__ = [
     "ARCHIVED_SESSIONS_SUBDIR",
@@ -96,6 +111,7 @@ __all__ = [
     "GitInfo",
     "ItemCompletedEvent",
     "Payload",
+    "PlanUpdateEvent",
     "Replay",
     "ReplayedAgentMessage",
     "ReplayedContextCompaction",
@@ -135,6 +151,7 @@ __all__ = [
     "read_rollout",
     "read_thread_names",
     "replay",
+    "write_whole",
     "rollout_path",
     "running",
     "scan_rollout",
@@ -428,9 +445,12 @@ class CorePlan(_CoreItem, kw_only=True, tag="Plan"):
     text: str
 
 
-CoreTurnItem = CoreUserMessage | CoreAgentMessage | CoreReasoning | CoreContextCompaction | CorePlan
-"""The items of the core's ``TurnItem`` that the replay turns into v2 items
-(0.169 also records web searches, image generations, … which are kept raw)."""
+CoreTurnItem = (CoreUserMessage | CoreAgentMessage | CoreReasoning | CoreContextCompaction | CorePlan
+                | CoreCommandExecution | CoreFileChange)
+"""The items of the core's ``TurnItem`` written here (tool items in
+``runtime/rollout_tools.py``). The replay also reads ``McpToolCall`` and
+``WebSearch`` items; others (image generations, …) are kept raw and not
+shown."""
 
 
 class ItemCompletedEvent(_Event, kw_only=True, tag="item_completed"):
@@ -486,6 +506,14 @@ class ContextCompactedEvent(_Event, kw_only=True, tag="context_compacted"):
     pass
 
 
+class PlanUpdateEvent(_Event, kw_only=True, tag="plan_update"):
+    """An ``update_plan`` call's arguments (``{step, status}`` steps,
+    snake_case statuses), which 0.169 records in both history modes."""
+
+    explanation: str | None = None
+    plan: list[Any]
+
+
 class ThreadRolledBackEvent(_Event, kw_only=True, tag="thread_rolled_back"):
     num_turns: int
 
@@ -501,7 +529,7 @@ class UnknownEvent(Struct, frozen=True):
 _KnownEvent = (
     TurnStartedEvent | TurnCompleteEvent | TurnAbortedEvent | ItemCompletedEvent
     | UserMessageEvent | AgentMessageEvent | AgentReasoningEvent | AgentReasoningRawContentEvent
-    | TokenCountEvent | ThreadNameUpdatedEvent | ContextCompactedEvent | ThreadRolledBackEvent
+    | TokenCountEvent | ThreadNameUpdatedEvent | ContextCompactedEvent | ThreadRolledBackEvent | PlanUpdateEvent
 )
 EVENT_TYPES: Final = frozenset(cls.__struct_config__.tag for cls in _KnownEvent.__args__)
 """The ``event_msg`` types read here (the original persists these and more)."""
@@ -824,7 +852,8 @@ class ReplayedPlan(_Camel, kw_only=True, tag_field="type", tag="plan"):
 
 
 ReplayedItem = (ReplayedUserMessage | ReplayedAgentMessage | ReplayedReasoning
-                | ReplayedContextCompaction | ReplayedPlan)
+                | ReplayedContextCompaction | ReplayedPlan | ReplayedCommandExecution | ReplayedFileChange
+                | ReplayedMcpToolCall | ReplayedWebSearch)
 
 
 class ReplayedTurnError(_Camel, kw_only=True):
@@ -855,7 +884,9 @@ class Replay(Struct, kw_only=True):
     meta: ThreadMeta
     #: The model-visible history, oldest first, each item byte-exact. It does
     #: not include the base instructions (``SessionMeta.base_instructions``),
-    #: which the original sends ahead of it.
+    #: which the original sends ahead of it. A call the file left without
+    #: an output (a process killed mid-call) is answered ``"aborted"``, as
+    #: the original answers it before it samples.
     history: list[Raw]
     turns: list[ReplayedTurn]
     #: The last token count, and the turn it was reported in: what
@@ -1024,7 +1055,7 @@ class _TurnBuilder:
             case ItemCompletedEvent():
                 item = self._completed_item(payload)
                 if item is not None:
-                    self._ensure().items.append(item)
+                    self._upsert(payload.turn_id, item)
             case UserMessageEvent() if legacy:
                 cur = self.current
                 if cur is not None and not cur.explicit and not (cur.saw_compaction and not cur.items):
@@ -1058,14 +1089,48 @@ class _TurnBuilder:
                 if payload.num_turns > 0:
                     del self.turns[-payload.num_turns:]
 
+    def _upsert(self, turn_id: str, item: ReplayedItem) -> None:
+        """Put a completed item in the turn it names, as the original's
+        ``upsert_item_in_turn_id`` does: a process that outlived its turn
+        records its item later in the file, under its own turn. An item
+        whose turn is unknown joins the current one; one seen before
+        (same id) is replaced."""
+        items = None
+        if self.current is not None and self.current.id == turn_id:
+            items = self.current.items
+        else:
+            for turn in reversed(self.turns):
+                if turn.id == turn_id:
+                    items = turn.items
+                    break
+        if items is None:
+            items = self._ensure().items
+        for i, seen in enumerate(items):
+            if seen.id == item.id and type(seen) is type(item):
+                items[i] = item
+                return
+        items.append(item)
+
     def _completed_item(self, event: ItemCompletedEvent) -> ReplayedItem | None:
+        times = {"started_at_ms": event.started_at_ms, "completed_at_ms": event.completed_at_ms}
         try:
             item = _core_item_decoder.decode(event.item)
         except msgspec.ValidationError:
+            if not self.paginated:
+                return None
+            # Items read leniently, whose exact keys this module does not write.
+            try:
+                raw = msgspec.json.decode(event.item)
+            except msgspec.DecodeError:
+                return None
+            kind = raw.get("type") if isinstance(raw, dict) else None
+            if kind == "McpToolCall":
+                return replay_mcp_tool_call(raw, **times)
+            if kind == "WebSearch":
+                return replay_web_search(raw, **times)
             return None  # an item kind the replay does not show
         if not self.paginated and not isinstance(item, CorePlan):
             return None
-        times = {"started_at_ms": event.started_at_ms, "completed_at_ms": event.completed_at_ms}
         match item:
             case CoreUserMessage():
                 return ReplayedUserMessage(id=item.id, content=[_v2_user_input(c) for c in item.content], **times)
@@ -1079,6 +1144,11 @@ class _TurnBuilder:
                 return ReplayedContextCompaction(id=item.id, **times)
             case CorePlan():
                 return ReplayedPlan(id=item.id, text=item.text, **times)
+            case CoreCommandExecution():
+                return replay_command_execution(item, **times)
+            case CoreFileChange():
+                return replay_file_change(item, **times)
+        return None
 
     def finish(self) -> tuple[list[ReplayedTurn], str | None]:
         open_id = self.current.id if self.current is not None and self.current.explicit else None
@@ -1157,7 +1227,7 @@ def replay(rollout: Rollout, *, thread_names: dict[str, str | None] | None = Non
         name = thread_names[meta.id]
     thread = _thread_meta(meta, rollout.path, created, updated, recency or updated, preview or "",
                           context, name, usage)
-    return Replay(meta=thread, history=history, turns=turns, token_usage=usage,
+    return Replay(meta=thread, history=pair_calls_and_outputs(history), turns=turns, token_usage=usage,
                   token_usage_turn_id=usage_turn, turn_context=context, session_meta=meta,
                   open_turn_id=open_turn, next_ordinal=last_ordinal + 1)
 
@@ -1292,7 +1362,9 @@ def _decode_quiet(chunk: bytes) -> RolloutLine | None:
 
 def core_item(item: Any) -> CoreTurnItem | None:
     """The core item an ``item_completed`` line records for a v2 thread item
-    (user and agent messages, reasoning, plans); None for the others."""
+    (user and agent messages, reasoning, plans, compactions, command
+    executions, file changes); None for the others and for a declined
+    command, which the original does not record."""
     from .protocol.v2 import item as v2
 
     match item:
@@ -1308,6 +1380,10 @@ def core_item(item: Any) -> CoreTurnItem | None:
             return CorePlan(id=item_id, text=text)
         case v2.ContextCompactionItem(id=item_id):
             return CoreContextCompaction(id=item_id)
+        case v2.CommandExecutionItem():
+            return core_command_execution(item)
+        case v2.FileChangeItem():
+            return core_file_change(item)
     return None
 
 
@@ -1354,13 +1430,29 @@ def revert_rollout(path: str | os.PathLike[str], before_turn_id: str) -> Replay:
     else:
         raise ValueError(f"turn not found: {before_turn_id}")
     data = b"".join(kept)
-    tmp = f"{os.fspath(path)}.revert"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_whole(path, data)
     return replay(parse_rollout(data, os.fspath(path)))
+
+
+def write_whole(path: str | os.PathLike[str], data: bytes) -> None:
+    """Put ``data`` at ``path`` whole or not at all (blocking): written
+    beside it, fsynced, then renamed into place, so a crash or a full disk
+    leaves the old file (or none), never part of the new one.
+
+    Raises:
+      StorageFailure: it could not be written; nothing was left behind.
+    """
+    tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise StorageFailure.writing(os.fspath(path), exc) from None
 
 
 def fork_lines(rollout: Rollout, new_id: str, forked_at_ms: int, last_turn_id: str | None = None) -> bytes:

@@ -146,7 +146,8 @@ async def test_turn_start_changes_the_sandbox_only_when_it_names_one(
         narrowed = await run_turn(client, tid, call("shell_command", command="touch late"), permissions=":read-only")
         both = await client.call("turn/start", {"threadId": tid, "input": [], "permissions": ":workspace",
                                                 "sandboxPolicy": {"type": "readOnly"}})
-    updates = [m["params"]["threadSettings"] for m in widened + narrowed if m.get("method") == "thread/settings/updated"]
+    updates = [m["params"]["threadSettings"] for m in widened + kept + narrowed
+               if m.get("method") == "thread/settings/updated"]
     assert [(u["sandboxPolicy"]["type"], u["activePermissionProfile"]) for u in updates] == [
         ("workspaceWrite", None), ("readOnly", READ_ONLY_PROFILE)]
     assert (workspace / "made").exists() and (workspace / "again").exists()

@@ -66,6 +66,8 @@ class RpcClient:
         self._push = send
         #: Every line the server wrote, decoded, in order (responses too).
         self.log: list[dict[str, Any]] = []
+        #: Tasks of one test may send at once; their lines must not interleave.
+        self._sending = trio.StrictFIFOLock()
 
     async def _read(self) -> None:
         buf = b""
@@ -84,7 +86,8 @@ class RpcClient:
 
     async def send_raw(self, data: bytes) -> None:
         assert self.proc.stdin is not None
-        await self.proc.stdin.send_all(data)
+        async with self._sending:
+            await self.proc.stdin.send_all(data)
 
     async def send(self, msg: dict[str, Any]) -> None:
         await self.send_raw(json.dumps(msg).encode() + b"\n")

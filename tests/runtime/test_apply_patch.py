@@ -425,11 +425,13 @@ def test_plan_writes_nothing_and_reports_the_changes(tmp_path):
     )
     assert tree(tmp_path) == before
     root = str(tmp_path)
+    # As the original's item: sorted by path, a move's diff saying where the file went.
     assert plan.file_changes() == [
-        FileUpdateChange(f"{root}/new.txt", PatchChangeKind("add"), "hello\n"),
         FileUpdateChange(f"{root}/a.txt", PatchChangeKind("update"), "@@ -1,4 +1,4 @@\n foo\n-bar\n+BAR\n baz\n-qux\n+QUX\n"),
         FileUpdateChange(f"{root}/d.txt", PatchChangeKind("delete"), "bye\n"),
-        FileUpdateChange(f"{root}/m.txt", PatchChangeKind("update", f"{root}/sub/m2.txt"), "@@ -1 +1 @@\n-m1\n+m2\n"),
+        FileUpdateChange(f"{root}/m.txt", PatchChangeKind("update", f"{root}/sub/m2.txt"),
+                         f"@@ -1 +1 @@\n-m1\n+m2\n\n\nMoved to: {root}/sub/m2.txt"),
+        FileUpdateChange(f"{root}/new.txt", PatchChangeKind("add"), "hello\n"),
     ]
     assert plan.paths == {f"{root}/{p}" for p in ("new.txt", "a.txt", "d.txt", "m.txt", "sub/m2.txt")}
     zero = "0" * 40

@@ -19,6 +19,8 @@ from msgspec import Raw
 
 from harness import RpcClient, mock_config
 from trio_codex.runtime import rollout as r
+from trio_codex.runtime.command_safety import parse_command_actions
+from trio_codex.runtime.protocol.v2 import item as v2
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "original"
 #: Two turns (the first with a reasoning item) and an interrupted third,
@@ -66,6 +68,15 @@ def test_the_originals_rollout_replays_to_the_turns_the_original_resumed(thread_
     assert usage_wire(replay.token_usage) == expected(thread_id)["tokenUsageUpdated"]["tokenUsage"]
 
 
+def test_the_originals_tool_items_replay_as_the_original_resumed_them() -> None:
+    (path,) = (FIXTURES / "tools" / "sessions").rglob("rollout-*.jsonl")
+    rollout = r.read_rollout(path)
+    assert (rollout.bad_lines, rollout.torn_tail) == (0, False)
+    thread_id = r.parse_rollout_filename(path.name)[1]  # type: ignore[index]
+    expected_turns = json.loads((FIXTURES / "tools" / f"{thread_id}.expected.json").read_text())["turns"]
+    assert wire(r.replay(rollout).turns) == expected_turns
+
+
 def test_the_replayed_token_usage_belongs_to_the_turn_the_original_names() -> None:
     replay = r.replay(r.read_rollout(fixture_path(THREAD)))
     assert replay.token_usage_turn_id == expected(THREAD)["tokenUsageUpdated"]["turnId"]
@@ -104,6 +115,23 @@ def test_the_history_is_the_recorded_items_byte_for_byte() -> None:
     assert all(bytes(item) in raw_lines for item in history)
     # The interrupted turn leaves the original's marker for the next request.
     assert msgspec.json.decode(history[-1])["content"][0]["text"].startswith("<turn_aborted>")
+
+
+def test_a_call_the_file_left_unanswered_is_answered_aborted_and_a_stray_output_dropped() -> None:
+    """A process killed mid-call leaves a call without its output: the
+    resumed history answers it ``aborted``, as the original does before it
+    samples, so the next request is one the API accepts."""
+    payloads = _thread_payloads()[:-4]
+    payloads += [(T0 + 1100, _item({"type": "function_call", "call_id": "c1", "name": "shell_command",
+                                    "arguments": "{}"})),
+                 (T0 + 1101, _item({"type": "custom_tool_call", "call_id": "c2", "name": "apply_patch", "input": ""})),
+                 (T0 + 1102, _item({"type": "function_call_output", "call_id": "gone", "output": "x"}))]
+    history = [msgspec.json.decode(i) for i in r.replay(r.parse_rollout(b"".join(_encoded(payloads)))).history]
+    assert history[-4:] == [
+        {"type": "function_call", "call_id": "c1", "name": "shell_command", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "aborted"},
+        {"type": "custom_tool_call", "call_id": "c2", "name": "apply_patch", "input": ""},
+        {"type": "custom_tool_call_output", "call_id": "c2", "output": "aborted"}]
 
 
 def test_a_compaction_replaces_the_history_with_its_replacement() -> None:
@@ -494,6 +522,144 @@ async def test_the_original_lists_and_resumes_a_rollout_we_wrote(tmp_path: Path,
     assert resumed["thread"]["turns"] == wire(ours.turns)
     assert usage[-1]["params"]["turnId"] == ours.token_usage_turn_id
     assert usage[-1]["params"]["tokenUsage"] == usage_wire(ours.token_usage)
+
+
+# -- tool items ---------------------------------------------------------------
+
+TOOL_CWD = "/work/a project/é"
+
+
+def _tool_items() -> list[Any]:
+    """Tool items as a turn reports them live."""
+    script = "cat notes.txt && ls src"
+    return [
+        v2.CommandExecutionItem("call_1", f"/bin/bash -lc '{script}'", TOOL_CWD,
+                                parse_command_actions(["/bin/bash", "-lc", script], cwd=TOOL_CWD), "completed",
+                                source="unifiedExecStartup", process_id="7", aggregated_output="a\nb\n",
+                                exit_code=0, duration_ms=1234),
+        v2.CommandExecutionItem("call_2", "/bin/bash -lc 'exit 3'", TOOL_CWD,
+                                parse_command_actions(["/bin/bash", "-lc", "exit 3"]), "failed", exit_code=3,
+                                duration_ms=5),
+        v2.FileChangeItem("call_3", [
+            v2.FileUpdateChange(f"{TOOL_CWD}/a.txt", v2.PatchChangeKind("add"), "new\n"),
+            v2.FileUpdateChange(f"{TOOL_CWD}/b.txt", v2.PatchChangeKind("delete"), "old\n"),
+            v2.FileUpdateChange(f"{TOOL_CWD}/c.txt", v2.PatchChangeKind("update", f"{TOOL_CWD}/d.txt"),
+                                f"@@ -1 +1 @@\n-x\n+y\n\n\nMoved to: {TOOL_CWD}/d.txt"),
+            v2.FileUpdateChange(f"{TOOL_CWD}/e.txt", v2.PatchChangeKind("update"), "@@ -1 +1 @@\n-p\n+q\n"),
+        ], "completed"),
+        v2.FileChangeItem("call_4", [v2.FileUpdateChange(f"{TOOL_CWD}/f.txt", v2.PatchChangeKind("add"), "f\n")],
+                          "declined"),
+        v2.PlanItem("call_5", "- [x] look"),
+    ]
+
+
+def _tool_thread(codex_home: Path) -> Path:
+    """A paginated thread of one turn holding :func:`_tool_items`."""
+    meta = r.SessionMeta(id=TID, timestamp=r.format_timestamp(T0), cwd=TOOL_CWD, originator="trio_codex",
+                         cli_version="0.169.0", source="vscode", model_provider="mock", history_mode="paginated")
+    user = r.CoreUserMessage(id="u-1", content=[{"type": "text", "text": "do things", "text_elements": []}])
+    payloads: list[tuple[int, r.Payload]] = [
+        (T0, meta),
+        (T0 + 1, r.TurnStartedEvent(turn_id=TURN1, root_turn_id=TURN1, started_at=T0 // 1000)),
+        (T0 + 2, _context(TURN1)),
+        (T0 + 3, _item(_user("do things"))),
+        (T0 + 4, _completed(TURN1, user, T0 + 4)),
+        *((T0 + 10 + n, _completed(TURN1, r.core_item(item), T0 + 10 + n))  # type: ignore[arg-type]
+          for n, item in enumerate(_tool_items())),
+        (T0 + 20, r.TurnCompleteEvent(turn_id=TURN1, root_turn_id=TURN1, started_at=T0 // 1000,
+                                      completed_at=T0 // 1000, duration_ms=20)),
+    ]
+    return _write(codex_home, payloads)
+
+
+def test_tool_items_replay_as_they_were_reported_live(tmp_path: Path) -> None:
+    (turn,) = r.replay(r.read_rollout(_tool_thread(tmp_path))).turns
+    replayed = [{k: v for k, v in item.items() if k not in ("startedAtMs", "completedAtMs")}
+                for item in wire(turn.items)[1:]]
+    assert replayed == wire(_tool_items())
+    assert [(i.started_at_ms, i.completed_at_ms) for i in turn.items[1:]] == [
+        (T0 + 10 + n, T0 + 10 + n) for n in range(5)]
+
+
+def test_tool_items_are_written_in_the_originals_shape(tmp_path: Path) -> None:
+    lines = [json.loads(line) for line in _tool_thread(tmp_path).read_text().splitlines()]
+    command, _, change, _, _ = [line["payload"]["item"] for line in lines
+                                if line["payload"].get("type") == "item_completed"][1:]
+    assert command == {
+        "type": "CommandExecution", "id": "call_1", "process_id": "7",
+        "command": ["/bin/bash", "-lc", "cat notes.txt && ls src"], "cwd": "file:///work/a%20project/%C3%A9",
+        "parsed_cmd": [{"type": "read", "cmd": "cat notes.txt", "name": "notes.txt",
+                        "path": f"{TOOL_CWD}/notes.txt"},
+                       {"type": "list_files", "cmd": "ls src", "path": "src"}],
+        "source": "unified_exec_startup", "status": "completed", "aggregated_output": "a\nb\n", "exit_code": 0,
+        "duration": {"secs": 1, "nanos": 234_000_000}}
+    assert change["changes"][f"{TOOL_CWD}/c.txt"] == {
+        "type": "update", "unified_diff": "@@ -1 +1 @@\n-x\n+y\n", "move_path": f"{TOOL_CWD}/d.txt"}
+    assert change["changes"][f"{TOOL_CWD}/b.txt"] == {"type": "delete", "content": "old\n"}
+
+
+def test_a_declined_command_is_not_recorded_as_the_original() -> None:
+    declined = v2.CommandExecutionItem("call_9", "/bin/bash -lc 'touch x'", TOOL_CWD, [], "declined")
+    assert r.core_item(declined) is None
+
+
+def test_an_item_completed_after_its_turn_joins_that_turn() -> None:
+    """A process that outlived its turn: 0.169 records its item later in
+    the file, under its own turn id."""
+    payloads = _thread_payloads()
+    late = r.core_item(_tool_items()[1])
+    payloads.append((T0 + 2000, _completed(TURN1, late, T0 + 2000)))  # type: ignore[arg-type]
+    first, second = r.replay(r.parse_rollout(b"".join(_encoded(payloads)))).turns
+    assert [i.id for i in first.items][-1] == "call_2"
+    assert "call_2" not in [i.id for i in second.items]
+
+
+def test_mcp_tool_calls_and_web_searches_of_the_originals_files_replay() -> None:
+    mcp = {"type": "McpToolCall", "id": "call_m", "server": "docs", "tool": "search", "arguments": {"q": "x"},
+           "status": "completed", "result": {"content": [{"type": "text", "text": "hit"}],
+                                             "structuredContent": {"n": 1}}, "duration": {"secs": 0, "nanos": 5_000_000}}
+    web = {"type": "WebSearch", "id": "ws_1", "query": "trio", "action": {"type": "open_page", "url": "https://x"}}
+    payloads = _thread_payloads()[:-1]
+    for n, raw in enumerate((mcp, web)):
+        payloads.append((T0 + 1500 + n, r.ItemCompletedEvent(thread_id=TID, turn_id=TURN2,
+                                                             item=Raw(msgspec.json.encode(raw)))))
+    turns = wire(r.replay(r.parse_rollout(b"".join(_encoded(payloads)))).turns)
+    shown_mcp, shown_web = turns[1]["items"][-2:]
+    assert shown_mcp | {"startedAtMs": None, "completedAtMs": None} == {
+        "type": "mcpToolCall", "id": "call_m", "server": "docs", "tool": "search", "status": "completed",
+        "arguments": {"q": "x"}, "result": {"content": [{"type": "text", "text": "hit"}],
+                                            "structuredContent": {"n": 1}},
+        "error": None, "durationMs": 5, "mcpAppResourceUri": None, "pluginId": None,
+        "startedAtMs": None, "completedAtMs": None}
+    assert (shown_web["query"], shown_web["action"]) == ("trio", {"type": "openPage", "url": "https://x"})
+
+
+@pytest.mark.original
+@pytest.mark.skipif(not ORIGINAL.exists(), reason="the original codex binary is not installed")
+async def test_the_original_resumes_tool_items_we_wrote_as_we_replay_them(tmp_path: Path) -> None:
+    home, codex_home = tmp_path / "home", tmp_path / "codex-home"
+    home.mkdir()
+    codex_home.mkdir()
+    (codex_home / "config.toml").write_text(mock_config("http://127.0.0.1:9/v1"))
+    ours = r.replay(r.read_rollout(_tool_thread(codex_home)))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "CODEX_HOME": str(codex_home)}
+    async with trio.open_nursery() as nursery:
+        proc = await nursery.start(lambda task_status: trio.run_process(
+            [str(ORIGINAL), "app-server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, env=env, cwd=home, check=False, task_status=task_status))
+        client = RpcClient(proc)
+        nursery.start_soon(client._read)
+        try:
+            await client.initialize()
+            resumed = await client.request("thread/resume", {"threadId": TID})
+        finally:
+            with trio.move_on_after(10, shield=True):
+                await proc.stdin.aclose()
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+            nursery.cancel_scope.cancel()
+    assert resumed["thread"]["turns"] == wire(ours.turns)
 
 
 def test_the_fixture_folder_is_a_codex_home(tmp_path: Path) -> None:

@@ -82,14 +82,23 @@ class CommandExecutionItem(Wire, frozen=True, tag_field="type", tag="commandExec
     aggregated_output: str | None = None
     exit_code: int | None = None
     duration_ms: int | None = None
+    plugin_id: str | None = None
+    script_path: str | None = None
 
 
-class PatchChangeKind(msgspec.Struct, frozen=True, omit_defaults=True):
-    """``{"type": "add"|"delete"|"update", "move_path"?}`` (snake_case
-    ``move_path`` on the wire, as the original)."""
+class PatchChangeKind(msgspec.Struct, frozen=True):
+    """``{"type": "add"}``, ``{"type": "delete"}`` or ``{"type": "update",
+    "move_path": str | null}``, as the original writes them (snake_case
+    ``move_path``, present, maybe null, on updates only)."""
 
     type: Literal["add", "delete", "update"]
-    move_path: str | None = None
+    move_path: str | None | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if self.type == "update" and self.move_path is msgspec.UNSET:
+            msgspec.structs.force_setattr(self, "move_path", None)
+        elif self.type != "update" and self.move_path is None:
+            msgspec.structs.force_setattr(self, "move_path", msgspec.UNSET)
 
 
 class FileUpdateChange(Wire, frozen=True):

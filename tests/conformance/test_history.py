@@ -1,0 +1,135 @@
+"""A thread's history as the original keeps it: every item a turn reported
+(messages, command executions with their output, file changes, plans) comes
+back from ``thread/read``, ``thread/turns/list`` and ``thread/resume``, the
+same as it was reported live, while the thread is loaded and in a new server
+process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import RpcClient, open_app_server
+from trio_codex.runtime import rollout as r
+
+PATCH = ("*** Begin Patch\n*** Add File: new.txt\n+fresh\n*** Update File: old.txt\n*** Move to: moved.txt\n"
+         "@@\n one\n-two\n+TWO\n*** Delete File: gone.txt\n*** End Patch\n")
+PLAN = {"explanation": "two steps", "plan": [{"step": "look", "status": "completed"},
+                                             {"step": "change", "status": "in_progress"}]}
+TIMES = ("startedAtMs", "completedAtMs")
+
+
+def call(name: str, **args: Any) -> str:
+    return f"[[call={name} {json.dumps(args)}]]"
+
+
+def custom(name: str, text: str) -> str:
+    return f"[[custom={name} {json.dumps(text)}]]"
+
+
+def untimed(item: dict[str, Any]) -> dict[str, Any]:
+    """An item without its times (live items carry none yet)."""
+    return {k: v for k, v in item.items() if k not in TIMES}
+
+
+async def run(client: RpcClient, tid: str, text: str, decision: str = "accept", **params: Any) -> list[dict]:
+    """A turn, answering approvals with ``decision``; its notifications."""
+    await client.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": text}], **params})
+    seen = []
+    while True:
+        msg = await client.next_message()
+        seen.append(msg)
+        if "id" in msg and "method" in msg:
+            await client.send({"id": msg["id"], "result": {"decision": decision}})
+        if msg.get("method") == "turn/completed":
+            return seen
+
+
+def completed_items(msgs: list[dict]) -> list[dict]:
+    return [untimed(m["params"]["item"]) for m in msgs if m.get("method") == "item/completed"]
+
+
+async def history(client: RpcClient, tid: str) -> dict[str, list[list[dict]]]:
+    """The items of each turn, as thread/read, thread/turns/list and
+    thread/items/list give them."""
+    read = await client.request("thread/read", {"threadId": tid, "includeTurns": True})
+    listed = await client.request("thread/turns/list", {"threadId": tid, "itemsView": "full",
+                                                        "sortDirection": "asc", "limit": 50})
+    items = await client.request("thread/items/list", {"threadId": tid, "limit": 200})
+    by_turn: dict[str, list[dict]] = {}
+    for entry in items["data"]:
+        by_turn.setdefault(entry["turnId"], []).append(untimed(entry["item"]))
+    return {"read": [[untimed(i) for i in t["items"]] for t in read["thread"]["turns"]],
+            "turns/list": [[untimed(i) for i in t["items"]] for t in listed["data"]],
+            "items/list": [by_turn.get(t["id"], []) for t in read["thread"]["turns"]]}
+
+
+async def test_a_session_with_tools_reads_and_resumes_every_item_live_and_in_a_new_server(
+        codex_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "old.txt").write_text("one\ntwo\n")
+    (ws / "gone.txt").write_text("bye\n")
+    prompts = [
+        call("shell_command", command="echo out; echo err >&2") + " a command",
+        call("shell_command", command="exit 3") + " a failing command",
+        call("exec_command", cmd="echo unified") + " a unified exec command",
+        custom("apply_patch", PATCH) + " a patch",
+        call("update_plan", **PLAN) + " a plan",
+    ]
+    async with open_app_server(codex_home) as client:
+        await client.initialize()
+        tid = (await client.request("thread/start", {"cwd": str(ws), "approvalPolicy": "never",
+                                                     "sandbox": "danger-full-access"}))["thread"]["id"]
+        await client.next_message()  # thread/started
+        live = [completed_items(await run(client, tid, text)) for text in prompts]
+        # Declined: the patch is kept, the command is not (the original
+        # records no item for a declined command).
+        declined = [completed_items(await run(client, tid, text, "decline", approvalPolicy="untrusted"))
+                    for text in (custom("apply_patch", "*** Begin Patch\n*** Add File: no.txt\n+no\n*** End Patch\n")
+                                 + " a declined patch", call("shell_command", command="touch no") + " declined")]
+        kinds = [[i["type"] for i in turn] for turn in live + declined]
+        assert kinds == [["userMessage", "commandExecution", "agentMessage"]] * 3 + [
+            ["userMessage", "fileChange", "agentMessage"], ["userMessage", "plan", "agentMessage"],
+            ["userMessage", "fileChange", "agentMessage"], ["userMessage", "commandExecution", "agentMessage"]]
+        assert [live[0][1]["aggregatedOutput"], live[1][1]["status"], live[2][1]["source"]] == [
+            "out\nerr\n", "failed", "unifiedExecStartup"]
+        assert declined[0][1]["status"] == declined[1][1]["status"] == "declined"
+        expected = [*live, declined[0], [i for i in declined[1] if i["type"] != "commandExecution"]]
+        loaded = await history(client, tid)
+        assert loaded == {"read": expected, "turns/list": expected, "items/list": expected}
+
+    async with open_app_server(codex_home) as client:
+        await client.initialize()
+        assert await history(client, tid) == {"read": expected, "turns/list": expected, "items/list": expected}
+        resumed = await client.request("thread/resume", {"threadId": tid})
+        assert [[untimed(i) for i in t["items"]] for t in resumed["thread"]["turns"]] == expected
+        assert all(i.get("completedAtMs") for t in resumed["thread"]["turns"] for i in t["items"])
+        # The resumed thread goes on with the whole history.
+        msgs = await run(client, tid, "after the restart")
+        assert msgs[-1]["params"]["turn"]["status"] == "completed"
+
+    rollout = r.read_rollout(next((codex_home / "sessions").rglob(f"rollout-*-{tid}.jsonl")))
+    assert (rollout.bad_lines, rollout.torn_tail) == (0, False)
+    plans = [line.payload for line in rollout.lines if isinstance(line.payload, r.PlanUpdateEvent)]
+    assert [(p.explanation, p.plan) for p in plans] == [(PLAN["explanation"], PLAN["plan"])]
+
+
+@pytest.mark.parametrize("fixture", ["tools"])
+async def test_the_originals_tool_session_resumes_as_the_original_resumed_it(
+        codex_home: Path, fixture: str) -> None:
+    source = Path(__file__).parent.parent / "fixtures" / "original" / fixture
+    (path,) = (source / "sessions").rglob("rollout-*.jsonl")
+    tid = r.parse_rollout_filename(path.name)[1]  # type: ignore[index]
+    target = codex_home / path.relative_to(source)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(path.read_bytes())
+    expected = json.loads((source / f"{tid}.expected.json").read_text())["turns"]
+    async with open_app_server(codex_home) as client:
+        await client.initialize()
+        read = await client.request("thread/read", {"threadId": tid, "includeTurns": True})
+        resumed = await client.request("thread/resume", {"threadId": tid})
+    assert read["thread"]["turns"] == resumed["thread"]["turns"] == expected
