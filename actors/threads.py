@@ -9,6 +9,7 @@ per-thread restart budget.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import time
@@ -33,6 +34,7 @@ from ..runtime.protocol.jsonrpc import (
     invalid_request,
     overloaded,
 )
+from ..runtime.protocol.paging import page_size, thread_id_cursor
 from ..runtime.protocol.v2.thread import (
     NotLoaded,
     PageResponse,
@@ -40,6 +42,7 @@ from ..runtime.protocol.v2.thread import (
     ThreadForkParams,
     ThreadIdParams,
     ThreadListResponse,
+    ThreadLoadedListParams,
     ThreadLoadedListResponse,
     ThreadMetadataUpdateParams,
     ThreadNameUpdated,
@@ -189,10 +192,7 @@ class ThreadRegistry:
                 case "thread/list":
                     await self.store.send(ListThreads(reply, params, frozenset(self.threads)))
                 case "thread/loaded/list":
-                    ids = sorted(self.threads)
-                    start = int(params.cursor or 0)
-                    end = start + (params.limit or len(ids))
-                    await self._answer(reply, ThreadLoadedListResponse(ids[start:end], str(end) if end < len(ids) else None))
+                    await self._answer(reply, _loaded_page(sorted(self.threads), params))
                 case "thread/read" if params.thread_id in self.threads:
                     await self.threads[params.thread_id].send(ReadThread(reply, params.include_turns, False))
                 case "thread/read":
@@ -583,6 +583,15 @@ def _turn_views(turns: list[Any], view: str) -> list[Any]:
 def _item_entries(turns: list[Any], turn_id: str | None) -> list[ThreadItemEntry]:
     return [ThreadItemEntry(turn.id, item, getattr(item, "started_at_ms", None), getattr(item, "completed_at_ms", None))
             for turn in turns if turn_id is None or turn.id == turn_id for item in turn.items]
+
+
+def _loaded_page(ids: list[str], params: ThreadLoadedListParams) -> ThreadLoadedListResponse:
+    """A page of loaded thread ids, as the original pages them: sorted, from
+    just after the id the cursor names; the next cursor is the page's last id."""
+    after = None if params.cursor is None else thread_id_cursor(params.cursor)
+    start = 0 if after is None else bisect.bisect_right(ids, after)
+    end = min(start + page_size(params.limit, len(ids)), len(ids))
+    return ThreadLoadedListResponse(ids[start:end], ids[end - 1] if end < len(ids) else None)
 
 
 def _page(entries: list[Any], cursor: str | None, limit: int) -> tuple[list[Any], str | None, str | None]:
