@@ -17,6 +17,9 @@ Rules:
   not a request with a usable id gets none and is logged.
 - A full actor mailbox answers -32001 (with ``codex_error_info``, which the
   openai-codex SDK needs before it retries), never blocks the reader.
+- A bug is contained (see :mod:`.barrier`): in a request handled here it is
+  that request's -32603; anywhere else in the connection it ends this
+  connection only, with the reason.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from ..runtime.server_info import ServerInfo
 from ..runtime.stream import FrameStream, Oversized, TransportClosed
 from . import analytics_facts as facts
 from .analytics_facts import Recorder
+from .barrier import bug_error, log_bug
 from .command_exec import CommandExecs
 from .messages import (
     ClientAnswer,
@@ -115,6 +119,7 @@ class Connection:
         self.threads = threads
         self.approvals = approvals
         self.initialized = False
+        self._left = False
         self.experimental_api = False
         self.opt_out: frozenset[str] = frozenset()
         self.originator = ""
@@ -162,8 +167,12 @@ class Connection:
         }
 
     async def run(self, *, task_status: trio.TaskStatus[ConnectionRef] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the client until it closes. A bug in this connection (its
+        reader, its writer) ends this connection only: it is logged and the
+        client is told why where the transport can say it."""
         outbox, inbox = open_mailbox(OUTBOX_CAPACITY, name=f"conn{self.id}.outbox")
         self.ref = ConnectionRef(self.id, outbox)
+        failure: str | None = None
         try:
             # command/exec processes belong to the connection and die with it.
             async with open_process_table() as table, trio.open_nursery() as nursery:
@@ -171,19 +180,29 @@ class Connection:
                 nursery.start_soon(self._write_loop, inbox, nursery.cancel_scope)
                 task_status.started(self.ref)
                 await self._read_loop()
-                if self.initialized:
-                    self.hub.send_nowait(Unregister(self.id))
-                    self.threads.send_nowait(ConnectionGone(self.id))
+                self._leave()
                 # Everything queued before the marker is still written.
                 with trio.move_on_after(FLUSH_TIMEOUT):
                     await outbox.send(_CLOSE)
                     await self._written.wait()
                 nursery.cancel_scope.cancel(reason=f"connection {self.id}: the client closed it")
+        except Exception as exc:
+            failure = f"internal error: {exc!r}"
+            log.error("connection %d (%s) failed and is closed (a bug: please report it)", self.id,
+                      self.stream.peer, exc_info=exc)
+            self._leave()
         finally:
             self.recorder.record(facts.ConnectionClosed(connection_id=self.id))
             inbox.close()
-            await self.stream.aclose()
+            await self.stream.aclose(failure)
             log.info("connection %d (%s) closed", self.id, self.stream.peer)
+
+    def _leave(self) -> None:
+        """Tell the hub and the threads this client is gone (once)."""
+        if self.initialized and not self._left:
+            self._left = True
+            self.hub.send_nowait(Unregister(self.id))
+            self.threads.send_nowait(ConnectionGone(self.id))
 
     # --- reading ---------------------------------------------------------
 
@@ -236,6 +255,12 @@ class Connection:
             await self._handlers[req.method](req.id, params)
         except JsonRpcError as exc:
             await self._send(ErrorResponse(req.id, exc.error))
+        except Exception as exc:
+            # The bug barrier of the requests handled here (server info,
+            # command/exec, the forwarding itself).
+            what = f"connection {self.id} ({req.method})"
+            log_bug(log, exc, what, self.id, req.id)
+            await self._send(ErrorResponse(req.id, bug_error(exc, what)))
 
     async def _send(self, msg: Outbound) -> None:
         try:

@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from ..runtime.errors import MailboxClosed
-from ..runtime.mailbox import Mailbox, open_mailbox
+from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.protocol.jsonrpc import ErrorResponse, Response, invalid_request
 from ..runtime.protocol.v2.thread import ThreadListResponse
 from ..runtime.rollout import (
@@ -30,6 +30,7 @@ from ..runtime.rollout import (
     thread_from_meta,
 )
 from ..runtime.thread_index import ThreadIndex, open_index
+from .barrier import contained
 from .messages import ArchiveThread, DeleteThread, FindThread, IndexThread, ListThreads, NameThread, UpdateGitInfo
 
 log = logging.getLogger("trio_codex.store")
@@ -68,41 +69,45 @@ def _delete(index: ThreadIndex, thread_id: str) -> bool:
     return index.delete(thread_id)
 
 
-async def run_store(codex_home: Path, *, task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
-    mailbox, inbox = open_mailbox(STORE_CAPACITY, name="store")
+async def run_store(codex_home: Path, box: tuple[Mailbox, Inbox] | None = None, *,
+                    task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``box`` (a mailbox the parent opened, so that a restarted store
+    serves the same one), or a mailbox of its own."""
+    mailbox, inbox = box or open_mailbox(STORE_CAPACITY, name="store")
     task_status.started(mailbox)
     index = await trio.to_thread.run_sync(open_index, codex_home)
     try:
         async for msg in inbox:
-            match msg:
-                case IndexThread(meta=meta):
-                    await trio.to_thread.run_sync(index.upsert, meta)
-                case FindThread(thread_id=tid, reply=reply):
-                    reply.set(await trio.to_thread.run_sync(index.get, tid))
-                case NameThread(thread_id=tid, name=name, reply=reply):
-                    await trio.to_thread.run_sync(_name, codex_home, index, tid, name)
-                    reply.set(True)
-                case ArchiveThread(thread_id=tid, archived=archived, reply=reply):
-                    reply.set(await trio.to_thread.run_sync(_archive, codex_home, index, tid, archived))
-                case UpdateGitInfo(thread_id=tid, patch=patch, reply=reply):
-                    reply.set(await trio.to_thread.run_sync(index.update_git, tid, patch))
-                case DeleteThread(thread_id=tid, reply=reply):
-                    reply.set(await trio.to_thread.run_sync(_delete, index, tid))
-                case ListThreads(reply=reply, params=p, loaded=loaded):
-                    try:
-                        page = await trio.to_thread.run_sync(partial(
-                            index.list_threads, cursor=p.cursor, limit=p.limit or 25,
-                            sort_key=p.sort_key or "created_at", sort_direction=p.sort_direction or "desc",
-                            archived=bool(p.archived), cwd=p.cwd, model_providers=p.model_providers,
-                            source_kinds=p.source_kinds, search_term=p.search_term))
-                        answer = Response(reply.request_id, ThreadListResponse(
-                            [thread_from_meta(m, m.id in loaded) for m in page.rows],
-                            page.next_cursor, page.backwards_cursor))
-                    except ValueError as exc:
-                        answer = ErrorResponse(reply.request_id, invalid_request(str(exc)).error)
-                    try:
-                        await reply.conn.outbox.send(answer)
-                    except MailboxClosed:
-                        pass
+            async with contained(msg, log, "the store"):
+                match msg:
+                    case IndexThread(meta=meta):
+                        await trio.to_thread.run_sync(index.upsert, meta)
+                    case FindThread(thread_id=tid, reply=reply):
+                        reply.set(await trio.to_thread.run_sync(index.get, tid))
+                    case NameThread(thread_id=tid, name=name, reply=reply):
+                        await trio.to_thread.run_sync(_name, codex_home, index, tid, name)
+                        reply.set(True)
+                    case ArchiveThread(thread_id=tid, archived=archived, reply=reply):
+                        reply.set(await trio.to_thread.run_sync(_archive, codex_home, index, tid, archived))
+                    case UpdateGitInfo(thread_id=tid, patch=patch, reply=reply):
+                        reply.set(await trio.to_thread.run_sync(index.update_git, tid, patch))
+                    case DeleteThread(thread_id=tid, reply=reply):
+                        reply.set(await trio.to_thread.run_sync(_delete, index, tid))
+                    case ListThreads(reply=reply, params=p, loaded=loaded):
+                        try:
+                            page = await trio.to_thread.run_sync(partial(
+                                index.list_threads, cursor=p.cursor, limit=p.limit or 25,
+                                sort_key=p.sort_key or "created_at", sort_direction=p.sort_direction or "desc",
+                                archived=bool(p.archived), cwd=p.cwd, model_providers=p.model_providers,
+                                source_kinds=p.source_kinds, search_term=p.search_term))
+                            answer = Response(reply.request_id, ThreadListResponse(
+                                [thread_from_meta(m, m.id in loaded) for m in page.rows],
+                                page.next_cursor, page.backwards_cursor))
+                        except ValueError as exc:
+                            answer = ErrorResponse(reply.request_id, invalid_request(str(exc)).error)
+                        try:
+                            await reply.conn.outbox.send(answer)
+                        except MailboxClosed:
+                            pass
     finally:
         index.close()

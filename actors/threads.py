@@ -24,7 +24,7 @@ import trio
 from ..runtime.config import ConfigError, Settings, resolve_provider
 from ..runtime.history import auto_compact_limit
 from ..runtime.ids import uuid7
-from ..runtime.mailbox import Mailbox, open_mailbox
+from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.ask import ask
 from ..runtime.protocol.jsonrpc import (
     ErrorResponse,
@@ -68,6 +68,7 @@ from ..runtime.rollout import (
 )
 from ..runtime.supervisor import RestartPolicy, open_supervisor
 from .analytics_facts import DISABLED, Recorder
+from .barrier import contained
 from .fanout import deliver, notification
 from .messages import (
     ArchiveThread,
@@ -140,35 +141,43 @@ class ThreadRegistry:
         #: Replays of big rollouts by path, oldest use first.
         self.replays: OrderedDict[str, tuple[tuple[str, str | None, int, int], Replay]] = OrderedDict()
 
-    async def run(self, *, task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
-        mailbox, inbox = open_mailbox(REGISTRY_CAPACITY, name="threads")
+    async def run(self, box: tuple[Mailbox, Inbox] | None = None, *,
+                  task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve ``box`` (a mailbox the parent opened, so that a restarted
+        registry serves the same one), or a mailbox of its own."""
+        mailbox, inbox = box or open_mailbox(REGISTRY_CAPACITY, name="threads")
         self.mailbox = mailbox
+        # A restart starts afresh: the threads died with the last incarnation.
+        self.threads.clear()
+        self.checkpoints.clear()
+        self.loading.clear()
         async with open_supervisor("threads", policy=THREAD_RESTARTS) as sup, trio.open_nursery() as readers:
             self.sup = sup
             self.readers = readers
             task_status.started(mailbox)
             async for msg in inbox:
-                match msg:
-                    case StartThread(reply=reply, params=params, originator=originator):
-                        await self._start(reply, params, originator)
-                    case ThreadRequest(reply=reply, method=method, params=params):
-                        await self._thread_request(reply, method, params)
-                    case ToThread(thread_id=tid, msg=inner, reply=reply):
-                        await self._route(tid, inner, reply)
-                    case Checkpoint(thread_id=tid) as cp:
-                        self.checkpoints[tid] = cp
-                    case UnloadThread(thread_id=tid):
-                        await self._unload(tid)
-                    case ConnectionGone(conn_id=conn_id):
-                        for mailbox in self.threads.values():
-                            mailbox.send_nowait(Unsubscribe(conn_id))
-                    case Loaded() as loaded:
-                        await self._loaded(loaded)
-                    case ThreadGaveUp(thread_id=tid, failure=failure):
-                        await self._gave_up(tid, failure)
-                    case LoadFailed(thread_id=tid):
-                        for reply, params in self.loading.pop(tid, ()):
-                            await self._resume(reply, params)
+                async with contained(msg, log, "the thread registry"):
+                    match msg:
+                        case StartThread(reply=reply, params=params, originator=originator):
+                            await self._start(reply, params, originator)
+                        case ThreadRequest(reply=reply, method=method, params=params):
+                            await self._thread_request(reply, method, params)
+                        case ToThread(thread_id=tid, msg=inner, reply=reply):
+                            await self._route(tid, inner, reply)
+                        case Checkpoint(thread_id=tid) as cp:
+                            self.checkpoints[tid] = cp
+                        case UnloadThread(thread_id=tid):
+                            await self._unload(tid)
+                        case ConnectionGone(conn_id=conn_id):
+                            for mailbox in self.threads.values():
+                                mailbox.send_nowait(Unsubscribe(conn_id))
+                        case Loaded() as loaded:
+                            await self._loaded(loaded)
+                        case ThreadGaveUp(thread_id=tid, failure=failure):
+                            await self._gave_up(tid, failure)
+                        case LoadFailed(thread_id=tid):
+                            for reply, params in self.loading.pop(tid, ()):
+                                await self._resume(reply, params)
             readers.cancel_scope.cancel(reason="the thread registry's mailbox closed")
 
     async def _route(self, thread_id: str, msg: Any, reply: Reply | None) -> None:

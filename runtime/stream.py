@@ -47,4 +47,8 @@ class FrameStream(Protocol):
         Raises :class:`TransportClosed` when the peer is gone."""
         ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self, reason: str | None = None) -> None:
+        """Close the connection. ``reason``, given when the server failed it,
+        is told to the peer where the transport can say it (a websocket
+        close frame, code 1011); elsewhere the caller logs it."""
+        ...

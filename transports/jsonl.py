@@ -50,7 +50,7 @@ class JsonlStream:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise TransportClosed(f"{self.peer}: {exc}") from None
 
-    async def aclose(self) -> None:
+    async def aclose(self, reason: str | None = None) -> None:
         with trio.CancelScope(shield=True):
             for stream in {id(self._send): self._send, id(self._receive): self._receive}.values():
                 await stream.aclose()

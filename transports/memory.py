@@ -44,7 +44,7 @@ class MemoryFrameStream:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise TransportClosed(f"{self.peer}: the other end is closed") from None
 
-    async def aclose(self) -> None:
+    async def aclose(self, reason: str | None = None) -> None:
         await self._send.aclose()
         await self._receive.aclose()
 

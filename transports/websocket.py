@@ -36,6 +36,10 @@ HANDSHAKE_TIMEOUT = 10.0
 #: How long closing may spend on the close frame.
 CLOSE_TIMEOUT = 1.0
 READ_SIZE = 256 * 1024
+#: The close code of a connection the server failed (RFC 6455 "Internal Error").
+INTERNAL_ERROR = 1011
+#: The longest reason a close frame carries, in bytes.
+MAX_CLOSE_REASON = 123
 #: Longest path a unix socket can be bound at (sun_path, with room to spare).
 UNIX_PATH_MAX = 100
 
@@ -90,14 +94,21 @@ class WebSocketStream:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise TransportClosed(f"{self.peer}: {exc}") from None
 
-    async def aclose(self) -> None:
+    async def aclose(self, reason: str | None = None) -> None:
         with trio.CancelScope(shield=True):
             with trio.move_on_after(CLOSE_TIMEOUT):
                 try:
-                    await self._write(self._framer.close())
+                    await self._write(self._framer.close() if reason is None else
+                                      self._framer.close(INTERNAL_ERROR, _close_reason(reason)))
                 except TransportClosed:
                     pass
             await self._stream.aclose()
+
+
+def _close_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame holds (123 bytes of UTF-8)."""
+    data = reason.encode()
+    return data[:MAX_CLOSE_REASON].decode(errors="ignore") if len(data) > MAX_CLOSE_REASON else reason
 
 
 async def handshake(stream: trio.abc.Stream, auth: TokenAuth | JwtAuth | None, max_frame: int) -> WsFramer | None:
