@@ -59,6 +59,8 @@ class RpcClient:
         self._push = send
         #: Every line the server wrote, decoded, in order (responses too).
         self.log: list[dict[str, Any]] = []
+        #: Called with each message as it arrives.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     async def _read(self) -> None:
         buf = b""
@@ -69,6 +71,8 @@ class RpcClient:
             for line in lines:
                 msg = json.loads(line)  # the server must write only JSON on stdout
                 self.log.append(msg)
+                for listener in self.listeners:
+                    listener(msg)
                 if "id" in msg and "method" not in msg and msg["id"] in self._waiting:
                     await self._waiting.pop(msg["id"]).send(msg)
                 else:
@@ -159,12 +163,12 @@ def server_env(codex_home: Path, **extra: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def open_app_server(codex_home: Path, *config: str, env_extra: dict[str, str] | None = None,
-                          stderr: int | None = subprocess.DEVNULL) -> AsyncIterator[RpcClient]:
-    """Run the server with ``codex_home`` (write its config.toml first);
-    ``config`` are ``-c key=value`` overrides."""
+                          stderr: int | None = subprocess.DEVNULL, cwd: Path | None = None) -> AsyncIterator[RpcClient]:
+    """Run the server with ``codex_home`` (write its config.toml first), in
+    ``cwd``; ``config`` are ``-c key=value`` overrides."""
     async with trio.open_nursery() as nursery:
         proc = await nursery.start(lambda task_status: trio.run_process(
-            server_argv(*config), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+            server_argv(*config), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=cwd,
             env=server_env(codex_home, **(env_extra or {})), check=False, task_status=task_status))
         client = RpcClient(proc)
         nursery.start_soon(client._read)
