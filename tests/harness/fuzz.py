@@ -30,12 +30,14 @@ from __future__ import annotations
 import gzip
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import trio
+import trio_websocket
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
@@ -44,6 +46,9 @@ from trio_codex.runtime.protocol import codec
 from trio_codex.runtime.protocol.codec import Invalid, Request
 from trio_codex.runtime.protocol.jsonrpc import RequestId
 from trio_codex.runtime.protocol.methods import METHODS
+
+from . import TIMEOUT, open_app_server
+from .ws import ws_server
 
 SCHEMA = Path(__file__).parent.parent / "fixtures" / "original" / "schema" / "codex_app_server_protocol.schemas.json.gz"
 
@@ -273,3 +278,64 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise LookupError(f"no VmRSS for process {pid}")
+
+
+class Session:
+    """The real server over one transport: raw frames out, every message
+    back into :attr:`tally`."""
+
+    def __init__(self, send: Callable[[bytes], Awaitable[None]], pid: int,
+                 returncode: Callable[[], int | None]) -> None:
+        self.send = send
+        self.pid = pid
+        self.returncode = returncode
+        self.tally = Tally()
+
+    async def call(self, rid: str, method: str, params: Any = None) -> dict[str, Any]:
+        """Send a request with string id ``rid``; its answer."""
+        msg: dict[str, Any] = {"id": rid, "method": method}
+        if params is not None:
+            msg["params"] = params
+        await self.send(json.dumps(msg).encode())
+        with trio.fail_after(TIMEOUT):
+            while rid not in self.tally.replies:
+                await trio.sleep(0.005)
+        return self.tally.replies[rid]
+
+    async def start(self) -> str:
+        """Initialize and start a thread; its id."""
+        await self.call("init", "initialize", {"clientInfo": {"name": "fuzz", "version": "1"}})
+        return (await self.call("thread", "thread/start", {}))["result"]["thread"]["id"]
+
+
+@asynccontextmanager
+async def session(transport: str, codex_home: Path, cwd: Path) -> AsyncIterator[Session]:
+    """The server with ``codex_home``, in ``cwd``, over ``transport``
+    (``stdio`` or ``ws``)."""
+    if transport == "stdio":
+        async with open_app_server(codex_home, cwd=cwd) as client:
+            out = Session(lambda data: client.send_raw(data + b"\n"), client.proc.pid,
+                          lambda: client.proc.returncode)
+            client.listeners.append(out.tally.received)
+            yield out
+        return
+    async with ws_server(codex_home, cwd=cwd) as server, \
+            trio_websocket.open_websocket_url(server.url + "/", message_queue_size=4096) as ws, \
+            trio.open_nursery() as nursery:
+        async def send(data: bytes) -> None:
+            # A text message must be UTF-8 (a websocket closes on one that
+            # is not), so invalid UTF-8 goes as a binary message.
+            try:
+                await ws.send_message(data.decode())
+            except UnicodeDecodeError:
+                await ws.send_message(data)
+
+        out = Session(send, server.proc.pid, lambda: server.proc.returncode)
+
+        async def read() -> None:
+            while True:
+                out.tally.received(json.loads(await ws.get_message()))
+
+        nursery.start_soon(read)
+        yield out
+        nursery.cancel_scope.cancel()
