@@ -30,10 +30,18 @@ from .fanout import deliver
 from .messages import Reply
 
 
+def innermost(exc: BaseException) -> BaseException:
+    """``exc`` out of the exception groups of nurseries it crossed, when it
+    is the only one in them: what to name in a message."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def bug_error(exc: Exception, what: str) -> ErrorObject:
     """The -32603 answer to a request whose handler hit ``exc``."""
-    return internal_error(f"internal error in {what}: {exc!r}; the server goes on, but this is a "
-                          "bug: please report it").error
+    return internal_error(f"internal error in {what}: {innermost(exc)!r}; the server goes on, but this "
+                          "is a bug: please report it").error
 
 
 def log_bug(log: logging.Logger, exc: Exception, what: str, conn_id: int, request_id: RequestId) -> None:

@@ -59,7 +59,7 @@ from ..runtime.server_info import ServerInfo
 from ..runtime.stream import FrameStream, Oversized, TransportClosed
 from . import analytics_facts as facts
 from .analytics_facts import Recorder
-from .barrier import bug_error, log_bug
+from .barrier import bug_error, innermost, log_bug
 from .command_exec import CommandExecs
 from .messages import (
     ClientAnswer,
@@ -187,7 +187,7 @@ class Connection:
                     await self._written.wait()
                 nursery.cancel_scope.cancel(reason=f"connection {self.id}: the client closed it")
         except Exception as exc:
-            failure = f"internal error: {exc!r}"
+            failure = f"internal error: {innermost(exc)!r}"
             log.error("connection %d (%s) failed and is closed (a bug: please report it)", self.id,
                       self.stream.peer, exc_info=exc)
             self._leave()
