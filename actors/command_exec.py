@@ -22,7 +22,6 @@ Rules, as the original:
 from __future__ import annotations
 
 import base64
-import binascii
 import itertools
 import os
 from typing import Any
@@ -196,7 +195,7 @@ def _stdin_delta(params: CommandExecWriteParams) -> bytes:
         raise invalid_params("command/exec/write requires deltaBase64 or closeStdin")
     try:
         return base64.b64decode(params.delta_base64 or "", validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or a character that is not ASCII
         raise invalid_params(f"invalid deltaBase64: {exc}") from None
 
 

@@ -68,9 +68,10 @@ _envelope = msgspec.json.Decoder(Envelope)
 _any = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
-#: serde_json's recursion limit: deeper JSON is an error, not a value (and
-#: would exhaust the stack of every recursive walk behind the decoder).
-MAX_DEPTH = 128
+#: The deepest JSON serde_json reads (its recursion limit refuses a 128th
+#: level of arrays and objects): deeper is an error, not a value (and would
+#: exhaust the stack of every recursive walk behind the decoder).
+MAX_DEPTH = 127
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 #: The original's RequestId: a string or an i64.
@@ -217,7 +218,10 @@ def _out_of_range(raw: msgspec.Raw, type_: Any, msg: str) -> str | None:
     if m is None:
         return None
     path = m.group(1)
-    value: Any = _any.decode(raw)
+    try:
+        value: Any = _any.decode(raw)
+    except msgspec.DecodeError:  # invalid UTF-8 elsewhere in the params
+        return None
     t, rust = _unwrap(mi.type_info(type_), "i64")
     for name, index in _STEP.findall(path):
         try:

@@ -43,6 +43,8 @@ ANSWERED = [
      (-32600, "Invalid request: invalid value: integer `70000`, expected u16 at `size.rows`")),
     ("command/exec/write with bad base64", "command/exec/write", {"processId": "p", "deltaBase64": "abc"},
      (-32602, "invalid deltaBase64: Incorrect padding")),
+    ("command/exec/write with base64 that is not ASCII", "command/exec/write",
+     {"processId": "p", "deltaBase64": "été"}, (-32602, "invalid deltaBase64: ")),
 ]
 
 
