@@ -15,6 +15,7 @@ the catalogue.
 =================  ==========================================================
 
 Shared, not actors: ``messages`` (the vocabulary: one frozen Struct per
-message, one union per inbox) and ``fanout`` (delivering a wire message to a
-set of connections).
+message, one union per inbox), ``fanout`` (delivering a wire message to a
+set of connections) and ``barrier`` (the bug barrier every actor loop
+handles its messages behind).
 """

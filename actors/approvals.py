@@ -26,12 +26,13 @@ import msgspec
 import trio
 
 from ..runtime.errors import MailboxClosed
-from ..runtime.mailbox import Mailbox, open_mailbox
+from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.protocol import codec
 from ..runtime.protocol.jsonrpc import ServerRequest
 from ..runtime.protocol.v2.approval import ApprovalResponse, ServerRequestResolved
 from . import analytics_facts as facts
 from .analytics_facts import DISABLED, Recorder
+from .barrier import contained
 from .fanout import notification
 from .messages import (
     ApprovalAnswer,
@@ -66,9 +67,11 @@ def _post(conns: tuple[ConnectionRef, ...], msg: Any) -> None:
             pass
 
 
-async def run_approvals(recorder: Recorder = DISABLED, *,
+async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox] | None = None, *,
                         task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
-    mailbox, inbox = open_mailbox(APPROVALS_CAPACITY, name="approvals")
+    """Serve ``box`` (a mailbox the parent opened, so that a restarted actor
+    serves the same one), or a mailbox of its own."""
+    mailbox, inbox = box or open_mailbox(APPROVALS_CAPACITY, name="approvals")
     ids = itertools.count()
     pending: dict[int, _Pending] = {}
     task_status.started(mailbox)
@@ -80,37 +83,38 @@ async def run_approvals(recorder: Recorder = DISABLED, *,
         return p
 
     async for msg in inbox:
-        match msg:
-            case RequestApproval(thread_id=tid, turn_id=uid, method=method, params=params, conns=conns, reply=reply):
-                rid = next(ids)
-                request = ServerRequest(rid, method, params)
-                pending[rid] = _Pending(tid, uid, conns, reply, request)
-                _post(conns, request)
-                # One fact per logical request, however many got it.
-                recorder.record(facts.ServerRequest(
-                    request_id=rid, method=method, params=params, thread_id=tid, turn_id=uid,
-                    item_id=getattr(params, "item_id", ""), sent_to=tuple(c.id for c in conns)))
-            case ClientAnswer(conn_id=conn_id, request_id=rid, result=result, error=error):
-                if not isinstance(rid, int) or rid not in pending:
-                    log.info("connection %d answered server request %r, which is not pending; ignored",
-                             conn_id, rid)
-                    continue
-                decision = _decision(conn_id, rid, result, error)
-                recorder.record(facts.ServerResponse(request_id=rid, answered_by=conn_id, result=result, error=error))
-                resolve(rid).reply.set(ApprovalAnswer(rid, decision, conn_id))
-            case ReplayApprovals(thread_id=tid, conn=conn):
-                for rid, p in pending.items():
-                    if p.thread_id == tid and all(c.id != conn.id for c in p.conns):
-                        p.conns = (*p.conns, conn)
-                        _post((conn,), p.request)
-                        recorder.record(facts.ServerRequest(
-                            request_id=rid, method=p.request.method, params=p.request.params, thread_id=tid,
-                            turn_id=p.turn_id, item_id=getattr(p.request.params, "item_id", ""),
-                            sent_to=(conn.id,), replayed=True))
-            case ClearApprovals(thread_id=tid, turn_id=uid):
-                for rid in [r for r, p in pending.items() if p.thread_id == tid and p.turn_id == uid]:
-                    recorder.record(facts.ServerRequestAborted(request_id=rid))
-                    resolve(rid)
+        async with contained(msg, log, "the approvals actor"):
+            match msg:
+                case RequestApproval(thread_id=tid, turn_id=uid, method=method, params=params, conns=conns, reply=reply):
+                    rid = next(ids)
+                    request = ServerRequest(rid, method, params)
+                    pending[rid] = _Pending(tid, uid, conns, reply, request)
+                    _post(conns, request)
+                    # One fact per logical request, however many got it.
+                    recorder.record(facts.ServerRequest(
+                        request_id=rid, method=method, params=params, thread_id=tid, turn_id=uid,
+                        item_id=getattr(params, "item_id", ""), sent_to=tuple(c.id for c in conns)))
+                case ClientAnswer(conn_id=conn_id, request_id=rid, result=result, error=error):
+                    if not isinstance(rid, int) or rid not in pending:
+                        log.info("connection %d answered server request %r, which is not pending; ignored",
+                                 conn_id, rid)
+                        continue
+                    decision = _decision(conn_id, rid, result, error)
+                    recorder.record(facts.ServerResponse(request_id=rid, answered_by=conn_id, result=result, error=error))
+                    resolve(rid).reply.set(ApprovalAnswer(rid, decision, conn_id))
+                case ReplayApprovals(thread_id=tid, conn=conn):
+                    for rid, p in pending.items():
+                        if p.thread_id == tid and all(c.id != conn.id for c in p.conns):
+                            p.conns = (*p.conns, conn)
+                            _post((conn,), p.request)
+                            recorder.record(facts.ServerRequest(
+                                request_id=rid, method=p.request.method, params=p.request.params, thread_id=tid,
+                                turn_id=p.turn_id, item_id=getattr(p.request.params, "item_id", ""),
+                                sent_to=(conn.id,), replayed=True))
+                case ClearApprovals(thread_id=tid, turn_id=uid):
+                    for rid in [r for r, p in pending.items() if p.thread_id == tid and p.turn_id == uid]:
+                        recorder.record(facts.ServerRequestAborted(request_id=rid))
+                        resolve(rid)
 
 
 def _decision(conn_id: int, rid: int, result: msgspec.Raw | None, error: Any) -> str | dict:

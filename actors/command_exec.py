@@ -19,12 +19,16 @@ Rules, as the original:
   waiting, for at most :data:`STDIN_WAIT_TIMEOUT`; then it and those behind
   it get -32001 (none of them is queued, so what the child reads stays in
   order). Errors otherwise as the original's.
+- Bad params get the original's errors before anything is spawned (-32602
+  for its own checks: a negative ``timeoutMs``, a zero terminal size...); a
+  command that cannot be spawned (a missing cwd, a NUL in an argument) is
+  -32603 ``failed to spawn command: ...``. ``outputBytesCap: 0`` and
+  ``timeoutMs: 0`` mean 0, not the default.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import itertools
 import json
 import logging
@@ -38,11 +42,11 @@ import trio
 from ..runtime.config import Settings
 from ..runtime.errors import MailboxClosed
 from ..runtime.protocol.jsonrpc import (
-    INVALID_PARAMS,
     ErrorResponse,
-    JsonRpcError,
     RequestId,
     Response,
+    internal_error,
+    invalid_params,
     invalid_request,
     overloaded,
 )
@@ -53,9 +57,10 @@ from ..runtime.protocol.v2.command import (
     CommandExecResponse,
     CommandExecTerminateParams,
     CommandExecWriteParams,
+    TerminalSize,
 )
 from ..runtime.protocol.v2.thread import SandboxPolicy
-from ..runtime.sandbox import SandboxUnavailable, create_env, sandbox_env
+from ..runtime.sandbox import SandboxError, create_env, sandbox_env
 from .fanout import notification
 from .messages import ConnectionRef
 from .process import ProcessError, ProcessTable
@@ -129,36 +134,36 @@ class CommandExecs:
         """Validate and spawn (before the next request is read, so a
         ``write`` right behind it finds the process); the response follows
         when the process exits."""
-        if not params.command:
-            raise invalid_request("command must not be empty")
-        streaming = params.tty or params.stream_stdin or params.stream_stdout_stderr
-        if streaming and not params.process_id:
-            raise invalid_request("command/exec tty or streaming requires a client-supplied processId")
-        if params.process_id and params.process_id in self.table:
-            raise invalid_request(f"processId `{params.process_id}` is already running on this connection")
-        if params.disable_timeout and params.timeout_ms is not None:
-            raise invalid_request("timeoutMs cannot be combined with disableTimeout")
-        if params.disable_output_cap and params.output_bytes_cap is not None:
-            raise invalid_request("outputBytesCap cannot be combined with disableOutputCap")
+        _check(params)
         try:
             policy = (self.settings.sandbox_policy() if params.sandbox_policy is None
                       else _policy.decode(msgspec.json.encode(params.sandbox_policy)))
         except msgspec.ValidationError as exc:
             raise invalid_request(f"Invalid request: sandboxPolicy: {exc}") from None
-        pid = params.process_id or f"internal-{next(_internal_ids)}"
+        streaming = params.tty or params.stream_stdin or params.stream_stdout_stderr
+        if streaming and params.process_id is None:
+            raise invalid_request("command/exec tty or streaming requires a client-supplied processId")
+        if params.process_id is not None and params.process_id in self.table:
+            raise invalid_request(
+                f"duplicate active command/exec process id: {msgspec.json.encode(params.process_id).decode()}")
+        pid = params.process_id if params.process_id is not None else f"internal-{next(_internal_ids)}"
         stream = params.tty or params.stream_stdout_stderr
-        cap = None if params.disable_output_cap else (params.output_bytes_cap or DEFAULT_OUTPUT_CAP)
+        # 0 is a cap like any other (nothing kept), as the original.
+        cap = None if params.disable_output_cap else (
+            DEFAULT_OUTPUT_CAP if params.output_bytes_cap is None else params.output_bytes_cap)
         kept = {"stdout": bytearray(), "stderr": bytearray()}
         sent = {"stdout": 0, "stderr": 0}
+        reached = {"stdout": False, "stderr": False}
 
         async def on_output(chunk: bytes, name: str) -> None:
             if stream:
-                room = len(chunk) if cap is None else max(0, cap - sent[name])
-                if room:
-                    sent[name] += min(room, len(chunk))
-                    await self._send(notification("command/exec/outputDelta", CommandExecOutputDelta(
-                        pid, name, base64.b64encode(chunk[:room]).decode(),  # type: ignore[arg-type]
-                        cap is not None and sent[name] >= cap)))
+                if reached[name]:
+                    return
+                part = chunk if cap is None else chunk[: cap - sent[name]]
+                sent[name] += len(part)
+                reached[name] = cap is not None and sent[name] >= cap
+                await self._send(notification("command/exec/outputDelta", CommandExecOutputDelta(
+                    pid, name, base64.b64encode(part).decode(), reached[name])))  # type: ignore[arg-type]
             elif cap is None or len(kept[name]) < cap:
                 kept[name] += chunk if cap is None else chunk[: cap - len(kept[name])]
 
@@ -169,13 +174,20 @@ class CommandExecs:
             else:
                 env[key] = value
         size = (params.size.rows, params.size.cols) if params.size else None
-        timeout = None if params.disable_timeout else (params.timeout_ms or DEFAULT_TIMEOUT_MS)
+        timeout = None if params.disable_timeout else (
+            DEFAULT_TIMEOUT_MS if params.timeout_ms is None else params.timeout_ms)
+        # A relative cwd is the server's cwd joined with it, as the original.
+        cwd = os.path.join(os.getcwd(), params.cwd) if params.cwd else os.getcwd()
         try:
-            await self.table.spawn(pid, params.command, cwd=params.cwd or os.getcwd(),
+            await self.table.spawn(pid, params.command, cwd=cwd,
                                    env=sandbox_env(env, policy), sandbox_policy=policy, tty=params.tty,
                                    stdin=params.tty or params.stream_stdin, size=size, on_output=on_output)
-        except (OSError, ProcessError, SandboxUnavailable) as exc:
-            raise invalid_request(f"command/exec failed to start: {exc}") from None
+        except SandboxError as exc:
+            raise internal_error(f"exec failed: {exc}") from None
+        # ValueError: what exec cannot take (a NUL in an argument, `=` in
+        # an environment name).
+        except (OSError, ValueError, ProcessError) as exc:
+            raise internal_error(f"failed to spawn command: {exc}") from None
         stdin = _Stdin() if params.tty or params.stream_stdin else None
         if params.process_id:
             self.stdins[pid] = stdin
@@ -201,12 +213,7 @@ class CommandExecs:
     def write(self, rid: RequestId, params: CommandExecWriteParams) -> dict | None:
         """Queue a write for the process's writer task: ``{}`` once queued,
         None when it waits for room (it is answered then)."""
-        if params.delta_base64 is None and not params.close_stdin:
-            raise JsonRpcError(INVALID_PARAMS, "command/exec/write requires deltaBase64 or closeStdin")
-        try:
-            data = base64.b64decode(params.delta_base64 or "", validate=True)
-        except binascii.Error as exc:
-            raise JsonRpcError(INVALID_PARAMS, f"invalid deltaBase64: {exc}") from None
+        data = _stdin_delta(params)
         stdin = self._known(params.process_id)
         if stdin is None:
             raise invalid_request("stdin streaming is not enabled for this command/exec")
@@ -281,6 +288,7 @@ class CommandExecs:
 
     def resize(self, params: CommandExecResizeParams) -> dict:
         self._known(params.process_id)
+        _check_size(params.size)
         try:
             self.table.resize(params.process_id, params.size.rows, params.size.cols)
         except (ProcessError, ValueError) as exc:
@@ -300,6 +308,38 @@ class CommandExecs:
             await self.conn.outbox.send(msg)
         except MailboxClosed:
             pass
+
+
+def _check(params: CommandExecParams) -> None:
+    """The original's checks of ``command/exec`` params, in its order and
+    words, before anything is spawned."""
+    if not params.command:
+        raise invalid_request("command must not be empty")
+    if params.size is not None and not params.tty:
+        raise invalid_params("command/exec size requires tty: true")
+    if params.disable_output_cap and params.output_bytes_cap is not None:
+        raise invalid_params("command/exec cannot set both outputBytesCap and disableOutputCap")
+    if params.disable_timeout and params.timeout_ms is not None:
+        raise invalid_params("command/exec cannot set both timeoutMs and disableTimeout")
+    if params.timeout_ms is not None and params.timeout_ms < 0:
+        raise invalid_params(f"command/exec timeoutMs must be non-negative, got {params.timeout_ms}")
+    if params.size is not None:
+        _check_size(params.size)
+
+
+def _check_size(size: TerminalSize) -> None:
+    if size.rows == 0 or size.cols == 0:
+        raise invalid_params("command/exec size rows and cols must be greater than 0")
+
+
+def _stdin_delta(params: CommandExecWriteParams) -> bytes:
+    """The bytes a ``command/exec/write`` carries, checked as the original."""
+    if params.delta_base64 is None and not params.close_stdin:
+        raise invalid_params("command/exec/write requires deltaBase64 or closeStdin")
+    try:
+        return base64.b64decode(params.delta_base64 or "", validate=True)
+    except ValueError as exc:  # binascii.Error, or a character that is not ASCII
+        raise invalid_params(f"invalid deltaBase64: {exc}") from None
 
 
 def _seconds(timeout_ms: int | None) -> float:

@@ -22,6 +22,9 @@ Rules:
   whoever gave up waiting for room in its outbox): it stops reading, drops
   its backlog, lets the write in progress finish (bounded) and sends a close
   frame with the reason. Stdio is never closed so: that would end the server.
+- A bug is contained (see :mod:`.barrier`): in a request handled here it is
+  that request's -32603; anywhere else in the connection it ends this
+  connection only, with the reason.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from ..runtime.server_info import ServerInfo
 from ..runtime.stream import FrameStream, Oversized, TransportClosed
 from . import analytics_facts as facts
 from .analytics_facts import Recorder
+from .barrier import bug_error, innermost, log_bug
 from .command_exec import CommandExecs
 from .messages import (
     ClientAnswer,
@@ -95,9 +99,11 @@ COALESCE_BACKLOG = 64
 FLUSH_TIMEOUT = 5.0
 #: How long the handshake with the hub may take.
 ASK_TIMEOUT = 10.0
-#: The websocket close code for a client closed for not reading (policy
-#: violation).
+#: Websocket close codes (RFC 6455): a normal close; a client closed for
+#: not reading (policy violation); a connection ended by a bug of ours.
+NORMAL_CLOSE = 1000
 SLOW_CLIENT_CLOSE_CODE = 1008
+INTERNAL_ERROR_CLOSE_CODE = 1011
 
 #: Queued behind the last message owed to a closing client.
 _CLOSE = object()
@@ -129,6 +135,7 @@ class Connection:
         self.threads = threads
         self.approvals = approvals
         self.initialized = False
+        self._left = False
         self.experimental_api = False
         self.opt_out: frozenset[str] = frozenset()
         self.originator = ""
@@ -177,10 +184,14 @@ class Connection:
         }
 
     async def run(self, *, task_status: trio.TaskStatus[ConnectionRef] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the client until it closes. A bug in this connection (its
+        reader, its writer) ends this connection only: it is logged and the
+        client is told why where the transport can say it."""
         outbox, inbox = open_mailbox(OUTBOX_CAPACITY, name=f"conn{self.id}.outbox")
         # One order to close is enough: later ones are dropped.
         control, orders = open_mailbox(1, name=f"conn{self.id}.control", default=DROP)
         self.ref = ConnectionRef(self.id, outbox, control if self.can_disconnect else None)
+        close_code = NORMAL_CLOSE
         try:
             # command/exec processes belong to the connection and die with it.
             async with open_process_table() as table, trio.open_nursery() as nursery:
@@ -191,9 +202,7 @@ class Connection:
                 task_status.started(self.ref)
                 with self._reading:
                     await self._read_loop()
-                if self.initialized:
-                    self.hub.send_nowait(Unregister(self.id))
-                    self.threads.send_nowait(ConnectionGone(self.id))
+                self._leave()
                 with trio.move_on_after(FLUSH_TIMEOUT):
                     if self.close_reason is None:
                         # Everything queued before the marker is still written.
@@ -206,15 +215,27 @@ class Connection:
                     await self._written.wait()
                 nursery.cancel_scope.cancel(reason=f"connection {self.id}: "
                                                    f"{self.close_reason or 'the client closed it'}")
+            if self.close_reason is not None:
+                close_code = SLOW_CLIENT_CLOSE_CODE
+        except Exception as exc:
+            self.close_reason = f"internal error: {innermost(exc)!r}"
+            close_code = INTERNAL_ERROR_CLOSE_CODE
+            log.error("connection %d (%s) failed and is closed (a bug: please report it)", self.id,
+                      self.stream.peer, exc_info=exc)
+            self._leave()
         finally:
             self.recorder.record(facts.ConnectionClosed(connection_id=self.id))
             inbox.close()
             orders.close()
-            if self.close_reason is None:
-                await self.stream.aclose()
-            else:
-                await self.stream.aclose(SLOW_CLIENT_CLOSE_CODE, self.close_reason)
+            await self.stream.aclose(close_code, self.close_reason or "")
             log.info("connection %d (%s) closed", self.id, self.stream.peer)
+
+    def _leave(self) -> None:
+        """Tell the hub and the threads this client is gone (once)."""
+        if self.initialized and not self._left:
+            self._left = True
+            self.hub.send_nowait(Unregister(self.id))
+            self.threads.send_nowait(ConnectionGone(self.id))
 
     async def _obey(self, orders: Inbox) -> None:
         """Close the connection when told to (its client stopped reading)."""
@@ -275,6 +296,12 @@ class Connection:
             await self._handlers[req.method](req.id, params)
         except JsonRpcError as exc:
             await self._send(ErrorResponse(req.id, exc.error))
+        except Exception as exc:
+            # The bug barrier of the requests handled here (server info,
+            # command/exec, the forwarding itself).
+            what = f"connection {self.id} ({req.method})"
+            log_bug(log, exc, what, self.id, req.id)
+            await self._send(ErrorResponse(req.id, bug_error(exc, what)))
 
     async def _send(self, msg: Outbound) -> None:
         try:

@@ -16,7 +16,8 @@ import logging
 import trio
 
 from ..runtime.errors import MailboxClosed
-from ..runtime.mailbox import Mailbox, open_mailbox
+from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
+from .barrier import contained
 from .messages import Broadcast, ConnectionRef, Register, Unregister
 
 log = logging.getLogger("trio_codex.hub")
@@ -26,26 +27,30 @@ log = logging.getLogger("trio_codex.hub")
 HUB_CAPACITY = 1024
 
 
-async def run_hub(*, task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
-    mailbox, inbox = open_mailbox(HUB_CAPACITY, name="hub")
+async def run_hub(box: tuple[Mailbox, Inbox] | None = None, *,
+                  task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``box`` (a mailbox the parent opened, so that a restarted hub
+    serves the same one), or a mailbox of its own."""
+    mailbox, inbox = box or open_mailbox(HUB_CAPACITY, name="hub")
     conns: dict[int, ConnectionRef] = {}
     originator: str | None = None
     task_status.started(mailbox)
     async for msg in inbox:
-        match msg:
-            case Register(conn=conn, client_name=name, reply=reply):
-                conns[conn.id] = conn
-                originator = originator or name
-                reply.set(originator)
-            case Unregister(conn_id=conn_id):
-                conns.pop(conn_id, None)
-            case Broadcast(notification=note, exclude=exclude):
-                for conn_id, conn in list(conns.items()):
-                    if conn_id in exclude:
-                        continue
-                    try:
-                        # Never let one stuck client hold up the others.
-                        if not conn.outbox.send_nowait(note):
-                            log.warning("connection %d: outbox full, dropped %s", conn_id, note.method)
-                    except MailboxClosed:
-                        del conns[conn_id]
+        async with contained(msg, log, "the hub"):
+            match msg:
+                case Register(conn=conn, client_name=name, reply=reply):
+                    conns[conn.id] = conn
+                    originator = originator or name
+                    reply.set(originator)
+                case Unregister(conn_id=conn_id):
+                    conns.pop(conn_id, None)
+                case Broadcast(notification=note, exclude=exclude):
+                    for conn_id, conn in list(conns.items()):
+                        if conn_id in exclude:
+                            continue
+                        try:
+                            # Never let one stuck client hold up the others.
+                            if not conn.outbox.send_nowait(note):
+                                log.warning("connection %d: outbox full, dropped %s", conn_id, note.method)
+                        except MailboxClosed:
+                            del conns[conn_id]

@@ -24,7 +24,7 @@ from pathlib import Path
 import trio
 
 from ..runtime.errors import MailboxClosed, StorageFailure
-from ..runtime.mailbox import Mailbox, open_mailbox
+from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.protocol.jsonrpc import ErrorResponse, Response, internal_error, invalid_request
 from ..runtime.protocol.v2.thread import ThreadListResponse
 from ..runtime.rollout import (
@@ -36,6 +36,7 @@ from ..runtime.rollout import (
     thread_from_meta,
 )
 from ..runtime.thread_index import INDEX_FILE, ThreadIndex, open_index
+from .barrier import contained
 from .messages import ArchiveThread, DeleteThread, FindThread, IndexThread, ListThreads, NameThread, UpdateGitInfo
 
 log = logging.getLogger("trio_codex.store")
@@ -94,8 +95,11 @@ def _delete(index: ThreadIndex, thread_id: str) -> bool:
     return index.delete(thread_id)
 
 
-async def run_store(codex_home: Path, *, task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
-    mailbox, inbox = open_mailbox(STORE_CAPACITY, name="store")
+async def run_store(codex_home: Path, box: tuple[Mailbox, Inbox] | None = None, *,
+                    task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``box`` (a mailbox the parent opened, so that a restarted store
+    serves the same one), or a mailbox of its own."""
+    mailbox, inbox = box or open_mailbox(STORE_CAPACITY, name="store")
     task_status.started(mailbox)
     try:
         index = await trio.to_thread.run_sync(open_index, codex_home)
@@ -105,10 +109,11 @@ async def run_store(codex_home: Path, *, task_status: trio.TaskStatus[Mailbox] =
         return
     try:
         async for msg in inbox:
-            try:
-                await _handle(msg, codex_home, index)
-            except (OSError, sqlite3.Error, StorageFailure) as exc:
-                await _failed(msg, codex_home, exc)
+            async with contained(msg, log, "the store"):
+                try:
+                    await _handle(msg, codex_home, index)
+                except (OSError, sqlite3.Error, StorageFailure) as exc:
+                    await _failed(msg, codex_home, exc)
     finally:
         index.close()
 

@@ -15,6 +15,7 @@ order; what reaches a thread goes without waiting (a full thread answers
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import time
@@ -29,7 +30,7 @@ from ..runtime import permissions
 from ..runtime.config import ConfigError, Settings, resolve_provider
 from ..runtime.history import auto_compact_limit
 from ..runtime.ids import uuid7
-from ..runtime.mailbox import Mailbox, open_mailbox
+from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.ask import ask
 from ..runtime.errors import StorageFailure
 from ..runtime.protocol.jsonrpc import (
@@ -40,6 +41,7 @@ from ..runtime.protocol.jsonrpc import (
     invalid_request,
     overloaded,
 )
+from ..runtime.protocol.paging import page_size, thread_id_cursor
 from ..runtime.protocol.v2.thread import (
     ActivePermissionProfile,
     NotLoaded,
@@ -49,6 +51,7 @@ from ..runtime.protocol.v2.thread import (
     ThreadForkParams,
     ThreadIdParams,
     ThreadListResponse,
+    ThreadLoadedListParams,
     ThreadLoadedListResponse,
     ThreadMetadataUpdateParams,
     ThreadNameUpdated,
@@ -75,6 +78,7 @@ from ..runtime.rollout import (
 )
 from ..runtime.supervisor import RestartPolicy, open_supervisor
 from .analytics_facts import DISABLED, Recorder
+from .barrier import contained
 from .fanout import deliver, notification
 from .messages import (
     ArchiveThread,
@@ -154,38 +158,46 @@ class ThreadRegistry:
         #: Replays of big rollouts by path, oldest use first.
         self.replays: OrderedDict[str, tuple[tuple[str, str | None, int, int], Replay]] = OrderedDict()
 
-    async def run(self, *, task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
-        mailbox, inbox = open_mailbox(REGISTRY_CAPACITY, name="threads")
+    async def run(self, box: tuple[Mailbox, Inbox] | None = None, *,
+                  task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve ``box`` (a mailbox the parent opened, so that a restarted
+        registry serves the same one), or a mailbox of its own."""
+        mailbox, inbox = box or open_mailbox(REGISTRY_CAPACITY, name="threads")
         self.mailbox = mailbox
+        # A restart starts afresh: the threads died with the last incarnation.
+        self.threads.clear()
+        self.checkpoints.clear()
+        self.loading.clear()
         async with open_supervisor("threads", policy=THREAD_RESTARTS) as sup, trio.open_nursery() as readers:
             self.sup = sup
             self.readers = readers
             task_status.started(mailbox)
             async for msg in inbox:
-                match msg:
-                    case StartThread(reply=reply, params=params, originator=originator):
-                        await self._start(reply, params, originator)
-                    case ThreadRequest(reply=reply, method=method, params=params):
-                        await self._thread_request(reply, method, params)
-                    case ToThread(thread_id=tid, msg=inner, reply=reply):
-                        await self._route(tid, inner, reply)
-                    case Checkpoint(thread_id=tid) as cp:
-                        self.checkpoints[tid] = cp
-                    case UnloadThread(thread_id=tid, mailbox=mailbox, received=received):
-                        # What was sent to the thread since it asked is its
-                        # to answer: then it stays.
-                        if self.threads.get(tid) is mailbox and mailbox.statistics().sent == received:
-                            await self._unload(tid)
-                    case ConnectionGone(conn_id=conn_id):
-                        for mailbox in self.threads.values():
-                            mailbox.send_nowait(Unsubscribe(conn_id))
-                    case Loaded() as loaded:
-                        await self._loaded(loaded)
-                    case ThreadGaveUp(thread_id=tid, failure=failure):
-                        await self._gave_up(tid, failure)
-                    case LoadFailed(thread_id=tid):
-                        for reply, params in self.loading.pop(tid, ()):
-                            await self._resume(reply, params)
+                async with contained(msg, log, "the thread registry"):
+                    match msg:
+                        case StartThread(reply=reply, params=params, originator=originator):
+                            await self._start(reply, params, originator)
+                        case ThreadRequest(reply=reply, method=method, params=params):
+                            await self._thread_request(reply, method, params)
+                        case ToThread(thread_id=tid, msg=inner, reply=reply):
+                            await self._route(tid, inner, reply)
+                        case Checkpoint(thread_id=tid) as cp:
+                            self.checkpoints[tid] = cp
+                        case UnloadThread(thread_id=tid, mailbox=mailbox, received=received):
+                            # What was sent to the thread since it asked is its
+                            # to answer: then it stays.
+                            if self.threads.get(tid) is mailbox and mailbox.statistics().sent == received:
+                                await self._unload(tid)
+                        case ConnectionGone(conn_id=conn_id):
+                            for mailbox in self.threads.values():
+                                mailbox.send_nowait(Unsubscribe(conn_id))
+                        case Loaded() as loaded:
+                            await self._loaded(loaded)
+                        case ThreadGaveUp(thread_id=tid, failure=failure):
+                            await self._gave_up(tid, failure)
+                        case LoadFailed(thread_id=tid):
+                            for reply, params in self.loading.pop(tid, ()):
+                                await self._resume(reply, params)
             readers.cancel_scope.cancel(reason="the thread registry's mailbox closed")
 
     async def _route(self, thread_id: str, msg: Any, reply: Reply | None) -> bool:
@@ -215,10 +227,7 @@ class ThreadRegistry:
                     if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
                         raise overloaded()
                 case "thread/loaded/list":
-                    ids = sorted(self.threads)
-                    start = int(params.cursor or 0)
-                    end = start + (params.limit or len(ids))
-                    await self._answer(reply, ThreadLoadedListResponse(ids[start:end], str(end) if end < len(ids) else None))
+                    await self._answer(reply, _loaded_page(sorted(self.threads), params))
                 case "thread/read" if params.thread_id in self.threads:
                     await self._route(params.thread_id, ReadThread(reply, params.include_turns, False), reply)
                 case "thread/read":
@@ -683,6 +692,15 @@ def _turn_views(turns: list[Any], view: str) -> list[Any]:
 def _item_entries(turns: list[Any], turn_id: str | None) -> list[ThreadItemEntry]:
     return [ThreadItemEntry(turn.id, item, getattr(item, "started_at_ms", None), getattr(item, "completed_at_ms", None))
             for turn in turns if turn_id is None or turn.id == turn_id for item in turn.items]
+
+
+def _loaded_page(ids: list[str], params: ThreadLoadedListParams) -> ThreadLoadedListResponse:
+    """A page of loaded thread ids, as the original pages them: sorted, from
+    just after the id the cursor names; the next cursor is the page's last id."""
+    after = None if params.cursor is None else thread_id_cursor(params.cursor)
+    start = 0 if after is None else bisect.bisect_right(ids, after)
+    end = min(start + page_size(params.limit, len(ids)), len(ids))
+    return ThreadLoadedListResponse(ids[start:end], ids[end - 1] if end < len(ids) else None)
 
 
 def _page(entries: list[Any], cursor: str | None, limit: int) -> tuple[list[Any], str | None, str | None]:

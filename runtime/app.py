@@ -1,10 +1,13 @@
 """The composition root: the one module that imports actors/ and transports/.
 
-``serve()`` opens the host nursery and starts, in order: the hub, the thread
-registry (which supervises the threads and, under them, turns and model
-streams) and the listener; each connection gets a Connection actor. The
+``serve()`` opens the host nursery and, under the host supervisor, starts in
+order: analytics, the hub, approvals, the store and the thread registry
+(which supervises the threads and, under them, turns and model streams);
+then the listener, which gives each connection a Connection actor. The
 nursery tree is the ownership tree: cancelling the host cancels everything,
-and shutdown is bounded by :data:`SHUTDOWN_TIMEOUT`.
+and shutdown is bounded by :data:`SHUTDOWN_TIMEOUT`. Every actor handles
+each message behind a bug barrier (``actors/barrier.py``); the supervisor
+restarts a singleton that crashes anyway, on the same mailbox.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ from functools import partial
 import trio
 
 from ..actors.analytics import run_analytics
-from ..actors.approvals import run_approvals
+from ..actors.approvals import APPROVALS_CAPACITY, run_approvals
 from ..actors.connection import Connection
-from ..actors.hub import run_hub
-from ..actors.store import run_store
+from ..actors.hub import HUB_CAPACITY, run_hub
+from ..actors.store import STORE_CAPACITY, run_store
 from ..actors.model import ModelClient
-from ..actors.threads import ThreadRegistry
+from ..actors.threads import REGISTRY_CAPACITY, ThreadRegistry
 from ..transports.framing import DEFAULT_MAX_LINE
 from ..transports.listen import ListenUrl
 from ..transports.scripted_responses import ScriptedResponses
@@ -31,14 +34,20 @@ from ..transports.stdio import open_stdio
 from ..transports.websocket import open_listeners, serve_websocket
 from ..transports.wsframing import JwtAuth, TokenAuth
 from .config import Settings, resolve_provider
+from .mailbox import open_mailbox
 from .server_info import ServerInfo
 from .stream import FrameStream
+from .supervisor import RestartPolicy, open_supervisor
 
 log = logging.getLogger("trio_codex.app")
 
 #: How long shutdown may take once it starts: in-flight writes are flushed,
 #: model streams closed; whatever is still running after this is cancelled.
 SHUTDOWN_TIMEOUT = 5.0
+
+#: The host's singleton actors (hub, approvals, store, thread registry) are
+#: restarted like threads: more than 3 crashes in 10 s stops the server.
+SINGLETON_RESTARTS = RestartPolicy(intensity=3, period=10.0)
 
 #: Built-in provider id served by the embedded scripted Responses server.
 SCRIPTED = "scripted"
@@ -106,17 +115,25 @@ async def serve(settings: Settings, listen: ListenUrl, *, stream: FrameStream | 
             listening = await open_listeners(listen, settings.codex_home)
         except OSError as exc:
             raise SystemExit(f"trio-codex: cannot listen on {listen.scheme}://: {exc}") from None
-    async with trio.open_nursery() as host:
+    async with trio.open_nursery() as host, open_supervisor(
+            "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup:
         models = ModelPool(settings, host)
         if stream is None:
             await host.start(_stop_on_signal, host.cancel_scope)
-        recorder = await host.start(partial(run_analytics, settings.analytics,
-                                            default_enabled=analytics_default_enabled))
+        # Analytics is best effort: if it fails, the server goes on without it.
+        recorder = await sup.start_child("analytics", partial(
+            run_analytics, settings.analytics, default_enabled=analytics_default_enabled), restart="temporary")
         try:
-            hub = await host.start(run_hub)
-            approvals = await host.start(run_approvals, recorder)
-            store = await host.start(run_store, settings.codex_home)
-            threads = await host.start(ThreadRegistry(settings, models, hub, approvals, store, recorder).run)
+            # Each singleton serves a mailbox opened here, so that a restart
+            # serves the same one and its senders never notice.
+            hub = await sup.start_child("hub", run_hub, open_mailbox(HUB_CAPACITY, name="hub"))
+            approvals = await sup.start_child("approvals", run_approvals, recorder,
+                                              open_mailbox(APPROVALS_CAPACITY, name="approvals"))
+            store = await sup.start_child("store", run_store, settings.codex_home,
+                                          open_mailbox(STORE_CAPACITY, name="store"))
+            threads = await sup.start_child(
+                "threads", ThreadRegistry(settings, models, hub, approvals, store, recorder).run,
+                open_mailbox(REGISTRY_CAPACITY, name="threads"))
             if listen.scheme == "stdio":
                 conn = Connection(next(conn_ids), stream or open_stdio(max_line=max_message_bytes),
                                   info, hub, threads, approvals, recorder)

@@ -30,6 +30,7 @@ from .protocol.v2.discovery import (
 )
 from . import permissions
 from .protocol.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, invalid_request
+from .protocol.paging import offset_cursor, page_size
 from .protocol.v2.thread import PermissionProfileListParams, PermissionProfileListResponse
 from .protocol.v2.turn import TurnStartParams
 from .protocol.v2.initialize import ClientInfo
@@ -97,11 +98,12 @@ class ServerInfo:
             hidden=False, is_default=True, default_reasoning_effort="medium",
             supported_reasoning_efforts=_EFFORTS,
         )]
-        start = int(params.cursor or 0)
-        limit = params.limit or len(models)
-        page = models[start:start + limit]
-        more = start + limit < len(models)
-        return ModelListResponse(page, str(start + limit) if more else None)
+        total = len(models)
+        start = offset_cursor(params.cursor)
+        if start > total:
+            raise invalid_request(f"cursor {start} exceeds total models {total}")
+        end = min(start + page_size(params.limit, total), total)
+        return ModelListResponse(models[start:end], str(end) if end < total else None)
 
     def account_read(self, params: AccountReadParams) -> AccountReadResponse:
         provider = resolve_provider(self.settings)

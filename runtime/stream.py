@@ -49,5 +49,7 @@ class FrameStream(Protocol):
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection; a websocket says ``code`` and ``reason`` in
-        its close frame, other transports have no way to and ignore them."""
+        its close frame (1011 with the reason when the server failed it),
+        other transports have no way to and ignore them: the caller logs
+        the reason."""
         ...

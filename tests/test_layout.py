@@ -20,7 +20,7 @@ ROOTS = {"runtime/app.py", "runtime/cli.py", "runtime/exec.py"}
 TREE_EDGES = {("threads", "thread"), ("thread", "turn"), ("thread", "rollout_writer"), ("turn", "model"),
               ("turn", "tools")}
 #: Modules in actors/ that are vocabulary or helpers, not actors.
-SHARED = {"messages", "fanout", "process", "command_exec", "analytics_facts", "analytics_reducer"}
+SHARED = {"messages", "fanout", "barrier", "process", "command_exec", "analytics_facts", "analytics_reducer"}
 RUNTIME_THIRD_PARTY = {"trio", "msgspec"}
 #: The one exception: the sandbox's seccomp filter is compiled by libseccomp.
 RUNTIME_EXTRA = {"runtime/seccomp.py": {"pyseccomp"}}

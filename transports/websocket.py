@@ -36,6 +36,8 @@ HANDSHAKE_TIMEOUT = 10.0
 #: How long closing may spend on the close frame.
 CLOSE_TIMEOUT = 1.0
 READ_SIZE = 256 * 1024
+#: The longest reason a close frame carries, in bytes.
+MAX_CLOSE_REASON = 123
 #: Longest path a unix socket can be bound at (sun_path, with room to spare).
 UNIX_PATH_MAX = 100
 
@@ -100,10 +102,16 @@ class WebSocketStream:
             with trio.move_on_after(CLOSE_TIMEOUT):
                 try:
                     if not self._torn:
-                        await self._write(self._framer.close(code, reason))
+                        await self._write(self._framer.close(code, _close_reason(reason)))
                 except TransportClosed:
                     pass
             await self._stream.aclose()
+
+
+def _close_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame holds (123 bytes of UTF-8)."""
+    data = reason.encode()
+    return data[:MAX_CLOSE_REASON].decode(errors="ignore") if len(data) > MAX_CLOSE_REASON else reason
 
 
 async def handshake(stream: trio.abc.Stream, auth: TokenAuth | JwtAuth | None, max_frame: int) -> WsFramer | None:

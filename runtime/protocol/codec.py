@@ -10,6 +10,8 @@ method and bad params are told apart.
 Rule: :func:`decode` never raises. A frame that is not JSON, or JSON that is
 not a message, comes back as :class:`Invalid`; its ``id`` is set only when the
 frame carried a usable request id, and only then does the peer get a reply.
+As the original's serde_json reads a frame: JSON nested deeper than
+:data:`MAX_DEPTH` is not JSON, and a request id outside i64 is not usable.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect as mi
 
 from .jsonrpc import (
     Envelope,
@@ -65,15 +68,42 @@ _envelope = msgspec.json.Decoder(Envelope)
 _any = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
+#: The deepest JSON serde_json reads (its recursion limit refuses a 128th
+#: level of arrays and objects): deeper is an error, not a value (and would
+#: exhaust the stack of every recursive walk behind the decoder).
+MAX_DEPTH = 127
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+#: The original's RequestId: a string or an i64.
+_I64 = range(-(2**63), 2**63)
+
+
+def too_deep(data: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON text ``data`` nests arrays and objects deeper than
+    ``limit``. Cheap for the usual frame: one that holds fewer brackets than
+    ``limit`` is not even scanned."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    depth = 0
+    for bracket in _STRING.sub(b"", data).translate(None, _NOT_BRACKET):
+        depth += 1 if bracket in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
 
 def decode(frame: bytes) -> Incoming:
     """Route one frame. Never raises."""
+    if too_deep(frame):
+        return Invalid(f"not valid JSON: recursion limit exceeded (nested deeper than {MAX_DEPTH})")
     try:
         env = _envelope.decode(frame)
     except msgspec.ValidationError as exc:
         return _salvage(frame, exc)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return Invalid(f"not valid JSON: {exc}")
+    if type(env.id) is int and env.id not in _I64:
+        return Invalid(f"Invalid request: request id {env.id} is outside i64")
     params = env.params or None
     if env.method is not None:
         if env.id is None:
@@ -91,7 +121,7 @@ def _salvage(frame: bytes, exc: msgspec.ValidationError) -> Invalid:
     except (msgspec.DecodeError, UnicodeDecodeError) as not_json:
         return Invalid(f"not valid JSON: {not_json}")
     rid = obj.get("id") if isinstance(obj, dict) else None
-    if isinstance(rid, bool) or not isinstance(rid, (int, str)):
+    if isinstance(rid, bool) or not isinstance(rid, (int, str)) or (isinstance(rid, int) and rid not in _I64):
         rid = None
     return Invalid(f"Invalid request: {serde_message(str(exc))}", rid)
 
@@ -116,7 +146,8 @@ def decode_params(raw: msgspec.Raw | None, type_: type[T] | None) -> T | None:
 
     ``type_`` None means the method takes no params: anything sent is ignored,
     as the original does. Errors are JSON-RPC -32600 with the original's
-    (serde's) wording where it has an equivalent.
+    (serde's) wording where it has an equivalent; params that are not JSON
+    (invalid UTF-8 in a string) are one of them.
     """
     if type_ is None:
         return None
@@ -125,7 +156,10 @@ def decode_params(raw: msgspec.Raw | None, type_: type[T] | None) -> T | None:
     try:
         return _decoder_for(type_).decode(raw)
     except msgspec.ValidationError as exc:
-        raise invalid_request(f"Invalid request: {serde_message(str(exc))}") from None
+        message = _out_of_range(raw, type_, str(exc)) or serde_message(str(exc))
+        raise invalid_request(f"Invalid request: {message}") from None
+    except msgspec.DecodeError as exc:
+        raise invalid_request(f"Invalid request: params are not valid JSON: {exc}") from None
 
 
 def decode_result(raw: msgspec.Raw | None, type_: type[T]) -> T:
@@ -170,3 +204,50 @@ def serde_message(msg: str) -> str:
 
 def _at(path: str | None) -> str:
     return f" at `{path}`" if path else ""
+
+
+_RANGE = re.compile(r"^Expected `int` [<>]= -?\d+ - at `\$\.?(.*)`$")
+_STEP = re.compile(r"\.?([^.\[]+)|\[(\d+)\]")
+
+
+def _out_of_range(raw: msgspec.Raw, type_: Any, msg: str) -> str | None:
+    """serde's ``invalid value: integer `N`, expected u16`` for an integer
+    outside the Rust type of its field (see :mod:`.rust`); None when ``msg``
+    is about something else."""
+    m = _RANGE.match(msg)
+    if m is None:
+        return None
+    path = m.group(1)
+    try:
+        value: Any = _any.decode(raw)
+    except msgspec.DecodeError:  # invalid UTF-8 elsewhere in the params
+        return None
+    t, rust = _unwrap(mi.type_info(type_), "i64")
+    for name, index in _STEP.findall(path):
+        try:
+            value = value[int(index)] if index else value[name]
+        except (KeyError, IndexError, TypeError):
+            return None
+        t, rust = _unwrap(_step(t, name, index), rust)
+    return f"invalid value: integer `{value}`, expected {rust}" + _at(path)
+
+
+def _unwrap(t: Any, rust: str) -> tuple[Any, str]:
+    """``t`` without its Option and constraints, and the Rust integer name
+    those carried (else ``rust``)."""
+    while isinstance(t, (mi.Metadata, mi.UnionType)):
+        if isinstance(t, mi.Metadata):
+            rust = (t.extra or {}).get("rust", rust)
+            t = t.type
+        else:
+            t = next((m for m in t.types if not isinstance(m, mi.NoneType)), t.types[0])
+    return t, rust
+
+
+def _step(t: Any, name: str, index: str) -> Any:
+    """The type one step down ``t``: field ``name`` or item ``index``."""
+    if index:
+        return t.item_type if isinstance(t, mi.ListType) else mi.AnyType()
+    if isinstance(t, mi.StructType):
+        return next((f.type for f in t.fields if f.encode_name == name), mi.AnyType())
+    return t.value_type if isinstance(t, mi.DictType) else mi.AnyType()

@@ -23,8 +23,9 @@ RequestId = int | str
 
 # Error codes, as the original's error_code.rs. The original answers an
 # unknown method and bad params with -32600 (serde reports both as an invalid
-# request) and uses -32602 only for input_too_large; -32601 is ours, for
-# methods of the original we do not serve yet.
+# request) and uses -32602 for input_too_large and some checks of its own
+# (command/exec); -32601 is ours, for methods of the original we do not
+# serve yet.
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
@@ -48,6 +49,10 @@ class JsonRpcError(Exception):
 
 def invalid_request(message: str, data: Any = None) -> JsonRpcError:
     return JsonRpcError(INVALID_REQUEST, message, data)
+
+
+def invalid_params(message: str) -> JsonRpcError:
+    return JsonRpcError(INVALID_PARAMS, message)
 
 
 def method_not_found(method: str) -> JsonRpcError:

@@ -24,10 +24,12 @@ from __future__ import annotations
 import enum
 import re
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
+
+from .rust import I32 as _I32, RUST_INTS as _RUST_INTS, U64 as _U64, USIZE as _USIZE
 
 __all__ = [
     "APPLY_PATCH_FREEFORM_TOOL",
@@ -315,11 +317,6 @@ def turn_tools(
 
 # --- arguments ------------------------------------------------------------------------
 
-# Rust's integer types: serde's bounds and names (msgspec bounds stop at i64).
-_RUST_INTS = {"u64": (0, 2**64 - 1), "usize": (0, 2**64 - 1), "i32": (-(2**31), 2**31 - 1)}
-_U64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1, extra={"rust": "u64"})]
-_USIZE = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1, extra={"rust": "usize"})]
-_I32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1, extra={"rust": "i32"})]
 
 
 class SandboxPermissions(enum.StrEnum):

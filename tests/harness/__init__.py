@@ -68,6 +68,8 @@ class RpcClient:
         self.log: list[dict[str, Any]] = []
         #: Tasks of one test may send at once; their lines must not interleave.
         self._sending = trio.StrictFIFOLock()
+        #: Called with each message as it arrives.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     async def _read(self) -> None:
         buf = b""
@@ -78,6 +80,8 @@ class RpcClient:
             for line in lines:
                 msg = json.loads(line)  # the server must write only JSON on stdout
                 self.log.append(msg)
+                for listener in self.listeners:
+                    listener(msg)
                 if "id" in msg and "method" not in msg and msg["id"] in self._waiting:
                     await self._waiting.pop(msg["id"]).send(msg)
                 else:
@@ -174,14 +178,15 @@ def server_env(codex_home: Path, **extra: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def open_app_server(codex_home: Path, *config: str, env_extra: dict[str, str] | None = None,
-                          stderr: int | None = subprocess.DEVNULL,
+                          stderr: int | None = subprocess.DEVNULL, cwd: Path | None = None,
                           program: Sequence[str] = OURS) -> AsyncIterator[RpcClient]:
-    """Run the server with ``codex_home`` (write its config.toml first);
-    ``config`` are ``-c key=value`` overrides; ``program`` is the server
-    command before them (the original's binary, to compare)."""
+    """Run the server with ``codex_home`` (write its config.toml first), in
+    ``cwd``; ``config`` are ``-c key=value`` overrides; ``program`` is the
+    server command before them (the original's binary, to compare)."""
     async with trio.open_nursery() as nursery:
         proc = await nursery.start(lambda task_status: trio.run_process(
             server_argv(*config, program=program), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+            cwd=cwd,
             env=server_env(codex_home, **(env_extra or {})), check=False, task_status=task_status))
         client = RpcClient(proc)
         nursery.start_soon(client._read)

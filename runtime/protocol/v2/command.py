@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from ..rust import I64, U16, USIZE
 from ._base import Leaf, Wire
 
 
 class TerminalSize(Wire, frozen=True):
-    rows: int
-    cols: int
+    rows: U16
+    cols: U16
 
 
 class CommandExecParams(Wire, frozen=True):
@@ -23,9 +24,9 @@ class CommandExecParams(Wire, frozen=True):
     stream_stdin: bool = False
     stream_stdout_stderr: bool = False
     size: TerminalSize | None = None
-    output_bytes_cap: int | None = None
+    output_bytes_cap: USIZE | None = None
     disable_output_cap: bool = False
-    timeout_ms: int | None = None
+    timeout_ms: I64 | None = None
     disable_timeout: bool = False
 
 

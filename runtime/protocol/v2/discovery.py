@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..rust import U32
 from ._base import Wire
 
 
@@ -51,7 +52,7 @@ class PagedParams(Wire, frozen=True):
     other keys are ignored."""
 
     cursor: str | None = None
-    limit: int | None = None
+    limit: U32 | None = None
 
 
 class EmptyPage(Wire, frozen=True):

@@ -6,12 +6,13 @@ from typing import Any, Literal
 
 import msgspec
 
+from ..rust import USIZE
 from ._base import Leaf, Wire
 
 
 class ByteRange(Wire, frozen=True):
-    start: int
-    end: int
+    start: USIZE
+    end: USIZE
 
 
 class TextElement(Wire, frozen=True):

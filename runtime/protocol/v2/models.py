@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from ..rust import U32
 from ._base import Wire
 
 
@@ -29,7 +30,7 @@ class Model(Wire, frozen=True):
 
 class ModelListParams(Wire, frozen=True):
     cursor: str | None = None
-    limit: int | None = None
+    limit: U32 | None = None
     include_hidden: bool | None = None
     model_provider: str | None = None
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from ..rust import U32
 from ._base import Wire
 from .turn import Turn
 
@@ -148,7 +149,7 @@ class ThreadStatusChanged(Wire, frozen=True):
 
 class ThreadListParams(Wire, frozen=True):
     cursor: str | None = None
-    limit: int | None = None
+    limit: U32 | None = None
     sort_key: Literal["created_at", "updated_at", "recency_at", "section_position"] | None = None
     sort_direction: Literal["asc", "desc"] | None = None
     model_providers: list[str] | None = None
@@ -168,7 +169,7 @@ class ThreadListResponse(Wire, frozen=True):
 
 class ThreadLoadedListParams(Wire, frozen=True):
     cursor: str | None = None
-    limit: int | None = None
+    limit: U32 | None = None
 
 
 class ThreadLoadedListResponse(Wire, frozen=True):
@@ -236,7 +237,7 @@ class ThreadRollbackParams(Wire, frozen=True):
     """The legacy thread/rollback (before 0.169): drop the last turns."""
 
     thread_id: str
-    num_turns: int
+    num_turns: U32
 
 
 class ThreadRevertResponse(Wire, frozen=True):
@@ -263,7 +264,7 @@ class ThreadForkParams(ThreadOverrides, frozen=True, kw_only=True):
 class ThreadTurnsListParams(Wire, frozen=True):
     thread_id: str
     cursor: str | None = None
-    limit: int | None = None
+    limit: U32 | None = None
     #: None (the TUI sends null): newest first.
     sort_direction: Literal["asc", "desc"] | None = None
     #: None: summary.
@@ -274,7 +275,7 @@ class ThreadItemsListParams(Wire, frozen=True):
     thread_id: str
     turn_id: str | None = None
     cursor: str | None = None
-    limit: int | None = None
+    limit: U32 | None = None
     #: None: oldest first.
     sort_direction: Literal["asc", "desc"] | None = None
 

@@ -20,6 +20,9 @@ from trio_codex.runtime.protocol.jsonrpc import (
     overloaded,
 )
 from trio_codex.runtime.protocol.methods import METHODS
+from trio_codex.runtime.protocol.v2.command import CommandExecParams, CommandExecResizeParams
+from trio_codex.runtime.protocol.v2.models import ModelListParams
+from trio_codex.runtime.protocol.v2.thread import ThreadIdParams
 from trio_codex.runtime.protocol.v2.turn import TurnStartParams
 
 
@@ -118,3 +121,30 @@ def test_mutated_messages_never_raise_and_requests_stay_answerable(msg: dict, cu
                 codec.decode_params(out.params, spec.params if spec else None)
             except JsonRpcError as exc:
                 assert exc.error.code == -32600
+
+
+def test_integers_out_of_their_rust_range_are_refused_with_serdes_wording() -> None:
+    with pytest.raises(JsonRpcError, match=r"^Invalid request: invalid value: integer `70000`, expected u16 at `size.rows`$"):
+        codec.decode_params(msgspec.Raw(b'{"command":["x"],"size":{"rows":70000,"cols":1}}'), CommandExecParams)
+    with pytest.raises(JsonRpcError, match=r"^Invalid request: invalid value: integer `-1`, expected u32 at `limit`$"):
+        codec.decode_params(msgspec.Raw(b'{"limit":-1}'), ModelListParams)
+    # Invalid UTF-8 after the bad integer: still an invalid request, never a crash.
+    with pytest.raises(JsonRpcError) as exc:
+        codec.decode_params(msgspec.Raw(b'{"size":{"rows":70000,"cols":1},"processId":"\xff"}'), CommandExecResizeParams)
+    assert exc.value.error.code == -32600
+
+
+def test_params_with_invalid_utf8_are_an_invalid_request() -> None:
+    with pytest.raises(JsonRpcError, match=r"^Invalid request: params are not valid JSON: Invalid UTF-8"):
+        codec.decode_params(msgspec.Raw(b'{"threadId":"\xff\xfe"}'), ThreadIdParams)
+
+
+def test_json_nested_deeper_than_serdes_limit_or_an_id_outside_i64_is_no_message() -> None:
+    # The envelope is the first level: 127 in all are read, 128 are not.
+    deep = b'{"id":1,"method":"model/list","params":' + b"[" * 127 + b"]" * 127 + b"}"
+    assert codec.decode(deep) == Invalid("not valid JSON: recursion limit exceeded (nested deeper than 127)")
+    assert isinstance(codec.decode(deep.replace(b"[]", b"", 1)), Request)
+    assert codec.decode(b'{"id":9223372036854775808,"method":"model/list"}').id is None
+    assert codec.decode(b'{"id":-9223372036854775808,"method":"model/list"}') == Request(
+        -(2**63), "model/list", None)
+    assert not codec.too_deep(b'"' + b"[" * 500 + b'"')  # brackets in a string are text
