@@ -101,21 +101,21 @@ async def run_store(codex_home: Path, box: tuple[Mailbox, Inbox] | None = None, 
     serves the same one), or a mailbox of its own."""
     mailbox, inbox = box or open_mailbox(STORE_CAPACITY, name="store")
     task_status.started(mailbox)
-    try:
-        index = await trio.to_thread.run_sync(open_index, codex_home)
-    except (OSError, sqlite3.Error) as exc:
-        async for msg in inbox:
-            await _failed(msg, codex_home, exc)
-        return
+    index: ThreadIndex | None = None
     try:
         async for msg in inbox:
             async with contained(msg, log, "the store"):
                 try:
+                    # Opened again after a failure (no file descriptor left,
+                    # a disk error): the store recovers when the host does.
+                    if index is None:
+                        index = await trio.to_thread.run_sync(open_index, codex_home)
                     await _handle(msg, codex_home, index)
                 except (OSError, sqlite3.Error, StorageFailure) as exc:
                     await _failed(msg, codex_home, exc)
     finally:
-        index.close()
+        if index is not None:
+            index.close()
 
 
 async def _failed(msg: object, codex_home: Path, exc: Exception) -> None:

@@ -85,14 +85,14 @@ async def test_a_bug_in_a_request_the_connection_answers_itself_is_internal_erro
     assert (await call(client, {"id": 2, "method": "model/list", "params": {}}))["result"]["data"]
 
 
-async def test_a_store_that_crashes_is_restarted_on_the_same_mailbox(
+async def test_a_store_whose_index_failed_to_open_answers_that_request_and_opens_it_for_the_next(
         tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
     opened = []
 
     def open_index_once_broken(codex_home: Path) -> ThreadIndex:
         opened.append(codex_home)
         if len(opened) == 1:
-            raise OSError("the index is unreadable, this once")
+            raise RuntimeError("a bug, this once")
         return real_open_index(codex_home)
 
     real_open_index = store.open_index
@@ -101,7 +101,9 @@ async def test_a_store_that_crashes_is_restarted_on_the_same_mailbox(
     server_end, client = memory_frame_pair()
     nursery.start_soon(partial(serve, load_settings(codex_home=tmp_path), ListenUrl("stdio"), stream=server_end))
     await call(client, INIT)
-    reply = await call(client, {"id": 1, "method": "thread/list", "params": {}})
+    failed = await call(client, {"id": 1, "method": "thread/list", "params": {}})
+    assert failed["error"]["code"] == -32603
+    reply = await call(client, {"id": 2, "method": "thread/list", "params": {}})
     assert reply["result"]["data"] == []
     assert len(opened) == 2
     await client.aclose()
