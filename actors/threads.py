@@ -310,6 +310,8 @@ class ThreadRegistry:
                     await fn(*args)
                 except JsonRpcError as exc:
                     await deliver((reply.conn,), ErrorResponse(reply.request_id, exc.error))
+                except StorageFailure as exc:  # the store met a full or read-only disk
+                    await deliver((reply.conn,), ErrorResponse(reply.request_id, internal_error(str(exc)).error))
                 except Exception as exc:
                     log.exception("a thread request failed beside the registry's loop")
                     await deliver((reply.conn,), ErrorResponse(
