@@ -39,6 +39,7 @@ import trio
 
 from ..runtime.ask import ask
 from ..runtime.errors import MailboxClosed
+from ..runtime.limits import Limits, RateLimiter
 from ..runtime.mailbox import DROP, Inbox, Mailbox, open_mailbox
 from ..runtime.protocol import codec
 from ..runtime.protocol.codec import ClientNotification, ClientResponse, Invalid, Request
@@ -102,6 +103,7 @@ ASK_TIMEOUT = 10.0
 #: Websocket close codes (RFC 6455): a normal close; a client closed for
 #: not reading (policy violation); a connection ended by a bug of ours.
 NORMAL_CLOSE = 1000
+GOING_AWAY_CLOSE_CODE = 1001
 SLOW_CLIENT_CLOSE_CODE = 1008
 INTERNAL_ERROR_CLOSE_CODE = 1011
 
@@ -120,11 +122,18 @@ class Connection:
 
     def __init__(self, conn_id: int, stream: FrameStream, info: ServerInfo,
                  hub: Mailbox, threads: Mailbox, approvals: Mailbox, recorder: Recorder, *,
-                 can_disconnect: bool = False) -> None:
+                 can_disconnect: bool = False, limits: Limits = Limits()) -> None:
         self.id = conn_id
         self.can_disconnect = can_disconnect
-        #: Why the server closes this connection (set once), for its close frame.
+        self.limits = limits
+        #: Why the server closes this connection (set once), and the code,
+        #: for its close frame.
         self.close_reason: str | None = None
+        self.close_code = SLOW_CLIENT_CLOSE_CODE
+        #: Requests read and not answered yet; requests refused in a row.
+        self.pending = 0
+        self.refused = 0
+        self._rate = RateLimiter(limits.request_rate, limits.request_burst, trio.current_time())
         self._reading = trio.CancelScope()
         self.recorder = recorder
         #: Requests not answered yet: id -> (method, thread id), for analytics.
@@ -199,6 +208,8 @@ class Connection:
                 nursery.start_soon(self._write_loop, inbox, nursery.cancel_scope)
                 if self.can_disconnect:
                     nursery.start_soon(self._obey, orders)
+                    if (keepalive := getattr(self.stream, "keepalive", None)) is not None:
+                        nursery.start_soon(self._keepalive, keepalive)
                 task_status.started(self.ref)
                 with self._reading:
                     await self._read_loop()
@@ -216,7 +227,7 @@ class Connection:
                 nursery.cancel_scope.cancel(reason=f"connection {self.id}: "
                                                    f"{self.close_reason or 'the client closed it'}")
             if self.close_reason is not None:
-                close_code = SLOW_CLIENT_CLOSE_CODE
+                close_code = self.close_code
         except Exception as exc:
             self.close_reason = f"internal error: {innermost(exc)!r}"
             close_code = INTERNAL_ERROR_CLOSE_CODE
@@ -240,10 +251,23 @@ class Connection:
     async def _obey(self, orders: Inbox) -> None:
         """Close the connection when told to (its client stopped reading)."""
         match await orders.receive():
-            case CloseConnection(reason=reason):
-                log.warning("connection %d (%s): closing it: %s", self.id, self.stream.peer, reason)
-                self.close_reason = reason
-                self._reading.cancel(reason=f"connection {self.id}: {reason}")
+            case CloseConnection(reason=reason, code=code):
+                self._close(reason, code)
+
+    async def _keepalive(self, keepalive: Callable[[float, float], Any]) -> None:
+        """Close the connection once its peer stops answering pings."""
+        reason = await keepalive(self.limits.keepalive_interval, self.limits.keepalive_timeout)
+        self._close(reason, GOING_AWAY_CLOSE_CODE)
+
+    def _close(self, reason: str, code: int) -> None:
+        """Stop reading and close with ``code`` and ``reason`` (the first
+        reason given wins), logged."""
+        if self.close_reason is not None:
+            return
+        log.warning("connection %d (%s): closing it: %s", self.id, self.stream.peer, reason)
+        self.close_reason = reason
+        self.close_code = code
+        self._reading.cancel(reason=f"connection {self.id}: {reason}")
 
     # --- reading ---------------------------------------------------------
 
@@ -263,6 +287,7 @@ class Connection:
                 case Invalid(reason=reason, id=None):
                     log.warning("connection %d: dropped a frame that is not a message: %s", self.id, reason)
                 case Invalid(reason=reason, id=rid):
+                    self.pending += 1
                     await self._send(ErrorResponse(rid, invalid_request(reason).error))
 
     async def _oversized(self, frame: Oversized) -> None:
@@ -273,10 +298,33 @@ class Connection:
             log.warning("connection %d: dropped a %d-byte frame with no request id", self.id, frame.size)
             return
         rid = msgspec.json.decode(found.group(1))
+        self.pending += 1
         await self._send(ErrorResponse(rid, invalid_request(message).error))
+
+    def _admit(self) -> None:
+        """Count a request in, within this connection's limits.
+
+        Raises:
+          JsonRpcError: -32001, over the request rate or the pending
+            requests; past ``abuse_limit`` refusals in a row the connection
+            is closed as well.
+        """
+        self.pending += 1
+        if self.pending <= self.limits.max_pending_requests and self._rate.take(trio.current_time()):
+            self.refused = 0
+            return
+        self.refused += 1
+        if self.refused == 1:
+            log.warning("connection %d (%s): over its limits (%d pending requests, %g a second); answering "
+                        "-32001", self.id, self.stream.peer, self.limits.max_pending_requests,
+                        self.limits.request_rate)
+        if self.refused >= self.limits.abuse_limit and self.can_disconnect:
+            self._close(f"{self.refused} requests in a row over the limits of one connection", SLOW_CLIENT_CLOSE_CODE)
+        raise overloaded()
 
     async def _request(self, req: Request) -> None:
         try:
+            self._admit()
             if req.method not in METHODS and req.method not in ORIGINAL_METHODS:
                 raise invalid_request(f"Invalid request: unknown variant `{req.method}`, "
                                       f"expected one of {_EXPECTED}")
@@ -409,6 +457,7 @@ class Connection:
                     batch = coalesce_deltas(batch)
                 if self.unanswered:
                     self._record_answers(batch)
+                self.pending -= sum(1 for m in batch if type(m) is Response or type(m) is ErrorResponse)
                 if batch:
                     await self.stream.send_frames([encode(m) for m in batch])
                 if closing is not None or self.close_reason is not None:

@@ -117,9 +117,11 @@ class ConnectionRef(msgspec.Struct, frozen=True):
 class CloseConnection(Msg, tag="close_connection", frozen=True):
     """Whoever gave up waiting for room in a connection's outbox tells the
     connection to close, with the reason its client is shown (a websocket
-    close frame)."""
+    close frame, with ``code``: 1008, a policy the client broke, unless
+    said otherwise)."""
 
     reason: str
+    code: int = 1008
 
 
 class Reply(msgspec.Struct, frozen=True):

@@ -16,6 +16,7 @@ import itertools
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 from functools import partial
 
 import trio
@@ -31,9 +32,10 @@ from ..transports.framing import DEFAULT_MAX_LINE
 from ..transports.listen import ListenUrl
 from ..transports.scripted_responses import ScriptedResponses
 from ..transports.stdio import open_stdio
-from ..transports.websocket import open_listeners, serve_websocket
+from ..transports.websocket import Listening, open_listeners, serve_websocket
 from ..transports.wsframing import JwtAuth, TokenAuth
 from .config import Settings, resolve_provider
+from .limits import Limits
 from .mailbox import open_mailbox
 from .server_info import ServerInfo
 from .stream import FrameStream
@@ -99,22 +101,26 @@ async def _stop_on_signal(host: trio.CancelScope, *, task_status: trio.TaskStatu
             return
 
 
-async def serve(settings: Settings, listen: ListenUrl, *, stream: FrameStream | None = None,
+async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, stream: FrameStream | None = None,
                 max_message_bytes: int = DEFAULT_MAX_LINE, analytics_default_enabled: bool = False,
-                ws_auth: TokenAuth | JwtAuth | None = None) -> None:
-    """Run the app server until its listener ends (stdin EOF for stdio) or a
-    SIGTERM/SIGINT arrives. ``ws://`` and ``unix://`` serve websocket
-    connections, as many as come, each its own session; ``ws_auth``
-    requires a bearer token in their upgrade."""
+                ws_auth: TokenAuth | JwtAuth | None = None, limits: Limits = Limits()) -> None:
+    """Run the app server until its listener ends (stdin EOF when stdio is
+    one of them) or a SIGTERM/SIGINT arrives. ``listen`` may name several
+    listeners (stdio beside a ``ws://``, a ``ws://`` beside a ``unix://``);
+    ``ws://`` and ``unix://`` serve websocket connections, each its own
+    session, within ``limits``; ``ws_auth`` requires a bearer token in their
+    upgrade."""
+    listens = [listen] if isinstance(listen, ListenUrl) else list(listen)
     info = ServerInfo(settings)
     conn_ids = itertools.count(1)
-    listening = None
-    if listen.scheme in ("ws", "unix"):
-        # Bound first: a refusal stops start-up with its message alone, before any actor runs.
-        try:
-            listening = await open_listeners(listen, settings.codex_home)
-        except OSError as exc:
-            raise SystemExit(f"trio-codex: cannot listen on {listen.scheme}://: {exc}") from None
+    bound: list[Listening] = []
+    # Bound first: a refusal stops start-up with its message alone, before any actor runs.
+    for each in listens:
+        if each.scheme in ("ws", "unix"):
+            try:
+                bound.append(await open_listeners(each, settings.codex_home))
+            except OSError as exc:
+                raise SystemExit(f"trio-codex: cannot listen on {each.scheme}://: {exc}") from None
     async with trio.open_nursery() as host, open_supervisor(
             "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup:
         models = ModelPool(settings, host)
@@ -134,22 +140,20 @@ async def serve(settings: Settings, listen: ListenUrl, *, stream: FrameStream | 
             threads = await sup.start_child(
                 "threads", ThreadRegistry(settings, models, hub, approvals, store, recorder).run,
                 open_mailbox(REGISTRY_CAPACITY, name="threads"))
-            if listen.scheme == "stdio":
-                conn = Connection(next(conn_ids), stream or open_stdio(max_line=max_message_bytes),
-                                  info, hub, threads, approvals, recorder)
-                await conn.run()
-            elif listen.scheme == "off":
-                await trio.sleep_forever()
-            else:
-                assert listening is not None
 
-                async def connection(ws: FrameStream) -> None:
-                    await Connection(next(conn_ids), ws, info, hub, threads, approvals, recorder,
-                                     can_disconnect=True).run()
+            async def connection(ws: FrameStream) -> None:
+                await Connection(next(conn_ids), ws, info, hub, threads, approvals, recorder,
+                                 can_disconnect=True, limits=limits).run()
 
+            for listening in bound:
                 await host.start(partial(serve_websocket, listening, connection, auth=ws_auth,
-                                         max_frame=max_message_bytes))
+                                         max_frame=max_message_bytes, limits=limits))
                 _banner(listening.url)
+            if any(each.scheme == "stdio" for each in listens):
+                conn = Connection(next(conn_ids), stream or open_stdio(max_line=max_message_bytes),
+                                  info, hub, threads, approvals, recorder, limits=limits)
+                await conn.run()
+            else:
                 await trio.sleep_forever()
         finally:
             with trio.move_on_after(SHUTDOWN_TIMEOUT, shield=True):

@@ -22,12 +22,14 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from ..transports.listen import ALLOW_UNAUTHENTICATED_FLAG
 from .exec_cli import add_top_level_flags
 
 if TYPE_CHECKING:
+    from ..transports.listen import ListenUrl
     from ..transports.wsframing import JwtAuth, TokenAuth
 
 
@@ -42,10 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("app-server", help="serve the app-server protocol (JSON-RPC v2)")
     srv.add_argument("-c", "--config", action="append", default=[], dest="sub_config",
                      metavar="key=value", help=argparse.SUPPRESS)
-    srv.add_argument("--listen", default="stdio://",
-                     help="stdio:// (default), unix://, unix://PATH, ws://IP:PORT or off")
-    srv.add_argument("--stdio", action="store_const", const="stdio://", dest="listen",
+    srv.add_argument("--listen", action="append", metavar="URL",
+                     help="stdio:// (default), unix://, unix://PATH, ws://IP:PORT or off; may be given several "
+                          "times to serve on each (e.g. stdio:// and a ws:// beside it)")
+    srv.add_argument("--stdio", action="append_const", const="stdio://", dest="listen",
                      help="the same as --listen stdio://")
+    srv.add_argument(ALLOW_UNAUTHENTICATED_FLAG, action="store_true",
+                     help="serve a ws:// listener on a non-loopback address without --ws-auth (anyone who can "
+                          "reach the address gets the agent: only on a network you trust)")
     srv.add_argument("--analytics-default-enabled", action="store_true",
                      help="turn analytics on unless config says [analytics] enabled = false")
     srv.add_argument("--ws-auth", choices=["capability-token", "signed-bearer-token"],
@@ -114,21 +120,42 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
     import trio
 
     from ..transports.framing import DEFAULT_MAX_LINE
-    from ..transports.listen import parse_listen
+    from ..transports.listen import parse_listen, unauthenticated_exposure
     from .app import serve
     from .config import ConfigError, load_settings
+    from .limits import Limits
 
     try:
         settings = load_settings(codex_home=codex_home, overrides=[*args.config, *args.sub_config],
                                  profile=args.profile)
         max_message = int(os.environ.get("TRIO_CODEX_MAX_MESSAGE_BYTES") or DEFAULT_MAX_LINE)
-        listen = parse_listen(args.listen)
+        listens = _listens(args.listen or ["stdio://"], parse_listen)
         ws_auth = _ws_auth(args)
+        limits = Limits.from_env()
     except (ValueError, ConfigError) as exc:
         print(f"trio-codex: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    trio.run(partial(serve, settings, listen, max_message_bytes=max_message,
-                     analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth))
+    if not args.ws_allow_unauthenticated:
+        for listen in listens:
+            if (refusal := unauthenticated_exposure(listen, ws_auth is not None)) is not None:
+                print(f"Error: {refusal}", file=sys.stderr)
+                raise SystemExit(1)
+    trio.run(partial(serve, settings, listens, max_message_bytes=max_message,
+                     analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth, limits=limits))
+
+
+def _listens(urls: list[str], parse: Callable[[str], ListenUrl]) -> list[ListenUrl]:
+    """Each ``--listen`` once; ``off`` only alone.
+
+    Raises:
+      ValueError: a URL is not one we serve, or is given twice.
+    """
+    listens = [parse(url) for url in urls]
+    if len(set(listens)) != len(listens):
+        raise ValueError("--listen: the same URL is given twice")
+    if len(listens) > 1 and any(listen.scheme == "off" for listen in listens):
+        raise ValueError("--listen off cannot be combined with another --listen")
+    return listens
 
 
 def _unexpected(exc: BaseException) -> int | str | None:

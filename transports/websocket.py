@@ -13,7 +13,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,12 +21,13 @@ import h11
 import trio
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError as WsProtocolError
 
+from ..runtime.limits import Limits
 from ..runtime.stream import Oversized, TransportClosed
 from .framing import NEED_DATA
 from .listen import ListenUrl
 from .wsframing import MAX_HEAD, HttpAnswer, JwtAuth, TokenAuth, WsFramer, decide, http_response
 
-__all__ = ["HANDSHAKE_TIMEOUT", "Listening", "WebSocketStream", "default_socket_path", "open_listeners",
+__all__ = ["HANDSHAKE_TIMEOUT", "ConnectionGate", "Listening", "WebSocketStream", "default_socket_path", "open_listeners",
            "serve_websocket"]
 
 log = logging.getLogger("trio_codex.transports")
@@ -36,6 +37,10 @@ HANDSHAKE_TIMEOUT = 10.0
 #: How long closing may spend on the close frame.
 CLOSE_TIMEOUT = 1.0
 READ_SIZE = 256 * 1024
+#: A write is watched for progress in pieces this big.
+WRITE_CHUNK = 64 * 1024
+#: How long a refusal (503: too many connections) may take to write.
+REFUSAL_TIMEOUT = 1.0
 #: The longest reason a close frame carries, in bytes.
 MAX_CLOSE_REASON = 123
 #: Longest path a unix socket can be bound at (sun_path, with room to spare).
@@ -48,16 +53,20 @@ class WebSocketStream:
     write (frames, pongs, the close) goes through one lock, so two writes
     never interleave on the socket; a pong may overtake a text frame
     wsproto encoded before it, which the protocol allows. A write cut short
-    (cancelled) may have left part of a frame on the socket: no close frame
-    follows it then, the socket is just closed."""
+    (cancelled, or making no progress for ``write_timeout`` s) may have
+    left part of a frame on the socket: no close frame follows it then, the
+    socket is just closed."""
 
-    def __init__(self, stream: trio.abc.Stream, framer: WsFramer, *, peer: str) -> None:
+    def __init__(self, stream: trio.abc.Stream, framer: WsFramer, *, peer: str,
+                 write_timeout: float = Limits().write_timeout) -> None:
         self.peer = peer
         self.max_frame = framer.max_frame
+        self.write_timeout = write_timeout
         self._stream = stream
         self._framer = framer
         self._send_lock = trio.StrictFIFOLock()
         self._torn = False
+        self._heard = trio.Event()
 
     async def receive_frame(self) -> bytes | Oversized | None:
         while True:
@@ -75,7 +84,24 @@ class WebSocketStream:
                 return None
             if not data:
                 return None
+            self._heard.set()
             self._framer.receive_data(data)
+
+    async def keepalive(self, interval: float, timeout: float) -> str:
+        """Ping the peer every ``interval`` s; return why it is considered
+        gone once it sent nothing (a pong or anything else) for ``timeout``
+        s after a ping. Runs until then."""
+        while True:
+            await trio.sleep(interval)
+            self._heard = trio.Event()
+            with trio.move_on_after(timeout):
+                try:
+                    await self._write(self._framer.ping(b"keepalive"))
+                except TransportClosed:
+                    return "the peer is gone"
+                await self._heard.wait()
+                continue
+            return f"the peer did not answer a ping within {timeout:g} s"
 
     async def send_frames(self, frames: Sequence[bytes]) -> None:
         async with self._send_lock:
@@ -90,9 +116,17 @@ class WebSocketStream:
             await self._send(data)
 
     async def _send(self, data: bytes) -> None:
+        """Write ``data``; a piece that makes no progress for
+        ``write_timeout`` s ends the connection (the peer stopped reading)."""
         self._torn = True
+        view = memoryview(data)
         try:
-            await self._stream.send_all(data)
+            for start in range(0, len(view), WRITE_CHUNK):
+                with trio.move_on_after(self.write_timeout):
+                    await self._stream.send_all(view[start:start + WRITE_CHUNK])
+                    continue
+                raise TransportClosed(f"{self.peer}: a write made no progress for {self.write_timeout:g} s "
+                                      f"(the client stopped reading)")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise TransportClosed(f"{self.peer}: {exc}") from None
         self._torn = False
@@ -285,23 +319,51 @@ async def serve_websocket(
     *,
     auth: TokenAuth | JwtAuth | None,
     max_frame: int,
+    limits: Limits = Limits(),
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept connections until cancelled; each upgraded one is handed to
-    ``on_connection`` in its own task. No connection can end the listener.
+    ``on_connection`` in its own task. No connection can end the listener:
+    past ``limits.max_connections`` a new one is answered 503 and closed;
+    past ``limits.max_half_open`` connections not yet upgraded, the oldest
+    of them is dropped; running out of file descriptors pauses accepting
+    (trio's ``serve_listeners`` logs it and retries) until some are free.
     The files of a unix socket are removed at the end."""
+    gate = ConnectionGate(limits.max_connections, limits.max_half_open)
 
     async def handle(stream: trio.SocketStream) -> None:
         try:
-            framer = await handshake(stream, auth, max_frame)
-            if framer is not None:
-                await on_connection(WebSocketStream(stream, framer, peer=_peer(stream, listening.url)))
-                return
+            if gate.admit():
+                try:
+                    if await upgrade(stream):
+                        return
+                finally:
+                    gate.leave()
+            else:
+                log.warning("%s: refused: %d connections already (TRIO_CODEX_MAX_CONNECTIONS)",
+                            _peer(stream, listening.url), limits.max_connections)
+                with trio.move_on_after(REFUSAL_TIMEOUT):
+                    await stream.send_all(http_response(HttpAnswer(503, b"too many connections; retry later")))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         except Exception:
             log.exception("a websocket connection failed (a bug: please report it); the listener carries on")
         await trio.aclose_forcefully(stream)
+
+    async def upgrade(stream: trio.SocketStream) -> bool:
+        """Serve ``stream`` once upgraded (True: it is closed already)."""
+        with gate.half_open() as scope:
+            framer = await handshake(stream, auth, max_frame)
+        if scope.cancelled_caught:
+            log.warning("%s: dropped before its upgrade: %d connections were not upgraded yet "
+                        "(TRIO_CODEX_MAX_HALF_OPEN); the oldest goes first",
+                        _peer(stream, listening.url), limits.max_half_open)
+            return False
+        if framer is None:
+            return False
+        await on_connection(WebSocketStream(stream, framer, peer=_peer(stream, listening.url),
+                                            write_timeout=limits.write_timeout))
+        return True
 
     try:
         async with trio.open_nursery() as nursery:
@@ -313,3 +375,40 @@ async def serve_websocket(
                 info = os.lstat(name)
                 if (info.st_dev, info.st_ino) == (device, inode):
                     os.unlink(name)
+
+
+class ConnectionGate:
+    """The connection counts of one listener: how many are open, and the
+    cancel scopes of those not upgraded yet, oldest first."""
+
+    def __init__(self, max_connections: int, max_half_open: int) -> None:
+        self.max_connections = max_connections
+        self.max_half_open = max_half_open
+        self.open = 0
+        self._half_open: dict[int, trio.CancelScope] = {}
+        self._serial = 0
+
+    def admit(self) -> bool:
+        """Count a new connection in (True), or refuse it (False)."""
+        if self.open >= self.max_connections:
+            return False
+        self.open += 1
+        return True
+
+    def leave(self) -> None:
+        self.open -= 1
+
+    @contextlib.contextmanager
+    def half_open(self) -> Iterator[trio.CancelScope]:
+        """A scope for the handshake, cancelled if this connection becomes
+        the oldest of too many half-open ones."""
+        while len(self._half_open) >= self.max_half_open:
+            self._half_open.pop(next(iter(self._half_open))).cancel()
+        self._serial += 1
+        key = self._serial
+        scope = self._half_open[key] = trio.CancelScope()
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._half_open.pop(key, None)

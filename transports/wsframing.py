@@ -298,6 +298,15 @@ class WsFramer:
         send = self._ws.send
         return b"".join(send(TextMessage(data=frame.decode())) for frame in frames)
 
+    def ping(self, payload: bytes = b"") -> bytes:
+        """The bytes of a ping frame (nothing once closing)."""
+        if self.closed:
+            return b""
+        try:
+            return self._ws.send(Ping(payload))
+        except LocalProtocolError:
+            return b""
+
     def close(self, code: int = 1000, reason: str = "") -> bytes:
         """The bytes of a close frame (nothing if the connection is closing already)."""
         if self.closed:
