@@ -35,6 +35,8 @@ class Server:
     def __init__(self, proc: trio.Process, url: str) -> None:
         self.proc = proc
         self.url = url
+        #: What the server wrote on stderr so far (its log).
+        self.log = bytearray()
 
 
 @asynccontextmanager
@@ -57,13 +59,16 @@ async def ws_server(codex_home: Path, listen: str = "ws://127.0.0.1:0", *args: s
                 err += chunk
         url = err.split(b"listening on: ", 1)[1].split(b"\n", 1)[0].decode()
 
+        server = Server(proc, url)
+        server.log += err
+
         async def drain() -> None:
-            async for _ in proc.stderr:
-                pass
+            async for chunk in proc.stderr:
+                server.log += chunk
 
         nursery.start_soon(drain)
         try:
-            yield Server(proc, url)
+            yield server
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
