@@ -25,7 +25,6 @@ from typing import Any
 import msgspec
 import trio
 
-from ..runtime.errors import MailboxClosed
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.protocol import codec
 from ..runtime.protocol.jsonrpc import ServerRequest
@@ -33,7 +32,7 @@ from ..runtime.protocol.v2.approval import ApprovalResponse, ServerRequestResolv
 from . import analytics_facts as facts
 from .analytics_facts import DISABLED, Recorder
 from .barrier import contained
-from .fanout import notification
+from .fanout import notification, post
 from .messages import (
     ApprovalAnswer,
     ClearApprovals,
@@ -58,15 +57,6 @@ class _Pending(msgspec.Struct):
     request: ServerRequest
 
 
-def _post(conns: tuple[ConnectionRef, ...], msg: Any) -> None:
-    for conn in conns:
-        try:
-            if not conn.outbox.send_nowait(msg):
-                log.warning("connection %d: outbox full, dropped %s", conn.id, type(msg).__name__)
-        except MailboxClosed:
-            pass
-
-
 async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox] | None = None, *,
                         task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``box`` (a mailbox the parent opened, so that a restarted actor
@@ -79,7 +69,7 @@ async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox
     def resolve(request_id: int) -> _Pending:
         """Tell every subscriber the request is settled; forget it."""
         p = pending.pop(request_id)
-        _post(p.conns, notification("serverRequest/resolved", ServerRequestResolved(p.thread_id, request_id)))
+        post(p.conns, notification("serverRequest/resolved", ServerRequestResolved(p.thread_id, request_id)))
         return p
 
     async for msg in inbox:
@@ -89,7 +79,7 @@ async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox
                     rid = next(ids)
                     request = ServerRequest(rid, method, params)
                     pending[rid] = _Pending(tid, uid, conns, reply, request)
-                    _post(conns, request)
+                    post(conns, request)
                     # One fact per logical request, however many got it.
                     recorder.record(facts.ServerRequest(
                         request_id=rid, method=method, params=params, thread_id=tid, turn_id=uid,
@@ -106,7 +96,7 @@ async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox
                     for rid, p in pending.items():
                         if p.thread_id == tid and all(c.id != conn.id for c in p.conns):
                             p.conns = (*p.conns, conn)
-                            _post((conn,), p.request)
+                            post((conn,), p.request)
                             recorder.record(facts.ServerRequest(
                                 request_id=rid, method=p.request.method, params=p.request.params, thread_id=tid,
                                 turn_id=p.turn_id, item_id=getattr(p.request.params, "item_id", ""),

@@ -7,21 +7,27 @@ with a :class:`~.messages.Reply` so the owner answers in order with its own
 notifications. The reader never waits on another actor's work, so requests
 are pipelined.
 
-The writer owns the socket's write side: it drains the outbox in batches,
-drops the notifications this client opted out of, merges runs of deltas when
-a backlog built up (no text is lost; fewer, larger messages), encodes and
-writes each batch with one call.
+The writer owns the socket's write side: it drains the outbox as messages
+come into a backlog counted in bytes, drops the notifications this client
+opted out of, merges runs of deltas when a backlog built up (no text is
+lost; fewer, larger messages), encodes and writes each batch with one call.
 
 Rules:
 - Every request gets exactly one answer, an error included; a frame that is
   not a request with a usable id gets none and is logged.
 - A full actor mailbox answers -32001 (with ``codex_error_info``, which the
   openai-codex SDK needs before it retries), never blocks the reader.
-- A connection that can be closed (websocket: ``can_disconnect``) closes when
-  told its client stopped reading (:class:`~.messages.CloseConnection`, from
-  whoever gave up waiting for room in its outbox): it stops reading, drops
-  its backlog, lets the write in progress finish (bounded) and sends a close
-  frame with the reason. Stdio is never closed so: that would end the server.
+- One slow-client policy (runtime/limits.py): a connection that can be
+  closed (websocket: ``can_disconnect``) is closed when the bytes queued for
+  it exceed its budget, when a write makes no progress for the write
+  timeout, when its peer stops answering pings, or when told to
+  (:class:`~.messages.CloseConnection`, from whoever could not queue for
+  it): it stops reading, drops its backlog, lets the write in progress
+  finish (bounded) and sends a close frame with the reason, logged. Stdio
+  is never closed so: that would end the server.
+- Per connection, a request over the request rate or the pending requests
+  is answered -32001; a client refused ``abuse_limit`` times in a row is
+  closed.
 - A bug is contained (see :mod:`.barrier`): in a request handled here it is
   that request's -32603; anywhere else in the connection it ends this
   connection only, with the reason.
@@ -86,11 +92,11 @@ from .process import open_process_table
 
 log = logging.getLogger("trio_codex.connection")
 
-#: Wire messages queued for one client. Deep enough that a burst of deltas
-#: never stalls a turn on a live client (the original's 128 is what its users
-#: see disconnects at); a client that stops reading blocks its senders, which
-#: drop it after SLOW_CLIENT_TIMEOUT. Lossless: responses, items and deltas
-#: alike are never dropped.
+#: Wire messages queued for one client before its writer takes them into
+#: its backlog, which is bounded in bytes (Limits.outbox_byte_budget; a
+#: websocket over it is closed, a stdio client holds its senders back, who
+#: give up on it after Limits.write_timeout). Lossless: responses, items and
+#: deltas alike are never dropped.
 OUTBOX_CAPACITY = 4096
 #: Most messages encoded into one write.
 WRITE_BATCH = 1024
@@ -130,6 +136,7 @@ class Connection:
         #: for its close frame.
         self.close_reason: str | None = None
         self.close_code = SLOW_CLIENT_CLOSE_CODE
+        self._drop_backlog = False
         #: Requests read and not answered yet; requests refused in a row.
         self.pending = 0
         self.refused = 0
@@ -199,7 +206,8 @@ class Connection:
         outbox, inbox = open_mailbox(OUTBOX_CAPACITY, name=f"conn{self.id}.outbox")
         # One order to close is enough: later ones are dropped.
         control, orders = open_mailbox(1, name=f"conn{self.id}.control", default=DROP)
-        self.ref = ConnectionRef(self.id, outbox, control if self.can_disconnect else None)
+        self.ref = ConnectionRef(self.id, outbox, control if self.can_disconnect else None,
+                                 give_up_after=self.limits.write_timeout)
         close_code = NORMAL_CLOSE
         try:
             # command/exec processes belong to the connection and die with it.
@@ -215,7 +223,7 @@ class Connection:
                     await self._read_loop()
                 self._leave()
                 with trio.move_on_after(FLUSH_TIMEOUT):
-                    if self.close_reason is None:
+                    if not self._drop_backlog:
                         # Everything queued before the marker is still written.
                         await outbox.send(_CLOSE)
                     else:
@@ -259,14 +267,17 @@ class Connection:
         reason = await keepalive(self.limits.keepalive_interval, self.limits.keepalive_timeout)
         self._close(reason, GOING_AWAY_CLOSE_CODE)
 
-    def _close(self, reason: str, code: int) -> None:
+    def _close(self, reason: str, code: int, *, flush: bool = False) -> None:
         """Stop reading and close with ``code`` and ``reason`` (the first
-        reason given wins), logged."""
+        reason given wins), logged; ``flush``: after writing what is queued
+        (bounded by FLUSH_TIMEOUT), else dropping it (a client that does
+        not read)."""
         if self.close_reason is not None:
             return
         log.warning("connection %d (%s): closing it: %s", self.id, self.stream.peer, reason)
         self.close_reason = reason
         self.close_code = code
+        self._drop_backlog = not flush
         self._reading.cancel(reason=f"connection {self.id}: {reason}")
 
     # --- reading ---------------------------------------------------------
@@ -319,7 +330,8 @@ class Connection:
                         "-32001", self.id, self.stream.peer, self.limits.max_pending_requests,
                         self.limits.request_rate)
         if self.refused >= self.limits.abuse_limit and self.can_disconnect:
-            self._close(f"{self.refused} requests in a row over the limits of one connection", SLOW_CLIENT_CLOSE_CODE)
+            self._close(f"{self.refused} requests in a row over the limits of one connection",
+                        SLOW_CLIENT_CLOSE_CODE, flush=True)
         raise overloaded()
 
     async def _request(self, req: Request) -> None:
@@ -444,28 +456,110 @@ class Connection:
                     code=msg.error.code, message=msg.error.message))
 
     async def _write_loop(self, inbox: Inbox, scope: trio.CancelScope) -> None:
-        encode = codec.encode
+        """Move what is queued for the client from the outbox into the
+        backlog (see :class:`_Backlog`) and write the backlog out, both at
+        once: the outbox never stays full while the client is within its
+        byte budget, so no sender waits on a slow client."""
+        backlog = _Backlog()
         try:
-            while True:
-                batch = await inbox.receive_batch(WRITE_BATCH)
-                closing = next((i for i, m in enumerate(batch) if m is _CLOSE), None)
-                if closing is not None:
-                    batch = batch[:closing]
-                if self.opt_out:
-                    batch = [m for m in batch if type(m) is not Notification or m.method not in self.opt_out]
-                if len(batch) > COALESCE_BACKLOG:
-                    batch = coalesce_deltas(batch)
-                if self.unanswered:
-                    self._record_answers(batch)
-                self.pending -= sum(1 for m in batch if type(m) is Response or type(m) is ErrorResponse)
-                if batch:
-                    await self.stream.send_frames([encode(m) for m in batch])
-                if closing is not None or self.close_reason is not None:
-                    self._written.set()
-                    return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._drain, inbox, backlog)
+                await self._write_backlog(backlog)
+                nursery.cancel_scope.cancel()
         except TransportClosed as exc:
-            log.info("connection %d: peer gone while writing: %s", self.id, exc)
+            log.warning("connection %d: closed while writing: %s", self.id, exc)
             scope.cancel(reason=f"connection {self.id}: the peer is gone")
+
+    async def _drain(self, inbox: Inbox, backlog: _Backlog) -> None:
+        budget = self.limits.outbox_byte_budget
+        while True:
+            batch = await inbox.receive_batch(WRITE_BATCH)
+            closing = next((i for i, m in enumerate(batch) if m is _CLOSE), None)
+            if closing is not None:
+                batch = batch[:closing]
+            if self.opt_out:
+                batch = [m for m in batch if type(m) is not Notification or m.method not in self.opt_out]
+            if self.unanswered:
+                self._record_answers(batch)
+            self.pending -= sum(1 for m in batch if type(m) is Response or type(m) is ErrorResponse)
+            backlog.add(batch)
+            if closing is not None:
+                backlog.close()
+                return
+            if backlog.size > budget:
+                if self.can_disconnect:
+                    self._close(f"{backlog.size} bytes were queued for the client, over its budget of {budget} "
+                                f"(TRIO_CODEX_OUTBOX_BYTE_BUDGET): it does not read fast enough",
+                                SLOW_CLIENT_CLOSE_CODE)
+                    backlog.close()
+                    return
+                # Stdio cannot be closed: hold its senders back instead.
+                await backlog.shrunk(budget)
+
+    async def _write_backlog(self, backlog: _Backlog) -> None:
+        encode = codec.encode
+        # A client closed for being slow gets none of its backlog.
+        while (taken := await backlog.take()) is not None and not self._drop_backlog:
+            batch, size = taken
+            if len(batch) > COALESCE_BACKLOG:
+                batch = coalesce_deltas(batch)
+            await self.stream.send_frames([m if type(m) is bytes else encode(m) for m in batch])
+            backlog.sent(size)
+        self._written.set()
+
+
+class _Backlog:
+    """What the writer has yet to write, with its size in bytes (what is
+    being written included): messages are encoded as they come in, except
+    deltas, kept as messages (sized by their text) so that a run of them
+    can still be merged into one."""
+
+    #: What a delta notification costs beyond its text, roughly.
+    DELTA_OVERHEAD = 160
+
+    def __init__(self) -> None:
+        self.items: list[Outbound | bytes] = []
+        self.size = 0
+        self.closed = False
+        self._changed = trio.Event()
+
+    def add(self, batch: list[Outbound]) -> None:
+        encode = codec.encode
+        for msg in batch:
+            if _stream_key(msg) is not None:
+                self.items.append(msg)
+                self.size += len(msg.params.delta) + self.DELTA_OVERHEAD  # type: ignore[attr-defined]
+            else:
+                data = encode(msg)
+                self.items.append(data)
+                self.size += len(data)
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    async def take(self) -> tuple[list[Outbound | bytes], int] | None:
+        """All that is queued and its size (waiting for something), or None
+        once closed and empty. The size counts until :meth:`sent`."""
+        while not self.items:
+            if self.closed:
+                return None
+            await self._changed.wait()
+        items, self.items = self.items, []
+        return items, self.size  # the previous batch is sent: all of it is this one
+
+    def sent(self, size: int) -> None:
+        self.size -= size
+        self._wake()
+
+    async def shrunk(self, budget: int) -> None:
+        while self.size > budget:
+            await self._changed.wait()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
 
 
 def _turn_id(result: Any) -> str | None:

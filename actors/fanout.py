@@ -1,11 +1,16 @@
 """Delivering wire messages to a set of connections: not an actor, the one
 piece of sending logic that threads and turns share.
 
-A connection that is gone (its outbox closed) or that stopped reading for
-:data:`SLOW_CLIENT_TIMEOUT` is reported back so the caller drops it; one
-stuck client never holds a turn up for longer than that. A connection that
-stopped reading is also told to close (a websocket gets a close frame with
-the reason), so its client does not wait for what it will never be sent.
+A connection that is gone (its outbox closed) or whose outbox stayed full
+for its ``give_up_after`` (Limits.write_timeout) is reported back so the
+caller drops it; one stuck client never holds a turn up for longer than
+that. A websocket's writer keeps its outbox empty until the client is over
+its byte budget (then it is closed), so in practice only a stdio client
+makes a sender wait. A connection given up on is also told to close (a
+websocket gets a close frame with the reason), so its client does not wait
+for what it will never be sent. Actors that must never wait (the hub,
+approvals) :func:`post` instead: a full outbox closes the connection at
+once rather than losing the message silently.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from .messages import CloseConnection, ConnectionRef
 
 log = logging.getLogger("trio_codex.fanout")
 
-SLOW_CLIENT_TIMEOUT = 30.0
 
 
 def now_ms() -> int:
@@ -40,24 +44,41 @@ async def deliver(conns: Iterable[ConnectionRef], msg: Outbound) -> list[Connect
         try:
             if conn.outbox.send_nowait(msg):
                 continue
-            with trio.move_on_after(SLOW_CLIENT_TIMEOUT):
+            with trio.move_on_after(conn.give_up_after):
                 await conn.outbox.send(msg)
                 continue
-            log.warning("connection %d stopped reading for %.0f s; dropping it from the thread and closing it",
-                        conn.id, SLOW_CLIENT_TIMEOUT)
-            _close(conn)
+            log.warning("connection %d stopped reading for %g s; dropping it from the thread and closing it",
+                        conn.id, conn.give_up_after)
+            _close(conn, f"the client did not read its messages for {conn.give_up_after:g} s")
         except MailboxClosed:
             pass
         lost.append(conn)
     return lost
 
 
-def _close(conn: ConnectionRef) -> None:
+def post(conns: Iterable[ConnectionRef], msg: Outbound) -> None:
+    """Queue ``msg`` for each connection without waiting. A connection
+    whose outbox is full is closed (with the reason, logged), never left
+    without the message; one that cannot be closed (stdio) misses it, logged."""
+    for conn in conns:
+        try:
+            if conn.outbox.send_nowait(msg):
+                continue
+        except MailboxClosed:
+            continue
+        what = getattr(msg, "method", type(msg).__name__)
+        if conn.control is None:
+            log.warning("connection %d: outbox full, %s not delivered", conn.id, what)
+        else:
+            log.warning("connection %d: outbox full, closing it rather than dropping %s", conn.id, what)
+            _close(conn, "the client did not read its messages: its outbox is full")
+
+
+def _close(conn: ConnectionRef, reason: str) -> None:
     if conn.control is None:
         return
     try:
         # Best effort: one order to close is enough.
-        conn.control.send_nowait(CloseConnection(
-            f"the client did not read its messages for {SLOW_CLIENT_TIMEOUT:g} s"))
+        conn.control.send_nowait(CloseConnection(reason))
     except MailboxClosed:
         pass

@@ -15,9 +15,9 @@ import logging
 
 import trio
 
-from ..runtime.errors import MailboxClosed
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from .barrier import contained
+from .fanout import post
 from .messages import Broadcast, ConnectionRef, Register, Unregister
 
 log = logging.getLogger("trio_codex.hub")
@@ -45,12 +45,5 @@ async def run_hub(box: tuple[Mailbox, Inbox] | None = None, *,
                 case Unregister(conn_id=conn_id):
                     conns.pop(conn_id, None)
                 case Broadcast(notification=note, exclude=exclude):
-                    for conn_id, conn in list(conns.items()):
-                        if conn_id in exclude:
-                            continue
-                        try:
-                            # Never let one stuck client hold up the others.
-                            if not conn.outbox.send_nowait(note):
-                                log.warning("connection %d: outbox full, dropped %s", conn_id, note.method)
-                        except MailboxClosed:
-                            del conns[conn_id]
+                    # Never let one stuck client hold up the others.
+                    post([c for conn_id, c in conns.items() if conn_id not in exclude], note)

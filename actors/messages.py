@@ -112,6 +112,9 @@ class ConnectionRef(msgspec.Struct, frozen=True):
     id: int
     outbox: Mailbox
     control: Mailbox | None = None
+    #: How long a sender waits for room in the outbox before it gives up on
+    #: the connection (Limits.write_timeout).
+    give_up_after: float = 30.0
 
 
 class CloseConnection(Msg, tag="close_connection", frozen=True):

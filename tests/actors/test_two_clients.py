@@ -17,7 +17,7 @@ import trio
 import trio.testing
 import trio_websocket
 
-from trio_codex.actors import connection, fanout
+from trio_codex.actors import connection
 from trio_codex.actors.analytics import run_analytics
 from trio_codex.actors.analytics_facts import DISABLED
 from trio_codex.actors.approvals import run_approvals
@@ -27,6 +27,7 @@ from trio_codex.actors.store import run_store
 from trio_codex.actors.threads import ThreadRegistry
 from trio_codex.runtime.app import ModelPool
 from trio_codex.runtime.config import load_settings
+from trio_codex.runtime.limits import Limits
 from trio_codex.runtime.server_info import ServerInfo
 from trio_codex.runtime.stream import FrameStream
 from trio_codex.transports.listen import ListenUrl
@@ -237,12 +238,11 @@ class WsClient(Client):
 
 async def test_a_websocket_client_that_stops_reading_is_closed_with_a_reason_and_the_other_finishes_its_turn(
         codex_home: Path, scripted: ScriptedResponses, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fanout, "SLOW_CLIENT_TIMEOUT", 1.0)
-    monkeypatch.setattr(connection, "OUTBOX_CAPACITY", 64)
     monkeypatch.setattr(connection, "FLUSH_TIMEOUT", 60.0)  # time for the silent client to read up to the close
+    limits = Limits(outbox_byte_budget=1 << 20)
     told = trio.Event()
-    close = fanout._close
-    monkeypatch.setattr(fanout, "_close", lambda conn: (close(conn), told.set()))
+    close = connection.Connection._close
+    monkeypatch.setattr(connection.Connection, "_close", lambda self, *a: (close(self, *a), told.set()))
     settings = load_settings(codex_home=codex_home)
     info = ServerInfo(settings)
     models = ModelPool(settings, nursery)
@@ -253,7 +253,8 @@ async def test_a_websocket_client_that_stops_reading_is_closed_with_a_reason_and
     conn_ids = iter(range(1, 10))
 
     async def serve(ws: FrameStream) -> None:
-        await Connection(next(conn_ids), ws, info, hub, registry, approvals, DISABLED, can_disconnect=True).run()
+        await Connection(next(conn_ids), ws, info, hub, registry, approvals, DISABLED, can_disconnect=True,
+                         limits=limits).run()
 
     listening = await open_listeners(ListenUrl("ws", host="127.0.0.1", port=0), codex_home)
     await nursery.start(partial(serve_websocket, listening, serve, auth=None, max_frame=1 << 26))
@@ -283,7 +284,7 @@ async def test_a_websocket_client_that_stops_reading_is_closed_with_a_reason_and
                 while True:
                     await silent_ws.get_message()
         await reader_ws.aclose()
-    assert (closed.value.reason.code, closed.value.reason.reason) == (
-        1008, "the client did not read its messages for 1 s")
+    assert closed.value.reason.code == 1008
+    assert "over its budget of 1048576 (TRIO_CODEX_OUTBOX_BYTE_BUDGET)" in closed.value.reason.reason
     await models.aclose()
 
