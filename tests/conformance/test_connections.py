@@ -249,3 +249,80 @@ def test_the_rate_limiter_allows_a_burst_then_the_rate() -> None:
     bucket = RateLimiter(rate=2, burst=3, now=0.0)
     assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
     assert bucket.take(0.5) and not bucket.take(0.5)
+
+
+async def _agent_text(client, tid: str) -> str:
+    """The agent message text of the turn as ``client`` saw it streamed (its
+    deltas, merged or not), checked against the completed item."""
+    deltas: list[str] = []
+    while (msg := await client.next()).get("method") != "turn/completed":
+        if msg.get("method") == "item/agentMessage/delta":
+            deltas.append(msg["params"]["delta"])
+        elif msg.get("method") == "item/completed" and msg["params"]["item"]["type"] == "agentMessage":
+            assert "".join(deltas) == msg["params"]["item"]["text"]
+    assert msg["params"]["turn"]["status"] == "completed"
+    return "".join(deltas)
+
+
+async def _silent_subscriber(url: str, tid: str) -> trio.SocketStream:
+    """A websocket client subscribed to ``tid`` that reads nothing more
+    (a small receive buffer, so the server sees it at once)."""
+    host, port = url.removeprefix("ws://").rsplit(":", 1)
+    sock = trio.socket.socket()
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+    await sock.connect((host, int(port)))
+    stream = trio.SocketStream(sock)
+    ws = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(ws.send(Request(host="x", target="/")))
+    answered: list = []
+    with trio.fail_after(TIMEOUT):
+        while sum(isinstance(e, TextMessage) for e in answered) < 2:
+            ws.receive_data(await stream.receive_some(65536))
+            for event in ws.events():
+                answered.append(event)
+                if isinstance(event, AcceptConnection):
+                    await stream.send_all(ws.send(TextMessage(json.dumps({"id": 1, "method": "initialize", "params": {
+                        "clientInfo": {"name": "silent", "version": "1"}}}))) + ws.send(TextMessage(json.dumps(
+                            {"id": 2, "method": "thread/resume", "params": {"threadId": tid}}))))
+    return stream
+
+
+async def test_a_slow_client_keeps_its_full_text_under_the_byte_budget_while_another_streams_on(
+        codex_home: Path) -> None:
+    prompt = "[[deltas=20000]] " + "slow but whole. " * 2000
+    async with ws_server(codex_home) as server:
+        async with ws_client(server.url) as fast, ws_client(server.url) as slow:
+            await fast.initialize("fast")
+            await slow.initialize("slow")
+            tid = (await fast.request("thread/start", {}))["thread"]["id"]
+            await slow.request("thread/resume", {"threadId": tid})
+            # The slow client reads nothing until the fast one has the whole turn.
+            await fast.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": prompt}]})
+            text = await _agent_text(fast, tid)
+            assert len(text) > 30_000
+            assert await _agent_text(slow, tid) == text
+            assert (await slow.request("model/list", {}))["data"]
+        assert b"closing it" not in server.log
+
+
+async def test_a_client_over_its_byte_budget_is_closed_with_the_reason_logged_and_the_other_streams_on(
+        codex_home: Path) -> None:
+    # Each turn queues ~5 MB for a client that does not read (the prompt
+    # comes back in the user message's items, the reply in 20,000 deltas and
+    # its item); a client that reads never has much of it queued at once.
+    prompt = "[[deltas=20000]] " + "too much to queue. " * 30_000
+    env = {"TRIO_CODEX_OUTBOX_BYTE_BUDGET": str(16 << 20)}
+    async with ws_server(codex_home, env_extra=env) as server:
+        async with ws_client(server.url) as fast:
+            await fast.initialize("fast")
+            tid = (await fast.request("thread/start", {}))["thread"]["id"]
+            silent = await _silent_subscriber(server.url, tid)
+            async with silent:
+                for _ in range(10):
+                    await fast.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": prompt}]})
+                    assert len(await _agent_text(fast, tid)) > 500_000
+                    if b"over its budget" in server.log:
+                        break
+                await _closed_by_server(silent)
+        [line] = [line for line in server.log.splitlines() if b"over its budget" in line]
+        assert b"over its budget of 16777216 (TRIO_CODEX_OUTBOX_BYTE_BUDGET)" in line and b"connection 2 " in line
