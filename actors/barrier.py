@@ -25,7 +25,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from ..runtime.ask import ReplySlot
-from ..runtime.protocol.jsonrpc import ErrorObject, ErrorResponse, JsonRpcError, RequestId, internal_error
+from ..runtime.errors import out_of_descriptors
+from ..runtime.protocol.jsonrpc import (
+    ErrorObject,
+    ErrorResponse,
+    JsonRpcError,
+    RequestId,
+    internal_error,
+    overloaded,
+)
 from .fanout import deliver
 from .messages import Reply
 
@@ -39,12 +47,20 @@ def innermost(exc: BaseException) -> BaseException:
 
 
 def bug_error(exc: Exception, what: str) -> ErrorObject:
-    """The -32603 answer to a request whose handler hit ``exc``."""
+    """The -32603 answer to a request whose handler hit ``exc``; -32001
+    (overloaded: retry later) when it is the process out of file
+    descriptors, which passes."""
+    if out_of_descriptors(exc):
+        return overloaded().error
     return internal_error(f"internal error in {what}: {innermost(exc)!r}; the server goes on, but this "
                           "is a bug: please report it").error
 
 
 def log_bug(log: logging.Logger, exc: Exception, what: str, conn_id: int, request_id: RequestId) -> None:
+    if out_of_descriptors(exc):
+        log.warning("%s: out of file descriptors on request %r of connection %d; answered -32001", what,
+                    request_id, conn_id)
+        return
     log.error("%s failed on request %r of connection %d; answered -32603", what, request_id, conn_id,
               exc_info=exc)
 

@@ -40,7 +40,7 @@ import msgspec
 import trio
 
 from ..runtime.config import Settings
-from ..runtime.errors import MailboxClosed
+from ..runtime.errors import MailboxClosed, out_of_descriptors
 from ..runtime.protocol.jsonrpc import (
     ErrorResponse,
     RequestId,
@@ -187,6 +187,8 @@ class CommandExecs:
         # ValueError: what exec cannot take (a NUL in an argument, `=` in
         # an environment name).
         except (OSError, ValueError, ProcessError) as exc:
+            if out_of_descriptors(exc):
+                raise overloaded() from None
             raise internal_error(f"failed to spawn command: {exc}") from None
         stdin = _Stdin() if params.tty or params.stream_stdin else None
         if params.process_id:

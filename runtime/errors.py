@@ -14,8 +14,11 @@ Rules:
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "ActorCrashed",
+    "out_of_descriptors",
     "ActorGone",
     "AskTimeout",
     "MailboxClosed",
@@ -119,3 +122,22 @@ class StorageFailure(RuntimeFailure):
         errno = getattr(cause, "errno", None)
         reason = f"{getattr(cause, 'strerror', None) or cause} (os error {errno})" if errno else str(cause)
         return cls(f"cannot write {path}: {reason}{advice}", path=path, cause=cause)
+
+
+def out_of_descriptors(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the process running out of file
+    descriptors (EMFILE, ENFILE), anywhere in its causes or groups: a
+    passing overload, answered as such (-32001), never a crash."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE):
+            return True
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        stack += [e.__cause__, e.__context__]
+    return False

@@ -40,7 +40,7 @@ import os
 import socket
 from typing import NamedTuple
 
-from .errors import RuntimeFailure
+from .errors import RuntimeFailure, out_of_descriptors
 
 __all__ = ["Denial", "SeccompUnavailable", "bpf_program", "denials"]
 
@@ -94,6 +94,8 @@ def bpf_program(network: bool) -> bytes:
     try:
         import pyseccomp as sc
     except (ImportError, OSError, RuntimeError) as exc:  # RuntimeError: no libseccomp.so
+        if out_of_descriptors(exc):
+            raise  # passing: not a missing library
         raise SeccompUnavailable(f"the sandbox's seccomp filter cannot be built: {exc}. "
                                  f"{_FIX_HINT}") from None
     try:
