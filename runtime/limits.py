@@ -28,7 +28,7 @@ __all__ = ["Limits", "RateLimiter"]
 
 
 class Limits(msgspec.Struct, frozen=True):
-    max_connections: int = 4096
+    max_connections: int = 16384
     max_half_open: int = 256
     keepalive_interval: float = 30.0
     keepalive_timeout: float = 30.0

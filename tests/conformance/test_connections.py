@@ -133,6 +133,30 @@ async def test_a_peer_that_never_answers_pings_is_closed_and_cleaned_up_while_a_
         assert b"did not answer a ping within 0.5 s" in server.log
 
 
+async def test_an_approval_pending_when_its_asker_goes_silent_is_answered_by_the_other_subscriber(
+        codex_home: Path, tmp_path: Path) -> None:
+    env = {"TRIO_CODEX_KEEPALIVE_INTERVAL": "0.2", "TRIO_CODEX_KEEPALIVE_TIMEOUT": "0.5"}
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    async with ws_server(codex_home, env_extra=env) as server:
+        async with ws_client(server.url) as other:
+            await other.initialize("other")
+            tid = (await other.request("thread/start", {"cwd": str(workspace), "approvalPolicy": "untrusted",
+                                                        "sandbox": "danger-full-access"}))["thread"]["id"]
+            asker = await _silent_subscriber(server.url, tid)
+            async with asker:
+                command = json.dumps({"command": "touch agreed"})
+                await other.request("turn/start", {"threadId": tid, "input": [
+                    {"type": "text", "text": f"[[call=shell_command {command}]]"}]})
+                request = await other.until("item/commandExecution/requestApproval")
+                # The silent subscriber was sent the request too; it is closed for not answering pings.
+                await _closed_by_server(asker)
+            await other.send({"id": request["id"], "result": {"decision": "accept"}})
+            assert (await other.until("turn/completed"))["params"]["turn"]["status"] == "completed"
+        assert (workspace / "agreed").exists()
+        assert b"did not answer a ping" in server.log
+
+
 def test_a_websocket_listener_off_loopback_needs_auth_or_the_explicit_flag() -> None:
     for url in ("ws://0.0.0.0:4000", "ws://192.168.1.4:4000", "ws://[::]:4000", "ws://example.com:4000"):
         refusal = unauthenticated_exposure(parse_listen(url), has_auth=False)
