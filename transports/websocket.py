@@ -7,6 +7,7 @@ around :mod:`.wsframing`, which holds every protocol decision.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -41,6 +42,12 @@ READ_SIZE = 256 * 1024
 WRITE_CHUNK = 64 * 1024
 #: How long a refusal (503: too many connections) may take to write.
 REFUSAL_TIMEOUT = 1.0
+#: Accept errors that mean "no room for one more now": out of descriptors
+#: (the process's, the system's) or of kernel memory.
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: The pause before accepting again after one of those, doubling up to the max.
+ACCEPT_BACKOFF_MIN = 0.01
+ACCEPT_BACKOFF_MAX = 1.0
 #: The longest reason a close frame carries, in bytes.
 MAX_CLOSE_REASON = 123
 #: Longest path a unix socket can be bound at (sun_path, with room to spare).
@@ -327,7 +334,7 @@ async def serve_websocket(
     past ``limits.max_connections`` a new one is answered 503 and closed;
     past ``limits.max_half_open`` connections not yet upgraded, the oldest
     of them is dropped; running out of file descriptors pauses accepting
-    (trio's ``serve_listeners`` logs it and retries) until some are free.
+    (logged, with backoff) until some are free.
     The files of a unix socket are removed at the end."""
     gate = ConnectionGate(limits.max_connections, limits.max_half_open)
 
@@ -367,7 +374,8 @@ async def serve_websocket(
 
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, handle, listening.listeners)
+            for listener in listening.listeners:
+                nursery.start_soon(_accept_loop, listener, handle, nursery, listening.url)
             task_status.started()
     finally:
         for name, device, inode in listening.files:
@@ -375,6 +383,36 @@ async def serve_websocket(
                 info = os.lstat(name)
                 if (info.st_dev, info.st_ino) == (device, inode):
                     os.unlink(name)
+
+
+async def _accept_loop(listener: trio.SocketListener, handle: Callable[[trio.SocketStream], Awaitable[None]],
+                       nursery: trio.Nursery, url: str) -> None:
+    """Accept connections into ``nursery`` until cancelled. Out of file
+    descriptors (or kernel memory), it waits and tries again, backing off
+    up to :data:`ACCEPT_BACKOFF_MAX`, logging once when it stops accepting
+    and once when it accepts again: the server goes on serving the
+    connections it has, and new ones wait in the listen queue."""
+    backoff = ACCEPT_BACKOFF_MIN
+    paused_at: float | None = None
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                raise
+            if paused_at is None:
+                paused_at = trio.current_time()
+                log.warning("%s: cannot accept connections for now (%s); retrying, every %g s at most, until "
+                            "some are closed (raise the limit with `ulimit -n`, or lower "
+                            "TRIO_CODEX_MAX_CONNECTIONS)", url, exc.strerror, ACCEPT_BACKOFF_MAX)
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, ACCEPT_BACKOFF_MAX)
+            continue
+        if paused_at is not None:
+            log.warning("%s: accepting connections again after %.1f s", url, trio.current_time() - paused_at)
+            paused_at = None
+        backoff = ACCEPT_BACKOFF_MIN
+        nursery.start_soon(handle, stream)
 
 
 class ConnectionGate:

@@ -98,6 +98,8 @@ async def test_running_out_of_file_descriptors_at_accept_is_survived_and_recover
             async with ws_client(server.url) as late:
                 await late.initialize("late")
                 assert (await late.request("thread/start", {}))["thread"]["id"]
+            assert b"cannot accept connections for now (Too many open files)" in server.log
+            assert b"accepting connections again after" in server.log
             assert (await steady.request("command/exec", {"command": ["true"]}))["exitCode"] == 0
             await steady.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "hello"}]})
             done = await steady.until("turn/completed")
