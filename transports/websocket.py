@@ -28,8 +28,8 @@ from .framing import NEED_DATA
 from .listen import ListenUrl
 from .wsframing import MAX_HEAD, HttpAnswer, JwtAuth, TokenAuth, WsFramer, decide, http_response
 
-__all__ = ["HANDSHAKE_TIMEOUT", "ConnectionGate", "Listening", "WebSocketStream", "default_socket_path", "open_listeners",
-           "serve_websocket"]
+__all__ = ["HANDSHAKE_TIMEOUT", "ConnectionGate", "Listening", "WebSocketStream", "default_socket_path",
+           "open_listeners", "serve_websocket"]
 
 log = logging.getLogger("trio_codex.transports")
 
@@ -394,25 +394,26 @@ async def _accept_loop(listener: trio.SocketListener, handle: Callable[[trio.Soc
     connections it has, and new ones wait in the listen queue."""
     backoff = ACCEPT_BACKOFF_MIN
     paused_at: float | None = None
-    while True:
-        try:
-            stream = await listener.accept()
-        except OSError as exc:
-            if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
-                raise
-            if paused_at is None:
-                paused_at = trio.current_time()
-                log.warning("%s: cannot accept connections for now (%s); retrying, every %g s at most, until "
-                            "some are closed (raise the limit with `ulimit -n`, or lower "
-                            "TRIO_CODEX_MAX_CONNECTIONS)", url, exc.strerror, ACCEPT_BACKOFF_MAX)
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, ACCEPT_BACKOFF_MAX)
-            continue
-        if paused_at is not None:
-            log.warning("%s: accepting connections again after %.1f s", url, trio.current_time() - paused_at)
-            paused_at = None
-        backoff = ACCEPT_BACKOFF_MIN
-        nursery.start_soon(handle, stream)
+    async with listener:  # closed when the loop ends
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                if paused_at is None:
+                    paused_at = trio.current_time()
+                    log.warning("%s: cannot accept connections for now (%s); retrying, every %g s at most, until "
+                                "some are closed (raise the limit with `ulimit -n`, or lower "
+                                "TRIO_CODEX_MAX_CONNECTIONS)", url, exc.strerror, ACCEPT_BACKOFF_MAX)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, ACCEPT_BACKOFF_MAX)
+                continue
+            if paused_at is not None:
+                log.warning("%s: accepting connections again after %.1f s", url, trio.current_time() - paused_at)
+                paused_at = None
+            backoff = ACCEPT_BACKOFF_MIN
+            nursery.start_soon(handle, stream)
 
 
 class ConnectionGate:
