@@ -68,7 +68,7 @@ from ..runtime.protocol.methods import METHODS, ORIGINAL_METHODS, is_experimenta
 from ..runtime.protocol.v2.initialize import InitializeParams, InitializeResponse
 from ..runtime.protocol.v2.item import TextInput
 from ..runtime.server_info import ServerInfo
-from ..runtime.stream import FrameStream, Oversized, TransportClosed
+from ..runtime.stream import FrameStream, Oversized, TransportClosed, WriteStalled
 from . import analytics_facts as facts
 from .analytics_facts import Recorder
 from .barrier import bug_error, innermost, log_bug
@@ -140,7 +140,7 @@ class Connection:
         #: Requests read and not answered yet; requests refused in a row.
         self.pending = 0
         self.refused = 0
-        self._rate = RateLimiter(limits.request_rate, limits.request_burst, trio.current_time())
+        self._rate = RateLimiter(limits.request_rate, limits.request_burst)
         self._reading = trio.CancelScope()
         self.recorder = recorder
         #: Requests not answered yet: id -> (method, thread id), for analytics.
@@ -467,7 +467,9 @@ class Connection:
                 await self._write_backlog(backlog)
                 nursery.cancel_scope.cancel()
         except TransportClosed as exc:
-            log.warning("connection %d: closed while writing: %s", self.id, exc)
+            # A write that stalled is the slow-client policy at work: say so.
+            log.log(logging.WARNING if isinstance(exc, WriteStalled) else logging.INFO,
+                    "connection %d: closed while writing: %s", self.id, exc)
             scope.cancel(reason=f"connection {self.id}: the peer is gone")
 
     async def _drain(self, inbox: Inbox, backlog: _Backlog) -> None:

@@ -73,15 +73,17 @@ class RateLimiter:
 
     __slots__ = ("rate", "burst", "_tokens", "_at")
 
-    def __init__(self, rate: float, burst: int, now: float) -> None:
+    def __init__(self, rate: float, burst: int, now: float | None = None) -> None:
         self.rate = rate
         self.burst = burst
         self._tokens = float(burst)
         self._at = now
 
     def take(self, now: float) -> bool:
-        """One token if there is one (True), else False."""
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        """One token if there is one (True), else False. The bucket starts
+        full at the first call when no start time was given."""
+        elapsed = 0.0 if self._at is None else now - self._at
+        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
         self._at = now
         if self._tokens >= 1:
             self._tokens -= 1

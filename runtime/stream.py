@@ -17,6 +17,11 @@ class TransportClosed(Exception):
     """The peer is gone: raised by :meth:`FrameStream.send_frames`."""
 
 
+class WriteStalled(TransportClosed):
+    """A write made no progress within the write timeout (the client
+    stopped reading): the transport gave up on it."""
+
+
 class Oversized:
     """A frame over the transport's size bound was dropped unread. ``head`` is
     its first bytes, enough to find a request id and answer it."""

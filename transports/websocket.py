@@ -23,7 +23,7 @@ import trio
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError as WsProtocolError
 
 from ..runtime.limits import Limits
-from ..runtime.stream import Oversized, TransportClosed
+from ..runtime.stream import Oversized, TransportClosed, WriteStalled
 from .framing import NEED_DATA
 from .listen import ListenUrl
 from .wsframing import MAX_HEAD, HttpAnswer, JwtAuth, TokenAuth, WsFramer, decide, http_response
@@ -132,7 +132,7 @@ class WebSocketStream:
                 with trio.move_on_after(self.write_timeout):
                     await self._stream.send_all(view[start:start + WRITE_CHUNK])
                     continue
-                raise TransportClosed(f"{self.peer}: a write made no progress for {self.write_timeout:g} s "
+                raise WriteStalled(f"{self.peer}: a write made no progress for {self.write_timeout:g} s "
                                       f"(the client stopped reading)")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise TransportClosed(f"{self.peer}: {exc}") from None

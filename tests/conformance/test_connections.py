@@ -349,3 +349,22 @@ async def test_a_client_over_its_byte_budget_is_closed_with_the_reason_logged_an
                 await _closed_by_server(silent)
         [line] = [line for line in server.log.splitlines() if b"over its budget" in line]
         assert b"over its budget of 16777216 (TRIO_CODEX_OUTBOX_BYTE_BUDGET)" in line and b"connection 2 " in line
+
+
+async def test_a_client_whose_socket_takes_nothing_within_the_write_timeout_is_closed_and_the_other_streams_on(
+        codex_home: Path) -> None:
+    prompt = "[[deltas=2000]] " + "stalled. " * 50_000
+    env = {"TRIO_CODEX_WRITE_TIMEOUT": "0.5"}
+    async with ws_server(codex_home, env_extra=env) as server:
+        async with ws_client(server.url) as fast:
+            await fast.initialize("fast")
+            tid = (await fast.request("thread/start", {}))["thread"]["id"]
+            silent = await _silent_subscriber(server.url, tid)
+            async with silent:
+                for _ in range(10):
+                    await fast.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": prompt}]})
+                    assert len(await _agent_text(fast, tid)) > 400_000
+                    if b"a write made no progress for 0.5 s" in server.log:
+                        break
+                await _closed_by_server(silent)
+        assert b"a write made no progress for 0.5 s (the client stopped reading)" in server.log
