@@ -35,6 +35,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Callable
@@ -230,7 +231,8 @@ class Connection:
                         # A client that stopped reading gets none of its
                         # backlog: the marker wakes an idle writer, a busy
                         # one stops after the write in progress.
-                        outbox.send_nowait(_CLOSE)
+                        with contextlib.suppress(MailboxClosed):
+                            outbox.send_nowait(_CLOSE)
                     await self._written.wait()
                 nursery.cancel_scope.cancel(reason=f"connection {self.id}: "
                                                    f"{self.close_reason or 'the client closed it'}")
@@ -494,6 +496,9 @@ class Connection:
                                 f"(TRIO_CODEX_OUTBOX_BYTE_BUDGET): it does not read fast enough",
                                 SLOW_CLIENT_CLOSE_CODE)
                     backlog.close()
+                    # Its senders learn at once that it is gone, rather than
+                    # waiting for room while it closes.
+                    inbox.close()
                     return
                 # Stdio cannot be closed: hold its senders back instead.
                 await backlog.shrunk(budget)
