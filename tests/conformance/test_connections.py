@@ -368,3 +368,22 @@ async def test_a_client_whose_socket_takes_nothing_within_the_write_timeout_is_c
                         break
                 await _closed_by_server(silent)
         assert b"a write made no progress for 0.5 s (the client stopped reading)" in server.log
+
+
+async def test_a_request_over_the_pending_limit_is_answered_overloaded_and_the_pending_ones_complete(
+        codex_home: Path) -> None:
+    env = {"TRIO_CODEX_MAX_PENDING_REQUESTS": "2"}
+    async with ws_server(codex_home, env_extra=env) as server:
+        async with ws_client(server.url) as client:
+            await client.initialize()
+            # command/exec is answered when its command ends.
+            for rid in ("a", "b", "c"):
+                await client.send({"id": rid, "method": "command/exec", "params": {"command": ["sleep", "1"]}})
+            answers = {}
+            while len(answers) < 3:
+                msg = await client.next()
+                answers[msg["id"]] = msg
+            assert answers["c"]["error"]["code"] == -32001
+            assert answers["a"]["result"]["exitCode"] == answers["b"]["result"]["exitCode"] == 0
+            # Once they are answered, there is room again.
+            assert (await client.request("command/exec", {"command": ["true"]}))["exitCode"] == 0
