@@ -1,0 +1,147 @@
+"""``trio-codex mcp-server`` driven by the ``mcp`` package's own client over
+stdio (a real subprocess), against the scripted model: the tools and their
+schemas, ``codex`` then ``codex-reply`` on the same thread, an approval
+relayed as an elicitation, and the original's ``isError`` results."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from pydantic import BaseModel, ConfigDict
+
+from harness import OURS, TIMEOUT, server_env
+from trio_codex.transports.scripted_responses import ScriptedResponses
+
+mcp = pytest.importorskip("mcp")
+from mcp import ClientSession, StdioServerParameters  # noqa: E402
+from mcp.client.extension import NotificationBinding  # noqa: E402
+from mcp.client.stdio import stdio_client  # noqa: E402
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+@asynccontextmanager
+async def mcp_server(codex_home: Path, answer: str | None = None
+                     ) -> AsyncIterator[tuple[ClientSession, list[dict[str, Any]], list[dict[str, Any]]]]:
+    """A client session of ``trio-codex mcp-server``; the ``codex/event``
+    params it received, and the elicitations it answered with ``answer``."""
+    events: list[dict[str, Any]] = []
+    asked: list[dict[str, Any]] = []
+
+    async def on_event(params: Event) -> None:
+        events.append(params.model_dump(by_alias=True))
+
+    async def on_elicit(context: Any, params: Any) -> Any:
+        import mcp_types
+
+        asked.append(params.model_dump(by_alias=True))
+        return mcp_types.ElicitResult(action=answer or "decline")
+
+    env = server_env(codex_home)
+    params = StdioServerParameters(command=OURS[0], args=[*OURS[1:], "mcp-server"], env=env,
+                                   cwd=str(codex_home.parent))
+    with open(os.devnull, "w") as errlog, trio.fail_after(TIMEOUT * 2):
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(
+                read, write, elicitation_callback=on_elicit,
+                notification_bindings=[NotificationBinding(method="codex/event", params_type=Event, handler=on_event)]) as session:
+            await session.initialize()
+            yield session, events, asked
+
+
+def dump(result: Any) -> dict[str, Any]:
+    return result.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+async def test_the_tools_are_listed_with_the_original_schemas(codex_home: Path) -> None:
+    async with mcp_server(codex_home) as (session, _, _):
+        tools = {t.name: t.model_dump(by_alias=True, exclude_none=True) for t in (await session.list_tools()).tools}
+    assert list(tools) == ["codex", "codex-reply"]
+    codex, reply = tools["codex"], tools["codex-reply"]
+    assert codex["title"] == "Codex" and reply["title"] == "Codex Reply"
+    assert codex["inputSchema"]["required"] == ["prompt"]
+    assert codex["inputSchema"]["additionalProperties"] is False
+    assert set(codex["inputSchema"]["properties"]) == {
+        "prompt", "cwd", "model", "base-instructions", "developer-instructions", "compact-prompt", "sandbox",
+        "approval-policy", "config"}
+    assert codex["inputSchema"]["properties"]["approval-policy"]["enum"] == ["on-request", "never"]
+    assert set(reply["inputSchema"]["properties"]) == {"prompt", "threadId", "conversationId"}
+    assert reply["inputSchema"]["properties"]["conversationId"]["description"] == "DEPRECATED: use threadId instead."
+    output = {"type": "object", "properties": {"threadId": {"type": "string"}, "content": {"type": "string"}},
+              "required": ["threadId", "content"]}
+    assert codex["outputSchema"] == output and reply["outputSchema"] == output
+
+
+async def test_codex_then_codex_reply_continue_one_thread(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    async with mcp_server(codex_home) as (session, events, _):
+        first = dump(await session.call_tool("codex", {"prompt": "[[text=\"first answer\"]] hi",
+                                                       "cwd": str(tmp_path)}))
+        thread_id = first["structuredContent"]["threadId"]
+        second = dump(await session.call_tool("codex-reply", {"threadId": thread_id,
+                                                              "prompt": "[[text=\"second answer\"]] again"}))
+        third = dump(await session.call_tool("codex-reply", {"conversationId": thread_id, "prompt": "third"}))
+    assert first["content"] == [{"type": "text", "text": "first answer"}]
+    assert first["structuredContent"] == {"threadId": thread_id, "content": "first answer"}
+    assert not first.get("isError")
+    assert second["structuredContent"] == {"threadId": thread_id, "content": "second answer"}
+    assert third["structuredContent"]["content"] == "third"
+    # The reply's model request carries the earlier turns.
+    texts = json.dumps(scripted.requests[-1].body["input"])
+    assert "first answer" in texts and "second answer" in texts
+    kinds = [e["msg"]["type"] for e in events]
+    assert kinds[0] == "session_configured" and events[0]["msg"]["session_id"] == thread_id
+    for kind in ("task_started", "agent_message_content_delta", "agent_message", "task_complete"):
+        assert kind in kinds
+    done = [e for e in events if e["msg"]["type"] == "task_complete"]
+    assert [e["msg"]["last_agent_message"] for e in done] == ["first answer", "second answer", "third"]
+    assert all(e["_meta"]["threadId"] == thread_id for e in events)
+
+
+@pytest.mark.parametrize("answer, made", [("accept", True), ("decline", False)])
+async def test_an_approval_is_relayed_as_an_elicitation(
+        codex_home: Path, tmp_path: Path, answer: str, made: bool) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    command = json.dumps({"command": "touch made"})
+    async with mcp_server(codex_home, answer) as (session, events, asked):
+        result = dump(await session.call_tool("codex", {
+            "prompt": f"[[call=shell_command {command}]]", "cwd": str(work), "sandbox": "danger-full-access",
+            "config": {"approval_policy": "untrusted"}}))
+    assert not result.get("isError")
+    assert len(asked) == 1
+    params = asked[0]
+    assert params["message"] == f"Allow Codex to run `/bin/bash -lc 'touch made'` in `{work}`?"
+    assert params["codex_elicitation"] == "exec-approval"
+    assert params["codex_command"] == ["/bin/bash", "-lc", "touch made"]
+    assert params["threadId"] == result["structuredContent"]["threadId"]
+    assert (work / "made").exists() == made
+    assert "exec_approval_request" in [e["msg"]["type"] for e in events]
+
+
+async def test_errors_come_back_as_is_error_results(codex_home: Path) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    async with mcp_server(codex_home) as (session, _, _):
+        missing_prompt = dump(await session.call_tool("codex", {"cwd": "/"}))
+        no_thread = dump(await session.call_tool("codex-reply", {"prompt": "x"}))
+        not_found = dump(await session.call_tool("codex-reply", {"threadId": unknown, "prompt": "x"}))
+        no_tool = dump(await session.call_tool("nope", {}))
+        failed = dump(await session.call_tool("codex", {"prompt": "[[status=400 message=\"bad thing\"]] x"}))
+    assert missing_prompt["isError"] is True
+    assert missing_prompt["content"][0]["text"] == \
+        "Failed to parse configuration for Codex tool: missing field `prompt`"
+    assert no_thread["content"][0]["text"] == \
+        "Failed to parse thread_id: either threadId or conversationId must be provided"
+    assert not_found["isError"] is True
+    assert not_found["content"][0]["text"] == f"Session not found for thread_id: {unknown}"
+    assert not_found["structuredContent"]["threadId"] == unknown
+    assert no_tool["content"][0]["text"] == "Unknown tool 'nope'" and no_tool["isError"] is True
+    assert failed["isError"] is True and "bad thing" in failed["content"][0]["text"]
