@@ -229,7 +229,8 @@ class CodexTools:
 
         params = _APPROVALS[msg["method"]](msg["params"], str(ctx.request_id), turn_id)
         try:
-            answer = await ctx.session.send_request(Request(method="elicitation/create", params=params),
+            answer = await ctx.session.send_request(Request[dict[str, Any], str](method="elicitation/create",
+                                                                                 params=params),
                                                     result_type=Answer)
             decision = approval_decision(answer.model_dump())
         except (MCPError, ValidationError) as exc:
@@ -243,7 +244,9 @@ async def _notify(ctx: Any, thread_id: str, turn_id: str, event: dict[str, Any])
     from mcp_types import Notification
 
     params = {"_meta": {"requestId": ctx.request_id, "threadId": thread_id}, "id": turn_id, "msg": event}
-    await ctx.session.send_notification(Notification(method="codex/event", params=params),
+    # Parametrized with a plain dict: the bare generic would coerce the params
+    # to NotificationParams and drop every key but _meta.
+    await ctx.session.send_notification(Notification[dict[str, Any], str](method="codex/event", params=params),
                                         related_request_id=ctx.request_id)
 
 
