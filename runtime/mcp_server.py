@@ -269,11 +269,13 @@ async def serve_mcp(settings: Settings) -> None:
         await app.send({"method": "initialized"})
         tools = CodexTools(app)
 
-        async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-            return types.ListToolsResult.model_validate({"tools": list(TOOLS)})
+        # Results go out as plain dicts, as the SDK allows: a CallToolResult
+        # model would add `isError: false`, which the original never sent.
+        async def list_tools(ctx: Any, params: Any) -> Any:
+            return {"tools": list(TOOLS)}
 
-        async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-            return types.CallToolResult.model_validate(await tools.call(ctx, params.name, params.arguments))
+        async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> Any:
+            return await tools.call(ctx, params.name, params.arguments)
 
         server: Server[Any] = Server(CLIENT_NAME, version=VERSION, title="Codex",
                                      on_list_tools=list_tools, on_call_tool=call_tool)

@@ -84,14 +84,10 @@ class ToolArgError(Exception):
     """Arguments the original's serde would refuse; the text is its."""
 
 
-def _serde(message: str) -> ToolArgError:
-    return ToolArgError(message)
-
-
 def _expect_string(args: dict[str, Any], key: str) -> str | None:
     value = args.get(key)
     if value is not None and not isinstance(value, str):
-        raise _serde(f"invalid type: {_json_kind(value)}, expected a string")
+        raise ToolArgError(f"invalid type: {_json_kind(value)}, expected a string")
     return value
 
 
@@ -112,7 +108,7 @@ def _variant(args: dict[str, Any], key: str, allowed: tuple[str, ...]) -> str | 
     if value is not None and value not in allowed:
         expected = " or ".join(f"`{v}`" for v in allowed) if len(allowed) == 2 else \
             "one of " + ", ".join(f"`{v}`" for v in allowed)
-        raise _serde(f"unknown variant `{value}`, expected {expected}")
+        raise ToolArgError(f"unknown variant `{value}`, expected {expected}")
     return value
 
 
@@ -133,10 +129,10 @@ def _thread_start_params(args: dict[str, Any], server_cwd: str) -> tuple[str, di
     known = CODEX_TOOL["inputSchema"]["properties"]
     for key in args:
         if key not in known:
-            raise _serde(f"unknown field `{key}`, expected one of " + ", ".join(f"`{k}`" for k in known))
+            raise ToolArgError(f"unknown field `{key}`, expected one of " + ", ".join(f"`{k}`" for k in known))
     prompt = _expect_string(args, "prompt")
     if prompt is None:
-        raise _serde("missing field `prompt`")
+        raise ToolArgError("missing field `prompt`")
     params: dict[str, Any] = {}
     cwd = _expect_string(args, "cwd")
     params["cwd"] = cwd if cwd is None or cwd.startswith("/") else f"{server_cwd.rstrip('/')}/{cwd}"
@@ -155,7 +151,7 @@ def _thread_start_params(args: dict[str, Any], server_cwd: str) -> tuple[str, di
         params["approvalPolicy"] = policy
     config = args.get("config")
     if config is not None and not isinstance(config, dict):
-        raise _serde(f"invalid type: {_json_kind(config)}, expected a map")
+        raise ToolArgError(f"invalid type: {_json_kind(config)}, expected a map")
     config = dict(config or {})
     compact = _expect_string(args, "compact-prompt")
     if compact is not None:
@@ -178,7 +174,7 @@ def reply_params(args: dict[str, Any] | None) -> tuple[str, str]:
         thread = _expect_string(args, "threadId")
         conversation = _expect_string(args, "conversationId")
         if prompt is None:
-            raise _serde("missing field `prompt`")
+            raise ToolArgError("missing field `prompt`")
     except ToolArgError as exc:
         raise ToolArgError(f"Failed to parse configuration for Codex tool: {exc}") from None
     wanted = thread if thread is not None else conversation
@@ -228,7 +224,7 @@ def codex_events(method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         events = [{"type": kind, "thread_id": thread_id, "turn_id": turn_id, "item": item}]
         if method == "item/completed" and item.get("type") == "agentMessage":
             events.append({"type": "agent_message", "message": item.get("text", "")})
-        if method == "item/started" and item.get("type") == "userMessage":
+        if method == "item/completed" and item.get("type") == "userMessage":
             text = "".join(c.get("text", "") for c in item.get("content") or [] if c.get("type") == "text")
             events.append({"type": "user_message", "message": text})
         return events

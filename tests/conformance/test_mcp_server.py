@@ -144,3 +144,35 @@ async def test_errors_come_back_as_is_error_results(codex_home: Path) -> None:
     assert not_found["structuredContent"]["threadId"] == unknown
     assert no_tool["content"][0]["text"] == "Unknown tool 'nope'" and no_tool["isError"] is True
     assert failed["isError"] is True and "bad thing" in failed["content"][0]["text"]
+
+
+async def test_instructions_reach_the_model_and_calls_run_side_by_side(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    results: dict[str, dict[str, Any]] = {}
+    async with mcp_server(codex_home) as (session, _, _):
+        async def call(name: str, prompt: str) -> None:
+            results[name] = dump(await session.call_tool("codex", {
+                "prompt": prompt, "cwd": str(tmp_path), "base-instructions": f"be {name}",
+                "developer-instructions": "dev", "compact-prompt": "summarise"}))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call, "slow", "[[deltas=4 delay_ms=200 text=\"slow one\"]] a")
+            nursery.start_soon(call, "quick", "[[text=\"quick one\"]] b")
+    assert results["slow"]["structuredContent"]["content"] == "slow one"
+    assert results["quick"]["structuredContent"]["content"] == "quick one"
+    assert results["slow"]["structuredContent"]["threadId"] != results["quick"]["structuredContent"]["threadId"]
+    assert sorted(r.body["instructions"] for r in scripted.requests) == ["be quick", "be slow"]
+
+
+async def test_a_cancelled_call_interrupts_its_turn_and_the_thread_goes_on(codex_home: Path, tmp_path: Path) -> None:
+    async with mcp_server(codex_home) as (session, events, _):
+        with trio.move_on_after(TIMEOUT / 2) as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(session.call_tool, "codex", {"prompt": "[[hang]] wait", "cwd": str(tmp_path)})
+                while not any(e["msg"]["type"] == "task_started" for e in events):
+                    await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+        assert not scope.cancelled_caught
+        thread_id = events[0]["msg"]["session_id"]
+        again = dump(await session.call_tool("codex-reply", {"threadId": thread_id, "prompt": "[[text=\"fine again\"]] go"}))
+    assert again["structuredContent"] == {"threadId": thread_id, "content": "fine again"}

@@ -1,0 +1,80 @@
+"""runtime/mcp_tools.py, sans I/O: arguments read as the original's serde,
+the elicitation params it sent, answers read as decisions, and v2
+notifications as its codex/event messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from trio_codex.runtime.mcp_tools import (
+    ToolArgError,
+    approval_decision,
+    codex_events,
+    exec_elicitation,
+    patch_elicitation,
+    thread_start_params,
+)
+
+
+def test_codex_arguments_become_thread_start_params() -> None:
+    prompt, params = thread_start_params({
+        "prompt": "hi", "cwd": "sub", "model": "m", "sandbox": "read-only", "approval-policy": "never",
+        "base-instructions": "b", "developer-instructions": "d", "compact-prompt": "c",
+        "config": {"model_reasoning_effort": "high"}}, "/srv")
+    assert prompt == "hi"
+    assert params == {"cwd": "/srv/sub", "model": "m", "sandbox": "read-only", "approvalPolicy": "never",
+                      "baseInstructions": "b", "developerInstructions": "d",
+                      "config": {"model_reasoning_effort": "high", "compact_prompt": "c"}}
+
+
+@pytest.mark.parametrize("args, words", [
+    ({}, "missing field `prompt`"),
+    ({"prompt": 1}, "invalid type: integer `1`, expected a string"),
+    ({"prompt": "x", "sandbox": "open"},
+     "unknown variant `open`, expected one of `read-only`, `workspace-write`, `danger-full-access`"),
+    ({"prompt": "x", "approval-policy": "untrusted"}, "unknown variant `untrusted`, expected `on-request` or `never`"),
+    ({"prompt": "x", "nope": 1}, "unknown field `nope`, expected one of `prompt`, "),
+])
+def test_bad_codex_arguments_get_serdes_words(args: dict, words: str) -> None:
+    with pytest.raises(ToolArgError) as caught:
+        thread_start_params(args, "/")
+    assert str(caught.value).startswith(f"Failed to parse configuration for Codex tool: {words}")
+
+
+def test_approvals_become_the_originals_elicitations() -> None:
+    request = {"threadId": "t", "itemId": "call_1", "command": "/bin/bash -lc 'touch made'", "cwd": "/w",
+               "commandActions": [{"type": "unknown", "command": "touch made"}]}
+    params = exec_elicitation(request, "7", "turn-1")
+    assert params == {
+        "message": "Allow Codex to run `/bin/bash -lc 'touch made'` in `/w`?",
+        "requestedSchema": {"type": "object", "properties": {}}, "threadId": "t",
+        "codex_elicitation": "exec-approval", "codex_mcp_tool_call_id": "7", "codex_event_id": "turn-1",
+        "codex_call_id": "call_1", "codex_command": ["/bin/bash", "-lc", "touch made"], "codex_cwd": "/w",
+        "codex_parsed_cmd": [{"type": "unknown", "command": "touch made"}]}
+    patch = patch_elicitation({"threadId": "t", "itemId": "p", "reason": "why", "grantRoot": None}, "7", "turn-1")
+    assert patch["message"] == "why\nAllow Codex to apply proposed code changes?"
+    assert patch["codex_elicitation"] == "patch-approval"
+
+
+@pytest.mark.parametrize("answer, decision", [
+    ({"decision": "approved"}, "accept"), ({"decision": "approved_for_session"}, "acceptForSession"),
+    ({"decision": "denied"}, "decline"), ({"decision": "abort"}, "cancel"),
+    ({"action": "accept"}, "accept"), ({"action": "cancel"}, "cancel"), ({"what": 1}, "decline"),
+])
+def test_an_answer_is_read_as_the_original_read_it(answer: dict, decision: str) -> None:
+    assert approval_decision(answer) == decision
+
+
+def test_notifications_become_codex_events_in_the_originals_order() -> None:
+    user = {"type": "userMessage", "id": "u", "content": [{"type": "text", "text": "hi"}]}
+    agent = {"type": "agentMessage", "id": "a", "text": "hello"}
+    flow = [("turn/started", {"threadId": "t", "turn": {"id": "1"}}),
+            ("item/started", {"threadId": "t", "turnId": "1", "item": user}),
+            ("item/completed", {"threadId": "t", "turnId": "1", "item": user}),
+            ("item/agentMessage/delta", {"threadId": "t", "turnId": "1", "itemId": "a", "delta": "hel"}),
+            ("item/completed", {"threadId": "t", "turnId": "1", "item": agent}),
+            ("thread/status/changed", {"threadId": "t"}),
+            ("turn/completed", {"threadId": "t", "turn": {"id": "1", "status": "completed"}})]
+    kinds = [e["type"] for method, params in flow for e in codex_events(method, params)]
+    assert kinds == ["task_started", "item_started", "item_completed", "user_message",
+                     "agent_message_content_delta", "item_completed", "agent_message", "task_complete"]
