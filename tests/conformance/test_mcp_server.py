@@ -30,10 +30,11 @@ class Event(BaseModel):
 
 
 @asynccontextmanager
-async def mcp_server(codex_home: Path, answer: str | None = None
+async def mcp_server(codex_home: Path, answer: Any = None
                      ) -> AsyncIterator[tuple[ClientSession, list[dict[str, Any]], list[dict[str, Any]]]]:
     """A client session of ``trio-codex mcp-server``; the ``codex/event``
-    params it received, and the elicitations it answered with ``answer``."""
+    params it received, and the elicitations it answered with ``answer``
+    (without one, the client does not offer elicitation)."""
     events: list[dict[str, Any]] = []
     asked: list[dict[str, Any]] = []
 
@@ -44,14 +45,14 @@ async def mcp_server(codex_home: Path, answer: str | None = None
         import mcp_types
 
         asked.append(params.model_dump(by_alias=True))
-        return mcp_types.ElicitResult(action=answer or "decline")
+        return mcp_types.ElicitResult(action=answer)
 
     env = server_env(codex_home)
     params = StdioServerParameters(command=OURS[0], args=[*OURS[1:], "mcp-server"], env=env,
                                    cwd=str(codex_home.parent))
     with open(os.devnull, "w") as errlog, trio.fail_after(TIMEOUT * 2):
         async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(
-                read, write, elicitation_callback=on_elicit,
+                read, write, elicitation_callback=on_elicit if answer else None,
                 notification_bindings=[NotificationBinding(method="codex/event", params_type=Event, handler=on_event)]) as session:
             await session.initialize()
             yield session, events, asked
@@ -106,7 +107,7 @@ async def test_codex_then_codex_reply_continue_one_thread(
     assert all(e["_meta"]["threadId"] == thread_id for e in events)
 
 
-@pytest.mark.parametrize("answer, made", [("accept", True), ("decline", False)])
+@pytest.mark.parametrize("answer, made", [("accept", True), ("decline", False), (None, False)])
 async def test_an_approval_is_relayed_as_an_elicitation(
         codex_home: Path, tmp_path: Path, answer: str, made: bool) -> None:
     work = tmp_path / "work"
@@ -117,13 +118,15 @@ async def test_an_approval_is_relayed_as_an_elicitation(
             "prompt": f"[[call=shell_command {command}]]", "cwd": str(work), "sandbox": "danger-full-access",
             "config": {"approval_policy": "untrusted"}}))
     assert not result.get("isError")
+    assert (work / "made").exists() == made
+    assert "exec_approval_request" in [e["msg"]["type"] for e in events]
+    if answer is None:
+        return  # a client that cannot be asked: declined
     assert len(asked) == 1
     params = asked[0]
     assert params["message"] == f"Allow Codex to run `/bin/bash -lc 'touch made'` in `{work}`?"
     # The codex_* correlation fields are on the wire (runtime/mcp_tools.py);
     # the mcp client's typed params keep only the spec's.
-    assert (work / "made").exists() == made
-    assert "exec_approval_request" in [e["msg"]["type"] for e in events]
 
 
 async def test_errors_come_back_as_is_error_results(codex_home: Path) -> None:
