@@ -90,7 +90,10 @@ class AppClient:
         thread_id = (msg.get("params") or {}).get("threadId")
         subscriber = self._threads.get(thread_id) if isinstance(thread_id, str) else None
         if subscriber is not None:
-            await subscriber.send(msg)
+            try:
+                await subscriber.send(msg)
+            except trio.BrokenResourceError:
+                pass  # the call stopped reading (cancelled): the message is for no one
         elif "id" in msg:
             await self.send({"id": msg["id"], "error": {"code": -32601,
                                                          "message": f"no tool call is waiting on {msg['method']}"}})
@@ -182,7 +185,10 @@ class CodexTools:
                 return result
             finally:
                 if not finished:
-                    # A cancelled tools/call (or a lost client) interrupts its turn.
+                    # A cancelled tools/call (or a lost client) interrupts its
+                    # turn; what the thread says meanwhile is for no one, and
+                    # must not hold up the router that brings the answer.
+                    messages.close()
                     with trio.move_on_after(REQUEST_TIMEOUT, shield=True):
                         try:
                             await self.app.request("turn/interrupt", {"threadId": thread_id, "turnId": turn_id})
