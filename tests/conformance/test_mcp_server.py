@@ -137,6 +137,9 @@ async def test_errors_come_back_as_is_error_results(codex_home: Path) -> None:
         not_found = dump(await session.call_tool("codex-reply", {"threadId": unknown, "prompt": "x"}))
         no_tool = dump(await session.call_tool("nope", {}))
         failed = dump(await session.call_tool("codex", {"prompt": "[[status=400 message=\"bad thing\"]] x"}))
+        bad_config = dump(await session.call_tool("codex", {"prompt": "x", "config": {"sandbox_mode": 5}}))
+        bad_variant = dump(await session.call_tool("codex", {"prompt": "x", "sandbox": "open"}))
+        still = dump(await session.call_tool("codex", {"prompt": "[[text=\"still here\"]] x"}))
     assert missing_prompt["isError"] is True
     assert missing_prompt["content"][0]["text"] == \
         "Failed to parse configuration for Codex tool: missing field `prompt`"
@@ -147,6 +150,10 @@ async def test_errors_come_back_as_is_error_results(codex_home: Path) -> None:
     assert not_found["structuredContent"]["threadId"] == unknown
     assert no_tool["content"][0]["text"] == "Unknown tool 'nope'" and no_tool["isError"] is True
     assert failed["isError"] is True and "bad thing" in failed["content"][0]["text"]
+    assert bad_config["isError"] is True
+    assert bad_config["content"][0]["text"].startswith("Failed to start Codex session: ")
+    assert bad_variant["isError"] is True
+    assert still["structuredContent"]["content"] == "still here"
 
 
 async def test_instructions_reach_the_model_and_calls_run_side_by_side(
