@@ -12,6 +12,7 @@ the original's; fields v2 does not carry are left out).
 
 from __future__ import annotations
 
+import re
 import shlex
 import uuid
 from typing import Any
@@ -205,29 +206,62 @@ def error_result(text: str) -> dict[str, Any]:
 def session_configured(started: dict[str, Any]) -> dict[str, Any]:
     """``session_configured`` from a ``thread/start`` response."""
     thread = started.get("thread") or {}
-    return {"type": "session_configured", "session_id": thread.get("id"), "model": started.get("model"),
-            "model_provider_id": started.get("modelProvider"), "approval_policy": started.get("approvalPolicy"),
+    return {"type": "session_configured", "session_id": thread.get("id"), "thread_id": thread.get("id"),
+            "model": started.get("model"), "model_provider_id": started.get("modelProvider"),
+            "approval_policy": started.get("approvalPolicy"), "approvals_reviewer": started.get("approvalsReviewer"),
             "sandbox_policy": started.get("sandbox"), "cwd": started.get("cwd"),
-            "reasoning_effort": started.get("reasoningEffort"), "history_log_id": 0,
-            "history_entry_count": 0, "rollout_path": thread.get("path")}
+            "reasoning_effort": started.get("reasoningEffort"), "history_log_id": 0, "history_entry_count": 0,
+            "rollout_path": thread.get("path")}
+
+
+def _snake(word: str) -> str:
+    """v2's camelCase words as core's snake_case: ``inProgress`` -> ``in_progress``."""
+    return re.sub(r"([A-Z])", r"_\1", word).lower()
+
+
+def parsed_cmd(actions: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """v2 ``commandActions`` as core's ``parsed_cmd`` (``listFiles`` is
+    ``list_files``, ``command`` is ``cmd``)."""
+    out = []
+    for action in actions or []:
+        entry = {("cmd" if k == "command" else k): v for k, v in action.items()}
+        entry["type"] = _snake(str(action.get("type", "unknown")))
+        out.append(entry)
+    return out
+
+
+def _core_item(item: dict[str, Any]) -> dict[str, Any] | None:
+    """A v2 item as the core ``TurnItem`` the original's ``item_*`` events
+    carried; None for kinds with no such item."""
+    kind = item.get("type")
+    if kind == "userMessage":
+        return {"type": "UserMessage", "id": item.get("id"), "content": item.get("content") or []}
+    if kind == "agentMessage":
+        return {"type": "AgentMessage", "id": item.get("id"), "content": [{"type": "Text", "text": item.get("text", "")}]}
+    if kind == "commandExecution":
+        core = {"type": "CommandExecution", "id": item.get("id"), "process_id": item.get("processId"),
+                "command": command_argv(item.get("command", "")), "cwd": item.get("cwd"),
+                "parsed_cmd": parsed_cmd(item.get("commandActions")),
+                "source": _snake(item.get("source", "agent")), "status": _snake(item.get("status", ""))}
+        if item.get("status") != "inProgress":
+            output = item.get("aggregatedOutput") or ""
+            core.update(stdout=output, stderr="", aggregated_output=output, exit_code=item.get("exitCode"),
+                        formatted_output=output)
+        return core
+    return None
 
 
 def codex_events(method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     """The ``msg``\\ s of the ``codex/event`` notifications one v2
-    notification becomes (none for those the original had no event for)."""
+    notification becomes, in the original's order (none for those the
+    original had no event for)."""
     thread_id, turn_id = params.get("threadId"), params.get("turnId")
     if method == "turn/started":
-        return [{"type": "task_started", "turn_id": params["turn"]["id"], "model_context_window": None}]
+        turn = params["turn"]
+        return [{"type": "task_started", "turn_id": turn["id"], "started_at": turn.get("startedAt"),
+                 "model_context_window": None, "collaboration_mode_kind": "default"}]
     if method in ("item/started", "item/completed"):
-        item = params.get("item") or {}
-        kind = "item_started" if method == "item/started" else "item_completed"
-        events = [{"type": kind, "thread_id": thread_id, "turn_id": turn_id, "item": item}]
-        if method == "item/completed" and item.get("type") == "agentMessage":
-            events.append({"type": "agent_message", "message": item.get("text", "")})
-        if method == "item/completed" and item.get("type") == "userMessage":
-            text = "".join(c.get("text", "") for c in item.get("content") or [] if c.get("type") == "text")
-            events.append({"type": "user_message", "message": text})
-        return events
+        return _item_events(method == "item/started", thread_id, turn_id, params)
     if method == "item/agentMessage/delta":
         return [{"type": "agent_message_content_delta", "thread_id": thread_id, "turn_id": turn_id,
                  "item_id": params.get("itemId"), "delta": params.get("delta", "")}]
@@ -239,9 +273,13 @@ def codex_events(method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     if method == "error":
         return [{"type": "error", "message": (params.get("error") or {}).get("message", "")}]
     if method == "item/commandExecution/requestApproval":
-        return [{"type": "exec_approval_request", "call_id": params.get("itemId"), "turn_id": turn_id,
+        return [{"type": "exec_approval_request", "kind": params.get("kind", "command"),
+                 "call_id": params.get("itemId"), "turn_id": turn_id,
+                 "environmentId": params.get("environmentId", "local"), "started_at_ms": params.get("startedAtMs"),
                  "command": command_argv(params.get("command", "")), "cwd": params.get("cwd"),
-                 "reason": params.get("reason"), "parsed_cmd": params.get("commandActions") or []}]
+                 "reason": params.get("reason"),
+                 "proposed_execpolicy_amendment": params.get("proposedExecpolicyAmendment"),
+                 "parsed_cmd": parsed_cmd(params.get("commandActions"))}]
     if method == "item/fileChange/requestApproval":
         return [{"type": "apply_patch_approval_request", "call_id": params.get("itemId"), "turn_id": turn_id,
                  "reason": params.get("reason"), "grant_root": params.get("grantRoot")}]
@@ -249,8 +287,43 @@ def codex_events(method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         turn = params.get("turn") or {}
         if turn.get("status") == "interrupted":
             return [{"type": "turn_aborted", "turn_id": turn.get("id"), "reason": "interrupted"}]
-        return [{"type": "task_complete", "turn_id": turn.get("id"), "last_agent_message": None}]
+        return [{"type": "task_complete", "turn_id": turn.get("id"), "last_agent_message": None,
+                 "started_at": turn.get("startedAt"), "completed_at": turn.get("completedAt"),
+                 "duration_ms": turn.get("durationMs")}]
     return []
+
+
+def _item_events(started: bool, thread_id: str | None, turn_id: str | None,
+                 params: dict[str, Any]) -> list[dict[str, Any]]:
+    """``item_started``/``item_completed`` and the legacy events the
+    original sent beside them (``user_message``, ``agent_message``,
+    ``exec_command_begin``/``exec_command_end``)."""
+    item = params.get("item") or {}
+    core = _core_item(item)
+    if core is None:
+        return []
+    stamp = {"started_at_ms": params.get("startedAtMs")} if started else {
+        "completed_at_ms": params.get("completedAtMs")}
+    events = [{"type": "item_started" if started else "item_completed", "thread_id": thread_id,
+               "turn_id": turn_id, "item": core, **stamp}]
+    kind = item.get("type")
+    if kind == "userMessage" and not started:
+        text = "".join(c.get("text", "") for c in item.get("content") or [] if c.get("type") == "text")
+        events.append({"type": "user_message", "message": text, "images": [], "local_images": [], "audio": [],
+                       "local_audio": [], "text_elements": []})
+    elif kind == "agentMessage" and not started:
+        events.append({"type": "agent_message", "message": item.get("text", ""), "phase": None,
+                       "memory_citation": None})
+    elif kind == "commandExecution":
+        begin_end = {k: core[k] for k in ("process_id", "command", "cwd", "parsed_cmd", "source")}
+        if started:
+            events.append({"type": "exec_command_begin", "call_id": item.get("id"), "turn_id": turn_id,
+                           **stamp, **begin_end})
+        else:
+            events.append({"type": "exec_command_end", "call_id": item.get("id"), "turn_id": turn_id, **stamp,
+                           **begin_end, **{k: core.get(k) for k in ("stdout", "stderr", "aggregated_output",
+                                                                   "exit_code", "formatted_output")}})
+    return events
 
 
 def command_argv(command: str) -> list[str]:
@@ -271,7 +344,7 @@ def exec_elicitation(params: dict[str, Any], tool_call_id: str, event_id: str) -
             "threadId": params.get("threadId"), "codex_elicitation": "exec-approval",
             "codex_mcp_tool_call_id": tool_call_id, "codex_event_id": event_id,
             "codex_call_id": params.get("itemId"), "codex_command": command_argv(command),
-            "codex_cwd": cwd, "codex_parsed_cmd": params.get("commandActions") or []}
+            "codex_cwd": cwd, "codex_parsed_cmd": parsed_cmd(params.get("commandActions"))}
 
 
 def patch_elicitation(params: dict[str, Any], tool_call_id: str, event_id: str) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def test_approvals_become_the_originals_elicitations() -> None:
         "requestedSchema": {"type": "object", "properties": {}}, "threadId": "t",
         "codex_elicitation": "exec-approval", "codex_mcp_tool_call_id": "7", "codex_event_id": "turn-1",
         "codex_call_id": "call_1", "codex_command": ["/bin/bash", "-lc", "touch made"], "codex_cwd": "/w",
-        "codex_parsed_cmd": [{"type": "unknown", "command": "touch made"}]}
+        "codex_parsed_cmd": [{"type": "unknown", "cmd": "touch made"}]}
     patch = patch_elicitation({"threadId": "t", "itemId": "p", "reason": "why", "grantRoot": None}, "7", "turn-1")
     assert patch["message"] == "why\nAllow Codex to apply proposed code changes?"
     assert patch["codex_elicitation"] == "patch-approval"
@@ -68,13 +68,27 @@ def test_an_answer_is_read_as_the_original_read_it(answer: dict, decision: str) 
 def test_notifications_become_codex_events_in_the_originals_order() -> None:
     user = {"type": "userMessage", "id": "u", "content": [{"type": "text", "text": "hi"}]}
     agent = {"type": "agentMessage", "id": "a", "text": "hello"}
+    command = {"type": "commandExecution", "id": "c", "command": "/bin/bash -lc ls", "cwd": "/w",
+               "commandActions": [{"type": "listFiles", "command": "ls", "path": None}], "status": "inProgress"}
     flow = [("turn/started", {"threadId": "t", "turn": {"id": "1"}}),
             ("item/started", {"threadId": "t", "turnId": "1", "item": user}),
             ("item/completed", {"threadId": "t", "turnId": "1", "item": user}),
+            ("item/started", {"threadId": "t", "turnId": "1", "item": command}),
+            ("item/completed", {"threadId": "t", "turnId": "1", "item": {**command, "status": "completed",
+                                                                           "aggregatedOutput": "x", "exitCode": 0}}),
             ("item/agentMessage/delta", {"threadId": "t", "turnId": "1", "itemId": "a", "delta": "hel"}),
             ("item/completed", {"threadId": "t", "turnId": "1", "item": agent}),
             ("thread/status/changed", {"threadId": "t"}),
             ("turn/completed", {"threadId": "t", "turn": {"id": "1", "status": "completed"}})]
-    kinds = [e["type"] for method, params in flow for e in codex_events(method, params)]
-    assert kinds == ["task_started", "item_started", "item_completed", "user_message",
-                     "agent_message_content_delta", "item_completed", "agent_message", "task_complete"]
+    events = [e for method, params in flow for e in codex_events(method, params)]
+    assert [e["type"] for e in events] == [
+        "task_started", "item_started", "item_completed", "user_message", "item_started", "exec_command_begin",
+        "item_completed", "exec_command_end", "agent_message_content_delta", "item_completed", "agent_message",
+        "task_complete"]
+    # The items are core's TurnItems, as the original's.
+    assert events[1]["item"] == {"type": "UserMessage", "id": "u", "content": user["content"]}
+    assert events[9]["item"] == {"type": "AgentMessage", "id": "a", "content": [{"type": "Text", "text": "hello"}]}
+    begin, end = events[5], events[7]
+    assert (begin["call_id"], begin["command"]) == ("c", ["/bin/bash", "-lc", "ls"])
+    assert begin["parsed_cmd"] == [{"type": "list_files", "cmd": "ls", "path": None}]
+    assert (end["exit_code"], end["aggregated_output"], events[6]["item"]["status"]) == (0, "x", "completed")
