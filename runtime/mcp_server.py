@@ -239,7 +239,13 @@ class CodexTools:
                                                                                  params=params),
                                                     result_type=Answer)
             decision = approval_decision(answer.model_dump())
-        except (MCPError, ValidationError) as exc:
+        except ValidationError as exc:
+            # The SDK checks the answer against MCP's ElicitResult ({action}),
+            # but the original's clients answer {decision}: the answer it
+            # refused is still in the error.
+            raw = next((e["input"] for e in exc.errors() if isinstance(e.get("input"), dict)), {})
+            decision = approval_decision(raw)
+        except MCPError as exc:
             log.warning("elicitation/create failed, declining: %s", exc)
             decision = "decline"
         await self.app.send({"id": msg["id"], "result": {"decision": decision}})

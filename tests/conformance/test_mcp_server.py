@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 import trio
 from pydantic import BaseModel, ConfigDict
 
-from harness import OURS, TIMEOUT, server_env
+from harness import OURS, TIMEOUT, RpcClient, server_env
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
 mcp = pytest.importorskip("mcp")
@@ -186,3 +187,36 @@ async def test_a_cancelled_call_interrupts_its_turn_and_the_thread_goes_on(codex
         thread_id = events[0]["msg"]["session_id"]
         again = dump(await session.call_tool("codex-reply", {"threadId": thread_id, "prompt": "[[text=\"fine again\"]] go"}))
     assert again["structuredContent"] == {"threadId": thread_id, "content": "fine again"}
+
+
+async def test_the_originals_decision_answer_is_understood(codex_home: Path, tmp_path: Path) -> None:
+    """A client of the original answers ``{decision: "approved"}`` (its
+    ReviewDecision), not MCP's ``{action}``: spoken here over raw pipes."""
+    work = tmp_path / "work"
+    work.mkdir()
+    command = json.dumps({"command": "touch made"})
+    async with trio.open_nursery() as nursery:
+        proc = await nursery.start(lambda task_status: trio.run_process(
+            [*OURS, "mcp-server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=server_env(codex_home), check=False, task_status=task_status))
+        client = RpcClient(proc)
+        nursery.start_soon(client._read)
+        await client.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}},
+            "clientInfo": {"name": "raw", "version": "1"}}})
+        await client.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        await client.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "codex", "arguments": {
+            "prompt": f"[[call=shell_command {command}]]", "cwd": str(work), "sandbox": "danger-full-access",
+            "config": {"approval_policy": "untrusted"}}}})
+        asked = (await client.until(lambda m: m.get("method") == "elicitation/create"))[-1]
+        assert asked["params"]["codex_elicitation"] == "exec-approval"
+        assert asked["params"]["codex_command"] == ["/bin/bash", "-lc", "touch made"]
+        assert asked["params"]["codex_mcp_tool_call_id"] == "2"
+        await client.send({"jsonrpc": "2.0", "id": asked["id"], "result": {"decision": "approved"}})
+        done = (await client.until(lambda m: m.get("id") == 2 and "method" not in m))[-1]
+        assert proc.stdin is not None
+        await proc.stdin.aclose()
+        with trio.fail_after(TIMEOUT):
+            assert await proc.wait() == 0
+    assert "isError" not in done["result"]
+    assert (work / "made").exists()
