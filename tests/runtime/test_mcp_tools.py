@@ -11,6 +11,7 @@ from trio_codex.runtime.mcp_tools import (
     approval_decision,
     codex_events,
     exec_elicitation,
+    parse_uuid,
     patch_elicitation,
     thread_start_params,
 )
@@ -29,7 +30,9 @@ def test_codex_arguments_become_thread_start_params() -> None:
 
 @pytest.mark.parametrize("args, words", [
     ({}, "missing field `prompt`"),
-    ({"prompt": 1}, "invalid type: integer `1`, expected a string"),
+    ({"prompt": 1}, "invalid type: number, expected a string"),
+    ({"prompt": None}, "invalid type: null, expected a string"),
+    ({"prompt": "x", "config": "s"}, 'invalid type: string "s", expected a map'),
     ({"prompt": "x", "sandbox": "open"},
      "unknown variant `open`, expected one of `read-only`, `workspace-write`, `danger-full-access`"),
     ({"prompt": "x", "approval-policy": "untrusted"}, "unknown variant `untrusted`, expected `on-request` or `never`"),
@@ -92,3 +95,24 @@ def test_notifications_become_codex_events_in_the_originals_order() -> None:
     assert (begin["call_id"], begin["command"]) == ("c", ["/bin/bash", "-lc", "ls"])
     assert begin["parsed_cmd"] == [{"type": "list_files", "cmd": "ls", "path": None}]
     assert (end["exit_code"], end["aggregated_output"], events[6]["item"]["status"]) == (0, "x", "completed")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("zz", "invalid character: expected an optional prefix of `urn:uuid:` followed by [0-9a-fA-F-], found `z` at 1"),
+    ("{zz}", "invalid character: expected an optional prefix of `urn:uuid:` followed by [0-9a-fA-F-], found `z` at 2"),
+    ("0123", "invalid length: expected length 32 for simple format, found 4"),
+    ("a-b", "invalid group count: expected 5, found 2"),
+    ("urn:uuid:01A24FFE228F7910A097E3D640365A20", "invalid group count: expected 5, found 1"),
+    ("aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaaa", "invalid group length in group 4: expected 12, found 13"),
+])
+def test_a_bad_thread_id_gets_the_uuid_crates_words(text: str, words: str) -> None:
+    """Each case as 0.153.4 answered it, observed live."""
+    with pytest.raises(ToolArgError) as caught:
+        parse_uuid(text)
+    assert str(caught.value) == f"Failed to parse thread_id: {words}"
+
+
+@pytest.mark.parametrize("text", ["01A24FFE-228F-7910-A097-E3D640365A20", "{01a24ffe-228f-7910-a097-e3d640365a20}",
+                                  "01a24ffe228f7910a097e3d640365a20"])
+def test_a_thread_id_in_any_form_the_crate_reads_is_normalised(text: str) -> None:
+    assert parse_uuid(text) == "01a24ffe-228f-7910-a097-e3d640365a20"
