@@ -329,6 +329,8 @@ def codex_events(method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         turn = params.get("turn") or {}
         if turn.get("status") == "interrupted":
             return [{"type": "turn_aborted", "turn_id": turn.get("id"), "reason": "interrupted"}]
+        if turn.get("status") == "failed":
+            return []  # the original answered on its `error` event, with no task_complete
         return [{"type": "task_complete", "turn_id": turn.get("id"), "last_agent_message": None,
                  "started_at": turn.get("startedAt"), "completed_at": turn.get("completedAt"),
                  "duration_ms": turn.get("durationMs")}]

@@ -116,3 +116,9 @@ def test_a_bad_thread_id_gets_the_uuid_crates_words(text: str, words: str) -> No
                                   "01a24ffe228f7910a097e3d640365a20"])
 def test_a_thread_id_in_any_form_the_crate_reads_is_normalised(text: str) -> None:
     assert parse_uuid(text) == "01a24ffe-228f-7910-a097-e3d640365a20"
+
+
+def test_a_failed_turn_ends_on_its_error_event() -> None:
+    error = codex_events("error", {"threadId": "t", "turnId": "1", "error": {"message": "bad"}, "willRetry": False})
+    assert error == [{"type": "error", "message": "bad"}]
+    assert codex_events("turn/completed", {"threadId": "t", "turn": {"id": "1", "status": "failed"}}) == []
