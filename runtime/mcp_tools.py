@@ -13,6 +13,7 @@ the original's; fields v2 does not carry are left out).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import uuid
@@ -139,11 +140,9 @@ def _thread_start_params(args: dict[str, Any], server_cwd: str) -> tuple[str, di
         if key not in known:
             raise ToolArgError(f"unknown field `{key}`, expected one of " + ", ".join(f"`{k}`" for k in known))
     prompt = _expect_string(args, "prompt", required=True)
-    params: dict[str, Any] = {}
     cwd = _expect_string(args, "cwd")
-    params["cwd"] = cwd if cwd is None or cwd.startswith("/") else f"{server_cwd.rstrip('/')}/{cwd}"
-    if params["cwd"] is None:
-        params["cwd"] = server_cwd
+    # Relative to the server's working directory, as the original resolved it.
+    params: dict[str, Any] = {"cwd": server_cwd if cwd is None else os.path.join(server_cwd, cwd)}
     for key, field in (("model", "model"), ("base-instructions", "baseInstructions"),
                        ("developer-instructions", "developerInstructions")):
         value = _expect_string(args, key)
