@@ -117,8 +117,20 @@ def _save(codex_home: Path, doc: Any) -> None:
         raise McpCliError(f"failed to write MCP servers to {codex_home}: {exc.strerror}") from None
 
 
+def _servers_table(doc: Any) -> Any:
+    """``[mcp_servers]`` of a document, None when absent.
+
+    Raises:
+      McpCliError: it is there but no table.
+    """
+    servers = doc.get("mcp_servers")
+    if servers is not None and not isinstance(servers, dict):
+        raise McpCliError("failed to load configuration: `mcp_servers` in config.toml must be a table")
+    return servers
+
+
 def _servers(codex_home: Path) -> dict[str, dict[str, Any]]:
-    servers = _load(codex_home).unwrap().get("mcp_servers") or {}
+    servers = _servers_table(_load(codex_home).unwrap()) or {}
     return {name: cfg for name, cfg in sorted(servers.items()) if isinstance(cfg, dict)}
 
 
@@ -140,7 +152,13 @@ def _add(args: argparse.Namespace, codex_home: Path) -> None:
     _validate_name(args.name)
     if args.url is not None and args.env:
         raise McpCliError("command is required")
-    entry = tomlkit.table()
+    doc = _load(codex_home)
+    servers = _servers_table(doc)
+    if servers is None:
+        servers = doc["mcp_servers"] = tomlkit.table(is_super_table=True)
+    # A user who wrote `mcp_servers = { ... }` inline gets an inline entry.
+    make = tomlkit.inline_table if isinstance(servers, tomlkit.items.InlineTable) else tomlkit.table
+    entry = make()
     if args.url is not None:
         entry["url"] = args.url
         if args.bearer_token_env_var is not None:
@@ -150,14 +168,10 @@ def _add(args: argparse.Namespace, codex_home: Path) -> None:
         if command[1:]:
             entry["args"] = command[1:]
         if args.env:
-            env = tomlkit.table()
+            env = make()
             for key, value in args.env:
                 env[key] = value
             entry["env"] = env
-    doc = _load(codex_home)
-    if "mcp_servers" not in doc:
-        doc["mcp_servers"] = tomlkit.table(is_super_table=True)
-    servers = doc["mcp_servers"]
     if args.name in servers:
         del servers[args.name]
     servers[args.name] = entry
@@ -168,7 +182,7 @@ def _add(args: argparse.Namespace, codex_home: Path) -> None:
 def _remove(name: str, codex_home: Path) -> None:
     _validate_name(name)
     doc = _load(codex_home)
-    servers = doc.get("mcp_servers")
+    servers = _servers_table(doc)
     if servers is None or name not in servers:
         print(f"No MCP server named '{name}' found.")
         return

@@ -91,3 +91,15 @@ async def test_an_empty_home_lists_nothing_yet(tmp_path: Path) -> None:
     assert (await mcp(home, "list")).stdout == \
         b"No MCP servers configured yet. Try `codex mcp add my-tool -- my-command`.\n"
     assert (await mcp(home, "list", "--json")).stdout == b"[]\n"
+
+
+async def test_an_inline_servers_table_gets_an_inline_entry_and_a_bad_one_a_clear_error(tmp_path: Path) -> None:
+    home = home_with(tmp_path, 'mcp_servers = { a = { command = "x" } }  # inline\n')
+    assert (await mcp(home, "add", "b", "--env", "K=V", "--", "y", "z")).returncode == 0
+    text = (home / "config.toml").read_text()
+    assert text.startswith("mcp_servers = {") and text.rstrip().endswith("# inline")
+    assert [e["name"] for e in json.loads((await mcp(home, "list", "--json")).stdout)] == ["a", "b"]
+    (home / "config.toml").write_text("mcp_servers = 5\n")
+    refused = await mcp(home, "list")
+    assert (refused.returncode, refused.stderr) == (
+        1, b"Error: failed to load configuration: `mcp_servers` in config.toml must be a table\n")
