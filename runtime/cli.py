@@ -4,6 +4,8 @@ clients that launch ``codex`` can launch us unchanged::
     trio-codex [-c key=value]... app-server [--listen stdio://]
     trio-codex [-c key=value]... exec [OPTIONS] [PROMPT]
     trio-codex sandbox linux [--full-auto] COMMAND...
+    trio-codex mcp-server
+    trio-codex mcp list|get|add|remove ...
 
 (the openai-codex SDK runs ``<bin> --config k=v ... app-server --listen
 stdio://``; ``@openai/codex-sdk`` runs ``<bin> exec --experimental-json
@@ -23,7 +25,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from ..transports.listen import ALLOW_UNAUTHENTICATED_FLAG
 from .exec_cli import add_top_level_flags
@@ -73,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
         "linux", help="bubblewrap: read-only, or workspace-write with --full-auto; network off")
     linux.add_argument("--full-auto", action="store_true", help="let the command write the current directory")
     linux.add_argument("sandboxed", nargs=argparse.REMAINDER, metavar="COMMAND...")
+    sub.add_parser("mcp-server", help="run Codex as an MCP server on stdio (tools codex and codex-reply)")
+    # mcp parses its own arguments (runtime/mcp_cli.py), as exec does.
+    sub.add_parser("mcp", add_help=False, help="manage external MCP servers (see mcp --help)")
     return p
 
 
@@ -80,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # exec parses the rest itself (runtime/exec_cli.py).
-    if extra and args.command not in ("exec", "e"):
+    if extra and args.command not in ("exec", "e", "mcp"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         _parser().print_help(sys.stderr)
@@ -110,6 +115,12 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
         from .exec import main as exec_main
 
         exec_main(args, extra)
+    if args.command == "mcp":
+        from .mcp_cli import main as mcp_main
+
+        raise SystemExit(mcp_main(extra, codex_home))
+    if args.command == "mcp-server":
+        _serve_mcp(args)
     if args.command == "sandbox":
         from .sandbox import run_sandboxed_cli
 
@@ -156,6 +167,22 @@ def _listens(urls: list[str], parse: Callable[[str], ListenUrl]) -> list[ListenU
     if len(listens) > 1 and any(listen.scheme == "off" for listen in listens):
         raise ValueError("--listen off cannot be combined with another --listen")
     return listens
+
+
+def _serve_mcp(args: argparse.Namespace) -> NoReturn:
+    """``mcp-server``: Codex as an MCP server on stdio (runtime/mcp_server.py)."""
+    import trio
+
+    from .config import ConfigError, load_settings
+    from .mcp_server import serve_mcp
+
+    try:
+        settings = load_settings(overrides=args.config)
+    except ConfigError as exc:
+        print(f"Error loading config.toml: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    trio.run(serve_mcp, settings)
+    raise SystemExit(0)
 
 
 def _unexpected(exc: BaseException) -> int | str | None:

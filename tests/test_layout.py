@@ -15,15 +15,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("actors", "runtime", "transports")
 #: The composition root and the entry points may import every folder.
-ROOTS = {"runtime/app.py", "runtime/cli.py", "runtime/exec.py"}
+ROOTS = {"runtime/app.py", "runtime/cli.py", "runtime/exec.py", "runtime/mcp_server.py"}
 #: The only imports between actor modules: a parent starts its child.
 TREE_EDGES = {("threads", "thread"), ("thread", "turn"), ("thread", "rollout_writer"), ("turn", "model"),
               ("turn", "tools")}
 #: Modules in actors/ that are vocabulary or helpers, not actors.
 SHARED = {"messages", "fanout", "barrier", "process", "command_exec", "analytics_facts", "analytics_reducer"}
 RUNTIME_THIRD_PARTY = {"trio", "msgspec"}
-#: The one exception: the sandbox's seccomp filter is compiled by libseccomp.
-RUNTIME_EXTRA = {"runtime/seccomp.py": {"pyseccomp"}}
+#: The exceptions: the sandbox's seccomp filter is compiled by libseccomp, and
+RUNTIME_EXTRA = {"runtime/seccomp.py": {"pyseccomp"},
+                 # `mcp add/remove` edit config.toml keeping its comments.
+                 "runtime/mcp_cli.py": {"tomlkit"}}
 
 
 def modules() -> list[Path]:
