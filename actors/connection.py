@@ -184,7 +184,7 @@ class Connection:
             "command/exec/resize": self._inline(lambda p: self.execs.resize(p)),
             "command/exec/terminate": self._inline(lambda p: self.execs.terminate(p)),
             **{m: self._fs_request(m) for m in _FS_METHODS},
-            "fs/watch": self._inline(lambda p: self.files.watch(p)),
+            "fs/watch": lambda rid, p: self.files.watch(rid, p),
             "fs/unwatch": self._inline(lambda p: self.files.unwatch(p)),
             "fuzzyFileSearch": lambda rid, p: self.files.search(rid, p),
             "fuzzyFileSearch/sessionStart": self._inline(lambda p: self.files.session_start(p)),

@@ -132,7 +132,9 @@ class FsRequests:
 
     # --- fs/watch ----------------------------------------------------------
 
-    def watch(self, params: FsWatchParams) -> dict:
+    async def watch(self, rid: RequestId, params: FsWatchParams) -> None:
+        """Answered once the notifier is in place, so a change made after
+        the answer is reported."""
         path = fs_ops.absolute(params.path)
         if params.watch_id in self.watches:
             raise invalid_request(f"watchId already exists: {params.watch_id}")
@@ -141,8 +143,10 @@ class FsRequests:
                                   "fs/unwatch some first")
         stop = threading.Event()
         self.watches[params.watch_id] = stop
-        self.nursery.start_soon(self._watch, params.watch_id, path, stop)
-        return {"path": path}
+        notify, only = await trio.to_thread.run_sync(_notifier, params.watch_id, path)
+        if notify is not None:
+            self.nursery.start_soon(self._watch, params.watch_id, notify, only, stop)
+        await self._send(Response(rid, {"path": path}))
 
     def unwatch(self, params: FsUnwatchParams) -> dict:
         stop = self.watches.pop(params.watch_id, None)
@@ -150,15 +154,7 @@ class FsRequests:
             stop.set()
         return {}
 
-    async def _watch(self, watch_id: str, path: str, stop: threading.Event) -> None:
-        # A directory reports its entries; a file (or a path not there yet)
-        # is watched through its directory, keeping its own events only.
-        only = None if os.path.isdir(path) else path
-        try:
-            notify = RustNotify([os.path.dirname(path) if only else path], False, False, 0, False, True)
-        except OSError as exc:
-            log.info("fs/watch %s: cannot watch %s: %s", watch_id, path, exc)
-            return
+    async def _watch(self, watch_id: str, notify: RustNotify, only: str | None, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
                 changes = await trio.to_thread.run_sync(
@@ -253,6 +249,19 @@ async def _search(query: str, roots: list[str], cancelled: threading.Event) -> l
     except BaseException:
         cancelled.set()
         raise
+
+
+def _notifier(watch_id: str, path: str) -> tuple[RustNotify | None, str | None]:
+    """The notifier for ``path`` and the one path to report (None: all).
+    A directory reports its entries; a file (or a path not there yet) is
+    watched through its directory, keeping its own events only. A path
+    that cannot be watched is answered all the same, as the original's."""
+    only = None if os.path.isdir(path) else path
+    try:
+        return RustNotify([os.path.dirname(path) if only else path], False, False, 0, False, True), only
+    except OSError as exc:
+        log.info("fs/watch %s: cannot watch %s: %s", watch_id, path, exc)
+        return None, None
 
 
 def _guarded(op: Callable[[], dict]) -> dict | ErrorResponse:

@@ -117,7 +117,12 @@ def _b64_reason(text: str) -> str:
 
 
 def write_file(path: str, data: bytes) -> dict:
-    target = _through_links(path)
+    return write_resolved(_through_links(path), data)
+
+
+def write_resolved(target: str, data: bytes) -> dict:
+    """Write ``data`` at ``target``, a path already resolved: a symlink
+    found on the way now fails the write instead of being followed."""
     try:
         fd, name = open_parent(target)
         try:
