@@ -10,7 +10,7 @@ assumed to be installed, the original bundles its own).
 
 Score (nucleo's, as the original computes it with ``match_paths``):
 16 per matched character, boundary bonuses (9 after ``/`` and at the
-start, 8 after other punctuation, 7 for camelCase and digits), the first
+start, 8 after other punctuation, 5 for camelCase and digits), the first
 character's bonus doubled, a consecutive run keeping its first bonus (at
 least 4), gaps costing 3 then 1; case ignored. On top, as the original's
 results show: a file whose name alone matches scores its name's match plus
@@ -37,10 +37,10 @@ MATCH_LIMIT = 50
 SCORE_MATCH = 16
 BONUS_BOUNDARY = 8
 BONUS_DELIMITER = BONUS_BOUNDARY + 1
-BONUS_CAMEL123 = BONUS_BOUNDARY - 1
 BONUS_CONSECUTIVE = 4
 PENALTY_GAP_START = 3
 PENALTY_GAP_EXTENSION = 1
+BONUS_CAMEL123 = BONUS_BOUNDARY - PENALTY_GAP_START
 NAME_BONUS = 65_536
 EXACT_NAME_BONUS = 131_072
 
