@@ -48,7 +48,7 @@ EXACT_NAME_BONUS = 131_072
 _WHITE, _NONWORD, _DELIM, _LOWER, _UPPER, _NUMBER = range(6)
 
 
-def _class(char: str) -> int:
+def _classify(char: str) -> int:
     if char == "/":
         return _DELIM
     if char.islower():
@@ -81,6 +81,22 @@ def _bonus(prev: int, cls: int) -> int:
     return 0
 
 
+#: The bonus of each (previous class, class) pair, and the class of each
+#: character seen (a few hundred distinct characters at most in practice;
+#: the cache stops growing at 4,096).
+_BONUSES = tuple(tuple(_bonus(prev, cls) for cls in range(6)) for prev in range(6))
+_CLASSES: dict[str, int] = {}
+
+
+def _class(char: str) -> int:
+    cls = _CLASSES.get(char)
+    if cls is None:
+        cls = _classify(char)
+        if len(_CLASSES) < 4096:
+            _CLASSES[char] = cls
+    return cls
+
+
 def _align(text: str, lower: str, needle: str, start: int) -> list[int] | None:
     """Leftmost positions of ``needle`` in ``lower`` from ``start``."""
     found = []
@@ -95,27 +111,34 @@ def _align(text: str, lower: str, needle: str, start: int) -> list[int] | None:
 
 
 def _score_at(text: str, indices: list[int]) -> int:
+    classes = _CLASSES
     score = 0
-    prev = _class(text[indices[0] - 1]) if indices[0] > 0 else _DELIM
+    first = indices[0]
+    prev = _class(text[first - 1]) if first > 0 else _DELIM
     first_bonus = 0
-    consecutive = 0
-    last = indices[0] - 1
-    for n, idx in enumerate(indices):
+    consecutive = False
+    last = first - 1
+    for idx in indices:
         if idx != last + 1:
-            gap = idx - last - 1
-            score -= PENALTY_GAP_START + PENALTY_GAP_EXTENSION * (gap - 1)
-            consecutive = 0
-            prev = _class(text[idx - 1])
-        cls = _class(text[idx])
-        bonus = _bonus(prev, cls)
-        if consecutive == 0:
+            score -= PENALTY_GAP_START + PENALTY_GAP_EXTENSION * (idx - last - 2)
+            consecutive = False
+            prev = classes.get(text[idx - 1]) or _class(text[idx - 1])
+        char = text[idx]
+        cls = classes.get(char)
+        if cls is None:
+            cls = _class(char)
+        bonus = _BONUSES[prev][cls]
+        if not consecutive:
             first_bonus = bonus
         else:
             if bonus >= BONUS_BOUNDARY and bonus > first_bonus:
                 first_bonus = bonus
-            bonus = max(bonus, first_bonus, BONUS_CONSECUTIVE)
-        score += SCORE_MATCH + (bonus * 2 if n == 0 else bonus)
-        consecutive += 1
+            if bonus < first_bonus:
+                bonus = first_bonus
+            if bonus < BONUS_CONSECUTIVE:
+                bonus = BONUS_CONSECUTIVE
+        score += SCORE_MATCH + (bonus * 2 if idx == first else bonus)
+        consecutive = True
         prev = cls
         last = idx
     return score
