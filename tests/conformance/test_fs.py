@@ -14,8 +14,11 @@ import pytest
 import trio
 
 from harness import ORIGINAL_BIN, RpcClient, open_app_server
+from harness.ws import ws_server
+from trio_codex.runtime import fs_ops
 
 from .test_schema import Session, violations
+from .test_websocket import ws_client
 
 
 def b64(data: bytes) -> str:
@@ -131,7 +134,6 @@ async def test_fs_answers_match_the_originals(codex_home: Path, tmp_path: Path) 
 
 async def test_a_symlink_swapped_in_after_the_check_fails_the_write_instead_of_redirecting_it(
         tmp_path: Path) -> None:
-    from trio_codex.runtime import fs_ops
     ws, outside = tmp_path / "ws", tmp_path / "outside"
     (ws / "d").mkdir(parents=True)
     outside.mkdir()
@@ -245,3 +247,33 @@ async def test_a_newer_session_query_supersedes_the_older_one(codex_home: Path, 
         assert await error_of(client, "fuzzyFileSearch/sessionUpdate", {"sessionId": "s", "query": "x"}) == (
             -32600, "fuzzy file search session not found: s")
         assert violations(client, s.sent) == []
+
+
+def inotify_instances(pid: int) -> int:
+    """The server's open inotify descriptors (one per live watch)."""
+    fds = Path(f"/proc/{pid}/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += os.readlink(fd) == "anon_inode:inotify"
+        except OSError:
+            pass
+    return count
+
+
+async def test_watches_end_with_their_connection(codex_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with ws_server(codex_home) as server:
+        async with ws_client(server.url) as other, ws_client(server.url) as client:
+            await other.initialize("other")
+            await client.initialize("watcher")
+            for n in range(3):
+                assert await client.request("fs/watch", {"path": str(ws), "watchId": f"w{n}"}) == {"path": str(ws)}
+            assert inotify_instances(server.proc.pid) == 3
+            await client.ws.aclose()
+            with trio.fail_after(10):
+                while inotify_instances(server.proc.pid):
+                    await trio.sleep(0.05)
+            # The server goes on serving the other client.
+            assert "data" in await other.request("model/list", {})
