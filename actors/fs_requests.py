@@ -13,7 +13,10 @@ Watches (``watchfiles``' Rust notifier, non-recursive as the original's:
 a directory reports its entries, a file or a missing path its own changes)
 and search sessions belong to the connection and end with it (its nursery
 is cancelled; each worker thread sees its stop flag within
-:data:`WATCH_STEP_MS`).
+:data:`WATCH_STEP_MS`). A session walks its roots once, from
+``sessionStart``, and ranks each ``sessionUpdate`` query over that walk; a
+newer query cancels the ranking of the older one, whose results are then
+never sent.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ MAX_PENDING = 16
 #: Watches and search sessions per connection: each watch holds a thread.
 MAX_WATCHES = 32
 MAX_SESSIONS = 16
+#: Entries a session's walk keeps (about 100 bytes each).
+MAX_SESSION_ENTRIES = 2_000_000
 #: Entries ``fs/readDirectory`` answers at most (one response in memory).
 MAX_DIRECTORY_ENTRIES = 100_000
 #: How long changes are grouped into one ``fs/changed``, and how often a
@@ -193,16 +198,19 @@ class FsRequests:
         self.nursery.start_soon(answer)
 
     def session_start(self, params: FuzzySessionStartParams) -> dict:
+        """The session walks its roots once, beside the reader, as the
+        original's; its queries rank what that walk found."""
         if not params.roots:
             raise internal_error("failed to start fuzzy file search session: "
                                  "at least one search directory is required")
         old = self.sessions.pop(params.session_id, None)
         if old is not None:
-            old.cancel()
+            old.stop()
         if len(self.sessions) >= MAX_SESSIONS:
             raise invalid_request(f"too many fuzzy file search sessions on this connection (at most "
                                   f"{MAX_SESSIONS}); stop some first")
-        self.sessions[params.session_id] = _Session(params.session_id, list(params.roots))
+        session = self.sessions[params.session_id] = _Session(params.session_id, list(params.roots))
+        self.nursery.start_soon(session.index)
         return {}
 
     def session_update(self, params: FuzzySessionUpdateParams) -> dict:
@@ -217,12 +225,19 @@ class FsRequests:
     def session_stop(self, params: FuzzySessionStopParams) -> dict:
         session = self.sessions.pop(params.session_id, None)
         if session is not None:
-            session.cancel()
+            session.stop()
         return {}
 
     async def _session_search(self, session: _Session, query: str, cancelled: threading.Event) -> None:
-        files = await _search(query, session.roots, cancelled)
-        if cancelled.is_set():
+        await session.indexed.wait()
+        try:
+            files = await trio.to_thread.run_sync(file_search.rank, query, session.entries, cancelled.is_set,
+                                                  abandon_on_cancel=True)
+        except file_search.Cancelled:
+            return
+        finally:
+            cancelled.set()  # an abandoned ranking stops at its next check
+        if session.running is not cancelled or session.stopped.is_set():
             return
         sid = session.session_id
         await self._send(notification("fuzzyFileSearch/sessionUpdated",
@@ -231,14 +246,33 @@ class FsRequests:
 
 
 class _Session:
+    """A search session: its walked entries, and the flag of the query
+    being ranked."""
+
     def __init__(self, session_id: str, roots: list[str]) -> None:
         self.session_id = session_id
         self.roots = roots
+        self.entries: list[file_search.Entry] = []
+        self.indexed = trio.Event()
+        self.stopped = threading.Event()
         self.running: threading.Event | None = None
+
+    async def index(self) -> None:
+        try:
+            self.entries = await trio.to_thread.run_sync(
+                file_search.index, self.roots, self.stopped.is_set, MAX_SESSION_ENTRIES, abandon_on_cancel=True)
+        except file_search.Cancelled:
+            pass
+        finally:
+            self.indexed.set()
 
     def cancel(self) -> None:
         if self.running is not None:
             self.running.set()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.cancel()
 
 
 async def _search(query: str, roots: list[str], cancelled: threading.Event) -> list[dict]:

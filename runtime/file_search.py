@@ -28,7 +28,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import pathspec
@@ -208,15 +208,17 @@ def _ignore_spec(directory: str) -> pathspec.PathSpec | None:
         return None
 
 
-def search(query: str, roots: list[str], cancelled: Callable[[], bool],
-           limit: int = MATCH_LIMIT) -> list[dict]:
-    """The best ``limit`` matches of ``query`` under ``roots``, best first
-    (score, then path); [] for an empty query or when cancelled."""
-    needle = query.lower()
-    if not needle or not roots:
-        return []
-    best: list[tuple[tuple[int, _Rev], int, Match]] = []  # a min-heap of the best so far
-    order = itertools.count()
+#: A walked entry: its root, its path under the root, whether a directory.
+Entry = tuple[str, str, bool]
+
+
+class Cancelled(Exception):
+    """The walk or the ranking was cancelled (a newer query came)."""
+
+
+def walk(roots: list[str], cancelled: Callable[[], bool]) -> Iterator[Entry]:
+    """Every entry under ``roots`` the original's walker lists (see the
+    module docstring); raises :class:`Cancelled` when ``cancelled()``."""
     for root in roots:
         if not os.path.isdir(root):
             continue
@@ -225,7 +227,7 @@ def search(query: str, roots: list[str], cancelled: Callable[[], bool],
         stack: list[tuple[str, str, tuple[tuple[str, pathspec.PathSpec], ...]]] = [(root, "", ())]
         while stack:
             if cancelled():
-                return []
+                raise Cancelled
             directory, rel_dir, specs = stack.pop()
             if git:
                 spec = _ignore_spec(directory)
@@ -248,18 +250,52 @@ def search(query: str, roots: list[str], cancelled: Callable[[], bool],
                     continue
                 if is_dir:
                     stack.append((entry.path, rel + "/", specs))
-                scored = score_path(rel, needle, is_dir)
-                if scored is None:
-                    continue
-                # Ties: the smaller path wins, so it must rank higher in the min-heap.
-                key = (scored[0], _Rev(rel))
-                item = (key, next(order), Match(scored[0], root, rel, is_dir, scored[1]))
-                if len(best) < limit:
-                    heapq.heappush(best, item)  # type: ignore[arg-type]
-                elif key > best[0][0]:  # type: ignore[operator]
-                    heapq.heapreplace(best, item)  # type: ignore[arg-type]
+                yield root, rel, is_dir
+
+
+def rank(query: str, entries: Iterable[Entry], cancelled: Callable[[], bool],
+         limit: int = MATCH_LIMIT) -> list[dict]:
+    """The best ``limit`` of ``entries`` for ``query``, best first (score,
+    then path), as the wire's ``FuzzyFileSearchResult``; [] for an empty
+    query. Raises :class:`Cancelled` when ``cancelled()``."""
+    needle = query.lower()
+    if not needle:
+        return []
+    best: list[tuple[tuple[int, _Rev], int, Match]] = []  # a min-heap of the best so far
+    order = itertools.count()
+    for n, (root, rel, is_dir) in enumerate(entries):
+        if n % 1024 == 0 and cancelled():
+            raise Cancelled
+        scored = score_path(rel, needle, is_dir)
+        if scored is None:
+            continue
+        # Ties: the smaller path wins, so it must rank higher in the min-heap.
+        key = (scored[0], _Rev(rel))
+        item = (key, next(order), Match(scored[0], root, rel, is_dir, scored[1]))
+        if len(best) < limit:
+            heapq.heappush(best, item)  # type: ignore[arg-type]
+        elif key > best[0][0]:  # type: ignore[operator]
+            heapq.heapreplace(best, item)  # type: ignore[arg-type]
     ranked = sorted((m for _, _, m in best), key=lambda m: (-m.score, m.path))
     return [m.wire() for m in ranked]
+
+
+def search(query: str, roots: list[str], cancelled: Callable[[], bool],
+           limit: int = MATCH_LIMIT) -> list[dict]:
+    """One search: walk and rank in one pass (nothing kept); [] when
+    cancelled."""
+    if not query:
+        return []
+    try:
+        return rank(query, walk(roots, cancelled), cancelled, limit)
+    except Cancelled:
+        return []
+
+
+def index(roots: list[str], cancelled: Callable[[], bool], limit: int) -> list[Entry]:
+    """A session's walk, kept for its queries (as the original's session
+    walks once): at most ``limit`` entries, so memory stays bounded."""
+    return list(itertools.islice(walk(roots, cancelled), limit))
 
 
 def _ignored(specs: tuple[tuple[str, pathspec.PathSpec], ...], rel: str, is_dir: bool) -> bool:
