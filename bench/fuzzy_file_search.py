@@ -9,7 +9,10 @@ servers return the same best matches?
 Builds ``--files`` empty files under a scratch Git tree (1,000 directories
 of 100, a tenth of them ignored), starts each server over stdio and times
 request -> response for a few queries (median of ``--runs``); prints the
-top-5 paths each server found for each query.
+top-5 paths each server found for each query. Then a session:
+``sessionStart`` plus the first ``sessionUpdate`` until its
+``sessionUpdated`` (the walk and the first ranking), and each later
+query's ``sessionUpdate`` until its ``sessionUpdated``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,22 @@ async def measure(program: tuple[str, ...], home: Path, root: Path, runs: int) -
     return out
 
 
+async def measure_session(program: tuple[str, ...], home: Path, root: Path) -> list[tuple[str, float]]:
+    out = []
+    async with open_app_server(home, program=program) as client:
+        await client.initialize(experimentalApi=True)
+        start = time.perf_counter()
+        await client.request("fuzzyFileSearch/sessionStart", {"sessionId": "s", "roots": [str(root)]})
+        for n, query in enumerate(QUERIES):
+            if n:
+                start = time.perf_counter()
+            await client.request("fuzzyFileSearch/sessionUpdate", {"sessionId": "s", "query": query})
+            await client.until(lambda m, q=query: m.get("method") == "fuzzyFileSearch/sessionUpdated"
+                               and m["params"]["query"] == q)
+            out.append((("start+" if n == 0 else "") + query, time.perf_counter() - start))
+    return out
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=100_000)
@@ -69,6 +88,8 @@ async def main() -> None:
         for name, program in servers.items():
             for query, (median, top) in (await measure(program, home, root, args.runs)).items():
                 print(f"{name:9} {query!r:10} {median * 1000:8.0f} ms  {top}")
+            for what, seconds in await measure_session(program, home, root):
+                print(f"{name:9} session {what!r:16} {seconds * 1000:8.0f} ms")
 
 
 if __name__ == "__main__":
