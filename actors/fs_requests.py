@@ -263,6 +263,9 @@ class _Session:
                 file_search.index, self.roots, self.stopped.is_set, MAX_SESSION_ENTRIES, abandon_on_cancel=True)
         except file_search.Cancelled:
             pass
+        except BaseException:
+            self.stopped.set()  # the connection is closing: the abandoned walk stops too
+            raise
         finally:
             self.indexed.set()
 
