@@ -148,9 +148,12 @@ class FsRequests:
                                   "fs/unwatch some first")
         stop = threading.Event()
         self.watches[params.watch_id] = stop
-        notify, only = await trio.to_thread.run_sync(_notifier, params.watch_id, path)
-        if notify is not None:
-            self.nursery.start_soon(self._watch, params.watch_id, notify, only, stop)
+        try:
+            notify = await trio.to_thread.run_sync(_notifier, path)
+        except Exception as exc:  # the notifier's own errors: inotify limits, permissions
+            self.watches.pop(params.watch_id, None)
+            raise internal_error(f"failed to watch {path}: {exc}") from None
+        self.nursery.start_soon(self._watch, params.watch_id, notify, stop)
         await self._send(Response(rid, {"path": path}))
 
     def unwatch(self, params: FsUnwatchParams) -> dict:
@@ -159,17 +162,25 @@ class FsRequests:
             stop.set()
         return {}
 
-    async def _watch(self, watch_id: str, notify: RustNotify, only: str | None, stop: threading.Event) -> None:
+    async def _watch(self, watch_id: str, notify: _Notifier, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
                 changes = await trio.to_thread.run_sync(
-                    notify.watch, WATCH_DEBOUNCE_MS, WATCH_STEP_MS, 0, stop,
+                    notify.rust.watch, WATCH_DEBOUNCE_MS, WATCH_STEP_MS, 0, stop,
                     limiter=_WATCH_THREADS, abandon_on_cancel=True)
                 if not isinstance(changes, set):
                     continue
-                paths = sorted({p for _, p in changes if only is None or p == only})
+                changed = {p for _, p in changes}
+                paths = sorted(changed if notify.only is None else changed & {notify.only})
                 if paths and not stop.is_set():
                     await self._send(notification("fs/changed", {"watchId": watch_id, "changedPaths": paths}))
+                if notify.deeper(changed):
+                    # A missing directory on the way appeared: follow it down.
+                    try:
+                        notify = await trio.to_thread.run_sync(_notifier, notify.target)
+                    except Exception as exc:  # inotify limits: the watch ends, the connection goes on
+                        log.warning("fs/watch %s: cannot follow %s: %s", watch_id, notify.target, exc)
+                        return
         finally:
             stop.set()  # an abandoned thread returns at its next step
 
@@ -288,17 +299,33 @@ async def _search(query: str, roots: list[str], cancelled: threading.Event) -> l
         raise
 
 
-def _notifier(watch_id: str, path: str) -> tuple[RustNotify | None, str | None]:
-    """The notifier for ``path`` and the one path to report (None: all).
-    A directory reports its entries; a file (or a path not there yet) is
-    watched through its directory, keeping its own events only. A path
-    that cannot be watched is answered all the same, as the original's."""
-    only = None if os.path.isdir(path) else path
-    try:
-        return RustNotify([os.path.dirname(path) if only else path], False, False, 0, False, True), only
-    except OSError as exc:
-        log.info("fs/watch %s: cannot watch %s: %s", watch_id, path, exc)
-        return None, None
+class _Notifier:
+    """A watch's notifier: ``rust`` watches ``anchor`` (non-recursively),
+    reporting every change there when ``only`` is None, else only
+    ``only``'s."""
+
+    def __init__(self, target: str, anchor: str, only: str | None) -> None:
+        self.target, self.anchor, self.only = target, anchor, only
+        self.rust = RustNotify([anchor], False, False, 0, False, True)
+
+    def deeper(self, changed: set[str]) -> bool:
+        """Whether a change made the next directory towards the target."""
+        if self.only is None or os.path.dirname(self.only) == self.anchor:
+            return False
+        return any(self.only.startswith(p + "/") and os.path.isdir(p) for p in changed)
+
+
+def _notifier(path: str) -> _Notifier:
+    """The notifier for ``path``: a directory reports its entries; a file,
+    or a path not there yet, is watched through its nearest existing
+    directory, keeping its own events only (as the original reports a path
+    created after the watch, in a directory created after it too)."""
+    if os.path.isdir(path):
+        return _Notifier(path, path, None)
+    anchor = os.path.dirname(path)
+    while not os.path.isdir(anchor):
+        anchor = os.path.dirname(anchor)
+    return _Notifier(path, anchor, path)
 
 
 def _guarded(op: Callable[[], dict]) -> dict | ErrorResponse:

@@ -277,3 +277,23 @@ async def test_watches_end_with_their_connection(codex_home: Path, tmp_path: Pat
                     await trio.sleep(0.05)
             # The server goes on serving the other client.
             assert "data" in await other.request("model/list", {})
+
+
+async def test_watching_a_path_whose_directory_is_not_there_yet_reports_it_once_made(
+        codex_home: Path, tmp_path: Path) -> None:
+    target = tmp_path / "ws" / "later" / "deeper" / "x.txt"
+    (tmp_path / "ws").mkdir()
+    async with open_app_server(codex_home) as client:
+        await client.initialize()
+        assert await client.request("fs/watch", {"path": str(target), "watchId": "w"}) == {"path": str(target)}
+        assert await client.request("fs/createDirectory", {"path": str(target.parent)}) == {}
+        seen: list[dict[str, Any]] = []
+        with trio.fail_after(10):
+            while not any(m.get("method") == "fs/changed" for m in seen):
+                # Written until reported: following the new directories down
+                # takes the notifier a moment.
+                await client.request("fs/writeFile", {"path": str(target), "dataBase64": "eA=="})
+                with trio.move_on_after(0.5):
+                    seen.append(await client.next_message())
+        [changed] = [m for m in seen if m.get("method") == "fs/changed"]
+        assert changed["params"] == {"watchId": "w", "changedPaths": [str(target)]}
