@@ -188,7 +188,8 @@ class FsRequests:
 
     async def search(self, rid: RequestId, params: FuzzyFileSearchParams) -> None:
         """The one-shot search; a newer one with the same
-        ``cancellationToken`` cancels it (it then answers no files)."""
+        ``cancellationToken`` cancels it (it then answers the best of what
+        it had walked, as the original's)."""
         cancelled = threading.Event()
         token = params.cancellation_token
         if token is not None:

@@ -282,14 +282,18 @@ def rank(query: str, entries: Iterable[Entry], cancelled: Callable[[], bool],
 
 def search(query: str, roots: list[str], cancelled: Callable[[], bool],
            limit: int = MATCH_LIMIT) -> list[dict]:
-    """One search: walk and rank in one pass (nothing kept); [] when
-    cancelled."""
+    """One search: walk and rank in one pass (nothing kept). Cancelled, it
+    answers the best of what it had walked, as the original's does."""
     if not query:
         return []
+    return rank(query, _until_cancelled(walk(roots, cancelled)), lambda: False, limit)
+
+
+def _until_cancelled(entries: Iterator[Entry]) -> Iterator[Entry]:
     try:
-        return rank(query, walk(roots, cancelled), cancelled, limit)
+        yield from entries
     except Cancelled:
-        return []
+        return
 
 
 def index(roots: list[str], cancelled: Callable[[], bool], limit: int) -> list[Entry]:

@@ -297,3 +297,27 @@ async def test_watching_a_path_whose_directory_is_not_there_yet_reports_it_once_
                     seen.append(await client.next_message())
         [changed] = [m for m in seen if m.get("method") == "fs/changed"]
         assert changed["params"] == {"watchId": "w", "changedPaths": [str(target)]}
+
+
+async def test_a_search_with_the_same_cancellation_token_cancels_the_older_which_still_answers(
+        codex_home: Path, tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    tree(root)
+    for i in range(3000):
+        (root / "src" / f"file{i}.txt").write_text("")
+    async with open_app_server(codex_home) as client:
+        await client.initialize()
+        params = {"roots": [str(root)], "cancellationToken": "t"}
+        alone = await client.request("fuzzyFileSearch", {**params, "query": "main"})
+        answers: dict[str, dict[str, Any]] = {}
+
+        async def search(query: str) -> None:
+            answers[query] = await client.request("fuzzyFileSearch", {**params, "query": query})
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(search, "file")
+            await trio.sleep(0.01)
+            nursery.start_soon(search, "main")
+        # The older answers what it had found (as the original: maybe all of it).
+        assert len(answers["file"]["files"]) <= 50
+        assert answers["main"] == alone
