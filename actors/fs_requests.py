@@ -51,7 +51,8 @@ from .messages import ConnectionRef
 
 log = logging.getLogger(__name__)
 
-#: Operations in flight per connection before the reader waits.
+#: Operations queued, and searches running, per connection before the
+#: reader waits.
 MAX_PENDING = 16
 #: Watches and search sessions per connection: each watch holds a thread.
 MAX_WATCHES = 32
@@ -75,6 +76,10 @@ class FsRequests:
     def __init__(self, conn: ConnectionRef, nursery: trio.Nursery) -> None:
         self.conn = conn
         self.nursery = nursery
+        #: One-shot operations, done in the order they came (a write then a
+        #: read of the same file, pipelined, reads what was written).
+        self.queue, queued = trio.open_memory_channel[tuple[RequestId, Callable[[], dict]]](MAX_PENDING)
+        nursery.start_soon(self._work, queued)
         self.pending = trio.Semaphore(MAX_PENDING)
         self.watches: dict[str, threading.Event] = {}
         #: fuzzyFileSearch cancellation tokens: the running search's flag.
@@ -84,10 +89,17 @@ class FsRequests:
     # --- one-shot operations --------------------------------------------
 
     async def run(self, rid: RequestId, method: str, params: Any) -> None:
-        """Answer ``method`` from a worker thread, beside the reader."""
+        """Queue ``method`` for the connection's worker (the reader waits
+        only when :data:`MAX_PENDING` are queued)."""
         op = self._operation(method, params)
-        await self.pending.acquire()
-        self.nursery.start_soon(self._answer, rid, op)
+        await self.queue.send((rid, op))
+
+    async def _work(self, queued: trio.MemoryReceiveChannel[tuple[RequestId, Callable[[], dict]]]) -> None:
+        """Each queued operation in a worker thread, in order."""
+        async for rid, op in queued:
+            result = await trio.to_thread.run_sync(_guarded, op)
+            await self._send(ErrorResponse(rid, result.error) if isinstance(result, ErrorResponse)
+                             else Response(rid, result))
 
     def _operation(self, method: str, params: Any) -> Callable[[], dict]:
         """The blocking call for ``method``; the path checks that need no
@@ -120,14 +132,6 @@ class FsRequests:
                 recursive = params.recursive
                 return lambda: fs_ops.copy(source, destination, recursive)
         raise AssertionError(method)
-
-    async def _answer(self, rid: RequestId, op: Callable[[], dict]) -> None:
-        try:
-            result = await trio.to_thread.run_sync(_guarded, op)
-            await self._send(ErrorResponse(rid, result.error) if isinstance(result, ErrorResponse)
-                             else Response(rid, result))
-        finally:
-            self.pending.release()
 
     async def _send(self, msg: Any) -> None:
         try:

@@ -6,6 +6,7 @@ watches and search sessions owned by the connection."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,20 @@ async def test_a_search_with_the_same_cancellation_token_cancels_the_older_which
         # The older answers what it had found (as the original: maybe all of it).
         assert len(answers["file"]["files"]) <= 50
         assert answers["main"] == alone
+
+
+async def test_pipelined_fs_requests_are_done_in_the_order_they_came(codex_home: Path, tmp_path: Path) -> None:
+    path = str(tmp_path / "f")
+    lines = []
+    for n in range(20):
+        lines.append({"id": 1000 + 2 * n, "method": "fs/writeFile",
+                      "params": {"path": path, "dataBase64": b64(str(n).encode())}})
+        lines.append({"id": 1001 + 2 * n, "method": "fs/readFile", "params": {"path": path}})
+    async with open_app_server(codex_home) as client:
+        await client.initialize()
+        await client.send_raw(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+        await client.until(lambda m: m.get("id") == 1039)
+        answers = {m["id"]: m for m in client.log if m.get("id", 0) >= 1000}
+    # Each read sees the write just before it.
+    assert [answers[1001 + 2 * n]["result"]["dataBase64"] for n in range(20)] == [
+        b64(str(n).encode()) for n in range(20)]
