@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import os
 import shutil
 import stat
@@ -123,6 +124,8 @@ def write_file(path: str, data: bytes) -> dict:
 def write_resolved(target: str, data: bytes) -> dict:
     """Write ``data`` at ``target``, a path already resolved: a symlink
     found on the way now fails the write instead of being followed."""
+    if target == "/":
+        raise io_error(IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
     try:
         fd, name = open_parent(target)
         try:
@@ -201,6 +204,8 @@ def _safe(check: object) -> bool:
 
 
 def remove(path: str, recursive: bool, force: bool) -> dict:
+    if path == "/":
+        raise io_error(OSError(errno.EBUSY, os.strerror(errno.EBUSY)))
     target = _the_entry(path)
     try:
         fd, name = open_parent(target)
