@@ -74,6 +74,7 @@ from . import analytics_facts as facts
 from .analytics_facts import Recorder
 from .barrier import bug_error, innermost, log_bug
 from .command_exec import CommandExecs
+from .fs_requests import FsRequests
 from .messages import (
     ClientAnswer,
     CloseConnection,
@@ -157,6 +158,7 @@ class Connection:
         self.opt_out: frozenset[str] = frozenset()
         self.originator = ""
         self.ref: ConnectionRef
+        self.files: FsRequests
         self.execs: CommandExecs
         self._written = trio.Event()
         self._handlers: dict[str, Callable[[RequestId, Any], Any]] = {
@@ -198,6 +200,13 @@ class Connection:
             "command/exec/write": self._command_exec_write,
             "command/exec/resize": self._inline(lambda p: self.execs.resize(p)),
             "command/exec/terminate": self._inline(lambda p: self.execs.terminate(p)),
+            **{m: self._fs_request(m) for m in _FS_METHODS},
+            "fs/watch": lambda rid, p: self.files.watch(rid, p),
+            "fs/unwatch": self._inline(lambda p: self.files.unwatch(p)),
+            "fuzzyFileSearch": lambda rid, p: self.files.search(rid, p),
+            "fuzzyFileSearch/sessionStart": self._inline(lambda p: self.files.session_start(p)),
+            "fuzzyFileSearch/sessionUpdate": self._inline(lambda p: self.files.session_update(p)),
+            "fuzzyFileSearch/sessionStop": self._inline(lambda p: self.files.session_stop(p)),
         }
 
     async def run(self, *, task_status: trio.TaskStatus[ConnectionRef] = trio.TASK_STATUS_IGNORED) -> None:
@@ -214,6 +223,8 @@ class Connection:
             # command/exec processes belong to the connection and die with it.
             async with open_process_table() as table, trio.open_nursery() as nursery:
                 self.execs = CommandExecs(self.ref, self.info.settings, table, nursery)
+                # fs watches and search sessions, like processes, end with it.
+                self.files = FsRequests(self.ref, nursery)
                 nursery.start_soon(self._write_loop, inbox, nursery.cancel_scope)
                 if self.can_disconnect:
                     nursery.start_soon(self._obey, orders)
@@ -384,6 +395,11 @@ class Connection:
         return handle
 
     # --- handlers ----------------------------------------------------------
+
+    def _fs_request(self, method: str) -> Callable[[RequestId, Any], Any]:
+        async def handle(rid: RequestId, params: Any) -> None:
+            await self.files.run(rid, method, params)
+        return handle
 
     async def _initialize(self, rid: RequestId, params: InitializeParams) -> None:
         if self.initialized:
@@ -610,4 +626,6 @@ def _stream_key(msg: Outbound) -> tuple | None:
     return (msg.method, p.item_id, p.turn_id, getattr(p, "summary_index", None), getattr(p, "content_index", None))
 
 
+_FS_METHODS = ("fs/readFile", "fs/writeFile", "fs/getMetadata", "fs/readDirectory", "fs/createDirectory",
+               "fs/remove", "fs/copy")
 _EXPECTED = ", ".join(f"`{m}`" for m in sorted(set(METHODS) | ORIGINAL_METHODS))

@@ -32,7 +32,7 @@ import os
 import stat
 import sys
 
-__all__ = ["WriteError", "apply", "decode_plan", "encode_plan", "main"]
+__all__ = ["WriteError", "apply", "decode_plan", "encode_plan", "main", "open_parent"]
 
 # A plan is ``(path, text)`` to write, ``(path, message)`` to delete (the
 # message is the original's if the deletion fails), and each path's content
@@ -108,6 +108,26 @@ def _restore(fs: _Fs, snapshots: list[tuple[str, bytes | None, int | None]], cre
             pass
 
 
+def open_parent(path: str) -> tuple[int, str]:
+    """A descriptor (``O_PATH``) of absolute ``path``'s directory, walked from
+    ``/`` one component at a time with ``O_NOFOLLOW``, and its last
+    component: a symlink anywhere on the way fails with ``ENOTDIR`` or
+    ``ELOOP``, so an operation relative to the descriptor lands where the
+    path led when it was checked. The caller closes the descriptor."""
+    head, name = os.path.split(path)
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in head.split("/"):
+            if part:
+                parent, fd = fd, os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                         dir_fd=fd)
+                os.close(parent)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd, name
+
+
 class _Fs:
     """Plain path operations: symlinks are followed wherever they are."""
 
@@ -147,19 +167,7 @@ class _NoFollowFs(_Fs):
     (``ENOTDIR``, or ``ELOOP`` for the last component)."""
 
     def _parent(self, path: str) -> tuple[int, str]:
-        """A descriptor of ``path``'s directory and its last component."""
-        head, name = os.path.split(path)
-        fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            for part in head.split("/"):
-                if part:
-                    parent, fd = fd, os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                             dir_fd=fd)
-                    os.close(parent)
-        except OSError:
-            os.close(fd)
-            raise
-        return fd, name
+        return open_parent(path)
 
     def _lstat(self, path: str) -> os.stat_result:
         fd, name = self._parent(path)

@@ -20,10 +20,12 @@ ROOTS = {"runtime/app.py", "runtime/cli.py", "runtime/exec.py", "runtime/mcp_ser
 TREE_EDGES = {("threads", "thread"), ("thread", "turn"), ("thread", "rollout_writer"), ("turn", "model"),
               ("turn", "tools")}
 #: Modules in actors/ that are vocabulary or helpers, not actors.
-SHARED = {"messages", "fanout", "barrier", "process", "command_exec", "analytics_facts", "analytics_reducer"}
+SHARED = {"messages", "fanout", "barrier", "process", "command_exec", "fs_requests", "analytics_facts",
+          "analytics_reducer"}
 RUNTIME_THIRD_PARTY = {"trio", "msgspec"}
-#: The exceptions: the sandbox's seccomp filter is compiled by libseccomp, and
-RUNTIME_EXTRA = {"runtime/seccomp.py": {"pyseccomp"},
+#: The exceptions: the sandbox's seccomp filter is compiled by libseccomp;
+#: the file search matches .gitignore with pathspec.
+RUNTIME_EXTRA = {"runtime/seccomp.py": {"pyseccomp"}, "runtime/file_search.py": {"pathspec"},
                  # `mcp add/remove` edit config.toml keeping its comments.
                  "runtime/mcp_cli.py": {"tomlkit"}}
 

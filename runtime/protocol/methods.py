@@ -21,6 +21,19 @@ from .v2.command import (
     CommandExecWriteParams,
 )
 from .v2.discovery import CwdsParams, EmptyParams, PagedParams, PluginInstalledParams
+from .v2.fs import (
+    FsCopyParams,
+    FsCreateDirectoryParams,
+    FsPathParams,
+    FsRemoveParams,
+    FsUnwatchParams,
+    FsWatchParams,
+    FsWriteFileParams,
+    FuzzyFileSearchParams,
+    FuzzySessionStartParams,
+    FuzzySessionStopParams,
+    FuzzySessionUpdateParams,
+)
 from .v2.initialize import InitializeParams
 from .v2.models import AccountReadParams, ConfigReadParams, ModelListParams
 from .v2.thread import (
@@ -86,6 +99,19 @@ METHODS: dict[str, MethodSpec] = {
     "command/exec/write": MethodSpec(CommandExecWriteParams),
     "command/exec/resize": MethodSpec(CommandExecResizeParams),
     "command/exec/terminate": MethodSpec(CommandExecTerminateParams),
+    "fs/readFile": MethodSpec(FsPathParams),
+    "fs/writeFile": MethodSpec(FsWriteFileParams),
+    "fs/getMetadata": MethodSpec(FsPathParams),
+    "fs/readDirectory": MethodSpec(FsPathParams),
+    "fs/createDirectory": MethodSpec(FsCreateDirectoryParams),
+    "fs/remove": MethodSpec(FsRemoveParams),
+    "fs/copy": MethodSpec(FsCopyParams),
+    "fs/watch": MethodSpec(FsWatchParams),
+    "fs/unwatch": MethodSpec(FsUnwatchParams),
+    "fuzzyFileSearch": MethodSpec(FuzzyFileSearchParams),
+    "fuzzyFileSearch/sessionStart": MethodSpec(FuzzySessionStartParams),
+    "fuzzyFileSearch/sessionUpdate": MethodSpec(FuzzySessionUpdateParams),
+    "fuzzyFileSearch/sessionStop": MethodSpec(FuzzySessionStopParams),
 }
 
 #: Every client request of the original, served or not.

@@ -54,9 +54,9 @@ async def test_unknown_and_unserved_methods_get_errors_not_silence(codex_home: P
         assert exc.value.code == -32600
         assert exc.value.message.startswith("Invalid request: unknown variant `no/such/method`, expected one of ")
         with pytest.raises(RpcError) as exc:
-            await client.request("fuzzyFileSearch", {"query": "x", "roots": []})
+            await client.request("account/gatewayOAuth/read", {})
         assert exc.value.code == -32601
-        assert "`fuzzyFileSearch`" in exc.value.message
+        assert "`account/gatewayOAuth/read`" in exc.value.message
 
 
 async def test_mcp_server_status_is_empty_unless_servers_are_configured_that_we_cannot_run(

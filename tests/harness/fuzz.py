@@ -19,6 +19,9 @@ CODEX_HOME and cwd:
   timeouts, caps, sandbox policy). A command that waits (``sleep``, ``cat``)
   would be a legitimate request that is answered only when it exits, so it
   is left out rather than waited for.
+- ``fs/*`` paths and ``fuzzyFileSearch`` roots lead into the scratch cwd
+  (:data:`SCRATCH`): the original lets a client reach any absolute path, so
+  a fuzzed ``fs/remove "/"`` must never reach the server as such.
 - Thread requests reach the one real thread the driver started, through
   :data:`THREAD` in the frame, now and then; a turn there talks to the
   scripted model, which runs no tool unless the prompt asks for one in its
@@ -167,8 +170,31 @@ def _mutated(draw: Any, params: Any) -> tuple[Any, bytes | None]:
     return params, None
 
 
+#: Where fuzzed fs/* paths and search roots lead: the server's own cwd,
+#: the scratch directory (see :func:`_scratch`).
+SCRATCH = "/proc/self/cwd"
+_PATH_KEYS = frozenset({"path", "sourcePath", "destinationPath"})
+
+
+def _scratch(value: Any) -> Any:
+    """An absolute path string moved under :data:`SCRATCH`, each component
+    kept but ``.``/``..`` dropped, so a fuzzed fs/* request can touch only
+    the scratch cwd; anything else (a relative path, a wrong type) is left
+    for the server to refuse."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        return value
+    parts = [p for p in value.split("/") if p not in ("", ".", "..")]
+    return "/".join([SCRATCH, *parts])
+
+
 def _safe(method: str, params: Any, draw: Any) -> Any:
-    """Keep ``command/exec`` to :data:`SAFE_COMMANDS` (see the module docstring)."""
+    """Keep ``command/exec`` to :data:`SAFE_COMMANDS` and fs/* and the file
+    search inside the scratch cwd (see the module docstring)."""
+    if (method.startswith("fs/") or method.startswith("fuzzyFileSearch")) and isinstance(params, dict):
+        for key in _PATH_KEYS & params.keys():
+            params[key] = _scratch(params[key])
+        if isinstance(params.get("roots"), list):
+            params["roots"] = [SCRATCH if isinstance(r, str) else r for r in params["roots"]]
     if method == "command/exec" and isinstance(params, dict):
         args = params.get("command") if isinstance(params.get("command"), list) else []
         params["command"] = [draw(st.sampled_from(SAFE_COMMANDS)), *args[1:4]] if draw(
@@ -180,7 +206,7 @@ def _safe(method: str, params: Any, draw: Any) -> Any:
 def frame(draw: Any) -> bytes:
     """One frame template: its request id is :data:`ID` unless the id is
     the mutation."""
-    method = draw(st.sampled_from([*sorted(METHODS), "nope/x", "fuzzyFileSearch"]))
+    method = draw(st.sampled_from([*sorted(METHODS), "nope/x", "account/gatewayOAuth/read"]))
     params = draw(_params(method)) if method in METHODS else draw(_json)
     params, patch = draw(_mutated(params))
     params = _safe(method, params, draw)
