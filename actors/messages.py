@@ -260,6 +260,42 @@ class PatchGitInfo(Msg, tag="patch_git_info", frozen=True):
     patch: dict[str, str | None]
 
 
+class ShellCommand(Msg, tag="shell_command", frozen=True):
+    """``thread/shellCommand`` (the user's ``!cmd``): answered at once; the
+    command runs as a turn of its own once no turn runs."""
+
+    reply: Reply
+    command: str
+    timeout_ms: int | None
+
+
+class BackgroundTerminals(Msg, tag="background_terminals", frozen=True):
+    """``thread/backgroundTerminals/list|clean|terminate``: the thread's
+    unified exec processes. ``action`` is the method's last part."""
+
+    reply: Reply
+    action: str
+    process_id: str | None = None
+    limit: int | None = None
+    cursor: str | None = None
+
+
+class InjectItems(Msg, tag="inject_items", frozen=True):
+    """``thread/inject_items``: raw Responses items appended to the history
+    (and the rollout), no turn."""
+
+    reply: Reply
+    items: tuple[msgspec.Raw, ...]
+
+
+class GoalRequest(Msg, tag="goal_request", frozen=True):
+    """``thread/goal/get|set|clear``; ``params`` the request's."""
+
+    reply: Reply
+    action: str
+    params: Any
+
+
 class CompactThread(Msg, tag="compact_thread", frozen=True):
     """``thread/compact/start``: answered at once; the compaction runs as a
     turn of its own (after interrupting a running turn, as the original)."""

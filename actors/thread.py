@@ -69,6 +69,7 @@ import trio
 
 from ..runtime.ask import ReplySlot
 from ..runtime.errors import StorageFailure
+from ..runtime import goals
 from ..runtime.git import collect_git_info
 from ..runtime.history import user_texts
 from ..runtime.ids import uuid7
@@ -98,6 +99,7 @@ from ..runtime.protocol.v2.thread import (
     ThreadStatus,
     NotLoaded,
     SandboxPolicy,
+    ThreadGoal,
     ThreadIdParams,
     ThreadRevertResponse,
     ThreadStatusChanged,
@@ -118,6 +120,7 @@ from ..runtime.protocol.v2.turn import (
 )
 from ..runtime.rollout import (
     GitInfo,
+    ResponseItem,
     SessionMeta,
     ThreadMeta,
     TurnAbortedEvent,
@@ -142,8 +145,12 @@ from .messages import (
     ApprovalGate,
     Broadcast,
     Checkpoint,
+    BackgroundTerminals,
     ClearApprovals,
     CompactThread,
+    GoalRequest,
+    InjectItems,
+    ShellCommand,
     ConnectionRef,
     RevertThread,
     IndexThread,
@@ -328,6 +335,11 @@ class ThreadActor:
         #: Tokens in the model's context after the last turn (compaction
         #: starts past the config's limit).
         self.context_tokens = 0
+        #: Work that waits for the running turn to end without stopping it
+        #: (the user's shell commands), in order.
+        self.queued: list[Callable[[], Awaitable[None]]] = []
+        #: The thread's goal, once read from the goals database.
+        self.goal: ThreadGoal | None | msgspec.UnsetType = msgspec.UNSET
 
     async def handle(self, msg: Any) -> None:
         if isinstance(self.state, Unloading) and not isinstance(msg, UnloadDue):
@@ -404,6 +416,15 @@ class ThreadActor:
                 self.name = name
             case CompactThread(reply=reply):
                 await self._compact(reply)
+            case ShellCommand(reply=reply, command=command, timeout_ms=timeout_ms):
+                await self._to(reply.conn, Response(reply.request_id, {}))
+                await self._user_shell(command, timeout_ms)
+            case BackgroundTerminals() as request:
+                await self._background_terminals(request)
+            case InjectItems(reply=reply, items=items):
+                await self._inject(reply, items)
+            case GoalRequest(reply=reply, action=action, params=params):
+                await self._goal(reply, action, params)
             case RevertThread(reply=reply, before_turn_id=before, num_turns=num_turns):
                 await self._revert(reply, before, num_turns)
             case PatchGitInfo(reply=reply, patch=patch):
@@ -831,13 +852,116 @@ class ThreadActor:
                                              model_context_window=self.config.model_context_window))
         await self._launch_turn(turn_id, started_s, "compact", None, None, False)
 
+    async def _user_shell(self, command: str, timeout_ms: int | None) -> None:
+        """thread/shellCommand: the command runs as a turn of its own (a
+        ``commandExecution`` item, ``source: userShell``), now or once the
+        running turn has ended; the turn is not interrupted for it."""
+        match self.state:
+            case Running():
+                self.queued.append(partial(self._user_shell, command, timeout_ms))
+            case Stopping(then=then):
+                then.append(partial(self._user_shell, command, timeout_ms))
+            case _:
+                turn_id, started_s = uuid7(), int(time.time())
+                await self._open_turn(turn_id, started_s)
+                await self._persist(TurnStartedEvent(turn_id=turn_id, root_turn_id=turn_id, started_at=started_s,
+                                                     model_context_window=self.config.model_context_window))
+                await self._launch_turn(turn_id, started_s, "shell", None, None, False,
+                                        shell_command=(command, timeout_ms))
+
+    async def _background_terminals(self, request: BackgroundTerminals) -> None:
+        """thread/backgroundTerminals/*: the unified exec processes the
+        thread's turns left running. Clean kills them all (reaped beside the
+        loop); terminate kills one (``terminated: false`` for an unknown id)."""
+        reply = request.reply
+        result: Any
+        match request.action:
+            case "list":
+                terminals = [{"processId": pid, "itemId": label.get("item_id", ""),
+                              "command": label.get("command", ""), "cwd": label.get("cwd", self.config.cwd),
+                              "osPid": os_pid, "cpuPercent": None, "rssKb": None}
+                              for pid, label, os_pid in self.processes.running()]
+                try:
+                    start = int(request.cursor) if request.cursor is not None else 0
+                except ValueError:
+                    await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
+                        f"invalid cursor: {request.cursor}").error))
+                    return
+                end = start + (request.limit or len(terminals) or 1)
+                result = {"data": terminals[start:end], "nextCursor": str(end) if end < len(terminals) else None}
+            case "clean":
+                self.nursery.start_soon(self.processes.close_all)
+                result = {}
+            case _:
+                pid = request.process_id
+                running = any(p == pid for p, _label, _os in self.processes.running())
+                if running:
+                    self.processes.terminate(pid)
+                result = {"terminated": running}
+        await self._to(reply.conn, Response(reply.request_id, result))
+
+    async def _inject(self, reply: Reply, items: tuple[msgspec.Raw, ...]) -> None:
+        """thread/inject_items: the items join the model-visible history
+        (and the rollout) as they are; no turn, no notification."""
+        for raw in items:
+            item = msgspec.json.decode(raw)
+            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+                await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
+                    f"items must be Responses API items (objects with a `type`): {bytes(raw)[:200]!r}").error))
+                return
+        await self._persist(*(ResponseItem(raw) for raw in items))
+        self.history += items
+        self._checkpoint()
+        await self._to(reply.conn, Response(reply.request_id, {}))
+
+    async def _goal(self, reply: Reply, action: str, params: Any) -> None:
+        """thread/goal/get|set|clear, kept in the goals database as the
+        original keeps it; a change is announced to the subscribers after
+        the answer (``thread/goal/updated``, ``thread/goal/cleared``)."""
+        home, tid = self.config.codex_home, self.config.id
+        if self.goal is msgspec.UNSET:
+            self.goal = await trio.to_thread.run_sync(goals.read_goal, home, tid)
+        goal = self.goal
+        if action == "get":
+            await self._to(reply.conn, Response(reply.request_id, {"goal": goal}))
+            return
+        if action == "clear":
+            cleared = await trio.to_thread.run_sync(goals.delete_goal, home, tid)
+            self.goal = None
+            await self._to(reply.conn, Response(reply.request_id, {"cleared": cleared}))
+            if cleared:
+                await self._notify("thread/goal/cleared", ThreadIdParams(tid))
+            return
+        now = int(time.time())
+        objective = params.objective.strip() if params.objective is not None else None
+        new = objective is not None and (goal is None or objective != goal.objective)
+        if objective == "" or (goal is None and objective is None):
+            await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
+                "goal objective must not be empty" if objective == "" else
+                f"thread {tid} has no goal; set one with an objective").error))
+            return
+        if new:
+            goal = ThreadGoal(tid, objective or "", params.status or "active", params.token_budget, 0, 0, now, now)
+        else:
+            assert goal is not None
+            goal = msgspec.structs.replace(
+                goal, status=params.status or goal.status, updated_at=now,
+                token_budget=params.token_budget if params.token_budget is not None else goal.token_budget)
+        await trio.to_thread.run_sync(goals.write_goal, home, goal, new)
+        self.goal = goal
+        await self._to(reply.conn, Response(reply.request_id, {"goal": goal}))
+        turn = self._turn()
+        await self._notify("thread/goal/updated", {"threadId": tid, "turnId": turn.id if turn else None,
+                                                   "goal": goal})
+
     async def _open_turn(self, turn_id: str, started_s: int) -> None:
         await self._set_status(Active())
         await self._notify("turn/started", TurnStarted(self.config.id, Turn(
             id=turn_id, items=[], status="inProgress", started_at=started_s, root_turn_id=turn_id)))
 
     async def _launch_turn(self, turn_id: str, started_s: int, kind: str, user_item: UserMessageItem | None,
-                           raw: msgspec.Raw | None, compact_first: bool, output_schema: Any = None) -> None:
+                           raw: msgspec.Raw | None, compact_first: bool, output_schema: Any = None,
+                           shell_command: tuple[str, int | None] | None = None) -> None:
         mailbox, inbox = open_turn_mailbox(turn_id)
         turn = TurnHandle(turn_id, mailbox, inbox, trio.CancelScope(), started_s, time.monotonic(), kind)
         spec = TurnSpec(
@@ -846,6 +970,7 @@ class ThreadActor:
             persist=partial(append, self.rollout), history=self.history, user_item=user_item, user_raw=raw,
             usage=self.usage, subscribers=tuple(self.subscribers.values()), kind=kind,
             compact_first=compact_first, context_tokens=self.context_tokens, output_schema=output_schema,
+            shell_command=shell_command,
         )
         self.state = Running(turn)
         self.nursery.start_soon(run_turn, spec, mailbox, inbox, turn.scope)
@@ -925,7 +1050,7 @@ class ThreadActor:
             await self._notify("error", ErrorNotification(ended.error, False, self.config.id, turn.id))
         else:
             await self._set_status(Idle())
-        if ended.status == "completed" and self.config.notify:
+        if ended.status == "completed" and self.config.notify and turn.kind != "shell":
             await self._run_notify(turn.id, last)
         await self._notify("turn/completed", TurnCompleted(self.config.id, Turn(
             id=turn.id, items=list(ended.items), status=ended.status,
@@ -940,7 +1065,8 @@ class ThreadActor:
                 usage=self.usage.minus(usage_before)))
         await self.approvals.send(ClearApprovals(self.config.id, turn.id))
         self._checkpoint()
-        for step in then:
+        queued, self.queued = self.queued, []
+        for step in (*then, *queued):
             await step()
 
     async def _run_notify(self, turn_id: str, last: str | None) -> None:

@@ -92,8 +92,12 @@ from .messages import (
     PatchGitInfo,
     UpdateGitInfo,
     Checkpoint,
+    BackgroundTerminals,
     CompactThread,
+    GoalRequest,
+    InjectItems,
     RevertThread,
+    ShellCommand,
     FindThread,
     ListThreads,
     NameThread,
@@ -266,6 +270,26 @@ class ThreadRegistry:
                     await self._route(params.thread_id, RevertThread(reply, None, params.num_turns), reply)
                 case "thread/compact/start":
                     await self._route(params.thread_id, CompactThread(reply), reply)
+                case "thread/shellCommand":
+                    command = params.command.strip()
+                    if not command:
+                        raise invalid_request("command must not be empty")
+                    if params.timeout_ms is not None and params.timeout_ms < 0:
+                        raise invalid_request("timeoutMs must be non-negative")
+                    await self._route(params.thread_id, ShellCommand(reply, command, params.timeout_ms), reply)
+                case "thread/backgroundTerminals/list":
+                    await self._route(params.thread_id, BackgroundTerminals(
+                        reply, "list", limit=params.limit, cursor=params.cursor), reply)
+                case "thread/backgroundTerminals/clean":
+                    await self._route(params.thread_id, BackgroundTerminals(reply, "clean"), reply)
+                case "thread/backgroundTerminals/terminate":
+                    await self._route(params.thread_id, BackgroundTerminals(
+                        reply, "terminate", process_id=params.process_id), reply)
+                case "thread/inject_items":
+                    items = tuple(msgspec.Raw(msgspec.json.encode(item)) for item in params.items)
+                    await self._route(params.thread_id, InjectItems(reply, items), reply)
+                case "thread/goal/get" | "thread/goal/set" | "thread/goal/clear":
+                    await self._route(params.thread_id, GoalRequest(reply, method.rsplit("/", 1)[1], params), reply)
                 case "thread/metadata/update" if params.thread_id in self.threads:
                     # Git info lives in the index only (as in the original's
                     # state database); a loaded thread keeps its own copy and

@@ -91,7 +91,7 @@ from . import analytics_facts as facts
 from .analytics_facts import Recorder
 from .model import stream_response
 from .process import ProcessTable
-from .tools import ToolContext, ToolOutcome, aborted_output, is_parallel, run_tool_call
+from .tools import ToolContext, ToolOutcome, aborted_output, is_parallel, run_tool_call, run_user_shell
 
 log = logging.getLogger("trio_codex.turn")
 
@@ -136,7 +136,8 @@ class TurnSpec(msgspec.Struct, frozen=True):
     user_raw: msgspec.Raw | None
     usage: TokenUsageBreakdown
     subscribers: tuple[ConnectionRef, ...]
-    #: ``regular`` or ``compact`` (thread/compact/start).
+    #: ``regular``, ``compact`` (thread/compact/start) or ``shell``
+    #: (thread/shellCommand).
     kind: str = "regular"
     #: Compact before the user's message joins the history: the thread's
     #: context was past its limit. The turn then records the message itself.
@@ -146,6 +147,8 @@ class TurnSpec(msgspec.Struct, frozen=True):
     #: turn/start's ``outputSchema``: every request of this turn asks the
     #: model for JSON that fits it (``text.format``, strict).
     output_schema: Any = None
+    #: A ``shell`` turn's command and timeout (thread/shellCommand).
+    shell_command: tuple[str, int | None] | None = None
 
 
 def user_message_lines(item: UserMessageItem, raw: msgspec.Raw, thread_id: str, turn_id: str) -> tuple[Any, ...]:
@@ -246,6 +249,12 @@ class _Turn:
         spec = self.spec
         if spec.kind == "compact":
             return await self._compact(mailbox, inbox, "manual", "standalone_turn")
+        if spec.kind == "shell":
+            assert spec.shell_command is not None
+            record = await run_user_shell(self.tools, *spec.shell_command)
+            await spec.persist(ResponseItem(record))
+            self.added.append(record)
+            return None
         if spec.compact_first:
             error = await self._compact(mailbox, inbox, "auto", "pre_turn")
             if error is not None:

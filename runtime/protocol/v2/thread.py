@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ..rust import U32
+from ..rust import I64, U32
 from ._base import Wire
 from .turn import Turn
 
@@ -311,3 +311,60 @@ class PermissionProfileSummary(Wire, frozen=True):
 class PermissionProfileListResponse(Wire, frozen=True):
     data: list[PermissionProfileSummary]
     next_cursor: str | None = None
+
+
+class ThreadShellCommandParams(Wire, frozen=True):
+    """``thread/shellCommand``: the user's ``!cmd``, run by the thread's
+    shell, unsandboxed, as a turn of its own."""
+
+    thread_id: str
+    command: str
+    timeout_ms: I64 | None = None
+
+
+class ThreadBackgroundTerminalsListParams(Wire, frozen=True):
+    thread_id: str
+    cursor: str | None = None
+    limit: U32 | None = None
+
+
+class ThreadBackgroundTerminalsTerminateParams(Wire, frozen=True):
+    thread_id: str
+    process_id: str
+
+
+class ThreadInjectItemsParams(Wire, frozen=True):
+    """Raw Responses items to append to the thread's model-visible history."""
+
+    thread_id: str
+    items: list[Any]
+
+
+GoalStatus = Literal["active", "paused", "blocked", "usageLimited", "budgetLimited", "complete"]
+
+
+class ThreadGoalSetParams(Wire, frozen=True):
+    thread_id: str
+    objective: str | None = None
+    status: GoalStatus | None = None
+    token_budget: I64 | None = None
+    origin: Any = None
+
+
+class ThreadGoalClearParams(Wire, frozen=True):
+    thread_id: str
+    origin: Any = None
+
+
+class ThreadGoal(Wire, frozen=True):
+    """A thread's goal, as ``thread/goal/*`` and ``thread/goal/updated``
+    carry it (times in seconds)."""
+
+    thread_id: str
+    objective: str
+    status: GoalStatus
+    token_budget: int | None
+    tokens_used: int
+    time_used_seconds: int
+    created_at: int
+    updated_at: int
