@@ -1,0 +1,167 @@
+"""The thread actions the original's clients use beyond turns, through the
+real server (stdio, scripted model), each response and notification
+validated against the vendored schema: the user's ``!cmd``
+(``thread/shellCommand``), background terminals, ``thread/inject_items``,
+thread goals and the collaboration mode presets. The shell command's
+message order is compared with the original's where it is installed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from harness import ORIGINAL_BIN, RpcClient, RpcError, open_app_server
+from conformance.test_escapes import SERVER_PARAMS, SERVERS, server_extra_env
+from conformance.test_schema import Session, violations
+from trio_codex.transports.scripted_responses import ScriptedResponses
+
+
+async def start(client: RpcClient, ws: Path, **params: Any) -> tuple[Session, str]:
+    await client.initialize(experimentalApi=True)
+    session = Session(client)
+    result = await session.request("thread/start", {"cwd": str(ws), **params})
+    await client.until(lambda m: m.get("method") == "thread/started")
+    return session, result["thread"]["id"]
+
+
+def methods(msgs: list[dict[str, Any]]) -> list[str]:
+    return [m["method"] for m in msgs if m.get("method") not in ("warning", "remoteControl/status/changed",
+                                                                  "account/rateLimits/updated",
+                                                                  "thread/readState/changed")]
+
+
+def user_texts(scripted: ScriptedResponses, index: int) -> list[str]:
+    return [part["text"] for item in scripted.requests[index].body["input"]
+            if isinstance(item, dict) and item.get("role") == "user" for part in item["content"]]
+
+
+@pytest.mark.parametrize("server", SERVER_PARAMS)
+async def test_a_user_shell_command_runs_as_a_turn_of_its_own_and_the_model_sees_it_next_turn(
+        server: str, codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, program=SERVERS[server], cwd=ws,
+                               env_extra=server_extra_env(server, tmp_path)) as client:
+        session, tid = await start(client, ws)
+        assert await session.request("thread/shellCommand", {"threadId": tid, "command": "  echo hi; exit 3 "}) == {}
+        msgs = await client.until(lambda m: m.get("method") == "turn/completed")
+        assert methods(msgs) == ["thread/status/changed", "turn/started", "item/started",
+                                 "item/commandExecution/outputDelta", "item/completed", "thread/status/changed",
+                                 "turn/completed"]
+        done = next(m["params"]["item"] for m in msgs if m.get("method") == "item/completed")
+        assert (done["source"], done["status"], done["exitCode"], done["aggregatedOutput"]) == (
+            "userShell", "failed", 3, "hi\n")
+        assert done["command"] == "/bin/bash -lc 'echo hi; exit 3'"
+        assert done["commandActions"] == [{"type": "unknown", "command": "echo hi; exit 3"}]
+        assert msgs[-1]["params"]["turn"]["items"] == []
+        await session.turn(tid, "after shell")
+        record = user_texts(scripted, 0)[0]
+        assert record.startswith("<user_shell_command>\n<command>\necho hi; exit 3\n</command>\n<result>\n"
+                                 "Exit code: 3\nDuration: ")
+        assert record.endswith(" seconds\nOutput:\nhi\n\n</result>\n</user_shell_command>")
+        empty = await client.call("thread/shellCommand", {"threadId": tid, "command": "   "})
+        assert empty["error"]["code"] == -32600 and empty["error"]["message"] == "command must not be empty"
+        assert violations(client, session.sent) == []
+
+
+async def test_a_user_shell_command_runs_unsandboxed_and_can_be_interrupted(
+        codex_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, cwd=ws) as client:
+        session, tid = await start(client, ws, sandbox="read-only")
+        # A read-only thread: the user's own command still writes.
+        await session.request("thread/shellCommand", {"threadId": tid, "command": "echo x > made.txt"})
+        await client.until(lambda m: m.get("method") == "turn/completed")
+        assert (ws / "made.txt").read_text() == "x\n"
+        await session.request("thread/shellCommand", {"threadId": tid, "command": "sleep 60"})
+        started = await client.until(lambda m: m.get("method") == "item/started")
+        turn_id = started[-1]["params"]["turnId"]
+        await session.request("turn/interrupt", {"threadId": tid, "turnId": turn_id})
+        ended = await client.until(lambda m: m.get("method") == "turn/completed")
+        assert ended[-1]["params"]["turn"]["status"] == "interrupted"
+
+
+async def test_background_terminals_list_terminate_and_clean_the_threads_unified_exec_processes(
+        codex_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, cwd=ws) as client:
+        session, tid = await start(client, ws, sandbox="danger-full-access", approvalPolicy="never")
+        calls = "".join(f'[[call=exec_command {json.dumps({"cmd": "sleep 60", "yield_time_ms": 250})}]]'
+                        for _ in range(2))
+        await session.turn(tid, calls)
+        listed = await session.request("thread/backgroundTerminals/list", {"threadId": tid})
+        assert [t["command"] for t in listed["data"]] == ["/bin/bash -lc 'sleep 60'"] * 2
+        assert all(t["cwd"] == str(ws) and t["osPid"] for t in listed["data"])
+        first, second = (t["processId"] for t in listed["data"])
+        page = await session.request("thread/backgroundTerminals/list", {"threadId": tid, "limit": 1})
+        assert [t["processId"] for t in page["data"]] == [first] and page["nextCursor"]
+        assert await session.request("thread/backgroundTerminals/terminate",
+                                     {"threadId": tid, "processId": first}) == {"terminated": True}
+        assert await session.request("thread/backgroundTerminals/terminate",
+                                     {"threadId": tid, "processId": "nope"}) == {"terminated": False}
+        assert await session.request("thread/backgroundTerminals/clean", {"threadId": tid}) == {}
+        with trio.fail_after(10):
+            while (await session.request("thread/backgroundTerminals/list", {"threadId": tid}))["data"]:
+                await trio.sleep(0.05)
+        assert second
+        assert violations(client, session.sent) == []
+
+
+async def test_injected_items_join_the_history_the_model_sees(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, cwd=ws) as client:
+        session, tid = await start(client, ws)
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "injected"}]}
+        assert await session.request("thread/inject_items", {"threadId": tid, "items": [item]}) == {}
+        await session.turn(tid, "after inject")
+        assert user_texts(scripted, 0) == ["injected", "after inject"]
+        bad = await client.call("thread/inject_items", {"threadId": tid, "items": [3]})
+        assert bad["error"]["code"] == -32600
+        assert violations(client, session.sent) == []
+
+
+async def test_a_thread_goal_is_set_read_and_cleared_and_outlives_the_server(
+        codex_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, cwd=ws) as client:
+        session, tid = await start(client, ws)
+        assert await session.request("thread/goal/get", {"threadId": tid}) == {"goal": None}
+        with pytest.raises(RpcError):
+            await client.request("thread/goal/set", {"threadId": tid, "status": "paused"})
+        goal = (await session.request("thread/goal/set", {"threadId": tid, "objective": "ship it",
+                                                          "status": "paused"}))["goal"]
+        assert (goal["objective"], goal["status"], goal["tokensUsed"]) == ("ship it", "paused", 0)
+        updated = await client.until(lambda m: m.get("method") == "thread/goal/updated")
+        assert updated[-1]["params"] == {"threadId": tid, "turnId": None, "goal": goal}
+        await session.turn(tid, "hello")  # the thread now has a rollout to resume
+        assert violations(client, session.sent) == []
+    async with open_app_server(codex_home, cwd=ws) as client:
+        session = Session(client)
+        await client.initialize()
+        await session.request("thread/resume", {"threadId": tid})
+        assert (await session.request("thread/goal/get", {"threadId": tid}))["goal"] == goal
+        assert await session.request("thread/goal/clear", {"threadId": tid}) == {"cleared": True}
+        await client.until(lambda m: m.get("method") == "thread/goal/cleared")
+        assert await session.request("thread/goal/clear", {"threadId": tid}) == {"cleared": False}
+        assert await session.request("thread/goal/get", {"threadId": tid}) == {"goal": None}
+        assert violations(client, session.sent) == []
+
+
+@pytest.mark.parametrize("server", SERVER_PARAMS)
+async def test_collaboration_modes_list_the_originals_plan_and_default_presets(
+        server: str, codex_home: Path, tmp_path: Path) -> None:
+    async with open_app_server(codex_home, program=SERVERS[server],
+                               env_extra=server_extra_env(server, tmp_path)) as client:
+        await client.initialize(experimentalApi=True)
+        assert await client.request("collaborationMode/list", {}) == {"data": [
+            {"name": "Plan", "mode": "plan", "model": None, "reasoning_effort": "medium"},
+            {"name": "Default", "mode": "default", "model": None, "reasoning_effort": None}]}
