@@ -288,6 +288,14 @@ class InjectItems(Msg, tag="inject_items", frozen=True):
     items: tuple[msgspec.Raw, ...]
 
 
+class ReviewThread(Msg, tag="review_thread", frozen=True):
+    """``review/start``: answered at once with the review's turn; the
+    reviewer runs as a turn of its own once no turn runs."""
+
+    reply: Reply
+    target: dict[str, Any]
+
+
 class GoalRequest(Msg, tag="goal_request", frozen=True):
     """``thread/goal/get|set|clear``; ``params`` the request's."""
 

@@ -69,7 +69,7 @@ import trio
 
 from ..runtime.ask import ReplySlot
 from ..runtime.errors import StorageFailure
-from ..runtime import goals
+from ..runtime import goals, review
 from ..runtime.git import collect_git_info
 from ..runtime.history import user_texts
 from ..runtime.ids import uuid7
@@ -86,7 +86,14 @@ from ..runtime.protocol.jsonrpc import (
     invalid_request,
     overloaded,
 )
-from ..runtime.protocol.v2.item import AgentMessageItem, ItemCompleted, ItemStarted, TextInput, UserMessageItem
+from ..runtime.protocol.v2.item import (
+    AgentMessageItem,
+    EnteredReviewModeItem,
+    ItemCompleted,
+    ItemStarted,
+    TextInput,
+    UserMessageItem,
+)
 from ..runtime.protocol.v2.thread import (
     Active,
     ActivePermissionProfile,
@@ -150,6 +157,7 @@ from .messages import (
     CompactThread,
     GoalRequest,
     InjectItems,
+    ReviewThread,
     ShellCommand,
     ConnectionRef,
     RevertThread,
@@ -425,6 +433,8 @@ class ThreadActor:
                 await self._inject(reply, items)
             case GoalRequest(reply=reply, action=action, params=params):
                 await self._goal(reply, action, params)
+            case ReviewThread(reply=reply, target=target):
+                await self._review(reply, target)
             case RevertThread(reply=reply, before_turn_id=before, num_turns=num_turns):
                 await self._revert(reply, before, num_turns)
             case PatchGitInfo(reply=reply, patch=patch):
@@ -869,6 +879,39 @@ class ThreadActor:
                 await self._launch_turn(turn_id, started_s, "shell", None, None, False,
                                         shell_command=(command, timeout_ms))
 
+    async def _review(self, reply: Reply, target: dict[str, Any]) -> None:
+        """review/start, delivered inline as 0.169 does: answered at once
+        with the review's turn (its hint as a user message whose id is the
+        turn's); the reviewer runs now or once the running turn has ended."""
+        turn_id, hint = uuid7(), review.hint(target)
+        user = UserMessageItem(id=turn_id, content=[TextInput(hint)])
+        await self._to(reply.conn, Response(reply.request_id, {
+            "turn": Turn(id=turn_id, items=[user], status="inProgress"), "reviewThreadId": self.config.id}))
+        await self._start_review(turn_id, target, hint)
+
+    async def _start_review(self, turn_id: str, target: dict[str, Any], hint: str) -> None:
+        """As the original: ``enteredReviewMode`` first, then the thread is
+        active and ``turn/started`` names the reviewer's own turn, whose root
+        is the review's; everything after carries the review's turn id."""
+        match self.state:
+            case Running():
+                self.queued.append(partial(self._start_review, turn_id, target, hint))
+                return
+            case Stopping(then=then):
+                then.append(partial(self._start_review, turn_id, target, hint))
+                return
+        c = self.config
+        entered = EnteredReviewModeItem(uuid7(), hint)
+        await self._notify("item/started", ItemStarted(entered, c.id, turn_id, now_ms()))
+        await self._notify("item/completed", ItemCompleted(entered, c.id, turn_id, now_ms()))
+        started_s = int(time.time())
+        await self._set_status(Active())
+        await self._notify("turn/started", TurnStarted(c.id, Turn(
+            id=uuid7(), items=[], status="inProgress", started_at=started_s, root_turn_id=turn_id)))
+        await self._persist(TurnStartedEvent(turn_id=turn_id, root_turn_id=turn_id, started_at=started_s,
+                                             model_context_window=c.model_context_window))
+        await self._launch_turn(turn_id, started_s, "review", None, None, False, review_target=target)
+
     async def _background_terminals(self, request: BackgroundTerminals) -> None:
         """thread/backgroundTerminals/*: the unified exec processes the
         thread's turns left running. Clean kills them all (reaped beside the
@@ -961,7 +1004,8 @@ class ThreadActor:
 
     async def _launch_turn(self, turn_id: str, started_s: int, kind: str, user_item: UserMessageItem | None,
                            raw: msgspec.Raw | None, compact_first: bool, output_schema: Any = None,
-                           shell_command: tuple[str, int | None] | None = None) -> None:
+                           shell_command: tuple[str, int | None] | None = None,
+                           review_target: dict[str, Any] | None = None) -> None:
         mailbox, inbox = open_turn_mailbox(turn_id)
         turn = TurnHandle(turn_id, mailbox, inbox, trio.CancelScope(), started_s, time.monotonic(), kind)
         spec = TurnSpec(
@@ -970,7 +1014,7 @@ class ThreadActor:
             persist=partial(append, self.rollout), history=self.history, user_item=user_item, user_raw=raw,
             usage=self.usage, subscribers=tuple(self.subscribers.values()), kind=kind,
             compact_first=compact_first, context_tokens=self.context_tokens, output_schema=output_schema,
-            shell_command=shell_command,
+            shell_command=shell_command, review_target=review_target,
         )
         self.state = Running(turn)
         self.nursery.start_soon(run_turn, spec, mailbox, inbox, turn.scope)

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import trio
 
-from ..runtime import permissions
+from ..runtime import permissions, review
 from ..runtime.config import ConfigError, Settings, resolve_provider
 from ..runtime.history import auto_compact_limit
 from ..runtime.ids import uuid7
@@ -97,6 +97,7 @@ from .messages import (
     GoalRequest,
     InjectItems,
     RevertThread,
+    ReviewThread,
     ShellCommand,
     FindThread,
     ListThreads,
@@ -288,6 +289,13 @@ class ThreadRegistry:
                 case "thread/inject_items":
                     items = tuple(msgspec.Raw(msgspec.json.encode(item)) for item in params.items)
                     await self._route(params.thread_id, InjectItems(reply, items), reply)
+                case "review/start":
+                    target = msgspec.to_builtins(params.target)
+                    try:
+                        review.prompt(target, None)
+                    except review.ReviewTargetError as exc:
+                        raise invalid_request(str(exc)) from None
+                    await self._route(params.thread_id, ReviewThread(reply, target), reply)
                 case "thread/goal/get" | "thread/goal/set" | "thread/goal/clear":
                     await self._route(params.thread_id, GoalRequest(reply, method.rsplit("/", 1)[1], params), reply)
                 case "thread/metadata/update" if params.thread_id in self.threads:

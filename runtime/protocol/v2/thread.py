@@ -368,3 +368,33 @@ class ThreadGoal(Wire, frozen=True):
     time_used_seconds: int
     created_at: int
     updated_at: int
+
+
+class ReviewStartParams(Wire, frozen=True):
+    """``review/start``: ``target`` one of ``uncommittedChanges``,
+    ``baseBranch {branch}``, ``commit {sha, title?}``, ``custom
+    {instructions}``; 0.169 delivers reviews ``inline`` only."""
+
+    thread_id: str
+    target: ReviewTarget
+    delivery: Literal["inline"] | None = None
+
+
+class UncommittedChangesTarget(Wire, frozen=True, tag_field="type", tag="uncommittedChanges"):
+    pass
+
+
+class BaseBranchTarget(Wire, frozen=True, tag_field="type", tag="baseBranch"):
+    branch: str
+
+
+class CommitTarget(Wire, frozen=True, tag_field="type", tag="commit"):
+    sha: str
+    title: str | None = None
+
+
+class CustomTarget(Wire, frozen=True, tag_field="type", tag="custom"):
+    instructions: str
+
+
+ReviewTarget = UncommittedChangesTarget | BaseBranchTarget | CommitTarget | CustomTarget
