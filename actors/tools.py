@@ -45,6 +45,7 @@ from ..runtime import apply_patch as patching
 from ..runtime import command_safety as safety
 from ..runtime import patch_writer, tool_output
 from ..runtime.ask import ReplySlot, ask
+from ..runtime.history import user_message
 from ..runtime.mailbox import Mailbox
 from ..runtime.protocol import responses as rs
 from ..runtime.protocol import tools as specs
@@ -532,5 +533,4 @@ async def run_user_shell(ctx: ToolContext, command: str, timeout_ms: int | None)
     await ctx.notify("item/completed", ItemCompleted(done, ctx.thread_id, ctx.turn_id, now_ms()))
     record = tool_output.user_shell_record(command, text, exit_code=exit_code, duration=duration_ms / 1000,
                                            timed_out=timed_out)
-    return msgspec.Raw(msgspec.json.encode({"type": "message", "role": "user",
-                                            "content": [{"type": "input_text", "text": record}]}))
+    return user_message(record)

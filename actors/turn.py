@@ -609,6 +609,8 @@ class _Turn:
             model_context_window=self.spec.config.model_context_window))
 
     async def _usage(self, usage: rs.TokenUsage) -> None:
+        if self.reviewing:
+            return  # the reviewer's tokens are its own context's, not the thread's (the original's sub-agent)
         last = TokenUsageBreakdown.of(usage)
         self.context_tokens = last.total_tokens
         self.usage = self.usage.plus(last)

@@ -165,3 +165,82 @@ async def test_collaboration_modes_list_the_originals_plan_and_default_presets(
         assert await client.request("collaborationMode/list", {}) == {"data": [
             {"name": "Plan", "mode": "plan", "model": None, "reasoning_effort": "medium"},
             {"name": "Default", "mode": "default", "model": None, "reasoning_effort": None}]}
+
+
+REVIEW = {"findings": [{"title": "[P1] Bug here", "body": "Explain it\nin two lines", "confidence_score": 0.9,
+                        "priority": 1, "code_location": {"absolute_file_path": "/tmp/x.py",
+                                                         "line_range": {"start": 3, "end": 5}}}],
+          "overall_correctness": "patch is incorrect", "overall_explanation": "Because",
+          "overall_confidence_score": 0.8}
+
+
+def git_workspace(ws: Path) -> None:
+    import subprocess
+    ws.mkdir()
+    subprocess.run("git init -q && git config user.email a@b && git config user.name a && echo one > a.txt && "
+                   "git add . && git commit -qm init && git branch base && echo two >> a.txt", shell=True,
+                   cwd=ws, check=True)
+
+
+@pytest.mark.parametrize("server", SERVER_PARAMS)
+async def test_a_review_of_uncommitted_changes_runs_inline_as_the_original_orders_it(
+        server: str, codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    git_workspace(ws)
+    async with open_app_server(codex_home, program=SERVERS[server], cwd=ws,
+                               env_extra=server_extra_env(server, tmp_path)) as client:
+        session, tid = await start(client, ws)
+        result = await session.request("review/start", {"threadId": tid,
+                                                        "target": {"type": "uncommittedChanges"}})
+        turn_id = result["turn"]["id"]
+        assert result["reviewThreadId"] == tid
+        assert [(i["type"], i["id"], i["content"][0]["text"]) for i in result["turn"]["items"]] == [
+            ("userMessage", turn_id, "current changes")]
+        msgs = await client.until(lambda m: m.get("method") == "turn/completed")
+        kinds = [(m["method"], m["params"]["item"]["type"]) if "item" in m.get("params", {}) else m["method"]
+                 for m in msgs if m["method"] in methods(msgs) and m["method"] != "item/agentMessage/delta"]
+        assert kinds == [("item/started", "enteredReviewMode"), ("item/completed", "enteredReviewMode"),
+                         "thread/status/changed", "turn/started",
+                         ("item/started", "userMessage"), ("item/completed", "userMessage"),
+                         ("item/started", "agentMessage"),
+                         ("item/started", "exitedReviewMode"), ("item/completed", "exitedReviewMode"),
+                         ("item/started", "agentMessage"), ("item/completed", "agentMessage"),
+                         "thread/status/changed", "turn/completed"]
+        started = next(m for m in msgs if m["method"] == "turn/started")["params"]["turn"]
+        assert started["id"] != turn_id and started["rootTurnId"] == turn_id
+        assert msgs[-1]["params"]["turn"]["id"] == turn_id
+        prompt = ("Review the current code changes (staged, unstaged, and untracked files) and provide "
+                  "prioritized findings.")
+        exited = next(m for m in msgs if m["method"] == "item/completed"
+                      and m["params"]["item"]["type"] == "exitedReviewMode")
+        assert exited["params"]["item"]["review"] == prompt  # the scripted reviewer echoes its request
+        assert violations(client, session.sent) == []
+
+
+async def test_a_reviewers_json_answer_is_rendered_and_kept_in_the_threads_history(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    from trio_codex.transports.scripted_responses import Message, Script
+    ws = tmp_path / "ws"
+    git_workspace(ws)
+    async with open_app_server(codex_home, cwd=ws) as client:
+        session, tid = await start(client, ws)
+        scripted.enqueue(Script(output=(Message.of(json.dumps(REVIEW)),)))
+        await session.request("review/start", {"threadId": tid, "target": {"type": "baseBranch", "branch": "base"}})
+        msgs = await client.until(lambda m: m.get("method") == "turn/completed")
+        rendered = ("Because\n\nReview comment:\n\n- [P1] Bug here \u2014 /tmp/x.py:3-5\n  Explain it\n"
+                    "  in two lines")
+        assert [i["text"] for i in msgs[-1]["params"]["turn"]["items"]] == [rendered]
+        reviewer = scripted.requests[0].body
+        assert reviewer["instructions"].startswith("# Review guidelines")
+        [request] = user_texts(scripted, 0)
+        assert request.startswith("Review the code changes against the base branch 'base'. The merge base commit "
+                                  "for this comparison is ")
+        await session.turn(tid, "after review")
+        assert user_texts(scripted, 1) == [
+            "<user_action>\n  <context>User initiated a review task. Here's the full review output from reviewer "
+            "model. User may select one or more comments to resolve.</context>\n  <action>review</action>\n"
+            f"  <results>\n  {rendered}\n  </results>\n  </user_action>\n", "after review"]
+        empty = await client.call("review/start", {"threadId": tid, "target": {"type": "custom",
+                                                                               "instructions": "  "}})
+        assert empty["error"] == {"code": -32600, "message": "instructions must not be empty"}
+        assert violations(client, session.sent) == []
