@@ -495,9 +495,11 @@ RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThr
 
 
 class IndexThread(Msg, tag="index_thread", frozen=True):
-    """A thread's listing row changed (after each turn): upsert it."""
+    """A thread's listing row changed (after each turn): upsert it, and
+    index the turn's message ``texts`` for ``thread/search``."""
 
     meta: Any
+    texts: tuple[str, ...] = ()
 
 
 class ListThreads(Msg, tag="list_threads", frozen=True):

@@ -26,7 +26,12 @@ import trio
 from ..runtime.errors import MailboxClosed, StorageFailure
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.protocol.jsonrpc import ErrorResponse, Response, internal_error, invalid_request
-from ..runtime.protocol.v2.thread import ThreadListResponse
+from ..runtime.protocol.v2.thread import (
+    ThreadListResponse,
+    ThreadSearchParams,
+    ThreadSearchResponse,
+    ThreadSearchResult,
+)
 from ..runtime.rollout import (
     SESSION_INDEX_FILE,
     ThreadMeta,
@@ -136,8 +141,9 @@ async def _failed(msg: object, codex_home: Path, exc: Exception) -> None:
 async def _handle(msg: object, codex_home: Path, index: ThreadIndex) -> None:
     """One request, answered; a disk or database error is raised."""
     match msg:
-        case IndexThread(meta=meta):
+        case IndexThread(meta=meta, texts=texts):
             await trio.to_thread.run_sync(index.upsert, meta)
+            await trio.to_thread.run_sync(index.add_texts, meta.id, texts)
         case FindThread(thread_id=tid, reply=reply):
             reply.set(await trio.to_thread.run_sync(index.get, tid))
         case NameThread(thread_id=tid, name=name, reply=reply):
@@ -149,6 +155,22 @@ async def _handle(msg: object, codex_home: Path, index: ThreadIndex) -> None:
             reply.set(await trio.to_thread.run_sync(index.update_git, tid, patch))
         case DeleteThread(thread_id=tid, reply=reply):
             reply.set(await trio.to_thread.run_sync(_delete, index, tid))
+        case ListThreads(reply=reply, params=ThreadSearchParams() as p, loaded=loaded):
+            try:
+                page = await trio.to_thread.run_sync(partial(
+                    index.list_threads, cursor=p.cursor, limit=p.limit or 25,
+                    sort_key=p.sort_key or "created_at", sort_direction=p.sort_direction or "desc",
+                    archived=bool(p.archived), source_kinds=p.source_kinds, full_text=p.search_term))
+                snippets = await trio.to_thread.run_sync(index.snippets, [m.id for m in page.rows], p.search_term)
+                answer = Response(reply.request_id, ThreadSearchResponse(
+                    [ThreadSearchResult(thread_from_meta(m, m.id in loaded), snippets.get(m.id, m.preview))
+                     for m in page.rows], page.next_cursor, page.backwards_cursor))
+            except ValueError as exc:
+                answer = ErrorResponse(reply.request_id, invalid_request(str(exc)).error)
+            try:
+                await reply.conn.outbox.send(answer)
+            except MailboxClosed:
+                pass
         case ListThreads(reply=reply, params=p, loaded=loaded):
             try:
                 page = await trio.to_thread.run_sync(partial(

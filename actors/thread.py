@@ -71,7 +71,7 @@ from ..runtime.ask import ReplySlot
 from ..runtime.errors import StorageFailure
 from ..runtime import goals, review
 from ..runtime.git import collect_git_info
-from ..runtime.history import user_texts
+from ..runtime.history import message_texts, user_texts
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox
 from ..runtime.permissions import Permissions
@@ -564,7 +564,7 @@ class ThreadActor:
                 self.git.setdefault(key, value)
         return git
 
-    def _index(self, last_turn_started: int) -> None:
+    def _index(self, last_turn_started: int, texts: tuple[str, ...] = ()) -> None:
         """Keep the listing index in step (best effort: the index is rebuilt
         from the rollouts when it lags)."""
         c = self.config
@@ -575,7 +575,7 @@ class ThreadActor:
             updated_at=self.updated_at * 1000, recency_at=last_turn_started * 1000, source="vscode",
             model_provider=c.model_provider, cwd=c.cwd, cli_version=PROTOCOL_VERSION, originator=c.originator,
             model=c.model, reasoning_effort=c.reasoning_effort, preview=self.preview, history_mode=c.history_mode,
-            tokens_used=self.usage.total_tokens, **self.git)))
+            tokens_used=self.usage.total_tokens, **self.git), texts))
 
     async def _set_status(self, status: ThreadStatus) -> None:
         self.status = status
@@ -1088,7 +1088,7 @@ class ThreadActor:
                                         error=error, started_at=turn.started_at, completed_at=self.updated_at,
                                         duration_ms=duration_ms)
         await self._persist(closing, turn_end=True)
-        self._index(turn.started_at)
+        self._index(turn.started_at, () if ended.replaces_history else tuple(message_texts(ended.history + late)))
         if ended.status == "failed":
             await self._set_status(SystemError())
             await self._notify("error", ErrorNotification(ended.error, False, self.config.id, turn.id))

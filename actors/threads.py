@@ -231,6 +231,11 @@ class ThreadRegistry:
                 case "thread/list":
                     if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
                         raise overloaded()
+                case "thread/search" if not params.search_term:
+                    raise invalid_request("thread/search requires a non-empty searchTerm")
+                case "thread/search":
+                    if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
+                        raise overloaded()
                 case "thread/loaded/list":
                     await self._answer(reply, _loaded_page(sorted(self.threads), params))
                 case "thread/read" if params.thread_id in self.threads:

@@ -398,3 +398,29 @@ class CustomTarget(Wire, frozen=True, tag_field="type", tag="custom"):
 
 
 ReviewTarget = UncommittedChangesTarget | BaseBranchTarget | CommitTarget | CustomTarget
+
+
+class ThreadSearchParams(Wire, frozen=True):
+    """``thread/search`` (experimental): threads one of whose messages holds
+    ``searchTerm`` (case-insensitive substring), newest first by default."""
+
+    search_term: str
+    cursor: str | None = None
+    limit: U32 | None = None
+    sort_key: Literal["created_at", "updated_at", "recency_at"] | None = None
+    sort_direction: Literal["asc", "desc"] | None = None
+    source_kinds: list[str] | None = None
+    archived: bool | None = None
+    current_account_only: bool = False
+    include_attached_threads: bool = False
+
+
+class ThreadSearchResult(Wire, frozen=True):
+    thread: Thread
+    snippet: str
+
+
+class ThreadSearchResponse(Wire, frozen=True):
+    data: list[ThreadSearchResult]
+    next_cursor: str | None = None
+    backwards_cursor: str | None = None
