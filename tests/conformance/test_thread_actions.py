@@ -244,3 +244,45 @@ async def test_a_reviewers_json_answer_is_rendered_and_kept_in_the_threads_histo
                                                                                "instructions": "  "}})
         assert empty["error"] == {"code": -32600, "message": "instructions must not be empty"}
         assert violations(client, session.sent) == []
+
+
+@pytest.mark.parametrize("server", SERVER_PARAMS)
+async def test_thread_search_finds_a_substring_of_any_message_but_not_the_name(
+        server: str, codex_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, program=SERVERS[server], cwd=ws,
+                               env_extra=server_extra_env(server, tmp_path)) as client:
+        session, tid = await start(client, ws)
+        await session.turn(tid, "the quick brown fox jumps")
+        # The reply spells the word the prompt escapes: only the answer holds it.
+        await session.turn(tid, '[[text="the gir\\u0061ffe runs far"]] second')
+        await session.request("thread/name/set", {"threadId": tid, "name": "Named elephant"})
+
+        async def found(term: str) -> list[tuple[str, str]]:
+            result = await session.request("thread/search", {"searchTerm": term})
+            return [(r["thread"]["id"], r["snippet"]) for r in result["data"]]
+
+        assert await found("brown") == [(tid, "the quick brown fox jumps")]
+        assert await found("bro") == [(tid, "the quick brown fox jumps")]
+        assert await found("GIRAFFE") == [(tid, "the giraffe runs far")]
+        assert await found("elephant") == []
+        assert await found("nomatch") == []
+        empty = await client.call("thread/search", {"searchTerm": ""})
+        assert empty["error"] == {"code": -32600, "message": "thread/search requires a non-empty searchTerm"}
+        assert violations(client, session.sent) == []
+
+
+async def test_thread_search_reads_message_text_from_rollouts_when_the_index_is_rebuilt(
+        codex_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, cwd=ws) as client:
+        session, tid = await start(client, ws)
+        await session.turn(tid, "a message about pelicans")
+    for suffix in ("", "-wal", "-shm"):
+        (codex_home / f"trio_codex_threads.sqlite{suffix}").unlink(missing_ok=True)
+    async with open_app_server(codex_home, cwd=ws) as client:
+        await client.initialize(experimentalApi=True)
+        result = await client.request("thread/search", {"searchTerm": "pelican"})
+        assert [(r["thread"]["id"], r["snippet"]) for r in result["data"]] == [(tid, "a message about pelicans")]
