@@ -99,6 +99,10 @@ class ThreadConfig(msgspec.Struct, frozen=True):
     permission_profile: ActivePermissionProfile | None = None
     #: config.toml ``notify``: run after each completed turn.
     notify: tuple[str, ...] = ()
+    #: The collaboration mode (``plan`` or ``default``) turns run in, and
+    #: its developer instructions (None: the mode's own).
+    collaboration_mode: str = "default"
+    mode_instructions: str | None = None
 
 
 

@@ -69,7 +69,7 @@ import trio
 
 from ..runtime.ask import ReplySlot
 from ..runtime.errors import StorageFailure
-from ..runtime import goals, review
+from ..runtime import collaboration, goals, review
 from ..runtime.git import collect_git_info
 from ..runtime.history import message_texts, user_texts
 from ..runtime.ids import uuid7
@@ -704,13 +704,17 @@ class ThreadActor:
             await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
                 f"Invalid request: invalid sandboxPolicy: {exc}").error))
             return
+        mode_changed = (settings.collaboration_mode, settings.mode_instructions) != (
+            self.config.collaboration_mode, self.config.mode_instructions)
         if settings != self.config:
             self.config = settings
             await self._notify("thread/settings/updated", {"threadId": settings.id, "threadSettings": {
                 "approvalPolicy": settings.approval_policy, "approvalsReviewer": settings.approvals_reviewer,
-                "collaborationMode": {"mode": "default", "settings": {
+                "collaborationMode": {"mode": settings.collaboration_mode, "settings": {
                     "model": settings.model, "reasoning_effort": settings.reasoning_effort,
-                    "developer_instructions": settings.developer_instructions}},
+                    "developer_instructions": collaboration.instructions(
+                        settings.collaboration_mode, settings.mode_instructions)
+                    if settings.collaboration_mode == "plan" else settings.mode_instructions}},
                 "cwd": settings.cwd, "model": settings.model, "modelProvider": settings.model_provider,
                 "sandboxPolicy": settings.sandbox, "activePermissionProfile": settings.permission_profile,
                 "effort": settings.reasoning_effort,
@@ -737,6 +741,10 @@ class ThreadActor:
         compact_first = bool(self.history) and c.auto_compact_limit is not None \
             and self.context_tokens >= c.auto_compact_limit
         raw = user_history_item(params.input)
+        mode = collaboration.mode_message(c.collaboration_mode, c.mode_instructions) if mode_changed else None
+        if mode is not None:
+            # The model is told of the new mode before the message.
+            self.history += (mode,)
         await self._open_turn(turn_id, started_s)
         if not compact_first:
             await self._notify("item/started", ItemStarted(user_item, c.id, turn_id, now_ms()))
@@ -744,7 +752,11 @@ class ThreadActor:
             TurnContext(turn_id=turn_id, root_turn_id=turn_id, cwd=c.cwd, approval_policy=c.approval_policy,
                         sandbox_policy=msgspec.to_builtins(c.sandbox),
                         active_permission_profile=_profile_line(c.permission_profile), model=c.model,
-                        effort=c.reasoning_effort, summary=c.reasoning_summary or "auto"),
+                        effort=c.reasoning_effort, summary=c.reasoning_summary or "auto",
+                        collaboration_mode={"mode": c.collaboration_mode, "settings": {
+                            "model": c.model, "reasoning_effort": c.reasoning_effort,
+                            "developer_instructions": c.mode_instructions}}),
+            *(() if mode is None else (ResponseItem(mode),)),
             TurnStartedEvent(turn_id=turn_id, root_turn_id=turn_id, started_at=started_s,
                              model_context_window=c.model_context_window),
             *(() if compact_first else user_message_lines(user_item, raw, c.id, turn_id)),
@@ -764,6 +776,13 @@ class ThreadActor:
             ("approvals_reviewer", params.approvals_reviewer), ("model", params.model),
             ("reasoning_effort", params.effort), ("reasoning_summary", params.summary),
         ) if value is not None and value != getattr(c, name)}
+        if (mode := params.collaboration_mode) is not None:
+            # A mode's settings choose the model and effort, as the original's.
+            changes.update(collaboration_mode=mode.mode, mode_instructions=mode.settings.developer_instructions)
+            if mode.settings.model:
+                changes["model"] = mode.settings.model
+            if mode.settings.reasoning_effort:
+                changes["reasoning_effort"] = mode.settings.reasoning_effort
         if perms is not None:
             changes.update(sandbox=perms.sandbox, permission_profile=perms.profile)
         elif params.sandbox_policy is not None:

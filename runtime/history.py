@@ -150,6 +150,12 @@ def _is_summary(head: _ItemHead) -> bool:
     return any(c.text is not None and c.text.startswith(_SUMMARY_OPENING) for c in head.content or ())
 
 
+def developer_message(text: str) -> Raw:
+    """A developer message item of the Responses API."""
+    return Raw(_encoder.encode({"type": "message", "role": "developer",
+                                "content": [{"type": "input_text", "text": text}]}))
+
+
 def user_message(text: str) -> Raw:
     """A user message item of the Responses API."""
     return Raw(_encoder.encode({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}))

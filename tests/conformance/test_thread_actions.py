@@ -286,3 +286,33 @@ async def test_thread_search_reads_message_text_from_rollouts_when_the_index_is_
         await client.initialize(experimentalApi=True)
         result = await client.request("thread/search", {"searchTerm": "pelican"})
         assert [(r["thread"]["id"], r["snippet"]) for r in result["data"]] == [(tid, "a message about pelicans")]
+
+
+async def test_plan_mode_chosen_on_turn_start_tells_the_model_once_and_lasts_until_default(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, cwd=ws) as client:
+        session, tid = await start(client, ws)
+        plan = {"mode": "plan", "settings": {"model": "mock-model", "reasoning_effort": "medium",
+                                             "developer_instructions": None}}
+        turn = await session.request("turn/start", {"threadId": tid, "collaborationMode": plan,
+                                                    "input": [{"type": "text", "text": "plan this"}]})
+        msgs = await client.until(lambda m: m.get("method") == "turn/completed")
+        settings = next(m for m in msgs if m["method"] == "thread/settings/updated")["params"]["threadSettings"]
+        assert settings["collaborationMode"]["mode"] == "plan" and settings["effort"] == "medium"
+        assert settings["collaborationMode"]["settings"]["developer_instructions"].startswith("# Plan Mode")
+        assert turn["turn"]["id"] == msgs[-1]["params"]["turn"]["id"]
+        await session.turn(tid, "next")
+        await session.request("turn/start", {"threadId": tid, "collaborationMode": {"mode": "default"},
+                                             "input": [{"type": "text", "text": "go"}]})
+        await client.until(lambda m: m.get("method") == "turn/completed")
+
+        def modes(index: int) -> list[str]:
+            return [part["text"].split("\n")[0] for item in scripted.requests[index].body["input"]
+                    if isinstance(item, dict) and item.get("role") == "developer" for part in item["content"]]
+
+        assert modes(0) == modes(1) == ["<collaboration_mode># Plan Mode"]
+        assert modes(2) == ["<collaboration_mode># Plan Mode", "<collaboration_mode># Default Mode"]
+        assert scripted.requests[0].body["reasoning"]["effort"] == "medium"
+        assert violations(client, session.sent) == []
