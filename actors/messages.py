@@ -273,6 +273,15 @@ class ShellCommand(Msg, tag="shell_command", frozen=True):
     timeout_ms: int | None
 
 
+class UserShell(Msg, tag="user_shell", frozen=True):
+    """To a running turn: run the user's shell command inside it (the
+    original does); its record then makes the model answer, as steered
+    input does."""
+
+    command: str
+    timeout_ms: int | None
+
+
 class BackgroundTerminals(Msg, tag="background_terminals", frozen=True):
     """``thread/backgroundTerminals/list|clean|terminate``: the thread's
     unified exec processes. ``action`` is the method's last part."""

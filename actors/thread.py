@@ -178,6 +178,7 @@ from .messages import (
     SubscribersChanged,
     ThreadConfig,
     TurnEnded,
+    UserShell,
     UnloadDue,
     UnloadThread,
     Unsubscribe,
@@ -882,10 +883,14 @@ class ThreadActor:
         await self._launch_turn(turn_id, started_s, "compact", None, None, False)
 
     async def _user_shell(self, command: str, timeout_ms: int | None) -> None:
-        """thread/shellCommand: the command runs as a turn of its own (a
-        ``commandExecution`` item, ``source: userShell``), now or once the
-        running turn has ended; the turn is not interrupted for it."""
+        """thread/shellCommand: a ``commandExecution`` item, ``source:
+        userShell``. As the original: inside a running regular turn (the model
+        then answers its record); else as a turn of its own, now or once a
+        compaction, review or shell turn has ended."""
         match self.state:
+            case Running(turn=turn) if turn.kind == "regular" and turn.mailbox.send_nowait(
+                    UserShell(command, timeout_ms)):
+                pass  # it runs inside the turn, as the original's
             case Running():
                 self.queued.append(partial(self._user_shell, command, timeout_ms))
             case Stopping(then=then):

@@ -91,6 +91,7 @@ from .messages import (
     SubscribersChanged,
     ThreadConfig,
     TurnEnded,
+    UserShell,
 )
 from . import analytics_facts as facts
 from .analytics_facts import Recorder
@@ -306,6 +307,8 @@ class _Turn:
                         self.steered += items
                     case SubscribersChanged(conns=conns):
                         self.subscribers = conns
+                    case UserShell(command=command, timeout_ms=timeout_ms):
+                        await self._user_shell(command, timeout_ms)
             followed_up, self.calls = bool(self.calls or self.steered), []
             self.added += self.steered
             self.steered.clear()
@@ -453,6 +456,16 @@ class _Turn:
                             self.subscribers = conns
                         case Steered(items=items):
                             self.steered += items
+                        case UserShell(command=command, timeout_ms=timeout_ms):
+                            # Beside the stream; the response ends once it has.
+                            nursery.start_soon(self._user_shell, command, timeout_ms)
+
+    async def _user_shell(self, command: str, timeout_ms: int | None) -> None:
+        """The user's shell command, run inside this turn: its record joins
+        the history as steered input does, so the model answers it."""
+        record = await run_user_shell(self.tools, command, timeout_ms)
+        await self.spec.persist(ResponseItem(record))
+        self.steered.append(record)
 
     async def _notify(self, method: str, params: object) -> None:
         await self._send(notification(method, params))

@@ -316,3 +316,26 @@ async def test_plan_mode_chosen_on_turn_start_tells_the_model_once_and_lasts_unt
         assert modes(2) == ["<collaboration_mode># Plan Mode", "<collaboration_mode># Default Mode"]
         assert scripted.requests[0].body["reasoning"]["effort"] == "medium"
         assert violations(client, session.sent) == []
+
+
+@pytest.mark.parametrize("server", SERVER_PARAMS)
+async def test_a_user_shell_command_during_a_turn_runs_inside_it_and_the_model_answers_it(
+        server: str, codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, program=SERVERS[server], cwd=ws,
+                               env_extra=server_extra_env(server, tmp_path)) as client:
+        session, tid = await start(client, ws)
+        turn = await session.request("turn/start", {"threadId": tid, "input": [
+            {"type": "text", "text": "[[deltas=20 delay_ms=200]] a slow reply"}]})
+        await client.until(lambda m: m.get("method") == "item/agentMessage/delta")
+        await session.request("thread/shellCommand", {"threadId": tid, "command": "echo busy"})
+        msgs = await client.until(lambda m: m.get("method") == "turn/completed")
+        shell = [m for m in msgs if m.get("method") == "item/completed"
+                 and m["params"]["item"]["type"] == "commandExecution"]
+        assert [(m["params"]["turnId"], m["params"]["item"]["source"]) for m in shell] == [
+            (turn["turn"]["id"], "userShell")]
+        assert [m["method"] for m in msgs].count("turn/started") == 0
+        assert len(scripted.requests) == 2
+        assert any("<user_shell_command>\n<command>\necho busy\n</command>" in text for text in user_texts(scripted, 1))
+        assert violations(client, session.sent) == []
