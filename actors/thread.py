@@ -126,7 +126,9 @@ from ..runtime.protocol.v2.turn import (
     TurnSteerResponse,
 )
 from ..runtime.rollout import (
+    CoreEnteredReviewMode,
     GitInfo,
+    ItemCompletedEvent,
     ResponseItem,
     SessionMeta,
     ThreadMeta,
@@ -932,8 +934,13 @@ class ThreadActor:
         await self._set_status(Active())
         await self._notify("turn/started", TurnStarted(c.id, Turn(
             id=uuid7(), items=[], status="inProgress", started_at=started_s, root_turn_id=turn_id)))
+        # The original writes the entered item first; here the turn's start
+        # comes first so that the replay files the item under its turn.
         await self._persist(TurnStartedEvent(turn_id=turn_id, root_turn_id=turn_id, started_at=started_s,
-                                             model_context_window=c.model_context_window))
+                                             model_context_window=c.model_context_window),
+                            ItemCompletedEvent.of(CoreEnteredReviewMode(id=entered.id, target=target,
+                                                                        user_facing_hint=hint),
+                                                  thread_id=c.id, turn_id=turn_id, completed_at_ms=now_ms()))
         await self._launch_turn(turn_id, started_s, "review", None, None, False, review_target=target)
 
     async def _background_terminals(self, request: BackgroundTerminals) -> None:

@@ -73,6 +73,7 @@ from ..runtime.protocol.v2.turn import (
 )
 from ..runtime.rollout import (
     Compacted,
+    CoreExitedReviewMode,
     ItemCompletedEvent,
     PlanUpdateEvent,
     ResponseItem,
@@ -353,10 +354,14 @@ class _Turn:
         rendered review; the history keeps it as a ``<user_action>`` and the
         assistant's message."""
         last = next((i.text for i in reversed(self.final) if isinstance(i, AgentMessageItem)), "")
-        rendered = review.render(review.parse_output(last))
+        output = review.parse_output(last)
+        rendered = review.render(output)
         self.leave_review()
         exited = ExitedReviewModeItem(uuid7(), rendered)
         await self._notify("item/started", ItemStarted(exited, self.thread_id, self.turn_id, now_ms()))
+        await self.spec.persist(ItemCompletedEvent.of(CoreExitedReviewMode(id=exited.id, review_output=output),
+                                                      thread_id=self.thread_id, turn_id=self.turn_id,
+                                                      completed_at_ms=now_ms()))
         await self._notify("item/completed", ItemCompleted(exited, self.thread_id, self.turn_id, now_ms()))
         message = AgentMessageItem(f"msg_{uuid7()}", rendered)
         record = user_message(review.user_action(rendered))

@@ -235,6 +235,11 @@ async def test_a_reviewers_json_answer_is_rendered_and_kept_in_the_threads_histo
         [request] = user_texts(scripted, 0)
         assert request.startswith("Review the code changes against the base branch 'base'. The merge base commit "
                                   "for this comparison is ")
+        read = await session.request("thread/read", {"threadId": tid, "includeTurns": True})
+        [turn] = read["thread"]["turns"]
+        assert [(i["type"], i.get("review", i.get("text"))) for i in turn["items"]] == [
+            ("enteredReviewMode", "changes against 'base'"), ("exitedReviewMode", rendered),
+            ("agentMessage", rendered)]
         await session.turn(tid, "after review")
         assert user_texts(scripted, 1) == [
             "<user_action>\n  <context>User initiated a review task. Here's the full review output from reviewer "
