@@ -136,6 +136,7 @@ from ..runtime.rollout import (
     TurnCompleteEvent,
     TurnContext,
     TurnStartedEvent,
+    UnknownEvent,
     format_timestamp,
     read_rollout,
     replay,
@@ -1023,6 +1024,10 @@ class ThreadActor:
                 token_budget=params.token_budget if params.token_budget is not None else goal.token_budget)
         await trio.to_thread.run_sync(goals.write_goal, home, goal, new)
         self.goal = goal
+        if self.rollout is not None:
+            # The original also notes each change in the rollout.
+            await self._persist(UnknownEvent("thread_goal_updated", msgspec.Raw(msgspec.json.encode(
+                {"type": "thread_goal_updated", "threadId": tid, "goal": goals.rollout_goal(goal)}))))
         await self._to(reply.conn, Response(reply.request_id, {"goal": goal}))
         turn = self._turn()
         await self._notify("thread/goal/updated", {"threadId": tid, "turnId": turn.id if turn else None,

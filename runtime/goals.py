@@ -11,6 +11,8 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+import msgspec
+
 from .protocol.v2.thread import ThreadGoal
 
 GOALS_DB = "goals_1.sqlite"
@@ -29,6 +31,15 @@ CREATE TABLE IF NOT EXISTS thread_goals (
     updated_at_ms INTEGER NOT NULL
 )
 """
+
+
+def rollout_goal(goal: ThreadGoal) -> dict[str, object]:
+    """A goal as the original's ``thread_goal_updated`` rollout event holds
+    it: camelCase, no ``tokenBudget`` when there is none."""
+    out = msgspec.to_builtins(goal)
+    if out.get("tokenBudget") is None:
+        out.pop("tokenBudget", None)
+    return out
 
 
 def _snake(status: str) -> str:

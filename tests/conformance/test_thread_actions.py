@@ -143,6 +143,12 @@ async def test_a_thread_goal_is_set_read_and_cleared_and_outlives_the_server(
         updated = await client.until(lambda m: m.get("method") == "thread/goal/updated")
         assert updated[-1]["params"] == {"threadId": tid, "turnId": None, "goal": goal}
         await session.turn(tid, "hello")  # the thread now has a rollout to resume
+        goal = (await session.request("thread/goal/set", {"threadId": tid, "tokenBudget": 500}))["goal"]
+        assert (goal["status"], goal["tokenBudget"]) == ("paused", 500)
+        path = (await session.request("thread/read", {"threadId": tid}))["thread"]["path"]
+        noted = [json.loads(line)["payload"] for line in Path(path).read_text().splitlines()
+                 if '"thread_goal_updated"' in line]
+        assert noted == [{"type": "thread_goal_updated", "threadId": tid, "goal": goal}]
         assert violations(client, session.sent) == []
     async with open_app_server(codex_home, cwd=ws) as client:
         session = Session(client)
