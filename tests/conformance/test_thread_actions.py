@@ -350,3 +350,27 @@ async def test_a_user_shell_command_during_a_turn_runs_inside_it_and_the_model_a
         assert len(scripted.requests) == 2
         assert any("<user_shell_command>\n<command>\necho busy\n</command>" in text for text in user_texts(scripted, 1))
         assert violations(client, session.sent) == []
+
+
+async def test_an_interrupted_review_leaves_none_of_the_reviewers_items_in_the_thread(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    from trio_codex.transports.scripted_responses import Script
+    ws = tmp_path / "ws"
+    git_workspace(ws)
+    async with open_app_server(codex_home, cwd=ws) as client:
+        session, tid = await start(client, ws)
+        scripted.enqueue(Script(hang_after=0))
+        review = await session.request("review/start", {"threadId": tid, "target": {"type": "uncommittedChanges"}})
+        with trio.fail_after(10):
+            while not scripted.requests:  # the reviewer is waiting for the model
+                await trio.sleep(0.02)
+        turn_id = review["turn"]["id"]
+        await session.request("turn/interrupt", {"threadId": tid, "turnId": turn_id})
+        ended = await client.until(lambda m: m.get("method") == "turn/completed")
+        assert (ended[-1]["params"]["turn"]["id"], ended[-1]["params"]["turn"]["status"]) == (turn_id, "interrupted")
+        await session.turn(tid, "after")
+        texts = user_texts(scripted, 1)
+        assert texts[-1] == "after" and not any(t.startswith("Review the current") for t in texts)
+        assert "instructions" not in scripted.requests[1].body or not scripted.requests[1].body[
+            "instructions"].startswith("# Review guidelines")
+        assert violations(client, session.sent) == []
