@@ -718,7 +718,8 @@ class ThreadActor:
                     "model": settings.model, "reasoning_effort": settings.reasoning_effort,
                     "developer_instructions": collaboration.instructions(
                         settings.collaboration_mode, settings.mode_instructions)
-                    if settings.collaboration_mode == "plan" else settings.mode_instructions}},
+                    if settings.collaboration_mode == "plan"
+                    else settings.mode_instructions or settings.developer_instructions}},
                 "cwd": settings.cwd, "model": settings.model, "modelProvider": settings.model_provider,
                 "sandboxPolicy": settings.sandbox, "activePermissionProfile": settings.permission_profile,
                 "effort": settings.reasoning_effort,

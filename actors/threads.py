@@ -568,7 +568,7 @@ class ThreadRegistry:
                 sandbox=perms.sandbox, permission_profile=perms.profile,
                 reasoning_effort=meta.reasoning_effort or s.model_reasoning_effort,
                 ephemeral=ephemeral, originator=meta.originator or "", forked_from_id=forked_from,
-                history_mode=meta.history_mode or "legacy", **_common(s, params),
+                history_mode=meta.history_mode or "legacy", **_common(s, params), **_recorded_mode(ctx),
             )
             model = await self.models.get(config.model_provider)
         except ConfigError as exc:
@@ -731,6 +731,18 @@ def _turn_views(turns: list[Any], view: str) -> list[Any]:
 def _item_entries(turns: list[Any], turn_id: str | None) -> list[ThreadItemEntry]:
     return [ThreadItemEntry(turn.id, item, getattr(item, "started_at_ms", None), getattr(item, "completed_at_ms", None))
             for turn in turns if turn_id is None or turn.id == turn_id for item in turn.items]
+
+
+def _recorded_mode(ctx: Any) -> dict[str, Any]:
+    """The collaboration mode the rollout's last turn ran in (its
+    ``turn_context``), which a resumed or forked thread keeps."""
+    mode = ctx.collaboration_mode if ctx is not None else None
+    if not isinstance(mode, dict) or mode.get("mode") not in ("plan", "default"):
+        return {}
+    settings = mode.get("settings")
+    instructions = settings.get("developer_instructions") if isinstance(settings, dict) else None
+    return {"collaboration_mode": mode["mode"],
+            "mode_instructions": instructions if isinstance(instructions, str) else None}
 
 
 def _loaded_page(ids: list[str], params: ThreadLoadedListParams) -> ThreadLoadedListResponse:

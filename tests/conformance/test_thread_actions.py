@@ -374,3 +374,21 @@ async def test_an_interrupted_review_leaves_none_of_the_reviewers_items_in_the_t
         assert "instructions" not in scripted.requests[1].body or not scripted.requests[1].body[
             "instructions"].startswith("# Review guidelines")
         assert violations(client, session.sent) == []
+
+
+async def test_a_resumed_thread_keeps_the_collaboration_mode_its_last_turn_ran_in(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, cwd=ws) as client:
+        session, tid = await start(client, ws)
+        await session.request("turn/start", {"threadId": tid, "collaborationMode": {"mode": "plan"},
+                                             "input": [{"type": "text", "text": "plan this"}]})
+        await client.until(lambda m: m.get("method") == "turn/completed")
+    async with open_app_server(codex_home, cwd=ws) as client:
+        await client.initialize()
+        await client.request("thread/resume", {"threadId": tid})
+        await client.turn(tid, "go", collaborationMode={"mode": "default"})
+    developer = [part["text"].split("\n")[0] for item in scripted.requests[-1].body["input"]
+                 if isinstance(item, dict) and item.get("role") == "developer" for part in item["content"]]
+    assert developer == ["<collaboration_mode># Plan Mode", "<collaboration_mode># Default Mode"]
