@@ -288,6 +288,8 @@ class _Turn:
             error = await self._sample_loop(mailbox, inbox, scope)
             if error is None:
                 await self._exit_review()
+            else:
+                self.leave_review()  # a failed review leaves nothing in the thread
             return error
         return await self._sample_loop(mailbox, inbox, scope)
 
@@ -346,6 +348,7 @@ class _Turn:
             self.spec = msgspec.structs.replace(self.spec, persist=self.thread_persist)
             self.reviewing = False
             self.instructions = None
+            self.compacted = False  # whatever the reviewer compacted was its own
             self.base, self.added, self.final = self.spec.history, [], []
 
     async def _exit_review(self) -> None:

@@ -392,3 +392,18 @@ async def test_a_resumed_thread_keeps_the_collaboration_mode_its_last_turn_ran_i
     developer = [part["text"].split("\n")[0] for item in scripted.requests[-1].body["input"]
                  if isinstance(item, dict) and item.get("role") == "developer" for part in item["content"]]
     assert developer == ["<collaboration_mode># Plan Mode", "<collaboration_mode># Default Mode"]
+
+
+async def test_a_failed_review_fails_its_turn_and_leaves_the_thread_as_it_was(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    from trio_codex.transports.scripted_responses import HttpError, Script
+    ws = tmp_path / "ws"
+    git_workspace(ws)
+    async with open_app_server(codex_home, cwd=ws) as client:
+        session, tid = await start(client, ws)
+        scripted.enqueue(Script(http_error=HttpError(400, "bad request")))
+        await session.request("review/start", {"threadId": tid, "target": {"type": "uncommittedChanges"}})
+        ended = await client.until(lambda m: m.get("method") == "turn/completed")
+        assert ended[-1]["params"]["turn"]["status"] == "failed"
+        await session.turn(tid, "after")
+        assert user_texts(scripted, 1) == ["after"]
