@@ -957,12 +957,14 @@ class ThreadActor:
                               "command": label.get("command", ""), "cwd": label.get("cwd", self.config.cwd),
                               "osPid": os_pid, "cpuPercent": None, "rssKb": None}
                               for pid, label, os_pid in self.processes.running()]
-                try:
-                    start = int(request.cursor) if request.cursor is not None else 0
-                except ValueError:
+                cursor = request.cursor
+                if cursor is not None and not (cursor.isascii() and cursor.isdigit()):
+                    # Rust's words for a cursor that is no usize.
+                    why = "cannot parse integer from empty string" if not cursor else "invalid digit found in string"
                     await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
-                        f"invalid cursor: {request.cursor}").error))
+                        f"invalid cursor: {why}").error))
                     return
+                start = int(cursor) if cursor is not None else 0
                 end = start + (request.limit or len(terminals) or 1)
                 result = {"data": terminals[start:end], "nextCursor": str(end) if end < len(terminals) else None}
             case "clean":
@@ -979,11 +981,13 @@ class ThreadActor:
     async def _inject(self, reply: Reply, items: tuple[msgspec.Raw, ...]) -> None:
         """thread/inject_items: the items join the model-visible history
         (and the rollout) as they are; no turn, no notification."""
-        for raw in items:
+        for index, raw in enumerate(items):
             item = msgspec.json.decode(raw)
             if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+                why = ("missing field `type`" if isinstance(item, dict) else
+                       f"invalid type: {_serde_kind(item)}, expected internally tagged enum ResponseItem")
                 await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
-                    f"items must be Responses API items (objects with a `type`): {bytes(raw)[:200]!r}").error))
+                    f"items[{index}] is not a valid response item: {why}").error))
                 return
         await self._persist(*(ResponseItem(raw) for raw in items))
         self.history += items
@@ -1010,18 +1014,19 @@ class ThreadActor:
             return
         now = int(time.time())
         objective = params.objective.strip() if params.objective is not None else None
-        new = objective is not None and (goal is None or objective != goal.objective)
+        new = goal is None
         if objective == "" or (goal is None and objective is None):
             await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
                 "goal objective must not be empty" if objective == "" else
-                f"thread {tid} has no goal; set one with an objective").error))
+                f"cannot update goal for thread {tid}: no goal exists").error))
             return
-        if new:
+        if goal is None:
             goal = ThreadGoal(tid, objective or "", params.status or "active", params.token_budget, 0, 0, now, now)
         else:
-            assert goal is not None
+            # As the original: a new objective updates the goal, keeping
+            # its status, budget and creation time unless they are given.
             goal = msgspec.structs.replace(
-                goal, status=params.status or goal.status, updated_at=now,
+                goal, objective=objective or goal.objective, status=params.status or goal.status, updated_at=now,
                 token_budget=params.token_budget if params.token_budget is not None else goal.token_budget)
         await trio.to_thread.run_sync(goals.write_goal, home, goal, new)
         self.goal = goal
@@ -1157,6 +1162,24 @@ class ThreadActor:
         payload = notify_payload(thread_id=c.id, turn_id=turn_id, cwd=c.cwd, client=c.originator or None,
                                  input_messages=user_texts(self.history), last_assistant_message=last)
         await self.nursery.start(run_notifier, c.notify, payload)
+
+
+def _serde_kind(value: Any) -> str:
+    """How serde names a JSON value it did not expect (``integer `3```)."""
+    match value:
+        case bool():
+            return f"boolean `{str(value).lower()}`"
+        case int():
+            return f"integer `{value}`"
+        case float():
+            return f"floating point `{value}`"
+        case str():
+            return f"string {msgspec.json.encode(value).decode()}"
+        case list():
+            return "sequence"
+        case None:
+            return "null"
+    return "map"
 
 
 def _profile_line(profile: ActivePermissionProfile | None) -> dict[str, str] | None:

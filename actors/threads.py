@@ -38,6 +38,7 @@ from ..runtime.protocol.jsonrpc import (
     JsonRpcError,
     Response,
     internal_error,
+    invalid_params,
     invalid_request,
     overloaded,
 )
@@ -281,7 +282,8 @@ class ThreadRegistry:
                     if not command:
                         raise invalid_request("command must not be empty")
                     if params.timeout_ms is not None and params.timeout_ms < 0:
-                        raise invalid_request("timeoutMs must be non-negative")
+                        raise invalid_params(
+                            f"thread/shellCommand timeoutMs must be non-negative, got {params.timeout_ms}")
                     await self._route(params.thread_id, ShellCommand(reply, command, params.timeout_ms), reply)
                 case "thread/backgroundTerminals/list":
                     await self._route(params.thread_id, BackgroundTerminals(

@@ -64,7 +64,10 @@ async def test_a_user_shell_command_runs_as_a_turn_of_its_own_and_the_model_sees
                                  "Exit code: 3\nDuration: ")
         assert record.endswith(" seconds\nOutput:\nhi\n\n</result>\n</user_shell_command>")
         empty = await client.call("thread/shellCommand", {"threadId": tid, "command": "   "})
-        assert empty["error"]["code"] == -32600 and empty["error"]["message"] == "command must not be empty"
+        assert empty["error"] == {"code": -32600, "message": "command must not be empty"}
+        negative = await client.call("thread/shellCommand", {"threadId": tid, "command": "echo", "timeoutMs": -1})
+        assert negative["error"] == {"code": -32602,
+                                     "message": "thread/shellCommand timeoutMs must be non-negative, got -1"}
         assert violations(client, session.sent) == []
 
 
@@ -98,6 +101,8 @@ async def test_background_terminals_list_terminate_and_clean_the_threads_unified
         listed = await session.request("thread/backgroundTerminals/list", {"threadId": tid})
         assert [t["command"] for t in listed["data"]] == ["/bin/bash -lc 'sleep 60'"] * 2
         assert all(t["cwd"] == str(ws) and t["osPid"] for t in listed["data"])
+        bad = await client.call("thread/backgroundTerminals/list", {"threadId": tid, "cursor": "zz"})
+        assert bad["error"] == {"code": -32600, "message": "invalid cursor: invalid digit found in string"}
         first, second = (t["processId"] for t in listed["data"])
         page = await session.request("thread/backgroundTerminals/list", {"threadId": tid, "limit": 1})
         assert [t["processId"] for t in page["data"]] == [first] and page["nextCursor"]
@@ -124,7 +129,8 @@ async def test_injected_items_join_the_history_the_model_sees(
         await session.turn(tid, "after inject")
         assert user_texts(scripted, 0) == ["injected", "after inject"]
         bad = await client.call("thread/inject_items", {"threadId": tid, "items": [3]})
-        assert bad["error"]["code"] == -32600
+        assert bad["error"] == {"code": -32600, "message": "items[0] is not a valid response item: invalid type: "
+                                "integer `3`, expected internally tagged enum ResponseItem"}
         assert violations(client, session.sent) == []
 
 
@@ -135,7 +141,7 @@ async def test_a_thread_goal_is_set_read_and_cleared_and_outlives_the_server(
     async with open_app_server(codex_home, cwd=ws) as client:
         session, tid = await start(client, ws)
         assert await session.request("thread/goal/get", {"threadId": tid}) == {"goal": None}
-        with pytest.raises(RpcError):
+        with pytest.raises(RpcError, match=f"cannot update goal for thread {tid}: no goal exists"):
             await client.request("thread/goal/set", {"threadId": tid, "status": "paused"})
         goal = (await session.request("thread/goal/set", {"threadId": tid, "objective": "ship it",
                                                           "status": "paused"}))["goal"]
@@ -143,8 +149,12 @@ async def test_a_thread_goal_is_set_read_and_cleared_and_outlives_the_server(
         updated = await client.until(lambda m: m.get("method") == "thread/goal/updated")
         assert updated[-1]["params"] == {"threadId": tid, "turnId": None, "goal": goal}
         await session.turn(tid, "hello")  # the thread now has a rollout to resume
-        goal = (await session.request("thread/goal/set", {"threadId": tid, "tokenBudget": 500}))["goal"]
-        assert (goal["status"], goal["tokenBudget"]) == ("paused", 500)
+        created = goal["createdAt"]
+        goal = (await session.request("thread/goal/set", {"threadId": tid, "objective": "ship more",
+                                                          "tokenBudget": 500}))["goal"]
+        # As the original: a new objective updates the goal it replaces.
+        assert (goal["objective"], goal["status"], goal["tokenBudget"], goal["createdAt"]) == (
+            "ship more", "paused", 500, created)
         path = (await session.request("thread/read", {"threadId": tid}))["thread"]["path"]
         noted = [json.loads(line)["payload"] for line in Path(path).read_text().splitlines()
                  if '"thread_goal_updated"' in line]
