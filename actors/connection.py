@@ -180,6 +180,10 @@ class Connection:
             "thread/compact/start": self._thread_request("thread/compact/start"),
             "thread/revert": self._thread_request("thread/revert"),
             "thread/rollback": self._thread_request("thread/rollback"),
+            **{method: self._thread_request(method) for method in (
+                "thread/shellCommand", "thread/backgroundTerminals/list", "thread/backgroundTerminals/clean",
+                "thread/backgroundTerminals/terminate", "thread/inject_items", "thread/goal/get",
+                "thread/goal/set", "thread/goal/clear", "review/start", "thread/search")},
             "turn/start": self._turn_start,
             "turn/interrupt": self._turn_interrupt,
             "turn/steer": self._turn_steer,

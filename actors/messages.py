@@ -99,6 +99,10 @@ class ThreadConfig(msgspec.Struct, frozen=True):
     permission_profile: ActivePermissionProfile | None = None
     #: config.toml ``notify``: run after each completed turn.
     notify: tuple[str, ...] = ()
+    #: The collaboration mode (``plan`` or ``default``) turns run in, and
+    #: its developer instructions (None: the mode's own).
+    collaboration_mode: str = "default"
+    mode_instructions: str | None = None
 
 
 
@@ -263,6 +267,59 @@ class PatchGitInfo(Msg, tag="patch_git_info", frozen=True):
 
     reply: Reply
     patch: dict[str, str | None]
+
+
+class ShellCommand(Msg, tag="shell_command", frozen=True):
+    """``thread/shellCommand`` (the user's ``!cmd``): answered at once; the
+    command runs as a turn of its own once no turn runs."""
+
+    reply: Reply
+    command: str
+    timeout_ms: int | None
+
+
+class UserShell(Msg, tag="user_shell", frozen=True):
+    """To a running turn: run the user's shell command inside it (the
+    original does); its record then makes the model answer, as steered
+    input does."""
+
+    command: str
+    timeout_ms: int | None
+
+
+class BackgroundTerminals(Msg, tag="background_terminals", frozen=True):
+    """``thread/backgroundTerminals/list|clean|terminate``: the thread's
+    unified exec processes. ``action`` is the method's last part."""
+
+    reply: Reply
+    action: str
+    process_id: str | None = None
+    limit: int | None = None
+    cursor: str | None = None
+
+
+class InjectItems(Msg, tag="inject_items", frozen=True):
+    """``thread/inject_items``: raw Responses items appended to the history
+    (and the rollout), no turn."""
+
+    reply: Reply
+    items: tuple[msgspec.Raw, ...]
+
+
+class ReviewThread(Msg, tag="review_thread", frozen=True):
+    """``review/start``: answered at once with the review's turn; the
+    reviewer runs as a turn of its own once no turn runs."""
+
+    reply: Reply
+    target: dict[str, Any]
+
+
+class GoalRequest(Msg, tag="goal_request", frozen=True):
+    """``thread/goal/get|set|clear``; ``params`` the request's."""
+
+    reply: Reply
+    action: str
+    params: Any
 
 
 class CompactThread(Msg, tag="compact_thread", frozen=True):
@@ -456,9 +513,11 @@ RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThr
 
 
 class IndexThread(Msg, tag="index_thread", frozen=True):
-    """A thread's listing row changed (after each turn): upsert it."""
+    """A thread's listing row changed (after each turn): upsert it, and
+    index the turn's message ``texts`` for ``thread/search``."""
 
     meta: Any
+    texts: tuple[str, ...] = ()
 
 
 class ListThreads(Msg, tag="list_threads", frozen=True):

@@ -487,6 +487,7 @@ class _Process:
         self.terminal: FdStream | None = None
         self.ended = trio.Event()
         self.last_used = trio.current_time()
+        self.label: dict[str, str] = {}
 
     async def deliver(self, data: bytes, stream: Stream) -> None:
         if self.on_output is not None:
@@ -537,8 +538,10 @@ class ProcessTable:
         size: tuple[int, int] | None = None,
         on_output: OnOutput | None = None,
         output_cap_bytes: int = TABLE_OUTPUT_CAP_BYTES,
+        label: Mapping[str, str] | None = None,
     ) -> None:
-        """Start ``argv`` as ``process_id``. With ``tty``, it runs on a new
+        """Start ``argv`` as ``process_id``; ``label`` is what
+        :meth:`running` reports of it (the command, its item). With ``tty``, it runs on a new
         pseudo-terminal of ``size`` (rows, cols; default 24x80) that is both
         its stdin and its output; otherwise stdout and stderr are pipes and
         stdin is a pipe only with ``stdin=True`` (else ``/dev/null``, so a
@@ -562,6 +565,7 @@ class ProcessTable:
         if len(self._processes) >= self._max:
             self._evict()
         proc = _Process(process_id, on_output=on_output, cap=output_cap_bytes)
+        proc.label = dict(label or {})
         self._processes[process_id] = proc
         env = sandbox.sandbox_env(os.environ if env is None else env, sandbox_policy)
         try:
@@ -604,6 +608,11 @@ class ProcessTable:
                              "with tty=True")
         with contextlib.suppress(OSError):  # it just ended and its terminal is closed
             _set_size(proc.terminal.fileno(), (rows, cols))
+
+    def running(self) -> list[tuple[str, dict[str, str], int | None]]:
+        """The processes still running, oldest first: id, label, OS pid."""
+        return [(p.id, p.label, p.child.pid if p.child else None)
+                for p in self._processes.values() if not p.ended.is_set()]
 
     def terminate(self, process_id: str) -> None:
         """SIGKILL the process and its session. Its exit (code 137) is then

@@ -18,15 +18,20 @@ import logging
 import os
 import sqlite3
 import time
-from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from ..runtime.errors import MailboxClosed, StorageFailure
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.protocol.jsonrpc import ErrorResponse, Response, internal_error, invalid_request
-from ..runtime.protocol.v2.thread import ThreadListResponse
+from ..runtime.protocol.v2.thread import (
+    ThreadListResponse,
+    ThreadSearchParams,
+    ThreadSearchResponse,
+    ThreadSearchResult,
+)
 from ..runtime.rollout import (
     SESSION_INDEX_FILE,
     ThreadMeta,
@@ -136,8 +141,9 @@ async def _failed(msg: object, codex_home: Path, exc: Exception) -> None:
 async def _handle(msg: object, codex_home: Path, index: ThreadIndex) -> None:
     """One request, answered; a disk or database error is raised."""
     match msg:
-        case IndexThread(meta=meta):
+        case IndexThread(meta=meta, texts=texts):
             await trio.to_thread.run_sync(index.upsert, meta)
+            await trio.to_thread.run_sync(index.add_texts, meta.id, texts)
         case FindThread(thread_id=tid, reply=reply):
             reply.set(await trio.to_thread.run_sync(index.get, tid))
         case NameThread(thread_id=tid, name=name, reply=reply):
@@ -151,17 +157,27 @@ async def _handle(msg: object, codex_home: Path, index: ThreadIndex) -> None:
             reply.set(await trio.to_thread.run_sync(_delete, index, tid))
         case ListThreads(reply=reply, params=p, loaded=loaded):
             try:
-                page = await trio.to_thread.run_sync(partial(
-                    index.list_threads, cursor=p.cursor, limit=p.limit or 25,
-                    sort_key=p.sort_key or "created_at", sort_direction=p.sort_direction or "desc",
-                    archived=bool(p.archived), cwd=p.cwd, model_providers=p.model_providers,
-                    source_kinds=p.source_kinds, search_term=p.search_term))
-                answer = Response(reply.request_id, ThreadListResponse(
-                    [thread_from_meta(m, m.id in loaded) for m in page.rows],
-                    page.next_cursor, page.backwards_cursor))
+                answer = Response(reply.request_id, await trio.to_thread.run_sync(_listing, index, p, loaded))
             except ValueError as exc:
                 answer = ErrorResponse(reply.request_id, invalid_request(str(exc)).error)
             try:
                 await reply.conn.outbox.send(answer)
             except MailboxClosed:
                 pass
+
+
+def _listing(index: ThreadIndex, p: Any, loaded: frozenset[str]) -> ThreadListResponse | ThreadSearchResponse:
+    """A page of ``thread/list`` or, for its params, ``thread/search``
+    (blocking; ValueError for a bad cursor or sort)."""
+    common: dict[str, Any] = dict(cursor=p.cursor, limit=p.limit or 25, sort_key=p.sort_key or "created_at",
+                                  sort_direction=p.sort_direction or "desc", archived=bool(p.archived),
+                                  source_kinds=p.source_kinds)
+    if isinstance(p, ThreadSearchParams):
+        page = index.list_threads(**common, full_text=p.search_term)
+        snippets = index.snippets([m.id for m in page.rows], p.search_term)
+        return ThreadSearchResponse([ThreadSearchResult(thread_from_meta(m, m.id in loaded),
+                                                        snippets.get(m.id, m.preview)) for m in page.rows],
+                                    page.next_cursor, page.backwards_cursor)
+    page = index.list_threads(**common, cwd=p.cwd, model_providers=p.model_providers, search_term=p.search_term)
+    return ThreadListResponse([thread_from_meta(m, m.id in loaded) for m in page.rows],
+                              page.next_cursor, page.backwards_cursor)

@@ -69,8 +69,9 @@ import trio
 
 from ..runtime.ask import ReplySlot
 from ..runtime.errors import StorageFailure
+from ..runtime import collaboration, goals, review
 from ..runtime.git import collect_git_info
-from ..runtime.history import user_texts
+from ..runtime.history import message_texts, user_texts
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox
 from ..runtime.permissions import Permissions
@@ -85,7 +86,14 @@ from ..runtime.protocol.jsonrpc import (
     invalid_request,
     overloaded,
 )
-from ..runtime.protocol.v2.item import AgentMessageItem, ItemCompleted, ItemStarted, TextInput, UserMessageItem
+from ..runtime.protocol.v2.item import (
+    AgentMessageItem,
+    EnteredReviewModeItem,
+    ItemCompleted,
+    ItemStarted,
+    TextInput,
+    UserMessageItem,
+)
 from ..runtime.protocol.v2.thread import (
     Active,
     ActivePermissionProfile,
@@ -98,6 +106,7 @@ from ..runtime.protocol.v2.thread import (
     ThreadStatus,
     NotLoaded,
     SandboxPolicy,
+    ThreadGoal,
     ThreadIdParams,
     ThreadRevertResponse,
     ThreadStatusChanged,
@@ -117,13 +126,17 @@ from ..runtime.protocol.v2.turn import (
     TurnSteerResponse,
 )
 from ..runtime.rollout import (
+    CoreEnteredReviewMode,
     GitInfo,
+    ItemCompletedEvent,
+    ResponseItem,
     SessionMeta,
     ThreadMeta,
     TurnAbortedEvent,
     TurnCompleteEvent,
     TurnContext,
     TurnStartedEvent,
+    UnknownEvent,
     format_timestamp,
     read_rollout,
     replay,
@@ -142,8 +155,13 @@ from .messages import (
     ApprovalGate,
     Broadcast,
     Checkpoint,
+    BackgroundTerminals,
     ClearApprovals,
     CompactThread,
+    GoalRequest,
+    InjectItems,
+    ReviewThread,
+    ShellCommand,
     ConnectionRef,
     RevertThread,
     IndexThread,
@@ -163,6 +181,7 @@ from .messages import (
     SubscribersChanged,
     ThreadConfig,
     TurnEnded,
+    UserShell,
     UnloadDue,
     UnloadThread,
     Unsubscribe,
@@ -328,6 +347,11 @@ class ThreadActor:
         #: Tokens in the model's context after the last turn (compaction
         #: starts past the config's limit).
         self.context_tokens = 0
+        #: Work that waits for the running turn to end without stopping it
+        #: (the user's shell commands), in order.
+        self.queued: list[Callable[[], Awaitable[None]]] = []
+        #: The thread's goal, once read from the goals database.
+        self.goal: ThreadGoal | None | msgspec.UnsetType = msgspec.UNSET
 
     async def handle(self, msg: Any) -> None:
         if isinstance(self.state, Unloading) and not isinstance(msg, UnloadDue):
@@ -404,6 +428,17 @@ class ThreadActor:
                 self.name = name
             case CompactThread(reply=reply):
                 await self._compact(reply)
+            case ShellCommand(reply=reply, command=command, timeout_ms=timeout_ms):
+                await self._to(reply.conn, Response(reply.request_id, {}))
+                await self._user_shell(command, timeout_ms)
+            case BackgroundTerminals() as request:
+                await self._background_terminals(request)
+            case InjectItems(reply=reply, items=items):
+                await self._inject(reply, items)
+            case GoalRequest(reply=reply, action=action, params=params):
+                await self._goal(reply, action, params)
+            case ReviewThread(reply=reply, target=target):
+                await self._review(reply, target)
             case RevertThread(reply=reply, before_turn_id=before, num_turns=num_turns):
                 await self._revert(reply, before, num_turns)
             case PatchGitInfo(reply=reply, patch=patch):
@@ -533,7 +568,7 @@ class ThreadActor:
                 self.git.setdefault(key, value)
         return git
 
-    def _index(self, last_turn_started: int) -> None:
+    def _index(self, last_turn_started: int, texts: tuple[str, ...] = ()) -> None:
         """Keep the listing index in step (best effort: the index is rebuilt
         from the rollouts when it lags)."""
         c = self.config
@@ -544,7 +579,7 @@ class ThreadActor:
             updated_at=self.updated_at * 1000, recency_at=last_turn_started * 1000, source="vscode",
             model_provider=c.model_provider, cwd=c.cwd, cli_version=PROTOCOL_VERSION, originator=c.originator,
             model=c.model, reasoning_effort=c.reasoning_effort, preview=self.preview, history_mode=c.history_mode,
-            tokens_used=self.usage.total_tokens, **self.git)))
+            tokens_used=self.usage.total_tokens, **self.git), texts))
 
     async def _set_status(self, status: ThreadStatus) -> None:
         self.status = status
@@ -673,13 +708,18 @@ class ThreadActor:
             await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
                 f"Invalid request: invalid sandboxPolicy: {exc}").error))
             return
+        mode_changed = (settings.collaboration_mode, settings.mode_instructions) != (
+            self.config.collaboration_mode, self.config.mode_instructions)
         if settings != self.config:
             self.config = settings
             await self._notify("thread/settings/updated", {"threadId": settings.id, "threadSettings": {
                 "approvalPolicy": settings.approval_policy, "approvalsReviewer": settings.approvals_reviewer,
-                "collaborationMode": {"mode": "default", "settings": {
+                "collaborationMode": {"mode": settings.collaboration_mode, "settings": {
                     "model": settings.model, "reasoning_effort": settings.reasoning_effort,
-                    "developer_instructions": settings.developer_instructions}},
+                    "developer_instructions": collaboration.instructions(
+                        settings.collaboration_mode, settings.mode_instructions)
+                    if settings.collaboration_mode == "plan"
+                    else settings.mode_instructions or settings.developer_instructions}},
                 "cwd": settings.cwd, "model": settings.model, "modelProvider": settings.model_provider,
                 "sandboxPolicy": settings.sandbox, "activePermissionProfile": settings.permission_profile,
                 "effort": settings.reasoning_effort,
@@ -706,6 +746,10 @@ class ThreadActor:
         compact_first = bool(self.history) and c.auto_compact_limit is not None \
             and self.context_tokens >= c.auto_compact_limit
         raw = user_history_item(params.input)
+        mode = collaboration.mode_message(c.collaboration_mode, c.mode_instructions) if mode_changed else None
+        if mode is not None:
+            # The model is told of the new mode before the message.
+            self.history += (mode,)
         await self._open_turn(turn_id, started_s)
         if not compact_first:
             await self._notify("item/started", ItemStarted(user_item, c.id, turn_id, now_ms()))
@@ -713,7 +757,11 @@ class ThreadActor:
             TurnContext(turn_id=turn_id, root_turn_id=turn_id, cwd=c.cwd, approval_policy=c.approval_policy,
                         sandbox_policy=msgspec.to_builtins(c.sandbox),
                         active_permission_profile=_profile_line(c.permission_profile), model=c.model,
-                        effort=c.reasoning_effort, summary=c.reasoning_summary or "auto"),
+                        effort=c.reasoning_effort, summary=c.reasoning_summary or "auto",
+                        collaboration_mode={"mode": c.collaboration_mode, "settings": {
+                            "model": c.model, "reasoning_effort": c.reasoning_effort,
+                            "developer_instructions": c.mode_instructions}}),
+            *(() if mode is None else (ResponseItem(mode),)),
             TurnStartedEvent(turn_id=turn_id, root_turn_id=turn_id, started_at=started_s,
                              model_context_window=c.model_context_window),
             *(() if compact_first else user_message_lines(user_item, raw, c.id, turn_id)),
@@ -733,6 +781,13 @@ class ThreadActor:
             ("approvals_reviewer", params.approvals_reviewer), ("model", params.model),
             ("reasoning_effort", params.effort), ("reasoning_summary", params.summary),
         ) if value is not None and value != getattr(c, name)}
+        if (mode := params.collaboration_mode) is not None:
+            # A mode's settings choose the model and effort, as the original's.
+            changes.update(collaboration_mode=mode.mode, mode_instructions=mode.settings.developer_instructions)
+            if mode.settings.model:
+                changes["model"] = mode.settings.model
+            if mode.settings.reasoning_effort:
+                changes["reasoning_effort"] = mode.settings.reasoning_effort
         if perms is not None:
             changes.update(sandbox=perms.sandbox, permission_profile=perms.profile)
         elif params.sandbox_policy is not None:
@@ -831,13 +886,168 @@ class ThreadActor:
                                              model_context_window=self.config.model_context_window))
         await self._launch_turn(turn_id, started_s, "compact", None, None, False)
 
+    async def _user_shell(self, command: str, timeout_ms: int | None) -> None:
+        """thread/shellCommand: a ``commandExecution`` item, ``source:
+        userShell``. As the original: inside a running regular turn (the model
+        then answers its record); else as a turn of its own, now or once a
+        compaction, review or shell turn has ended."""
+        match self.state:
+            case Running(turn=turn) if turn.kind == "regular" and turn.mailbox.send_nowait(
+                    UserShell(command, timeout_ms)):
+                pass  # it runs inside the turn, as the original's
+            case Running():
+                self.queued.append(partial(self._user_shell, command, timeout_ms))
+            case Stopping(then=then):
+                then.append(partial(self._user_shell, command, timeout_ms))
+            case _:
+                turn_id, started_s = uuid7(), int(time.time())
+                await self._open_turn(turn_id, started_s)
+                await self._persist(TurnStartedEvent(turn_id=turn_id, root_turn_id=turn_id, started_at=started_s,
+                                                     model_context_window=self.config.model_context_window))
+                await self._launch_turn(turn_id, started_s, "shell", None, None, False,
+                                        shell_command=(command, timeout_ms))
+
+    async def _review(self, reply: Reply, target: dict[str, Any]) -> None:
+        """review/start, delivered inline as 0.169 does: answered at once
+        with the review's turn (its hint as a user message whose id is the
+        turn's); the reviewer runs now or once the running turn has ended."""
+        turn_id, hint = uuid7(), review.hint(target)
+        user = UserMessageItem(id=turn_id, content=[TextInput(hint)])
+        await self._to(reply.conn, Response(reply.request_id, {
+            "turn": Turn(id=turn_id, items=[user], status="inProgress"), "reviewThreadId": self.config.id}))
+        await self._start_review(turn_id, target, hint)
+
+    async def _start_review(self, turn_id: str, target: dict[str, Any], hint: str) -> None:
+        """As the original: ``enteredReviewMode`` first, then the thread is
+        active and ``turn/started`` names the reviewer's own turn, whose root
+        is the review's; everything after carries the review's turn id."""
+        match self.state:
+            case Running():
+                self.queued.append(partial(self._start_review, turn_id, target, hint))
+                return
+            case Stopping(then=then):
+                then.append(partial(self._start_review, turn_id, target, hint))
+                return
+        c = self.config
+        entered = EnteredReviewModeItem(uuid7(), hint)
+        await self._notify("item/started", ItemStarted(entered, c.id, turn_id, now_ms()))
+        await self._notify("item/completed", ItemCompleted(entered, c.id, turn_id, now_ms()))
+        started_s = int(time.time())
+        await self._set_status(Active())
+        await self._notify("turn/started", TurnStarted(c.id, Turn(
+            id=uuid7(), items=[], status="inProgress", started_at=started_s, root_turn_id=turn_id)))
+        # The original writes the entered item first; here the turn's start
+        # comes first so that the replay files the item under its turn.
+        await self._persist(TurnStartedEvent(turn_id=turn_id, root_turn_id=turn_id, started_at=started_s,
+                                             model_context_window=c.model_context_window),
+                            ItemCompletedEvent.of(CoreEnteredReviewMode(id=entered.id, target=target,
+                                                                        user_facing_hint=hint),
+                                                  thread_id=c.id, turn_id=turn_id, completed_at_ms=now_ms()))
+        await self._launch_turn(turn_id, started_s, "review", None, None, False, review_target=target)
+
+    async def _background_terminals(self, request: BackgroundTerminals) -> None:
+        """thread/backgroundTerminals/*: the unified exec processes the
+        thread's turns left running. Clean kills them all (reaped beside the
+        loop); terminate kills one (``terminated: false`` for an unknown id)."""
+        reply = request.reply
+        result: Any
+        match request.action:
+            case "list":
+                terminals = [{"processId": pid, "itemId": label.get("item_id", ""),
+                              "command": label.get("command", ""), "cwd": label.get("cwd", self.config.cwd),
+                              "osPid": os_pid, "cpuPercent": None, "rssKb": None}
+                              for pid, label, os_pid in self.processes.running()]
+                cursor = request.cursor
+                if cursor is not None and not (cursor.isascii() and cursor.isdigit()):
+                    # Rust's words for a cursor that is no usize.
+                    why = "cannot parse integer from empty string" if not cursor else "invalid digit found in string"
+                    await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
+                        f"invalid cursor: {why}").error))
+                    return
+                start = int(cursor) if cursor is not None else 0
+                end = start + (request.limit or len(terminals) or 1)
+                result = {"data": terminals[start:end], "nextCursor": str(end) if end < len(terminals) else None}
+            case "clean":
+                self.nursery.start_soon(self.processes.close_all)
+                result = {}
+            case _:
+                pid = request.process_id
+                running = any(p == pid for p, _label, _os in self.processes.running())
+                if running:
+                    self.processes.terminate(pid)
+                result = {"terminated": running}
+        await self._to(reply.conn, Response(reply.request_id, result))
+
+    async def _inject(self, reply: Reply, items: tuple[msgspec.Raw, ...]) -> None:
+        """thread/inject_items: the items join the model-visible history
+        (and the rollout) as they are; no turn, no notification."""
+        for index, raw in enumerate(items):
+            item = msgspec.json.decode(raw)
+            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+                why = ("missing field `type`" if isinstance(item, dict) else
+                       f"invalid type: {_serde_kind(item)}, expected internally tagged enum ResponseItem")
+                await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
+                    f"items[{index}] is not a valid response item: {why}").error))
+                return
+        await self._persist(*(ResponseItem(raw) for raw in items))
+        self.history += items
+        self._checkpoint()
+        await self._to(reply.conn, Response(reply.request_id, {}))
+
+    async def _goal(self, reply: Reply, action: str, params: Any) -> None:
+        """thread/goal/get|set|clear, kept in the goals database as the
+        original keeps it; a change is announced to the subscribers after
+        the answer (``thread/goal/updated``, ``thread/goal/cleared``)."""
+        home, tid = self.config.codex_home, self.config.id
+        if self.goal is msgspec.UNSET:
+            self.goal = await trio.to_thread.run_sync(goals.read_goal, home, tid)
+        goal = self.goal
+        if action == "get":
+            await self._to(reply.conn, Response(reply.request_id, {"goal": goal}))
+            return
+        if action == "clear":
+            cleared = await trio.to_thread.run_sync(goals.delete_goal, home, tid)
+            self.goal = None
+            await self._to(reply.conn, Response(reply.request_id, {"cleared": cleared}))
+            if cleared:
+                await self._notify("thread/goal/cleared", ThreadIdParams(tid))
+            return
+        now = int(time.time())
+        objective = params.objective.strip() if params.objective is not None else None
+        new = goal is None
+        if objective == "" or (goal is None and objective is None):
+            await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
+                "goal objective must not be empty" if objective == "" else
+                f"cannot update goal for thread {tid}: no goal exists").error))
+            return
+        if goal is None:
+            goal = ThreadGoal(tid, objective or "", params.status or "active", params.token_budget, 0, 0, now, now)
+        else:
+            # As the original: a new objective updates the goal, keeping
+            # its status, budget and creation time unless they are given.
+            goal = msgspec.structs.replace(
+                goal, objective=objective or goal.objective, status=params.status or goal.status, updated_at=now,
+                token_budget=params.token_budget if params.token_budget is not None else goal.token_budget)
+        await trio.to_thread.run_sync(goals.write_goal, home, goal, new)
+        self.goal = goal
+        if self.rollout is not None:
+            # The original also notes each change in the rollout.
+            await self._persist(UnknownEvent("thread_goal_updated", msgspec.Raw(msgspec.json.encode(
+                {"type": "thread_goal_updated", "threadId": tid, "goal": goals.rollout_goal(goal)}))))
+        await self._to(reply.conn, Response(reply.request_id, {"goal": goal}))
+        turn = self._turn()
+        await self._notify("thread/goal/updated", {"threadId": tid, "turnId": turn.id if turn else None,
+                                                   "goal": goal})
+
     async def _open_turn(self, turn_id: str, started_s: int) -> None:
         await self._set_status(Active())
         await self._notify("turn/started", TurnStarted(self.config.id, Turn(
             id=turn_id, items=[], status="inProgress", started_at=started_s, root_turn_id=turn_id)))
 
     async def _launch_turn(self, turn_id: str, started_s: int, kind: str, user_item: UserMessageItem | None,
-                           raw: msgspec.Raw | None, compact_first: bool, output_schema: Any = None) -> None:
+                           raw: msgspec.Raw | None, compact_first: bool, output_schema: Any = None,
+                           shell_command: tuple[str, int | None] | None = None,
+                           review_target: dict[str, Any] | None = None) -> None:
         mailbox, inbox = open_turn_mailbox(turn_id)
         turn = TurnHandle(turn_id, mailbox, inbox, trio.CancelScope(), started_s, time.monotonic(), kind)
         spec = TurnSpec(
@@ -846,6 +1056,7 @@ class ThreadActor:
             persist=partial(append, self.rollout), history=self.history, user_item=user_item, user_raw=raw,
             usage=self.usage, subscribers=tuple(self.subscribers.values()), kind=kind,
             compact_first=compact_first, context_tokens=self.context_tokens, output_schema=output_schema,
+            shell_command=shell_command, review_target=review_target,
         )
         self.state = Running(turn)
         self.nursery.start_soon(run_turn, spec, mailbox, inbox, turn.scope)
@@ -919,13 +1130,13 @@ class ThreadActor:
                                         error=error, started_at=turn.started_at, completed_at=self.updated_at,
                                         duration_ms=duration_ms)
         await self._persist(closing, turn_end=True)
-        self._index(turn.started_at)
+        self._index(turn.started_at, () if ended.replaces_history else tuple(message_texts(ended.history + late)))
         if ended.status == "failed":
             await self._set_status(SystemError())
             await self._notify("error", ErrorNotification(ended.error, False, self.config.id, turn.id))
         else:
             await self._set_status(Idle())
-        if ended.status == "completed" and self.config.notify:
+        if ended.status == "completed" and self.config.notify and turn.kind != "shell":
             await self._run_notify(turn.id, last)
         await self._notify("turn/completed", TurnCompleted(self.config.id, Turn(
             id=turn.id, items=list(ended.items), status=ended.status,
@@ -940,7 +1151,8 @@ class ThreadActor:
                 usage=self.usage.minus(usage_before)))
         await self.approvals.send(ClearApprovals(self.config.id, turn.id))
         self._checkpoint()
-        for step in then:
+        queued, self.queued = self.queued, []
+        for step in (*then, *queued):
             await step()
 
     async def _run_notify(self, turn_id: str, last: str | None) -> None:
@@ -950,6 +1162,24 @@ class ThreadActor:
         payload = notify_payload(thread_id=c.id, turn_id=turn_id, cwd=c.cwd, client=c.originator or None,
                                  input_messages=user_texts(self.history), last_assistant_message=last)
         await self.nursery.start(run_notifier, c.notify, payload)
+
+
+def _serde_kind(value: Any) -> str:
+    """How serde names a JSON value it did not expect (``integer `3```)."""
+    match value:
+        case bool():
+            return f"boolean `{str(value).lower()}`"
+        case int():
+            return f"integer `{value}`"
+        case float():
+            return f"floating point `{value}`"
+        case str():
+            return f"string {msgspec.json.encode(value).decode()}"
+        case list():
+            return "sequence"
+        case None:
+            return "null"
+    return "map"
 
 
 def _profile_line(profile: ActivePermissionProfile | None) -> dict[str, str] | None:

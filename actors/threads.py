@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import trio
 
-from ..runtime import permissions
+from ..runtime import permissions, review
 from ..runtime.config import ConfigError, Settings, resolve_provider
 from ..runtime.history import auto_compact_limit
 from ..runtime.ids import uuid7
@@ -38,6 +38,7 @@ from ..runtime.protocol.jsonrpc import (
     JsonRpcError,
     Response,
     internal_error,
+    invalid_params,
     invalid_request,
     overloaded,
 )
@@ -92,8 +93,13 @@ from .messages import (
     PatchGitInfo,
     UpdateGitInfo,
     Checkpoint,
+    BackgroundTerminals,
     CompactThread,
+    GoalRequest,
+    InjectItems,
     RevertThread,
+    ReviewThread,
+    ShellCommand,
     FindThread,
     ListThreads,
     NameThread,
@@ -226,6 +232,11 @@ class ThreadRegistry:
                 case "thread/list":
                     if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
                         raise overloaded()
+                case "thread/search" if not params.search_term:
+                    raise invalid_request("thread/search requires a non-empty searchTerm")
+                case "thread/search":
+                    if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
+                        raise overloaded()
                 case "thread/loaded/list":
                     await self._answer(reply, _loaded_page(sorted(self.threads), params))
                 case "thread/read" if params.thread_id in self.threads:
@@ -266,6 +277,34 @@ class ThreadRegistry:
                     await self._route(params.thread_id, RevertThread(reply, None, params.num_turns), reply)
                 case "thread/compact/start":
                     await self._route(params.thread_id, CompactThread(reply), reply)
+                case "thread/shellCommand":
+                    command = params.command.strip()
+                    if not command:
+                        raise invalid_request("command must not be empty")
+                    if params.timeout_ms is not None and params.timeout_ms < 0:
+                        raise invalid_params(
+                            f"thread/shellCommand timeoutMs must be non-negative, got {params.timeout_ms}")
+                    await self._route(params.thread_id, ShellCommand(reply, command, params.timeout_ms), reply)
+                case "thread/backgroundTerminals/list":
+                    await self._route(params.thread_id, BackgroundTerminals(
+                        reply, "list", limit=params.limit, cursor=params.cursor), reply)
+                case "thread/backgroundTerminals/clean":
+                    await self._route(params.thread_id, BackgroundTerminals(reply, "clean"), reply)
+                case "thread/backgroundTerminals/terminate":
+                    await self._route(params.thread_id, BackgroundTerminals(
+                        reply, "terminate", process_id=params.process_id), reply)
+                case "thread/inject_items":
+                    items = tuple(msgspec.Raw(msgspec.json.encode(item)) for item in params.items)
+                    await self._route(params.thread_id, InjectItems(reply, items), reply)
+                case "review/start":
+                    target = msgspec.to_builtins(params.target)
+                    try:
+                        review.prompt(target, None)
+                    except review.ReviewTargetError as exc:
+                        raise invalid_request(str(exc)) from None
+                    await self._route(params.thread_id, ReviewThread(reply, target), reply)
+                case "thread/goal/get" | "thread/goal/set" | "thread/goal/clear":
+                    await self._route(params.thread_id, GoalRequest(reply, method.rsplit("/", 1)[1], params), reply)
                 case "thread/metadata/update" if params.thread_id in self.threads:
                     # Git info lives in the index only (as in the original's
                     # state database); a loaded thread keeps its own copy and
@@ -531,7 +570,7 @@ class ThreadRegistry:
                 sandbox=perms.sandbox, permission_profile=perms.profile,
                 reasoning_effort=meta.reasoning_effort or s.model_reasoning_effort,
                 ephemeral=ephemeral, originator=meta.originator or "", forked_from_id=forked_from,
-                history_mode=meta.history_mode or "legacy", **_common(s, params),
+                history_mode=meta.history_mode or "legacy", **_common(s, params), **_recorded_mode(ctx),
             )
             model = await self.models.get(config.model_provider)
         except ConfigError as exc:
@@ -694,6 +733,18 @@ def _turn_views(turns: list[Any], view: str) -> list[Any]:
 def _item_entries(turns: list[Any], turn_id: str | None) -> list[ThreadItemEntry]:
     return [ThreadItemEntry(turn.id, item, getattr(item, "started_at_ms", None), getattr(item, "completed_at_ms", None))
             for turn in turns if turn_id is None or turn.id == turn_id for item in turn.items]
+
+
+def _recorded_mode(ctx: Any) -> dict[str, Any]:
+    """The collaboration mode the rollout's last turn ran in (its
+    ``turn_context``), which a resumed or forked thread keeps."""
+    mode = ctx.collaboration_mode if ctx is not None else None
+    if not isinstance(mode, dict) or mode.get("mode") not in ("plan", "default"):
+        return {}
+    settings = mode.get("settings")
+    instructions = settings.get("developer_instructions") if isinstance(settings, dict) else None
+    return {"collaboration_mode": mode["mode"],
+            "mode_instructions": instructions if isinstance(instructions, str) else None}
 
 
 def _loaded_page(ids: list[str], params: ThreadLoadedListParams) -> ThreadLoadedListResponse:

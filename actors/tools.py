@@ -34,6 +34,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -44,6 +45,7 @@ from ..runtime import apply_patch as patching
 from ..runtime import command_safety as safety
 from ..runtime import patch_writer, tool_output
 from ..runtime.ask import ReplySlot, ask
+from ..runtime.history import user_message
 from ..runtime.mailbox import Mailbox
 from ..runtime.protocol import responses as rs
 from ..runtime.protocol import tools as specs
@@ -290,7 +292,8 @@ async def _exec_command(ctx: ToolContext, call: rs.FunctionCallItem, args: Any) 
     item, sandbox, env = begun
     started = time.monotonic()
     await ctx.processes.spawn(str(session), argv, cwd=item.cwd, env=env, sandbox_policy=sandbox,
-                              tty=bool(args.tty), stdin=True)
+                              tty=bool(args.tty), stdin=True,
+                              label={"command": item.command, "cwd": item.cwd, "item_id": item.id})
     poll = await ctx.processes.poll(str(session), _yield_ms(args.yield_time_ms))
     text = poll.output.decode("utf-8", "replace")
     status = "inProgress" if poll.exit_code is None else ("completed" if poll.exit_code == 0 else "failed")
@@ -492,3 +495,42 @@ _HANDLERS: dict[str, tuple[type, Callable[[ToolContext, Any, Any], Awaitable[Too
     "write_stdin": (specs.WriteStdinArgs, _write_stdin),
     "update_plan": (specs.UpdatePlanArgs, _update_plan),
 }
+
+
+# --- the user's own shell command (thread/shellCommand) ------------------------------
+
+#: thread/shellCommand's default timeout: one hour, as the original's.
+USER_SHELL_TIMEOUT_MS = 3_600_000
+
+
+async def run_user_shell(ctx: ToolContext, command: str, timeout_ms: int | None) -> msgspec.Raw:
+    """Run the user's ``!cmd`` as the original does: in the thread's cwd,
+    unsandboxed (the user typed it; the schema says it runs with full
+    access), as a ``commandExecution`` item with ``source: userShell`` and
+    output deltas; return the user message that records it in the history,
+    so the model sees it next turn (``<user_shell_command>``)."""
+    argv = safety.shell_argv(command)
+    item_id = str(uuid.uuid4())
+    item = CommandExecutionItem(item_id, safety.shlex_join(argv), ctx.cwd,
+                                safety.parse_command_actions(argv, cwd=ctx.cwd), "inProgress", source="userShell")
+    await ctx.notify("item/started", ItemStarted(item, ctx.thread_id, ctx.turn_id, now_ms()))
+
+    async def stream(chunk: bytes, _stream: str) -> None:
+        await ctx.notify("item/commandExecution/outputDelta", CommandExecutionOutputDelta(
+            ctx.thread_id, ctx.turn_id, item_id, chunk.decode("utf-8", "replace")))
+
+    try:
+        outcome = await run_command(argv, cwd=ctx.cwd, env=create_env(os.environ, thread_id=ctx.thread_id),
+                                    sandbox_policy=_UNSANDBOXED, on_output=stream,
+                                    timeout_ms=USER_SHELL_TIMEOUT_MS if timeout_ms is None else timeout_ms)
+        text, exit_code = outcome.aggregated_output.decode("utf-8", "replace"), outcome.exit_code
+        duration_ms, timed_out = outcome.duration_ms, outcome.timed_out
+    except OSError as exc:  # the shell itself could not start
+        text, exit_code, duration_ms, timed_out = f"failed to run the command: {exc}", -1, 0, False
+    done = msgspec.structs.replace(
+        item, status="completed" if exit_code == 0 else "failed", aggregated_output=text or None,
+        exit_code=exit_code, duration_ms=duration_ms)
+    await ctx.notify("item/completed", ItemCompleted(done, ctx.thread_id, ctx.turn_id, now_ms()))
+    record = tool_output.user_shell_record(command, text, exit_code=exit_code, duration=duration_ms / 1000,
+                                           timed_out=timed_out)
+    return user_message(record)

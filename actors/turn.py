@@ -32,7 +32,9 @@ from typing import Any
 import msgspec
 import trio
 
+from ..runtime import review
 from ..runtime.errors import StorageFailure
+from ..runtime.git import merge_base
 from ..runtime.history import (
     SUMMARIZATION_PROMPT,
     compacted_history,
@@ -44,17 +46,20 @@ from ..runtime.ids import uuid7
 from ..runtime.mailbox import Coalesce, Inbox, Mailbox, open_mailbox
 from ..runtime.protocol import responses as rs
 from ..runtime.protocol.jsonrpc import Notification
+from ..runtime.protocol.v2.thread import ReadOnly
 from ..runtime.protocol.tools import turn_tools
 from ..runtime.protocol.v2.item import (
     AgentMessageDelta,
     AgentMessageItem,
     ContextCompactionItem,
+    ExitedReviewModeItem,
     ItemCompleted,
     ItemStarted,
     ReasoningItem,
     ReasoningSummaryPartAdded,
     ReasoningSummaryTextDelta,
     ReasoningTextDelta,
+    TextInput,
     ThreadItem,
     UserMessageItem,
 )
@@ -68,6 +73,7 @@ from ..runtime.protocol.v2.turn import (
 )
 from ..runtime.rollout import (
     Compacted,
+    CoreExitedReviewMode,
     ItemCompletedEvent,
     PlanUpdateEvent,
     ResponseItem,
@@ -86,12 +92,13 @@ from .messages import (
     SubscribersChanged,
     ThreadConfig,
     TurnEnded,
+    UserShell,
 )
 from . import analytics_facts as facts
 from .analytics_facts import Recorder
 from .model import stream_response
 from .process import ProcessTable
-from .tools import ToolContext, ToolOutcome, aborted_output, is_parallel, run_tool_call
+from .tools import ToolContext, ToolOutcome, aborted_output, is_parallel, run_tool_call, run_user_shell
 
 log = logging.getLogger("trio_codex.turn")
 
@@ -136,7 +143,8 @@ class TurnSpec(msgspec.Struct, frozen=True):
     user_raw: msgspec.Raw | None
     usage: TokenUsageBreakdown
     subscribers: tuple[ConnectionRef, ...]
-    #: ``regular`` or ``compact`` (thread/compact/start).
+    #: ``regular``, ``compact`` (thread/compact/start), ``shell``
+    #: (thread/shellCommand) or ``review`` (review/start).
     kind: str = "regular"
     #: Compact before the user's message joins the history: the thread's
     #: context was past its limit. The turn then records the message itself.
@@ -146,6 +154,14 @@ class TurnSpec(msgspec.Struct, frozen=True):
     #: turn/start's ``outputSchema``: every request of this turn asks the
     #: model for JSON that fits it (``text.format``, strict).
     output_schema: Any = None
+    #: A ``shell`` turn's command and timeout (thread/shellCommand).
+    shell_command: tuple[str, int | None] | None = None
+    #: A ``review`` turn's target (review/start), as the request gave it.
+    review_target: dict[str, Any] | None = None
+
+
+async def _kept_out(*_lines: Any, **_options: Any) -> None:
+    """The reviewer's persist: its own items stay out of the thread's rollout."""
 
 
 def user_message_lines(item: UserMessageItem, raw: msgspec.Raw, thread_id: str, turn_id: str) -> tuple[Any, ...]:
@@ -194,6 +210,7 @@ async def run_turn(spec: TurnSpec, mailbox: Mailbox, inbox: Inbox, scope: trio.C
             error = TurnError(str(_first_leaf(failed)), "other")
     if scope.cancelled_caught:
         status = "interrupted"
+        turn.leave_review()
         before = len(turn.added)
         turn.abort_calls()
         turn.added.append(_ABORTED)
@@ -234,6 +251,11 @@ class _Turn:
         self.steered: list[msgspec.Raw] = []  # input steered in since the last request
         self.diffs: list[str] = []  # the patches this turn applied, for turn/diff/updated
         self.tool_started: dict[str, int] = {}  # tool item id -> its item/started time
+        #: While a review turn runs its reviewer: the reviewer's instructions,
+        #: and the thread's own persist (the reviewer's goes nowhere).
+        self.reviewing = False
+        self.instructions: str | None = None
+        self.thread_persist = spec.persist
         c = spec.config
         self.tools = ToolContext(
             thread_id=c.id, turn_id=spec.turn_id, cwd=c.cwd, approval_policy=c.approval_policy,
@@ -246,6 +268,12 @@ class _Turn:
         spec = self.spec
         if spec.kind == "compact":
             return await self._compact(mailbox, inbox, "manual", "standalone_turn")
+        if spec.kind == "shell":
+            assert spec.shell_command is not None
+            record = await run_user_shell(self.tools, *spec.shell_command)
+            await spec.persist(ResponseItem(record))
+            self.added.append(record)
+            return None
         if spec.compact_first:
             error = await self._compact(mailbox, inbox, "auto", "pre_turn")
             if error is not None:
@@ -255,7 +283,20 @@ class _Turn:
             await spec.persist(*user_message_lines(spec.user_item, spec.user_raw, self.thread_id, self.turn_id))
             await self._notify("item/completed", ItemCompleted(spec.user_item, self.thread_id, self.turn_id, now_ms()))
             self.added.append(spec.user_raw)
-        limit = spec.config.auto_compact_limit
+        if spec.kind == "review":
+            await self._enter_review()
+            error = await self._sample_loop(mailbox, inbox, scope)
+            if error is None:
+                await self._exit_review()
+            else:
+                self.leave_review()  # a failed review leaves nothing in the thread
+            return error
+        return await self._sample_loop(mailbox, inbox, scope)
+
+    async def _sample_loop(self, mailbox: Mailbox, inbox: Inbox, scope: trio.CancelScope) -> TurnError | None:
+        """Sample, run the calls, and sample again while there are calls or
+        steered input to answer (compacting past the context limit)."""
+        limit = self.spec.config.auto_compact_limit
         while True:
             error = await self._sample_with_tools(mailbox, inbox)
             if any(call.outcome is not None and call.outcome.cancel for call in self.calls):
@@ -269,6 +310,8 @@ class _Turn:
                         self.steered += items
                     case SubscribersChanged(conns=conns):
                         self.subscribers = conns
+                    case UserShell(command=command, timeout_ms=timeout_ms):
+                        await self._user_shell(command, timeout_ms)
             followed_up, self.calls = bool(self.calls or self.steered), []
             self.added += self.steered
             self.steered.clear()
@@ -278,6 +321,60 @@ class _Turn:
                 error = await self._compact(mailbox, inbox, "auto", "mid_turn")
                 if error is not None:
                     return error
+
+    async def _enter_review(self) -> None:
+        """Become the reviewer (``review/start``): a fresh context with the
+        review instructions and the target's request, read-only and never
+        asking; what it says stays out of the thread's history and rollout
+        (and its answer is not reported completed: the rendered review is)."""
+        spec = self.spec
+        assert spec.review_target is not None
+        target = spec.review_target
+        base = await merge_base(spec.config.cwd, target["branch"]) if target["type"] == "baseBranch" else None
+        request = review.prompt(target, base)
+        item = UserMessageItem(id=uuid7(), content=[TextInput(request)])
+        await self._notify("item/started", ItemStarted(item, self.thread_id, self.turn_id, now_ms()))
+        await self._notify("item/completed", ItemCompleted(item, self.thread_id, self.turn_id, now_ms()))
+        self.thread_persist = spec.persist
+        self.spec = msgspec.structs.replace(spec, persist=_kept_out)
+        self.instructions = review.REVIEW_INSTRUCTIONS
+        self.reviewing = True
+        self.base, self.added = (), [user_message(request)]
+        self.tools = msgspec.structs.replace(self.tools, approval_policy="never", sandbox_policy=ReadOnly())
+
+    def leave_review(self) -> None:
+        """Back to the thread: its rollout, and none of the reviewer's items."""
+        if self.reviewing:
+            self.spec = msgspec.structs.replace(self.spec, persist=self.thread_persist)
+            self.reviewing = False
+            self.instructions = None
+            self.compacted = False  # whatever the reviewer compacted was its own
+            self.base, self.added, self.final = self.spec.history, [], []
+
+    async def _exit_review(self) -> None:
+        """The reviewer's answer, parsed and rendered, as the original
+        reports it: ``exitedReviewMode``, then an agent message with the
+        rendered review; the history keeps it as a ``<user_action>`` and the
+        assistant's message."""
+        last = next((i.text for i in reversed(self.final) if isinstance(i, AgentMessageItem)), "")
+        output = review.parse_output(last)
+        rendered = review.render(output)
+        self.leave_review()
+        exited = ExitedReviewModeItem(uuid7(), rendered)
+        await self._notify("item/started", ItemStarted(exited, self.thread_id, self.turn_id, now_ms()))
+        await self.spec.persist(ItemCompletedEvent.of(CoreExitedReviewMode(id=exited.id, review_output=output),
+                                                      thread_id=self.thread_id, turn_id=self.turn_id,
+                                                      completed_at_ms=now_ms()))
+        await self._notify("item/completed", ItemCompleted(exited, self.thread_id, self.turn_id, now_ms()))
+        message = AgentMessageItem(f"msg_{uuid7()}", rendered)
+        record = user_message(review.user_action(rendered))
+        answer = msgspec.Raw(msgspec.json.encode({"type": "message", "id": message.id, "role": "assistant",
+                                                  "content": [{"type": "output_text", "text": rendered}]}))
+        await self.spec.persist(ResponseItem(record), ResponseItem(answer), ItemCompletedEvent.of(
+            core_item(message), thread_id=self.thread_id, turn_id=self.turn_id, completed_at_ms=now_ms()))
+        await self._notify("item/started", ItemStarted(message, self.thread_id, self.turn_id, now_ms()))
+        await self._notify("item/completed", ItemCompleted(message, self.thread_id, self.turn_id, now_ms()))
+        self.added, self.final = [record, answer], [message]
 
     async def _sample_with_tools(self, mailbox: Mailbox, inbox: Inbox) -> TurnError | None:
         """One sampling request; the calls it makes run while it streams and
@@ -330,7 +427,7 @@ class _Turn:
             reasoning = {"effort": c.reasoning_effort, "summary": c.reasoning_summary or "auto"}
         return rs.ResponsesRequest(
             model=c.model,
-            instructions=c.base_instructions or DEFAULT_INSTRUCTIONS,
+            instructions=self.instructions or c.base_instructions or DEFAULT_INSTRUCTIONS,
             input=[*self.base, *self.added],
             tools=TOOL_SPECS,
             parallel_tool_calls=True,
@@ -367,6 +464,16 @@ class _Turn:
                             self.subscribers = conns
                         case Steered(items=items):
                             self.steered += items
+                        case UserShell(command=command, timeout_ms=timeout_ms):
+                            # Beside the stream; the response ends once it has.
+                            nursery.start_soon(self._user_shell, command, timeout_ms)
+
+    async def _user_shell(self, command: str, timeout_ms: int | None) -> None:
+        """The user's shell command, run inside this turn: its record joins
+        the history as steered input does, so the model answers it."""
+        record = await run_user_shell(self.tools, command, timeout_ms)
+        await self.spec.persist(ResponseItem(record))
+        self.steered.append(record)
 
     async def _notify(self, method: str, params: object) -> None:
         await self._send(notification(method, params))
@@ -454,7 +561,8 @@ class _Turn:
         # On disk before it is reported: kill -9 loses nothing reported completed.
         await self.spec.persist(ResponseItem(raw), ItemCompletedEvent.of(
             core_item(done), thread_id=self.thread_id, turn_id=self.turn_id, completed_at_ms=now_ms()))
-        await self._notify("item/completed", ItemCompleted(done, self.thread_id, self.turn_id, now_ms()))
+        if not (self.reviewing and isinstance(done, AgentMessageItem)):
+            await self._notify("item/completed", ItemCompleted(done, self.thread_id, self.turn_id, now_ms()))
 
     async def _compact(self, mailbox: Mailbox, inbox: Inbox, trigger: str, phase: str) -> TurnError | None:
         """Have the model summarize the history (no tools), and replace the
@@ -522,6 +630,8 @@ class _Turn:
             model_context_window=self.spec.config.model_context_window))
 
     async def _usage(self, usage: rs.TokenUsage) -> None:
+        if self.reviewing:
+            return  # the reviewer's tokens are its own context's, not the thread's (the original's sub-agent)
         last = TokenUsageBreakdown.of(usage)
         self.context_tokens = last.total_tokens
         self.usage = self.usage.plus(last)

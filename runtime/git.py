@@ -20,7 +20,10 @@ from __future__ import annotations
 import os
 import re
 import stat
+import subprocess
 from pathlib import Path
+
+import trio
 
 from .rollout import GitInfo
 
@@ -127,3 +130,22 @@ def _read(path: Path, limit: int = SMALL_FILE_LIMIT) -> str | None:
 def in_repository(cwd: str | Path) -> bool:
     """Whether ``cwd`` is inside a Git repository (a ``.git`` upwards)."""
     return _git_dirs(Path(cwd)) is not None
+
+
+#: How long ``git merge-base`` may take before a review goes on without it.
+MERGE_BASE_TIMEOUT = 5.0
+
+
+async def merge_base(cwd: str, branch: str) -> str | None:
+    """The merge base of HEAD and ``branch`` in ``cwd`` (``review/start``
+    against a base branch), or None when git cannot tell (no repository, no
+    such branch, too slow)."""
+    with trio.move_on_after(MERGE_BASE_TIMEOUT):
+        try:
+            done = await trio.run_process(["git", "merge-base", "HEAD", branch], cwd=cwd, capture_stdout=True,
+                                          capture_stderr=True, check=False, stdin=subprocess.DEVNULL)
+        except OSError:
+            return None
+        sha = done.stdout.decode("utf-8", "replace").strip()
+        return sha if done.returncode == 0 and sha else None
+    return None

@@ -150,6 +150,12 @@ def _is_summary(head: _ItemHead) -> bool:
     return any(c.text is not None and c.text.startswith(_SUMMARY_OPENING) for c in head.content or ())
 
 
+def developer_message(text: str) -> Raw:
+    """A developer message item of the Responses API."""
+    return Raw(_encoder.encode({"type": "message", "role": "developer",
+                                "content": [{"type": "input_text", "text": text}]}))
+
+
 def user_message(text: str) -> Raw:
     """A user message item of the Responses API."""
     return Raw(_encoder.encode({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}))
@@ -193,6 +199,21 @@ def user_texts(history: Iterable[Raw]) -> list[str]:
                 and not _is_contextual(head, _CONTEXTUAL_USER_MARKERS) and not _is_summary(head)):
             texts.append("".join(c.text for c in head.content or () if c.type == "input_text" and c.text))
     return texts
+
+
+def message_texts(history: Iterable[Raw]) -> list[str]:
+    """The text of each user message (as :func:`user_texts`) and each
+    assistant message, oldest first: what ``thread/search`` searches."""
+    texts = []
+    for item in history:
+        head = _head(item)
+        if head.type != "message":
+            continue
+        if head.role == "assistant":
+            texts.append("".join(c.text for c in head.content or () if c.type == "output_text" and c.text))
+        elif head.role == "user" and not _is_contextual(head, _CONTEXTUAL_USER_MARKERS) and not _is_summary(head):
+            texts.append("".join(c.text for c in head.content or () if c.type == "input_text" and c.text))
+    return [text for text in texts if text]
 
 
 class _CallHead(Struct):

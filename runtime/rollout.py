@@ -76,6 +76,8 @@ from msgspec import Raw, Struct
 
 from .errors import StorageFailure
 from .history import compacted_history, drop_last_user_turns, is_api_item, pair_calls_and_outputs
+from .review import parse_output as parse_review
+from .review import render as render_review
 from .rollout_tools import (
     CoreCommandExecution,
     CoreFileChange,
@@ -107,6 +109,8 @@ __all__ = [
     "CorePlan",
     "CoreReasoning",
     "CoreTurnItem",
+    "CoreEnteredReviewMode",
+    "CoreExitedReviewMode",
     "CoreUserMessage",
     "GitInfo",
     "ItemCompletedEvent",
@@ -445,8 +449,24 @@ class CorePlan(_CoreItem, kw_only=True, tag="Plan"):
     text: str
 
 
+class CoreEnteredReviewMode(_CoreItem, kw_only=True, tag="EnteredReviewMode"):
+    """A review began: its target as review/start gave it, and its hint."""
+
+    id: str
+    target: Any
+    user_facing_hint: str
+
+
+class CoreExitedReviewMode(_CoreItem, kw_only=True, tag="ExitedReviewMode"):
+    """A review ended: the reviewer's answer as parsed (``findings``,
+    ``overall_correctness``, ``overall_explanation``, ``overall_confidence_score``)."""
+
+    id: str
+    review_output: Any
+
+
 CoreTurnItem = (CoreUserMessage | CoreAgentMessage | CoreReasoning | CoreContextCompaction | CorePlan
-                | CoreCommandExecution | CoreFileChange)
+                | CoreCommandExecution | CoreFileChange | CoreEnteredReviewMode | CoreExitedReviewMode)
 """The items of the core's ``TurnItem`` written here (tool items in
 ``runtime/rollout_tools.py``). The replay also reads ``McpToolCall`` and
 ``WebSearch`` items; others (image generations, …) are kept raw and not
@@ -851,7 +871,22 @@ class ReplayedPlan(_Camel, kw_only=True, tag_field="type", tag="plan"):
     completed_at_ms: int | None = None
 
 
-ReplayedItem = (ReplayedUserMessage | ReplayedAgentMessage | ReplayedReasoning
+class ReplayedEnteredReviewMode(_Camel, kw_only=True, tag_field="type", tag="enteredReviewMode"):
+    id: str
+    review: str
+    started_at_ms: int | None = None
+    completed_at_ms: int | None = None
+
+
+class ReplayedExitedReviewMode(_Camel, kw_only=True, tag_field="type", tag="exitedReviewMode"):
+    id: str
+    review: str
+    started_at_ms: int | None = None
+    completed_at_ms: int | None = None
+
+
+ReplayedItem = (ReplayedEnteredReviewMode | ReplayedExitedReviewMode | ReplayedUserMessage | ReplayedAgentMessage
+                | ReplayedReasoning
                 | ReplayedContextCompaction | ReplayedPlan | ReplayedCommandExecution | ReplayedFileChange
                 | ReplayedMcpToolCall | ReplayedWebSearch)
 
@@ -1148,6 +1183,13 @@ class _TurnBuilder:
                 return replay_command_execution(item, **times)
             case CoreFileChange():
                 return replay_file_change(item, **times)
+            case CoreEnteredReviewMode():
+                return ReplayedEnteredReviewMode(id=item.id, review=item.user_facing_hint, **times)
+            case CoreExitedReviewMode():
+                # The rendered review, as the thread showed it (parsed again:
+                # a file may hold any JSON there).
+                review = render_review(parse_review(_encoder.encode(item.review_output).decode()))
+                return ReplayedExitedReviewMode(id=item.id, review=review, **times)
         return None
 
     def finish(self) -> tuple[list[ReplayedTurn], str | None]:

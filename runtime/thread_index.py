@@ -54,7 +54,17 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from .rollout import SESSION_INDEX_FILE, ThreadMeta, iter_rollout_files, read_thread_names, scan_rollout, source_kind
+from .history import message_texts
+from .rollout import (
+    SESSION_INDEX_FILE,
+    ResponseItem,
+    ThreadMeta,
+    iter_rollout_files,
+    read_rollout,
+    read_thread_names,
+    scan_rollout,
+    source_kind,
+)
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -73,7 +83,7 @@ __all__ = [
 log = logging.getLogger("trio_codex.thread_index")
 
 INDEX_FILE: Final = "trio_codex_threads.sqlite"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 DEFAULT_LIMIT: Final = 25
 MAX_LIMIT: Final = 500
 DEFAULT_MAX_BYTES: Final = 256 * 1024
@@ -133,6 +143,9 @@ CREATE INDEX threads_cwd_updated ON threads (archived, cwd, updated_at, id);
 CREATE INDEX threads_cwd_recency ON threads (archived, cwd, recency_at, id);
 CREATE INDEX threads_path ON threads (rollout_path);
 CREATE TABLE index_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- thread/search: the text of each user and assistant message, trigram
+-- tokens (case-insensitive substring matches from 3 characters on).
+CREATE VIRTUAL TABLE thread_text USING fts5(thread_id UNINDEXED, text, tokenize = 'trigram');
 """
 
 def _upsert(keep: tuple[str, ...] = ()) -> str:
@@ -204,6 +217,26 @@ def _cut_preview(text: str) -> str:
     return data[:PREVIEW_MAX_BYTES].decode(errors="ignore")
 
 
+#: A snippet shows this many characters of a long message, around the match.
+SNIPPET_CHARS: Final = 200
+
+
+def _text_match(term: str) -> tuple[str, str]:
+    """The ``thread_text`` condition for a substring: a phrase query on the
+    trigram index from 3 characters on, a LIKE scan below that."""
+    if len(term) >= 3:
+        return "thread_text MATCH ?", '"' + term.replace('"', '""') + '"'
+    return "text LIKE ? ESCAPE '\\'", "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _snippet(text: str, term: str) -> str:
+    """The message, or for a long one the part around the first match."""
+    if len(text) <= SNIPPET_CHARS:
+        return text
+    at = max(0, text.lower().find(term.lower()) - SNIPPET_CHARS // 4)
+    return text[at:at + SNIPPET_CHARS]
+
+
 def _row_values(meta: ThreadMeta, size: int, mtime_ns: int) -> tuple[Any, ...]:
     return (
         meta.id, os.path.abspath(meta.rollout_path) if meta.rollout_path else "", meta.created_at, meta.updated_at, meta.recency_at,
@@ -213,6 +246,13 @@ def _row_values(meta: ThreadMeta, size: int, mtime_ns: int) -> tuple[Any, ...]:
         meta.git_origin_url, meta.history_mode, meta.tokens_used, int(meta.archived), meta.archived_at,
         source_kind(meta.source), size, mtime_ns,
     )
+
+
+def rollout_message_texts(path: str) -> list[str]:
+    """The user and assistant message texts of a rollout file (its whole
+    history, read once when the file is indexed)."""
+    lines = read_rollout(path).lines
+    return message_texts(line.payload.raw for line in lines if isinstance(line.payload, ResponseItem))
 
 
 def _meta_from_row(row: sqlite3.Row) -> ThreadMeta:
@@ -298,7 +338,7 @@ class ThreadIndex:
         with _transaction(conn):
             for (name,) in conn.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").fetchall():
-                conn.execute(f'DROP TABLE "{name}"')
+                conn.execute(f'DROP TABLE IF EXISTS "{name}"')  # a full-text table drops its shadows
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -361,7 +401,31 @@ class ThreadIndex:
 
     def delete(self, thread_id: str) -> bool:
         """Forget a thread. Returns False if the id is unknown."""
-        return self._connect().execute("DELETE FROM threads WHERE id = ?", (thread_id,)).rowcount > 0
+        conn = self._connect()
+        with _transaction(conn):
+            conn.execute("DELETE FROM thread_text WHERE thread_id = ?", (thread_id,))
+            return conn.execute("DELETE FROM threads WHERE id = ?", (thread_id,)).rowcount > 0
+
+    def add_texts(self, thread_id: str, texts: Sequence[str]) -> None:
+        """Index more message text of a thread (a turn's, as it ends)."""
+        if texts:
+            conn = self._connect()
+            with _transaction(conn):
+                conn.executemany("INSERT INTO thread_text (thread_id, text) VALUES (?, ?)",
+                                 ((thread_id, text) for text in texts))
+
+    def snippets(self, thread_ids: Sequence[str], term: str) -> dict[str, str]:
+        """For each thread, the first of its messages that holds ``term``
+        (the ``snippet`` of a search result)."""
+        match, arg = _text_match(term)
+        out: dict[str, str] = {}
+        conn = self._connect()
+        for tid in thread_ids:
+            row = conn.execute(f"SELECT text FROM thread_text WHERE thread_id = ? AND {match} ORDER BY rowid LIMIT 1",
+                               (tid, arg)).fetchone()
+            if row is not None:
+                out[tid] = _snippet(row[0], term)
+        return out
 
     # -- reads -------------------------------------------------------------
 
@@ -388,6 +452,7 @@ class ThreadIndex:
         model_providers: Sequence[str] | None = None,
         source_kinds: Sequence[str] | None = None,
         search_term: str | None = None,
+        full_text: str | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> Page:
         """One page of ``thread/list``.
@@ -397,8 +462,10 @@ class ThreadIndex:
         all providers, and the interactive sources
         :data:`INTERACTIVE_SOURCE_KINDS`; ``"subAgent"`` means every sub-agent
         kind), ``search_term`` (case-insensitive substring of the name or the
-        preview). Raises ``ValueError`` for a bad argument or a cursor from
-        another sort.
+        preview), ``full_text`` (``thread/search``: a case-insensitive
+        substring of one of its messages, through the full-text index).
+        Raises ``ValueError`` for a bad argument or a cursor from another
+        sort.
         """
         if sort_key not in ("created_at", "updated_at", "recency_at"):
             raise ValueError(f"unknown sortKey {sort_key!r}: use created_at, updated_at or recency_at")
@@ -433,6 +500,10 @@ class ThreadIndex:
             pattern = "%" + search_term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             where.append("(name LIKE ? ESCAPE '\\' OR preview LIKE ? ESCAPE '\\')")
             args += [pattern, pattern]
+        if full_text:
+            match, arg = _text_match(full_text)
+            where.append(f"id IN (SELECT thread_id FROM thread_text WHERE {match})")
+            args.append(arg)
 
         backward = anchor is not None and anchor.before
         # Rows come out nearest the anchor first: in display order going
@@ -499,9 +570,12 @@ class ThreadIndex:
                 stale.append((entry.path, archived, st))
 
         rows = []
+        texts: list[tuple[str, str]] = []
         for path, archived, st in stale:
             try:
                 meta = scan_rollout(path, archived=archived, stat=st)
+                if meta is not None:
+                    texts += ((meta.id, text) for text in rollout_message_texts(path))
             except OSError as exc:
                 log.warning("thread index: cannot read %s (%s); skipped", path, exc)
                 continue
@@ -516,7 +590,13 @@ class ThreadIndex:
         with _transaction(conn):
             if full:
                 conn.execute("DELETE FROM threads")
+                conn.execute("DELETE FROM thread_text")
+            # A rescanned thread's text is read again in full.
+            conn.executemany("DELETE FROM thread_text WHERE thread_id = ?", ((r[0],) for r in rows))
+            conn.executemany("DELETE FROM thread_text WHERE thread_id IN "
+                             "(SELECT id FROM threads WHERE rollout_path = ?)", ((p,) for p in gone))
             conn.executemany(_RESCAN_UPSERT, rows)
+            conn.executemany("INSERT INTO thread_text (thread_id, text) VALUES (?, ?)", texts)
             conn.executemany("DELETE FROM threads WHERE rollout_path = ?", ((p,) for p in gone))
             if names_changed and not full:
                 conn.executemany("UPDATE threads SET name = ? WHERE id = ?",

@@ -288,6 +288,30 @@ def format_exec_output_json(
     )
 
 
+def user_shell_record(command: str, output: str, *, exit_code: int, duration: float,
+                      timed_out: bool = False) -> str:
+    """What the history keeps of the user's own shell command (``!cmd``,
+    ``format_user_shell_command_record``): the command and its result, so
+    the model sees it next turn::
+
+        <user_shell_command>
+        <command>
+        CMD
+        </command>
+        <result>
+        Exit code: 0
+        Duration: 0.0123 seconds
+        Output:
+        <output, truncated as format_exec_output_str>
+        </result>
+        </user_shell_command>
+    """
+    body = "\n".join(["<command>", command, "</command>", "<result>", f"Exit code: {exit_code}",
+                      f"Duration: {duration:.4f} seconds", "Output:",
+                      format_exec_output_str(output, duration=duration, timed_out=timed_out), "</result>"])
+    return f"<user_shell_command>\n{body}\n</user_shell_command>"
+
+
 # ---------------------------------------------------------------------------
 # Unified exec (exec_command, write_stdin)
 # ---------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from ..rust import U32
 from ._base import Wire
 
@@ -73,9 +75,16 @@ class EmptyParams(Wire, frozen=True):
     """Params that are an object with nothing we read."""
 
 
+#: The original's collaboration mode presets (0.169, as ``collaborationMode/list``
+#: answers): Plan at medium effort, then Default; no model of their own.
+COLLABORATION_PRESETS: list[dict[str, Any]] = [
+    {"name": "Plan", "mode": "plan", "model": None, "reasoning_effort": "medium"},
+    {"name": "Default", "mode": "default", "model": None, "reasoning_effort": None},
+]
+
+
 class CollaborationModeListResponse(Wire, frozen=True):
-    #: No presets: turns run as plain turns whatever mode a client asks for.
-    data: list[Any] = []
+    data: list[Any] = msgspec.field(default_factory=lambda: list(COLLABORATION_PRESETS))
 
 
 class BedrockCheckGovCloudRequirementsResponse(Wire, frozen=True):

@@ -128,8 +128,22 @@ class ContextCompactionItem(Wire, frozen=True, tag_field="type", tag="contextCom
     completed_at_ms: int | None = None
 
 
+class EnteredReviewModeItem(Wire, frozen=True, tag_field="type", tag="enteredReviewMode"):
+    """A review began (``review/start``); ``review`` is its hint."""
+
+    id: str
+    review: str
+
+
+class ExitedReviewModeItem(Wire, frozen=True, tag_field="type", tag="exitedReviewMode"):
+    """A review ended; ``review`` is the reviewer's rendered answer."""
+
+    id: str
+    review: str
+
+
 ThreadItem = (UserMessageItem | AgentMessageItem | ReasoningItem | CommandExecutionItem
-              | FileChangeItem | PlanItem | ContextCompactionItem)
+              | FileChangeItem | PlanItem | ContextCompactionItem | EnteredReviewModeItem | ExitedReviewModeItem)
 
 
 class ItemStarted(Wire, frozen=True):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ..rust import U32
+from ..rust import I64, U32
 from ._base import Wire
 from .turn import Turn
 
@@ -311,3 +311,116 @@ class PermissionProfileSummary(Wire, frozen=True):
 class PermissionProfileListResponse(Wire, frozen=True):
     data: list[PermissionProfileSummary]
     next_cursor: str | None = None
+
+
+class ThreadShellCommandParams(Wire, frozen=True):
+    """``thread/shellCommand``: the user's ``!cmd``, run by the thread's
+    shell, unsandboxed, as a turn of its own."""
+
+    thread_id: str
+    command: str
+    timeout_ms: I64 | None = None
+
+
+class ThreadBackgroundTerminalsListParams(Wire, frozen=True):
+    thread_id: str
+    cursor: str | None = None
+    limit: U32 | None = None
+
+
+class ThreadBackgroundTerminalsTerminateParams(Wire, frozen=True):
+    thread_id: str
+    process_id: str
+
+
+class ThreadInjectItemsParams(Wire, frozen=True):
+    """Raw Responses items to append to the thread's model-visible history."""
+
+    thread_id: str
+    items: list[Any]
+
+
+GoalStatus = Literal["active", "paused", "blocked", "usageLimited", "budgetLimited", "complete"]
+
+
+class ThreadGoalSetParams(Wire, frozen=True):
+    thread_id: str
+    objective: str | None = None
+    status: GoalStatus | None = None
+    token_budget: I64 | None = None
+    origin: Any = None
+
+
+class ThreadGoalClearParams(Wire, frozen=True):
+    thread_id: str
+    origin: Any = None
+
+
+class ThreadGoal(Wire, frozen=True):
+    """A thread's goal, as ``thread/goal/*`` and ``thread/goal/updated``
+    carry it (times in seconds)."""
+
+    thread_id: str
+    objective: str
+    status: GoalStatus
+    token_budget: int | None
+    tokens_used: int
+    time_used_seconds: int
+    created_at: int
+    updated_at: int
+
+
+class ReviewStartParams(Wire, frozen=True):
+    """``review/start``: ``target`` one of ``uncommittedChanges``,
+    ``baseBranch {branch}``, ``commit {sha, title?}``, ``custom
+    {instructions}``; 0.169 delivers reviews ``inline`` only."""
+
+    thread_id: str
+    target: ReviewTarget
+    delivery: Literal["inline"] | None = None
+
+
+class UncommittedChangesTarget(Wire, frozen=True, tag_field="type", tag="uncommittedChanges"):
+    pass
+
+
+class BaseBranchTarget(Wire, frozen=True, tag_field="type", tag="baseBranch"):
+    branch: str
+
+
+class CommitTarget(Wire, frozen=True, tag_field="type", tag="commit"):
+    sha: str
+    title: str | None = None
+
+
+class CustomTarget(Wire, frozen=True, tag_field="type", tag="custom"):
+    instructions: str
+
+
+ReviewTarget = UncommittedChangesTarget | BaseBranchTarget | CommitTarget | CustomTarget
+
+
+class ThreadSearchParams(Wire, frozen=True):
+    """``thread/search`` (experimental): threads one of whose messages holds
+    ``searchTerm`` (case-insensitive substring), newest first by default."""
+
+    search_term: str
+    cursor: str | None = None
+    limit: U32 | None = None
+    sort_key: Literal["created_at", "updated_at", "recency_at"] | None = None
+    sort_direction: Literal["asc", "desc"] | None = None
+    source_kinds: list[str] | None = None
+    archived: bool | None = None
+    current_account_only: bool = False
+    include_attached_threads: bool = False
+
+
+class ThreadSearchResult(Wire, frozen=True):
+    thread: Thread
+    snippet: str
+
+
+class ThreadSearchResponse(Wire, frozen=True):
+    data: list[ThreadSearchResult]
+    next_cursor: str | None = None
+    backwards_cursor: str | None = None

@@ -49,6 +49,21 @@ class TurnStartParams(Wire, frozen=True):
     summary: str | None = None
     service_tier: str | None = None
     output_schema: Any = None
+    #: ``{mode: "plan"|"default", settings: {model, reasoning_effort,
+    #: developer_instructions}}``: the collaboration mode for this turn and
+    #: the next (a preset of ``collaborationMode/list``).
+    collaboration_mode: CollaborationMode | None = None
+
+
+class CollaborationSettings(msgspec.Struct, frozen=True):
+    model: str | None = None
+    reasoning_effort: str | None = None
+    developer_instructions: str | None = None
+
+
+class CollaborationMode(msgspec.Struct, frozen=True):
+    mode: Literal["plan", "default"]
+    settings: CollaborationSettings = CollaborationSettings()
 
 
 class TurnStartResponse(Wire, frozen=True):
