@@ -7,7 +7,7 @@ server in-process over the memory transport and is a JSON-RPC client of
 it: a ``codex`` call is ``thread/start`` then ``turn/start``; a
 ``codex-reply`` is another ``turn/start`` on the thread that call started.
 While a turn runs, each v2 notification goes to the MCP client as the
-``codex/event`` notification(s) the original sent (runtime/mcp_tools.py),
+``codex/event`` notification(s) the original sent (runtime/mcp_server_tools.py),
 and each approval request becomes an ``elicitation/create`` request whose
 answer goes back to the app server. One :class:`AppClient` multiplexes all
 calls: responses by request id, a thread's messages to the call running on
@@ -29,7 +29,7 @@ import trio
 
 from .config import Settings
 from .exec_human import VERSION
-from .mcp_tools import (
+from .mcp_server_tools import (
     TOOLS,
     ToolArgError,
     approval_decision,
