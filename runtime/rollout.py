@@ -84,6 +84,8 @@ from .rollout_tools import (
     ReplayedMcpToolCall,
     ReplayedWebSearch,
     core_command_execution,
+    CoreMcpToolCall,
+    core_mcp_tool_call,
     core_file_change,
     replay_command_execution,
     replay_file_change,
@@ -446,7 +448,7 @@ class CorePlan(_CoreItem, kw_only=True, tag="Plan"):
 
 
 CoreTurnItem = (CoreUserMessage | CoreAgentMessage | CoreReasoning | CoreContextCompaction | CorePlan
-                | CoreCommandExecution | CoreFileChange)
+                | CoreCommandExecution | CoreFileChange | CoreMcpToolCall)
 """The items of the core's ``TurnItem`` written here (tool items in
 ``runtime/rollout_tools.py``). The replay also reads ``McpToolCall`` and
 ``WebSearch`` items; others (image generations, …) are kept raw and not
@@ -1384,6 +1386,8 @@ def core_item(item: Any) -> CoreTurnItem | None:
             return core_command_execution(item)
         case v2.FileChangeItem():
             return core_file_change(item)
+        case v2.McpToolCallItem():
+            return core_mcp_tool_call(item)
     return None
 
 
