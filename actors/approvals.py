@@ -29,7 +29,7 @@ from ..runtime.errors import MailboxClosed
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.protocol import codec
 from ..runtime.protocol.jsonrpc import ServerRequest
-from ..runtime.protocol.v2.approval import ApprovalResponse, ServerRequestResolved
+from ..runtime.protocol.v2.approval import ApprovalResponse, ElicitationResponse, ServerRequestResolved
 from . import analytics_facts as facts
 from .analytics_facts import DISABLED, Recorder
 from .barrier import contained
@@ -99,7 +99,7 @@ async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox
                         log.info("connection %d answered server request %r, which is not pending; ignored",
                                  conn_id, rid)
                         continue
-                    decision = _decision(conn_id, rid, result, error)
+                    decision = _decision(conn_id, rid, result, error, pending[rid].request.method)
                     recorder.record(facts.ServerResponse(request_id=rid, answered_by=conn_id, result=result, error=error))
                     resolve(rid).reply.set(ApprovalAnswer(rid, decision, conn_id))
                 case ReplayApprovals(thread_id=tid, conn=conn):
@@ -117,9 +117,13 @@ async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox
                         resolve(rid)
 
 
-def _decision(conn_id: int, rid: int, result: msgspec.Raw | None, error: Any) -> str | dict:
+def _decision(conn_id: int, rid: int, result: msgspec.Raw | None, error: Any, method: str) -> str | dict:
+    """The answer as a decision; an elicitation's ``action`` reads as the
+    decision of the same name."""
     if error is None:
         try:
+            if method == "mcpServer/elicitation/request":
+                return codec.decode_result(result, ElicitationResponse).action
             return codec.decode_result(result, ApprovalResponse).decision
         except msgspec.ValidationError as exc:
             reason = f"malformed answer ({exc})"

@@ -15,6 +15,7 @@ Rules:
 from __future__ import annotations
 
 __all__ = [
+    "McpCallFailed",
     "ActorCrashed",
     "ActorGone",
     "AskTimeout",
@@ -119,3 +120,15 @@ class StorageFailure(RuntimeFailure):
         errno = getattr(cause, "errno", None)
         reason = f"{getattr(cause, 'strerror', None) or cause} (os error {errno})" if errno else str(cause)
         return cls(f"cannot write {path}: {reason}{advice}", path=path, cause=cause)
+
+
+class McpCallFailed(RuntimeFailure):
+    """An MCP request did not produce a result: the server failed to start,
+    the connection closed, the call timed out, or the server answered with a
+    JSON-RPC error (``code``/``data`` then hold it). The message is what the
+    model or the client is shown."""
+
+    def __init__(self, message: str, *, code: int | None = None, data: object = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.data = data

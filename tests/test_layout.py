@@ -18,9 +18,10 @@ FOLDERS = ("actors", "runtime", "transports")
 ROOTS = {"runtime/app.py", "runtime/cli.py", "runtime/exec.py"}
 #: The only imports between actor modules: a parent starts its child.
 TREE_EDGES = {("threads", "thread"), ("thread", "turn"), ("thread", "rollout_writer"), ("turn", "model"),
-              ("turn", "tools")}
+              ("turn", "tools"), ("mcp_pool", "mcp_connection")}
 #: Modules in actors/ that are vocabulary or helpers, not actors.
-SHARED = {"messages", "fanout", "barrier", "process", "command_exec", "analytics_facts", "analytics_reducer"}
+SHARED = {"messages", "fanout", "barrier", "process", "command_exec", "analytics_facts", "analytics_reducer",
+          "mcp_calls"}
 RUNTIME_THIRD_PARTY = {"trio", "msgspec"}
 #: The one exception: the sandbox's seccomp filter is compiled by libseccomp.
 RUNTIME_EXTRA = {"runtime/seccomp.py": {"pyseccomp"}}

@@ -1,0 +1,123 @@
+"""The MCP client end to end: the real server with real MCP servers (the
+fixture built on the `mcp` package, `mcp-server-time` from PyPI), the model
+scripted, the client over stdio."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from harness import RpcError, open_app_server
+from trio_codex.transports.scripted_responses import ScriptedResponses
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "mcp_server.py"
+WAIT = 60
+
+
+def server_table(name: str, *flags: str, **keys: Any) -> str:
+    lines = [f"\n[mcp_servers.{name}]", f"command = {json.dumps(sys.executable)}",
+             f"args = {json.dumps([str(FIXTURE), *flags])}"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
+    return "\n".join(lines) + "\n"
+
+
+def configure(codex_home: Path, *tables: str) -> None:
+    with (codex_home / "config.toml").open("a") as f:
+        f.write("".join(tables))
+
+
+def call(name: str, **args: Any) -> str:
+    return f"[[call={name} {json.dumps(args)}]]"
+
+
+def tool_outputs(scripted: ScriptedResponses) -> list[Any]:
+    return [i["output"] for r in scripted.requests for i in r.body["input"]
+            if isinstance(i, dict) and i.get("type", "").endswith("_call_output")]
+
+
+def fixture_pids() -> set[int]:
+    """The live processes running the fixture server (any test's)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if str(FIXTURE).encode() in cmd and ") Z" not in stat:
+                found.add(int(entry))
+    return found
+
+
+async def start_thread(client: Any, cwd: Path, approval: str = "never") -> tuple[str, list[dict]]:
+    """A thread, and the messages up to each server's settled startup status."""
+    await client.initialize()
+    result = await client.request("thread/start", {"cwd": str(cwd), "approvalPolicy": approval,
+                                                   "sandbox": "workspace-write"})
+    return result["thread"]["id"], []
+
+
+async def until(client: Any, done: Any) -> list[dict]:
+    seen = []
+    with trio.fail_after(WAIT):
+        while True:
+            msg = await client.next_message()
+            seen.append(msg)
+            if done(msg):
+                return seen
+
+
+def statuses(msgs: list[dict]) -> list[tuple[str, str]]:
+    return [(m["params"]["name"], m["params"]["status"]) for m in msgs
+            if m.get("method") == "mcpServer/startupStatus/updated"]
+
+
+async def run_turn(client: Any, tid: str, text: str, answer: Any = None) -> list[dict]:
+    await client.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": text}]})
+    seen = []
+    with trio.fail_after(WAIT):
+        while True:
+            msg = await client.next_message()
+            seen.append(msg)
+            if "id" in msg and "method" in msg:
+                await client.send({"id": msg["id"], "result": answer(msg)})
+            if msg.get("method") == "turn/completed":
+                return seen
+
+
+def items(msgs: list[dict], event: str = "item/completed") -> list[dict]:
+    return [m["params"]["item"] for m in msgs
+            if m.get("method") == event and m["params"]["item"]["type"] == "mcpToolCall"]
+
+
+async def test_the_model_calls_a_read_only_mcp_tool_and_reads_its_result(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix"))
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path)
+        msgs = await run_turn(client, tid, call("mcp__fix__echo", text="hi"))
+    started, done = items(msgs, "item/started")[0], items(msgs)[0]
+    assert started["status"] == "inProgress" and started["readOnlyHint"] is True
+    assert started["arguments"] == {"text": "hi"} and started["server"] == "fix" and started["tool"] == "echo"
+    assert done["status"] == "completed" and done["error"] is None
+    assert done["result"]["structuredContent"] == {"result": "hi"}
+    assert done["result"]["content"] == [{"type": "text", "text": "hi"}]
+    out = tool_outputs(scripted)[0]
+    assert out.startswith("Wall time: ") and out.endswith(' seconds\nOutput:\n{"result":"hi"}')
+    tools = scripted.requests[0].body["tools"]
+    ns = [t for t in tools if t.get("type") == "namespace"]
+    assert [t["name"] for t in ns] == ["mcp__fix"]
+    assert [t["name"] for t in ns[0]["tools"]] == sorted(t["name"] for t in ns[0]["tools"])
+    echo = next(t for t in ns[0]["tools"] if t["name"] == "echo")
+    assert echo["parameters"] == {"type": "object", "properties": {"text": {"type": "string"}},
+                                  "required": ["text"]}
+    assert {"list_mcp_resources", "list_mcp_resource_templates", "read_mcp_resource"} <= {
+        t.get("name") for t in tools}
