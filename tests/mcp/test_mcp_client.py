@@ -121,3 +121,86 @@ async def test_the_model_calls_a_read_only_mcp_tool_and_reads_its_result(
                                   "required": ["text"]}
     assert {"list_mcp_resources", "list_mcp_resource_templates", "read_mcp_resource"} <= {
         t.get("name") for t in tools}
+
+
+async def test_a_tool_without_hints_fails_under_never_without_asking(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix"))
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path)
+        msgs = await run_turn(client, tid, call("mcp__fix__write_note", note="x"))
+    done = items(msgs)[0]
+    assert (done["status"], done["result"]) == ("failed", None)
+    assert done["error"] == {"message": "MCP tool call requires approval, but approval policy is never"}
+    assert not [m for m in msgs if "id" in m and "method" in m]
+    out = tool_outputs(scripted)[0]
+    assert out[1] == {"type": "input_text", "text": "MCP tool call requires approval, but approval policy is never"}
+
+
+async def test_a_tool_without_hints_is_asked_about_and_runs_once_accepted(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix"))
+    asked = []
+
+    def accept(msg: dict) -> dict:
+        asked.append(msg)
+        return {"action": "accept", "content": {}}
+
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path, approval="untrusted")
+        msgs = await run_turn(client, tid, call("mcp__fix__write_note", note="x"), accept)
+    (req,) = asked
+    assert req["method"] == "mcpServer/elicitation/request"
+    p = req["params"]
+    assert (p["threadId"], p["serverName"], p["mode"]) == (tid, "fix", "form")
+    assert p["message"] == 'Allow the fix MCP server to run tool "write_note"?'
+    assert p["_meta"]["codex_approval_kind"] == "mcp_tool_call" and p["_meta"]["tool_params"] == {"note": "x"}
+    assert [m["method"] for m in msgs if m.get("method") == "serverRequest/resolved"]
+    done = items(msgs)[0]
+    assert done["status"] == "completed" and done["result"]["structuredContent"] == {"result": "noted: x"}
+
+
+async def test_a_declined_tool_call_is_reported_failed_to_the_model(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix"))
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path, approval="untrusted")
+        msgs = await run_turn(client, tid, call("mcp__fix__write_note", note="x"),
+                              lambda msg: {"action": "decline"})
+    assert items(msgs)[0]["error"] == {"message": "user rejected MCP tool call"}
+
+
+async def test_progress_the_server_reports_reaches_the_client(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix"))
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path)
+        msgs = await run_turn(client, tid, call("mcp__fix__slow", steps=3))
+    progress = [m["params"] for m in msgs if m.get("method") == "item/mcpToolCall/progress"]
+    assert [p["message"] for p in progress] == ["step 1", "step 2", "step 3"]
+    assert {p["itemId"] for p in progress} == {items(msgs)[0]["id"]}
+
+
+async def test_startup_statuses_come_per_server_and_a_missing_program_fails_with_the_originals_text(
+        codex_home: Path, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix"),
+              '\n[mcp_servers.broken]\ncommand = "/nonexistent/mcp-server"\n')
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path)
+        msgs = await _statuses(client, 2)
+    got = statuses(msgs)
+    assert sorted(got) == [("broken", "failed"), ("broken", "starting"), ("fix", "ready"), ("fix", "starting")]
+    failed = next(m["params"] for m in msgs if m.get("method") == "mcpServer/startupStatus/updated"
+                  and m["params"]["status"] == "failed")
+    assert failed["error"] == ("MCP client for `broken` failed to start: MCP startup failed: "
+                               "No such file or directory (os error 2)")
+    assert failed["threadId"] == tid and failed["failureReason"] is None
+
+
+async def _statuses(client: Any, servers: int) -> list[dict]:
+    """Messages until ``servers`` servers reported ready or failed."""
+    seen: list[dict] = []
+    with trio.fail_after(WAIT):
+        while sum(1 for _, s in statuses(seen) if s != "starting") < servers:
+            seen.append(await client.next_message())
+    return seen
