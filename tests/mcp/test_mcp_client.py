@@ -19,18 +19,22 @@ from trio_codex.transports.scripted_responses import ScriptedResponses
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "mcp_server.py"
 WAIT = 60
+#: Replaced by the CODEX_HOME of the test: it marks the servers' processes.
+HOME_MARK = "@HOME@"
 
 
 def server_table(name: str, *flags: str, **keys: Any) -> str:
     lines = [f"\n[mcp_servers.{name}]", f"command = {json.dumps(sys.executable)}",
              f"args = {json.dumps([str(FIXTURE), *flags])}"]
+    if "env" not in keys:  # marks the processes of one test's app server
+        lines.append('env = { MCP_TEST_HOME = "%s" }' % HOME_MARK)
     lines += [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
     return "\n".join(lines) + "\n"
 
 
 def configure(codex_home: Path, *tables: str) -> None:
     with (codex_home / "config.toml").open("a") as f:
-        f.write("".join(tables))
+        f.write("".join(tables).replace(HOME_MARK, str(codex_home)))
 
 
 def call(name: str, **args: Any) -> str:
@@ -204,3 +208,95 @@ async def _statuses(client: Any, servers: int) -> list[dict]:
         while sum(1 for _, s in statuses(seen) if s != "starting") < servers:
             seen.append(await client.next_message())
     return seen
+
+
+async def test_a_required_server_that_fails_fails_thread_start_and_leaves_no_process(
+        codex_home: Path, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix"), server_table("quitter", "--exit", required=True))
+    async with open_app_server(codex_home) as client:
+        await client.initialize()
+        with pytest.raises(RpcError) as failed:
+            await client.request("thread/start", {"cwd": str(tmp_path)})
+        assert failed.value.code == -32603
+        assert failed.value.message.startswith(
+            "error creating thread: Fatal error: Failed to initialize session: required MCP servers failed to "
+            "initialize: quitter: handshaking with MCP server failed: ")
+        loaded = await client.request("thread/loaded/list", {})
+        assert loaded["data"] == []
+        with trio.fail_after(WAIT):
+            while fixture_pids_of(codex_home):
+                await trio.sleep(0.1)
+
+
+def fixture_pids_of(codex_home: Path) -> set[int]:
+    """The fixture servers started by the app server using ``codex_home``."""
+    found = set()
+    for pid in fixture_pids():
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if f"MCP_TEST_HOME={codex_home}".encode() in env:
+            found.add(pid)
+    return found
+
+
+async def test_a_server_that_never_answers_initialize_fails_after_its_startup_timeout(
+        codex_home: Path, tmp_path: Path) -> None:
+    configure(codex_home, server_table("mute", "--no-init", startup_timeout_sec=1))
+    async with open_app_server(codex_home) as client:
+        await start_thread(client, tmp_path)
+        msgs = await _statuses(client, 1)
+    failed = [m["params"] for m in msgs if m.get("method") == "mcpServer/startupStatus/updated"][-1]
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("MCP client for `mute` timed out after 1 seconds. Add or adjust "
+                                      "`startup_timeout_sec` in your config.toml:")
+
+
+async def test_a_hanging_tool_times_out_with_an_error_for_the_model(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix", tool_timeout_sec=1))
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path)
+        msgs = await run_turn(client, tid, call("mcp__fix__hang"))
+    done = items(msgs)[0]
+    assert done["status"] == "failed" and "timed out" in done["error"]["message"]
+    assert "timed out" in tool_outputs(scripted)[0][1]["text"]
+    assert msgs[-1]["params"]["turn"]["status"] == "completed"
+
+
+async def test_a_server_that_crashes_mid_call_gives_the_model_an_error_and_is_restarted(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix"))
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path)
+        msgs = await run_turn(client, tid, call("mcp__fix__crash"))
+        done = items(msgs)[0]
+        assert done["status"] == "failed" and "Connection closed" in done["error"]["message"]
+        with trio.fail_after(WAIT):
+            while True:  # the restarted server answers
+                try:
+                    result = await client.request("mcpServer/tool/call", {
+                        "threadId": tid, "server": "fix", "tool": "echo", "arguments": {"text": "back"}})
+                    break
+                except RpcError:
+                    await trio.sleep(0.2)
+    assert result["structuredContent"] == {"result": "back"}
+
+
+async def test_interrupting_a_turn_cancels_its_mcp_call(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix"))
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path)
+        turn = await client.request("turn/start", {"threadId": tid, "input": [
+            {"type": "text", "text": call("mcp__fix__hang")}]})
+        await until(client, lambda m: m.get("method") == "item/started"
+                    and m["params"]["item"]["type"] == "mcpToolCall")
+        await client.request("turn/interrupt", {"threadId": tid, "turnId": turn["turn"]["id"]})
+        msgs = await until(client, lambda m: m.get("method") == "turn/completed")
+        assert msgs[-1]["params"]["turn"]["status"] == "interrupted"
+        # The connection is not wedged by the cancelled call.
+        result = await client.request("mcpServer/tool/call", {
+            "threadId": tid, "server": "fix", "tool": "echo", "arguments": {"text": "still here"}})
+    assert result["structuredContent"] == {"result": "still here"}
