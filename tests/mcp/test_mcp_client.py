@@ -300,3 +300,88 @@ async def test_interrupting_a_turn_cancels_its_mcp_call(
         result = await client.request("mcpServer/tool/call", {
             "threadId": tid, "server": "fix", "tool": "echo", "arguments": {"text": "still here"}})
     assert result["structuredContent"] == {"result": "still here"}
+
+
+async def test_the_status_list_reuses_the_live_connection_instead_of_spawning_one(
+        codex_home: Path, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix"), '\n[mcp_servers.broken]\ncommand = "/nonexistent/mcp-server"\n')
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path)
+        await _statuses(client, 2)
+        pid = await _pid(client, tid)
+        listed = [await client.request("mcpServerStatus/list", {"threadId": tid}) for _ in range(3)]
+        unthreaded = await client.request("mcpServerStatus/list", {})
+        assert await _pid(client, tid) == pid and fixture_pids_of(codex_home) == {pid}
+    first = listed[0]
+    assert first["nextCursor"] is None and [e["name"] for e in first["data"]] == ["broken", "fix"]
+    broken, fix = first["data"]
+    assert (broken["runtimeStatus"], broken["tools"], broken["serverInfo"]) == ("failed", {}, None)
+    assert broken["toolsError"] == "MCP startup failed: No such file or directory (os error 2)"
+    assert fix["runtimeStatus"] == "connected" and fix["authStatus"] == "unsupported"
+    assert fix["tools"]["echo"]["annotations"] == {"readOnlyHint": True}
+    assert fix["resources"] == [{"name": "hello", "uri": "mem://hello", "description": "A greeting.",
+                                 "mimeType": "text/plain"}]
+    assert fix["serverInfo"]["name"] == "fixture" and fix["toolsError"] is None
+    assert [e["runtimeStatus"] for e in unthreaded["data"]] == [None, None]
+
+
+async def _pid(client: Any, tid: str) -> int:
+    result = await client.request("mcpServer/tool/call", {"threadId": tid, "server": "fix", "tool": "pid"})
+    return int(result["structuredContent"]["result"])
+
+
+async def test_resources_are_read_through_the_thread_connection_and_errors_pass_through(
+        codex_home: Path, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix"))
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path)
+        read = await client.request("mcpServer/resource/read", {"threadId": tid, "server": "fix",
+                                                                "uri": "mem://hello"})
+        with pytest.raises(RpcError) as unknown:
+            await client.request("mcpServer/resource/read", {"server": "fix", "uri": "mem://nope"})
+        with pytest.raises(RpcError) as no_server:
+            await client.request("mcpServer/tool/call", {"threadId": tid, "server": "nope", "tool": "x"})
+        with pytest.raises(RpcError) as no_thread:
+            await client.request("mcpServer/tool/call", {"server": "fix", "tool": "echo"})
+    assert read == {"contents": [{"uri": "mem://hello", "mimeType": "text/plain",
+                                  "text": "hello from the fixture"}], "originCallId": None}
+    assert (unknown.value.code, unknown.value.message) == (-32602, "Unknown resource: mem://nope")
+    assert (no_server.value.code, no_server.value.message) == (-32603, "unknown MCP server 'nope'")
+    assert (no_thread.value.code, no_thread.value.message) == (
+        -32600, "Invalid request: missing field `threadId`")
+
+
+async def test_threads_loaded_and_unloaded_leave_no_mcp_process_and_share_one_per_server(
+        codex_home: Path, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix"), "\n", )
+    text = (codex_home / "config.toml").read_text()
+    (codex_home / "config.toml").write_text("thread_unload_delay_secs = 0\n" + text)
+    async with open_app_server(codex_home) as client:
+        await client.initialize()
+        most = 0
+        for _ in range(8):
+            result = await client.request("thread/start", {"cwd": str(tmp_path)})
+            tid = result["thread"]["id"]
+            await client.request("mcpServer/tool/call", {"threadId": tid, "server": "fix", "tool": "echo",
+                                                         "arguments": {"text": "x"}})
+            most = max(most, len(fixture_pids_of(codex_home)))
+            await client.request("thread/unsubscribe", {"threadId": tid})
+        with trio.fail_after(WAIT):
+            while (await client.request("thread/loaded/list", {}))["data"] or fixture_pids_of(codex_home):
+                await trio.sleep(0.1)
+    assert most == 1
+
+
+async def test_mcp_server_time_from_pypi_answers_the_model(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    program = shutil.which("mcp-server-time", path=str(Path(sys.executable).parent))
+    if program is None:
+        pytest.skip("mcp-server-time is not installed (pip install -e '.[test]')")
+    configure(codex_home, f'\n[mcp_servers.time]\ncommand = "{program}"\n')
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path)
+        msgs = await run_turn(client, tid, call("mcp__time__get_current_time", timezone="UTC"))
+    done = items(msgs)[0]
+    assert done["status"] == "completed" and done["readOnlyHint"] is True
+    assert done["result"]["structuredContent"]["timezone"] == "UTC"
+    assert '"timezone":"UTC"' in tool_outputs(scripted)[0]
