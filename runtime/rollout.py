@@ -1150,6 +1150,8 @@ class _TurnBuilder:
                 return replay_command_execution(item, **times)
             case CoreFileChange():
                 return replay_file_change(item, **times)
+            case CoreMcpToolCall():
+                return replay_mcp_tool_call(msgspec.to_builtins(item), **times)
         return None
 
     def finish(self) -> tuple[list[ReplayedTurn], str | None]:

@@ -117,6 +117,8 @@ class CoreMcpToolCall(_Core, kw_only=True, tag="McpToolCall"):
     result: Any = None
     error: Any = None
     duration: Duration | None = None
+    mcp_app_resource_uri: str | None = None
+    plugin_id: str | None = None
 
 
 def core_mcp_tool_call(item: Any) -> CoreMcpToolCall:
