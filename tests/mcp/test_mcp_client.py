@@ -108,7 +108,12 @@ async def test_the_model_calls_a_read_only_mcp_tool_and_reads_its_result(
     async with open_app_server(codex_home) as client:
         tid, _ = await start_thread(client, tmp_path)
         msgs = await run_turn(client, tid, call("mcp__fix__echo", text="hi"))
+        read = await client.request("thread/read", {"threadId": tid, "includeTurns": True})
     started, done = items(msgs, "item/started")[0], items(msgs)[0]
+    # The rollout keeps the item as it was reported (the original's McpToolCall record).
+    (kept,) = [i for i in read["thread"]["turns"][0]["items"] if i["type"] == "mcpToolCall"]
+    assert {k: kept[k] for k in ("id", "server", "tool", "status", "arguments", "result", "durationMs")} == {
+        k: done[k] for k in ("id", "server", "tool", "status", "arguments", "result", "durationMs")}
     assert started["status"] == "inProgress" and started["readOnlyHint"] is True
     assert started["arguments"] == {"text": "hi"} and started["server"] == "fix" and started["tool"] == "echo"
     assert done["status"] == "completed" and done["error"] is None
@@ -385,3 +390,24 @@ async def test_mcp_server_time_from_pypi_answers_the_model(
     assert done["status"] == "completed" and done["readOnlyHint"] is True
     assert done["result"]["structuredContent"]["timezone"] == "UTC"
     assert '"timezone":"UTC"' in tool_outputs(scripted)[0]
+
+
+async def test_a_reload_adds_and_removes_servers_and_stops_the_removed_ones(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    base = (codex_home / "config.toml").read_text()
+    configure(codex_home, server_table("old"))
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path)
+        await _statuses(client, 1)
+        assert len(fixture_pids_of(codex_home)) == 1
+        (codex_home / "config.toml").write_text(base)
+        configure(codex_home, server_table("new"))
+        assert await client.request("config/mcpServer/reload", None) == {}
+        with trio.fail_after(WAIT):
+            while fixture_pids_of(codex_home):
+                await trio.sleep(0.1)
+        listed = await client.request("mcpServerStatus/list", {"threadId": tid})
+        await run_turn(client, tid, call("mcp__new__echo", text="after"))
+    assert [e["name"] for e in listed["data"]] == ["new"]
+    assert [t["name"] for t in scripted.requests[-1].body["tools"] if t.get("type") == "namespace"] == ["mcp__new"]
+    assert tool_outputs(scripted)[0].endswith('{"result":"after"}')
