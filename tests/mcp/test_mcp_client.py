@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -411,3 +414,29 @@ async def test_a_reload_adds_and_removes_servers_and_stops_the_removed_ones(
     assert [e["name"] for e in listed["data"]] == ["new"]
     assert [t["name"] for t in scripted.requests[-1].body["tools"] if t.get("type") == "namespace"] == ["mcp__new"]
     assert tool_outputs(scripted)[0].endswith('{"result":"after"}')
+
+
+async def test_a_streamable_http_server_on_loopback_serves_the_model(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path, nursery: trio.Nursery) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await nursery.start(partial(trio.run_process, [sys.executable, str(FIXTURE), "--http", str(port)],
+                                       check=False, stderr=subprocess.DEVNULL))
+    try:
+        with trio.fail_after(WAIT):
+            while True:
+                try:
+                    await (await trio.open_tcp_stream("127.0.0.1", port)).aclose()
+                    break
+                except OSError:
+                    await trio.sleep(0.1)
+        configure(codex_home, f'\n[mcp_servers.web]\nurl = "http://127.0.0.1:{port}/mcp"\n'
+                              'http_headers = { "X-Test" = "1" }\n')
+        async with open_app_server(codex_home) as client:
+            tid, _ = await start_thread(client, tmp_path)
+            msgs = await run_turn(client, tid, call("mcp__web__echo", text="over http"))
+    finally:
+        proc.terminate()
+    done = items(msgs)[0]
+    assert done["status"] == "completed" and done["result"]["structuredContent"] == {"result": "over http"}
