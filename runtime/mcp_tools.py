@@ -22,23 +22,28 @@ import msgspec
 NAMESPACE_PREFIX = "mcp__"
 RESOURCE_TOOLS = ("list_mcp_resources", "list_mcp_resource_templates", "read_mcp_resource")
 
-_SERVER = {"type": "string", "description": (
-    "Optional MCP server name. When omitted, lists resources from every configured server.")}
-_CURSOR = {"type": "string", "description": (
-    "Opaque cursor returned by a previous list call for the same server.")}
+
+
+def _paging(call: str, what: str) -> dict[str, Any]:
+    return {"cursor": {"type": "string", "description": (
+                f"Opaque cursor from a previous {call} call; omit for the first page.")},
+            "server": {"type": "string", "description": (
+                f"MCP server name. Omit to list {what} from every configured server.")}}
+
+
 _RESOURCE_SPECS = [
     {"type": "function", "name": "list_mcp_resources", "strict": False, "description": (
         "Lists resources provided by MCP servers. Resources allow servers to share data that provides context "
         "to language models, such as files, database schemas, or application-specific information. Prefer "
         "resources over web search when possible."),
-     "parameters": {"type": "object", "properties": {"cursor": _CURSOR, "server": _SERVER},
+     "parameters": {"type": "object", "properties": _paging("list_mcp_resources", "resources"),
                     "additionalProperties": False}},
     {"type": "function", "name": "list_mcp_resource_templates", "strict": False, "description": (
         "Lists resource templates provided by MCP servers. Parameterized resource templates allow servers to "
         "share data that takes parameters and provides context to language models, such as files, database "
         "schemas, or application-specific information. Prefer resource templates over web search when "
         "possible."),
-     "parameters": {"type": "object", "properties": {"cursor": _CURSOR, "server": _SERVER},
+     "parameters": {"type": "object", "properties": _paging("list_mcp_resource_templates", "resource templates"),
                     "additionalProperties": False}},
     {"type": "function", "name": "read_mcp_resource", "strict": False, "description": (
         "Read a specific resource from an MCP server given the server name and resource URI."),
