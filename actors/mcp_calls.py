@@ -53,7 +53,9 @@ async def call_tool(ctx: Any, call: rs.FunctionCallItem, approve: Callable[..., 
     started = time.monotonic()
     try:
         arguments = json.loads(call.arguments) if call.arguments.strip() else None
-    except json.JSONDecodeError as exc:
+        if arguments is not None and not isinstance(arguments, dict):
+            raise ValueError("arguments must be a JSON object")
+    except ValueError as exc:
         return _output(call, f"failed to parse function arguments: {exc}"), False
     annotations = (tool or {}).get("annotations") or {}
     read_only = True if annotations.get("readOnlyHint") is True else None
@@ -107,7 +109,10 @@ async def call_tool(ctx: Any, call: rs.FunctionCallItem, approve: Callable[..., 
     except (AskTimeout, ActorGone, MailboxClosed) as exc:
         return await finish(None, f"tool call error: {exc}"), False
     except trio.Cancelled:
-        ref.mailbox.send_nowait(McpCancel(call.call_id))
+        try:
+            ref.mailbox.send_nowait(McpCancel(call.call_id))
+        except MailboxClosed:
+            pass  # the connection is gone, and the call with it
         raise
     # As the item and the rollout record it (isError is not kept).
     result = {"content": result.get("content") or [], "structuredContent": result.get("structuredContent"),

@@ -48,6 +48,8 @@ log = logging.getLogger("trio_codex.mcp")
 
 #: Requests waiting for one MCP connection (calls from every thread that shares it).
 CONNECTION_CAPACITY = 256
+#: Progress messages of one call waiting for its client; more are dropped.
+PROGRESS_BACKLOG = 64
 
 
 class ConnectionLost(Exception):
@@ -64,10 +66,16 @@ def timeout_error(name: str, seconds: float) -> str:
             f"in your config.toml:\n[mcp_servers.{name}]\nstartup_timeout_sec = XX")
 
 
-def _cause(exc: BaseException) -> str:
-    """The startup failure as the original reports it."""
+def _leaf(exc: BaseException) -> BaseException:
+    """The first exception of a (nested) group, or ``exc``."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    return exc
+
+
+def _cause(exc: BaseException) -> str:
+    """The startup failure as the original reports it."""
+    exc = _leaf(exc)
     if isinstance(exc, OSError) and exc.errno is not None:
         return f"MCP startup failed: {os.strerror(exc.errno)} (os error {exc.errno})"
     return f"handshaking with MCP server failed: {exc}"
@@ -203,14 +211,22 @@ async def _request(config: McpServerConfig, state: _State, msg: Any) -> None:
                 msg.reply.set(_dump(await state.session.list_resource_templates(params=_page(cursor))))
             case McpListResources(cursor=cursor):
                 msg.reply.set(_dump(await state.session.list_resources(params=_page(cursor))))
-    except MCPError as exc:
-        err = exc.error
-        if err.code == -32000 and "closed" in err.message.lower():
+    except Exception as group:
+        exc = _leaf(group)
+        if isinstance(exc, MCPError):
+            err = exc.error
+            if err.code == -32000 and "closed" in err.message.lower():
+                state.lost.set()
+            msg.reply.fail(McpCallFailed(err.message, code=err.code, data=err.data))
+        elif isinstance(exc, (trio.ClosedResourceError, trio.BrokenResourceError, OSError)):
             state.lost.set()
-        msg.reply.fail(McpCallFailed(err.message, code=err.code, data=err.data))
-    except (trio.ClosedResourceError, trio.BrokenResourceError, OSError) as exc:
-        state.lost.set()
-        msg.reply.fail(McpCallFailed(f"Connection closed: {exc}"))
+            msg.reply.fail(McpCallFailed(f"Connection closed: {exc}"))
+        else:  # what the SDK refused (bad arguments, a malformed answer): this request's only
+            msg.reply.fail(McpCallFailed(str(exc)))
+    finally:
+        # Cancelled with the actor (a restart, a stop): the caller is told now,
+        # not when its own deadline runs out.
+        msg.reply.fail(McpCallFailed(f"the connection to MCP server `{config.name}` closed"))
 
 
 def _page(cursor: str | None) -> Any:
@@ -223,22 +239,40 @@ def _page(cursor: str | None) -> Any:
 
 async def _call(state: _State, msg: McpCallTool, call_id: str, tool: str, arguments: Any, timeout: float,
                 progress: Any) -> None:
+    """A ``tools/call`` under the tool timeout and the caller's cancel. The
+    server's progress messages reach ``progress`` in order, from a task of
+    the call's own: a slow client never holds up the shared session."""
+    messages, pending = trio.open_memory_channel[str](PROGRESS_BACKLOG)
+
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        if progress is not None and message:
+        if message:
+            try:
+                messages.send_nowait(message)
+            except trio.WouldBlock:
+                log.info("MCP call %s: progress dropped, its client is behind", call_id)
+
+    async def forward() -> None:
+        async for message in pending:
             await progress(message)
 
+    result: Any = None
     with trio.CancelScope() as scope:
         state.calls[call_id] = scope
         try:
-            with trio.move_on_after(timeout) as deadline:
-                result = await state.session.call_tool(tool, arguments, progress_callback=on_progress)
-                msg.reply.set(_dump(result))
-            if deadline.cancelled_caught:
-                msg.reply.fail(McpCallFailed(f"request timed out after {timeout:g}s"))
+            async with trio.open_nursery() as nursery:
+                if progress is not None:
+                    nursery.start_soon(forward)
+                with messages, trio.move_on_after(timeout) as deadline:
+                    result = await state.session.call_tool(
+                        tool, arguments, progress_callback=on_progress if progress is not None else None)
         finally:
             state.calls.pop(call_id, None)
     if scope.cancelled_caught:
         msg.reply.fail(McpCallFailed("the call was cancelled: its turn was interrupted"))
+    elif deadline.cancelled_caught:
+        msg.reply.fail(McpCallFailed(f"request timed out after {timeout:g}s"))
+    else:
+        msg.reply.set(_dump(result))
 
 
 def _strip(name: str, error: str | None) -> str:

@@ -61,7 +61,8 @@ log = logging.getLogger("trio_codex.mcp")
 
 POOL_CAPACITY = 1024
 #: Live connections (so processes) per configured server, whatever the
-#: number of threads.
+#: number of threads; one being replaced (reload, a retry after a failed
+#: start) may still be stopping beside it, for at most SHUTDOWN_TIMEOUT.
 MAX_PROCESSES_PER_SERVER = 1
 #: A server that died after startup is restarted up to 3 times a minute.
 CONNECTION_RESTARTS = RestartPolicy(intensity=3, period=60.0)
@@ -181,7 +182,8 @@ class McpPool:
         await self.sup.start_child(
             child, run_connection, config, link.box, restart="transient",
             on_give_up=lambda failure: self.mailbox.send_nowait(_GaveUp(name, child, repr(failure))))
-        assert sum(1 for n in self.links if n == name) <= MAX_PROCESSES_PER_SERVER
+        live = sum(1 for c in self.sup.children if c.startswith(f"mcp:{name}#"))
+        log.info("MCP server `%s`: connection %s started (%d live, the older ones stopping)", name, child, live)
         return link
 
     def _stop(self, name: str, reason: str) -> None:

@@ -188,7 +188,11 @@ class ThreadRegistry:
         registry serves the same one), or a mailbox of its own."""
         mailbox, inbox = box or open_mailbox(REGISTRY_CAPACITY, name="threads")
         self.mailbox = mailbox
-        # A restart starts afresh: the threads died with the last incarnation.
+        # A restart starts afresh: the threads died with the last incarnation
+        # (and hold their MCP servers no longer).
+        for tid in self.threads:
+            if self.mcp is not None:
+                self.mcp.send_nowait(McpRelease(tid))
         self.threads.clear()
         self.checkpoints.clear()
         self.loading.clear()
