@@ -101,7 +101,7 @@ async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox
                         continue
                     decision = _decision(conn_id, rid, result, error, pending[rid].request.method)
                     recorder.record(facts.ServerResponse(request_id=rid, answered_by=conn_id, result=result, error=error))
-                    resolve(rid).reply.set(ApprovalAnswer(rid, decision, conn_id))
+                    resolve(rid).reply.set(ApprovalAnswer(rid, decision, conn_id, _content(result, decision)))
                 case ReplayApprovals(thread_id=tid, conn=conn):
                     for rid, p in pending.items():
                         if p.thread_id == tid and all(c.id != conn.id for c in p.conns):
@@ -115,6 +115,16 @@ async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox
                     for rid in [r for r, p in pending.items() if p.thread_id == tid and p.turn_id == uid]:
                         recorder.record(facts.ServerRequestAborted(request_id=rid))
                         resolve(rid)
+
+
+def _content(result: msgspec.Raw | None, decision: str | dict) -> Any:
+    """An accepted elicitation's form content (None for any other answer)."""
+    if decision != "accept" or result is None:
+        return None
+    try:
+        return codec.decode_result(result, ElicitationResponse).content
+    except msgspec.ValidationError:
+        return None
 
 
 def _decision(conn_id: int, rid: int, result: msgspec.Raw | None, error: Any, method: str) -> str | dict:

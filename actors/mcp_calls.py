@@ -22,13 +22,13 @@ import msgspec
 import trio
 
 from ..runtime import mcp_tools
-from ..runtime.ask import ask
+from ..runtime.ask import ReplySlot, ask
 from ..runtime.errors import ActorGone, AskTimeout, McpCallFailed, MailboxClosed
 from ..runtime.protocol import responses as rs
 from ..runtime.protocol.v2.approval import McpElicitationParams
 from ..runtime.protocol.v2.item import ItemCompleted, ItemStarted, McpToolCallItem, McpToolCallProgress
 from .fanout import now_ms
-from .messages import McpCallTool, McpCancel, McpListResources, McpReadResource
+from .messages import McpCallTool, McpCancel, McpListResources, McpReadResource, RequestApproval
 
 #: Beyond a server's own bounds (startup, tool timeout): how long to wait for
 #: its connection actor's answer.
@@ -100,9 +100,23 @@ async def call_tool(ctx: Any, call: rs.FunctionCallItem, approve: Callable[..., 
                          McpToolCallProgress(ctx.thread_id, ctx.turn_id, call.call_id, message))
 
     timeout = ref.config.tool_timeout_sec
+
+    async def elicit(request: dict[str, Any]) -> dict[str, Any]:
+        """The server asks the user something mid-call: relayed to the
+        thread's clients as ``mcpServer/elicitation/request``, first answer
+        wins; no answer within the tool timeout is a ``cancel``."""
+        slot: ReplySlot = ReplySlot()
+        params = {"threadId": ctx.thread_id, "turnId": ctx.turn_id, "serverName": server, **request}
+        await ctx.approvals.send(RequestApproval(ctx.thread_id, ctx.turn_id, _METHOD, params, ctx.subscribers(),
+                                                 slot))
+        with trio.move_on_after(timeout):
+            answer = await slot.wait()
+            return {"action": answer.decision, "content": answer.content}
+        return {"action": "cancel"}
+
     try:
         result = await ask(ref.mailbox, lambda slot: McpCallTool(
-            call.call_id, call.name, arguments, timeout, progress, slot),
+            call.call_id, call.name, arguments, timeout, progress, slot, elicit),
             timeout=ref.config.startup_timeout_sec + timeout + _MARGIN)
     except McpCallFailed as exc:
         return await finish(None, f"tool call error: {exc}"), False

@@ -93,6 +93,8 @@ class _State:
         self.session: Any = None
         self.inventory = McpInventoryResult("starting", None)
         self.calls: dict[str, trio.CancelScope] = {}
+        #: Per call in flight that may be asked: how to ask its clients.
+        self.elicitors: dict[str, Any] = {}
         self.lost = trio.Event()
 
 
@@ -110,7 +112,7 @@ async def run_connection(config: McpServerConfig, box: tuple[Mailbox, Inbox], fa
             await trio.sleep_forever()
         try:
             with trio.CancelScope(deadline=trio.current_time() + config.startup_timeout_sec) as startup:
-                async with _transport(config) as (read, write), _session(read, write) as session:
+                async with _transport(config) as (read, write), _session(read, write, state) as session:
                     await _start(config, session, state)
                     startup.deadline = math.inf
                     await state.lost.wait()
@@ -150,10 +152,23 @@ async def _transport(config: McpServerConfig) -> AsyncIterator[tuple[Any, Any]]:
         yield streams[0], streams[1]
 
 
-def _session(read: Any, write: Any) -> Any:
+def _session(read: Any, write: Any, state: _State) -> Any:
     from mcp import ClientSession
+    from mcp_types import ElicitResult
 
-    return ClientSession(read, write)
+    async def on_elicit(context: Any, params: Any) -> Any:
+        """A server's elicitation goes to the clients of the call that
+        caused it. The connection is shared and MCP over stdio does not say
+        which request an elicitation belongs to: with exactly one call in
+        flight it is that call's; otherwise it is declined."""
+        askers = list(state.elicitors.values())
+        if len(askers) != 1:
+            log.info("MCP elicitation declined: %d calls in flight, cannot tell whose it is", len(askers))
+            return ElicitResult(action="decline")
+        answer = await askers[0](_dump(params))
+        return ElicitResult(action=answer["action"], content=answer.get("content"))
+
+    return ClientSession(read, write, elicitation_callback=on_elicit)
 
 
 async def _start(config: McpServerConfig, session: Any, state: _State) -> None:
@@ -258,6 +273,8 @@ async def _call(state: _State, msg: McpCallTool, call_id: str, tool: str, argume
     result: Any = None
     with trio.CancelScope() as scope:
         state.calls[call_id] = scope
+        if msg.elicit is not None:
+            state.elicitors[call_id] = msg.elicit
         try:
             async with trio.open_nursery() as nursery:
                 if progress is not None:
@@ -267,6 +284,7 @@ async def _call(state: _State, msg: McpCallTool, call_id: str, tool: str, argume
                         tool, arguments, progress_callback=on_progress if progress is not None else None)
         finally:
             state.calls.pop(call_id, None)
+            state.elicitors.pop(call_id, None)
     if scope.cancelled_caught:
         msg.reply.fail(McpCallFailed("the call was cancelled: its turn was interrupted"))
     elif deadline.cancelled_caught:

@@ -391,6 +391,8 @@ class ApprovalAnswer(msgspec.Struct, frozen=True):
     #: "decline", "cancel" or a one-key object (the amendment forms).
     decision: str | dict
     answered_by: int
+    #: An elicitation's ``content`` (the form the user filled in).
+    content: Any = None
 
 
 class ClientAnswer(Msg, tag="client_answer", frozen=True):
@@ -622,6 +624,9 @@ class McpCallTool(Msg, tag="mcp_call_tool", frozen=True):
     timeout: float
     progress: Any
     reply: ReplySlot
+    #: Asks the call's clients what the server elicits (``params`` as MCP
+    #: JSON) and returns ``{action, content}``; None: elicitations declined.
+    elicit: Any = None
 
 
 class McpReadResource(Msg, tag="mcp_read_resource", frozen=True):

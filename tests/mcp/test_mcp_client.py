@@ -440,3 +440,23 @@ async def test_a_streamable_http_server_on_loopback_serves_the_model(
         proc.terminate()
     done = items(msgs)[0]
     assert done["status"] == "completed" and done["result"]["structuredContent"] == {"result": "over http"}
+
+
+async def test_a_server_elicitation_mid_call_is_relayed_to_the_client_and_answered(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    configure(codex_home, server_table("fix"))
+    asked = []
+
+    def answer(msg: dict) -> dict:
+        asked.append(msg)
+        return {"action": "accept", "content": {"name": "Ada"}}
+
+    async with open_app_server(codex_home) as client:
+        tid, _ = await start_thread(client, tmp_path)
+        msgs = await run_turn(client, tid, call("mcp__fix__greet"), answer)
+    (req,) = asked
+    assert req["method"] == "mcpServer/elicitation/request"
+    p = req["params"]
+    assert (p["threadId"], p["serverName"], p["mode"], p["message"]) == (tid, "fix", "form", "What is your name?")
+    assert p["requestedSchema"]["properties"]["name"]["type"] == "string"
+    assert items(msgs)[0]["result"]["structuredContent"] == {"result": "hello Ada"}
