@@ -81,3 +81,13 @@ def test_results_read_as_the_originals_output() -> None:
     ({"readOnlyHint": True, "destructiveHint": True}, True)])
 def test_annotations_decide_whether_a_call_is_asked_about(annotations: dict | None, asks: bool) -> None:
     assert needs_approval(annotations) is asks
+
+
+def test_a_bad_server_table_stops_the_config_load_naming_the_file(tmp_path) -> None:
+    from trio_codex.runtime.config import load_settings
+
+    (tmp_path / "config.toml").write_text('[mcp_servers.x]\ncommand = "a"\nurl = "http://b"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_settings(codex_home=tmp_path)
+    assert str(exc.value).startswith(f"invalid value for `mcp_servers.x` in {tmp_path / 'config.toml'}: ")
+    assert "`url` is not supported for stdio" in str(exc.value)
