@@ -28,7 +28,7 @@ import trio
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.protocol import codec
 from ..runtime.protocol.jsonrpc import ServerRequest
-from ..runtime.protocol.v2.approval import ApprovalResponse, ServerRequestResolved
+from ..runtime.protocol.v2.approval import ApprovalResponse, ElicitationResponse, ServerRequestResolved
 from . import analytics_facts as facts
 from .analytics_facts import DISABLED, Recorder
 from .barrier import contained
@@ -89,9 +89,9 @@ async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox
                         log.info("connection %d answered server request %r, which is not pending; ignored",
                                  conn_id, rid)
                         continue
-                    decision = _decision(conn_id, rid, result, error)
+                    decision = _decision(conn_id, rid, result, error, pending[rid].request.method)
                     recorder.record(facts.ServerResponse(request_id=rid, answered_by=conn_id, result=result, error=error))
-                    resolve(rid).reply.set(ApprovalAnswer(rid, decision, conn_id))
+                    resolve(rid).reply.set(ApprovalAnswer(rid, decision, conn_id, _content(result, decision)))
                 case ReplayApprovals(thread_id=tid, conn=conn):
                     for rid, p in pending.items():
                         if p.thread_id == tid and all(c.id != conn.id for c in p.conns):
@@ -107,9 +107,23 @@ async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox
                         resolve(rid)
 
 
-def _decision(conn_id: int, rid: int, result: msgspec.Raw | None, error: Any) -> str | dict:
+def _content(result: msgspec.Raw | None, decision: str | dict) -> Any:
+    """An accepted elicitation's form content (None for any other answer)."""
+    if decision != "accept" or result is None:
+        return None
+    try:
+        return codec.decode_result(result, ElicitationResponse).content
+    except msgspec.ValidationError:
+        return None
+
+
+def _decision(conn_id: int, rid: int, result: msgspec.Raw | None, error: Any, method: str) -> str | dict:
+    """The answer as a decision; an elicitation's ``action`` reads as the
+    decision of the same name."""
     if error is None:
         try:
+            if method == "mcpServer/elicitation/request":
+                return codec.decode_result(result, ElicitationResponse).action
             return codec.decode_result(result, ApprovalResponse).decision
         except msgspec.ValidationError as exc:
             reason = f"malformed answer ({exc})"

@@ -453,6 +453,8 @@ class ApprovalAnswer(msgspec.Struct, frozen=True):
     #: "decline", "cancel" or a one-key object (the amendment forms).
     decision: str | dict
     answered_by: int
+    #: An elicitation's ``content`` (the form the user filled in).
+    content: Any = None
 
 
 class ClientAnswer(Msg, tag="client_answer", frozen=True):
@@ -611,3 +613,102 @@ class SubscribersChanged(Msg, tag="subscribers_changed", frozen=True):
 
 
 TurnInbox = ModelEvents | ModelRetrying | ModelFailed | SubscribersChanged | Steered
+
+
+# --- MCP: registry / turns / connections -> MCP pool -> MCP connection ---------
+
+
+class McpAcquire(Msg, tag="mcp_acquire", frozen=True):
+    """The registry asks the MCP pool for the connections of a thread it
+    starts: the pool adds the thread to each enabled server's holders
+    (starting the server when none runs) and sets ``reply`` to
+    ``{name: McpServerRef}``. With ``announce``, each server's
+    ``mcpServer/startupStatus/updated`` goes to ``conns``."""
+
+    thread_id: str
+    conns: tuple[ConnectionRef, ...]
+    announce: bool
+    reply: ReplySlot
+
+
+class McpRelease(Msg, tag="mcp_release", frozen=True):
+    """The registry unloaded a thread: it no longer holds its servers (the
+    last holder gone, the pool stops the server)."""
+
+    thread_id: str
+
+
+class McpRequest(Msg, tag="mcp_request", frozen=True):
+    """A client's ``mcpServerStatus/list``, ``mcpServer/tool/call``,
+    ``mcpServer/resource/read`` or ``config/mcpServer/reload``, forwarded by
+    the registry; the pool answers ``reply`` itself."""
+
+    reply: Reply
+    method: str
+    params: Any
+
+
+class McpServerRef(msgspec.Struct, frozen=True):
+    """How a thread reaches one MCP server: its config and the mailbox of
+    its connection actor (which keeps it across restarts)."""
+
+    name: str
+    config: Any
+    mailbox: Mailbox
+
+
+class McpInventory(Msg, tag="mcp_inventory", frozen=True):
+    """Ask a connection what it offers, once its startup settled: its status
+    (``ready`` or ``failed`` with the original's text) and, when ready, its
+    tools, resources, templates, serverInfo and capabilities (MCP JSON)."""
+
+    reply: ReplySlot
+
+
+class McpInventoryResult(msgspec.Struct, frozen=True):
+    status: str
+    error: str | None
+    tools: tuple[Any, ...] = ()
+    resources: tuple[Any, ...] = ()
+    templates: tuple[Any, ...] = ()
+    server_info: Any = None
+    capabilities: Any = None
+
+
+class McpCallTool(Msg, tag="mcp_call_tool", frozen=True):
+    """Call a tool: ``reply`` gets the ``CallToolResult`` (MCP JSON) or
+    fails with :class:`~trio_codex.runtime.errors.McpCallFailed`. Progress
+    the server reports goes to ``progress(message)``; the connection gives
+    up after ``timeout`` seconds. ``call_id`` names the call for
+    :class:`McpCancel`."""
+
+    call_id: str
+    tool: str
+    arguments: Any
+    timeout: float
+    progress: Any
+    reply: ReplySlot
+    #: Asks the call's clients what the server elicits (``params`` as MCP
+    #: JSON) and returns ``{action, content}``; None: elicitations declined.
+    elicit: Any = None
+
+
+class McpReadResource(Msg, tag="mcp_read_resource", frozen=True):
+    uri: str
+    reply: ReplySlot
+
+
+class McpListResources(Msg, tag="mcp_list_resources", frozen=True):
+    """``resources/list`` (``templates`` False) or
+    ``resources/templates/list`` (True), one page from ``cursor``."""
+
+    templates: bool
+    cursor: str | None
+    reply: ReplySlot
+
+
+class McpCancel(Msg, tag="mcp_cancel", frozen=True):
+    """The caller of :class:`McpCallTool` stopped waiting (its turn was
+    interrupted): the connection cancels the call."""
+
+    call_id: str

@@ -205,13 +205,14 @@ def user_history_item(inputs: list[Any]) -> msgspec.Raw:
 
 async def run_thread(config: ThreadConfig, model: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
                      recorder: Recorder, registry: Mailbox, mailbox: Mailbox, inbox: Inbox,
-                     start: Reply | Resumed | Checkpoint, *,
+                     start: Reply | Resumed | Checkpoint, *, mcp: Mailbox | None = None,
                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run a thread: a new one (``start`` is the thread/start reply) or one
     restarted by its supervisor from its last checkpoint. The mailbox belongs
     to the registry, so messages queued during a restart are not lost."""
     actor = ThreadActor(config, model, hub, approvals, store, registry, mailbox)
     actor.recorder = recorder
+    actor.mcp = mcp
     # Unified exec processes belong to the thread: they outlive a turn, and
     # go with the thread.
     async with open_process_table() as processes, trio.open_nursery() as nursery:
@@ -308,6 +309,8 @@ class ThreadActor:
     nursery: trio.Nursery
     processes: ProcessTable
     recorder: Recorder
+    #: The MCP pool (None: no MCP); each turn asks it for the thread's servers.
+    mcp: Mailbox | None
 
     def __init__(self, config: ThreadConfig, model: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
                  registry: Mailbox, mailbox: Mailbox) -> None:
@@ -1056,7 +1059,7 @@ class ThreadActor:
             persist=partial(append, self.rollout), history=self.history, user_item=user_item, user_raw=raw,
             usage=self.usage, subscribers=tuple(self.subscribers.values()), kind=kind,
             compact_first=compact_first, context_tokens=self.context_tokens, output_schema=output_schema,
-            shell_command=shell_command, review_target=review_target,
+            shell_command=shell_command, review_target=review_target, mcp=self.mcp,
         )
         self.state = Running(turn)
         self.nursery.start_soon(run_turn, spec, mailbox, inbox, turn.scope)

@@ -21,6 +21,7 @@ import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -32,7 +33,7 @@ from ..runtime.history import auto_compact_limit
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.ask import ask
-from ..runtime.errors import StorageFailure
+from ..runtime.errors import ActorGone, AskTimeout, StorageFailure
 from ..runtime.protocol.jsonrpc import (
     ErrorResponse,
     JsonRpcError,
@@ -77,6 +78,7 @@ from ..runtime.rollout import (
     thread_from_meta,
     write_whole,
 )
+from ..runtime.mcp_config import enabled_servers
 from ..runtime.supervisor import RestartPolicy, open_supervisor
 from .analytics_facts import DISABLED, Recorder
 from .barrier import contained
@@ -89,6 +91,11 @@ from .messages import (
     Broadcast,
     Loaded,
     LoadFailed,
+    McpAcquire,
+    McpInventory,
+    McpRelease,
+    McpRequest,
+    Msg,
     ThreadGaveUp,
     PatchGitInfo,
     UpdateGitInfo,
@@ -141,11 +148,28 @@ THREAD_RESTARTS = RestartPolicy(intensity=3, period=10.0)
 
 _ZERO_USAGE = TokenUsageBreakdown()
 
+#: The client methods the registry hands to the MCP pool.
+_MCP_METHODS = frozenset({"mcpServerStatus/list", "mcpServer/tool/call", "mcpServer/resource/read",
+                          "config/mcpServer/reload"})
+#: How long the MCP pool may take to hand out a thread's connections (it
+#: answers at once; the servers start in the background).
+MCP_ACQUIRE_TIMEOUT = 10.0
+
+
+class _LaunchStarted(Msg, tag="launch_started", frozen=True):
+    """A thread/start whose required MCP servers are ready: launch it."""
+
+    config: ThreadConfig
+    model: Any
+    reply: Reply
+
 
 class ThreadRegistry:
     def __init__(self, settings: Settings, models: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
-                 recorder: Recorder = DISABLED) -> None:
+                 recorder: Recorder = DISABLED, mcp: Mailbox | None = None) -> None:
         self.recorder = recorder
+        #: The MCP pool (None: MCP disabled, as in tests of the registry alone).
+        self.mcp = mcp
         self.settings = settings
         self.models = models
         self.hub = hub
@@ -170,7 +194,11 @@ class ThreadRegistry:
         registry serves the same one), or a mailbox of its own."""
         mailbox, inbox = box or open_mailbox(REGISTRY_CAPACITY, name="threads")
         self.mailbox = mailbox
-        # A restart starts afresh: the threads died with the last incarnation.
+        # A restart starts afresh: the threads died with the last incarnation
+        # (and hold their MCP servers no longer).
+        for tid in self.threads:
+            if self.mcp is not None:
+                self.mcp.send_nowait(McpRelease(tid))
         self.threads.clear()
         self.checkpoints.clear()
         self.loading.clear()
@@ -201,6 +229,8 @@ class ThreadRegistry:
                             await self._loaded(loaded)
                         case ThreadGaveUp(thread_id=tid, failure=failure):
                             await self._gave_up(tid, failure)
+                        case _LaunchStarted(config=config, model=model, reply=reply):
+                            await self._launch(config, model, reply)
                         case LoadFailed(thread_id=tid):
                             for reply, params in self.loading.pop(tid, ()):
                                 await self._resume(reply, params)
@@ -224,6 +254,11 @@ class ThreadRegistry:
     async def _thread_request(self, reply: Reply, method: str, params: Any) -> None:
         try:
             match method:
+                case _ if method in _MCP_METHODS:
+                    if self.mcp is None:
+                        raise internal_error("MCP is not available in this server")
+                    if not self.mcp.send_nowait(McpRequest(reply, method, params)):
+                        raise overloaded()
                 case "thread/list" if params.section_id is not None:
                     # Sections (experimental) file no thread here: each is empty.
                     await self._answer(reply, ThreadListResponse([]))
@@ -444,6 +479,8 @@ class ThreadRegistry:
             return False
         self.sup.stop_child(f"thread:{thread_id}", reason)
         self.checkpoints.pop(thread_id, None)
+        if self.mcp is not None:
+            self.mcp.send_nowait(McpRelease(thread_id))
         return True
 
     async def _broadcast(self, reply: Reply, method: str, params: Any) -> None:
@@ -595,7 +632,41 @@ class ThreadRegistry:
             await deliver((reply.conn,), ErrorResponse(
                 reply.request_id, internal_error(f"thread/start failed: {exc!r}").error))
             return
-        await self._launch(config, model, reply)
+        if self.mcp is not None and self.settings.mcp_servers:
+            await self._beside(reply, self._start_mcp, reply, config, model)
+        else:
+            await self._launch(config, model, reply)
+
+    async def _start_mcp(self, reply: Reply, config: ThreadConfig, model: Any) -> None:
+        """Start a thread's MCP servers beside the loop, then launch it. A
+        ``required`` server that fails fails thread/start, as the
+        original's, with nothing announced and no server left running for it."""
+        assert self.mcp is not None
+        try:
+            required = [s for s in enabled_servers(self.settings.mcp_servers).values() if s.required]
+        except ConfigError as exc:
+            raise invalid_request(str(exc)) from None
+        refs = await ask(self.mcp, lambda slot: McpAcquire(config.id, (reply.conn,), not required, slot),
+                         timeout=MCP_ACQUIRE_TIMEOUT)
+        if required:
+            causes = []
+            for server in required:
+                try:
+                    inv = await ask(refs[server.name].mailbox, McpInventory,
+                                    timeout=server.startup_timeout_sec + MCP_ACQUIRE_TIMEOUT)
+                    error = None if inv.status == "ready" else inv.error
+                except (AskTimeout, ActorGone) as exc:
+                    error = str(exc)
+                if error is not None:
+                    causes.append(f"{server.name}: "
+                                  + error.removeprefix(f"MCP client for `{server.name}` failed to start: "))
+            if causes:
+                self.mcp.send_nowait(McpRelease(config.id))
+                raise internal_error("error creating thread: Fatal error: Failed to initialize session: required "
+                                     "MCP servers failed to initialize: " + "; ".join(causes))
+            await ask(self.mcp, lambda slot: McpAcquire(config.id, (reply.conn,), True, slot),
+                      timeout=MCP_ACQUIRE_TIMEOUT)
+        await self.mailbox.send(_LaunchStarted(config, model, reply))
 
     async def _launch(self, config: ThreadConfig, model: Any, start: Reply | Resumed) -> None:
         mailbox, inbox = open_mailbox(THREAD_CAPACITY, name=f"thread:{config.id}")
@@ -609,7 +680,7 @@ class ThreadRegistry:
                     mailbox, inbox, cp)
 
         await self.sup.start_child(
-            f"thread:{config.id}", run_thread, config, model, self.hub, self.approvals, self.store, self.recorder,
+            f"thread:{config.id}", partial(run_thread, mcp=self.mcp), config, model, self.hub, self.approvals, self.store, self.recorder,
             self.mailbox, mailbox, inbox, start, restart="transient", restart_args=restart_args,
             on_give_up=lambda failure: self.mailbox.send_nowait(ThreadGaveUp(config.id, repr(failure))),
         )

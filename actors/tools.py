@@ -43,7 +43,7 @@ import trio
 
 from ..runtime import apply_patch as patching
 from ..runtime import command_safety as safety
-from ..runtime import patch_writer, tool_output
+from ..runtime import mcp_tools, patch_writer, tool_output
 from ..runtime.ask import ReplySlot, ask
 from ..runtime.history import user_message
 from ..runtime.mailbox import Mailbox
@@ -72,6 +72,7 @@ from ..runtime.sandbox import (
     needs_sandbox,
     sandbox_env,
 )
+from . import mcp_calls
 from .analytics_facts import ApprovalFromSessionCache, Recorder
 from .fanout import now_ms
 from .messages import ApprovalDone, ApprovalGate, ConnectionRef, RequestApproval
@@ -97,6 +98,8 @@ class ToolContext(msgspec.Struct, frozen=True):
     notify: Callable[[str, object], Awaitable[None]]
     subscribers: Callable[[], tuple[ConnectionRef, ...]]
     recorder: Recorder
+    #: The thread's MCP servers: name -> (McpServerRef, its inventory or None).
+    mcp: dict[str, tuple[Any, Any]] = {}
 
 
 class ToolOutcome(msgspec.Struct, frozen=True):
@@ -127,6 +130,10 @@ async def run_tool_call(ctx: ToolContext, call: rs.FunctionCallItem | rs.CustomT
             return await _apply_patch(ctx, call, text)
         if isinstance(call, rs.CustomToolCallItem):
             return ToolOutcome(output_item(call, f"unsupported custom tool call: {call.name}"))
+        if call.namespace is not None and call.namespace.removeprefix(mcp_tools.NAMESPACE_PREFIX) in ctx.mcp:
+            return ToolOutcome(*await mcp_calls.call_tool(ctx, call, _approve, _verdict))
+        if ctx.mcp and call.namespace is None and call.name in mcp_tools.RESOURCE_TOOLS:
+            return ToolOutcome(await mcp_calls.resource_tool(ctx, call))
         entry = _HANDLERS.get(call.name)
         if entry is None:
             return ToolOutcome(output_item(call, f"unsupported call: {call.name}"))
@@ -147,13 +154,15 @@ def aborted_output(call: rs.FunctionCallItem | rs.CustomToolCallItem, seconds: f
 # --- approvals -------------------------------------------------------------------
 
 
-async def _approve(ctx: ToolContext, method: str, params: Any, keys: tuple[str, ...]) -> str | dict:
+async def _approve(ctx: ToolContext, method: str, params: Any, keys: tuple[str, ...],
+                   item_id: str | None = None) -> str | dict:
     """The client's decision; "acceptForSession" without a prompt when every
     key was accepted for the session before."""
     cached = await ask(ctx.thread, lambda slot: ApprovalGate(ctx.turn_id, keys, slot), timeout=GATE_TIMEOUT)
     if cached:
         ctx.recorder.record(ApprovalFromSessionCache(
-            thread_id=ctx.thread_id, turn_id=ctx.turn_id, item_id=params.item_id, request_method=method))
+            thread_id=ctx.thread_id, turn_id=ctx.turn_id, item_id=item_id or params.item_id,
+            request_method=method))
         return "acceptForSession"
     slot: ReplySlot = ReplySlot()
     await ctx.approvals.send(RequestApproval(ctx.thread_id, ctx.turn_id, method, params, ctx.subscribers(), slot))

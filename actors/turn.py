@@ -33,7 +33,7 @@ import msgspec
 import trio
 
 from ..runtime import review
-from ..runtime.errors import StorageFailure
+from ..runtime.errors import ActorGone, AskTimeout, StorageFailure
 from ..runtime.git import merge_base
 from ..runtime.history import (
     SUMMARIZATION_PROMPT,
@@ -43,7 +43,9 @@ from ..runtime.history import (
     user_message,
 )
 from ..runtime.ids import uuid7
+from ..runtime.ask import ask
 from ..runtime.mailbox import Coalesce, Inbox, Mailbox, open_mailbox
+from ..runtime.mcp_tools import model_tools
 from ..runtime.protocol import responses as rs
 from ..runtime.protocol.jsonrpc import Notification
 from ..runtime.protocol.v2.thread import ReadOnly
@@ -85,6 +87,8 @@ from ..runtime.rollout import TokenUsage as RolloutTokenUsage
 from .fanout import deliver, notification, now_ms
 from .messages import (
     ConnectionRef,
+    McpAcquire,
+    McpInventory,
     ModelEvents,
     ModelFailed,
     ModelRetrying,
@@ -105,6 +109,9 @@ log = logging.getLogger("trio_codex.turn")
 #: Model event batches and control messages waiting for the turn. The model
 #: stream awaits space, so a slow turn slows the socket read, never loses.
 TURN_CAPACITY = 64
+
+#: How long the MCP pool may take to answer (it answers at once).
+MCP_TIMEOUT = 10.0
 
 #: The tools offered to the model, encoded once.
 TOOL_SPECS = turn_tools()
@@ -162,6 +169,8 @@ class TurnSpec(msgspec.Struct, frozen=True):
 
 async def _kept_out(*_lines: Any, **_options: Any) -> None:
     """The reviewer's persist: its own items stay out of the thread's rollout."""
+    #: The MCP pool: the turn asks it for the thread's servers (None: no MCP).
+    mcp: Mailbox | None = None
 
 
 def user_message_lines(item: UserMessageItem, raw: msgspec.Raw, thread_id: str, turn_id: str) -> tuple[Any, ...]:
@@ -256,6 +265,7 @@ class _Turn:
         self.reviewing = False
         self.instructions: str | None = None
         self.thread_persist = spec.persist
+        self.mcp_tools: list[msgspec.Raw] = []  # the MCP servers' tools for the model
         c = spec.config
         self.tools = ToolContext(
             thread_id=c.id, turn_id=spec.turn_id, cwd=c.cwd, approval_policy=c.approval_policy,
@@ -266,6 +276,8 @@ class _Turn:
 
     async def run(self, mailbox: Mailbox, inbox: Inbox, scope: trio.CancelScope) -> TurnError | None:
         spec = self.spec
+        if spec.mcp is not None and spec.kind != "compact":
+            await self._open_mcp(spec.mcp)
         if spec.kind == "compact":
             return await self._compact(mailbox, inbox, "manual", "standalone_turn")
         if spec.kind == "shell":
@@ -394,6 +406,33 @@ class _Turn:
                         self.thread_id, self.turn_id, "".join(self.diffs)))
         return error
 
+    async def _open_mcp(self, pool: Mailbox) -> None:
+        """The thread's MCP servers (the current config's: a reload shows on
+        the next turn), their tools for the model once each settled."""
+        try:
+            refs = await ask(pool, lambda slot: McpAcquire(self.thread_id, (), False, slot), timeout=MCP_TIMEOUT)
+        except (AskTimeout, ActorGone) as exc:
+            log.warning("thread %s: no MCP tools this turn: %s", self.thread_id, exc)
+            return
+        if not refs:
+            return
+        found: dict[str, Any] = {}
+
+        async def inventory(name: str, ref: Any) -> None:
+            try:
+                found[name] = await ask(ref.mailbox, McpInventory, timeout=ref.config.startup_timeout_sec + MCP_TIMEOUT)
+            except (AskTimeout, ActorGone):
+                pass
+
+        async with trio.open_nursery() as nursery:
+            for name, ref in refs.items():
+                nursery.start_soon(inventory, name, ref)
+        servers = {name: (ref, found.get(name)) for name, ref in refs.items()}
+        self.mcp_tools = model_tools({
+            name: [t for t in (inv.tools if inv is not None else ()) if ref.config.allows(t["name"])]
+            for name, (ref, inv) in servers.items()})
+        self.tools = msgspec.structs.replace(self.tools, mcp=servers)
+
     def abort_calls(self) -> None:
         """An interrupt cut the calls short: each still owes the model an
         output, as the original fills in."""
@@ -429,7 +468,7 @@ class _Turn:
             model=c.model,
             instructions=self.instructions or c.base_instructions or DEFAULT_INSTRUCTIONS,
             input=[*self.base, *self.added],
-            tools=TOOL_SPECS,
+            tools=[*TOOL_SPECS, *self.mcp_tools] if self.mcp_tools else TOOL_SPECS,
             parallel_tool_calls=True,
             reasoning=reasoning,
             include=["reasoning.encrypted_content"] if reasoning else [],

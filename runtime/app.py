@@ -25,6 +25,7 @@ from ..actors.analytics import run_analytics
 from ..actors.approvals import APPROVALS_CAPACITY, run_approvals
 from ..actors.connection import Connection
 from ..actors.hub import HUB_CAPACITY, run_hub
+from ..actors.mcp_pool import POOL_CAPACITY, McpPool
 from ..actors.store import STORE_CAPACITY, run_store
 from ..actors.model import ModelClient
 from ..actors.threads import REGISTRY_CAPACITY, ThreadRegistry
@@ -137,8 +138,10 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                                               open_mailbox(APPROVALS_CAPACITY, name="approvals"))
             store = await sup.start_child("store", run_store, settings.codex_home,
                                           open_mailbox(STORE_CAPACITY, name="store"))
+            # The MCP servers' connections, shared by the threads (actors/mcp_pool.py).
+            mcp = await sup.start_child("mcp", McpPool(settings).run, open_mailbox(POOL_CAPACITY, name="mcp"))
             threads = await sup.start_child(
-                "threads", ThreadRegistry(settings, models, hub, approvals, store, recorder).run,
+                "threads", ThreadRegistry(settings, models, hub, approvals, store, recorder, mcp).run,
                 open_mailbox(REGISTRY_CAPACITY, name="threads"))
 
             async def connection(ws: FrameStream) -> None:

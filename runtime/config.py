@@ -421,6 +421,7 @@ def load_settings(
         )
     config = _convert(merged, fail)
     _check_providers(config.model_providers, fail)
+    _check_mcp_servers(config.mcp_servers, fail)
     providers = _built_in_providers(config, env)
     providers.update(
         (key, info)
@@ -440,6 +441,16 @@ def load_settings(
         origins=_origins(layers),
         layers=tuple(layer.as_json() for layer in reversed(layers)),
     )
+
+
+def _check_mcp_servers(servers: Mapping[str, Mapping[str, Any]], fail: Callable[..., ConfigError]) -> None:
+    """A bad ``[mcp_servers.NAME]`` stops the load, as the original's does."""
+    from .mcp_config import mcp_servers  # it builds on this module
+
+    try:
+        mcp_servers(servers)
+    except ConfigError as exc:
+        raise fail(tuple((exc.key or "mcp_servers").split(".")), str(exc)) from None
 
 
 def resolve_provider(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 
 __all__ = [
+    "McpCallFailed",
     "ActorCrashed",
     "out_of_descriptors",
     "ActorGone",
@@ -141,3 +142,15 @@ def out_of_descriptors(exc: BaseException) -> bool:
             stack.extend(e.exceptions)
         stack += [e.__cause__, e.__context__]
     return False
+
+
+class McpCallFailed(RuntimeFailure):
+    """An MCP request did not produce a result: the server failed to start,
+    the connection closed, the call timed out, or the server answered with a
+    JSON-RPC error (``code``/``data`` then hold it). The message is what the
+    model or the client is shown."""
+
+    def __init__(self, message: str, *, code: int | None = None, data: object = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.data = data

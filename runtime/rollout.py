@@ -86,6 +86,8 @@ from .rollout_tools import (
     ReplayedMcpToolCall,
     ReplayedWebSearch,
     core_command_execution,
+    CoreMcpToolCall,
+    core_mcp_tool_call,
     core_file_change,
     replay_command_execution,
     replay_file_change,
@@ -466,7 +468,8 @@ class CoreExitedReviewMode(_CoreItem, kw_only=True, tag="ExitedReviewMode"):
 
 
 CoreTurnItem = (CoreUserMessage | CoreAgentMessage | CoreReasoning | CoreContextCompaction | CorePlan
-                | CoreCommandExecution | CoreFileChange | CoreEnteredReviewMode | CoreExitedReviewMode)
+                | CoreCommandExecution | CoreFileChange | CoreEnteredReviewMode | CoreExitedReviewMode
+                | CoreMcpToolCall)
 """The items of the core's ``TurnItem`` written here (tool items in
 ``runtime/rollout_tools.py``). The replay also reads ``McpToolCall`` and
 ``WebSearch`` items; others (image generations, …) are kept raw and not
@@ -1190,6 +1193,8 @@ class _TurnBuilder:
                 # a file may hold any JSON there).
                 review = render_review(parse_review(_encoder.encode(item.review_output).decode()))
                 return ReplayedExitedReviewMode(id=item.id, review=review, **times)
+            case CoreMcpToolCall():
+                return replay_mcp_tool_call(msgspec.to_builtins(item), **times)
         return None
 
     def finish(self) -> tuple[list[ReplayedTurn], str | None]:
@@ -1426,6 +1431,8 @@ def core_item(item: Any) -> CoreTurnItem | None:
             return core_command_execution(item)
         case v2.FileChangeItem():
             return core_file_change(item)
+        case v2.McpToolCallItem():
+            return core_mcp_tool_call(item)
     return None
 
 

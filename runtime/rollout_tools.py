@@ -54,6 +54,8 @@ __all__ = [
     "replay_command_execution",
     "replay_file_change",
     "replay_mcp_tool_call",
+    "CoreMcpToolCall",
+    "core_mcp_tool_call",
     "replay_web_search",
 ]
 
@@ -101,6 +103,33 @@ class CoreFileChange(_Core, kw_only=True, tag="FileChange"):
     auto_approved: bool | None = None
     stdout: str | None = None
     stderr: str | None = None
+
+
+class CoreMcpToolCall(_Core, kw_only=True, tag="McpToolCall"):
+    """As the original records an MCP tool call (read back by
+    :func:`replay_mcp_tool_call`)."""
+
+    id: str
+    server: str
+    tool: str
+    status: str
+    arguments: Any = None
+    result: Any = None
+    error: Any = None
+    duration: Duration | None = None
+    mcp_app_resource_uri: str | None = None
+    plugin_id: str | None = None
+
+
+def core_mcp_tool_call(item: Any) -> CoreMcpToolCall:
+    """The record of a v2 ``mcpToolCall`` item."""
+    result = item.result
+    if isinstance(result, dict):
+        result = {"content": result.get("content") or [], "structured_content": result.get("structuredContent"),
+                  "_meta": result.get("_meta")}
+    return CoreMcpToolCall(id=item.id, server=item.server, tool=item.tool, status=_snake(item.status),
+                           arguments=item.arguments, result=result, error=item.error,
+                           duration=None if item.duration_ms is None else Duration.of_ms(item.duration_ms))
 
 
 class _Camel(Struct, rename="camel"):

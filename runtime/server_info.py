@@ -29,7 +29,7 @@ from .protocol.v2.discovery import (
     SkillsListResponse,
 )
 from . import permissions
-from .protocol.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, invalid_request
+from .protocol.jsonrpc import invalid_request
 from .protocol.paging import offset_cursor, page_size
 from .protocol.v2.thread import PermissionProfileListParams, PermissionProfileListResponse
 from .protocol.v2.turn import TurnStartParams
@@ -130,15 +130,6 @@ class ServerInfo:
         return PluginInstalledResponse()
 
     def empty_page(self, params: PagedParams) -> EmptyPage:
-        return EmptyPage()
-
-    def mcp_server_status(self, params: PagedParams) -> EmptyPage:
-        """No MCP server runs here: with none configured that is the whole
-        answer; with some configured, saying "none" would mislead."""
-        if self.settings.mcp_servers:
-            raise JsonRpcError(METHOD_NOT_FOUND, (
-                f"MCP servers are configured ({', '.join(sorted(self.settings.mcp_servers))}) but trio-codex "
-                "does not run MCP servers yet; their tools are not offered to the model"))
         return EmptyPage()
 
     def permission_profiles(self, params: PermissionProfileListParams) -> PermissionProfileListResponse:

@@ -18,10 +18,10 @@ FOLDERS = ("actors", "runtime", "transports")
 ROOTS = {"runtime/app.py", "runtime/cli.py", "runtime/exec.py", "runtime/mcp_server.py"}
 #: The only imports between actor modules: a parent starts its child.
 TREE_EDGES = {("threads", "thread"), ("thread", "turn"), ("thread", "rollout_writer"), ("turn", "model"),
-              ("turn", "tools")}
+              ("turn", "tools"), ("mcp_pool", "mcp_connection")}
 #: Modules in actors/ that are vocabulary or helpers, not actors.
 SHARED = {"messages", "fanout", "barrier", "process", "command_exec", "fs_requests", "analytics_facts",
-          "analytics_reducer"}
+          "analytics_reducer", "mcp_calls"}
 RUNTIME_THIRD_PARTY = {"trio", "msgspec"}
 #: The exceptions: the sandbox's seccomp filter is compiled by libseccomp;
 #: the file search matches .gitignore with pathspec.

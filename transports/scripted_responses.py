@@ -158,6 +158,17 @@ class FunctionCall(msgspec.Struct, frozen=True):
     name: str
     arguments: str = "{}"
     call_id: str | None = None
+    #: An MCP tool's namespace (``mcp__<server>``), None for a plain function.
+    namespace: str | None = None
+
+    @classmethod
+    def named(cls, name: str, arguments: str) -> FunctionCall:
+        """``mcp__<server>__<tool>`` calls the tool in the server's namespace,
+        as the original's mock directive does; any other name is a function."""
+        if name.startswith("mcp__") and "__" in name[5:]:
+            server, tool = name[5:].split("__", 1)
+            return cls(tool, arguments, namespace=f"mcp__{server}")
+        return cls(name, arguments)
 
 
 class CustomToolCall(msgspec.Struct, frozen=True):
@@ -501,7 +512,7 @@ class ScriptedResponses:
         output: list[OutputStep] = []
         if "reasoning" in d:
             output.append(Reasoning.of("Thinking it through.", deltas=d["reasoning"]))
-        output += [FunctionCall(name, arguments) for name, arguments in d.get("call", ())]
+        output += [FunctionCall.named(name, arguments) for name, arguments in d.get("call", ())]
         output += [CustomToolCall(name, input) for name, input in d.get("custom", ())]
         if "call" not in d and "custom" not in d:
             output += self._reply(d.get("text", plain), d.get("deltas")).output
@@ -645,9 +656,10 @@ class ScriptedResponses:
                         yield _frame(delta, _DELTA)
                     deltas[Reasoning] += len(texts)
                 return msgspec.structs.replace(added, summary=tuple(wire.SummaryText("".join(t)) for t in summary))
-            case FunctionCall(name, arguments, call_id):
+            case FunctionCall(name, arguments, call_id, namespace):
                 added = wire.FunctionCallItem(
-                    call_id or f"call_{number}", name, "", id=f"fc_{number}", status="in_progress"
+                    call_id or f"call_{number}", name, "", id=f"fc_{number}", namespace=namespace,
+                    status="in_progress"
                 )
                 yield _frame(wire.OutputItemAdded(item=_raw(added), output_index=index, sequence_number=next(sequence)))
                 return msgspec.structs.replace(added, arguments=arguments, status="completed")

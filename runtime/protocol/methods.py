@@ -35,6 +35,7 @@ from .v2.fs import (
     FuzzySessionUpdateParams,
 )
 from .v2.initialize import InitializeParams
+from .v2.mcp import McpServerResourceReadParams, McpServerStatusListParams, McpServerToolCallParams
 from .v2.models import AccountReadParams, ConfigReadParams, ModelListParams
 from .v2.thread import (
     PermissionProfileListParams,
@@ -111,7 +112,10 @@ METHODS: dict[str, MethodSpec] = {
     "experimentalFeature/list": MethodSpec(PagedParams),
     "collaborationMode/list": MethodSpec(EmptyParams),
     "permissionProfile/list": MethodSpec(PermissionProfileListParams),
-    "mcpServerStatus/list": MethodSpec(PagedParams),
+    "mcpServerStatus/list": MethodSpec(McpServerStatusListParams),
+    "mcpServer/tool/call": MethodSpec(McpServerToolCallParams),
+    "mcpServer/resource/read": MethodSpec(McpServerResourceReadParams),
+    "config/mcpServer/reload": MethodSpec(None),
     "account/bedrock/checkGovCloudRequirements": MethodSpec(EmptyParams),
     "command/exec": MethodSpec(CommandExecParams),
     "command/exec/write": MethodSpec(CommandExecWriteParams),

@@ -217,7 +217,9 @@ def test_every_param_the_schema_lets_be_null_may_be_null() -> None:
     assert not strict
 
 
-def nullable(prop: dict[str, Any]) -> bool:
+def nullable(prop: dict[str, Any] | bool) -> bool:
+    if isinstance(prop, bool):  # the schema `true` takes anything, null too
+        return prop
     kind = prop.get("type")
     return (kind == "null" or (isinstance(kind, list) and "null" in kind)
             or any(nullable(p) for p in prop.get("anyOf", []) + prop.get("oneOf", [])))

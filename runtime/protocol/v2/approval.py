@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -37,6 +37,26 @@ class ApprovalResponse(msgspec.Struct, frozen=True):
     """The client's answer to either approval request."""
 
     decision: str | dict[str, Any]
+
+
+class ElicitationResponse(msgspec.Struct, frozen=True):
+    """The client's answer to ``mcpServer/elicitation/request``."""
+
+    action: Literal["accept", "decline", "cancel"]
+    content: Any = None
+
+
+class McpElicitationParams(Wire, frozen=True):
+    """``mcpServer/elicitation/request`` in form mode, as the original asks
+    whether an MCP tool may run (``_meta.codex_approval_kind``)."""
+
+    thread_id: str
+    turn_id: str | None
+    server_name: str
+    message: str
+    requested_schema: dict[str, Any]
+    meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
+    mode: str = "form"
 
 
 class ServerRequestResolved(Wire, frozen=True):

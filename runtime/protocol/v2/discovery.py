@@ -50,8 +50,7 @@ class HooksListResponse(Wire, frozen=True):
 
 
 class PagedParams(Wire, frozen=True):
-    """``app/list``, ``experimentalFeature/list``, ``mcpServerStatus/list``;
-    other keys are ignored."""
+    """``app/list``, ``experimentalFeature/list``; other keys are ignored."""
 
     cursor: str | None = None
     limit: U32 | None = None

@@ -142,8 +142,37 @@ class ExitedReviewModeItem(Wire, frozen=True, tag_field="type", tag="exitedRevie
     review: str
 
 
+class McpToolCallItem(Wire, frozen=True, tag_field="type", tag="mcpToolCall", omit_defaults=False):
+    """A call of an MCP server's tool, as the original's app-server sends it."""
+
+    id: str
+    server: str
+    tool: str
+    status: Literal["inProgress", "completed", "failed"]
+    arguments: Any
+    started_at_ms: int
+    app_context: Any = None
+    mcp_app_ui: Any = None
+    plugin_id: str | None = None
+    read_only_hint: bool | None = None
+    result: Any = None
+    error: Any = None
+    duration_ms: int | None = None
+    completed_at_ms: int | None = None
+
+
+class McpToolCallProgress(Wire, frozen=True):
+    """``item/mcpToolCall/progress``: the server's progress message."""
+
+    thread_id: str
+    turn_id: str
+    item_id: str
+    message: str
+
+
 ThreadItem = (UserMessageItem | AgentMessageItem | ReasoningItem | CommandExecutionItem
-              | FileChangeItem | PlanItem | ContextCompactionItem | EnteredReviewModeItem | ExitedReviewModeItem)
+              | FileChangeItem | PlanItem | ContextCompactionItem | EnteredReviewModeItem | ExitedReviewModeItem
+              | McpToolCallItem)
 
 
 class ItemStarted(Wire, frozen=True):

@@ -1,0 +1,346 @@
+"""The MCP pool: the host's one owner of MCP connections.
+
+It supervises one connection actor (``actors/mcp_connection.py``) per
+configured server, shared by every thread that uses the server:
+
+- **Sharing.** The original starts a fresh set of server processes for each
+  thread and another for every ``mcpServerStatus/list``; with many threads
+  that is hundreds of processes, and users report them never reaped. Here a
+  server runs at most once per host (:data:`MAX_PROCESSES_PER_SERVER`):
+  MCP sessions take concurrent requests, so one connection serves every
+  thread's calls. (A server that keeps per-session state shares it between
+  threads; the tools the original ships with are stateless.)
+- **Holders.** A thread holds each server from its start (or first turn)
+  until it unloads (:class:`~.messages.McpRelease`, after the unload delay).
+  When the last holder goes, the connection actor is stopped: its process is
+  terminated (stdin closed, SIGTERM, SIGKILL, each wait bounded) and reaped.
+  A server started for a request without a thread (``mcpServerStatus/list``,
+  ``mcpServer/resource/read``) lingers :data:`LINGER` seconds for the next one.
+- **Failures.** A server that fails to start stays failed for the threads
+  that hold it (as in the original); the next thread to start after all of
+  them unloaded tries again. One that dies after startup is restarted on the
+  same mailbox, within :data:`CONNECTION_RESTARTS`; past that it is failed.
+
+Its loop never waits on a server: startup statuses and client requests run
+as tasks beside it, each bounded by the server's timeouts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any
+
+import trio
+
+from ..runtime.ask import ask
+from ..runtime.config import ConfigError, Settings, load_settings
+from ..runtime.errors import ActorGone, AskTimeout, McpCallFailed, MailboxClosed
+from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
+from ..runtime.mcp_config import McpServerConfig, enabled_servers
+from ..runtime.protocol.jsonrpc import ErrorResponse, JsonRpcError, Response, internal_error, invalid_request
+from .barrier import contained
+from .fanout import deliver, notification
+from .mcp_connection import CONNECTION_CAPACITY, run_connection, startup_error
+from .messages import (
+    ConnectionRef,
+    McpAcquire,
+    McpCallTool,
+    McpInventory,
+    McpInventoryResult,
+    McpReadResource,
+    McpRelease,
+    McpRequest,
+    McpServerRef,
+    Msg,
+    Reply,
+)
+from ..runtime.supervisor import RestartPolicy, open_supervisor
+
+log = logging.getLogger("trio_codex.mcp")
+
+POOL_CAPACITY = 1024
+#: Live connections (so processes) per configured server, whatever the
+#: number of threads; one being replaced (reload, a retry after a failed
+#: start) may still be stopping beside it, for at most SHUTDOWN_TIMEOUT.
+MAX_PROCESSES_PER_SERVER = 1
+#: A server that died after startup is restarted up to 3 times a minute.
+CONNECTION_RESTARTS = RestartPolicy(intensity=3, period=60.0)
+#: How long a server started without a thread stays up for the next request.
+LINGER = 30.0
+#: How long stopping the connections may take at shutdown (stdin close 2 s,
+#: SIGTERM 2 s, SIGKILL: the ``mcp`` package's bounds).
+SHUTDOWN_TIMEOUT = 6.0
+#: Margin over a server's own timeouts for the answers the pool waits for.
+_MARGIN = 5.0
+
+
+class _GaveUp(Msg, tag="mcp_gave_up", frozen=True):
+    name: str
+    child: str
+    failure: str
+
+
+class _Expired(Msg, tag="mcp_expired", frozen=True):
+    name: str
+    child: str
+
+
+class _Link:
+    """One running server: its connection actor and who holds it."""
+
+    def __init__(self, config: McpServerConfig, child: str) -> None:
+        self.config = config
+        self.child = child
+        self.box = open_mailbox(CONNECTION_CAPACITY, name=child)
+        self.holders: set[str] = set()
+        self.failed = False
+
+    @property
+    def ref(self) -> McpServerRef:
+        return McpServerRef(self.config.name, self.config, self.box[0])
+
+
+class McpPool:
+    """See the module docstring."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.servers: dict[str, McpServerConfig] = {}
+        self.config_error: str | None = None
+        self.links: dict[str, _Link] = {}
+        self.ids = itertools.count(1)
+        self._configure(settings)
+
+    def _configure(self, settings: Settings) -> None:
+        try:
+            self.servers, self.config_error = enabled_servers(settings.mcp_servers), None
+        except ConfigError as exc:
+            self.servers, self.config_error = {}, str(exc)
+            log.error("MCP servers not started: %s", exc)
+
+    async def run(self, box: tuple[Mailbox, Inbox] | None = None, *,
+                  task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+        mailbox, inbox = box or open_mailbox(POOL_CAPACITY, name="mcp")
+        self.mailbox = mailbox
+        self.links.clear()  # a restarted pool starts afresh: its connections died with it
+        async with open_supervisor("mcp", policy=CONNECTION_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup, \
+                trio.open_nursery() as beside:
+            self.sup = sup
+            self.beside = beside
+            task_status.started(mailbox)
+            async for msg in inbox:
+                async with contained(msg, log, "the MCP pool"):
+                    await self._handle(msg)
+            beside.cancel_scope.cancel(reason="the MCP pool's mailbox closed")
+
+    async def _handle(self, msg: Any) -> None:
+        match msg:
+            case McpAcquire(thread_id=tid, conns=conns, announce=announce, reply=reply):
+                refs = {}
+                for name in self.servers:
+                    link = await self._link(name)
+                    link.holders.add(tid)
+                    refs[name] = link.ref
+                    if announce:
+                        self.beside.start_soon(self._announce, tid, conns, link)
+                reply.set(refs)
+            case McpRelease(thread_id=tid):
+                for name, link in list(self.links.items()):
+                    link.holders.discard(tid)
+                    if not link.holders:
+                        self._stop(name, f"its last thread ({tid}) unloaded")
+            case _GaveUp(name=name, child=child, failure=failure):
+                link = self.links.get(name)
+                if link is not None and link.child == child:
+                    # The same mailbox, now answered with the failure.
+                    link.failed = True
+                    link.child = f"{child}!failed"
+                    await self.sup.start_child(link.child, run_connection, link.config, link.box, startup_error(
+                        name, f"the server exited {CONNECTION_RESTARTS.intensity + 1} times within "
+                              f"{CONNECTION_RESTARTS.period:g} s ({failure})"), restart="temporary")
+            case _Expired(name=name, child=child):
+                link = self.links.get(name)
+                if link is not None and link.child == child and not link.holders:
+                    self._stop(name, f"no thread used it for {LINGER:g} s")
+            case McpRequest(reply=reply, method="config/mcpServer/reload"):
+                await self._reload(reply)
+            case McpRequest(reply=reply, method=method, params=params):
+                await self._request(reply, method, params)
+
+    async def _link(self, name: str) -> _Link:
+        """The running connection of ``name``, started if none runs (or the
+        one that runs failed and nobody holds it any more)."""
+        link = self.links.get(name)
+        if link is not None and not (link.failed and not link.holders):
+            return link
+        if link is not None:
+            self._stop(name, "failed, and a new thread wants it: trying again")
+        config = self.servers[name]
+        link = self.links[name] = _Link(config, f"mcp:{name}#{next(self.ids)}")
+        child = link.child
+        await self.sup.start_child(
+            child, run_connection, config, link.box, restart="transient",
+            on_give_up=lambda failure: self.mailbox.send_nowait(_GaveUp(name, child, repr(failure))))
+        live = sum(1 for c in self.sup.children if c.startswith(f"mcp:{name}#"))
+        log.info("MCP server `%s`: connection %s started (%d live, the older ones stopping)", name, child, live)
+        return link
+
+    def _stop(self, name: str, reason: str) -> None:
+        link = self.links.pop(name, None)
+        if link is not None:
+            self.sup.stop_child(link.child, f"MCP server `{name}` stopped: {reason}")
+            link.box[1].close()
+
+    def _linger(self, name: str, link: _Link) -> None:
+        if not link.holders:
+            self.beside.start_soon(self._expire_after, name, link.child)
+
+    async def _expire_after(self, name: str, child: str) -> None:
+        await trio.sleep(LINGER)
+        self.mailbox.send_nowait(_Expired(name, child))
+
+    # --- startup status ----------------------------------------------------------
+
+    async def _announce(self, thread_id: str, conns: tuple[ConnectionRef, ...], link: _Link) -> None:
+        """``mcpServer/startupStatus/updated``: ``starting``, then ``ready``
+        or ``failed``, to the thread's first subscriber."""
+        name = link.config.name
+        await deliver(conns, notification("mcpServer/startupStatus/updated", _status(thread_id, name, "starting")))
+        inv = await self._inventory(link.ref)
+        status = "ready" if inv.status == "ready" else "failed"
+        await deliver(conns, notification("mcpServer/startupStatus/updated",
+                                          _status(thread_id, name, status, inv.error)))
+
+    @staticmethod
+    async def _inventory(ref: McpServerRef) -> McpInventoryResult:
+        try:
+            return await ask(ref.mailbox, lambda slot: McpInventory(slot),
+                             timeout=ref.config.startup_timeout_sec + _MARGIN)
+        except (AskTimeout, ActorGone) as exc:
+            return McpInventoryResult("failed", startup_error(ref.name, str(exc)))
+
+    # --- client requests -----------------------------------------------------------
+
+    async def _request(self, reply: Reply, method: str, params: Any) -> None:
+        """Start the servers the request needs, then answer it beside the loop."""
+        if self.config_error is not None:
+            await deliver((reply.conn,), ErrorResponse(reply.request_id, invalid_request(self.config_error).error))
+            return
+        if method == "mcpServerStatus/list":
+            names = [n for n in self.servers if params.server_name in (None, n)]
+            refs = []
+            for name in names:
+                link = await self._link(name)
+                self._linger(name, link)
+                refs.append(link.ref)
+            self.beside.start_soon(self._answer, reply, _status_list, refs, params)
+            return
+        if params.server not in self.servers:
+            await deliver((reply.conn,), ErrorResponse(
+                reply.request_id, internal_error(f"unknown MCP server '{params.server}'").error))
+            return
+        link = await self._link(params.server)
+        self._linger(params.server, link)
+        handler = _tool_call if method == "mcpServer/tool/call" else _resource_read
+        self.beside.start_soon(self._answer, reply, handler, link.ref, params)
+
+    async def _answer(self, reply: Reply, handler: Any, *args: Any) -> None:
+        try:
+            result = await handler(self, *args)
+        except JsonRpcError as exc:
+            await deliver((reply.conn,), ErrorResponse(reply.request_id, exc.error))
+        else:
+            await deliver((reply.conn,), Response(reply.request_id, result))
+
+    async def _reload(self, reply: Reply) -> None:
+        """``config/mcpServer/reload``: read config.toml again; servers removed
+        or changed are stopped now (the next turn of each thread acquires
+        the new set)."""
+        s = self.settings
+        try:
+            settings = await trio.to_thread.run_sync(lambda: load_settings(
+                codex_home=s.codex_home, overrides=s.overrides, profile=s.profile))
+        except ConfigError as exc:
+            await deliver((reply.conn,), ErrorResponse(reply.request_id, invalid_request(str(exc)).error))
+            return
+        self.settings = settings
+        self._configure(settings)
+        for name, link in list(self.links.items()):
+            if self.servers.get(name) != link.config:
+                self._stop(name, "removed or changed by config/mcpServer/reload")
+        await deliver((reply.conn,), Response(reply.request_id, {}))
+
+
+def _status(thread_id: str, name: str, status: str, error: str | None = None) -> dict[str, Any]:
+    return {"threadId": thread_id, "name": name, "status": status, "error": error, "failureReason": None}
+
+
+async def _status_list(pool: McpPool, refs: list[McpServerRef], params: Any) -> dict[str, Any]:
+    """``mcpServerStatus/list`` from the live connections (one per server)."""
+    found: dict[str, McpInventoryResult] = {}
+
+    async def one(ref: McpServerRef) -> None:
+        found[ref.name] = await pool._inventory(ref)
+
+    async with trio.open_nursery() as nursery:
+        for ref in refs:
+            nursery.start_soon(one, ref)
+    data = []
+    for ref in refs:
+        inv = found[ref.name]
+        ready = inv.status == "ready"
+        runtime = None if params.thread_id is None else ("connected" if ready else "failed")
+        data.append({
+            "name": ref.name, "runtimeStatus": runtime, "pluginId": None, "httpOrigin": None,
+            "serverInfo": _server_info(inv.server_info) if ready else None,
+            "serverCapabilities": _capabilities(inv.capabilities) if ready else None,
+            "toolListMeta": None,
+            "tools": {t["name"]: _tool_entry(t) for t in inv.tools if ref.config.allows(t["name"])},
+            "toolsError": None if ready else (inv.error or "").removeprefix(startup_error(ref.name, "")),
+            "resources": list(inv.resources) if params.detail != "toolsAndAuthOnly" else [],
+            "resourceTemplates": list(inv.templates) if params.detail != "toolsAndAuthOnly" else [],
+            "authStatus": "unsupported",
+        })
+    return {"data": data, "nextCursor": None}
+
+
+def _server_info(info: Any) -> dict[str, Any]:
+    info = info or {}
+    return {k: info.get(k) for k in ("name", "title", "version", "description", "icons", "websiteUrl")}
+
+
+def _capabilities(caps: Any) -> dict[str, Any]:
+    caps = caps or {}
+    return {k: caps.get(k) for k in ("prompts", "resources", "tools")}
+
+
+def _tool_entry(tool: dict[str, Any]) -> dict[str, Any]:
+    keys = ("name", "title", "description", "inputSchema", "outputSchema", "annotations", "icons", "_meta")
+    return {k: tool[k] for k in keys if k in tool}
+
+
+async def _tool_call(pool: McpPool, ref: McpServerRef, params: Any) -> Any:
+    return await _ask_server(ref, lambda slot: McpCallTool(
+        f"client:{id(slot)}", params.tool, params.arguments, ref.config.tool_timeout_sec, None, slot),
+        ref.config.tool_timeout_sec)
+
+
+async def _resource_read(pool: McpPool, ref: McpServerRef, params: Any) -> Any:
+    result = await _ask_server(ref, lambda slot: McpReadResource(params.uri, slot), ref.config.tool_timeout_sec)
+    return {"contents": result.get("contents", []), "originCallId": None}
+
+
+async def _ask_server(ref: McpServerRef, make: Any, timeout: float) -> Any:
+    """A request to a server's connection, its failure as the original's
+    JSON-RPC error (the server's own error passes through)."""
+    try:
+        return await ask(ref.mailbox, make, timeout=ref.config.startup_timeout_sec + timeout + _MARGIN)
+    except McpCallFailed as exc:
+        if exc.code is not None and exc.code != -32000:
+            raise JsonRpcError(exc.code, str(exc), exc.data) from None
+        raise internal_error(str(exc)) from None
+    except (AskTimeout, ActorGone, MailboxClosed) as exc:
+        raise internal_error(f"failed to get client: {exc}") from None
+
+
