@@ -34,13 +34,8 @@ from ..runtime import file_search, fs_ops
 from ..runtime.errors import MailboxClosed
 from ..runtime.protocol.jsonrpc import ErrorResponse, JsonRpcError, RequestId, Response, internal_error, invalid_request
 from ..runtime.protocol.v2.fs import (
-    FsCopyParams,
-    FsCreateDirectoryParams,
-    FsPathParams,
-    FsRemoveParams,
     FsUnwatchParams,
     FsWatchParams,
-    FsWriteFileParams,
     FuzzyFileSearchParams,
     FuzzySessionStartParams,
     FuzzySessionStopParams,

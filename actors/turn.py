@@ -165,12 +165,12 @@ class TurnSpec(msgspec.Struct, frozen=True):
     shell_command: tuple[str, int | None] | None = None
     #: A ``review`` turn's target (review/start), as the request gave it.
     review_target: dict[str, Any] | None = None
+    #: The MCP pool: the turn asks it for the thread's servers (None: no MCP).
+    mcp: Mailbox | None = None
 
 
 async def _kept_out(*_lines: Any, **_options: Any) -> None:
     """The reviewer's persist: its own items stay out of the thread's rollout."""
-    #: The MCP pool: the turn asks it for the thread's servers (None: no MCP).
-    mcp: Mailbox | None = None
 
 
 def user_message_lines(item: UserMessageItem, raw: msgspec.Raw, thread_id: str, turn_id: str) -> tuple[Any, ...]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from harness import ORIGINAL_BIN, RpcClient, RpcError, open_app_server
+from harness import RpcClient, RpcError, open_app_server
 from conformance.test_escapes import SERVER_PARAMS, SERVERS, server_extra_env
 from conformance.test_schema import Session, violations
 from trio_codex.transports.scripted_responses import ScriptedResponses
