@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -119,7 +118,6 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
 
     import trio
 
-    from ..transports.framing import DEFAULT_MAX_LINE
     from ..transports.listen import parse_listen, unauthenticated_exposure
     from .app import serve
     from .config import ConfigError, load_settings
@@ -128,7 +126,6 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
     try:
         settings = load_settings(codex_home=codex_home, overrides=[*args.config, *args.sub_config],
                                  profile=args.profile)
-        max_message = int(os.environ.get("TRIO_CODEX_MAX_MESSAGE_BYTES") or DEFAULT_MAX_LINE)
         listens = _listens(args.listen or ["stdio://"], parse_listen)
         ws_auth = _ws_auth(args)
         limits = Limits.from_env()
@@ -140,7 +137,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
             if (refusal := unauthenticated_exposure(listen, ws_auth is not None)) is not None:
                 print(f"Error: {refusal}", file=sys.stderr)
                 raise SystemExit(1)
-    trio.run(partial(serve, settings, listens, max_message_bytes=max_message,
+    trio.run(partial(serve, settings, listens, max_message_bytes=limits.max_message_bytes,
                      analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth, limits=limits))
 
 
