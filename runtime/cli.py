@@ -21,14 +21,13 @@ import argparse
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..transports.listen import ALLOW_UNAUTHENTICATED_FLAG
+from ..transports.listen import ALLOW_UNAUTHENTICATED_FLAG, ListenUrl, parse_listen, unauthenticated_exposure
 from .exec_cli import add_top_level_flags
 
 if TYPE_CHECKING:
-    from ..transports.listen import ListenUrl
     from ..transports.wsframing import JwtAuth, TokenAuth
 
 
@@ -118,7 +117,6 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
 
     import trio
 
-    from ..transports.listen import parse_listen, unauthenticated_exposure
     from .app import serve
     from .config import ConfigError, load_settings
     from .limits import Limits
@@ -126,7 +124,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
     try:
         settings = load_settings(codex_home=codex_home, overrides=[*args.config, *args.sub_config],
                                  profile=args.profile)
-        listens = _listens(args.listen or ["stdio://"], parse_listen)
+        listens = _listens(args.listen or ["stdio://"])
         ws_auth = _ws_auth(args)
         limits = Limits.from_env()
     except (ValueError, ConfigError) as exc:
@@ -141,13 +139,13 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
                      analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth, limits=limits))
 
 
-def _listens(urls: list[str], parse: Callable[[str], ListenUrl]) -> list[ListenUrl]:
+def _listens(urls: list[str]) -> list[ListenUrl]:
     """Each ``--listen`` once; ``off`` only alone.
 
     Raises:
       ValueError: a URL is not one we serve, or is given twice.
     """
-    listens = [parse(url) for url in urls]
+    listens = [parse_listen(url) for url in urls]
     if len(set(listens)) != len(listens):
         raise ValueError("--listen: the same URL is given twice")
     if len(listens) > 1 and any(listen.scheme == "off" for listen in listens):
