@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from ..transports.listen import ALLOW_UNAUTHENTICATED_FLAG
+from ..transports.listen import ALLOW_UNAUTHENTICATED_FLAG, ListenUrl, parse_listen, unauthenticated_exposure
 from .exec_cli import add_top_level_flags
 
 if TYPE_CHECKING:
-    from ..transports.listen import ListenUrl
     from ..transports.wsframing import JwtAuth, TokenAuth
 
 
@@ -130,8 +128,6 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
 
     import trio
 
-    from ..transports.framing import DEFAULT_MAX_LINE
-    from ..transports.listen import parse_listen, unauthenticated_exposure
     from .app import serve
     from .config import ConfigError, load_settings
     from .limits import Limits
@@ -139,8 +135,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
     try:
         settings = load_settings(codex_home=codex_home, overrides=[*args.config, *args.sub_config],
                                  profile=args.profile)
-        max_message = int(os.environ.get("TRIO_CODEX_MAX_MESSAGE_BYTES") or DEFAULT_MAX_LINE)
-        listens = _listens(args.listen or ["stdio://"], parse_listen)
+        listens = _listens(args.listen or ["stdio://"])
         ws_auth = _ws_auth(args)
         limits = Limits.from_env()
     except (ValueError, ConfigError) as exc:
@@ -151,17 +146,17 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
             if (refusal := unauthenticated_exposure(listen, ws_auth is not None)) is not None:
                 print(f"Error: {refusal}", file=sys.stderr)
                 raise SystemExit(1)
-    trio.run(partial(serve, settings, listens, max_message_bytes=max_message,
+    trio.run(partial(serve, settings, listens, max_message_bytes=limits.max_message_bytes,
                      analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth, limits=limits))
 
 
-def _listens(urls: list[str], parse: Callable[[str], ListenUrl]) -> list[ListenUrl]:
+def _listens(urls: list[str]) -> list[ListenUrl]:
     """Each ``--listen`` once; ``off`` only alone.
 
     Raises:
       ValueError: a URL is not one we serve, or is given twice.
     """
-    listens = [parse(url) for url in urls]
+    listens = [parse_listen(url) for url in urls]
     if len(set(listens)) != len(listens):
         raise ValueError("--listen: the same URL is given twice")
     if len(listens) > 1 and any(listen.scheme == "off" for listen in listens):

@@ -15,7 +15,7 @@ environment variable that overrides it (:meth:`Limits.from_env`).
 - Per connection: at most ``request_rate`` requests a second (bursts of
   ``request_burst``) and ``max_pending_requests`` unanswered; a request over
   either is answered -32001, and a client refused ``abuse_limit`` times in a
-  row is closed.
+  row is closed. One message is at most ``max_message_bytes``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ class Limits(msgspec.Struct, frozen=True):
     request_burst: int = 1000
     max_pending_requests: int = 1000
     abuse_limit: int = 1000
+    #: One inbound message (transports.framing.DEFAULT_MAX_LINE); a bigger
+    #: one is dropped as it arrives and its request answered -32600.
+    max_message_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | os._Environ[str] = os.environ) -> Limits:

@@ -21,6 +21,7 @@ from wsproto.events import AcceptConnection, Request, TextMessage
 from harness import RpcClient, server_env
 from harness.ws import TIMEOUT, ws_server
 from trio_codex.runtime.limits import Limits, RateLimiter
+from trio_codex.transports.framing import DEFAULT_MAX_LINE
 from trio_codex.transports.listen import ALLOW_UNAUTHENTICATED_FLAG, parse_listen, unauthenticated_exposure
 
 from .test_websocket import UPGRADE, http_status, ws_client
@@ -263,6 +264,7 @@ async def test_a_client_over_its_request_rate_is_answered_overloaded_then_closed
 def test_the_limits_are_read_from_the_environment_and_refused_when_not_positive() -> None:
     limits = Limits.from_env({"TRIO_CODEX_MAX_CONNECTIONS": "7", "TRIO_CODEX_WRITE_TIMEOUT": "0.5"})
     assert (limits.max_connections, limits.write_timeout, limits.max_half_open) == (7, 0.5, Limits().max_half_open)
+    assert Limits().max_message_bytes == DEFAULT_MAX_LINE
     for bad in ("0", "-1", "many"):
         with pytest.raises(ValueError, match="TRIO_CODEX_MAX_CONNECTIONS"):
             Limits.from_env({"TRIO_CODEX_MAX_CONNECTIONS": bad})
