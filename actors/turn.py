@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 import trio
 
-from ..runtime.errors import ActorGone, AskTimeout, StorageFailure
+from ..runtime.errors import ActorGone, AskTimeout, McpCallFailed, StorageFailure
 from ..runtime.history import (
     SUMMARIZATION_PROMPT,
     compacted_history,
@@ -324,8 +324,8 @@ class _Turn:
         async def inventory(name: str, ref: Any) -> None:
             try:
                 found[name] = await ask(ref.mailbox, McpInventory, timeout=ref.config.startup_timeout_sec + MCP_TIMEOUT)
-            except (AskTimeout, ActorGone):
-                pass
+            except (AskTimeout, ActorGone, McpCallFailed):
+                pass  # offered without this server's tools
 
         async with trio.open_nursery() as nursery:
             for name, ref in refs.items():
