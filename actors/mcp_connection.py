@@ -203,8 +203,11 @@ async def _serve(config: McpServerConfig, inbox: Inbox, state: _State, nursery: 
 
 
 async def _inventory(state: _State, reply: Any) -> None:
-    await state.settled.wait()
-    reply.set(state.inventory)
+    try:
+        await state.settled.wait()
+        reply.set(state.inventory)
+    finally:  # cancelled with the actor: the asker is told now
+        reply.fail(McpCallFailed("the connection to the MCP server closed"))
 
 
 async def _request(config: McpServerConfig, state: _State, msg: Any) -> None:
@@ -212,11 +215,11 @@ async def _request(config: McpServerConfig, state: _State, msg: Any) -> None:
     failure goes to ``msg.reply``."""
     from mcp.shared.exceptions import MCPError
 
-    await state.settled.wait()
-    if state.session is None:
-        msg.reply.fail(McpCallFailed(f"failed to get client: {_strip(config.name, state.inventory.error)}"))
-        return
     try:
+        await state.settled.wait()
+        if state.session is None:
+            msg.reply.fail(McpCallFailed(f"failed to get client: {_strip(config.name, state.inventory.error)}"))
+            return
         match msg:
             case McpCallTool(call_id=call_id, tool=tool, arguments=arguments, timeout=timeout, progress=progress):
                 await _call(state, msg, call_id, tool, arguments, timeout, progress)

@@ -217,7 +217,7 @@ class McpPool:
         try:
             return await ask(ref.mailbox, lambda slot: McpInventory(slot),
                              timeout=ref.config.startup_timeout_sec + _MARGIN)
-        except (AskTimeout, ActorGone) as exc:
+        except (AskTimeout, ActorGone, McpCallFailed) as exc:
             return McpInventoryResult("failed", startup_error(ref.name, str(exc)))
 
     # --- client requests -----------------------------------------------------------

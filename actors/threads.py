@@ -33,7 +33,7 @@ from ..runtime.history import auto_compact_limit
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.ask import ask
-from ..runtime.errors import ActorGone, AskTimeout, StorageFailure
+from ..runtime.errors import ActorGone, AskTimeout, McpCallFailed, StorageFailure
 from ..runtime.protocol.jsonrpc import (
     ErrorResponse,
     JsonRpcError,
@@ -655,7 +655,7 @@ class ThreadRegistry:
                     inv = await ask(refs[server.name].mailbox, McpInventory,
                                     timeout=server.startup_timeout_sec + MCP_ACQUIRE_TIMEOUT)
                     error = None if inv.status == "ready" else inv.error
-                except (AskTimeout, ActorGone) as exc:
+                except (AskTimeout, ActorGone, McpCallFailed) as exc:
                     error = str(exc)
                 if error is not None:
                     causes.append(f"{server.name}: "

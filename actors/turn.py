@@ -33,7 +33,7 @@ import msgspec
 import trio
 
 from ..runtime import review
-from ..runtime.errors import ActorGone, AskTimeout, StorageFailure
+from ..runtime.errors import ActorGone, AskTimeout, McpCallFailed, StorageFailure
 from ..runtime.git import merge_base
 from ..runtime.history import (
     SUMMARIZATION_PROMPT,
@@ -421,8 +421,8 @@ class _Turn:
         async def inventory(name: str, ref: Any) -> None:
             try:
                 found[name] = await ask(ref.mailbox, McpInventory, timeout=ref.config.startup_timeout_sec + MCP_TIMEOUT)
-            except (AskTimeout, ActorGone):
-                pass
+            except (AskTimeout, ActorGone, McpCallFailed):
+                pass  # offered without this server's tools
 
         async with trio.open_nursery() as nursery:
             for name, ref in refs.items():

@@ -91,3 +91,13 @@ def test_a_bad_server_table_stops_the_config_load_naming_the_file(tmp_path) -> N
         load_settings(codex_home=tmp_path)
     assert str(exc.value).startswith(f"invalid value for `mcp_servers.x` in {tmp_path / 'config.toml'}: ")
     assert "`url` is not supported for stdio" in str(exc.value)
+
+
+def test_a_host_without_mcp_servers_never_imports_the_mcp_package() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, trio_codex.runtime.app; "
+            "print(any(m == 'mcp' or m.startswith('mcp.') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"
