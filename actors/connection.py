@@ -58,6 +58,13 @@ from ..runtime.protocol.jsonrpc import (
     overloaded,
 )
 from ..runtime.protocol.methods import METHODS, ORIGINAL_METHODS, is_experimental
+from ..runtime.protocol.v2.account import (
+    AccountUpdatedNotification,
+    ApiKeyLoginResponse,
+    Empty,
+    LoginAccountParams,
+    LoginCompletedNotification,
+)
 from ..runtime.protocol.v2.initialize import InitializeParams, InitializeResponse
 from ..runtime.protocol.v2.item import TextInput
 from ..runtime.server_info import ServerInfo
@@ -66,7 +73,9 @@ from . import analytics_facts as facts
 from .analytics_facts import Recorder
 from .barrier import bug_error, innermost, log_bug
 from .command_exec import CommandExecs
+from .fanout import now_ms
 from .messages import (
+    Broadcast,
     ClientAnswer,
     CloseConnection,
     ConnectionGone,
@@ -139,9 +148,14 @@ class Connection:
         self.experimental_api = False
         self.opt_out: frozenset[str] = frozenset()
         self.originator = ""
+        #: A client older than 0.171 (clientInfo.version), whose closed
+        #: CodexErrorInfo enum lacks ``bioPolicy``: it is sent ``other``,
+        #: what a 0.169 server sends.
+        self.legacy_error_info = False
         self.ref: ConnectionRef
         self.execs: CommandExecs
         self._written = trio.Event()
+        local = info.local
         self._handlers: dict[str, Callable[[RequestId, Any], Any]] = {
             "initialize": self._initialize,
             "thread/start": self._thread_start,
@@ -181,6 +195,19 @@ class Connection:
             "command/exec/write": self._command_exec_write,
             "command/exec/resize": self._inline(lambda p: self.execs.resize(p)),
             "command/exec/terminate": self._inline(lambda p: self.execs.terminate(p)),
+            "config/value/write": self._inline(local.config_value_write),
+            "config/batchWrite": self._inline(local.config_batch_write),
+            "modelProvider/list": self._inline(local.model_provider_list),
+            "modelProvider/default/set": self._inline(local.model_provider_default_set),
+            "experimentalFeature/enablement/set": self._inline(local.feature_enablement_set),
+            "account/login/start": self._login,
+            "account/logout": self._logout,
+            "account/rateLimits/read": self._inline(local.rate_limits),
+            "feedback/save": self._inline(local.feedback_save),
+            "plugin/list": self._inline(local.plugin_list),
+            "plugin/read": self._inline(local.plugin_read),
+            "externalAgentConfig/detect": self._inline(local.external_agent_detect),
+            "thread/readState/update": self._thread_request("thread/readState/update"),
         }
 
     async def run(self, *, task_status: trio.TaskStatus[ConnectionRef] = trio.TASK_STATUS_IGNORED) -> None:
@@ -329,6 +356,7 @@ class Connection:
         name = params.client_info.name
         if not name or not _HEADER_VALUE.match(name):
             raise invalid_request(f"Invalid clientInfo.name: '{name}'. Must be a valid HTTP header value.")
+        self.legacy_error_info = _older_than_0171(params.client_info.version)
         caps = params.capabilities
         if caps is not None:
             self.experimental_api = caps.experimental_api
@@ -360,6 +388,24 @@ class Connection:
         perms = self.info.turn_permissions(params)
         reply = self._reply(rid)
         self._forward(self.threads, ToThread(params.thread_id, StartTurn(reply, params, perms), reply))
+
+    async def _login(self, rid: RequestId, params: LoginAccountParams) -> None:
+        """As the original: the answer, ``account/login/completed`` to this
+        client, then ``account/updated`` to every client."""
+        self.info.local.login_api_key(params)
+        await self._send(Response(rid, ApiKeyLoginResponse()))
+        await self._send(Notification("account/login/completed", LoginCompletedNotification(success=True),
+                                      now_ms()))
+        self._account_updated("apikey")
+
+    async def _logout(self, rid: RequestId, params: None) -> None:
+        self.info.local.logout()
+        await self._send(Response(rid, Empty()))
+        self._account_updated(None)
+
+    def _account_updated(self, mode: str | None) -> None:
+        note = Notification("account/updated", AccountUpdatedNotification(auth_mode=mode), now_ms())
+        self._forward(self.hub, Broadcast(note))
 
     async def _command_exec(self, rid: RequestId, params: Any) -> None:
         await self.execs.start(rid, params)
@@ -410,13 +456,31 @@ class Connection:
                 if self.unanswered:
                     self._record_answers(batch)
                 if batch:
-                    await self.stream.send_frames([encode(m) for m in batch])
+                    frames = [encode(m) for m in batch]
+                    if self.legacy_error_info:
+                        frames = [_downgrade_error_info(f) for f in frames]
+                    await self.stream.send_frames(frames)
                 if closing is not None or self.close_reason is not None:
                     self._written.set()
                     return
         except TransportClosed as exc:
             log.info("connection %d: peer gone while writing: %s", self.id, exc)
             scope.cancel(reason=f"connection {self.id}: the peer is gone")
+
+
+def _older_than_0171(version: str) -> bool:
+    """Whether a client's version reads as a codex release before 0.171
+    (``0.169.0``); other version schemes are taken as current."""
+    parts = version.split("-")[0].split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return False
+    return (int(parts[0]), int(parts[1])) < (0, 171)
+
+
+def _downgrade_error_info(frame: bytes) -> bytes:
+    if b'"bioPolicy"' not in frame:
+        return frame
+    return frame.replace(b'"codexErrorInfo":"bioPolicy"', b'"codexErrorInfo":"other"')
 
 
 def _turn_id(result: Any) -> str | None:

@@ -368,6 +368,7 @@ _USAGE_NOT_INCLUDED = "To use Codex with your ChatGPT plan, upgrade to Plus: htt
 _USAGE_LIMIT = "You\u2019ve hit your usage limit. Try again later."
 _OVERLOADED = "Selected model is at capacity. Please try a different model."
 _CYBER_POLICY = "This request has been flagged for possible cybersecurity risk."
+_BIO_POLICY = "This request has been flagged for possible biological risk."
 _HIGH_DEMAND = "We\u2019re currently experiencing high demand, which may cause temporary errors."
 _READ_ERROR = "Transport error: network error: error decoding response body"
 
@@ -405,7 +406,9 @@ def classify(cause: BaseException | wire.ResponseFailed | wire.ResponseIncomplet
                     return Failure(_USAGE_NOT_INCLUDED, "usageLimitExceeded", False)
                 case "cyber_policy":
                     return Failure(message.strip() or _CYBER_POLICY, "cyberPolicy", False)
-                case "invalid_prompt" | "bio_policy":
+                case "bio_policy":
+                    return Failure(message.strip() or _BIO_POLICY, "bioPolicy", False)
+                case "invalid_prompt":
                     return Failure(message, "other", False)
                 case "server_is_overloaded":
                     return Failure(_OVERLOADED, "serverOverloaded", False)
@@ -434,15 +437,17 @@ def _classify_status(status: int, response: httpx2.Response) -> Failure:
     error = _error_object(body)
     code = error.get("code")
     if status == 400:
-        # bio_policy is "other" in 0.169; 0.171 names it bioPolicy, which a
-        # 0.169 client cannot parse.
+        # bio_policy is "other" in 0.169; 0.171 names it bioPolicy (a 0.169
+        # client cannot parse that: its connection downgrades it).
         message = error.get("message")
         match code:
             case "context_length_exceeded":
                 return Failure(_CONTEXT_WINDOW, "contextWindowExceeded", False)
             case "cyber_policy":
                 return Failure(str(message or "").strip() or _CYBER_POLICY, "cyberPolicy", False)
-            case "invalid_prompt" | "bio_policy" if isinstance(message, str) and message:
+            case "bio_policy":
+                return Failure(str(message or "").strip() or _BIO_POLICY, "bioPolicy", False)
+            case "invalid_prompt" if isinstance(message, str) and message:
                 return Failure(message, "other", False)
         return Failure(body, "other", False)
     if status == 429:

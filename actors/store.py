@@ -155,7 +155,8 @@ async def _handle(msg: object, codex_home: Path, index: ThreadIndex) -> None:
                     index.list_threads, cursor=p.cursor, limit=p.limit or 25,
                     sort_key=p.sort_key or "created_at", sort_direction=p.sort_direction or "desc",
                     archived=bool(p.archived), cwd=p.cwd, model_providers=p.model_providers,
-                    source_kinds=p.source_kinds, search_term=p.search_term))
+                    source_kinds=p.source_kinds, search_term=p.search_term,
+                    thread_ids=p.included_thread_ids))
                 answer = Response(reply.request_id, ThreadListResponse(
                     [thread_from_meta(m, m.id in loaded) for m in page.rows],
                     page.next_cursor, page.backwards_cursor))

@@ -35,6 +35,7 @@ from ..runtime.ask import ask
 from ..runtime.errors import StorageFailure
 from ..runtime.protocol.jsonrpc import (
     ErrorResponse,
+    invalid_params,
     JsonRpcError,
     Response,
     internal_error,
@@ -218,6 +219,8 @@ class ThreadRegistry:
     async def _thread_request(self, reply: Reply, method: str, params: Any) -> None:
         try:
             match method:
+                case "thread/list" if params.included_thread_ids is not None and len(params.included_thread_ids) > 100:
+                    raise invalid_params("includedThreadIds accepts at most 100 entries")
                 case "thread/list" if params.section_id is not None:
                     # Sections (experimental) file no thread here: each is empty.
                     await self._answer(reply, ThreadListResponse([]))
@@ -226,6 +229,11 @@ class ThreadRegistry:
                 case "thread/list":
                     if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
                         raise overloaded()
+                case "thread/readState/update" if params.thread_id in self.threads:
+                    # As 0.171.0 with no read-state store: nothing to update.
+                    raise invalid_request("thread read state unavailable")
+                case "thread/readState/update":
+                    raise invalid_request(f"thread not loaded: {params.thread_id}")
                 case "thread/loaded/list":
                     await self._answer(reply, _loaded_page(sorted(self.threads), params))
                 case "thread/read" if params.thread_id in self.threads:

@@ -29,6 +29,7 @@ from .protocol.v2.discovery import (
     SkillsListResponse,
 )
 from . import permissions
+from .local_requests import LocalRequests
 from .protocol.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, invalid_request
 from .protocol.paging import offset_cursor, page_size
 from .protocol.v2.thread import PermissionProfileListParams, PermissionProfileListResponse
@@ -46,7 +47,7 @@ from .protocol.v2.models import (
 
 #: The codex-cli release whose app-server protocol we serve. Clients gate
 #: features on it (the openai-codex SDK probes the schema when it sees 0.0.0).
-PROTOCOL_VERSION = "0.169.0"
+PROTOCOL_VERSION = "0.171.0"
 
 _EFFORTS = [
     ReasoningEffortOption("low", "Fast responses with lighter reasoning"),
@@ -85,6 +86,8 @@ class ServerInfo:
         self.codex_home = str(settings.codex_home)
         self.platform_family = "windows" if sys.platform == "win32" else "unix"
         self.platform_os = {"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux")
+        #: The requests answered from CODEX_HOME (config writes, login, ...).
+        self.local = LocalRequests(settings, PROTOCOL_VERSION)
         self._ua_middle = f"{PROTOCOL_VERSION} ({_os_description()}; {platform.machine()}) {_terminal()}"
 
     def user_agent(self, originator: str, client: ClientInfo) -> str:

@@ -388,6 +388,7 @@ class ThreadIndex:
         model_providers: Sequence[str] | None = None,
         source_kinds: Sequence[str] | None = None,
         search_term: str | None = None,
+        thread_ids: Sequence[str] | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> Page:
         """One page of ``thread/list``.
@@ -397,7 +398,8 @@ class ThreadIndex:
         all providers, and the interactive sources
         :data:`INTERACTIVE_SOURCE_KINDS`; ``"subAgent"`` means every sub-agent
         kind), ``search_term`` (case-insensitive substring of the name or the
-        preview). Raises ``ValueError`` for a bad argument or a cursor from
+        preview), ``thread_ids`` (0.171's ``includedThreadIds``: only these;
+        empty matches nothing). Raises ``ValueError`` for a bad argument or a cursor from
         another sort.
         """
         if sort_key not in ("created_at", "updated_at", "recency_at"):
@@ -421,6 +423,11 @@ class ThreadIndex:
                 return Page([])
             where.append(f"cwd IN ({', '.join('?' * len(paths))})")
             args += paths
+        if thread_ids is not None:
+            if not thread_ids:
+                return Page([])
+            where.append(f"id IN ({', '.join('?' * len(thread_ids))})")
+            args += list(thread_ids)
         if model_providers:
             where.append(f"model_provider IN ({', '.join('?' * len(model_providers))})")
             args += list(model_providers)

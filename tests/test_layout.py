@@ -22,8 +22,10 @@ TREE_EDGES = {("threads", "thread"), ("thread", "turn"), ("thread", "rollout_wri
 #: Modules in actors/ that are vocabulary or helpers, not actors.
 SHARED = {"messages", "fanout", "barrier", "process", "command_exec", "analytics_facts", "analytics_reducer"}
 RUNTIME_THIRD_PARTY = {"trio", "msgspec"}
-#: The one exception: the sandbox's seccomp filter is compiled by libseccomp.
-RUNTIME_EXTRA = {"runtime/seccomp.py": {"pyseccomp"}}
+#: The exceptions: the sandbox's seccomp filter is compiled by libseccomp;
+RUNTIME_EXTRA = {"runtime/seccomp.py": {"pyseccomp"},
+                 #: Config writes keep the user's comments (tomlkit round-trips TOML).
+                 "runtime/config_write.py": {"tomlkit"}}
 
 
 def modules() -> list[Path]:
