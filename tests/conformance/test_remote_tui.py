@@ -6,8 +6,7 @@ to approve a command that leaves the sandbox and runs it once approved, and a
 proxy between the two sees no request of it answered with an error. Run on
 a pseudo-terminal; each version is skipped where it is not installed
 (``npm i @openai/codex@0.169.0``, or ``CODEX_ORIGINAL_BIN``; 0.171.0: see
-``harness.ORIGINAL_0171_BIN``). The 0.171 TUI shows no "older service"
-warning: we report 0.171.0."""
+``harness.ORIGINAL_0171_BIN``)."""
 
 from __future__ import annotations
 
@@ -107,11 +106,10 @@ async def test_the_codex_tui_runs_a_turn_through_our_websocket_listener(codex_ho
         proxy = Proxy(server.url)
         async with trio.open_nursery() as proxies:
             await proxy.run(proxies)
-            screen = await drive_tui(tui, proxy.url, env, workspace, events)
+            await drive_tui(tui, proxy.url, env, workspace, events)
             proxies.cancel_scope.cancel()
     # Everything the TUI asked at start-up and for the turn was answered.
     assert not proxy.errors, proxy.errors
-    assert b"olderthanyourCodexCLI" not in visible(screen)
     assert {"initialize", "thread/start", "turn/start", "thread/list",
             "configRequirements/read"} <= set(proxy.methods)
     # Analytics saw the user accept; the 0.169 TUI's title-writing helper
