@@ -19,6 +19,9 @@ CODEX_HOME and cwd:
   timeouts, caps, sandbox policy). A command that waits (``sleep``, ``cat``)
   would be a legitimate request that is answered only when it exits, so it
   is left out rather than waited for.
+- ``feedback/save`` gets a relative ``savePath``, which is refused: an
+  absolute one would write a ZIP wherever the generator pointed. Config
+  writes and the API-key login touch only the scratch CODEX_HOME.
 - Thread requests reach the one real thread the driver started, through
   :data:`THREAD` in the frame, now and then; a turn there talks to the
   scripted model, which runs no tool unless the prompt asks for one in its
@@ -168,7 +171,10 @@ def _mutated(draw: Any, params: Any) -> tuple[Any, bytes | None]:
 
 
 def _safe(method: str, params: Any, draw: Any) -> Any:
-    """Keep ``command/exec`` to :data:`SAFE_COMMANDS` (see the module docstring)."""
+    """Keep ``command/exec`` to :data:`SAFE_COMMANDS` and ``feedback/save``
+    off the host's files (see the module docstring)."""
+    if method == "feedback/save" and isinstance(params, dict) and "savePath" in params:
+        params["savePath"] = "feedback.zip"  # relative: refused, never written
     if method == "command/exec" and isinstance(params, dict):
         args = params.get("command") if isinstance(params.get("command"), list) else []
         params["command"] = [draw(st.sampled_from(SAFE_COMMANDS)), *args[1:4]] if draw(
