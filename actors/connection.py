@@ -89,6 +89,7 @@ from .messages import (
     ThreadRequest,
     ToThread,
     Unregister,
+    UpdateSettings,
 )
 from .process import open_process_table
 
@@ -208,6 +209,7 @@ class Connection:
             "plugin/read": self._inline(local.plugin_read),
             "externalAgentConfig/detect": self._inline(local.external_agent_detect),
             "thread/readState/update": self._thread_request("thread/readState/update"),
+            "thread/settings/update": self._settings_update,
         }
 
     async def run(self, *, task_status: trio.TaskStatus[ConnectionRef] = trio.TASK_STATUS_IGNORED) -> None:
@@ -406,6 +408,11 @@ class Connection:
     def _account_updated(self, mode: str | None) -> None:
         note = Notification("account/updated", AccountUpdatedNotification(auth_mode=mode), now_ms())
         self._forward(self.hub, Broadcast(note))
+
+    async def _settings_update(self, rid: RequestId, params: Any) -> None:
+        perms = self.info.turn_permissions(params)
+        reply = self._reply(rid)
+        self._forward(self.threads, ToThread(params.thread_id, UpdateSettings(reply, params, perms), reply))
 
     async def _command_exec(self, rid: RequestId, params: Any) -> None:
         await self.execs.start(rid, params)

@@ -53,7 +53,7 @@ from .v2.thread import (
     ThreadStartParams,
     ThreadTurnsListParams,
 )
-from .v2.turn import TurnInterruptParams, TurnStartParams, TurnSteerParams
+from .v2.turn import ThreadSettingsUpdateParams, TurnInterruptParams, TurnStartParams, TurnSteerParams
 
 
 class MethodSpec(NamedTuple):
@@ -113,6 +113,7 @@ METHODS: dict[str, MethodSpec] = {
     "plugin/read": MethodSpec(PluginReadParams),
     "externalAgentConfig/detect": MethodSpec(ExternalAgentConfigDetectParams),
     "thread/readState/update": MethodSpec(ThreadReadStateUpdateParams),
+    "thread/settings/update": MethodSpec(ThreadSettingsUpdateParams),
 }
 
 #: Every client request of the original, served or not.

@@ -306,5 +306,13 @@ async def test_the_requests_new_in_this_work_answer_as_0171_does_and_fit_its_sch
         state = await client.call("thread/readState/update", {"threadId": ids[0], "operation": {"type": "read"},
                                                               "expectedRevision": "x"})
         assert state["error"]["message"] == "thread read state unavailable"
+        # /model in the TUI: the thread's next turns use the new model.
+        assert await s.request("thread/settings/update", {"threadId": ids[0], "model": "gpt-5.4",
+                                                          "effort": "low"}) == {}
+        updated = (await client.until(lambda m: m.get("method") == "thread/settings/updated"))[-1]["params"]
+        assert updated["threadId"] == ids[0]
+        assert (updated["threadSettings"]["model"], updated["threadSettings"]["effort"]) == ("gpt-5.4", "low")
+        gone = await client.call("thread/settings/update", {"threadId": "00000000-0000-0000-0000-000000000000"})
+        assert gone["error"]["message"] == "thread not found: 00000000-0000-0000-0000-000000000000"
         problems = violations(client, s.sent)
     assert not problems, "\n".join(problems)
