@@ -2,8 +2,9 @@
 0.171.0, the release whose protocol we speak),
 drives our server: it starts up (initialize, the discovery requests, a
 thread), takes a prompt typed into its terminal and shows the reply, asks its user
-to approve a command that leaves the sandbox and runs it once approved, and a
-proxy between the two sees no request of it answered with an error. Run on
+to approve a command that leaves the sandbox and runs it once approved, saves
+a model chosen in ``/model`` to config.toml (comments kept), and a proxy
+between the two sees no request of it answered with an error. Run on
 a pseudo-terminal; each version is skipped where it is not installed
 (``npm i @openai/codex@0.169.0``, or ``CODEX_ORIGINAL_BIN``; 0.171.0: see
 ``harness.ORIGINAL_0171_BIN``)."""
@@ -99,6 +100,8 @@ async def test_the_codex_tui_runs_a_turn_through_our_websocket_listener(codex_ho
     workspace = tmp_path / "ws"
     workspace.mkdir()
     (tmp_path / "tui-home" / ".codex").mkdir(parents=True)
+    config = codex_home / "config.toml"
+    config.write_text("# the user's own note\n" + config.read_text())
     env = {"HOME": str(tmp_path / "tui-home"), "CODEX_HOME": str(tmp_path / "tui-home" / ".codex"),
            "TERM": "xterm-256color", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     async with ws_server(codex_home, "ws://127.0.0.1:0", "-c", "analytics.enabled=true",
@@ -110,8 +113,11 @@ async def test_the_codex_tui_runs_a_turn_through_our_websocket_listener(codex_ho
             proxies.cancel_scope.cancel()
     # Everything the TUI asked at start-up and for the turn was answered.
     assert not proxy.errors, proxy.errors
-    assert {"initialize", "thread/start", "turn/start", "thread/list",
-            "configRequirements/read"} <= set(proxy.methods)
+    assert {"initialize", "thread/start", "turn/start", "thread/list", "configRequirements/read",
+            "thread/settings/update", "config/batchWrite"} <= set(proxy.methods)
+    # /model saved the choice in the server's config.toml, the user's comment kept.
+    saved = config.read_text()
+    assert saved.startswith("# the user's own note\n") and 'model_reasoning_effort = "medium"' in saved
     # Analytics saw the user accept; the 0.169 TUI's title-writing helper
     # thread, which the scripted model also asked to run the command,
     # answered with an error (it takes no tools), recorded as such. The
@@ -177,6 +183,14 @@ async def drive_tui(tui: Path, url: str, env: dict[str, str], workspace: Path, e
             await wait_for(lambda: shown(b"Yes,proceed(y)", mark))
             await terminal.send_all(b"y")
             await wait_for(lambda: (workspace / "approved.txt").exists() and shown(b"Workedfor", mark))
+            # /model: pick the model, then the effort; the TUI saves both (config/batchWrite).
+            mark = len(screen)
+            await type_line("/model")
+            await wait_for(lambda: shown(b"SelectModelandEffort", mark))
+            await terminal.send_all(b"\r")
+            await wait_for(lambda: shown(b"SelectReasoningLevel", mark))
+            await terminal.send_all(b"\r")
+            await wait_for(lambda: shown(b"Modelchangedtomock-model", mark))
             nursery.cancel_scope.cancel()
     finally:
         proc.kill()
