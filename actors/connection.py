@@ -203,7 +203,7 @@ class Connection:
             "experimentalFeature/enablement/set": self._inline(local.feature_enablement_set),
             "account/login/start": self._login,
             "account/logout": self._logout,
-            "account/rateLimits/read": self._inline(local.rate_limits),
+            "account/rateLimits/read": self._inline(local.rate_limits_read),
             "feedback/save": self._inline(local.feedback_save),
             "plugin/list": self._inline(local.plugin_list),
             "plugin/read": self._inline(local.plugin_read),

@@ -59,6 +59,7 @@ import msgspec
 import trio
 
 from ..runtime.protocol import responses as wire
+from ..runtime.rate_limits import RateLimits
 from .messages import ModelEvents, ModelFailed, ModelRetrying
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ class ModelClient:
         unbounded_connection_retries: bool = True,
         backoff: Callable[[int], float] = backoff,
         connection_backoff: Callable[[int], float] = connection_backoff,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self.base_url = base_url
         self.api_key = api_key or None
@@ -150,6 +152,8 @@ class ModelClient:
         self.backoff = backoff
         self.connection_backoff = connection_backoff
         self._sdk: openai.AsyncOpenAI | None = None
+        #: Where the usage-limit headers of responses are noted (ModelPool's).
+        self.rate_limits = rate_limits
 
     async def sdk(self) -> openai.AsyncOpenAI:
         """The SDK client, made on first use. Raises ``OSError`` when it
@@ -261,6 +265,8 @@ async def _attempt(
         response = await _open(client, sdk, body, headers)
     except openai.APIError as exc:
         return classify(exc)
+    if client.rate_limits is not None:
+        client.rate_limits.observe(response.headers)
     async with _closing(response), contextlib.aclosing(response.aiter_bytes()) as chunks:
         try:
             return await _read(client, chunks, out, attempt)

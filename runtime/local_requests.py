@@ -44,6 +44,7 @@ from .protocol.v2.config import (
     ModelProviderSummary,
 )
 from .protocol.v2.discovery import EmptyParams
+from .rate_limits import RateLimits
 
 #: The built-in provider the catalog always lists (the others appear only
 #: when configured, as in 0.171.0).
@@ -53,8 +54,9 @@ OPENAI = "openai"
 class LocalRequests:
     """The handlers; each takes the decoded params and returns the result."""
 
-    def __init__(self, settings: Settings, cli_version: str) -> None:
+    def __init__(self, settings: Settings, cli_version: str, rate_limits: RateLimits) -> None:
         self.settings = settings
+        self.rate_limits = rate_limits
         self.home = settings.codex_home
         self.config_file = settings.config_file
         self.cli_version = cli_version
@@ -109,7 +111,12 @@ class LocalRequests:
     def logout(self) -> None:
         auth.remove(self.home)
 
-    def rate_limits(self, params: None) -> Any:
+    def rate_limits_read(self, params: None) -> Any:
+        """The usage windows the provider last reported in its response
+        headers; without any, the original's answer for an API-key or no
+        login (an error: it reads them from ChatGPT's backend)."""
+        if (snapshot := self.rate_limits.latest) is not None:
+            return {"rateLimits": snapshot, "rateLimitsByLimitId": {snapshot["limitId"]: snapshot}}
         if auth.read_api_key(self.home) is None:
             raise invalid_request("codex account authentication required to read rate limits")
         raise invalid_request("chatgpt authentication required to read rate limits")

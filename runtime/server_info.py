@@ -30,6 +30,7 @@ from .protocol.v2.discovery import (
 )
 from . import permissions
 from .local_requests import LocalRequests
+from .rate_limits import RateLimits
 from .protocol.jsonrpc import METHOD_NOT_FOUND, JsonRpcError, invalid_request
 from .protocol.paging import offset_cursor, page_size
 from .protocol.v2.thread import PermissionProfileListParams, PermissionProfileListResponse
@@ -81,13 +82,13 @@ def _terminal() -> str:
 
 
 class ServerInfo:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, rate_limits: RateLimits | None = None) -> None:
         self.settings = settings
         self.codex_home = str(settings.codex_home)
         self.platform_family = "windows" if sys.platform == "win32" else "unix"
         self.platform_os = {"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux")
         #: The requests answered from CODEX_HOME (config writes, login, ...).
-        self.local = LocalRequests(settings, PROTOCOL_VERSION)
+        self.local = LocalRequests(settings, PROTOCOL_VERSION, rate_limits or RateLimits())
         self._ua_middle = f"{PROTOCOL_VERSION} ({_os_description()}; {platform.machine()}) {_terminal()}"
 
     def user_agent(self, originator: str, client: ClientInfo) -> str:

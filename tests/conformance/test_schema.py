@@ -155,6 +155,11 @@ async def test_a_broad_session_fits_the_original_schema(tmp_path: Path, scripted
         await s.turn(tid, call("update_plan", plan=[{"step": "check the schema", "status": "in_progress"}]))
         await s.turn(tid, "[[status=500 times=1]] retried once")  # error {willRetry: true}
         await s.turn(tid, "[[status=400]] refused")  # error, turn failed
+        # Usage windows in the provider's response headers: account/rateLimits/read reports them.
+        await s.turn(tid, "[[used_percent=42]] how much is left?")
+        limits = await s.request("account/rateLimits/read")
+        assert limits["rateLimits"]["primary"]["usedPercent"] == 42
+        assert limits["rateLimits"]["primary"]["windowDurationMins"] == 300
         slow = await s.request("turn/start", {"threadId": tid, "input": [
             {"type": "text", "text": "[[deltas=100 delay_ms=50]] interrupted"}]})
         await client.until(lambda m: m.get("method") == "item/agentMessage/delta")
