@@ -17,6 +17,8 @@ Semantics traced against codex-cli 0.171.0:
 - The result is validated as a config layer; a bad value is
   ``configValidationError`` naming the key, and nothing is written.
 - Only the user's ``config.toml`` may be written (``configLayerReadonly``).
+- A key a higher layer sets (``-c``: "session flags") is written all the
+  same and answered ``okOverridden`` with that layer and its value.
 Errors are -32600 with ``data: {config_write_error_code}``, as the original's.
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +47,12 @@ def write_error(code: str, message: str) -> JsonRpcError:
 
 
 def apply_edits(config_file: Path, edits: list[ConfigEdit], *, expected_version: str | None = None,
-                file_path: str | None = None) -> ConfigWriteResponse:
+                file_path: str | None = None, above: Sequence[dict[str, Any]] = ()) -> ConfigWriteResponse:
     """Apply *edits* to *config_file* (all or none) and answer as the original.
+
+    *above* are the layers that take precedence over the user's file
+    (``config/read``'s layers: ``{name, version, config}``, highest first):
+    an edit one of them shadows is answered ``okOverridden``, saying which.
 
     Raises:
       JsonRpcError: a conflict, a bad key path or value, or another file.
@@ -74,7 +81,26 @@ def apply_edits(config_file: Path, edits: list[ConfigEdit], *, expected_version:
         raise write_error("configValidationError", f"Invalid configuration: {exc}{where}") from None
     if edits:
         _replace(config_file, tomlkit.dumps(doc))
-    return ConfigWriteResponse(status="ok", version=config_version(table), file_path=str(config_file))
+    shadow = next((found for edit in edits if (found := _overridden(edit.key_path, above)) is not None), None)
+    return ConfigWriteResponse(status="ok" if shadow is None else "okOverridden", version=config_version(table),
+                               file_path=str(config_file), overridden_metadata=shadow)
+
+
+def _overridden(key_path: str, above: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """What shadows *key_path* (``OverriddenMetadata``), or None."""
+    for layer in above:
+        node: Any = layer["config"]
+        for part in key_path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            name = layer["name"]
+            message = ("Overridden by session flags" if name.get("type") == "sessionFlags"
+                       else f"Overridden by {name.get('file') or name.get('type')}")
+            return {"message": message, "overridingLayer": {"name": name, "version": layer["version"]},
+                    "effectiveValue": node}
+    return None
 
 
 def _apply(doc: Container, edit: ConfigEdit) -> None:

@@ -60,17 +60,21 @@ class LocalRequests:
         self.home = settings.codex_home
         self.config_file = settings.config_file
         self.cli_version = cli_version
+        #: The layers over the user's config.toml (a --profile file, -c
+        #: flags), highest first: the writes say when one shadows them.
+        self._above = [layer for layer in settings.layers
+                       if layer["name"] != {"type": "user", "file": str(settings.config_file), "profile": None}]
 
     # --- config writes ---------------------------------------------------
 
     def config_value_write(self, params: ConfigValueWriteParams) -> ConfigWriteResponse:
         edit = ConfigEdit(params.key_path, params.value, params.merge_strategy)
         return apply_edits(self.config_file, [edit], expected_version=params.expected_version,
-                           file_path=params.file_path)
+                           file_path=params.file_path, above=self._above)
 
     def config_batch_write(self, params: ConfigBatchWriteParams) -> ConfigWriteResponse:
         return apply_edits(self.config_file, params.edits, expected_version=params.expected_version,
-                           file_path=params.file_path)
+                           file_path=params.file_path, above=self._above)
 
     def model_provider_list(self, params: EmptyParams) -> ModelProviderListResponse:
         user = self._user_config()

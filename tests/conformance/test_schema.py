@@ -238,6 +238,33 @@ def accepts_none(kind: msgspec.inspect.Type) -> bool:
     return isinstance(kind, msgspec.inspect.UnionType) and any(accepts_none(k) for k in kind.types)
 
 
+#: The config.toml the original's config writes were traced with.
+TRACED_CONFIG = ('# my comment\nmodel = "gpt-5.4"  # inline\n\n[tui]\n# keep me\nanimations = false\n\n'
+                 '[model_providers.mock]\nname = "Mock"\nbase_url = "http://127.0.0.1:9/v1"\nwire_api = "responses"\n')
+
+
+async def test_a_config_write_a_session_flag_shadows_is_answered_ok_overridden_as_0171_does(tmp_path: Path) -> None:
+    home = tmp_path / "codex"
+    home.mkdir()
+    (home / "config.toml").write_text(TRACED_CONFIG)
+    async with open_app_server(home, 'model="forced"') as client:
+        await client.request("initialize", {"clientInfo": {"name": "schema", "version": "1"}})
+        shadowed = await client.request("config/value/write", {"keyPath": "model", "value": "gpt-5.5",
+                                                               "mergeStrategy": "replace"})
+        free = await client.request("config/value/write", {"keyPath": "tui.animations", "value": True,
+                                                           "mergeStrategy": "replace"})
+    # As traced against 0.171.0 run with the same -c flag.
+    assert shadowed == {
+        "status": "okOverridden", "filePath": str(home / "config.toml"),
+        "version": "sha256:fb1dcf72e8ed384352780c684915a8e71729d22b651edc39e0fdab59a2ad68f9",
+        "overriddenMetadata": {"message": "Overridden by session flags", "overridingLayer": {
+            "name": {"type": "sessionFlags"},
+            "version": "sha256:67acdb6ffceec690f501ab3b1391005893dd0b1f20c8d51bdf58c8c8bb3cc102"},
+            "effectiveValue": "forced"}}
+    assert (free["status"], free["overriddenMetadata"]) == ("ok", None)
+    assert free["version"] == "sha256:9b0ffcb73e7a27d546f70aa74c0b1585870a69f3bd7997ef421912a843dd9257"
+
+
 async def test_the_requests_new_in_this_work_answer_as_0171_does_and_fit_its_schema(tmp_path: Path) -> None:
     """Config writes (comments kept, the version conflict), the provider
     catalog, the API-key login and logout with their notifications, feedback,
@@ -246,8 +273,7 @@ async def test_the_requests_new_in_this_work_answer_as_0171_does_and_fit_its_sch
     home = tmp_path / "codex"
     home.mkdir()
     config = home / "config.toml"
-    config.write_text('# my comment\nmodel = "gpt-5.4"  # inline\n\n[tui]\n# keep me\nanimations = false\n\n'
-                      '[model_providers.mock]\nname = "Mock"\nbase_url = "http://127.0.0.1:9/v1"\nwire_api = "responses"\n')
+    config.write_text(TRACED_CONFIG)
     async with open_app_server(home) as client:
         s = Session(client)
         await s.request("initialize", {"clientInfo": {"name": "schema", "version": "1"},
