@@ -44,3 +44,13 @@ async def test_a_0171_client_sees_bio_policy_and_a_0169_client_sees_other(
         assert "/0.171.0 (" in agent
         assert error["message"] == "flagged" and error["codexErrorInfo"] == expected
         jsonschema.validate(error["codexErrorInfo"], error_info_schema(version))
+
+
+async def test_a_request_new_in_0171_that_we_do_not_serve_is_method_not_found_not_unknown(tmp_path: Path) -> None:
+    async with open_app_server(tmp_path) as client:
+        await client.request("initialize", {"clientInfo": {"name": "ide", "version": "0.171.0"},
+                                            "capabilities": {"experimentalApi": True}})
+        new = await client.call("thread/realtime/list", {})
+        gone = await client.call("currentTime/read", {})  # a server request, never a client's
+    assert new["error"]["code"] == -32601 and "thread/realtime/list" in new["error"]["message"]
+    assert gone["error"]["code"] == -32600 and "unknown variant `currentTime/read`" in gone["error"]["message"]
