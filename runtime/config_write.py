@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 import tomlkit
 import tomlkit.exceptions
 from tomlkit.container import Container
-from tomlkit.items import Table
+from tomlkit.items import InlineTable, Table
 
 from .config import ConfigError, check_config_table, config_version
 from .protocol.jsonrpc import INVALID_REQUEST, JsonRpcError
@@ -71,16 +72,25 @@ def apply_edits(config_file: Path, edits: list[ConfigEdit], *, expected_version:
         raise write_error("configValidationError", f"Invalid configuration: {exc}") from None
     if expected_version is not None and expected_version != config_version(doc.unwrap()):
         raise write_error("configVersionConflict", VERSION_CONFLICT)
-    for edit in edits:
-        _apply(doc, edit)
+    try:
+        for edit in edits:
+            _apply(doc, edit)
+    except (ValueError, TypeError) as exc:  # a value TOML cannot hold there (a null in an array, ...)
+        raise write_error("configValidationError", f"Invalid configuration: {exc}") from None
     table = doc.unwrap()
     try:
         check_config_table(table)
+        _check_integers(table, ())
     except ConfigError as exc:
         where = f"\nin `{exc.key}`\n" if exc.key else ""
         raise write_error("configValidationError", f"Invalid configuration: {exc}{where}") from None
     if edits:
-        _replace(config_file, tomlkit.dumps(doc))
+        text = tomlkit.dumps(doc)
+        try:
+            tomllib.loads(text)  # never leave a file the next start cannot read
+        except tomllib.TOMLDecodeError as exc:
+            raise write_error("configValidationError", f"Invalid configuration: {exc}") from None
+        _replace(config_file, text)
     shadow = next((found for edit in edits if (found := _overridden(edit.key_path, above)) is not None), None)
     return ConfigWriteResponse(status="ok" if shadow is None else "okOverridden", version=config_version(table),
                                file_path=str(config_file), overridden_metadata=shadow)
@@ -103,6 +113,18 @@ def _overridden(key_path: str, above: Sequence[dict[str, Any]]) -> dict[str, Any
     return None
 
 
+def _check_integers(value: Any, path: tuple[str, ...]) -> None:
+    """TOML integers are 64-bit: JSON may carry larger ones."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_integers(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_integers(item, (*path, str(index)))
+    elif isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+        raise ConfigError(f"integer `{value}` is out of range for a TOML integer", key=".".join(path))
+
+
 def _apply(doc: Container, edit: ConfigEdit) -> None:
     if not edit.key_path:
         raise write_error("configValidationError", "keyPath must not be empty")
@@ -123,7 +145,7 @@ def _apply(doc: Container, edit: ConfigEdit) -> None:
     elif edit.merge_strategy == "upsert" and isinstance(edit.value, dict) and isinstance(node.get(leaf), dict):
         _merge(node[leaf], edit.value)
     else:
-        node[leaf] = _item(edit.value)
+        node[leaf] = _item(edit.value, isinstance(node, InlineTable))
 
 
 def _merge(table: Any, value: dict[str, Any]) -> None:
@@ -133,16 +155,17 @@ def _merge(table: Any, value: dict[str, Any]) -> None:
         elif item is None:
             table.pop(key, None)
         else:
-            table[key] = _item(item)
+            table[key] = _item(item, isinstance(table, InlineTable))
 
 
-def _item(value: Any) -> Any:
-    """A value as tomlkit writes it: a table as a ``[section]``, not inline."""
+def _item(value: Any, inline: bool) -> Any:
+    """A value as tomlkit writes it: a table as a ``[section]``, or inline
+    within an inline table (which cannot hold a section)."""
     if isinstance(value, dict):
-        table = tomlkit.table()
+        table = tomlkit.inline_table() if inline else tomlkit.table()
         for key, item in value.items():
             if item is not None:
-                table[key] = _item(item)
+                table[key] = _item(item, inline)
         return table
     return value
 
