@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -196,10 +196,10 @@ class Connection:
             "command/exec/write": self._command_exec_write,
             "command/exec/resize": self._inline(lambda p: self.execs.resize(p)),
             "command/exec/terminate": self._inline(lambda p: self.execs.terminate(p)),
-            "config/value/write": self._inline(local.config_value_write),
-            "config/batchWrite": self._inline(local.config_batch_write),
+            "config/value/write": self._awaited(local.config_value_write),
+            "config/batchWrite": self._awaited(local.config_batch_write),
             "modelProvider/list": self._inline(local.model_provider_list),
-            "modelProvider/default/set": self._inline(local.model_provider_default_set),
+            "modelProvider/default/set": self._awaited(local.model_provider_default_set),
             "experimentalFeature/enablement/set": self._inline(local.feature_enablement_set),
             "account/login/start": self._login,
             "account/logout": self._logout,
@@ -348,6 +348,13 @@ class Connection:
     def _inline(self, fn: Callable[[Any], Any]) -> Callable[[RequestId, Any], Any]:
         async def handle(rid: RequestId, params: Any) -> None:
             await self._send(Response(rid, fn(params)))
+        return handle
+
+    def _awaited(self, fn: Callable[[Any], Awaitable[Any]]) -> Callable[[RequestId, Any], Any]:
+        """A request answered by file work in a worker thread (config
+        writes): this client's next requests wait for it, no one else's."""
+        async def handle(rid: RequestId, params: Any) -> None:
+            await self._send(Response(rid, await fn(params)))
         return handle
 
     # --- handlers ----------------------------------------------------------

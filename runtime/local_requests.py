@@ -3,8 +3,10 @@ config writes, the model-provider catalog, the stored API-key login,
 feedback saved to a local ZIP, and the plugin, import and feature requests
 with nothing installed.
 
-Each is a small file operation done in place (no await), which keeps a
-read-modify-write whole against other clients' requests.
+The config writes run in a worker thread (a write ends with an fsync, which
+must not hold up the event loop), one at a time behind a lock, so each
+read-modify-write is whole against other clients' writes. The rest are
+small reads and writes done in place.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import time
 import tomllib
 import uuid
 import zipfile
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+import trio
 
 from . import auth
 from .config import Settings
@@ -60,6 +65,7 @@ class LocalRequests:
         self.home = settings.codex_home
         self.config_file = settings.config_file
         self.cli_version = cli_version
+        self._writing = trio.Lock()
         #: The layers over the user's config.toml (a --profile file, -c
         #: flags), highest first: the writes say when one shadows them.
         self._above = [layer for layer in settings.layers
@@ -67,14 +73,19 @@ class LocalRequests:
 
     # --- config writes ---------------------------------------------------
 
-    def config_value_write(self, params: ConfigValueWriteParams) -> ConfigWriteResponse:
+    async def config_value_write(self, params: ConfigValueWriteParams) -> ConfigWriteResponse:
         edit = ConfigEdit(params.key_path, params.value, params.merge_strategy)
-        return apply_edits(self.config_file, [edit], expected_version=params.expected_version,
-                           file_path=params.file_path, above=self._above)
+        return await self._write([edit], params.expected_version, params.file_path)
 
-    def config_batch_write(self, params: ConfigBatchWriteParams) -> ConfigWriteResponse:
-        return apply_edits(self.config_file, params.edits, expected_version=params.expected_version,
-                           file_path=params.file_path, above=self._above)
+    async def config_batch_write(self, params: ConfigBatchWriteParams) -> ConfigWriteResponse:
+        return await self._write(params.edits, params.expected_version, params.file_path)
+
+    async def _write(self, edits: list[ConfigEdit], expected_version: str | None = None,
+                     file_path: str | None = None) -> ConfigWriteResponse:
+        async with self._writing:
+            return await trio.to_thread.run_sync(partial(
+                apply_edits, self.config_file, edits, expected_version=expected_version, file_path=file_path,
+                above=self._above))
 
     def model_provider_list(self, params: EmptyParams) -> ModelProviderListResponse:
         user = self._user_config()
@@ -85,11 +96,11 @@ class LocalRequests:
         default = user.get("model_provider")
         return ModelProviderListResponse(data, default if isinstance(default, str) else OPENAI)
 
-    def model_provider_default_set(self, params: ModelProviderDefaultSetParams) -> ConfigWriteResponse:
+    async def model_provider_default_set(self, params: ModelProviderDefaultSetParams) -> ConfigWriteResponse:
         known = {OPENAI, *(self._user_config().get("model_providers") or {}), *self.settings.model_providers}
         if params.provider_id not in known:
             raise write_error("configValidationError", f"Model provider `{params.provider_id}` is not configured.")
-        return apply_edits(self.config_file, [ConfigEdit("model_provider", params.provider_id, "replace")])
+        return await self._write([ConfigEdit("model_provider", params.provider_id, "replace")])
 
     def feature_enablement_set(self, params: ExperimentalFeatureEnablementSetParams
                                ) -> ExperimentalFeatureEnablementSetResponse:
