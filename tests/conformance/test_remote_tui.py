@@ -11,7 +11,6 @@ a pseudo-terminal; each version is skipped where it is not installed
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -77,10 +76,14 @@ class Proxy:
                         self.errors.append(f"{sent.get(msg.get('id'))}: {msg['error']}")
                     await down.send_message(message)
 
-            with contextlib.suppress(trio_websocket.ConnectionClosed):
+            # Either side closing ends the session; the nursery reports it
+            # in a group (the TUI is killed at the end, before the proxy).
+            try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(client_to_server)
                     nursery.start_soon(server_to_client)
+            except* trio_websocket.ConnectionClosed:
+                pass
 
 
 def events_of(path: Path) -> list[dict]:
