@@ -413,8 +413,11 @@ class Connection:
         self._account_updated(None)
 
     def _account_updated(self, mode: str | None) -> None:
+        # After the answer: a full hub drops the notice (logged) rather than
+        # answering the request a second time.
         note = Notification("account/updated", AccountUpdatedNotification(auth_mode=mode), now_ms())
-        self._forward(self.hub, Broadcast(note))
+        if not self.hub.send_nowait(Broadcast(note)):
+            log.warning("connection %d: account/updated not sent: the hub is full", self.id)
 
     async def _settings_update(self, rid: RequestId, params: Any) -> None:
         perms = self.info.turn_permissions(params)
