@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -66,6 +66,13 @@ from ..runtime.protocol.jsonrpc import (
     overloaded,
 )
 from ..runtime.protocol.methods import METHODS, ORIGINAL_METHODS, is_experimental
+from ..runtime.protocol.v2.account import (
+    AccountUpdatedNotification,
+    ApiKeyLoginResponse,
+    Empty,
+    LoginAccountParams,
+    LoginCompletedNotification,
+)
 from ..runtime.protocol.v2.initialize import InitializeParams, InitializeResponse
 from ..runtime.protocol.v2.item import TextInput
 from ..runtime.server_info import ServerInfo
@@ -75,7 +82,9 @@ from .analytics_facts import Recorder
 from .barrier import bug_error, innermost, log_bug
 from .command_exec import CommandExecs
 from .fs_requests import FsRequests
+from .fanout import now_ms
 from .messages import (
+    Broadcast,
     ClientAnswer,
     CloseConnection,
     ConnectionGone,
@@ -89,6 +98,7 @@ from .messages import (
     ThreadRequest,
     ToThread,
     Unregister,
+    UpdateSettings,
 )
 from .process import open_process_table
 
@@ -157,10 +167,15 @@ class Connection:
         self.experimental_api = False
         self.opt_out: frozenset[str] = frozenset()
         self.originator = ""
+        #: A client older than 0.171 (clientInfo.version), whose closed
+        #: CodexErrorInfo enum lacks ``bioPolicy``: it is sent ``other``,
+        #: what a 0.169 server sends.
+        self.legacy_error_info = False
         self.ref: ConnectionRef
         self.files: FsRequests
         self.execs: CommandExecs
         self._written = trio.Event()
+        local = info.local
         self._handlers: dict[str, Callable[[RequestId, Any], Any]] = {
             "initialize": self._initialize,
             "thread/start": self._thread_start,
@@ -214,6 +229,20 @@ class Connection:
             "fuzzyFileSearch/sessionStart": self._inline(lambda p: self.files.session_start(p)),
             "fuzzyFileSearch/sessionUpdate": self._inline(lambda p: self.files.session_update(p)),
             "fuzzyFileSearch/sessionStop": self._inline(lambda p: self.files.session_stop(p)),
+            "config/value/write": self._awaited(local.config_value_write),
+            "config/batchWrite": self._awaited(local.config_batch_write),
+            "modelProvider/list": self._inline(local.model_provider_list),
+            "modelProvider/default/set": self._awaited(local.model_provider_default_set),
+            "experimentalFeature/enablement/set": self._inline(local.feature_enablement_set),
+            "account/login/start": self._login,
+            "account/logout": self._logout,
+            "account/rateLimits/read": self._inline(local.rate_limits_read),
+            "feedback/save": self._inline(local.feedback_save),
+            "plugin/list": self._inline(local.plugin_list),
+            "plugin/read": self._inline(local.plugin_read),
+            "externalAgentConfig/detect": self._inline(local.external_agent_detect),
+            "thread/readState/update": self._thread_request("thread/readState/update"),
+            "thread/settings/update": self._settings_update,
         }
 
     async def run(self, *, task_status: trio.TaskStatus[ConnectionRef] = trio.TASK_STATUS_IGNORED) -> None:
@@ -401,6 +430,13 @@ class Connection:
             await self._send(Response(rid, fn(params)))
         return handle
 
+    def _awaited(self, fn: Callable[[Any], Awaitable[Any]]) -> Callable[[RequestId, Any], Any]:
+        """A request answered by file work in a worker thread (config
+        writes): this client's next requests wait for it, no one else's."""
+        async def handle(rid: RequestId, params: Any) -> None:
+            await self._send(Response(rid, await fn(params)))
+        return handle
+
     # --- handlers ----------------------------------------------------------
 
     def _fs_request(self, method: str) -> Callable[[RequestId, Any], Any]:
@@ -414,6 +450,7 @@ class Connection:
         name = params.client_info.name
         if not name or not _HEADER_VALUE.match(name):
             raise invalid_request(f"Invalid clientInfo.name: '{name}'. Must be a valid HTTP header value.")
+        self.legacy_error_info = _older_than_0171(params.client_info.version)
         caps = params.capabilities
         if caps is not None:
             self.experimental_api = caps.experimental_api
@@ -445,6 +482,32 @@ class Connection:
         perms = self.info.turn_permissions(params)
         reply = self._reply(rid)
         self._forward(self.threads, ToThread(params.thread_id, StartTurn(reply, params, perms), reply))
+
+    async def _login(self, rid: RequestId, params: LoginAccountParams) -> None:
+        """As the original: the answer, ``account/login/completed`` to this
+        client, then ``account/updated`` to every client."""
+        self.info.local.login_api_key(params)
+        await self._send(Response(rid, ApiKeyLoginResponse()))
+        await self._send(Notification("account/login/completed", LoginCompletedNotification(success=True),
+                                      now_ms()))
+        self._account_updated("apikey")
+
+    async def _logout(self, rid: RequestId, params: None) -> None:
+        self.info.local.logout()
+        await self._send(Response(rid, Empty()))
+        self._account_updated(None)
+
+    def _account_updated(self, mode: str | None) -> None:
+        # After the answer: a full hub drops the notice (logged) rather than
+        # answering the request a second time.
+        note = Notification("account/updated", AccountUpdatedNotification(auth_mode=mode), now_ms())
+        if not self.hub.send_nowait(Broadcast(note)):
+            log.warning("connection %d: account/updated not sent: the hub is full", self.id)
+
+    async def _settings_update(self, rid: RequestId, params: Any) -> None:
+        perms = self.info.turn_permissions(params)
+        reply = self._reply(rid)
+        self._forward(self.threads, ToThread(params.thread_id, UpdateSettings(reply, params, perms), reply))
 
     async def _command_exec(self, rid: RequestId, params: Any) -> None:
         await self.execs.start(rid, params)
@@ -533,7 +596,10 @@ class Connection:
             batch, size = taken
             if len(batch) > COALESCE_BACKLOG:
                 batch = coalesce_deltas(batch)
-            await self.stream.send_frames([m if type(m) is bytes else encode(m) for m in batch])
+            frames = [m if type(m) is bytes else encode(m) for m in batch]
+            if self.legacy_error_info:
+                frames = [_downgrade_error_info(f) for f in frames]
+            await self.stream.send_frames(frames)
             backlog.sent(size)
         self._written.set()
 
@@ -590,6 +656,21 @@ class _Backlog:
     def _wake(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+
+def _older_than_0171(version: str) -> bool:
+    """Whether a client's version reads as a codex release before 0.171
+    (``0.169.0``); other version schemes are taken as current."""
+    parts = version.split("-")[0].split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return False
+    return (int(parts[0]), int(parts[1])) < (0, 171)
+
+
+def _downgrade_error_info(frame: bytes) -> bytes:
+    if b'"bioPolicy"' not in frame:
+        return frame
+    return frame.replace(b'"codexErrorInfo":"bioPolicy"', b'"codexErrorInfo":"other"')
 
 
 def _turn_id(result: Any) -> str | None:

@@ -21,7 +21,7 @@ from ..runtime.protocol.responses import ResponsesEvent
 from ..runtime.protocol.v2.item import ThreadItem
 from ..runtime.permissions import Permissions
 from ..runtime.protocol.v2.thread import ActivePermissionProfile, SandboxPolicy, ThreadStartParams
-from ..runtime.protocol.v2.turn import TokenUsageBreakdown, TurnError, TurnStartParams
+from ..runtime.protocol.v2.turn import ThreadSettingsUpdateParams, TokenUsageBreakdown, TurnError, TurnStartParams
 
 
 class Msg(msgspec.Struct, frozen=True, tag_field="kind"):
@@ -369,6 +369,14 @@ class SteerTurn(Msg, tag="steer_turn", frozen=True):
     expected_turn_id: str | None
 
 
+class UpdateSettings(Msg, tag="update_settings", frozen=True):
+    """thread/settings/update: the thread's settings for its next turns."""
+
+    reply: Reply
+    params: ThreadSettingsUpdateParams
+    permissions: Permissions | None = None
+
+
 class InterruptTurn(Msg, tag="interrupt_turn", frozen=True):
     reply: Reply
     turn_id: str
@@ -504,7 +512,7 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
     for_session: bool
 
 
-ThreadInbox = (StartTurn | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
+ThreadInbox = (StartTurn | UpdateSettings | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
                | ReadThread | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
 
 RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded

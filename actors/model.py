@@ -59,6 +59,7 @@ import msgspec
 import trio
 
 from ..runtime.protocol import responses as wire
+from ..runtime.rate_limits import RateLimits
 from .messages import ModelEvents, ModelFailed, ModelRetrying
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ class ModelClient:
         unbounded_connection_retries: bool = True,
         backoff: Callable[[int], float] = backoff,
         connection_backoff: Callable[[int], float] = connection_backoff,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self.base_url = base_url
         self.api_key = api_key or None
@@ -150,6 +152,8 @@ class ModelClient:
         self.backoff = backoff
         self.connection_backoff = connection_backoff
         self._sdk: openai.AsyncOpenAI | None = None
+        #: Where the usage-limit headers of responses are noted (ModelPool's).
+        self.rate_limits = rate_limits
 
     async def sdk(self) -> openai.AsyncOpenAI:
         """The SDK client, made on first use. Raises ``OSError`` when it
@@ -261,6 +265,8 @@ async def _attempt(
         response = await _open(client, sdk, body, headers)
     except openai.APIError as exc:
         return classify(exc)
+    if client.rate_limits is not None:
+        client.rate_limits.observe(response.headers)
     async with _closing(response), contextlib.aclosing(response.aiter_bytes()) as chunks:
         try:
             return await _read(client, chunks, out, attempt)
@@ -368,6 +374,7 @@ _USAGE_NOT_INCLUDED = "To use Codex with your ChatGPT plan, upgrade to Plus: htt
 _USAGE_LIMIT = "You\u2019ve hit your usage limit. Try again later."
 _OVERLOADED = "Selected model is at capacity. Please try a different model."
 _CYBER_POLICY = "This request has been flagged for possible cybersecurity risk."
+_BIO_POLICY = "This request has been flagged for possible biological risk."
 _HIGH_DEMAND = "We\u2019re currently experiencing high demand, which may cause temporary errors."
 _READ_ERROR = "Transport error: network error: error decoding response body"
 
@@ -405,7 +412,9 @@ def classify(cause: BaseException | wire.ResponseFailed | wire.ResponseIncomplet
                     return Failure(_USAGE_NOT_INCLUDED, "usageLimitExceeded", False)
                 case "cyber_policy":
                     return Failure(message.strip() or _CYBER_POLICY, "cyberPolicy", False)
-                case "invalid_prompt" | "bio_policy":
+                case "bio_policy":
+                    return Failure(message.strip() or _BIO_POLICY, "bioPolicy", False)
+                case "invalid_prompt":
                     return Failure(message, "other", False)
                 case "server_is_overloaded":
                     return Failure(_OVERLOADED, "serverOverloaded", False)
@@ -434,15 +443,17 @@ def _classify_status(status: int, response: httpx2.Response) -> Failure:
     error = _error_object(body)
     code = error.get("code")
     if status == 400:
-        # bio_policy is "other" in 0.169; 0.171 names it bioPolicy, which a
-        # 0.169 client cannot parse.
+        # bio_policy is "other" in 0.169; 0.171 names it bioPolicy (a 0.169
+        # client cannot parse that: its connection downgrades it).
         message = error.get("message")
         match code:
             case "context_length_exceeded":
                 return Failure(_CONTEXT_WINDOW, "contextWindowExceeded", False)
             case "cyber_policy":
                 return Failure(str(message or "").strip() or _CYBER_POLICY, "cyberPolicy", False)
-            case "invalid_prompt" | "bio_policy" if isinstance(message, str) and message:
+            case "bio_policy":
+                return Failure(str(message or "").strip() or _BIO_POLICY, "bioPolicy", False)
+            case "invalid_prompt" if isinstance(message, str) and message:
                 return Failure(message, "other", False)
         return Failure(body, "other", False)
     if status == 429:

@@ -178,6 +178,7 @@ def _listing(index: ThreadIndex, p: Any, loaded: frozenset[str]) -> ThreadListRe
         return ThreadSearchResponse([ThreadSearchResult(thread_from_meta(m, m.id in loaded),
                                                         snippets.get(m.id, m.preview)) for m in page.rows],
                                     page.next_cursor, page.backwards_cursor)
-    page = index.list_threads(**common, cwd=p.cwd, model_providers=p.model_providers, search_term=p.search_term)
+    page = index.list_threads(**common, cwd=p.cwd, model_providers=p.model_providers, search_term=p.search_term,
+                              thread_ids=p.included_thread_ids)
     return ThreadListResponse([thread_from_meta(m, m.id in loaded) for m in page.rows],
                               page.next_cursor, page.backwards_cursor)

@@ -175,6 +175,7 @@ from .messages import (
     Reply,
     Resumed,
     StartTurn,
+    UpdateSettings,
     SteerTurn,
     Steered,
     Subscribe,
@@ -399,6 +400,8 @@ class ThreadActor:
 
     async def _dispatch(self, msg: Any) -> None:
         match msg:
+            case UpdateSettings(reply=reply, params=params, permissions=perms):
+                await self._update_settings(reply, params, perms)
             case StartTurn(reply=reply, params=params, permissions=perms):
                 match self.state:
                     case Running():
@@ -704,6 +707,37 @@ class ThreadActor:
         # Coalesced when full: this never waits on the turn.
         turn.mailbox.send_nowait(Steered((raw,)))
 
+    async def _apply_settings(self, settings: ThreadConfig) -> None:
+        """Make *settings* the thread's, telling its clients when they differ."""
+        if settings == self.config:
+            return
+        self.config = settings
+        await self._notify("thread/settings/updated", {"threadId": settings.id, "threadSettings": {
+            "approvalPolicy": settings.approval_policy, "approvalsReviewer": settings.approvals_reviewer,
+            "collaborationMode": {"mode": settings.collaboration_mode, "settings": {
+                "model": settings.model, "reasoning_effort": settings.reasoning_effort,
+                "developer_instructions": collaboration.instructions(
+                    settings.collaboration_mode, settings.mode_instructions)
+                if settings.collaboration_mode == "plan"
+                else settings.mode_instructions or settings.developer_instructions}},
+            "cwd": settings.cwd, "model": settings.model, "modelProvider": settings.model_provider,
+            "sandboxPolicy": settings.sandbox, "activePermissionProfile": settings.permission_profile,
+            "effort": settings.reasoning_effort,
+            "summary": settings.reasoning_summary}})
+
+    async def _update_settings(self, reply: Reply, params: Any, perms: Permissions | None) -> None:
+        """thread/settings/update: ``{}``, then ``thread/settings/updated``
+        when something changed (0.171.0's order); a running turn keeps its
+        settings."""
+        try:
+            settings = self._overrides(params, perms)
+        except msgspec.ValidationError as exc:
+            await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
+                f"Invalid request: invalid sandboxPolicy: {exc}").error))
+            return
+        await self._to(reply.conn, Response(reply.request_id, {}))
+        await self._apply_settings(settings)
+
     async def _start_turn(self, reply: Reply, params: Any, perms: Permissions | None) -> None:
         try:
             settings = self._overrides(params, perms)
@@ -713,20 +747,7 @@ class ThreadActor:
             return
         mode_changed = (settings.collaboration_mode, settings.mode_instructions) != (
             self.config.collaboration_mode, self.config.mode_instructions)
-        if settings != self.config:
-            self.config = settings
-            await self._notify("thread/settings/updated", {"threadId": settings.id, "threadSettings": {
-                "approvalPolicy": settings.approval_policy, "approvalsReviewer": settings.approvals_reviewer,
-                "collaborationMode": {"mode": settings.collaboration_mode, "settings": {
-                    "model": settings.model, "reasoning_effort": settings.reasoning_effort,
-                    "developer_instructions": collaboration.instructions(
-                        settings.collaboration_mode, settings.mode_instructions)
-                    if settings.collaboration_mode == "plan"
-                    else settings.mode_instructions or settings.developer_instructions}},
-                "cwd": settings.cwd, "model": settings.model, "modelProvider": settings.model_provider,
-                "sandboxPolicy": settings.sandbox, "activePermissionProfile": settings.permission_profile,
-                "effort": settings.reasoning_effort,
-                "summary": settings.reasoning_summary}})
+        await self._apply_settings(settings)
         turn_id = uuid7()
         started_s = int(time.time())
         user_item = UserMessageItem(id=uuid7(), content=params.input)

@@ -259,6 +259,8 @@ class ThreadRegistry:
                         raise internal_error("MCP is not available in this server")
                     if not self.mcp.send_nowait(McpRequest(reply, method, params)):
                         raise overloaded()
+                case "thread/list" if params.included_thread_ids is not None and len(params.included_thread_ids) > 100:
+                    raise invalid_params("includedThreadIds accepts at most 100 entries")
                 case "thread/list" if params.section_id is not None:
                     # Sections (experimental) file no thread here: each is empty.
                     await self._answer(reply, ThreadListResponse([]))
@@ -272,6 +274,11 @@ class ThreadRegistry:
                 case "thread/search":
                     if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
                         raise overloaded()
+                case "thread/readState/update" if params.thread_id in self.threads:
+                    # As 0.171.0 with no read-state store: nothing to update.
+                    raise invalid_request("thread read state unavailable")
+                case "thread/readState/update":
+                    raise invalid_request(f"thread not loaded: {params.thread_id}")
                 case "thread/loaded/list":
                     await self._answer(reply, _loaded_page(sorted(self.threads), params))
                 case "thread/read" if params.thread_id in self.threads:

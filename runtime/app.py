@@ -39,6 +39,7 @@ from .config import Settings, resolve_provider
 from .limits import Limits
 from .mailbox import open_mailbox
 from .server_info import ServerInfo
+from .rate_limits import RateLimits
 from .stream import FrameStream
 from .supervisor import RestartPolicy, open_supervisor
 
@@ -61,16 +62,25 @@ class ModelPool:
     ``scripted`` provider starts the embedded scripted server in the host
     nursery the first time a thread needs it."""
 
-    def __init__(self, settings: Settings, nursery: trio.Nursery) -> None:
+    def __init__(self, settings: Settings, nursery: trio.Nursery, rate_limits: RateLimits | None = None) -> None:
         self.settings = settings
         self.nursery = nursery
+        self.rate_limits = rate_limits or RateLimits()
         self.clients: dict[str, ModelClient] = {}
+        #: Clients made before a login or logout changed their key: threads
+        #: started then keep them; closed with the pool.
+        self.retired: list[ModelClient] = []
         self.scripted: ScriptedResponses | None = None
 
     async def get(self, provider_id: str) -> ModelClient:
+        """The provider's client, made anew when its key changed (an
+        ``account/login/start`` or ``account/logout`` since)."""
+        p = resolve_provider(self.settings, provider_id)
         client = self.clients.get(provider_id)
+        if client is not None and client.api_key != (p.api_key or None):
+            self.retired.append(self.clients.pop(provider_id))
+            client = None
         if client is None:
-            p = resolve_provider(self.settings, provider_id)
             base_url = p.base_url
             if base_url is None:
                 if self.scripted is None:
@@ -80,7 +90,7 @@ class ModelPool:
             client = self.clients[provider_id] = ModelClient(
                 base_url, p.api_key or "", headers=p.headers, query_params=p.query_params,
                 request_max_retries=p.request_max_retries, stream_max_retries=p.stream_max_retries,
-                stream_idle_timeout_ms=p.stream_idle_timeout_ms,
+                stream_idle_timeout_ms=p.stream_idle_timeout_ms, rate_limits=self.rate_limits,
             )
             # Importing the openai SDK takes ~0.4 s: do it now, in a worker
             # thread, rather than in front of the first turn.
@@ -88,7 +98,7 @@ class ModelPool:
         return client
 
     async def aclose(self) -> None:
-        for client in self.clients.values():
+        for client in [*self.clients.values(), *self.retired]:
             await client.aclose()
 
 
@@ -112,7 +122,8 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
     session, within ``limits``; ``ws_auth`` requires a bearer token in their
     upgrade."""
     listens = [listen] if isinstance(listen, ListenUrl) else list(listen)
-    info = ServerInfo(settings)
+    rate_limits = RateLimits()
+    info = ServerInfo(settings, rate_limits)
     conn_ids = itertools.count(1)
     bound: list[Listening] = []
     # Bound first: a refusal stops start-up with its message alone, before any actor runs.
@@ -124,7 +135,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                 raise SystemExit(f"trio-codex: cannot listen on {each.scheme}://: {exc}") from None
     async with trio.open_nursery() as host, open_supervisor(
             "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup:
-        models = ModelPool(settings, host)
+        models = ModelPool(settings, host, rate_limits)
         if stream is None:
             await host.start(_stop_on_signal, host.cancel_scope)
         # Analytics is best effort: if it fails, the server goes on without it.

@@ -47,6 +47,8 @@ from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
+from . import auth
+
 __all__ = [
     "DEFAULT_MODEL",
     "SCRIPTED_PROVIDER_ID",
@@ -481,6 +483,8 @@ def resolve_provider(
             "support yet; use `env_key` or `experimental_bearer_token` instead"
         )
     api_key = info.experimental_bearer_token
+    if api_key is None and info.requires_openai_auth:
+        api_key = auth.read_api_key(settings.codex_home)
     if info.env_key is not None:
         api_key = env.get(info.env_key, "")
         if not api_key.strip():
@@ -964,3 +968,23 @@ def _unknown_provider(pid: str, known: Mapping[str, ModelProviderInfo]) -> str:
 
 def _default(value: int | None, default: int) -> int:
     return default if value is None else value
+
+
+def check_config_table(table: dict[str, Any]) -> None:
+    """Validate one layer's table as the original validates a config write.
+
+    Raises :class:`ConfigError` (the detail, and ``key``) for a value the
+    typed settings refuse or a ``model_providers`` entry that is unusable.
+    """
+
+    def fail(path: Sequence[str], detail: str) -> ConfigError:
+        return ConfigError(detail, key=".".join(path))
+
+    config = _convert(table, fail)
+    _check_providers(config.model_providers, fail)
+
+
+def config_version(table: dict[str, Any]) -> str:
+    """The ``version`` the original gives a config layer (config/read's
+    origins, the writes' ``expectedVersion``)."""
+    return _version(table)

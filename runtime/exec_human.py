@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .exec_events import final_message, with_details
+from .server_info import PROTOCOL_VERSION
 
-VERSION = "0.169.0"
+#: The release exec's banner names: the one whose protocol the server speaks.
+VERSION = PROTOCOL_VERSION
 _CODES = {"bold": 1, "dimmed": 2, "italic": 3, "red": 31, "green": 32, "yellow": 33, "magenta": 35, "cyan": 36}
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 

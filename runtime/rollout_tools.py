@@ -174,6 +174,8 @@ class ReplayedMcpToolCall(_Camel, kw_only=True, tag_field="type", tag="mcpToolCa
     duration_ms: int | None = None
     mcp_app_resource_uri: str | None = None
     plugin_id: str | None = None
+    #: Where the server ran (0.171; None when the rollout does not say).
+    environment_id: str | None = None
     started_at_ms: int | None = None
     completed_at_ms: int | None = None
 
@@ -334,7 +336,7 @@ def replay_mcp_tool_call(raw: dict[str, Any], **times: int | None) -> ReplayedMc
         id=item_id, server=server, tool=tool, status=_camel(str(raw.get("status") or "completed")),
         arguments=raw.get("arguments"), result=result, error=raw.get("error"),
         duration_ms=_ms(raw.get("duration")), mcp_app_resource_uri=_pick(raw, "mcp_app_resource_uri"),
-        plugin_id=_pick(raw, "plugin_id"), **times)
+        plugin_id=_pick(raw, "plugin_id"), environment_id=_pick(raw, "environment_id"), **times)
 
 
 def replay_web_search(raw: dict[str, Any], **times: int | None) -> ReplayedWebSearch | None:

@@ -29,6 +29,8 @@ from .protocol.v2.discovery import (
     SkillsListResponse,
 )
 from . import permissions
+from .local_requests import LocalRequests
+from .rate_limits import RateLimits
 from .protocol.jsonrpc import invalid_request
 from .protocol.paging import offset_cursor, page_size
 from .protocol.v2.thread import PermissionProfileListParams, PermissionProfileListResponse
@@ -46,7 +48,7 @@ from .protocol.v2.models import (
 
 #: The codex-cli release whose app-server protocol we serve. Clients gate
 #: features on it (the openai-codex SDK probes the schema when it sees 0.0.0).
-PROTOCOL_VERSION = "0.169.0"
+PROTOCOL_VERSION = "0.171.0"
 
 _EFFORTS = [
     ReasoningEffortOption("low", "Fast responses with lighter reasoning"),
@@ -80,11 +82,13 @@ def _terminal() -> str:
 
 
 class ServerInfo:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, rate_limits: RateLimits | None = None) -> None:
         self.settings = settings
         self.codex_home = str(settings.codex_home)
         self.platform_family = "windows" if sys.platform == "win32" else "unix"
         self.platform_os = {"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux")
+        #: The requests answered from CODEX_HOME (config writes, login, ...).
+        self.local = LocalRequests(settings, PROTOCOL_VERSION, rate_limits or RateLimits())
         self._ua_middle = f"{PROTOCOL_VERSION} ({_os_description()}; {platform.machine()}) {_terminal()}"
 
     def user_agent(self, originator: str, client: ClientInfo) -> str:

@@ -453,6 +453,7 @@ class ThreadIndex:
         source_kinds: Sequence[str] | None = None,
         search_term: str | None = None,
         full_text: str | None = None,
+        thread_ids: Sequence[str] | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> Page:
         """One page of ``thread/list``.
@@ -463,9 +464,10 @@ class ThreadIndex:
         :data:`INTERACTIVE_SOURCE_KINDS`; ``"subAgent"`` means every sub-agent
         kind), ``search_term`` (case-insensitive substring of the name or the
         preview), ``full_text`` (``thread/search``: a case-insensitive
-        substring of one of its messages, through the full-text index).
-        Raises ``ValueError`` for a bad argument or a cursor from another
-        sort.
+        substring of one of its messages, through the full-text index),
+        ``thread_ids`` (0.171's ``includedThreadIds``: only these; empty
+        matches nothing). Raises ``ValueError`` for a bad argument or a
+        cursor from another sort.
         """
         if sort_key not in ("created_at", "updated_at", "recency_at"):
             raise ValueError(f"unknown sortKey {sort_key!r}: use created_at, updated_at or recency_at")
@@ -488,6 +490,11 @@ class ThreadIndex:
                 return Page([])
             where.append(f"cwd IN ({', '.join('?' * len(paths))})")
             args += paths
+        if thread_ids is not None:
+            if not thread_ids:
+                return Page([])
+            where.append(f"id IN ({', '.join('?' * len(thread_ids))})")
+            args += list(thread_ids)
         if model_providers:
             where.append(f"model_provider IN ({', '.join('?' * len(model_providers))})")
             args += list(model_providers)

@@ -26,8 +26,8 @@ RUNTIME_THIRD_PARTY = {"trio", "msgspec"}
 #: The exceptions: the sandbox's seccomp filter is compiled by libseccomp;
 #: the file search matches .gitignore with pathspec.
 RUNTIME_EXTRA = {"runtime/seccomp.py": {"pyseccomp"}, "runtime/file_search.py": {"pathspec"},
-                 # `mcp add/remove` edit config.toml keeping its comments.
-                 "runtime/mcp_cli.py": {"tomlkit"}}
+                 # `mcp add/remove` and config writes edit config.toml keeping its comments.
+                 "runtime/mcp_cli.py": {"tomlkit"}, "runtime/config_write.py": {"tomlkit"}}
 
 
 def modules() -> list[Path]:

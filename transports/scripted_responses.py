@@ -58,6 +58,9 @@ are bare words or JSON strings (``text="two words"``).
                              to the first N requests with the same
                              ``(prompt_cache_key, prompt text)`` only, so a
                              retried turn then succeeds
+``used_percent=N``            the response headers report N % of a
+                             5-hour usage window used
+                             (``x-codex-primary-*``, as ChatGPT's backend)
 ``input_tokens=N`` …         usage numbers: ``input_tokens``,
                              ``cached_tokens``, ``output_tokens``,
                              ``reasoning_tokens``
@@ -221,6 +224,8 @@ class Script(msgspec.Struct, frozen=True, kw_only=True):
     incomplete: str | None = None
     omit_completed: bool = False
     usage: wire.TokenUsage | None = None
+    #: Extra response headers of the stream.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class RecordedRequest(msgspec.Struct, frozen=True):
@@ -271,6 +276,7 @@ _INT_KEYS = frozenset(
         "output_tokens",
         "reasoning_tokens",
         "deep",
+        "used_percent",
     }
 )
 _FLOAT_KEYS = frozenset({"delay_ms", "first_byte_ms", "keepalive_ms"})
@@ -483,7 +489,7 @@ class ScriptedResponses:
             message = error.message or _phrase(error.status)
             await _send_json(conn, stream, error.status, _error_body(message, type=kind, code=error.code))
             return True
-        await stream.send_all(conn.send(h11.Response(status_code=200, headers=_SSE_HEADERS)))
+        await stream.send_all(conn.send(h11.Response(status_code=200, headers=[*_SSE_HEADERS, *script.headers])))
         return await self._stream(conn, stream, script, payload["model"], len(body) // 4)
 
     def _select(self, payload: dict) -> Script:
@@ -526,6 +532,7 @@ class ScriptedResponses:
             delta_delay=d["delay_ms"] / 1000 if "delay_ms" in d else self.delta_delay,
             keepalive=d.get("keepalive_ms", 0.0) / 1000,
             usage=usage,
+            headers=_usage_headers(d["used_percent"]) if "used_percent" in d else (),
         )
         if not any(name in d for name in _FAILURE_KEYS):
             return script
@@ -677,6 +684,13 @@ class ScriptedResponses:
 
 _PLAIN, _DELTA, _TERMINAL = object(), object(), object()
 _SSE_HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
+
+
+def _usage_headers(percent: int) -> tuple[tuple[str, str], ...]:
+    """A usage window as ChatGPT's backend reports it: 5 hours, resetting
+    in one."""
+    return (("x-codex-primary-used-percent", str(percent)), ("x-codex-primary-window-minutes", "300"),
+            ("x-codex-primary-reset-at", str(int(time.time()) + 3600)))
 _FAILURE_MESSAGES = {
     "context_length_exceeded": "Your input exceeds the context window of this model. Please adjust your input and try again.",
     "insufficient_quota": "You exceeded your current quota, please check your plan and billing details.",

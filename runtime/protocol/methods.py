@@ -4,7 +4,7 @@ type, like the original's
 conformance tests all read it.
 
 A method whose ``params`` is None takes no params. A method the original
-has (:mod:`.original`) but :data:`METHODS` lacks is part of the 0.169.0
+has (:mod:`.original`) but :data:`METHODS` lacks is part of the 0.171.0
 protocol that we do not serve yet: it gets -32601 naming it, while a method
 the original does not know gets the original's -32600 "unknown variant".
 """
@@ -14,11 +14,25 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .original import EXPERIMENTAL_REQUESTS, STABLE_REQUESTS
+from .v2.account import (
+    ExternalAgentConfigDetectParams,
+    FeedbackSaveParams,
+    LoginAccountParams,
+    PluginListParams,
+    PluginReadParams,
+    ThreadReadStateUpdateParams,
+)
 from .v2.command import (
     CommandExecParams,
     CommandExecResizeParams,
     CommandExecTerminateParams,
     CommandExecWriteParams,
+)
+from .v2.config import (
+    ConfigBatchWriteParams,
+    ConfigValueWriteParams,
+    ExperimentalFeatureEnablementSetParams,
+    ModelProviderDefaultSetParams,
 )
 from .v2.discovery import CwdsParams, EmptyParams, PagedParams, PluginInstalledParams
 from .v2.fs import (
@@ -61,7 +75,7 @@ from .v2.thread import (
     ThreadStartParams,
     ThreadTurnsListParams,
 )
-from .v2.turn import TurnInterruptParams, TurnStartParams, TurnSteerParams
+from .v2.turn import ThreadSettingsUpdateParams, TurnInterruptParams, TurnStartParams, TurnSteerParams
 
 
 class MethodSpec(NamedTuple):
@@ -134,6 +148,20 @@ METHODS: dict[str, MethodSpec] = {
     "fuzzyFileSearch/sessionStart": MethodSpec(FuzzySessionStartParams),
     "fuzzyFileSearch/sessionUpdate": MethodSpec(FuzzySessionUpdateParams),
     "fuzzyFileSearch/sessionStop": MethodSpec(FuzzySessionStopParams),
+    "config/value/write": MethodSpec(ConfigValueWriteParams),
+    "config/batchWrite": MethodSpec(ConfigBatchWriteParams),
+    "modelProvider/list": MethodSpec(EmptyParams),
+    "modelProvider/default/set": MethodSpec(ModelProviderDefaultSetParams),
+    "experimentalFeature/enablement/set": MethodSpec(ExperimentalFeatureEnablementSetParams),
+    "account/login/start": MethodSpec(LoginAccountParams),
+    "account/logout": MethodSpec(None),
+    "account/rateLimits/read": MethodSpec(None),
+    "feedback/save": MethodSpec(FeedbackSaveParams),
+    "plugin/list": MethodSpec(PluginListParams),
+    "plugin/read": MethodSpec(PluginReadParams),
+    "externalAgentConfig/detect": MethodSpec(ExternalAgentConfigDetectParams),
+    "thread/readState/update": MethodSpec(ThreadReadStateUpdateParams),
+    "thread/settings/update": MethodSpec(ThreadSettingsUpdateParams),
 }
 
 #: Every client request of the original, served or not.

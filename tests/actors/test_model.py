@@ -244,9 +244,9 @@ async def test_events_nested_deeper_than_the_originals_limit_are_skipped(make_cl
             "Codex ran out of room in the model's context window. "
             "Start a new thread or clear earlier history before retrying.", "contextWindowExceeded")),
         ('[[status=400 code=invalid_prompt message="nope"]]', ModelFailed("nope", "other")),
-        ('[[status=400 code=bio_policy message="flagged"]]', ModelFailed("flagged", "other")),
+        ('[[status=400 code=bio_policy message="flagged"]]', ModelFailed("flagged", "bioPolicy")),  # 0.171 (0.169: "other")
         ("[[status=400 code=cyber_policy]]", ModelFailed("Bad Request", "cyberPolicy")),
-        ('[[fail=bio_policy message="flagged"]]', ModelFailed("flagged", "other")),
+        ('[[fail=bio_policy message="flagged"]]', ModelFailed("flagged", "bioPolicy")),  # 0.171
     ],
 )
 async def test_bad_requests_and_policy_failures_map_as_the_original(make_client, prompt, failure) -> None:

@@ -51,7 +51,7 @@ async def test_exec_prints_the_answer_on_stdout_and_the_transcript_on_stderr(cod
     done = await run_exec(codex_home, "--skip-git-repo-check", "[[deltas=3]] hello from exec")
     assert (done.returncode, done.stdout) == (0, b"hello from exec\n")
     err = done.stderr.decode()
-    assert err.startswith("Reading additional input from stdin...\nOpenAI Codex v0.169.0\n--------\n")
+    assert err.startswith("Reading additional input from stdin...\nOpenAI Codex v0.171.0\n--------\n")
     for line in (f"workdir: {codex_home.parent}", "model: mock-model", "provider: mock", "approval: never",
                  "sandbox: read-only", "reasoning effort: none"):
         assert f"\n{line}\n" in err

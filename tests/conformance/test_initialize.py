@@ -17,7 +17,7 @@ async def test_initialize_reports_a_real_version_and_where_codex_home_is(codex_h
     async with open_app_server(codex_home) as client:
         result = await client.initialize("codex_python_sdk")
     assert set(result) == {"userAgent", "codexHome", "platformFamily", "platformOs"}
-    assert re.match(r"^codex_python_sdk/0\.169\.0 \(\S.* \d+\.\d+\.\d+; \S+\) \S+ \(codex_python_sdk; 1\.0\)$", result["userAgent"])
+    assert re.match(r"^codex_python_sdk/0\.171\.0 \(\S.* \d+\.\d+\.\d+; \S+\) \S+ \(codex_python_sdk; 1\.0\)$", result["userAgent"])
     assert result["codexHome"] == str(codex_home)
     assert (result["platformFamily"], result["platformOs"]) == ("unix", "linux")
 

@@ -1,14 +1,16 @@
-"""The original's own terminal client, ``codex --remote ws://…`` (0.169.0),
+"""The original's own terminal client, ``codex --remote ws://…`` (0.169.0, and
+0.171.0, the release whose protocol we speak),
 drives our server: it starts up (initialize, the discovery requests, a
 thread), takes a prompt typed into its terminal and shows the reply, asks its user
-to approve a command that leaves the sandbox and runs it once approved, and a
-proxy between the two sees no request of it answered with an error. Run on
-a pseudo-terminal; skipped where the original is not installed
-(``npm i @openai/codex@0.169.0``, or ``CODEX_ORIGINAL_BIN``)."""
+to approve a command that leaves the sandbox and runs it once approved, saves
+a model chosen in ``/model`` to config.toml (comments kept), and a proxy
+between the two sees no request of it answered with an error. Run on
+a pseudo-terminal; each version is skipped where it is not installed
+(``npm i @openai/codex@0.169.0``, or ``CODEX_ORIGINAL_BIN``; 0.171.0: see
+``harness.ORIGINAL_0171_BIN``)."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -24,6 +26,7 @@ import pytest
 import trio
 import trio_websocket
 
+from harness import ORIGINAL_0171_BIN
 from harness import ORIGINAL_BIN as ORIGINAL
 from harness.ws import TIMEOUT, ws_server
 
@@ -73,10 +76,14 @@ class Proxy:
                         self.errors.append(f"{sent.get(msg.get('id'))}: {msg['error']}")
                     await down.send_message(message)
 
-            with contextlib.suppress(trio_websocket.ConnectionClosed):
+            # Either side closing ends the session; the nursery reports it
+            # in a group (the TUI is killed at the end, before the proxy).
+            try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(client_to_server)
                     nursery.start_soon(server_to_client)
+            except* trio_websocket.ConnectionClosed:
+                pass
 
 
 def events_of(path: Path) -> list[dict]:
@@ -87,12 +94,17 @@ def turn_events(path: Path) -> list[dict]:
     return [e for e in events_of(path) if e["event_type"] == "codex_turn_event"]
 
 
-@pytest.mark.skipif(not ORIGINAL.exists(), reason="the original codex binary is not installed")
-async def test_the_codex_tui_runs_a_turn_through_our_websocket_listener(codex_home: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tui", [ORIGINAL, ORIGINAL_0171_BIN], ids=["0.169.0", "0.171.0"])
+async def test_the_codex_tui_runs_a_turn_through_our_websocket_listener(codex_home: Path, tmp_path: Path,
+                                                                        tui: Path) -> None:
+    if not tui.exists():
+        pytest.skip(f"the original codex binary is not installed at {tui}")
     events = tmp_path / "events.jsonl"
     workspace = tmp_path / "ws"
     workspace.mkdir()
     (tmp_path / "tui-home" / ".codex").mkdir(parents=True)
+    config = codex_home / "config.toml"
+    config.write_text("# the user's own note\n" + config.read_text())
     env = {"HOME": str(tmp_path / "tui-home"), "CODEX_HOME": str(tmp_path / "tui-home" / ".codex"),
            "TERM": "xterm-256color", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     async with ws_server(codex_home, "ws://127.0.0.1:0", "-c", "analytics.enabled=true",
@@ -100,27 +112,36 @@ async def test_the_codex_tui_runs_a_turn_through_our_websocket_listener(codex_ho
         proxy = Proxy(server.url)
         async with trio.open_nursery() as proxies:
             await proxy.run(proxies)
-            await drive_tui(proxy.url, env, workspace, events)
+            await drive_tui(tui, proxy.url, env, workspace, events)
             proxies.cancel_scope.cancel()
     # Everything the TUI asked at start-up and for the turn was answered.
     assert not proxy.errors, proxy.errors
-    assert {"initialize", "thread/start", "turn/start", "thread/list",
-            "configRequirements/read"} <= set(proxy.methods)
-    # Analytics saw the user accept; the TUI's title-writing helper thread,
-    # which the scripted model also asked to run the command, answered
-    # with an error (it takes no tools), recorded as such.
+    assert {"initialize", "thread/start", "turn/start", "thread/list", "configRequirements/read",
+            "thread/settings/update", "config/batchWrite"} <= set(proxy.methods)
+    # /model saved the choice in the server's config.toml, the user's comment kept.
+    saved = config.read_text()
+    assert saved.startswith("# the user's own note\n") and 'model_reasoning_effort = "medium"' in saved
+    # Analytics saw the user accept; the 0.169 TUI's title-writing helper
+    # thread, which the scripted model also asked to run the command,
+    # answered with an error (it takes no tools), recorded as such. The
+    # 0.171 TUI's helper thread runs read-only and asks for no approval.
     approvals = {e["decision"] or e["failure"]: e for e in events_of(events)
                  if e["event_type"] == "codex_tool_approval"}
-    assert set(approvals) == {"accept", "error"}
+    assert set(approvals) == ({"accept", "error"} if tui == ORIGINAL else {"accept"})
     assert approvals["accept"]["request_method"] == "item/commandExecution/requestApproval"
 
 
-async def drive_tui(url: str, env: dict[str, str], workspace: Path, events: Path) -> None:
+def visible(screen: bytes) -> bytes:
+    """What a terminal shows, without escapes and whitespace."""
+    return re.sub(rb"\x1b\[[0-9;?<>=]*[a-zA-Z~]|\s", b"", screen)
+
+
+async def drive_tui(tui: Path, url: str, env: dict[str, str], workspace: Path, events: Path) -> bytes:
     """Start the TUI on a pseudo-terminal against ``url``, type a prompt and
-    wait for the turn."""
+    wait for the turn; what the terminal received."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = await trio.lowlevel.open_process([str(ORIGINAL), "--remote", url], stdin=slave, stdout=slave,
+    proc = await trio.lowlevel.open_process([str(tui), "--remote", url], stdin=slave, stdout=slave,
                                             stderr=slave, env=env, cwd=workspace, start_new_session=True)
     os.close(slave)
     terminal = trio.lowlevel.FdStream(master)
@@ -148,7 +169,7 @@ async def drive_tui(url: str, env: dict[str, str], workspace: Path, events: Path
                 await terminal.send_all(b"\r")
 
             def shown(text: bytes, since: int = 0) -> bool:
-                return text in re.sub(rb"\x1b\[[0-9;?<>=]*[a-zA-Z~]|\s", b"", bytes(screen[since:]))
+                return text in visible(bytes(screen[since:]))
 
             nursery.start_soon(read)
             await wait_for(lambda: b"Ask Codex to do anything" in screen)
@@ -165,9 +186,18 @@ async def drive_tui(url: str, env: dict[str, str], workspace: Path, events: Path
             await wait_for(lambda: shown(b"Yes,proceed(y)", mark))
             await terminal.send_all(b"y")
             await wait_for(lambda: (workspace / "approved.txt").exists() and shown(b"Workedfor", mark))
+            # /model: pick the model, then the effort; the TUI saves both (config/batchWrite).
+            mark = len(screen)
+            await type_line("/model")
+            await wait_for(lambda: shown(b"SelectModelandEffort", mark))
+            await terminal.send_all(b"\r")
+            await wait_for(lambda: shown(b"SelectReasoningLevel", mark))
+            await terminal.send_all(b"\r")
+            await wait_for(lambda: shown(b"Modelchangedtomock-model", mark))
             nursery.cancel_scope.cancel()
     finally:
         proc.kill()
         with trio.move_on_after(TIMEOUT):
             await proc.wait()
         await terminal.aclose()
+    return bytes(screen)

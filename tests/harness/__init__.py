@@ -29,6 +29,12 @@ TIMEOUT = 20.0
 ORIGINAL_BIN = Path(os.environ.get(
     "CODEX_ORIGINAL_BIN",
     "/work/orig/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"))
+#: The release whose protocol we speak (codex-cli 0.171.0: ``npm i --prefix
+#: /work/orig171 @openai/codex@0.171.0``, or ``CODEX_ORIGINAL_0171_BIN``),
+#: for the tests of its clients; they skip where it is not installed.
+ORIGINAL_0171_BIN = Path(os.environ.get(
+    "CODEX_ORIGINAL_0171_BIN",
+    "/work/orig171/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"))
 
 
 def mock_config(base_url: str, **provider: Any) -> str:

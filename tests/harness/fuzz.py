@@ -22,6 +22,9 @@ CODEX_HOME and cwd:
 - ``fs/*`` paths and ``fuzzyFileSearch`` roots lead into the scratch cwd
   (:data:`SCRATCH`): the original lets a client reach any absolute path, so
   a fuzzed ``fs/remove "/"`` must never reach the server as such.
+- ``feedback/save`` gets a relative ``savePath``, which is refused: an
+  absolute one would write a ZIP wherever the generator pointed. Config
+  writes and the API-key login touch only the scratch CODEX_HOME.
 - Thread requests reach the one real thread the driver started, through
   :data:`THREAD` in the frame, now and then; a turn there talks to the
   scripted model, which runs no tool unless the prompt asks for one in its
@@ -188,13 +191,16 @@ def _scratch(value: Any) -> Any:
 
 
 def _safe(method: str, params: Any, draw: Any) -> Any:
-    """Keep ``command/exec`` to :data:`SAFE_COMMANDS` and fs/* and the file
-    search inside the scratch cwd (see the module docstring)."""
+    """Keep ``command/exec`` to :data:`SAFE_COMMANDS`, fs/* and the file
+    search inside the scratch cwd, and ``feedback/save`` off the host's
+    files (see the module docstring)."""
     if (method.startswith("fs/") or method.startswith("fuzzyFileSearch")) and isinstance(params, dict):
         for key in _PATH_KEYS & params.keys():
             params[key] = _scratch(params[key])
         if isinstance(params.get("roots"), list):
             params["roots"] = [SCRATCH if isinstance(r, str) else r for r in params["roots"]]
+    if method == "feedback/save" and isinstance(params, dict) and "savePath" in params:
+        params["savePath"] = "feedback.zip"  # relative: refused, never written
     if method == "command/exec" and isinstance(params, dict):
         args = params.get("command") if isinstance(params.get("command"), list) else []
         params["command"] = [draw(st.sampled_from(SAFE_COMMANDS)), *args[1:4]] if draw(

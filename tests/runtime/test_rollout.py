@@ -629,7 +629,7 @@ def test_mcp_tool_calls_and_web_searches_of_the_originals_files_replay() -> None
         "type": "mcpToolCall", "id": "call_m", "server": "docs", "tool": "search", "status": "completed",
         "arguments": {"q": "x"}, "result": {"content": [{"type": "text", "text": "hit"}],
                                             "structuredContent": {"n": 1}},
-        "error": None, "durationMs": 5, "mcpAppResourceUri": None, "pluginId": None,
+        "error": None, "durationMs": 5, "mcpAppResourceUri": None, "pluginId": None, "environmentId": None,
         "startedAtMs": None, "completedAtMs": None}
     assert (shown_web["query"], shown_web["action"]) == ("trio", {"type": "openPage", "url": "https://x"})
 

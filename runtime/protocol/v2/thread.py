@@ -159,6 +159,8 @@ class ThreadListParams(Wire, frozen=True):
     search_term: str | None = None
     #: Threads filed in this section (experimental): we file none in any.
     section_id: str | None = None
+    #: Only these threads (0.171; at most 100, checked by the registry).
+    included_thread_ids: list[str] | None = None
 
 
 class ThreadListResponse(Wire, frozen=True):

@@ -66,6 +66,24 @@ class CollaborationMode(msgspec.Struct, frozen=True):
     settings: CollaborationSettings = CollaborationSettings()
 
 
+class ThreadSettingsUpdateParams(Wire, frozen=True):
+    """``thread/settings/update``: settings for the thread's next turns, as
+    a turn/start's overrides would set them (the fields we act on; the
+    rest, such as ``collaborationMode`` or ``personality``, are accepted and
+    have no effect here)."""
+
+    thread_id: str
+    cwd: str | None = None
+    approval_policy: Literal["untrusted", "on-request", "never"] | dict[str, Any] | None = None
+    approvals_reviewer: str | None = None
+    sandbox_policy: dict[str, Any] | None = None
+    permissions: str | None = None
+    model: str | None = None
+    effort: str | None = None
+    summary: str | None = None
+    service_tier: str | None = None
+
+
 class TurnStartResponse(Wire, frozen=True):
     turn: Turn
 
