@@ -68,9 +68,9 @@ class CollaborationMode(msgspec.Struct, frozen=True):
 
 class ThreadSettingsUpdateParams(Wire, frozen=True):
     """``thread/settings/update``: settings for the thread's next turns, as
-    a turn/start's overrides would set them (the fields we act on; the
-    rest, such as ``collaborationMode`` or ``personality``, are accepted and
-    have no effect here)."""
+    a turn/start's overrides would set them, ``collaborationMode`` (the
+    TUI's mode switch) included (the fields we act on; the rest, such as
+    ``personality``, are accepted and have no effect here)."""
 
     thread_id: str
     cwd: str | None = None
@@ -82,6 +82,7 @@ class ThreadSettingsUpdateParams(Wire, frozen=True):
     effort: str | None = None
     summary: str | None = None
     service_tier: str | None = None
+    collaboration_mode: CollaborationMode | None = None
 
 
 class TurnStartResponse(Wire, frozen=True):
