@@ -101,11 +101,16 @@ async def _stop_on_signal(host: trio.CancelScope, *, task_status: trio.TaskStatu
 
 async def serve(settings: Settings, listen: ListenUrl, *, stream: FrameStream | None = None,
                 max_message_bytes: int = DEFAULT_MAX_LINE, analytics_default_enabled: bool = False,
-                ws_auth: TokenAuth | JwtAuth | None = None) -> None:
+                ws_auth: TokenAuth | JwtAuth | None = None,
+                accept: trio.MemoryReceiveChannel[FrameStream] | None = None,
+                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the app server until its listener ends (stdin EOF for stdio) or a
     SIGTERM/SIGINT arrives. ``ws://`` and ``unix://`` serve websocket
     connections, as many as come, each its own session; ``ws_auth``
-    requires a bearer token in their upgrade."""
+    requires a bearer token in their upgrade. With ``accept`` (an embedding
+    host, :mod:`.embed`), each stream sent on it is one more session, for as
+    long as the channel is open, and the host, not a signal, stops the server.
+    ``task_status`` is started once the actors run."""
     info = ServerInfo(settings)
     conn_ids = itertools.count(1)
     listening = None
@@ -118,7 +123,7 @@ async def serve(settings: Settings, listen: ListenUrl, *, stream: FrameStream | 
     async with trio.open_nursery() as host, open_supervisor(
             "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup:
         models = ModelPool(settings, host)
-        if stream is None:
+        if stream is None and accept is None:
             await host.start(_stop_on_signal, host.cancel_scope)
         # Analytics is best effort: if it fails, the server goes on without it.
         recorder = await sup.start_child("analytics", partial(
@@ -134,7 +139,13 @@ async def serve(settings: Settings, listen: ListenUrl, *, stream: FrameStream | 
             threads = await sup.start_child(
                 "threads", ThreadRegistry(settings, models, hub, approvals, store, recorder).run,
                 open_mailbox(REGISTRY_CAPACITY, name="threads"))
-            if listen.scheme == "stdio":
+            task_status.started()
+            if accept is not None:
+                async with accept:
+                    async for accepted in accept:
+                        host.start_soon(Connection(next(conn_ids), accepted, info, hub, threads, approvals,
+                                                   recorder, can_disconnect=True).run)
+            elif listen.scheme == "stdio":
                 conn = Connection(next(conn_ids), stream or open_stdio(max_line=max_message_bytes),
                                   info, hub, threads, approvals, recorder)
                 await conn.run()
