@@ -298,14 +298,14 @@ class Client:
     @classmethod
     @asynccontextmanager
     async def spawn(cls, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
-                    **options: Any) -> AsyncIterator[Client]:
+                    stderr: int | None = None, **options: Any) -> AsyncIterator[Client]:
         """A session with an app server run as a child process over stdio:
-        ``argv`` is its whole command (``["codex", "app-server"]``, or ours).
-        The child ends with the session (stdin closed, then killed if it
-        lingers)."""
+        ``argv`` is its whole command (``["codex", "app-server"]``, or ours);
+        ``stderr`` is inherited unless redirected. The child ends with the
+        session (stdin closed, then killed if it lingers)."""
         from ..transports.connect import spawn_stdio
 
-        async with spawn_stdio(argv, env=env, cwd=cwd) as stream, cls.over(stream, **options) as client:
+        async with spawn_stdio(argv, env=env, cwd=cwd, stderr=stderr) as stream, cls.over(stream, **options) as client:
             yield client
 
     @classmethod
@@ -421,11 +421,17 @@ class Client:
             stream.turn = (await self.turn_start(thread_id, input, **params)).turn
             yield stream
         finally:
+            if stream.turn is not None and not stream.done and not self._closed:
+                # Interrupted, and followed to its end: the thread is idle again on return.
+                with trio.CancelScope(shield=True), trio.move_on_after(INTERRUPT_TIMEOUT):
+                    try:
+                        await self.turn_interrupt(thread_id, stream.turn.id)
+                        async for _ in stream:
+                            pass
+                    except CodexError:
+                        pass  # the turn ended meanwhile, or the connection did
             if self._turns.get(thread_id) is send:
                 del self._turns[thread_id]
-            if stream.turn is not None and not stream.done and not self._closed:
-                with trio.CancelScope(shield=True), trio.move_on_after(INTERRUPT_TIMEOUT):
-                    await self.turn_interrupt(thread_id, stream.turn.id)
 
     async def run_turn(self, thread_id: str, input: str | Sequence[UserInput], **params: Any) -> TurnResult:
         """A whole turn: its final text and usage (raises :class:`TurnFailed`)."""
@@ -491,8 +497,10 @@ class Client:
         if self.on_request is not None:
             assert self._nursery is not None
             self._nursery.start_soon(self._answer, request)
-        elif not await self._deliver(request):
-            await request.reject(f"this client has no handler for {method}")
+        else:
+            # Unheard, it stays unanswered: another client of the thread may
+            # answer it, and an interrupt resolves it.
+            await self._deliver(request)
 
     async def _answer(self, request: ServerRequest) -> None:
         """The callback's return value is the answer; its exception, a refusal."""
@@ -507,23 +515,19 @@ class Client:
         if not request.answered:
             await request.respond(result)
 
-    async def _deliver(self, event: Event) -> bool:
-        """To the turn of its thread and to every watcher; False if none took
-        it. A consumer that takes nothing for ``event_timeout`` is dropped
+    async def _deliver(self, event: Event) -> None:
+        """To the turn of its thread and to every watcher. A consumer that takes nothing for ``event_timeout`` is dropped
         (its iterator ends with :class:`ClientClosed`): the session goes on."""
-        taken = False
         thread_id = _thread_of(event.params if isinstance(event, (ServerRequest, Notification)) else event)
         turn = self._turns.get(thread_id) if thread_id is not None else None
         for send in [*([turn] if turn is not None else []), *self._watchers]:
             with trio.move_on_after(self.event_timeout):
                 try:
                     await send.send(event)
-                    taken = True
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
                 continue
             send.close()
-        return taken
 
 
 class TurnStream:

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, wrap_client_stream
 
 from ..runtime.stream import TransportClosed
 from .framing import DEFAULT_MAX_LINE
@@ -82,9 +83,40 @@ class WebSocketFrames:
 async def connect_websocket(url: str, *, token: str | None = None,
                             max_frame: int = DEFAULT_MAX_LINE) -> AsyncIterator[WebSocketFrames]:
     """Connect to an app server's ``ws://`` listener; ``token`` goes in the
-    upgrade as ``Authorization: Bearer`` (``--ws-auth``)."""
+    upgrade as ``Authorization: Bearer`` (``--ws-auth``). A refused upgrade
+    raises :class:`ConnectionRefusedError` with the HTTP status."""
+    parts = urlsplit(url)
+    if parts.scheme != "ws" or parts.hostname is None:
+        raise ValueError(f"{url}: expected ws://HOST:PORT")
+    port = parts.port or 80
     headers = [(b"Authorization", f"Bearer {token}".encode())] if token is not None else []
-    # connect_timeout bounds connecting and the upgrade, disconnect_timeout the close.
-    async with open_websocket_url(url, extra_headers=headers, max_message_size=max_frame,
-                                  connect_timeout=CONNECT_TIMEOUT, disconnect_timeout=CONNECT_TIMEOUT) as ws:
-        yield WebSocketFrames(ws, f"ws:{url}", max_frame)
+    # The TCP stream is ours to close: trio-websocket leaves it open when
+    # the upgrade is refused.
+    with trio.fail_after(CONNECT_TIMEOUT):
+        tcp = await trio.open_tcp_stream(parts.hostname, port)
+    try:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                ws = await wrap_client_stream(nursery, tcp, parts.netloc, parts.path or "/", extra_headers=headers,
+                                              max_message_size=max_frame)
+            try:
+                yield WebSocketFrames(ws, f"ws:{parts.netloc}", max_frame)
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(CONNECT_TIMEOUT):
+                    await ws.aclose()
+    except BaseExceptionGroup as group:
+        rejected = group.subgroup(ConnectionRejected)
+        if rejected is None:
+            raise
+        status = _leaves(rejected)[0].status_code
+        raise ConnectionRefusedError(
+            f"{url}: the server refused the upgrade (HTTP {status}): pass the token it expects (--ws-auth)"
+        ) from None
+    finally:
+        with trio.CancelScope(shield=True):
+            await tcp.aclose()
+
+
+def _leaves(group: BaseExceptionGroup[ConnectionRejected]) -> list[ConnectionRejected]:
+    return [leaf for exc in group.exceptions
+            for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])]
