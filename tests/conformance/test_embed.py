@@ -136,7 +136,10 @@ async def test_a_websocket_client_without_the_token_is_refused(codex_home: Path)
 
 
 async def test_a_custom_transport_is_served_through_the_public_api(codex_home: Path, workspace: Path) -> None:
-    server_side, client_side = trio.testing.memory_stream_pair()
+    to_server, from_client = trio.testing.memory_stream_one_way_pair()
+    to_client, from_server = trio.testing.memory_stream_one_way_pair()
+    server_side = trio.StapledStream(to_client, from_client)
+    client_side = trio.StapledStream(to_server, from_server)
     with trio.fail_after(TIMEOUT):
         async with Server(codex_home=codex_home) as server:
             await server.serve_stream(server_side, peer="stapled")
