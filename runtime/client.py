@@ -81,6 +81,7 @@ from .protocol.v2.turn import (
     TurnStartResponse,
     TurnSteerResponse,
 )
+from .errors import unwrapped
 from .stream import FrameStream, TransportClosed
 
 if TYPE_CHECKING:
@@ -253,9 +254,13 @@ class Client:
     ``async with`` that initializes the session and closes it on exit."""
 
     def __init__(self, stream: FrameStream, *, on_request: RequestHandler | None = None,
-                 request_timeout: float = REQUEST_TIMEOUT, event_timeout: float = EVENT_TIMEOUT) -> None:
+                 request_timeout: float = REQUEST_TIMEOUT, event_timeout: float = EVENT_TIMEOUT,
+                 typed: bool = True) -> None:
         self.stream = stream
         self.on_request = on_request
+        #: False: every event is a :class:`Notification` of its JSON, for a
+        #: consumer that forwards or renders the JSON as is (``exec``).
+        self.typed = typed
         self.request_timeout = request_timeout
         self.event_timeout = event_timeout
         #: What ``initialize`` answered.
@@ -276,17 +281,19 @@ class Client:
                    experimental_api: bool = False, **options: Any) -> AsyncIterator[Client]:
         """A session over ``stream``, initialized as client ``name``."""
         client = cls(stream, **options)
-        async with trio.open_nursery() as nursery:
-            client._nursery = nursery
-            nursery.start_soon(client._read)
-            try:
-                await client.initialize(name, version, experimental_api=experimental_api)
-                yield client
-            finally:
-                client._closed = True
-                with trio.CancelScope(shield=True), trio.move_on_after(INTERRUPT_TIMEOUT):
-                    await stream.aclose()
-                nursery.cancel_scope.cancel()
+        with unwrapped():
+            async with trio.open_nursery() as nursery:
+                client._nursery = nursery
+                nursery.start_soon(client._read)
+                try:
+                    await client.initialize(name, version, experimental_api=experimental_api)
+                    yield client
+                finally:
+                    client._closed = True
+                    # The reader stops first: closing under it would be its error.
+                    nursery.cancel_scope.cancel()
+                    with trio.CancelScope(shield=True), trio.move_on_after(INTERRUPT_TIMEOUT):
+                        await stream.aclose()
 
     @classmethod
     @asynccontextmanager
@@ -352,9 +359,10 @@ class Client:
         return _decode(result_type, await self.request(method, _params(method, params)))
 
     async def initialize(self, name: str, version: str, *, experimental_api: bool = False) -> InitializeResponse:
-        caps = {"experimentalApi": True} if experimental_api else None
-        self.server = _decode(InitializeResponse, await self.request(
-            "initialize", {"clientInfo": {"name": name, "version": version}, "capabilities": caps}))
+        params: dict[str, Any] = {"clientInfo": {"name": name, "version": version}}
+        if experimental_api:
+            params["capabilities"] = {"experimentalApi": True}
+        self.server = _decode(InitializeResponse, await self.request("initialize", params))
         await self._send({"method": "initialized"})
         return self.server
 
@@ -475,19 +483,19 @@ class Client:
                         waiting.send_nowait(msg)
                 elif "id" in msg:
                     await self._server_request(msg)
-                else:
+                elif self.typed:
                     await self._deliver(_notification(msg["method"], msg.get("params")))
+                else:
+                    await self._deliver(Notification(msg["method"], msg.get("params")))
         finally:
             self._closed = True
-            for waiting in self._waiting.values():
-                waiting.close()
-            for turn in self._turns.values():
-                turn.close()
+            for channel in [*self._waiting.values(), *self._turns.values(), *self._watchers]:
+                channel.close()
 
     async def _server_request(self, msg: dict[str, Any]) -> None:
         method = msg["method"]
         params = msg.get("params")
-        kind = SERVER_REQUESTS.get(method)
+        kind = SERVER_REQUESTS.get(method) if self.typed else None
         if kind is not None:
             try:
                 params = msgspec.convert(params, kind)
@@ -561,6 +569,9 @@ class TurnStream:
         return event
 
     def _observe(self, event: Event) -> None:
+        if isinstance(event, Notification) and event.method in ("item/completed", "thread/tokenUsage/updated",
+                                                                 "turn/completed"):
+            event = _notification(event.method, event.params)  # a raw client's: typed here
         if isinstance(event, ItemCompleted) and isinstance(event.item, AgentMessageItem):
             self._final = event.item.text
         elif isinstance(event, ThreadTokenUsageUpdated):

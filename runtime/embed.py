@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 
@@ -45,6 +44,7 @@ from .client import (
     TurnStream,
 )
 from .config import Settings, load_settings
+from .errors import unwrapped
 from .stream import FrameStream
 
 __all__ = [
@@ -77,6 +77,7 @@ class Server:
     async def __aenter__(self) -> Server:
         nursery = self._nursery
         if nursery is None:
+            self._stack.enter_context(unwrapped())
             nursery = await self._stack.enter_async_context(trio.open_nursery())
         try:
             await nursery.start(self._run)

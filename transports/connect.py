@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, wrap_client_stream
 
+from ..runtime.errors import unwrapped
 from ..runtime.stream import TransportClosed
 from .framing import DEFAULT_MAX_LINE
 from .jsonl import JsonlStream
@@ -36,21 +37,22 @@ async def spawn_stdio(argv: Sequence[str], *, env: Mapping[str, str] | None = No
     on exit its stdin is closed, as a client that leaves does, and it is
     killed if it has not exited within :data:`EXIT_TIMEOUT`. ``stderr``
     is inherited unless redirected (``subprocess.DEVNULL``)."""
-    async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(partial(
-            trio.run_process, list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-            env=dict(env) if env is not None else None, cwd=cwd, check=False))
-        assert proc.stdin is not None and proc.stdout is not None
-        stream = JsonlStream(proc.stdout, proc.stdin, peer=f"stdio:{Path(argv[0]).name}", max_line=max_line)
-        try:
-            yield stream
-        finally:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
-                with trio.move_on_after(EXIT_TIMEOUT):
-                    await proc.wait()
-                if proc.returncode is None:
-                    proc.kill()
+    with unwrapped():
+        async with trio.open_nursery() as nursery:
+            proc: trio.Process = await nursery.start(partial(
+                trio.run_process, list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                env=dict(env) if env is not None else None, cwd=cwd, check=False))
+            assert proc.stdin is not None and proc.stdout is not None
+            stream = JsonlStream(proc.stdout, proc.stdin, peer=f"stdio:{Path(argv[0]).name}", max_line=max_line)
+            try:
+                yield stream
+            finally:
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+                    with trio.move_on_after(EXIT_TIMEOUT):
+                        await proc.wait()
+                    if proc.returncode is None:
+                        proc.kill()
 
 
 class WebSocketFrames:
@@ -95,28 +97,19 @@ async def connect_websocket(url: str, *, token: str | None = None,
     with trio.fail_after(CONNECT_TIMEOUT):
         tcp = await trio.open_tcp_stream(parts.hostname, port)
     try:
-        async with trio.open_nursery() as nursery:
-            with trio.fail_after(CONNECT_TIMEOUT):
-                ws = await wrap_client_stream(nursery, tcp, parts.netloc, parts.path or "/", extra_headers=headers,
-                                              max_message_size=max_frame)
-            try:
-                yield WebSocketFrames(ws, f"ws:{parts.netloc}", max_frame)
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(CONNECT_TIMEOUT):
-                    await ws.aclose()
-    except BaseExceptionGroup as group:
-        rejected = group.subgroup(ConnectionRejected)
-        if rejected is None:
-            raise
-        status = _leaves(rejected)[0].status_code
-        raise ConnectionRefusedError(
-            f"{url}: the server refused the upgrade (HTTP {status}): pass the token it expects (--ws-auth)"
-        ) from None
+        with unwrapped():
+            async with trio.open_nursery() as nursery:
+                with trio.fail_after(CONNECT_TIMEOUT):
+                    ws = await wrap_client_stream(nursery, tcp, parts.netloc, parts.path or "/",
+                                                  extra_headers=headers, max_message_size=max_frame)
+                try:
+                    yield WebSocketFrames(ws, f"ws:{parts.netloc}", max_frame)
+                finally:
+                    with trio.CancelScope(shield=True), trio.move_on_after(CONNECT_TIMEOUT):
+                        await ws.aclose()
+    except ConnectionRejected as exc:
+        raise ConnectionRefusedError(f"{url}: the server refused the upgrade (HTTP {exc.status_code}): "
+                                     "pass the token it expects (--ws-auth)") from None
     finally:
         with trio.CancelScope(shield=True):
             await tcp.aclose()
-
-
-def _leaves(group: BaseExceptionGroup[ConnectionRejected]) -> list[ConnectionRejected]:
-    return [leaf for exc in group.exceptions
-            for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])]
