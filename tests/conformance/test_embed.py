@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from harness import TIMEOUT, server_argv, server_env
+from harness import ORIGINAL_BIN, TIMEOUT, server_argv, server_env
 from harness.ws import ws_server
 from trio_codex.runtime.embed import Client, CodexError, Server, ServerRequest, TurnFailed
 from trio_codex.runtime.protocol.v2.approval import ApprovalResponse, CommandExecutionRequestApprovalParams
@@ -36,10 +36,19 @@ def call(name: str, **args: Any) -> str:
     return f"[[call={name} {json.dumps(args)}]]"
 
 
+ASKED: list[CommandExecutionRequestApprovalParams] = []
+
+
 async def approve(request: ServerRequest) -> ApprovalResponse:
     """The host's callback: every command it is asked about is accepted."""
     assert isinstance(request.params, CommandExecutionRequestApprovalParams)
+    ASKED.append(request.params)
     return ApprovalResponse("accept")
+
+
+@pytest.fixture(autouse=True)
+def _forget_approvals() -> None:
+    ASKED.clear()
 
 
 async def exercise(client: Client, workspace: Path) -> None:
@@ -49,8 +58,10 @@ async def exercise(client: Client, workspace: Path) -> None:
                                         sandbox="danger-full-access")
     assert isinstance(started, ThreadStartResponse)
     tid = started.thread.id
-    result = await client.run_turn(tid, call("shell_command", command="touch made"))
+    # exec_command: the tool both ours and the original offer a mock model.
+    result = await client.run_turn(tid, call("exec_command", cmd="touch made"))
     assert result.turn.status == "completed"
+    assert [(a.thread_id, a.turn_id) for a in ASKED] == [(tid, result.turn.id)]
     assert (workspace / "made").exists()
     commands = [i for i in result.turn.items if isinstance(i, CommandExecutionItem)]
     assert commands == [] or commands[0].status == "completed"
@@ -86,7 +97,7 @@ async def test_a_host_embeds_the_server_in_its_nursery_with_two_in_process_clien
                     while not isinstance(seen[-1], TurnCompleted):
                         seen.append(await watched.receive())
                 assert result.turn.status == "completed"
-                assert (workspace / "made").exists()
+                assert len(ASKED) == 1 and (workspace / "made").exists()
                 assert seen[-1].turn.id == result.turn.id
                 assert any(isinstance(e, ItemCompleted) and isinstance(e.item, CommandExecutionItem) for e in seen)
             # The server stopped with its block: the host's nursery has only its own work left.
@@ -116,12 +127,21 @@ async def _websocket(codex_home: Path, token: str | None = TOKEN, **options: Any
         yield client
 
 
+@asynccontextmanager
+async def _original(codex_home: Path, **options: Any) -> AsyncIterator[Client]:
+    async with Client.spawn(server_argv(program=(str(ORIGINAL_BIN),)), env=server_env(codex_home),
+                            stderr=subprocess.DEVNULL, **options) as client:
+        yield client
+
+
 WAYS: dict[str, Callable[..., AbstractAsyncContextManager[Client]]] = {
-    "in-process": _in_process, "stdio": _stdio, "websocket": _websocket}
+    "in-process": _in_process, "stdio": _stdio, "websocket": _websocket, "the-original-over-stdio": _original}
 
 
 @pytest.mark.parametrize("way", WAYS)
 async def test_the_same_client_code_drives_the_server_every_way(codex_home: Path, workspace: Path, way: str) -> None:
+    if way == "the-original-over-stdio" and not ORIGINAL_BIN.exists():
+        pytest.skip(f"the original is not installed at {ORIGINAL_BIN}")
     with trio.fail_after(TIMEOUT * 2):
         async with WAYS[way](codex_home, on_request=approve) as client:
             await exercise(client, workspace)
@@ -202,3 +222,19 @@ async def test_the_readme_embedding_example_runs_as_written(codex_home: Path, tm
                                       capture_stdout=True, capture_stderr=True, check=False)
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.strip()
+
+
+async def test_without_a_callback_a_server_request_is_an_event_to_respond_to(
+        codex_home: Path, workspace: Path) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with _in_process(codex_home) as client:
+            tid = (await client.thread_start(cwd=str(workspace), approval_policy="untrusted",
+                                             sandbox="danger-full-access")).thread.id
+            async with client.turn(tid, call("exec_command", cmd="touch made")) as turn:
+                async for event in turn:
+                    if isinstance(event, ServerRequest):
+                        assert event.method == "item/commandExecution/requestApproval"
+                        assert event.thread_id == tid
+                        await event.respond(ApprovalResponse("decline"))
+            assert turn.turn is not None and turn.turn.status == "completed"
+    assert not (workspace / "made").exists()
