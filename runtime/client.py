@@ -244,8 +244,27 @@ def _params(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _decode(type_: type[T], result: Any) -> T:
-    return msgspec.convert(result, type_)
+class _Envelope(msgspec.Struct):
+    """One inbound message; its payload is decoded later, straight into the
+    Struct its method calls for (no dict in between)."""
+
+    id: int | str | None | msgspec.UnsetType = msgspec.UNSET
+    method: str | msgspec.UnsetType = msgspec.UNSET
+    params: msgspec.Raw = msgspec.Raw()
+    result: msgspec.Raw = msgspec.Raw()
+    error: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def _decode(type_: type[T], payload: msgspec.Raw) -> T:
+    """A payload as ``type_`` (absent: null)."""
+    decoder = _DECODERS.get(type_)
+    if decoder is None:
+        decoder = _DECODERS[type_] = msgspec.json.Decoder(type_)
+    return decoder.decode(payload or b"null")
 
 
 class Client:
@@ -266,7 +285,7 @@ class Client:
         #: What ``initialize`` answered.
         self.server: InitializeResponse | None = None
         self._ids = itertools.count(1)
-        self._waiting: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
+        self._waiting: dict[int, trio.MemorySendChannel[_Envelope]] = {}
         self._turns: dict[str, trio.MemorySendChannel[Event]] = {}
         self._watchers: list[trio.MemorySendChannel[Event]] = []
         self._sending = trio.Lock()
@@ -330,10 +349,14 @@ class Client:
     async def request(self, method: str, params: Any = None) -> Any:
         """Send ``method`` with ``params`` (JSON, or a params Struct); return
         the result's JSON or raise :class:`CodexError`."""
+        return _decode(Any, await self._exchange(method, params))  # type: ignore[arg-type]
+
+    async def _exchange(self, method: str, params: Any) -> msgspec.Raw:
+        """The request's answer, its result undecoded."""
         if self._closed:
             raise ClientClosed(method)
         rid = next(self._ids)
-        send, receive = trio.open_memory_channel[dict[str, Any]](1)
+        send, receive = trio.open_memory_channel[_Envelope](1)
         self._waiting[rid] = send
         msg: dict[str, Any] = {"id": rid, "method": method}
         if params is not None:
@@ -345,10 +368,10 @@ class Client:
                     answer = await receive.receive()
                 except trio.EndOfChannel:
                     raise ClientClosed(method) from None
-                if "error" in answer:
-                    error = answer["error"]
+                error = answer.error
+                if error is not msgspec.UNSET:
                     raise CodexError(method, error.get("code", 0), error.get("message", ""), error.get("data"))
-                return answer.get("result")
+                return answer.result
         finally:
             self._waiting.pop(rid, None)
         raise RequestTimeout(method, self.request_timeout)
@@ -356,13 +379,13 @@ class Client:
     async def call(self, method: str, result_type: type[T], **params: Any) -> T:
         """``method`` with snake_case ``params`` (checked against its params
         Struct), its result decoded into ``result_type``."""
-        return _decode(result_type, await self.request(method, _params(method, params)))
+        return _decode(result_type, await self._exchange(method, _params(method, params)))
 
     async def initialize(self, name: str, version: str, *, experimental_api: bool = False) -> InitializeResponse:
         params: dict[str, Any] = {"clientInfo": {"name": name, "version": version}}
         if experimental_api:
             params["capabilities"] = {"experimentalApi": True}
-        self.server = _decode(InitializeResponse, await self.request("initialize", params))
+        self.server = _decode(InitializeResponse, await self._exchange("initialize", params))
         await self._send({"method": "initialized"})
         return self.server
 
@@ -472,36 +495,35 @@ class Client:
                 if not isinstance(frame, bytes):
                     return
                 try:
-                    msg = msgspec.json.decode(frame)
-                except msgspec.DecodeError:
+                    msg = _ENVELOPE.decode(frame)
+                except msgspec.DecodeError:  # not one of ours: nothing to route it to
                     continue
-                if not isinstance(msg, dict):
-                    continue
-                if "method" not in msg:
-                    waiting = self._waiting.pop(msg.get("id"), None)  # type: ignore[arg-type]
+                if msg.method is msgspec.UNSET:
+                    waiting = self._waiting.pop(msg.id, None)  # type: ignore[arg-type]
                     if waiting is not None:
                         waiting.send_nowait(msg)
-                elif "id" in msg:
-                    await self._server_request(msg)
+                elif msg.id is not msgspec.UNSET:
+                    await self._server_request(msg.id, msg.method, msg.params)
                 elif self.typed:
-                    await self._deliver(_notification(msg["method"], msg.get("params")))
+                    await self._deliver(_notification(msg.method, msg.params))
                 else:
-                    await self._deliver(Notification(msg["method"], msg.get("params")))
+                    await self._deliver(Notification(msg.method, _decode(Any, msg.params)))  # type: ignore[arg-type]
         finally:
             self._closed = True
             for channel in [*self._waiting.values(), *self._turns.values(), *self._watchers]:
                 channel.close()
 
-    async def _server_request(self, msg: dict[str, Any]) -> None:
-        method = msg["method"]
-        params = msg.get("params")
+    async def _server_request(self, id: int | str | None, method: str, raw: msgspec.Raw) -> None:
         kind = SERVER_REQUESTS.get(method) if self.typed else None
+        params: Any = None
         if kind is not None:
             try:
-                params = msgspec.convert(params, kind)
+                params = _decode(kind, raw)
             except msgspec.ValidationError:
                 pass
-        request = ServerRequest(self, msg["id"], method, params)
+        if params is None:
+            params = _decode(Any, raw)  # type: ignore[arg-type]
+        request = ServerRequest(self, id, method, params)
         if self.on_request is not None:
             assert self._nursery is not None
             self._nursery.start_soon(self._answer, request)
@@ -596,11 +618,13 @@ def _inputs(input: str | Sequence[UserInput]) -> list[Any]:
     return [TextInput(input)] if isinstance(input, str) else list(input)
 
 
-def _notification(method: str, params: Any) -> Event:
+def _notification(method: str, params: msgspec.Raw | Any) -> Event:
+    """A notification's Struct, from its undecoded params (or their JSON)."""
     kind = NOTIFICATIONS.get(method)
+    raw = isinstance(params, msgspec.Raw)
     if kind is not None:
         try:
-            return msgspec.convert(params, kind)
+            return _decode(kind, params) if raw else msgspec.convert(params, kind)
         except msgspec.ValidationError:
             pass
-    return Notification(method, params)
+    return Notification(method, _decode(Any, params) if raw else params)  # type: ignore[arg-type]
