@@ -238,3 +238,17 @@ async def test_without_a_callback_a_server_request_is_an_event_to_respond_to(
                         await event.respond(ApprovalResponse("decline"))
             assert turn.turn is not None and turn.turn.status == "completed"
     assert not (workspace / "made").exists()
+
+
+async def test_leaving_the_server_block_stops_it_with_a_turn_in_flight_and_a_client_connected(
+        codex_home: Path, workspace: Path) -> None:
+    # Bounded by the shutdown deadline (Server.aclose), with room to spare.
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as host:
+            async with Server(codex_home=codex_home, nursery=host) as server:
+                async with Client.in_process(server) as client:
+                    tid = (await client.thread_start(cwd=str(workspace))).thread.id
+                    await client.turn_start(tid, "[[hang=1 deltas=5]] a model that stalls mid-answer")
+                still_connected = await server.connect()
+            assert host.child_tasks == set()
+    assert await still_connected.receive_frame() is None
