@@ -447,7 +447,7 @@ class Client:
         send, receive = trio.open_memory_channel[Event](TURN_QUEUE)
         # Subscribed before turn/start goes out: no event can slip past.
         self._turns[thread_id] = send
-        stream = TurnStream(self, thread_id, receive)
+        stream = TurnStream(self, thread_id, receive, send)
         try:
             stream.turn = (await self.turn_start(thread_id, input, **params)).turn
             yield stream
@@ -461,8 +461,7 @@ class Client:
                             pass
                     except CodexError:
                         pass  # the turn ended meanwhile, or the connection did
-            if self._turns.get(thread_id) is send:
-                del self._turns[thread_id]
+            self._unsubscribe(thread_id, send)
 
     async def run_turn(self, thread_id: str, input: str | Sequence[UserInput], **params: Any) -> TurnResult:
         """A whole turn: its final text and usage (raises :class:`TurnFailed`)."""
@@ -478,6 +477,10 @@ class Client:
             yield receive
         finally:
             self._watchers.remove(send)
+
+    def _unsubscribe(self, thread_id: str, send: trio.MemorySendChannel[Event]) -> None:
+        if self._turns.get(thread_id) is send:
+            del self._turns[thread_id]
 
     # --- the connection ---------------------------------------------------------
 
@@ -538,7 +541,7 @@ class Client:
         try:
             with trio.fail_after(self.event_timeout):
                 result = await self.on_request(request)
-        except (Exception, trio.TooSlowError) as exc:
+        except Exception as exc:  # trio.TooSlowError included
             if not request.answered:
                 await request.reject(f"the client's handler failed: {exc!r}", -32603)
             return
@@ -564,12 +567,14 @@ class TurnStream:
     """A running turn: an async iterator of its events, through its
     ``TurnCompleted`` (the last one yielded)."""
 
-    def __init__(self, client: Client, thread_id: str, events: trio.MemoryReceiveChannel[Event]) -> None:
+    def __init__(self, client: Client, thread_id: str, events: trio.MemoryReceiveChannel[Event],
+                 subscription: trio.MemorySendChannel[Event]) -> None:
         self.client = client
         self.thread_id = thread_id
         self.turn: Turn | None = None
         self.done = False
         self._events = events
+        self._subscription = subscription
         self._text: dict[str, str] = {}
         self._final = ""
         self.usage: ThreadTokenUsage | None = None
@@ -601,6 +606,8 @@ class TurnStream:
         elif isinstance(event, TurnCompleted) and self.turn is not None and event.turn.id == self.turn.id:
             self.turn = event.turn
             self.done = True
+            # Later events of the thread are not this turn's: nobody would take them.
+            self.client._unsubscribe(self.thread_id, self._subscription)
 
     async def result(self) -> TurnResult:
         """Run the turn to its end; its final text and usage. Server requests
