@@ -265,6 +265,14 @@ async def _attempt(
         response = await _open(client, sdk, body, headers)
     except openai.APIError as exc:
         return classify(exc)
+    except RuntimeError:
+        if not sdk.is_closed():
+            raise
+        # The server's shutdown closed the client under this request (the
+        # SDK's worker-thread steps ignore cancellation): the turn is being
+        # cancelled, and this checkpoint says so.
+        await trio.lowlevel.checkpoint()
+        return classify(StreamError("the model client was closed: the server is shutting down"))
     if client.rate_limits is not None:
         client.rate_limits.observe(response.headers)
     async with _closing(response), contextlib.aclosing(response.aiter_bytes()) as chunks:

@@ -28,3 +28,4 @@ run analytics      bench/analytics_overhead.py
 run ws-load        bench/ws_load.py
 run ws-load-50     bench/ws_load.py --clients 50 --turns 5
 run exec-cold     bench/exec_cold_start.py
+run embed-clients bench/embed_clients.py

@@ -5,16 +5,10 @@ The kernel's public names are re-exported here. The composition root,
 :func:`trio_codex.runtime.app.serve`, is imported from its module: it pulls
 in actors/ and transports/, which themselves import this package.
 
-Embedding the server behind your own transport::
+Embedding the server in a trio program, and a typed client of it or of
+any app server: :mod:`trio_codex.runtime.embed` (README, "Embedding")::
 
-    from trio_codex.runtime.app import serve
-    from trio_codex.runtime.config import load_settings
-    from trio_codex.transports.listen import ListenUrl
-    from trio_codex.transports.memory import memory_frame_pair
-
-    server_end, client_end = memory_frame_pair()
-    nursery.start_soon(partial(serve, load_settings(), ListenUrl("stdio"), stream=server_end))
-    # client_end.send_frames([b'{"id":1,"method":"initialize",...}']) / receive_frame()
+    from trio_codex.runtime.embed import Client, Server
 """
 
 from .ask import ReplySlot as ReplySlot

@@ -114,13 +114,18 @@ async def _stop_on_signal(host: trio.CancelScope, *, task_status: trio.TaskStatu
 
 async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, stream: FrameStream | None = None,
                 max_message_bytes: int = DEFAULT_MAX_LINE, analytics_default_enabled: bool = False,
-                ws_auth: TokenAuth | JwtAuth | None = None, limits: Limits = Limits()) -> None:
+                ws_auth: TokenAuth | JwtAuth | None = None, limits: Limits = Limits(),
+                accept: trio.MemoryReceiveChannel[FrameStream] | None = None,
+                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the app server until its listener ends (stdin EOF when stdio is
     one of them) or a SIGTERM/SIGINT arrives. ``listen`` may name several
     listeners (stdio beside a ``ws://``, a ``ws://`` beside a ``unix://``);
     ``ws://`` and ``unix://`` serve websocket connections, each its own
     session, within ``limits``; ``ws_auth`` requires a bearer token in their
-    upgrade."""
+    upgrade. With ``accept`` (an embedding host, :mod:`.embed`), each stream
+    sent on it is one more session, for as long as the channel is open, and
+    the host, not a signal, stops the server. ``task_status`` is started
+    once the actors run."""
     listens = [listen] if isinstance(listen, ListenUrl) else list(listen)
     rate_limits = RateLimits()
     info = ServerInfo(settings, rate_limits)
@@ -136,7 +141,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
     async with trio.open_nursery() as host, open_supervisor(
             "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup:
         models = ModelPool(settings, host, rate_limits)
-        if stream is None:
+        if stream is None and accept is None:
             await host.start(_stop_on_signal, host.cancel_scope)
         # Analytics is best effort: if it fails, the server goes on without it.
         recorder = await sup.start_child("analytics", partial(
@@ -154,6 +159,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
             threads = await sup.start_child(
                 "threads", ThreadRegistry(settings, models, hub, approvals, store, recorder, mcp).run,
                 open_mailbox(REGISTRY_CAPACITY, name="threads"))
+            task_status.started()
 
             async def connection(ws: FrameStream) -> None:
                 await Connection(next(conn_ids), ws, info, hub, threads, approvals, recorder,
@@ -163,7 +169,12 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                 await host.start(partial(serve_websocket, listening, connection, auth=ws_auth,
                                          max_frame=max_message_bytes, limits=limits))
                 _banner(listening.url)
-            if any(each.scheme == "stdio" for each in listens):
+            if accept is not None:
+                async with accept:
+                    async for accepted in accept:
+                        host.start_soon(Connection(next(conn_ids), accepted, info, hub, threads, approvals,
+                                                   recorder, can_disconnect=True, limits=limits).run)
+            elif any(each.scheme == "stdio" for each in listens):
                 conn = Connection(next(conn_ids), stream or open_stdio(max_line=max_message_bytes),
                                   info, hub, threads, approvals, recorder, limits=limits)
                 await conn.run()

@@ -15,6 +15,8 @@ Rules:
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 __all__ = [
     "McpCallFailed",
@@ -28,7 +30,22 @@ __all__ = [
     "ShutdownTimeout",
     "StorageFailure",
     "SupervisorEscalation",
+    "unwrapped",
 ]
+
+
+@contextmanager
+def unwrapped() -> Iterator[None]:
+    """Around a nursery that a public ``async with`` opens for its own
+    tasks: an exception from the caller's block (or one task) comes out as
+    itself, not as a group of one, as the supervisor's do."""
+    group: BaseExceptionGroup | None = None
+    try:
+        yield
+    except BaseExceptionGroup as exc:
+        group = exc
+    if group is not None:
+        raise group.exceptions[0] if len(group.exceptions) == 1 else group
 
 
 class RuntimeFailure(Exception):

@@ -1,12 +1,13 @@
 """``trio-codex exec``: one turn, no client needed, as the original's
 ``codex exec`` (the engine of ``@openai/codex-sdk``).
 
-It runs the app server in-process, over the memory transport (the seam an
-embedding host uses), and is a JSON-RPC client of it, as the original's
-exec is of its in-process app-server: ``initialize``, ``thread/start`` (or
-``thread/resume``), ``turn/start`` with approval policy ``never``, then the
-turn's notifications go to the JSONL (``exec_events``) or human
-(``exec_human``) view until ``turn/completed``. Exit status: 0 when the
+It runs the app server in-process and is a client of it through the
+embedding API (:mod:`.embed`: ``Server`` and ``Client.in_process``), as the
+original's exec is of its in-process app-server: ``initialize``,
+``thread/start`` (or ``thread/resume``), ``turn/start`` with approval policy
+``never``, then the turn's notifications (as JSON: ``typed=False``) go to the
+JSONL (``exec_events``) or human (``exec_human``) view until
+``turn/completed``. Exit status: 0 when the
 turn completed, 1 otherwise (a failed turn, a refused request).
 
 A caller that starts exec once per turn (``@openai/codex-sdk``) pays the
@@ -16,26 +17,26 @@ app-server daemon of the same CODEX_HOME listens on the control socket
 over that socket, and imports none of the server (``--no-daemon``: always
 in-process). See README, "exec".
 
-Waits: each request's answer is bounded by :data:`REQUEST_TIMEOUT`; the
-turn itself by the server's own bounds (model stream idle timeouts, tool
+Waits: each request's answer is bounded by the client's request timeout
+(:data:`REQUEST_TIMEOUT`); the turn itself by the server's own bounds (model stream idle timeouts, tool
 timeouts) and by Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 import os
 import re
 import sys
-from collections import deque
-from functools import partial
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, NoReturn, TextIO
 
 import msgspec
 import trio
 
+from .client import Client, ClientClosed, CodexError, Notification, RequestTimeout, ServerRequest
 from .config import ConfigError, Settings, load_settings, parse_override
 from .exec_cli import (
     FULL_AUTO_WARNING,
@@ -54,6 +55,9 @@ from .stream import FrameStream
 
 #: Bound on the answer to each request exec makes.
 REQUEST_TIMEOUT = 60.0
+#: Bound on the wait for the turn's next event: the turn itself is bounded
+#: by the server's own timeouts, and Ctrl-C.
+EVENT_TIMEOUT = float("inf")
 #: How often the progress line of a terminal stderr is redrawn.
 PROGRESS_INTERVAL = 0.1
 #: How many threads whose name contains SESSION_ID ``exec resume`` looks through.
@@ -106,41 +110,6 @@ class RequestFailed(ExecError):
         super().__init__(f"{method}: {method} failed: {error.get('message')} (code {error.get('code')})")
 
 
-class _Client:
-    """Exec's side of its connection to the app server: requests, and the messages
-    that arrive meanwhile, kept in order for :meth:`next_message`."""
-
-    def __init__(self, stream: FrameStream) -> None:
-        self.stream = stream
-        self.ids = itertools.count(1)
-        self.pending: deque[dict[str, Any]] = deque()
-
-    async def _receive(self) -> dict[str, Any]:
-        frame = await self.stream.receive_frame()
-        if not isinstance(frame, bytes):
-            raise ExecError("the app server closed the connection")
-        return msgspec.json.decode(frame)
-
-    async def send(self, msg: dict[str, Any]) -> None:
-        await self.stream.send_frames([msgspec.json.encode(msg)])
-
-    async def request(self, method: str, params: dict[str, Any]) -> Any:
-        rid = next(self.ids)
-        await self.send({"id": rid, "method": method, "params": params})
-        with trio.move_on_after(REQUEST_TIMEOUT):
-            while True:
-                msg = await self._receive()
-                if msg.get("id") == rid and "method" not in msg:
-                    if "error" in msg:
-                        raise RequestFailed(method, msg["error"])
-                    return msg["result"]
-                self.pending.append(msg)
-        raise ExecError(f"the app server did not answer {method} within {REQUEST_TIMEOUT:.0f} s")
-
-    async def next_message(self) -> dict[str, Any]:
-        return self.pending.popleft() if self.pending else await self._receive()
-
-
 async def run_exec(settings: Settings, options: ExecOptions, prompt: str, schema: Any, cwd: str, *,
                    out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run one turn, through a daemon on the control socket when one
@@ -150,33 +119,49 @@ async def run_exec(settings: Settings, options: ExecOptions, prompt: str, schema
     failure: ExecError | None = None
     status = 1
     daemon = await _daemon(settings, options)
+    flags = _session_flags(options.config) if daemon is not None else {}
     async with trio.open_nursery() as nursery:
-        if daemon is not None:
-            stream: FrameStream = daemon
-            flags = _session_flags(options.config)
-        else:
-            # Imported here: a run through the daemon needs none of it.
-            from ..transports.listen import ListenUrl
-            from ..transports.memory import memory_frame_pair
-            from .app import serve
-
-            server_end, stream = memory_frame_pair()
-            nursery.start_soon(partial(serve, settings, ListenUrl("stdio"), stream=server_end))
-            flags = {}
         try:
-            status = await _drive(_Client(stream), nursery, settings, options, view, prompt, schema, cwd, out,
-                                  flags)
+            async with _connect(settings, daemon) as client:
+                status = await _drive(client, nursery, settings, options, view, prompt, schema, cwd, out, flags)
         except ExecError as exc:
             failure = exc  # raised bare below, not in the nursery's exception group
         except BrokenPipeError:
             # Whoever read our output stopped reading (`| head`): stop too.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        finally:
-            # An in-process server ends with its only connection.
-            await stream.aclose()
     if failure is not None:
         raise failure
     return status
+
+
+@asynccontextmanager
+async def _connect(settings: Settings, daemon: FrameStream | None) -> AsyncIterator[Client]:
+    """A client of the daemon, else of a server run here, in-process (it
+    stops when the client is done)."""
+    options: dict[str, Any] = dict(name=CLIENT_NAME, version=VERSION, on_request=_refuse, typed=False,
+                                   request_timeout=REQUEST_TIMEOUT, event_timeout=EVENT_TIMEOUT)
+    try:
+        if daemon is not None:
+            async with Client.over(daemon, **options) as client:
+                yield client
+        else:
+            # Imported here: a run through the daemon needs none of it.
+            from .embed import Server
+
+            async with Server(settings) as server, Client.in_process(server, **options) as client:
+                yield client
+    except RequestTimeout as exc:
+        raise ExecError(f"the app server did not answer {exc.method} within {REQUEST_TIMEOUT:.0f} s") from None
+    except ClientClosed:
+        raise ExecError("the app server closed the connection") from None
+    except CodexError as exc:
+        raise RequestFailed(exc.method, {"message": exc.message, "code": exc.code}) from None
+
+
+async def _refuse(request: ServerRequest) -> None:
+    """Exec runs with approval policy never; anything else the server asks
+    has no one to answer it here."""
+    await request.reject(f"codex exec cannot answer {request.method}")
 
 
 async def _daemon(settings: Settings, options: ExecOptions) -> FrameStream | None:
@@ -214,7 +199,7 @@ def _view(options: ExecOptions, out: TextIO, err: TextIO) -> JsonlEvents | Human
     return HumanOutput(err, out, ansi=ansi, last_message_file=options.last_message_file)
 
 
-async def _drive(client: _Client, nursery: trio.Nursery, settings: Settings, options: ExecOptions,
+async def _drive(client: Client, nursery: trio.Nursery, settings: Settings, options: ExecOptions,
                  view: JsonlEvents | HumanOutput, prompt: str, schema: Any, cwd: str, out: TextIO,
                  flags: dict[str, Any]) -> int:
     def emit(events: list[dict[str, Any]]) -> None:
@@ -222,41 +207,36 @@ async def _drive(client: _Client, nursery: trio.Nursery, settings: Settings, opt
             out.write(msgspec.json.encode(event).decode() + "\n")
         out.flush()
 
-    await client.request("initialize", {"clientInfo": {"name": CLIENT_NAME, "version": VERSION}})
-    await client.send({"method": "initialized"})
-    started = await _open_thread(client, settings, options, cwd, flags)
-    thread_id = started["thread"]["id"]
-    if isinstance(view, JsonlEvents):
-        emit(view.thread_started(thread_id))
-    else:
-        view.header(entries=_summary(started, settings, thread_id), prompt=prompt)
-    inputs: list[dict[str, Any]] = [{"type": "text", "text": prompt, "text_elements": []}]
-    inputs += [{"type": "localImage", "path": os.path.join(cwd, image)} for image in options.images]
-    params: dict[str, Any] = {"threadId": thread_id, "input": inputs}
-    if schema is not None:
-        params["outputSchema"] = schema
-    turn_id = (await client.request("turn/start", params))["turn"]["id"]
-    progress = trio.CancelScope()
-    if isinstance(view, HumanOutput) and isatty(view.err) and os.environ.get("TERM") != "dumb":
-        nursery.start_soon(_show_progress, view, progress)
-    try:
-        while True:
-            msg = await client.next_message()
-            if "id" in msg and "method" in msg:
-                # Exec runs with approval policy never; anything else the
-                # server asks has no one to answer it here.
-                await client.send({"id": msg["id"], "error": {
-                    "code": -32601, "message": f"codex exec cannot answer {msg['method']}"}})
-                continue
-            method, params = msg.get("method", ""), msg.get("params") or {}
-            if isinstance(view, JsonlEvents):
-                emit(view.process(method, params))
+    async with client.events() as events:
+        started = await _open_thread(client, settings, options, cwd, flags)
+        thread_id = started["thread"]["id"]
+        if isinstance(view, JsonlEvents):
+            emit(view.thread_started(thread_id))
+        else:
+            view.header(entries=_summary(started, settings, thread_id), prompt=prompt)
+        inputs: list[dict[str, Any]] = [{"type": "text", "text": prompt, "text_elements": []}]
+        inputs += [{"type": "localImage", "path": os.path.join(cwd, image)} for image in options.images]
+        params: dict[str, Any] = {"threadId": thread_id, "input": inputs}
+        if schema is not None:
+            params["outputSchema"] = schema
+        turn_id = (await client.request("turn/start", params))["turn"]["id"]
+        progress = trio.CancelScope()
+        if isinstance(view, HumanOutput) and isatty(view.err) and os.environ.get("TERM") != "dumb":
+            nursery.start_soon(_show_progress, view, progress)
+        try:
+            async for event in events:
+                assert isinstance(event, Notification)  # typed=False
+                method, params = event.method, event.params or {}
+                if isinstance(view, JsonlEvents):
+                    emit(view.process(method, params))
+                else:
+                    view.process(method, params)
+                if method == "turn/completed" and params["turn"]["id"] == turn_id:
+                    break
             else:
-                view.process(method, params)
-            if method == "turn/completed" and params["turn"]["id"] == turn_id:
-                break
-    finally:
-        progress.cancel()
+                raise ClientClosed("turn")
+        finally:
+            progress.cancel()
     if isinstance(view, JsonlEvents):
         if view.completed and options.last_message_file is not None:
             write_last_message(view.final_message, options.last_message_file, _stderr_line)
@@ -277,7 +257,7 @@ async def _show_progress(view: HumanOutput, scope: trio.CancelScope) -> None:
             view.progress(trio.current_time() - start)
 
 
-async def _open_thread(client: _Client, settings: Settings, options: ExecOptions, cwd: str,
+async def _open_thread(client: Client, settings: Settings, options: ExecOptions, cwd: str,
                        flags: dict[str, Any]) -> Any:
     """``thread/resume`` of the session asked for, or ``thread/start``
     (also when ``resume --last`` or a name finds none, as the original)."""
@@ -301,7 +281,7 @@ async def _open_thread(client: _Client, settings: Settings, options: ExecOptions
     return await client.request("thread/start", {**params, "ephemeral": options.ephemeral})
 
 
-async def _find_session(client: _Client, options: ExecOptions, cwd: str) -> str | None:
+async def _find_session(client: Client, options: ExecOptions, cwd: str) -> str | None:
     """The thread ``exec resume`` means: an id as given, else the newest
     thread by that name, else (``--last``) the newest one in this directory
     (any with ``--all``)."""

@@ -1,0 +1,115 @@
+"""The client side of two transports, for :class:`~trio_codex.runtime.client.Client`:
+an app server run as a child process over its stdio (JSONL), and one
+listening on a ``ws://`` URL (trio-websocket). Each is an ``async with``
+that yields a :class:`~trio_codex.runtime.stream.FrameStream`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import trio
+from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, wrap_client_stream
+
+from ..runtime.errors import unwrapped
+from ..runtime.stream import TransportClosed
+from .framing import DEFAULT_MAX_LINE
+from .jsonl import JsonlStream
+
+__all__ = ["EXIT_TIMEOUT", "WebSocketFrames", "connect_websocket", "spawn_stdio"]
+
+#: How long a child server may take to exit once its stdin is closed
+#: (its own shutdown is bounded by 5 s) before it is killed.
+EXIT_TIMEOUT = 10.0
+#: Bound on connecting and the websocket upgrade.
+CONNECT_TIMEOUT = 10.0
+
+
+@asynccontextmanager
+async def spawn_stdio(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
+                      stderr: int | None = None, max_line: int = DEFAULT_MAX_LINE) -> AsyncIterator[JsonlStream]:
+    """Run ``argv`` (an app server on stdio) and speak JSONL over its pipes;
+    on exit its stdin is closed, as a client that leaves does, and it is
+    killed if it has not exited within :data:`EXIT_TIMEOUT`. ``stderr``
+    is inherited unless redirected (``subprocess.DEVNULL``)."""
+    with unwrapped():
+        async with trio.open_nursery() as nursery:
+            proc: trio.Process = await nursery.start(partial(
+                trio.run_process, list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                env=dict(env) if env is not None else None, cwd=cwd, check=False))
+            assert proc.stdin is not None and proc.stdout is not None
+            stream = JsonlStream(proc.stdout, proc.stdin, peer=f"stdio:{Path(argv[0]).name}", max_line=max_line)
+            try:
+                yield stream
+            finally:
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+                    with trio.move_on_after(EXIT_TIMEOUT):
+                        await proc.wait()
+                    if proc.returncode is None:
+                        proc.kill()
+
+
+class WebSocketFrames:
+    """A trio-websocket connection as a FrameStream: one text message per frame."""
+
+    def __init__(self, ws: WebSocketConnection, peer: str, max_frame: int) -> None:
+        self._ws = ws
+        self.peer = peer
+        self.max_frame = max_frame
+
+    async def receive_frame(self) -> bytes | None:
+        try:
+            message = await self._ws.get_message()
+        except ConnectionClosed:
+            return None
+        return message.encode() if isinstance(message, str) else message
+
+    async def send_frames(self, frames: Sequence[bytes]) -> None:
+        try:
+            for frame in frames:
+                await self._ws.send_message(frame.decode())
+        except ConnectionClosed as exc:
+            raise TransportClosed(f"{self.peer}: {exc.reason}") from None
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        await self._ws.aclose(code, reason or None)
+
+
+@asynccontextmanager
+async def connect_websocket(url: str, *, token: str | None = None,
+                            max_frame: int = DEFAULT_MAX_LINE) -> AsyncIterator[WebSocketFrames]:
+    """Connect to an app server's ``ws://`` listener; ``token`` goes in the
+    upgrade as ``Authorization: Bearer`` (``--ws-auth``). A refused upgrade
+    raises :class:`ConnectionRefusedError` with the HTTP status."""
+    parts = urlsplit(url)
+    if parts.scheme != "ws" or parts.hostname is None:
+        raise ValueError(f"{url}: expected ws://HOST:PORT")
+    port = parts.port or 80
+    headers = [(b"Authorization", f"Bearer {token}".encode())] if token is not None else []
+    # The TCP stream is ours to close: trio-websocket leaves it open when
+    # the upgrade is refused.
+    with trio.fail_after(CONNECT_TIMEOUT):
+        tcp = await trio.open_tcp_stream(parts.hostname, port)
+    try:
+        with unwrapped():
+            async with trio.open_nursery() as nursery:
+                with trio.fail_after(CONNECT_TIMEOUT):
+                    ws = await wrap_client_stream(nursery, tcp, parts.netloc, parts.path or "/",
+                                                  extra_headers=headers, max_message_size=max_frame)
+                try:
+                    yield WebSocketFrames(ws, f"ws:{parts.netloc}", max_frame)
+                finally:
+                    with trio.CancelScope(shield=True), trio.move_on_after(CONNECT_TIMEOUT):
+                        await ws.aclose()
+    except ConnectionRejected as exc:
+        raise ConnectionRefusedError(f"{url}: the server refused the upgrade (HTTP {exc.status_code}): "
+                                     "pass the token it expects (--ws-auth)") from None
+    finally:
+        with trio.CancelScope(shield=True):
+            await tcp.aclose()
