@@ -367,7 +367,7 @@ async def test_threads_loaded_and_unloaded_leave_no_mcp_process_and_share_one_pe
     async with open_app_server(codex_home) as client:
         await client.initialize()
         most = 0
-        for _ in range(8):
+        for _ in range(100):
             result = await client.request("thread/start", {"cwd": str(tmp_path)})
             tid = result["thread"]["id"]
             await client.request("mcpServer/tool/call", {"threadId": tid, "server": "fix", "tool": "echo",
