@@ -35,6 +35,7 @@ from ..transports.scripted_responses import ScriptedResponses
 from ..transports.stdio import open_stdio
 from ..transports.websocket import Listening, open_listeners, serve_websocket
 from ..transports.wsframing import JwtAuth, TokenAuth
+from . import seccomp
 from .config import Settings, resolve_provider
 from .limits import Limits
 from .mailbox import open_mailbox
@@ -141,6 +142,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
     async with trio.open_nursery() as host, open_supervisor(
             "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup:
         models = ModelPool(settings, host, rate_limits)
+        host.start_soon(trio.to_thread.run_sync, seccomp.preload)
         if stream is None and accept is None:
             await host.start(_stop_on_signal, host.cancel_scope)
         # Analytics is best effort: if it fails, the server goes on without it.

@@ -75,7 +75,7 @@ from typing import Literal, NamedTuple
 import msgspec
 
 from . import seccomp
-from .errors import RuntimeFailure
+from .errors import RuntimeFailure, out_of_descriptors
 from .protocol.v2.thread import (
     DangerFullAccess,
     ExternalSandbox,
@@ -388,7 +388,11 @@ def probe(bwrap: str = "bwrap") -> SandboxStatus:
     ``true`` in one with the network off. A success is cached per resolved
     executable for the life of the process, a failure for
     :data:`PROBE_RETRY_INTERVAL` seconds; a probe blocks its caller for the
-    few milliseconds a sandbox takes."""
+    few milliseconds a sandbox takes.
+
+    Raises:
+      OSError: the process is out of file descriptors (nothing is cached).
+    """
     if sys.platform != "linux":
         return SandboxStatus(available=False, bwrap=None,
                              message="the bubblewrap sandbox is Linux-only; choose the "
@@ -421,6 +425,10 @@ def _run_probe(bwrap: str) -> SandboxStatus:
         if error is not None and "Can't mount proc" in error and _trial(base, program, true) is None:
             return SandboxStatus(available=True, bwrap=bwrap, mount_proc=False)
     except (OSError, subprocess.TimeoutExpired) as exc:  # out of descriptors, a stuck host
+        if out_of_descriptors(exc):
+            # Passing, and nothing to say about the sandbox: not cached, the
+            # caller's spawn would have failed alike.
+            raise
         return SandboxStatus(available=False, bwrap=bwrap,
                              message=f"bubblewrap ({bwrap}) could not be run to check the "
                                      f"sandbox: {exc}. This is tried again in "

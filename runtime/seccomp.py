@@ -34,6 +34,7 @@ on first use so the server does not load it until a sandbox is built.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -87,6 +88,27 @@ def denials(network: bool) -> tuple[Denial, ...]:
             Denial("socketpair", unless_family=socket.AF_UNIX))
 
 
+def preload() -> None:
+    """Build both filters now (the server does at start-up, in a worker
+    thread): loading libseccomp runs ldconfig and exporting a filter needs
+    a descriptor, both of which fail while the process is out of file
+    descriptors, and a sandboxed command must not fail then for a library
+    that is there. Nothing happens if they cannot be built: the first
+    sandboxed command says why."""
+    for network in (False, True):
+        with contextlib.suppress(SeccompUnavailable, OSError):
+            bpf_program(network)
+
+
+def _out_of_descriptors_now() -> bool:
+    """Whether this process cannot open one more descriptor right now."""
+    try:
+        os.close(os.dup(2))
+    except OSError as exc:
+        return exc.errno in (errno.EMFILE, errno.ENFILE)
+    return False
+
+
 @functools.cache
 def bpf_program(network: bool) -> bytes:
     """The compiled filter for this machine's architecture, ready for
@@ -94,8 +116,12 @@ def bpf_program(network: bool) -> bytes:
     try:
         import pyseccomp as sc
     except (ImportError, OSError, RuntimeError) as exc:  # RuntimeError: no libseccomp.so
+        # Out of descriptors, finding the library fails too (ctypes runs
+        # ldconfig): that passes, it is no missing library.
         if out_of_descriptors(exc):
-            raise  # passing: not a missing library
+            raise
+        if _out_of_descriptors_now():
+            raise OSError(errno.EMFILE, f"out of file descriptors while loading libseccomp ({exc})") from exc
         raise SeccompUnavailable(f"the sandbox's seccomp filter cannot be built: {exc}. "
                                  f"{_FIX_HINT}") from None
     try:
@@ -114,5 +140,7 @@ def bpf_program(network: bool) -> bytes:
             out.seek(0)
             return out.readall()
     except OSError as exc:
+        if out_of_descriptors(exc):
+            raise
         raise SeccompUnavailable(f"libseccomp could not build the sandbox's seccomp filter: "
                                  f"{exc}. {_FIX_HINT}") from None
