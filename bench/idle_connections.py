@@ -10,8 +10,12 @@ connections held (open on the bench side, sockets the server holds), the
 server's VmRSS and PSS (/proc/PID/smaps_rollup) before the first connection
 and after the wait, and the difference per connection.
 
-Our server pings every ``TRIO_CODEX_KEEPALIVE_INTERVAL`` s; the bench sets it
-to 2 s (timeout 5 s) so the wait sees pings answered, and raises the
+Our server pings every ``TRIO_CODEX_KEEPALIVE_INTERVAL`` s and closes a
+peer silent ``TRIO_CODEX_KEEPALIVE_TIMEOUT`` s after a ping; the bench sets
+them to 4 s and 5 s, so a session still held after the 10 s wait has answered
+at least one ping in time (at 2 s, 5,000 pings/s on 2 cores slowed opening
+10,000 sessions to ~120 s and the bench's own loop missed a few deadlines;
+at 10 s, opening took 22 s instead of 33 s). It also raises the
 connection and half-open caps above N. Both processes get RLIMIT_NOFILE
 raised to the hard limit; when that is too low for N the bench says so and
 opens what fits.
@@ -54,7 +58,7 @@ from ws_load import free_port, listening
 OUR_LIMITS = {
     "TRIO_CODEX_MAX_CONNECTIONS": "100000",
     "TRIO_CODEX_MAX_HALF_OPEN": "100000",
-    "TRIO_CODEX_KEEPALIVE_INTERVAL": "2",
+    "TRIO_CODEX_KEEPALIVE_INTERVAL": "4",
     "TRIO_CODEX_KEEPALIVE_TIMEOUT": "5",
 }
 #: File descriptors a process needs beside its connections.
