@@ -29,3 +29,4 @@ run ws-load        bench/ws_load.py
 run ws-load-50     bench/ws_load.py --clients 50 --turns 5
 run exec-cold     bench/exec_cold_start.py
 run embed-clients bench/embed_clients.py
+run idle-conns    bench/idle_connections.py

@@ -82,15 +82,16 @@ async def test_running_out_of_file_descriptors_at_accept_is_survived_and_recover
             limits = resource.prlimit(pid, resource.RLIMIT_NOFILE)
             in_use = len(os.listdir(f"/proc/{pid}/fd"))
             resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 8, limits[1]))
+            hogs: list[trio.SocketStream] = []
             try:
-                hogs = [await _raw(server.url) for _ in range(40)]  # far more than the server can accept
+                hogs += [await _raw(server.url) for _ in range(40)]  # far more than the server can accept
                 # A request that needs descriptors is told to retry later.
                 refused = await steady.call("command/exec", {"command": ["true"]})
                 assert refused["error"]["code"] == -32001, refused
                 assert refused["error"]["data"] == {"codex_error_info": "server_overloaded"}
+            finally:
                 for hog in hogs:
                     await hog.aclose()
-            finally:
                 resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
             # Accepting resumes: new clients get in, and turns run.
             with trio.fail_after(TIMEOUT):
