@@ -39,6 +39,7 @@ import errno
 import functools
 import os
 import socket
+import threading
 from typing import NamedTuple
 
 from .errors import RuntimeFailure, out_of_descriptors
@@ -109,10 +110,22 @@ def _out_of_descriptors_now() -> bool:
     return False
 
 
-@functools.cache
 def bpf_program(network: bool) -> bytes:
     """The compiled filter for this machine's architecture, ready for
-    bubblewrap's ``--seccomp``. Raises :class:`SeccompUnavailable`."""
+    bubblewrap's ``--seccomp``. Raises :class:`SeccompUnavailable`.
+
+    One build at a time: the start-up preload and a first sandboxed command
+    run in worker threads, and a second thread must not see the other's
+    half-imported libseccomp binding."""
+    with _building:
+        return _build(network)
+
+
+_building = threading.Lock()
+
+
+@functools.cache
+def _build(network: bool) -> bytes:
     try:
         import pyseccomp as sc
     except (ImportError, OSError, RuntimeError) as exc:  # RuntimeError: no libseccomp.so

@@ -190,7 +190,7 @@ def test_importing_the_sandbox_does_not_load_libseccomp() -> None:
 def test_without_libseccomp_the_sandbox_refuses_and_says_how_to_fix_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pyseccomp", None)  # as if it were not installed
-    seccomp.bpf_program.cache_clear()
+    seccomp._build.cache_clear()
     try:
         with pytest.raises(seccomp.SeccompUnavailable, match="pip install pyseccomp"):
             seccomp.bpf_program(False)
@@ -200,7 +200,7 @@ def test_without_libseccomp_the_sandbox_refuses_and_says_how_to_fix_it(
                 with sandbox.sandboxed_argv(["true"], ReadOnly(), tmp_path, {}):
                     pass
     finally:
-        seccomp.bpf_program.cache_clear()
+        seccomp._build.cache_clear()
 
 
 # --- a sandboxed command ---------------------------------------------------------------
