@@ -13,7 +13,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from harness import mock_config, open_app_server
+from harness import mock_config, open_app_server, run_turn
 from harness.endpoint import Endpoint
 from trio_codex.actors.analytics import EXPORT_SHUTDOWN_TIMEOUT, run_analytics
 from trio_codex.actors.approvals import run_approvals
@@ -27,16 +27,6 @@ from trio_codex.transports.scripted_responses import ScriptedResponses
 
 def call(name: str, **args: object) -> str:
     return f"[[call={name} {json.dumps(args)}]]"
-
-
-async def run_turn(client, tid: str, text: str, decision: str) -> None:
-    await client.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": text}]})
-    while True:
-        msg = await client.next_message()
-        if "id" in msg and "method" in msg:
-            await client.send({"id": msg["id"], "result": {"decision": decision}})
-        if msg.get("method") == "turn/completed":
-            return
 
 
 async def test_a_session_with_approvals_exports_the_events(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness import RpcClient, open_app_server
+from harness import RpcClient, open_app_server, run_turn
 from trio_codex.runtime import rollout as r
 
 PATCH = ("*** Begin Patch\n*** Add File: new.txt\n+fresh\n*** Update File: old.txt\n*** Move to: moved.txt\n"
@@ -33,19 +33,6 @@ def custom(name: str, text: str) -> str:
 def untimed(item: dict[str, Any]) -> dict[str, Any]:
     """An item without its times (live items carry none yet)."""
     return {k: v for k, v in item.items() if k not in TIMES}
-
-
-async def run(client: RpcClient, tid: str, text: str, decision: str = "accept", **params: Any) -> list[dict]:
-    """A turn, answering approvals with ``decision``; its notifications."""
-    await client.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": text}], **params})
-    seen = []
-    while True:
-        msg = await client.next_message()
-        seen.append(msg)
-        if "id" in msg and "method" in msg:
-            await client.send({"id": msg["id"], "result": {"decision": decision}})
-        if msg.get("method") == "turn/completed":
-            return seen
 
 
 def completed_items(msgs: list[dict]) -> list[dict]:
@@ -85,10 +72,10 @@ async def test_a_session_with_tools_reads_and_resumes_every_item_live_and_in_a_n
         tid = (await client.request("thread/start", {"cwd": str(ws), "approvalPolicy": "never",
                                                      "sandbox": "danger-full-access"}))["thread"]["id"]
         await client.next_message()  # thread/started
-        live = [completed_items(await run(client, tid, text)) for text in prompts]
+        live = [completed_items(await run_turn(client, tid, text, "accept")) for text in prompts]
         # Declined: the patch is kept, the command is not (the original
         # records no item for a declined command).
-        declined = [completed_items(await run(client, tid, text, "decline", approvalPolicy="untrusted"))
+        declined = [completed_items(await run_turn(client, tid, text, "decline", approvalPolicy="untrusted"))
                     for text in (custom("apply_patch", "*** Begin Patch\n*** Add File: no.txt\n+no\n*** End Patch\n")
                                  + " a declined patch", call("shell_command", command="touch no") + " declined")]
         kinds = [[i["type"] for i in turn] for turn in live + declined]
@@ -109,7 +96,7 @@ async def test_a_session_with_tools_reads_and_resumes_every_item_live_and_in_a_n
         assert [[untimed(i) for i in t["items"]] for t in resumed["thread"]["turns"]] == expected
         assert all(i.get("completedAtMs") for t in resumed["thread"]["turns"] for i in t["items"])
         # The resumed thread goes on with the whole history.
-        msgs = await run(client, tid, "after the restart")
+        msgs = await run_turn(client, tid, "after the restart", "accept")
         assert msgs[-1]["params"]["turn"]["status"] == "completed"
 
     rollout = r.read_rollout(next((codex_home / "sessions").rglob(f"rollout-*-{tid}.jsonl")))

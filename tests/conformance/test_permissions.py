@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness import RpcClient, RpcError, mock_config, open_app_server
+from harness import RpcClient, RpcError, mock_config, open_app_server, run_turn
 from trio_codex.runtime.sandbox import probe
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
@@ -40,19 +40,6 @@ async def start(client: RpcClient, **params: Any) -> dict[str, Any]:
     result = await client.request("thread/start", {"sandbox": None, **params})
     await client.until(lambda m: m.get("method") == "thread/started")
     return result
-
-
-async def run_turn(client: RpcClient, tid: str, text: str, answer: Any = None, **params: Any) -> list[dict]:
-    """A turn, answering each approval request with ``answer``; the messages up to turn/completed."""
-    await client.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": text}], **params})
-    seen = []
-    while True:
-        msg = await client.next_message()
-        seen.append(msg)
-        if "id" in msg and "method" in msg:
-            await client.send({"id": msg["id"], "result": {"decision": answer}})
-        if msg.get("method") == "turn/completed":
-            return seen
 
 
 def commands(msgs: list[dict]) -> list[dict]:

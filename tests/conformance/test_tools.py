@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import trio
 
-from harness import open_app_server
+from harness import open_app_server, run_turn
 from trio_codex.runtime.sandbox import probe
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
@@ -39,19 +39,6 @@ def items(msgs: list[dict], kind: str, event: str = "item/completed") -> list[di
 def tool_outputs(scripted: ScriptedResponses) -> list[str]:
     return [i["output"] for r in scripted.requests for i in r.body["input"]
             if isinstance(i, dict) and i.get("type", "").endswith("_call_output")]
-
-
-async def run_turn(client, tid: str, text: str, answer: Any = None) -> list[dict]:
-    """A turn, answering each approval request with ``answer(params)``."""
-    await client.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": text}]})
-    seen = []
-    while True:
-        msg = await client.next_message()
-        seen.append(msg)
-        if "id" in msg and "method" in msg:
-            await client.send({"id": msg["id"], "result": {"decision": answer(msg["params"])}})
-        if msg.get("method") == "turn/completed":
-            return seen
 
 
 @pytest.fixture

@@ -165,6 +165,24 @@ class RpcClient:
 OURS = (sys.executable, "-m", "trio_codex.runtime")
 
 
+async def run_turn(client: RpcClient, thread_id: str, text: str, answer: Any = None,
+                   **params: Any) -> list[dict[str, Any]]:
+    """Start a turn and collect its messages through turn/completed,
+    answering each approval request with ``answer``: a decision, or a
+    function of the request's params that returns one."""
+    await client.request("turn/start", {"threadId": thread_id, "input": [{"type": "text", "text": text}],
+                                        **params})
+    seen = []
+    while True:
+        msg = await client.next_message()
+        seen.append(msg)
+        if "id" in msg and "method" in msg:
+            decision = answer(msg["params"]) if callable(answer) else answer
+            await client.send({"id": msg["id"], "result": {"decision": decision}})
+        if msg.get("method") == "turn/completed":
+            return seen
+
+
 def server_argv(*config: str, program: Sequence[str] = OURS) -> list[str]:
     args = list(program)
     for kv in config:
