@@ -20,6 +20,13 @@ token). The methods are the same whichever way it came.
 - A refused request raises :class:`CodexError` with the JSON-RPC code and
   ``codex_error_info``. Every wait is bounded (``request_timeout``,
   ``event_timeout``).
+- The wire level, for proxies, recorders and tests of the protocol itself:
+  :meth:`Client.exchange` returns the whole :class:`Response` (an error body
+  included) for a request with an id of the caller's choosing;
+  :meth:`Client.send` sends any message as is and :meth:`Client.send_frame`
+  unchecked bytes; ``tap`` sees every frame the server sends, in order,
+  before it is routed; an answer to a request nobody awaits (sent with
+  :meth:`Client.send`) is an event too (a :class:`Response`).
 
 The transports are imported by the class methods that need them, so that a
 client over a stream it already has (``trio-codex exec`` reaching a daemon)
@@ -82,13 +89,14 @@ from .protocol.v2.turn import (
     TurnSteerResponse,
 )
 from .errors import unwrapped
+from .protocol.jsonrpc import ErrorObject, RequestId
 from .stream import FrameStream, TransportClosed
 
 if TYPE_CHECKING:
     from .embed import Server
 
 __all__ = [
-    "Client", "ClientClosed", "CodexError", "Notification", "RequestTimeout", "ServerRequest",
+    "Client", "ClientClosed", "CodexError", "Notification", "RequestTimeout", "Response", "ServerRequest",
     "TurnFailed", "TurnResult", "TurnStream",
 ]
 
@@ -182,6 +190,20 @@ class Notification(msgspec.Struct, frozen=True):
     params: Any
 
 
+class Response(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A whole answer: its ``result`` (JSON), or its ``error`` body."""
+
+    id: RequestId
+    result: Any = None
+    error: ErrorObject | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer as it came on the wire (the server sends ``result`` or ``error``, never both)."""
+        if self.error is not None:
+            return {"id": self.id, "error": msgspec.to_builtins(self.error)}
+        return {"id": self.id, "result": self.result}
+
+
 class ServerRequest:
     """A request from the server (an approval, an elicitation): answer it
     once with :meth:`respond` or :meth:`reject`. ``params`` is the v2
@@ -214,6 +236,8 @@ class ServerRequest:
 #: What a turn yields: a notification's Struct or a server request.
 Event = Any
 RequestHandler = Callable[[ServerRequest], Awaitable[Any]]
+#: Sees each frame the server sends, before it is routed.
+Tap = Callable[[bytes], None]
 
 
 class TurnResult(msgspec.Struct, frozen=True):
@@ -252,7 +276,7 @@ class _Envelope(msgspec.Struct):
     method: str | msgspec.UnsetType = msgspec.UNSET
     params: msgspec.Raw = msgspec.Raw()
     result: msgspec.Raw = msgspec.Raw()
-    error: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    error: ErrorObject | msgspec.UnsetType = msgspec.UNSET
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
@@ -270,22 +294,27 @@ def _decode(type_: type[T], payload: msgspec.Raw) -> T:
 class Client:
     """One protocol session. Make it with :meth:`in_process`, :meth:`spawn`,
     :meth:`websocket`, or :meth:`over` a stream you have; each is an
-    ``async with`` that initializes the session and closes it on exit."""
+    ``async with`` that initializes the session and closes it on exit.
+    A client made directly (``Client(stream)``) is live while :meth:`run`
+    runs."""
 
     def __init__(self, stream: FrameStream, *, on_request: RequestHandler | None = None,
                  request_timeout: float = REQUEST_TIMEOUT, event_timeout: float = EVENT_TIMEOUT,
-                 typed: bool = True) -> None:
+                 typed: bool = True, tap: Tap | None = None) -> None:
         self.stream = stream
         self.on_request = on_request
         #: False: every event is a :class:`Notification` of its JSON, for a
         #: consumer that forwards or renders the JSON as is (``exec``).
         self.typed = typed
+        #: Called with each frame the server sends, in order, before it is
+        #: routed (its exception ends the session): a wire log.
+        self.tap = tap
         self.request_timeout = request_timeout
         self.event_timeout = event_timeout
         #: What ``initialize`` answered.
         self.server: InitializeResponse | None = None
         self._ids = itertools.count(1)
-        self._waiting: dict[int, trio.MemorySendChannel[_Envelope]] = {}
+        self._waiting: dict[RequestId, trio.MemorySendChannel[_Envelope]] = {}
         self._turns: dict[str, trio.MemorySendChannel[Event]] = {}
         self._watchers: list[trio.MemorySendChannel[Event]] = []
         self._sending = trio.Lock()
@@ -297,15 +326,17 @@ class Client:
     @classmethod
     @asynccontextmanager
     async def over(cls, stream: FrameStream, *, name: str = "trio_codex_client", version: str = "0.1.0",
-                   experimental_api: bool = False, **options: Any) -> AsyncIterator[Client]:
-        """A session over ``stream``, initialized as client ``name``."""
+                   experimental_api: bool = False, initialize: bool = True, **options: Any
+                   ) -> AsyncIterator[Client]:
+        """A session over ``stream``, initialized as client ``name``
+        (``initialize=False``: not, for a caller that sends its own)."""
         client = cls(stream, **options)
         with unwrapped():
             async with trio.open_nursery() as nursery:
-                client._nursery = nursery
-                nursery.start_soon(client._read)
+                nursery.start_soon(client.run)
                 try:
-                    await client.initialize(name, version, experimental_api=experimental_api)
+                    if initialize:
+                        await client.initialize(name, version, experimental_api=experimental_api)
                     yield client
                 finally:
                     client._closed = True
@@ -328,7 +359,8 @@ class Client:
         """A session with an app server run as a child process over stdio:
         ``argv`` is its whole command (``["codex", "app-server"]``, or ours);
         ``stderr`` is inherited unless redirected. The child ends with the
-        session (stdin closed, then killed if it lingers)."""
+        session (stdin closed, then killed if it lingers); while it runs it
+        is ``client.stream.process``."""
         from ..transports.connect import spawn_stdio
 
         async with spawn_stdio(argv, env=env, cwd=cwd, stderr=stderr) as stream, cls.over(stream, **options) as client:
@@ -349,13 +381,43 @@ class Client:
     async def request(self, method: str, params: Any = None) -> Any:
         """Send ``method`` with ``params`` (JSON, or a params Struct); return
         the result's JSON or raise :class:`CodexError`."""
-        return _decode(Any, await self._exchange(method, params))  # type: ignore[arg-type]
+        return _decode(Any, self._result(method, await self._exchange(method, params)))  # type: ignore[arg-type]
 
-    async def _exchange(self, method: str, params: Any) -> msgspec.Raw:
-        """The request's answer, its result undecoded."""
+    async def exchange(self, method: str, params: Any = None, *, id: RequestId | None = None) -> Response:
+        """Send ``method`` with ``params`` as request ``id`` (the next number
+        when None) and return the whole answer, an error body included, as
+        it came: the wire level, for a caller that checks the answer itself."""
+        answer = await self._exchange(method, params, id)
+        error = answer.error if answer.error is not msgspec.UNSET else None
+        return Response(answer.id, _decode(Any, answer.result), error)  # type: ignore[arg-type]
+
+    def next_id(self) -> int:
+        """A fresh request id, for a caller that must know it before the
+        answer comes (pass it to :meth:`exchange`)."""
+        return next(self._ids)
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        """Send one message as is: a notification, an answer, or a request
+        whose answer comes as a :class:`Response` event."""
+        await self._send(message)
+
+    async def send_frame(self, frame: bytes) -> None:
+        """Send ``frame`` unchecked (the transport adds its delimiter; a
+        websocket sends bytes that are not UTF-8 as a binary message): for
+        tests of what a server does with malformed input."""
+        async with self._sending:
+            try:
+                await self.stream.send_frames([frame])
+            except TransportClosed:
+                raise ClientClosed("send_frame") from None
+
+    async def _exchange(self, method: str, params: Any, id: RequestId | None = None) -> _Envelope:
+        """The request's answer, its payload undecoded."""
         if self._closed:
             raise ClientClosed(method)
-        rid = next(self._ids)
+        rid = next(self._ids) if id is None else id
+        if rid in self._waiting:
+            raise ValueError(f"request id {rid!r} is already awaiting its answer")
         send, receive = trio.open_memory_channel[_Envelope](1)
         self._waiting[rid] = send
         msg: dict[str, Any] = {"id": rid, "method": method}
@@ -365,27 +427,31 @@ class Client:
             with trio.move_on_after(self.request_timeout):
                 await self._send(msg)
                 try:
-                    answer = await receive.receive()
+                    return await receive.receive()
                 except trio.EndOfChannel:
                     raise ClientClosed(method) from None
-                error = answer.error
-                if error is not msgspec.UNSET:
-                    raise CodexError(method, error.get("code", 0), error.get("message", ""), error.get("data"))
-                return answer.result
         finally:
             self._waiting.pop(rid, None)
         raise RequestTimeout(method, self.request_timeout)
 
+    @staticmethod
+    def _result(method: str, answer: _Envelope) -> msgspec.Raw:
+        """The answer's result, or its error raised as :class:`CodexError`."""
+        error = answer.error
+        if error is not msgspec.UNSET:
+            raise CodexError(method, error.code, error.message, error.data)
+        return answer.result
+
     async def call(self, method: str, result_type: type[T], **params: Any) -> T:
         """``method`` with snake_case ``params`` (checked against its params
         Struct), its result decoded into ``result_type``."""
-        return _decode(result_type, await self._exchange(method, _params(method, params)))
+        return _decode(result_type, self._result(method, await self._exchange(method, _params(method, params))))
 
     async def initialize(self, name: str, version: str, *, experimental_api: bool = False) -> InitializeResponse:
         params: dict[str, Any] = {"clientInfo": {"name": name, "version": version}}
         if experimental_api:
             params["capabilities"] = {"experimentalApi": True}
-        self.server = _decode(InitializeResponse, await self._exchange("initialize", params))
+        self.server = _decode(InitializeResponse, self._result("initialize", await self._exchange("initialize", params)))
         await self._send({"method": "initialized"})
         return self.server
 
@@ -484,19 +550,31 @@ class Client:
 
     # --- the connection ---------------------------------------------------------
 
-    async def _send(self, msg: dict[str, Any]) -> None:
+    async def _send(self, msg: Mapping[str, Any]) -> None:
         async with self._sending:
             try:
                 await self.stream.send_frames([msgspec.json.encode(msg)])
             except TransportClosed:
                 raise ClientClosed(str(msg.get("method", "answer"))) from None
 
+    async def run(self) -> None:
+        """Read and route the server's messages until the connection ends
+        (:meth:`over` runs it); the ``on_request`` callbacks run under it."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._read()
+            nursery.cancel_scope.cancel()  # a callback's answer has nowhere to go
+
     async def _read(self) -> None:
         try:
             while True:
                 frame = await self.stream.receive_frame()
-                if not isinstance(frame, bytes):
+                if frame is None:
                     return
+                if not isinstance(frame, bytes):
+                    continue  # oversized: the transport dropped it
+                if self.tap is not None:
+                    self.tap(frame)
                 try:
                     msg = _ENVELOPE.decode(frame)
                 except msgspec.DecodeError:  # not one of ours: nothing to route it to
@@ -505,6 +583,9 @@ class Client:
                     waiting = self._waiting.pop(msg.id, None)  # type: ignore[arg-type]
                     if waiting is not None:
                         waiting.send_nowait(msg)
+                    elif msg.id is not msgspec.UNSET and msg.id is not None:
+                        error = msg.error if msg.error is not msgspec.UNSET else None
+                        await self._deliver(Response(msg.id, _decode(Any, msg.result), error))  # type: ignore[arg-type]
                 elif msg.id is not msgspec.UNSET:
                     await self._server_request(msg.id, msg.method, msg.params)
                 elif self.typed:

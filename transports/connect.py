@@ -21,7 +21,7 @@ from ..runtime.stream import TransportClosed
 from .framing import DEFAULT_MAX_LINE
 from .jsonl import JsonlStream
 
-__all__ = ["EXIT_TIMEOUT", "WebSocketFrames", "connect_websocket", "spawn_stdio"]
+__all__ = ["EXIT_TIMEOUT", "ChildStream", "WebSocketFrames", "connect_websocket", "spawn_stdio"]
 
 #: How long a child server may take to exit once its stdin is closed
 #: (its own shutdown is bounded by 5 s) before it is killed.
@@ -30,29 +30,60 @@ EXIT_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
 
 
+class ChildStream(JsonlStream):
+    """JSONL over a child's stdin and stdout; ``process`` is the child (to
+    signal it, or wait for it). Closing it closes the child's stdin only, as
+    a client that leaves does: :func:`spawn_stdio` reads the child's output
+    to its end while it exits, so a child that writes as it shuts down is
+    neither blocked on a full pipe nor broken."""
+
+    def __init__(self, process: trio.Process, *, peer: str, max_line: int) -> None:
+        assert process.stdin is not None and process.stdout is not None
+        super().__init__(process.stdout, process.stdin, peer=peer, max_line=max_line)
+        self.process = process
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        assert self.process.stdin is not None
+        with trio.CancelScope(shield=True):
+            await self.process.stdin.aclose()
+
+
 @asynccontextmanager
 async def spawn_stdio(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
-                      stderr: int | None = None, max_line: int = DEFAULT_MAX_LINE) -> AsyncIterator[JsonlStream]:
+                      stderr: int | None = None, max_line: int = DEFAULT_MAX_LINE,
+                      exit_timeout: float = EXIT_TIMEOUT) -> AsyncIterator[ChildStream]:
     """Run ``argv`` (an app server on stdio) and speak JSONL over its pipes;
-    on exit its stdin is closed, as a client that leaves does, and it is
-    killed if it has not exited within :data:`EXIT_TIMEOUT`. ``stderr``
-    is inherited unless redirected (``subprocess.DEVNULL``)."""
+    on exit its stdin is closed, as a client that leaves does, its output
+    read to the end, and it is killed if it has not exited within
+    ``exit_timeout``. ``stderr`` is inherited unless redirected
+    (``subprocess.DEVNULL``)."""
     with unwrapped():
         async with trio.open_nursery() as nursery:
             proc: trio.Process = await nursery.start(partial(
                 trio.run_process, list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                 env=dict(env) if env is not None else None, cwd=cwd, check=False))
-            assert proc.stdin is not None and proc.stdout is not None
-            stream = JsonlStream(proc.stdout, proc.stdin, peer=f"stdio:{Path(argv[0]).name}", max_line=max_line)
+            assert proc.stdout is not None
+            stream = ChildStream(proc, peer=f"stdio:{Path(argv[0]).name}", max_line=max_line)
             try:
                 yield stream
             finally:
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
-                    with trio.move_on_after(EXIT_TIMEOUT):
+                    with trio.move_on_after(exit_timeout):
+                        await _drain(proc.stdout)
                         await proc.wait()
                     if proc.returncode is None:
                         proc.kill()
+                    await proc.stdout.aclose()
+
+
+async def _drain(stream: trio.abc.ReceiveStream) -> None:
+    """Read ``stream`` to its end, discarding (a closed one is at its end)."""
+    try:
+        while await stream.receive_some(65536):
+            pass
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
 
 
 class WebSocketFrames:
@@ -73,7 +104,12 @@ class WebSocketFrames:
     async def send_frames(self, frames: Sequence[bytes]) -> None:
         try:
             for frame in frames:
-                await self._ws.send_message(frame.decode())
+                # JSON is UTF-8, a text message; other bytes (a test's) go as a binary one.
+                try:
+                    message: str | bytes = frame.decode()
+                except UnicodeDecodeError:
+                    message = frame
+                await self._ws.send_message(message)
         except ConnectionClosed as exc:
             raise TransportClosed(f"{self.peer}: {exc.reason}") from None
 

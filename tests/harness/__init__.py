@@ -3,12 +3,11 @@
 :func:`open_app_server` starts ``python -m trio_codex.runtime app-server`` as
 a subprocess with a fresh CODEX_HOME, and gives back an :class:`RpcClient`
 that speaks JSONL over its stdin/stdout, the way any client of the original
-does. Every wait is bounded.
+does, through the embedding API's Client. Every wait is bounded.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -19,6 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
+from trio_codex.runtime.client import Client, CodexError
+from trio_codex.runtime.stream import FrameStream
+from trio_codex.transports.connect import spawn_stdio
+from trio_codex.transports.jsonl import JsonlStream
 
 #: Bound on any single wait for the server in tests.
 TIMEOUT = 20.0
@@ -53,72 +57,83 @@ def mock_config(base_url: str, **provider: Any) -> str:
     )
 
 
-class RpcError(Exception):
-    def __init__(self, error: dict[str, Any]) -> None:
-        super().__init__(f"{error.get('code')}: {error.get('message')}")
-        self.code = error.get("code")
-        self.message = error.get("message")
-        self.data = error.get("data")
+class RpcError(CodexError):
+    """A request refused: the error body's ``code``, ``message``, ``data``."""
+
+    def __init__(self, error: dict[str, Any], method: str = "request") -> None:
+        super().__init__(method, error.get("code", 0), error.get("message", ""), error.get("data"))
 
 
 class RpcClient:
-    """A minimal app-server client over a subprocess's pipes."""
+    """The tests' view of one app-server session: every message as its JSON
+    dict, in order. It is a thin layer over the embedding API's
+    :class:`~trio_codex.runtime.client.Client` (so everything the tests run
+    exercises it): the Client sends, matches answers to requests and bounds
+    the waits; its ``tap`` gives the exact messages for :attr:`log` and the
+    queue of :meth:`next_message`."""
 
-    def __init__(self, proc: trio.Process) -> None:
+    def __init__(self, proc: trio.Process | None = None, *, stream: FrameStream | None = None) -> None:
+        """Over ``stream``, or over the pipes of ``proc`` (an app server on
+        stdio); the session is live while :meth:`run` runs."""
+        if stream is None:
+            assert proc is not None and proc.stdout is not None and proc.stdin is not None
+            stream = JsonlStream(proc.stdout, proc.stdin, peer="stdio:app-server")
+        #: The server's process, when it is a child.
         self.proc = proc
-        self._ids = itertools.count(1)
-        self._waiting: dict[Any, trio.MemorySendChannel] = {}
+        self.client = Client(stream, typed=False, request_timeout=TIMEOUT, tap=self._tap)
+        #: Ids of the requests whose answers :meth:`call` awaits (not queued).
+        self._calls: set[Any] = set()
         send, self._messages = trio.open_memory_channel[dict[str, Any]](100_000)
         self._push = send
-        #: Every line the server wrote, decoded, in order (responses too).
+        #: Every message the server sent, decoded, in order (responses too).
         self.log: list[dict[str, Any]] = []
-        #: Tasks of one test may send at once; their lines must not interleave.
-        self._sending = trio.StrictFIFOLock()
         #: Called with each message as it arrives.
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        #: False: messages go to the log and the listeners only, for a
+        #: driver that never calls :meth:`next_message` (the fuzzer).
+        self.queued = True
 
-    async def _read(self) -> None:
-        buf = b""
-        assert self.proc.stdout is not None
-        async for chunk in self.proc.stdout:
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                msg = json.loads(line)  # the server must write only JSON on stdout
-                self.log.append(msg)
-                for listener in self.listeners:
-                    listener(msg)
-                if "id" in msg and "method" not in msg and msg["id"] in self._waiting:
-                    await self._waiting.pop(msg["id"]).send(msg)
-                else:
-                    await self._push.send(msg)
-        self._push.close()
+    def _tap(self, frame: bytes) -> None:
+        msg = json.loads(frame)  # the server must send only JSON
+        self.log.append(msg)
+        for listener in self.listeners:
+            listener(msg)
+        if self.queued and not ("id" in msg and "method" not in msg and msg["id"] in self._calls):
+            # Unbounded in effect (100,000): a test reads its messages when it likes.
+            self._push.send_nowait(msg)
+
+    async def run(self) -> None:
+        """Read the server's messages until its output ends."""
+        try:
+            await self.client.run()
+        finally:
+            self._push.close()
+
+    _read = run
 
     async def send_raw(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        async with self._sending:
-            await self.proc.stdin.send_all(data)
+        """Write ``data`` as is: one or more lines, each ending in a newline
+        (malformed ones too), through the Client's unchecked frame path."""
+        assert data.endswith(b"\n"), "a raw write is whole lines"
+        await self.client.send_frame(data[:-1])
 
     async def send(self, msg: dict[str, Any]) -> None:
-        await self.send_raw(json.dumps(msg).encode() + b"\n")
+        await self.client.send(msg)
 
     async def call(self, method: str, params: Any = None, *, id: Any = None) -> dict[str, Any]:
         """Send a request; return the whole response message."""
-        rid = next(self._ids) if id is None else id
-        send, recv = trio.open_memory_channel[dict[str, Any]](1)
-        self._waiting[rid] = send
-        msg: dict[str, Any] = {"id": rid, "method": method}
-        if params is not None:
-            msg["params"] = params
-        await self.send(msg)
-        with trio.fail_after(TIMEOUT):
-            return await recv.receive()
+        rid = self.client.next_id() if id is None else id
+        self._calls.add(rid)
+        try:
+            return (await self.client.exchange(method, params, id=rid)).to_json()
+        finally:
+            self._calls.discard(rid)
 
     async def request(self, method: str, params: Any = None) -> Any:
         """Send a request; return its result or raise :class:`RpcError`."""
         response = await self.call(method, params)
         if "error" in response:
-            raise RpcError(response["error"])
+            raise RpcError(response["error"], method)
         return response["result"]
 
     async def initialize(self, name: str = "trio_codex_tests", **capabilities: Any) -> Any:
@@ -206,23 +221,17 @@ async def open_app_server(codex_home: Path, *config: str, env_extra: dict[str, s
                           program: Sequence[str] = OURS) -> AsyncIterator[RpcClient]:
     """Run the server with ``codex_home`` (write its config.toml first), in
     ``cwd``; ``config`` are ``-c key=value`` overrides; ``program`` is the
-    server command before them (the original's binary, to compare)."""
-    async with trio.open_nursery() as nursery:
-        proc = await nursery.start(lambda task_status: trio.run_process(
-            server_argv(*config, program=program), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-            cwd=cwd,
-            env=server_env(codex_home, **(env_extra or {})), check=False, task_status=task_status))
-        client = RpcClient(proc)
-        nursery.start_soon(client._read)
+    server command before them (the original's binary, to compare). It runs
+    as the Client's stdio child (:func:`~trio_codex.transports.connect.spawn_stdio`):
+    on exit its stdin is closed and it is given ``TIMEOUT`` to exit."""
+    async with spawn_stdio(server_argv(*config, program=program), env=server_env(codex_home, **(env_extra or {})),
+                           cwd=cwd, stderr=stderr, exit_timeout=TIMEOUT) as stream, \
+            trio.open_nursery() as nursery:
+        client = RpcClient(stream.process, stream=stream)
+        nursery.start_soon(client.run)
         try:
             yield client
         finally:
-            with trio.move_on_after(TIMEOUT, shield=True):
-                if proc.stdin is not None:
-                    await proc.stdin.aclose()
-                await proc.wait()
-            if proc.returncode is None:
-                proc.kill()
             nursery.cancel_scope.cancel()
 
 

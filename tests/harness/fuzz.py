@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-import trio_websocket
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
@@ -53,8 +52,8 @@ from trio_codex.runtime.protocol.codec import Invalid, Request
 from trio_codex.runtime.protocol.jsonrpc import RequestId
 from trio_codex.runtime.protocol.methods import METHODS
 
-from . import TIMEOUT, open_app_server
-from .ws import ws_server
+from . import TIMEOUT, RpcClient, open_app_server
+from .ws import ws_client, ws_server
 
 SCHEMA = Path(__file__).parent.parent / "fixtures" / "original" / "schema" / "codex_app_server_protocol.schemas.json.gz"
 
@@ -344,30 +343,24 @@ class Session:
 async def session(transport: str, codex_home: Path, cwd: Path) -> AsyncIterator[Session]:
     """The server with ``codex_home``, in ``cwd``, over ``transport``
     (``stdio`` or ``ws``)."""
-    if transport == "stdio":
-        async with open_app_server(codex_home, cwd=cwd) as client:
-            out = Session(lambda data: client.send_raw(data + b"\n"), client.proc.pid,
-                          lambda: client.proc.returncode)
-            client.listeners.append(out.tally.received)
-            yield out
-        return
-    async with ws_server(codex_home, cwd=cwd) as server, \
-            trio_websocket.open_websocket_url(server.url + "/", message_queue_size=4096) as ws, \
-            trio.open_nursery() as nursery:
-        async def send(data: bytes) -> None:
-            # A text message must be UTF-8 (a websocket closes on one that
-            # is not), so invalid UTF-8 goes as a binary message.
-            try:
-                await ws.send_message(data.decode())
-            except UnicodeDecodeError:
-                await ws.send_message(data)
-
-        out = Session(send, server.proc.pid, lambda: server.proc.returncode)
-
-        async def read() -> None:
-            while True:
-                out.tally.received(json.loads(await ws.get_message()))
-
-        nursery.start_soon(read)
+    opening = _over_stdio(codex_home, cwd) if transport == "stdio" else _over_ws(codex_home, cwd)
+    async with opening as (client, proc):
+        # Every frame goes as is (a JSONL line, or a websocket message:
+        # binary when it is not UTF-8), malformed ones included.
+        out = Session(lambda data: client.send_raw(data + b"\n"), proc.pid, lambda: proc.returncode)
+        client.queued = False
+        client.listeners.append(out.tally.received)
         yield out
-        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _over_stdio(codex_home: Path, cwd: Path) -> AsyncIterator[tuple[RpcClient, trio.Process]]:
+    async with open_app_server(codex_home, cwd=cwd) as client:
+        assert client.proc is not None
+        yield client, client.proc
+
+
+@asynccontextmanager
+async def _over_ws(codex_home: Path, cwd: Path) -> AsyncIterator[tuple[RpcClient, trio.Process]]:
+    async with ws_server(codex_home, cwd=cwd) as server, ws_client(server.url) as client:
+        yield client, server.proc

@@ -27,7 +27,6 @@ import itertools
 import json
 import random
 import signal
-import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,9 @@ import trio
 
 from trio_codex.runtime import rollout as r
 
-from . import TIMEOUT, RpcClient, open_app_server, server_argv, server_env
+from trio_codex.runtime.client import ClientClosed
+
+from . import TIMEOUT, RpcClient, open_app_server
 
 TIMES = ("startedAtMs", "completedAtMs")
 
@@ -129,12 +130,9 @@ async def run_round(codex_home: Path, workspace: Path, rng: random.Random, *, ki
 
 async def _run_until_killed(codex_home: Path, workspace: Path, rng: random.Random, seen: Seen,
                             kill_after: float) -> list[str]:
-    async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(lambda task_status: trio.run_process(
-            server_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=server_env(codex_home), check=False, task_status=task_status))
-        client = RpcClient(proc)
-        nursery.start_soon(client._read)
+    async with open_app_server(codex_home) as client, trio.open_nursery() as nursery:
+        proc = client.proc
+        assert proc is not None
         await client.initialize()
         tids = []
         for approval in ("never", "untrusted"):
@@ -183,7 +181,7 @@ async def _dispatch(client: RpcClient, rng: random.Random, seen: Seen, done: dic
             try:
                 await client.send({"id": msg["id"], "result": {
                     "decision": rng.choice(["accept", "accept", "acceptForSession", "decline"])}})
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except ClientClosed:
                 pass
         elif method == "item/completed":
             seen.items[(params["threadId"], params["turnId"], params["item"]["id"])] = untimed(params["item"])

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import trio
 
-from . import server_env
+from trio_codex.transports.connect import connect_websocket
+
+from . import RpcClient, server_env
 
 TIMEOUT = 20.0
 #: A signed-bearer-token secret: at least the 32 bytes the server requires.
@@ -76,3 +78,17 @@ async def ws_server(codex_home: Path, listen: str = "ws://127.0.0.1:0", *args: s
                     await proc.wait()
                 if proc.returncode is None:
                     proc.kill()
+
+
+@asynccontextmanager
+async def ws_client(url: str, *, token: str | None = None) -> AsyncIterator[RpcClient]:
+    """An :class:`RpcClient` over a websocket to ``url`` (the Client's
+    trio-websocket transport), ``token`` sent as ``Authorization: Bearer``;
+    not initialized."""
+    async with connect_websocket(url, token=token) as stream, trio.open_nursery() as nursery:
+        client = RpcClient(stream=stream)
+        nursery.start_soon(client.run)
+        try:
+            yield client
+        finally:
+            nursery.cancel_scope.cancel()
