@@ -38,6 +38,7 @@ from .client import (
     CodexError,
     Notification,
     RequestTimeout,
+    Response,
     ServerRequest,
     TurnFailed,
     TurnResult,
@@ -48,7 +49,7 @@ from .errors import unwrapped
 from .stream import FrameStream
 
 __all__ = [
-    "Client", "ClientClosed", "CodexError", "Notification", "RequestTimeout", "Server", "ServerRequest",
+    "Client", "ClientClosed", "CodexError", "Notification", "RequestTimeout", "Response", "Server", "ServerRequest",
     "TurnFailed", "TurnResult", "TurnStream",
 ]
 

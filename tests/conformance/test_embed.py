@@ -20,7 +20,7 @@ import trio.testing
 
 from harness import ORIGINAL_BIN, TIMEOUT, server_argv, server_env
 from harness.ws import ws_server
-from trio_codex.runtime.embed import Client, CodexError, Server, ServerRequest, TurnFailed
+from trio_codex.runtime.embed import Client, CodexError, Response, Server, ServerRequest, TurnFailed
 from trio_codex.runtime.protocol.v2.approval import ApprovalResponse, CommandExecutionRequestApprovalParams
 from trio_codex.runtime.protocol.v2.item import AgentMessageDelta, CommandExecutionItem, ItemCompleted
 from trio_codex.runtime.protocol.v2.thread import ThreadStartResponse
@@ -145,6 +145,23 @@ async def test_the_same_client_code_drives_the_server_every_way(codex_home: Path
     with trio.fail_after(TIMEOUT * 2):
         async with WAYS[way](codex_home, on_request=approve) as client:
             await exercise(client, workspace)
+
+
+@pytest.mark.parametrize("way", ["in-process", "stdio", "websocket"])
+async def test_the_wire_level_gives_whole_answers_every_frame_and_survives_garbage(codex_home: Path, way: str) -> None:
+    frames: list[bytes] = []
+    with trio.fail_after(TIMEOUT):
+        async with WAYS[way](codex_home, tap=frames.append) as client, client.events() as events:
+            assert json.loads(frames[0])["id"] == 1  # initialize's answer, seen before it was routed
+            refused = await client.exchange("thread/read", {"threadId": "not-a-thread"}, id="mine")
+            assert refused.id == "mine" and refused.error is not None and refused.error.code == -32600
+            assert refused.to_json() == json.loads(frames[-1])
+            await client.send_frame(b'not json at all\n\xff\xfe')
+            # An answer nobody awaits (a request sent as is) is an event.
+            await client.send({"id": 7_000, "method": "model/list", "params": {}})
+            answer = await events.receive()
+            assert isinstance(answer, Response) and answer.id == 7_000 and answer.result["data"]
+            assert (await client.model_list()).data
 
 
 async def test_a_websocket_client_without_the_token_is_refused(codex_home: Path) -> None:
