@@ -6,8 +6,8 @@ scripts by path, e.g. ``/work/venv/bin/python bench/load.py``).
 * :class:`ScriptedProcess` runs the scripted Responses server as its own
   process, so that its CPU is not counted against the app server.
 * :func:`make_home` writes a fresh CODEX_HOME (outside /tmp) pointing at it.
-* :class:`AppClient` drives an app server over its stdio pipes with one trio
-  task reading stdout and routing notifications by thread id (each bench
+* :class:`AppClient` drives an app server over its stdio pipes through the
+  embedding API's ``Client``, routing notifications by thread id (each bench
   thread has at most one turn in flight).
 * :func:`app_server` starts one, initializes it and closes it at the end;
   :func:`drive_threads` runs checked turns on several threads at once.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import itertools
+import math
 import os
 import shlex
 import shutil
@@ -33,12 +34,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import trio
+
+from trio_codex.runtime.client import Client, ClientClosed, CodexError, ServerRequest
+from trio_codex.transports.connect import EXIT_TIMEOUT, spawn_stdio
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -334,11 +337,14 @@ class RpcFailed(Exception):
 
 
 _decode = msgspec.json.decode
-_encode = msgspec.json.encode
 
 
 class AppClient:
-    """One app-server process driven over stdio; see the module docstring."""
+    """One app-server process driven over stdio through the embedding API's
+    :class:`~trio_codex.runtime.client.Client` (its stdio transport, request
+    matching and server-request callback); the bench's bookkeeping (deltas,
+    first-delta and completion times) reads every frame through the
+    Client's ``tap``, timed as it arrives."""
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, stderr_path: Path | None = None) -> None:
         self.argv = argv
@@ -346,17 +352,17 @@ class AppClient:
         self.cwd = cwd
         self.stderr_path = stderr_path
         self.proc: trio.Process | None = None
+        self.client: Client | None = None
         self.spawned_at = 0.0
-        self._ids = itertools.count(1)
-        self._waiting: dict[int, list] = {}
         self.turns: dict[str, TurnState] = {}
-        self._lock = trio.StrictFIFOLock()
         self.unexpected: list[dict] = []
         self.lines = 0
         self.eof = trio.Event()
         #: Called as ``observer(msg, t)`` for every message but deltas
-        #: (t: time.monotonic() of the read that brought it), before routing.
+        #: (t: time.monotonic() when it was read), before routing.
         self.observer: Any = None
+        self._session = trio.CancelScope()
+        self._ended = trio.Event()
 
     @property
     def pid(self) -> int:
@@ -364,100 +370,79 @@ class AppClient:
         return self.proc.pid
 
     async def start(self, nursery: trio.Nursery) -> None:
-        err = open(self.stderr_path, "wb") if self.stderr_path else subprocess.DEVNULL
         self.spawned_at = time.monotonic()
-        self.proc = await nursery.start(partial(
-            trio.run_process, self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-            env=self.env, cwd=str(self.cwd), check=False))
-        if err is not subprocess.DEVNULL:
-            err.close()
-        nursery.start_soon(self._read)
+        await nursery.start(self._run)
 
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        stdout = self.proc.stdout
-        buf = b""
-        turns = self.turns
-        mono = time.monotonic
-        while True:
-            chunk = await stdout.receive_some(1 << 20)
-            if not chunk:
-                break
-            now = mono()
-            buf += chunk
-            if b"\n" not in chunk:
-                continue
-            *lines, buf = buf.split(b"\n")
-            self.lines += len(lines)
-            for line in lines:
-                if not line:
-                    continue
-                msg = _decode(line)
-                method = msg.get("method")
-                if method == "item/agentMessage/delta":
-                    p = msg["params"]
-                    st = turns.get(p["threadId"])
-                    if st is not None:
-                        if st.first_delta is None:
-                            st.first_delta = now
-                        st.deltas += 1
-                        if st.keep_text:
-                            st.parts.append(p["delta"])
-                    continue
-                if self.observer is not None:
-                    self.observer(msg, now)
-                if method is None:
-                    slot = self._waiting.pop(msg.get("id"), None)
-                    if slot is not None:
-                        slot[1] = msg
-                        slot[0].set()
-                    continue
-                if method == "turn/completed":
-                    p = msg["params"]
-                    st = turns.get(p["threadId"])
-                    if st is not None and st.done_at is None:
-                        st.done_at = now
-                        st.status = p["turn"].get("status")
-                        st.error = p["turn"].get("error")
-                        st.done.set()
-                elif method == "item/completed":
-                    p = msg["params"]
-                    item = p.get("item") or {}
-                    st = turns.get(p.get("threadId"))
-                    if st is not None and item.get("type") == "agentMessage":
-                        st.final_text = item.get("text")
-                elif "id" in msg:
-                    # A server request (approval etc.): decline and note it.
-                    self.unexpected.append(msg)
-                    await self.send({"id": msg["id"], "error": {"code": -32601, "message": "bench declines"}})
-        self.eof.set()
-        for slot in self._waiting.values():
-            slot[0].set()
-        for st in turns.values():
-            st.done.set()
+    async def _run(self, *, task_status: trio.TaskStatus[None]) -> None:
+        err = open(self.stderr_path, "wb") if self.stderr_path else None
+        try:
+            # The Client's own bound is lifted: each wait here has its own (``timeout``).
+            async with spawn_stdio(self.argv, env=self.env, cwd=self.cwd,
+                                   stderr=err.fileno() if err else subprocess.DEVNULL) as stream:
+                self.proc = stream.process
+                self.client = Client(stream, typed=False, tap=self._tap, on_request=self._decline,
+                                     request_timeout=math.inf)
+                task_status.started()
+                with self._session:
+                    await self.client.run()
+                self.eof.set()
+                for st in self.turns.values():
+                    st.done.set()
+        finally:
+            if err is not None:
+                err.close()
+            self._ended.set()
+
+    def _tap(self, line: bytes) -> None:
+        now = time.monotonic()
+        self.lines += 1
+        msg = _decode(line)
+        method = msg.get("method")
+        if method == "item/agentMessage/delta":
+            p = msg["params"]
+            st = self.turns.get(p["threadId"])
+            if st is not None:
+                if st.first_delta is None:
+                    st.first_delta = now
+                st.deltas += 1
+                if st.keep_text:
+                    st.parts.append(p["delta"])
+            return
+        if self.observer is not None:
+            self.observer(msg, now)
+        if method == "turn/completed":
+            p = msg["params"]
+            st = self.turns.get(p["threadId"])
+            if st is not None and st.done_at is None:
+                st.done_at = now
+                st.status = p["turn"].get("status")
+                st.error = p["turn"].get("error")
+                st.done.set()
+        elif method == "item/completed":
+            p = msg["params"]
+            item = p.get("item") or {}
+            st = self.turns.get(p.get("threadId"))
+            if st is not None and item.get("type") == "agentMessage":
+                st.final_text = item.get("text")
+
+    async def _decline(self, request: ServerRequest) -> None:
+        """A server request (approval etc.): declined and noted."""
+        self.unexpected.append({"id": request.id, "method": request.method, "params": request.params})
+        await request.reject("bench declines", -32601)
 
     async def send(self, msg: dict) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
-        data = _encode(msg) + b"\n"
-        async with self._lock:
-            await self.proc.stdin.send_all(data)
+        assert self.client is not None
+        await self.client.send(msg)
 
     async def request(self, method: str, params: Any = None, timeout: float = TIMEOUT) -> Any:
-        rid = next(self._ids)
-        slot: list = [trio.Event(), None]
-        self._waiting[rid] = slot
-        msg: dict[str, Any] = {"id": rid, "method": method}
-        if params is not None:
-            msg["params"] = params
-        await self.send(msg)
+        assert self.client is not None
         with trio.fail_after(timeout):
-            await slot[0].wait()
-        reply = slot[1]
-        if reply is None:
-            raise RpcFailed(f"{method}: server closed its stdout")
-        if "error" in reply:
-            raise RpcFailed(f"{method}: {reply['error']}")
-        return reply["result"]
+            try:
+                return await self.client.request(method, params)
+            except ClientClosed:
+                raise RpcFailed(f"{method}: server closed its stdout") from None
+            except CodexError as exc:
+                raise RpcFailed(f"{method}: {exc}") from None
 
     async def initialize(self) -> Any:
         result = await self.request("initialize", {
@@ -475,30 +460,20 @@ class AppClient:
         st = TurnState(keep_text=keep_text)
         self.turns[tid] = st
         st.sent = time.monotonic()
-        rid = next(self._ids)
-        slot: list = [trio.Event(), None]
-        self._waiting[rid] = slot
-        await self.send({"id": rid, "method": "turn/start",
-                         "params": {"threadId": tid, "input": [{"type": "text", "text": text}]}})
         with trio.fail_after(timeout):
-            await slot[0].wait()
-            if slot[1] is None or "error" in slot[1]:
-                raise RpcFailed(f"turn/start: {slot[1] and slot[1].get('error')}")
+            await self.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": text}]},
+                               timeout=math.inf)
             await st.done.wait()
         if st.done_at is None:
             raise RpcFailed("server closed its stdout mid-turn")
         return st
 
-    async def close(self, timeout: float = 10.0) -> None:
-        assert self.proc is not None
-        with trio.move_on_after(timeout, shield=True):
-            if self.proc.stdin is not None:
-                await self.proc.stdin.aclose()
-            await self.proc.wait()
-        if self.proc.returncode is None:
-            self.proc.kill()
-            with trio.move_on_after(5, shield=True):
-                await self.proc.wait()
+    async def close(self, timeout: float = EXIT_TIMEOUT) -> None:
+        """Close the server's stdin: it has ``EXIT_TIMEOUT`` to exit before
+        it is killed; this waits at most ``timeout`` beyond that."""
+        self._session.cancel()
+        with trio.CancelScope(shield=True), trio.move_on_after(EXIT_TIMEOUT + timeout):
+            await self._ended.wait()
 
 
 @asynccontextmanager

@@ -27,7 +27,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
-import trio_websocket
+
+from trio_codex.runtime.client import Client, ClientClosed
+from trio_codex.runtime.stream import FrameStream
+from trio_codex.transports.connect import connect_websocket
+from trio_codex.transports.jsonl import JsonlStream
 
 from benchlib import (
     PY,
@@ -79,27 +83,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _follow(stream: FrameStream, run: Run, tally: Tally) -> Client:
+    """The embedding API's Client over ``stream``, uninitialized: every
+    frame the server sends is tallied through its tap, and the fuzzed
+    frames go out through its unchecked ``send_frame``."""
+    return Client(stream, tap=lambda frame: run.received(tally, json.loads(frame)))
+
+
 async def stdio_session(argv: list[str], env: dict[str, str], run: Run, tally: Tally, nursery: trio.Nursery,
                         err: Any) -> tuple[trio.Process, Callable[[bytes], Awaitable[None]]]:
     proc = await trio.lowlevel.open_process(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                             env=env, cwd=str(workspace()))
-
-    async def read() -> None:
-        buf = b""
-        assert proc.stdout is not None
-        async for chunk in proc.stdout:
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                run.received(tally, json.loads(line))
-
-    nursery.start_soon(read)
-
-    async def send(data: bytes) -> None:
-        assert proc.stdin is not None
-        await proc.stdin.send_all(data + b"\n")
-
-    return proc, send
+    assert proc.stdout is not None and proc.stdin is not None
+    client = _follow(JsonlStream(proc.stdout, proc.stdin, peer="fuzzed"), run, tally)
+    nursery.start_soon(client.run)
+    return proc, client.send_frame
 
 
 async def ws_session(argv: list[str], env: dict[str, str], run: Run, tally: Tally, nursery: trio.Nursery,
@@ -108,31 +106,21 @@ async def ws_session(argv: list[str], env: dict[str, str], run: Run, tally: Tall
     proc = await trio.lowlevel.open_process([*argv[:-2], "--listen", f"ws://127.0.0.1:{port}"],
                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                             env=env, cwd=str(workspace()))
-    with trio.fail_after(TIMEOUT):
-        while True:
-            try:
-                ws = await trio_websocket.connect_websocket_url(
-                    nursery, f"ws://127.0.0.1:{port}/", message_queue_size=65536, max_message_size=64 * 2**20)
-                break
-            except (OSError, trio_websocket.HandshakeError):
-                await trio.sleep(0.05)
 
-    async def read() -> None:
-        try:
+    async def follow(*, task_status: trio.TaskStatus[Callable[[bytes], Awaitable[None]]]) -> None:
+        with trio.fail_after(TIMEOUT):
             while True:
-                run.received(tally, json.loads(await ws.get_message()))
-        except trio_websocket.ConnectionClosed:
-            pass
+                try:
+                    await (await trio.open_tcp_stream("127.0.0.1", port)).aclose()
+                    break
+                except OSError:  # not listening yet
+                    await trio.sleep(0.05)
+        async with connect_websocket(f"ws://127.0.0.1:{port}/") as stream:
+            client = _follow(stream, run, tally)
+            task_status.started(client.send_frame)
+            await client.run()
 
-    nursery.start_soon(read)
-
-    async def send(data: bytes) -> None:
-        try:
-            await ws.send_message(data.decode())
-        except UnicodeDecodeError:
-            await ws.send_message(data)
-
-    return proc, send
+    return proc, await nursery.start(follow)
 
 
 async def call(send: Callable[[bytes], Awaitable[None]], tally: Tally, rid: str, method: str, params: Any) -> Any:
@@ -171,8 +159,7 @@ async def run_transport(transport: str, templates: list[bytes], frames: int, bas
                     try:
                         await drive(send, tally, batch, thread_id, first_id=10_000 + run.sent, window=WINDOW,
                                     timeout=WINDOW_TIMEOUT)
-                    except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError,
-                            trio_websocket.ConnectionClosed):
+                    except (trio.TooSlowError, ClientClosed):
                         pass
                     run.sent += len(batch)
                     if proc.poll() is not None or tally.owed:

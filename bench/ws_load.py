@@ -9,14 +9,15 @@ checked: its deltas must add up to the scripted reply.
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import time
 from typing import Any
 
 import trio
-import trio_websocket
+
+from trio_codex.runtime.client import Client
+from trio_codex.runtime.protocol.v2.item import AgentMessageDelta
 
 from benchlib import (
     TIMEOUT,
@@ -65,41 +66,24 @@ async def listening(port: int) -> None:
 
 async def client(url: str, turns: int, deltas: int, latencies: list[float], problems: list[str],
                  ready: list[int], start: trio.Event) -> int:
-    """One connection, one thread, ``turns`` checked turns; returns the delta
-    messages seen (fewer than asked for when the server merged the deltas of
-    a client that fell behind, which loses no text)."""
+    """One connection (the embedding API's ``Client.websocket``), one
+    thread, ``turns`` checked turns; returns the delta messages seen (fewer
+    than asked for when the server merged the deltas of a client that fell
+    behind, which loses no text)."""
     seen = 0
-    async with trio_websocket.open_websocket_url(url, message_queue_size=65536,
-                                                 max_message_size=64 * 2**20) as ws:
-        ids = iter(range(1, 1_000_000))
-
-        async def request(method: str, params: Any) -> Any:
-            rid = next(ids)
-            await ws.send_message(json.dumps({"id": rid, "method": method, "params": params}))
-            while "method" in (msg := json.loads(await ws.get_message())) or msg.get("id") != rid:
-                pass
-            if "error" in msg:
-                raise RuntimeError(f"{method}: {msg['error']}")
-            return msg["result"]
-
-        await request("initialize", {"clientInfo": {"name": "ws_load", "version": "1"}})
-        tid = (await request("thread/start", {"ephemeral": True}))["thread"]["id"]
+    async with Client.websocket(url, name="ws_load", request_timeout=TIMEOUT, event_timeout=TIMEOUT) as session:
+        tid = (await session.thread_start(ephemeral=True)).thread.id
         for t in range(-1, turns):  # turn -1 warms up (model client, imports) and is not counted
             if t == 0:
                 ready.append(1)
                 await start.wait()
             prompt = deltas_prompt(deltas, f"turn {t} of {tid}")
             t0 = time.monotonic()
-            await ws.send_message(json.dumps({"id": next(ids), "method": "turn/start", "params": {
-                "threadId": tid, "input": [{"type": "text", "text": prompt}]}}))
             parts: list[str] = []
-            while True:
-                msg = json.loads(await ws.get_message())
-                method = msg.get("method")
-                if method == "item/agentMessage/delta":
-                    parts.append(msg["params"]["delta"])
-                elif method == "turn/completed":
-                    break
+            async with session.turn(tid, prompt) as turn:
+                async for event in turn:
+                    if isinstance(event, AgentMessageDelta):
+                        parts.append(event.delta)
             if t < 0:
                 continue
             latencies.append(time.monotonic() - t0)

@@ -588,6 +588,8 @@ class Client:
                         await self._deliver(Response(msg.id, _decode(Any, msg.result), error))  # type: ignore[arg-type]
                 elif msg.id is not msgspec.UNSET:
                     await self._server_request(msg.id, msg.method, msg.params)
+                elif not self._turns and not self._watchers:
+                    continue  # nobody follows events: not worth decoding
                 elif self.typed:
                     await self._deliver(_notification(msg.method, msg.params))
                 else:
