@@ -34,7 +34,7 @@ class ChildStream(JsonlStream):
     """JSONL over a child's stdin and stdout; ``process`` is the child (to
     signal it, or wait for it). Closing it closes the child's stdin only, as
     a client that leaves does: :func:`spawn_stdio` reads the child's output
-    to its end while it exits, so a child that writes as it shuts down is
+    while it exits, so a child that writes as it shuts down is
     neither blocked on a full pipe nor broken."""
 
     def __init__(self, process: trio.Process, *, peer: str, max_line: int) -> None:
@@ -54,7 +54,7 @@ async def spawn_stdio(argv: Sequence[str], *, env: Mapping[str, str] | None = No
                       exit_timeout: float = EXIT_TIMEOUT) -> AsyncIterator[ChildStream]:
     """Run ``argv`` (an app server on stdio) and speak JSONL over its pipes;
     on exit its stdin is closed, as a client that leaves does, its output
-    read to the end, and it is killed if it has not exited within
+    read (and dropped) while it exits, and it is killed if it has not exited within
     ``exit_timeout``. ``stderr`` is inherited unless redirected
     (``subprocess.DEVNULL``)."""
     with unwrapped():
@@ -70,8 +70,11 @@ async def spawn_stdio(argv: Sequence[str], *, env: Mapping[str, str] | None = No
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
                     with trio.move_on_after(exit_timeout):
-                        await _drain(proc.stdout)
-                        await proc.wait()
+                        # Drained only while it runs: a grandchild holding the pipe keeps no one waiting.
+                        async with trio.open_nursery() as draining:
+                            draining.start_soon(_drain, proc.stdout)
+                            await proc.wait()
+                            draining.cancel_scope.cancel()
                     if proc.returncode is None:
                         proc.kill()
                     await proc.stdout.aclose()
