@@ -72,15 +72,18 @@ class RpcClient:
     the waits; its ``tap`` gives the exact messages for :attr:`log` and the
     queue of :meth:`next_message`."""
 
-    def __init__(self, proc: trio.Process | None = None, *, stream: FrameStream | None = None) -> None:
+    def __init__(self, proc: trio.Process | None = None, *, stream: FrameStream | None = None,
+                 timeout: float = TIMEOUT) -> None:
         """Over ``stream``, or over the pipes of ``proc`` (an app server on
-        stdio); the session is live while :meth:`run` runs."""
+        stdio); the session is live while :meth:`run` runs. ``timeout``
+        bounds each answer and each wait for the next message."""
         if stream is None:
             assert proc is not None and proc.stdout is not None and proc.stdin is not None
             stream = JsonlStream(proc.stdout, proc.stdin, peer="stdio:app-server")
         #: The server's process, when it is a child.
         self.proc = proc
-        self.client = Client(stream, typed=False, request_timeout=TIMEOUT, tap=self._tap)
+        self.timeout = timeout
+        self.client = Client(stream, typed=False, request_timeout=timeout, tap=self._tap)
         #: Ids of the requests whose answers :meth:`call` awaits (not queued).
         self._calls: set[Any] = set()
         send, self._messages = trio.open_memory_channel[dict[str, Any]](100_000)
@@ -143,7 +146,7 @@ class RpcClient:
         return result
 
     async def next_message(self) -> dict[str, Any]:
-        with trio.fail_after(TIMEOUT):
+        with trio.fail_after(self.timeout):
             return await self._messages.receive()
 
     async def until(self, done: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
@@ -155,6 +158,10 @@ class RpcClient:
             seen.append(msg)
             if done(msg):
                 return seen
+
+    async def next_of(self, method: str) -> dict[str, Any]:
+        """The next message of ``method`` (the ones before it are dropped)."""
+        return (await self.until(lambda m: m.get("method") == method))[-1]
 
     async def start_thread(self) -> str:
         """Initialize, start a thread, and take its ``thread/started``."""

@@ -81,12 +81,12 @@ async def ws_server(codex_home: Path, listen: str = "ws://127.0.0.1:0", *args: s
 
 
 @asynccontextmanager
-async def ws_client(url: str, *, token: str | None = None) -> AsyncIterator[RpcClient]:
+async def ws_client(url: str, *, token: str | None = None, timeout: float = TIMEOUT) -> AsyncIterator[RpcClient]:
     """An :class:`RpcClient` over a websocket to ``url`` (the Client's
     trio-websocket transport), ``token`` sent as ``Authorization: Bearer``;
-    not initialized."""
+    not initialized. ``timeout`` bounds each of its waits."""
     async with connect_websocket(url, token=token) as stream, trio.open_nursery() as nursery:
-        client = RpcClient(stream=stream)
+        client = RpcClient(stream=stream, timeout=timeout)
         nursery.start_soon(client.run)
         try:
             yield client
