@@ -330,7 +330,10 @@ def print_summary(doc: dict) -> None:
         table.add_column(h, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a log file: no wrapping at 80 columns
+        console = Console(width=160)
+    console.print(table)
 
 
 def compare(old_path: Path, new_path: Path) -> str:

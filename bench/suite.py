@@ -241,6 +241,7 @@ async def run_all(specs: list[str], scenarios: list[Scenario], quick: bool, budg
                   on_step: Callable[[str], None], on_done: Callable[[], None]) -> dict[str, dict[str, dict]]:
     """Each scenario for each server in turn: {scenario: {spec: figures}}."""
     results: dict[str, dict[str, dict]] = {}
+    benchlib.RUN_ROOT.mkdir(parents=True, exist_ok=True)
     if tool_turn.become_subreaper() is False:
         benchlib.progress("could not become a child subreaper: sandboxed commands' CPU is not counted")
     with benchlib.ScriptedProcess() as scripted:
