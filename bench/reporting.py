@@ -208,6 +208,23 @@ def report_md(doc: dict, plots: list[str]) -> str:
 # --- plots ------------------------------------------------------------------------------------
 
 
+#: The window of the turns/s curve over time, s.
+RATE_WINDOW = 0.5
+
+
+def _rate(samples: list[list[float]], window: float) -> list[float]:
+    """Turns completed per second at each sample after the first, over the
+    last ``window`` seconds (or since the first sample)."""
+    out = []
+    j = 0
+    for i in range(1, len(samples)):
+        while samples[i][0] - samples[j][0] > window and j < i - 1:
+            j += 1
+        dt = samples[i][0] - samples[j][0]
+        out.append((samples[i][1] - samples[j][1]) / dt if dt > 0 else 0.0)
+    return out
+
+
 def plot_all(doc: dict, out: Path) -> list[str]:
     """The PNGs: a latency CDF per scenario with raw latencies, and turns/s
     and RSS over time under the sustained load. Returns their file names."""
@@ -246,10 +263,9 @@ def plot_all(doc: dict, out: Path) -> list[str]:
         fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(6.4, 5.6), sharex=True)
         for n, s in samples.items():
             t = [row[0] for row in s]
-            rate = [(b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else 0.0 for a, b in zip(s, s[1:])]
-            ax1.plot(t[1:], rate, marker=".", label=n)
+            ax1.plot(t[1:], _rate(s, RATE_WINDOW), marker=".", label=n)
             ax2.plot(t, [row[2] for row in s], marker=".", label=n)
-        ax1.set_ylabel("turns completed / s")
+        ax1.set_ylabel(f"turns completed / s\n(over {RATE_WINDOW:g} s)")
         ax2.set_ylabel("server RSS, MB")
         ax2.set_xlabel("seconds into the turn phase")
         ax1.set_title(f"Sustained load: {doc['meta']['scenarios']['sustained']['params']}", fontsize=8)

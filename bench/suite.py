@@ -9,6 +9,7 @@ JSON (see bench/README.md, "The report").
     python -m trio_codex.bench --other "/path/to/codex app-server --listen stdio://"
     python -m trio_codex.bench --only turns-10x5,startup --out /tmp/rep
     python -m trio_codex.bench --compare old/results.json new/results.json
+    python -m trio_codex.bench --render bench/report/results.json   # report.md, PNGs, README again
 
 Each scenario calls the bench driver that answers its question (load.py,
 startup.py, delta_cpu.py, tool_turn.py, thread_store.py, ws_load.py) on a
@@ -265,10 +266,14 @@ async def run_all(specs: list[str], scenarios: list[Scenario], quick: bool, budg
 
 
 def _progress_ui(total: int) -> Any:
-    """A rich progress bar (a plain line per step when rich is missing)."""
+    """A rich progress bar; None (a plain line per step) when rich is
+    missing or the output is no terminal (rich would show nothing until the end)."""
     try:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     except ImportError:
+        return None
+    if not Console().is_terminal:
         return None
     return Progress(TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     transient=False)
@@ -322,9 +327,18 @@ def main(argv: list[str] | None = None) -> None:
                         "--out is the default folder), a path, or none")
     p.add_argument("--compare", nargs=2, metavar=("OLD.json", "NEW.json"),
                    help="compare two runs' results.json instead of running (NEW/OLD per figure)")
+    p.add_argument("--render", metavar="RESULTS.json",
+                   help="write report.md, the plots and the README block from a run's results.json "
+                        "into --out, without running anything")
     args = p.parse_args(argv)
     if args.compare:
         print(reporting.compare(*(Path(a) for a in args.compare)))
+        return
+    if args.render:
+        doc = reporting.load(Path(args.render))
+        reporting.write_all(doc, Path(args.out), plots=not args.no_plots,
+                            readme=reporting.readme_target(args.readme, Path(args.out), DEFAULT_OUT))
+        reporting.print_summary(doc)
         return
     for name in args.only or ():
         if name not in BY_NAME:
