@@ -53,6 +53,19 @@ FIGURES: list[tuple[str, str, str, str, str]] = [
     ("sustained", "peak_rss_mb", "sustained load: peak RSS (VmHWM), MB", ".1f", "low"),
 ]
 
+#: Issue 17's targets for trio-codex: (title, scenario, key, bound), the
+#: bound a number or "other" (at most the other server's figure).
+TARGETS: list[tuple[str, str, str, float | str]] = [
+    ("spawn -> initialize answered <= 120 ms", "startup", "init_p50", 120.0),
+    ("spawn -> first turn completed <= the other's", "startup", "first_turn_p50", "other"),
+    ("server CPU per paced delta <= 50 µs", "delta-cpu", "paced_us", 50.0),
+    ("thread/turns/list first page <= the other's", "history", "turns_page_ms", "other"),
+    ("thread/turns/list page p50 <= the other's", "history", "turns_page_p50", "other"),
+    ("thread/items/list first page <= the other's", "history", "items_page_ms", "other"),
+    ("RSS per loaded idle thread <= 50 KB from the first thread on", "loaded-200", "per_thread_kb", 50.0),
+    ("server CPU per plain turn at 10x5 <= 2 ms", "turns-10x5", "cpu_turn_ms", 2.0),
+]
+
 README_BEGIN = "<!-- bench-report:begin (python -m trio_codex.bench rewrites this block) -->"
 README_END = "<!-- bench-report:end -->"
 
@@ -108,6 +121,22 @@ def headline_rows(doc: dict) -> list[list[str]]:
 def headline_header(doc: dict) -> list[str]:
     names = labels(doc)
     return ["figure", *names] + ([f"ratio {names[0]} / {names[1]}"] if len(names) == 2 else [])
+
+
+def target_rows(doc: dict) -> list[list[str]]:
+    """Each target whose scenario ran: the figure, the bound, met or not."""
+    names = labels(doc)
+    rows = []
+    for title, scenario, key, bound in TARGETS:
+        if scenario not in doc["results"]:
+            continue
+        ours = value(doc, scenario, names[0], key)
+        limit = value(doc, scenario, names[1], key) if bound == "other" and len(names) > 1 else bound
+        if not isinstance(limit, (int, float)):
+            continue
+        verdict = "–" if ours is None else "met" if ours <= limit else "**not met**"
+        rows.append([title, fmt(ours, ".1f"), fmt(limit, ".1f"), verdict])
+    return rows
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -194,6 +223,10 @@ def report_md(doc: dict, plots: list[str]) -> str:
         parts += [f"Ratio = {names[0]} / {names[1]}: below 1 is better for times, CPU and memory, above 1 "
                   "for turns/s.", ""]
     parts += [markdown_table(headline_header(doc), headline_rows(doc)), ""]
+    targets = target_rows(doc)
+    if targets:
+        parts += ["## Targets (issue 17)", "",
+                  markdown_table(["target", labels(doc)[0], "bound", ""], targets), ""]
     if "load-over-time.png" in plots:
         parts += ["## Under load over time", "",
                   "Turns completed per second and the server's RSS, sampled every 0.1 s during the "
@@ -301,6 +334,10 @@ def readme_block(doc: dict, report_rel: str) -> str:
         f"figure are there), {meta['date']}: {machine_line(doc)}.",
         "",
         markdown_table(headline_header(doc), headline_rows(doc)),
+        "",
+        "Targets (issue 17), from the same run:",
+        "",
+        markdown_table(["target", labels(doc)[0], "bound", ""], target_rows(doc)),
         README_END,
     ])
 
