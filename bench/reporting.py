@@ -43,8 +43,8 @@ FIGURES: list[tuple[str, str, str, str, str]] = [
     ("history", "turns_page_ms", "history: thread/turns/list first page, ms", ".1f", "low"),
     ("history", "turns_page_p50", "history: thread/turns/list page p50 (10 more), ms", ".1f", "low"),
     ("history", "items_page_ms", "history: thread/items/list first page, ms", ".1f", "low"),
-    ("history", "resume_ms", "history: thread/resume, full turns (not loaded), ms", ".0f", "low"),
-    ("history", "resume_again_ms", "history: thread/resume of the loaded thread, ms", ".0f", "low"),
+    ("history", "resume_ex_ms", "history: thread/resume excludeTurns, fresh server, ms", ".0f", "low"),
+    ("history", "resume_again_ms", "history: thread/resume of the loaded thread (full turns), ms", ".0f", "low"),
     ("history", "read_warm_ms", "history: thread/read includeTurns (loaded), ms", ".0f", "low"),
     ("ws", "turns_s", "websocket clients: turns/s", ".1f", "high"),
     ("ws", "p99", "websocket: turn latency p99, ms", ".1f", "low"),
@@ -90,7 +90,7 @@ def value(doc: dict, scenario: str, label: str, key: str) -> float | None:
 def fmt(v: float | None, spec: str) -> str:
     if v is None:
         return "–"
-    if abs(v) >= 10000 and "," not in spec:
+    if abs(v) >= 1000 and "," not in spec:
         spec = "," + spec
     return format(round(v) if spec.endswith("d") else v, spec)
 
@@ -242,7 +242,7 @@ def report_md(doc: dict, plots: list[str]) -> str:
 
 
 #: The window of the turns/s curve over time, s.
-RATE_WINDOW = 0.5
+RATE_WINDOW = 1.0
 
 
 def _rate(samples: list[list[float]], window: float) -> list[float]:
