@@ -37,6 +37,8 @@ FIGURES: list[tuple[str, str, str, str, str]] = [
     ("tool", "cpu_ms", "CPU per tool turn (process tree), ms", ".1f", "low"),
     ("startup", "init_p50", "spawn -> initialize answered, median ms", ".0f", "low"),
     ("startup", "first_turn_p50", "spawn -> first turn completed, median ms", ".0f", "low"),
+    ("startup", "turn1_p50", "a fresh server's first turn: latency, median ms", ".1f", "low"),
+    ("startup", "later_turn_p50", "its next three turns: latency, median ms", ".1f", "low"),
     ("startup", "idle_rss_mb", "idle RSS, MB", ".1f", "low"),
     ("loaded-200", "per_thread_kb", "RSS per loaded idle thread (the first ones), KB", ".1f", "low"),
     ("loaded-200", "start_cpu_ms", "server CPU per thread/start, ms", ".2f", "low"),
@@ -58,6 +60,7 @@ FIGURES: list[tuple[str, str, str, str, str]] = [
 TARGETS: list[tuple[str, str, str, float | str]] = [
     ("spawn -> initialize answered <= 120 ms", "startup", "init_p50", 120.0),
     ("spawn -> first turn completed <= the other's", "startup", "first_turn_p50", "other"),
+    ("a fresh server's first turn within 2x of its later turns (ratio)", "startup", "turn1_vs_later", 2.0),
     ("server CPU per paced delta <= 50 µs", "delta-cpu", "paced_us", 50.0),
     ("thread/turns/list first page <= the other's", "history", "turns_page_ms", "other"),
     ("thread/turns/list page p50 <= the other's", "history", "turns_page_p50", "other"),
@@ -315,13 +318,12 @@ def plot_all(doc: dict, out: Path) -> list[str]:
 # --- writing ---------------------------------------------------------------------------------
 
 
-def readme_target(arg: str, out: Path, default_out: Path) -> Path | None:
-    """The README to rewrite: ``auto`` is the checkout's README.md when the
-    report goes to its default folder."""
+def readme_target(arg: str, out: Path, default_out: Path, readme: Path) -> Path | None:
+    """The README to rewrite: ``auto`` is ``readme`` (the checkout's) when
+    the report goes to its default folder and that README exists."""
     if arg == "none":
         return None
     if arg == "auto":
-        readme = default_out.parent.parent / "README.md"
         return readme if out.resolve() == default_out.resolve() and readme.exists() else None
     return Path(arg)
 
