@@ -243,9 +243,10 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-async def run_all(specs: list[str], scenarios: list[Scenario], quick: bool, budget: float,
+async def run_all(labels: dict[str, str], scenarios: list[Scenario], quick: bool, budget: float,
                   on_step: Callable[[str], None], on_done: Callable[[], None]) -> dict[str, dict[str, dict]]:
-    """Each scenario for each server in turn: {scenario: {spec: figures}}."""
+    """Each scenario for each server (``labels``: spec -> column name) in
+    turn: {scenario: {column name: figures}}."""
     results: dict[str, dict[str, dict]] = {}
     benchlib.RUN_ROOT.mkdir(parents=True, exist_ok=True)
     if tool_turn.become_subreaper() is False:
@@ -254,8 +255,8 @@ async def run_all(specs: list[str], scenarios: list[Scenario], quick: bool, budg
         tool_turn.KNOWN_CHILDREN.add(scripted.proc.pid)
         ctx = Ctx(scripted.base_url, quick)
         for sc in scenarios:
-            for spec in specs:
-                on_step(f"{sc.name}: {server_label(spec)}")
+            for spec, name in labels.items():
+                on_step(f"{sc.name}: {name}")
                 t0 = time.monotonic()
                 try:
                     with trio.fail_after(budget):
@@ -265,12 +266,12 @@ async def run_all(specs: list[str], scenarios: list[Scenario], quick: bool, budg
                 except Exception as exc:  # noqa: BLE001 - one scenario's failure is a figure, not the end
                     figures = {"error": f"{type(exc).__name__}: {exc}"}
                 figures["scenario_s"] = time.monotonic() - t0
-                results.setdefault(sc.name, {})[spec] = _jsonable(figures)
+                results.setdefault(sc.name, {})[name] = _jsonable(figures)
                 on_done()
     return results
 
 
-def _progress_ui(total: int) -> Any:
+def _progress_ui() -> Any:
     """A rich progress bar; None (a plain line per step) when rich is
     missing or the output is no terminal (rich would show nothing until the end)."""
     try:
@@ -284,34 +285,48 @@ def _progress_ui(total: int) -> Any:
                     transient=False)
 
 
-def run(args: argparse.Namespace) -> Path:
+def _labels(specs: list[str]) -> dict[str, str]:
+    """spec -> column name, numbered when two servers would share one."""
+    names = [server_label(spec) for spec in specs]
+    if len(set(names)) < len(names):
+        names = [f"{n} #{i + 1}" for i, n in enumerate(names)]
+    return dict(zip(specs, names))
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> Path:
     """Run the scenarios and write the report; returns the results path."""
     specs = [args.ours] + ([args.other] if args.other != "none" else [])
     scenarios = [BY_NAME[n] for n in args.only] if args.only else SCENARIOS
-    labels = {spec: server_label(spec) for spec in specs}
+    labels = _labels(specs)
     meta: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine(), "commit": git_commit(),
         "quick": args.quick, "servers": [{"spec": s, "label": labels[s], "argv": benchlib.server_argv(s)}
                                          for s in specs],
         "scenarios": {sc.name: {"title": sc.title, "params": sc.params(Ctx("", args.quick)), "cdf": sc.cdf}
                       for sc in scenarios},
-        "command": "python -m trio_codex.bench " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python -m trio_codex.bench", *argv]),
     }
-    ui = _progress_ui(len(scenarios) * len(specs))
+    ui = _progress_ui()
     t0 = time.monotonic()
     if ui is None:
-        results = trio.run(run_all, specs, scenarios, args.quick, args.budget,
+        results = trio.run(run_all, labels, scenarios, args.quick, args.budget,
                            lambda text: benchlib.progress(f"running {text} ..."), lambda: None)
     else:
         with ui:
             task = ui.add_task("start", total=len(scenarios) * len(specs))
-            results = trio.run(run_all, specs, scenarios, args.quick, args.budget,
+            results = trio.run(run_all, labels, scenarios, args.quick, args.budget,
                                lambda text: ui.update(task, description=text), lambda: ui.advance(task))
     meta["wall_s"] = time.monotonic() - t0
     meta["machine"]["loadavg_end"] = _loadavg()
-    doc = {"meta": meta, "results": {name: {labels[s]: r for s, r in by.items()} for name, by in results.items()}}
-    return reporting.write_all(doc, Path(args.out), plots=not args.no_plots,
-                               readme=reporting.readme_target(args.readme, Path(args.out), DEFAULT_OUT, benchlib.REPO / "README.md"))
+    doc = {"meta": meta, "results": results}
+    return write(doc, args)
+
+
+def write(doc: dict, args: argparse.Namespace) -> Path:
+    """The report of ``doc`` into ``--out`` (and the README per ``--readme``)."""
+    out = Path(args.out)
+    readme = reporting.readme_target(args.readme, out, DEFAULT_OUT, benchlib.REPO / "README.md")
+    return reporting.write_all(doc, out, plots=not args.no_plots, readme=readme)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -335,14 +350,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--render", metavar="RESULTS.json",
                    help="write report.md, the plots and the README block from a run's results.json "
                         "into --out, without running anything")
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     if args.compare:
         print(reporting.compare(*(Path(a) for a in args.compare)))
         return
     if args.render:
         doc = reporting.load(Path(args.render))
-        reporting.write_all(doc, Path(args.out), plots=not args.no_plots,
-                            readme=reporting.readme_target(args.readme, Path(args.out), DEFAULT_OUT, benchlib.REPO / "README.md"))
+        write(doc, args)
         reporting.print_summary(doc)
         return
     for name in args.only or ():
@@ -350,7 +365,7 @@ def main(argv: list[str] | None = None) -> None:
             p.error(f"unknown scenario {name!r}; one of {', '.join(BY_NAME)}")
     if "orig" in (args.ours, args.other) and not benchlib.orig_available():
         p.error("the original is not installed here (--other none to run trio-codex alone)")
-    path = run(args)
+    path = run(args, argv)
     reporting.print_summary(reporting.load(path))
     print(f"report: {path.parent / 'report.md'}")
 
