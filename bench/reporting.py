@@ -279,7 +279,8 @@ def plot_all(doc: dict, out: Path) -> list[str]:
             continue
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
         for n, s in series.items():
-            ax.step(s, [(i + 1) / len(s) for i in range(len(s))], where="post", label=f"{n} (n={len(s)})")
+            ax.step([s[0], *s], [0.0, *((i + 1) / len(s) for i in range(len(s)))], where="post",
+                    label=f"{n} (n={len(s)})")
         lo = min(s[0] for s in series.values())
         hi = max(s[-1] for s in series.values())
         if lo > 0 and hi / lo > 20:
