@@ -7,7 +7,7 @@ JSON (see bench/README.md, "The report").
     python -m trio_codex.bench --quick              # smaller counts, ~2 min
     python -m trio_codex.bench --other none         # trio-codex alone
     python -m trio_codex.bench --other "/path/to/codex app-server --listen stdio://"
-    python -m trio_codex.bench --only turns-10x5,startup --out /tmp/rep
+    python -m trio_codex.bench --only turns-10x5,startup   # -> $BENCH_RUN_DIR/report
     python -m trio_codex.bench --compare old/results.json new/results.json
     python -m trio_codex.bench --render bench/report/results.json   # report.md, PNGs, README again
 
@@ -339,7 +339,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="smaller counts (~2 min; figures are noisier)")
     p.add_argument("--only", type=lambda s: [n for n in s.split(",") if n],
                    help=f"comma-separated scenarios from: {', '.join(BY_NAME)}")
-    p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output folder (default {DEFAULT_OUT})")
+    p.add_argument("--out", help=f"output folder (default {DEFAULT_OUT}; with --only, "
+                                 f"{benchlib.RUN_ROOT / 'report'}, so that a partial run leaves the committed "
+                                 "report and the README alone)")
     p.add_argument("--budget", type=float, default=300.0, help="bound on one scenario for one server, s")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     p.add_argument("--readme", default="auto",
@@ -352,6 +354,8 @@ def main(argv: list[str] | None = None) -> None:
                         "into --out, without running anything")
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = str(benchlib.RUN_ROOT / "report" if args.only else DEFAULT_OUT)
     if args.compare:
         print(reporting.compare(*(Path(a) for a in args.compare)))
         return
