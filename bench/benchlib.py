@@ -632,3 +632,36 @@ def print_problems(names: list[str], problems: list[list[str]], limit: int = 3) 
     for name, found in zip(names, problems):
         for problem in found[:limit]:
             print(f"  problem ({name}): {problem}")
+
+
+class LoadSampler:
+    """Samples a server under load every ``interval`` s for plots over time:
+    rows of (seconds since :meth:`run` began, turns completed so far, RSS MB
+    of its process tree, its CPU s). Counts ``turn/completed`` through the
+    client's observer, calling on any observer already set."""
+
+    def __init__(self, client: AppClient, interval: float = 0.2) -> None:
+        self.client = client
+        self.interval = interval
+        self.completed = 0
+        self.samples: list[tuple[float, int, float, float]] = []
+        self.t0 = time.monotonic()
+        self._next = client.observer
+        client.observer = self
+
+    def __call__(self, msg: dict, now: float) -> None:
+        if msg.get("method") == "turn/completed":
+            self.completed += 1
+        if self._next is not None:
+            self._next(msg, now)
+
+    def sample(self) -> None:
+        pid = self.client.pid
+        self.samples.append((time.monotonic() - self.t0, self.completed, tree_mem(pid)[0] / 1024, tree_cpu(pid)))
+
+    async def run(self) -> None:
+        """Sample until cancelled (call :meth:`sample` once more after)."""
+        self.t0 = time.monotonic()
+        while True:
+            self.sample()
+            await trio.sleep(self.interval)

@@ -34,6 +34,7 @@ import time
 import trio
 
 from benchlib import (
+    LoadSampler,
     ScriptedProcess,
     app_server,
     drive_threads,
@@ -72,8 +73,11 @@ METRICS = [
 
 
 async def run_load(spec: str, base_url: str, threads: int, turns: int, deltas: int,
-                   *, delay_ms: float = 0.0, warmup: bool = True, start_limit: int = 16) -> dict:
-    """One scenario against one server; returns its figures."""
+                   *, delay_ms: float = 0.0, warmup: bool = True, start_limit: int = 16,
+                   sample_every: float | None = None) -> dict:
+    """One scenario against one server; returns its figures, with the raw
+    latencies (``lat_ms``, ``ttfd_ms``) and, given ``sample_every``, the
+    :class:`LoadSampler` rows of the turn phase (``samples``)."""
     home = make_home(base_url, f"load-{label(spec)}")
     out: dict = {}
     async with app_server(server_argv(spec), home, log=f"load-{label(spec)}-{threads}x{turns}x{deltas}") as client:
@@ -84,7 +88,14 @@ async def run_load(spec: str, base_url: str, threads: int, turns: int, deltas: i
             tid = await client.thread_start()
             await client.turn(tid, "[[deltas=1]] warm up")
         tids = await gather_limited([client.thread_start] * threads, start_limit)
-        run = await drive_threads(client, tids, turns, deltas, "thread {i} turn {t} hello bench", delay_ms)
+        sampler = LoadSampler(client, sample_every) if sample_every else None
+        async with trio.open_nursery() as nursery:
+            if sampler is not None:
+                nursery.start_soon(sampler.run)
+            run = await drive_threads(client, tids, turns, deltas, "thread {i} turn {t} hello bench", delay_ms)
+            nursery.cancel_scope.cancel()
+        if sampler is not None:
+            sampler.sample()
         rss, hwm = tree_mem(client.pid)
     n = threads * turns
     records = run.records
@@ -95,7 +106,8 @@ async def run_load(spec: str, base_url: str, threads: int, turns: int, deltas: i
         lat_p50=pct(lat, 50), lat_p99=pct(lat, 99), ttfd_p50=pct(ttfd, 50), ttfd_p99=pct(ttfd, 99),
         cpu_s=run.cpu, cpu_turn_ms=run.cpu / n * 1000,
         end_rss_mb=rss / 1024, peak_rss_mb=hwm / 1024,
-        bad=len(run.problems), problems=run.problems[:3],
+        bad=len(run.problems), problems=run.problems[:3], lat_ms=lat, ttfd_ms=ttfd,
+        samples=sampler.samples if sampler is not None else None,
         delta_msgs=sum(r.deltas for r in records) / n,
         unexpected=len(client.unexpected),
     )

@@ -12,6 +12,7 @@ run() {
     timeout 600 "$PY" "$@" 2>"$OUT/$name.stderr" | tee "$OUT/$name.txt"
     echo
 }
+run report         -m trio_codex.bench --out "$OUT/report" --readme none
 run load-scenarios bench/load.py --scenarios
 run load-paced     bench/load.py --vs orig --threads 20 --turns 2 --deltas 200 --delay-ms 5
 run delta-cpu      bench/delta_cpu.py

@@ -8,7 +8,8 @@ does each loaded (started, never used) thread add?
 
 1. ``--runs`` cold starts: spawn -> initialize response (median, min, max),
    then (same process) spawn -> first turn completed (thread/start plus a
-   1-delta turn: the first turn is where lazy imports show), and the idle
+   1-delta turn: the first turn is where lazy imports show), that first
+   turn's latency against the median of the next three's, and the idle
    RSS after initialize plus ``--settle`` seconds (median).
 2. One more process: after initialize and ``--settle``, RSS0; then
    ``--threads`` thread/start requests (16 in flight) and no turns; after
@@ -36,6 +37,7 @@ from benchlib import (
     label,
     labels,
     make_home,
+    median,
     parser,
     print_figures,
     progress,
@@ -53,8 +55,13 @@ async def cold_start(spec: str, base_url: str, settle: float) -> dict:
     async with app_server(server_argv(spec), home, log=f"startup-{label(spec)}") as client:
         out["init_ms"] = (time.monotonic() - client.spawned_at) * 1000
         tid = await client.thread_start()
-        await client.turn(tid, "[[deltas=1]] first")
+        st = await client.turn(tid, "[[deltas=1]] first")
         out["first_turn_ms"] = (time.monotonic() - client.spawned_at) * 1000
+        # The first turn's own latency against the next ones' on the same
+        # thread: what a fresh server's lazy start-up adds to its first turn.
+        out["turn1_ms"] = (st.done_at - st.sent) * 1000
+        later = [await client.turn(tid, f"[[deltas=1]] later {k}") for k in range(3)]
+        out["later_turn_ms"] = median([(s.done_at - s.sent) * 1000 for s in later])
     # Idle RSS from a separate process that never ran a turn.
     home = make_home(base_url, f"idle-{label(spec)}")
     async with app_server(server_argv(spec), home) as client:
@@ -90,6 +97,8 @@ async def main_async(args: argparse.Namespace) -> None:
             r = {
                 "init_med": statistics.median(init), "init_min": min(init), "init_max": max(init),
                 "first_turn_med": statistics.median(r["first_turn_ms"] for r in runs),
+                "turn1_med": statistics.median(r["turn1_ms"] for r in runs),
+                "later_turn_med": statistics.median(r["later_turn_ms"] for r in runs),
                 "idle_rss": statistics.median(r["idle_rss"] for r in runs),
             }
             r.update(await loaded_threads(spec, scripted.base_url, args.threads, args.settle))
@@ -100,6 +109,8 @@ async def main_async(args: argparse.Namespace) -> None:
         ("init_min", "  min ms", ".0f"),
         ("init_max", "  max ms", ".0f"),
         ("first_turn_med", "spawn -> first turn completed, median ms", ".0f"),
+        ("turn1_med", "first turn's latency (turn/start -> completed), median ms", ".1f"),
+        ("later_turn_med", "the next three turns' latency, median ms", ".1f"),
         ("idle_rss", "idle RSS after initialize, MB", ".1f"),
         ("rss0", f"RSS before {args.threads} thread/start, MB", ".1f"),
         ("rss1", f"RSS after {args.threads} loaded threads, MB", ".1f"),

@@ -351,7 +351,7 @@ async def run_mode(spec: str, mode: str, base_url: str, threads: int, turns: int
         after_p50=pct(after, 50) if after else None,
         cpu_ms=(own1 - own0 + kids1 - kids0) / n * 1000, own_ms=(own1 - own0) / n * 1000,
         kids_ms=(kids1 - kids0) / n * 1000, own_cpu_s=own1 - own0,
-        bad=len(problems), problems=problems[:3], prof_out=prof_out,
+        bad=len(problems), problems=problems[:3], prof_out=prof_out, lat_ms=lat,
         spy_err=spy.stderr.read().decode(errors="replace")[-500:] if spy is not None and spy.stderr else "",
     )
     return out

@@ -130,7 +130,8 @@ async def run_one(spec: str, base_url: str, clients: int, turns: int, deltas: in
             proc.kill()
     n = len(latencies)
     return {"turns_s": n / wall, "p50": pct(latencies, 50) * 1000, "p99": pct(latencies, 99) * 1000,
-            "deltas_turn": sum(counts) / n, "cpu_turn": cpu / n * 1000, "rss": rss / 1024, "problems": problems}
+            "deltas_turn": sum(counts) / n, "cpu_turn": cpu / n * 1000, "rss": rss / 1024, "problems": problems,
+            "lat_ms": [x * 1000 for x in latencies]}
 
 
 async def main(args: Any) -> None:

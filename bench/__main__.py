@@ -1,0 +1,5 @@
+"""``python -m trio_codex.bench``: the benchmark report (see bench/README.md)."""
+
+from .suite import main
+
+main()
