@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import partial
 from io import FileIO
 from typing import Final
 from urllib.parse import urlsplit
@@ -289,7 +288,7 @@ class JsonlExporter(Exporter):
 
     async def open(self) -> None:
         try:
-            self._file = await trio.to_thread.run_sync(partial(open, self.path, "ab", buffering=0))
+            self._file = await trio.to_thread.run_sync(lambda: open(self.path, "ab", buffering=0))
         except OSError as exc:
             raise ConfigError(
                 f"[analytics] export_jsonl = {self.path!r}: cannot open it for appending "

@@ -381,7 +381,7 @@ class Client:
     async def request(self, method: str, params: Any = None) -> Any:
         """Send ``method`` with ``params`` (JSON, or a params Struct); return
         the result's JSON or raise :class:`CodexError`."""
-        return _decode(Any, self._result(method, await self._exchange(method, params)))  # type: ignore[arg-type]
+        return _decode(Any, self._result(method, await self._exchange(method, params)))
 
     async def exchange(self, method: str, params: Any = None, *, id: RequestId | None = None) -> Response:
         """Send ``method`` with ``params`` as request ``id`` (the next number
@@ -585,7 +585,7 @@ class Client:
                         waiting.send_nowait(msg)
                     elif msg.id is not msgspec.UNSET and msg.id is not None:
                         error = msg.error if msg.error is not msgspec.UNSET else None
-                        await self._deliver(Response(msg.id, _decode(Any, msg.result), error))  # type: ignore[arg-type]
+                        await self._deliver(Response(msg.id, _decode(Any, msg.result), error))
                 elif msg.id is not msgspec.UNSET:
                     await self._server_request(msg.id, msg.method, msg.params)
                 elif not self._turns and not self._watchers:
@@ -593,7 +593,7 @@ class Client:
                 elif self.typed:
                     await self._deliver(_notification(msg.method, msg.params))
                 else:
-                    await self._deliver(Notification(msg.method, _decode(Any, msg.params)))  # type: ignore[arg-type]
+                    await self._deliver(Notification(msg.method, _decode(Any, msg.params)))
         finally:
             self._closed = True
             for channel in [*self._waiting.values(), *self._turns.values(), *self._watchers]:
@@ -608,7 +608,7 @@ class Client:
             except msgspec.ValidationError:
                 pass
         if params is None:
-            params = _decode(Any, raw)  # type: ignore[arg-type]
+            params = _decode(Any, raw)
         request = ServerRequest(self, id, method, params)
         if self.on_request is not None:
             assert self._nursery is not None
@@ -717,4 +717,4 @@ def _notification(method: str, params: msgspec.Raw | Any) -> Event:
             return _decode(kind, params) if raw else msgspec.convert(params, kind)
         except msgspec.ValidationError:
             pass
-    return Notification(method, _decode(Any, params) if raw else params)  # type: ignore[arg-type]
+    return Notification(method, _decode(Any, params) if raw else params)

@@ -755,6 +755,7 @@ class _Parser:
                 redirected = True
             elif tok.kind == "word":
                 self._advance()
+                assert tok.word is not None  # the lexer gives every word token its _Word
                 if not words and _ASSIGNMENT.match(tok.word.lead):
                     assignment = True
                     self.sink.plain = False
@@ -1074,7 +1075,7 @@ def is_known_safe_command(argv: Sequence[str]) -> bool:
     argv = ["bash" if word == "zsh" else word for word in argv]
     if _is_safe_to_call_with_exec(argv):
         return True
-    commands = plain_commands(argv)
+    commands = plain_commands(argv) or []
     return bool(commands) and all(_is_safe_to_call_with_exec(c) for c in commands)
 
 
@@ -1263,7 +1264,7 @@ def _parse_script_actions(script: str) -> list[CommandAction]:
 def _first_word(action: CommandAction, word: str) -> bool:
     if not isinstance(action, UnknownAction):
         return False
-    tokens = shlex_split(action.command)
+    tokens = shlex_split(action.command) or []
     return bool(tokens) and tokens[0] == word
 
 
@@ -1709,7 +1710,9 @@ class _Sandbox(NamedTuple):
     @property
     def file_system(self) -> Literal["unrestricted", "external", "restricted"]:
         """The ``FileSystemSandboxKind`` the policy implies."""
-        return {"dangerFullAccess": "unrestricted", "externalSandbox": "external"}.get(self.type, "restricted")
+        if self.type == "dangerFullAccess":
+            return "unrestricted"
+        return "external" if self.type == "externalSandbox" else "restricted"
 
 
 _SANDBOX_MODES = {
@@ -1963,8 +1966,8 @@ def available_decisions(
         return ["accept", "cancel"]
     decisions: list[str | dict[str, Any]] = ["accept"]
     if proposed_execpolicy_amendment is not None:
-        amendment = list(proposed_execpolicy_amendment)
-        decisions.append({"acceptWithExecpolicyAmendment": {"execpolicy_amendment": amendment}})
+        rule = list(proposed_execpolicy_amendment)
+        decisions.append({"acceptWithExecpolicyAmendment": {"execpolicy_amendment": rule}})
     decisions.append("cancel")
     return decisions
 

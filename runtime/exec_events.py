@@ -102,7 +102,7 @@ class JsonlEvents:
     def _track(self, item: dict[str, Any]) -> Event:
         """Map a tool item under the exec id it started with."""
         exec_id = self._open[item["id"]][0] if item["id"] in self._open else self._next_id()
-        mapped = {"id": exec_id, **_details(item)}
+        mapped = {"id": exec_id, **(_details(item) or {})}
         self._open[item["id"]] = (exec_id, mapped)
         return mapped
 

@@ -273,9 +273,9 @@ def rank(query: str, entries: Iterable[Entry], cancelled: Callable[[], bool],
         key = (scored[0], _Rev(rel))
         item = (key, next(order), Match(scored[0], root, rel, is_dir, scored[1]))
         if len(best) < limit:
-            heapq.heappush(best, item)  # type: ignore[arg-type]
-        elif key > best[0][0]:  # type: ignore[operator]
-            heapq.heapreplace(best, item)  # type: ignore[arg-type]
+            heapq.heappush(best, item)
+        elif key > best[0][0]:
+            heapq.heapreplace(best, item)
     ranked = sorted((m for _, _, m in best), key=lambda m: (-m.score, m.path))
     return [m.wire() for m in ranked]
 
@@ -313,8 +313,8 @@ def _ignored(specs: tuple[tuple[str, pathspec.PathSpec], ...], rel: str, is_dir:
 class _Rev(str):
     """A path that sorts in reverse, for the min-heap's tie-break."""
 
-    def __lt__(self, other: str) -> bool:  # type: ignore[override]
+    def __lt__(self, other: str) -> bool:
         return str.__gt__(self, other)
 
-    def __gt__(self, other: str) -> bool:  # type: ignore[override]
+    def __gt__(self, other: str) -> bool:
         return str.__lt__(self, other)

@@ -183,7 +183,7 @@ def get_metadata(path: str) -> dict:
 def read_directory(path: str, limit: int) -> dict:
     """The entries (not ``.``/``..``), each with where it leads; at most
     ``limit`` of them, so one request cannot take unbounded memory."""
-    entries = []
+    entries: list[dict[str, str | bool]] = []
     try:
         with os.scandir(path) as it:
             for entry in it:

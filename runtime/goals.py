@@ -10,10 +10,11 @@ import re
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import cast
 
 import msgspec
 
-from .protocol.v2.thread import ThreadGoal
+from .protocol.v2.thread import GoalStatus, ThreadGoal
 
 GOALS_DB = "goals_1.sqlite"
 
@@ -46,8 +47,9 @@ def _snake(status: str) -> str:
     return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), status)
 
 
-def _camel(status: str) -> str:
-    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), status)
+def _camel(status: str) -> GoalStatus:
+    # The table holds only the statuses we wrote (in snake case).
+    return cast(GoalStatus, re.sub(r"_([a-z])", lambda m: m.group(1).upper(), status))
 
 
 def _open(codex_home: str) -> sqlite3.Connection:

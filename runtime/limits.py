@@ -21,6 +21,7 @@ environment variable that overrides it (:meth:`Limits.from_env`).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import msgspec
 
@@ -49,7 +50,7 @@ class Limits(msgspec.Struct, frozen=True):
         Raises:
           ValueError: a variable is not a positive number.
         """
-        values: dict[str, float | int] = {}
+        values: dict[str, Any] = {}  # each converted to its field's kind
         for name in cls.__struct_fields__:
             raw = environ.get(env_name(name))
             if raw is None or raw == "":

@@ -243,7 +243,7 @@ class CodexTools:
             # The SDK checks the answer against MCP's ElicitResult ({action}),
             # but the original's clients answer {decision}: the answer it
             # refused is still in the error.
-            raw = next((e["input"] for e in exc.errors() if isinstance(e.get("input"), dict)), {})
+            raw: dict[str, Any] = next((e["input"] for e in exc.errors() if isinstance(e.get("input"), dict)), {})
             decision = approval_decision(raw)
         except MCPError as exc:
             log.warning("elicitation/create failed, declining: %s", exc)

@@ -17,7 +17,7 @@ import os
 import re
 import shlex
 import uuid
-from typing import Any
+from typing import Any, Literal, overload
 
 _OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -87,6 +87,10 @@ class ToolArgError(Exception):
     """Arguments the original's serde would refuse; the text is its."""
 
 
+@overload
+def _expect_string(args: dict[str, Any], key: str, *, required: Literal[True]) -> str: ...
+@overload
+def _expect_string(args: dict[str, Any], key: str, *, required: bool = False) -> str | None: ...
 def _expect_string(args: dict[str, Any], key: str, *, required: bool = False) -> str | None:
     if required and key not in args:
         raise ToolArgError(f"missing field `{key}`")

@@ -62,7 +62,7 @@ def model_tools(servers: Mapping[str, Iterable[dict[str, Any]]]) -> list[msgspec
     (empty without servers)."""
     if not servers:
         return []
-    out = []
+    out: list[dict[str, Any]] = []
     for name in sorted(servers):
         tools = sorted(servers[name], key=lambda t: t["name"])
         if not tools:

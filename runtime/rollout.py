@@ -85,6 +85,7 @@ from .rollout_tools import (
     ReplayedFileChange,
     ReplayedMcpToolCall,
     ReplayedWebSearch,
+    ReplayTimes,
     core_command_execution,
     CoreMcpToolCall,
     core_mcp_tool_call,
@@ -1150,7 +1151,7 @@ class _TurnBuilder:
         items.append(item)
 
     def _completed_item(self, event: ItemCompletedEvent) -> ReplayedItem | None:
-        times = {"started_at_ms": event.started_at_ms, "completed_at_ms": event.completed_at_ms}
+        times: ReplayTimes = {"started_at_ms": event.started_at_ms, "completed_at_ms": event.completed_at_ms}
         try:
             item = _core_item_decoder.decode(event.item)
         except msgspec.ValidationError:

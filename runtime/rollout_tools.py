@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import quote, unquote, urlsplit
 
 import msgspec
@@ -49,6 +49,7 @@ __all__ = [
     "ReplayedFileChange",
     "ReplayedMcpToolCall",
     "ReplayedWebSearch",
+    "ReplayTimes",
     "core_command_execution",
     "core_file_change",
     "replay_command_execution",
@@ -58,6 +59,13 @@ __all__ = [
     "core_mcp_tool_call",
     "replay_web_search",
 ]
+
+
+class ReplayTimes(TypedDict):
+    """When a replayed item started and completed (ms), from its turn's events."""
+
+    started_at_ms: int | None
+    completed_at_ms: int | None
 
 
 class Duration(Struct):
@@ -271,7 +279,7 @@ def _command_action(raw: dict[str, Any], cwd: str) -> dict[str, Any]:
     return {"type": "unknown", "command": cmd}
 
 
-def replay_command_execution(item: CoreCommandExecution, **times: int | None) -> ReplayedCommandExecution:
+def replay_command_execution(item: CoreCommandExecution, **times: Unpack[ReplayTimes]) -> ReplayedCommandExecution:
     cwd = _uri_path(item.cwd)
     return ReplayedCommandExecution(
         id=item.id, command=shlex_join(item.command), cwd=cwd,
@@ -301,7 +309,7 @@ def core_file_change(item: Any) -> CoreFileChange:
     return CoreFileChange(id=item.id, changes=changes, status=_snake(item.status))
 
 
-def replay_file_change(item: CoreFileChange, **times: int | None) -> ReplayedFileChange:
+def replay_file_change(item: CoreFileChange, **times: Unpack[ReplayTimes]) -> ReplayedFileChange:
     changes = []
     for path in sorted(item.changes):
         raw = item.changes[path] if isinstance(item.changes[path], dict) else {}
@@ -320,7 +328,7 @@ def replay_file_change(item: CoreFileChange, **times: int | None) -> ReplayedFil
 # --------------------------------------------------------------------------
 
 
-def replay_mcp_tool_call(raw: dict[str, Any], **times: int | None) -> ReplayedMcpToolCall | None:
+def replay_mcp_tool_call(raw: dict[str, Any], **times: Unpack[ReplayTimes]) -> ReplayedMcpToolCall | None:
     """An ``McpToolCall`` item (None when it lacks its required fields)."""
     item_id, server, tool = raw.get("id"), raw.get("server"), raw.get("tool")
     if not (isinstance(item_id, str) and isinstance(server, str) and isinstance(tool, str)):
@@ -339,7 +347,7 @@ def replay_mcp_tool_call(raw: dict[str, Any], **times: int | None) -> ReplayedMc
         plugin_id=_pick(raw, "plugin_id"), environment_id=_pick(raw, "environment_id"), **times)
 
 
-def replay_web_search(raw: dict[str, Any], **times: int | None) -> ReplayedWebSearch | None:
+def replay_web_search(raw: dict[str, Any], **times: Unpack[ReplayTimes]) -> ReplayedWebSearch | None:
     """A ``WebSearch`` item: the action's ``type`` camelCased
     (``open_page`` -> ``openPage``)."""
     item_id = raw.get("id")

@@ -34,7 +34,7 @@ class LineFramer:
         self._skipping = 0  # >0: inside an oversized line, bytes dropped so far
         self._head = b""
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         if self._start:
             # Compact once per chunk rather than once per line.
             del self._buf[: self._start]

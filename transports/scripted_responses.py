@@ -103,7 +103,7 @@ import signal
 import sys
 import time
 from collections.abc import Generator, Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 import h11
 import msgspec
@@ -312,10 +312,17 @@ def parse_directives(text: str) -> tuple[dict[str, Any], str]:
     return directives, "".join(plain)
 
 
+def _skip_space(text: str, i: int) -> int:
+    """The index of the first non-blank at or after ``i``."""
+    blanks = _SPACE.match(text, i)
+    assert blanks is not None  # `\s*` matches everywhere
+    return blanks.end()
+
+
 def _parse_block(text: str, i: int) -> tuple[list[tuple[str, Any]], int] | None:
     entries: list[tuple[str, Any]] = []
     while True:
-        i = _SPACE.match(text, i).end()
+        i = _skip_space(text, i)
         if text.startswith("]]", i):
             return (entries, i + 2) if entries else None
         match = _KEY.match(text, i)
@@ -327,7 +334,7 @@ def _parse_block(text: str, i: int) -> tuple[list[tuple[str, Any]], int] | None:
             if name is None:
                 return None
             i = name.end()
-            j = _SPACE.match(text, i).end()
+            j = _skip_space(text, i)
             value: Any = None
             if text[j : j + 1] in ("{", "[", '"'):
                 try:
@@ -525,7 +532,7 @@ class ScriptedResponses:
         usage = None
         if any(name in d for name in ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")):
             tokens = [d.get(name, 0) for name in ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")]
-            usage = wire.TokenUsage(*tokens, total_tokens=tokens[0] + tokens[2])
+            usage = wire.TokenUsage(tokens[0], tokens[1], tokens[2], tokens[3], total_tokens=tokens[0] + tokens[2])
         script = Script(
             output=tuple(output),
             first_byte_delay=d.get("first_byte_ms", 0.0) / 1000,
@@ -540,7 +547,7 @@ class ScriptedResponses:
             if self._failures[key] >= d["times"]:
                 return script
             self._failures[key] += 1
-        extra = (_BAD_UTF8_FRAME,) if "bad_utf8" in d else ()
+        extra: tuple[bytes, ...] = (_BAD_UTF8_FRAME,) if "bad_utf8" in d else ()
         if "deep" in d:
             extra += (_deep_frame(d["deep"]),)
         script = msgspec.structs.replace(script, extra_frames=extra)
@@ -613,6 +620,7 @@ class ScriptedResponses:
         )
         final = msgspec.structs.replace(response, output=tuple(done), usage=usage.to_usage())
         replace = msgspec.structs.replace
+        event: wire.ResponseFailed | wire.ResponseIncomplete | wire.ResponseCompleted
         if script.fail is not None:
             failed = replace(final, status="failed", usage=None, error=script.fail)
             event = wire.ResponseFailed(response=failed, sequence_number=next(sequence))
@@ -629,6 +637,8 @@ class ScriptedResponses:
     ) -> Generator[tuple[bytes, object], None, msgspec.Struct]:
         """The frames of one output item up to its done event; returns the item."""
         number = next(self._ids)
+        added: msgspec.Struct
+        delta: wire.ResponsesEvent
         match step:
             case Message(texts):
                 item_id = f"msg_{number}"
@@ -745,7 +755,7 @@ def _check_request(payload: Any) -> str | None:
     return None
 
 
-def _is_user_message(item: Any) -> bool:
+def _is_user_message(item: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(item, dict) and item.get("role") == "user" and item.get("type", "message") == "message"
 
 
@@ -843,7 +853,7 @@ async def _cancel_at_stdin_eof(scope: trio.CancelScope) -> None:
 
 
 def _read_until_eof() -> None:
-    while sys.stdin.buffer.read1(_READ_SIZE):
+    while sys.stdin.buffer.read1(_READ_SIZE):  # type: ignore[union-attr]  # a BufferedReader; typeshed says BinaryIO
         pass
 
 

@@ -66,12 +66,13 @@ class UnixWebSocket:
     async def send_frames(self, frames: Sequence[bytes]) -> None:
         await self._stream.send_all(b"".join(self._ws.send(TextMessage(data=f.decode())) for f in frames))
 
-    async def aclose(self) -> None:
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Say ``code`` and ``reason`` in a close frame (within CLOSE_TIMEOUT), then close."""
         with trio.move_on_after(CLOSE_TIMEOUT) as scope:
             scope.shield = True
             try:
                 if not self._closed:
-                    await self._stream.send_all(self._ws.send(CloseConnection(code=1000)))
+                    await self._stream.send_all(self._ws.send(CloseConnection(code=code, reason=reason)))
             except (LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
         self._closed = True

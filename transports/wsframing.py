@@ -252,16 +252,16 @@ class WsFramer:
                 return
         raise h11.RemoteProtocolError("the upgrade request was incomplete")
 
-    def receive_data(self, data: bytes | None) -> None:
+    def receive_data(self, data: bytes | bytearray | None) -> None:
         """``None`` (or b"") when the peer's side of the stream ended."""
-        self._ws.receive_data(data or None)
+        self._ws.receive_data(bytes(data) if data else None)
 
     def next_frame(self) -> bytes | Oversized | None | object:
         if self.closed:
             return None
         for event in self._ws.events():
             if isinstance(event, (TextMessage, BytesMessage)):
-                frame = self._message_part(event.data if isinstance(event.data, bytes) else event.data.encode(),
+                frame = self._message_part(event.data.encode() if isinstance(event.data, str) else bytes(event.data),
                                            event.message_finished)
                 if frame is not NEED_DATA:
                     return frame

@@ -296,7 +296,7 @@ _event_decoder = msgspec.json.Decoder(ResponsesEvent)
 def render_event(event: ResponsesEvent) -> bytes:
     """One SSE frame, ``event: <type>\\ndata: <json>\\n\\n``, as the API sends it."""
     return b"event: %s\ndata: %s\n\n" % (
-        event.__struct_config__.tag.encode(),
+        str(event.__struct_config__.tag).encode(),
         _json_encoder.encode(event),
     )
 
@@ -382,7 +382,7 @@ class SSEDecoder:
                 continue
             try:
                 event = _event_decoder.decode(payload)
-                if type(event) in _ITEM_EVENTS:
+                if isinstance(event, _ITEM_EVENTS):
                     _other_item_decoder.decode(event.item)  # an object with a string type, or skipped
             except (msgspec.DecodeError, RecursionError):
                 continue
@@ -405,7 +405,7 @@ class SSEDecoder:
         return data
 
 
-_ITEM_EVENTS = frozenset({OutputItemAdded, OutputItemDone})
+_ITEM_EVENTS = (OutputItemAdded, OutputItemDone)
 _DEEP_ENOUGH = 2 * MAX_DEPTH  # nesting deeper takes more bytes than this
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
