@@ -84,11 +84,12 @@ async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox
                     recorder.record(facts.ServerRequest(
                         request_id=rid, method=method, params=params, thread_id=tid, turn_id=uid,
                         item_id=getattr(params, "item_id", ""), sent_to=tuple(c.id for c in conns)))
-                case ClientAnswer(conn_id=conn_id, request_id=rid, result=result, error=error):
-                    if not isinstance(rid, int) or rid not in pending:
+                case ClientAnswer(conn_id=conn_id, request_id=answered, result=result, error=error):
+                    if not isinstance(answered, int) or answered not in pending:
                         log.info("connection %d answered server request %r, which is not pending; ignored",
-                                 conn_id, rid)
+                                 conn_id, answered)
                         continue
+                    rid = answered
                     decision = _decision(conn_id, rid, result, error, pending[rid].request.method)
                     recorder.record(facts.ServerResponse(request_id=rid, answered_by=conn_id, result=result, error=error))
                     resolve(rid).reply.set(ApprovalAnswer(rid, decision, conn_id, _content(result, decision)))

@@ -227,7 +227,7 @@ class CommandExecs:
         if len(stdin.waiting) >= STDIN_WAITING:
             raise overloaded()
         stdin.waiting.append((rid, data, params.close_stdin, trio.current_time() + STDIN_WAIT_TIMEOUT))
-        stdin.closing = stdin.closing or params.close_stdin
+        stdin.closing = params.close_stdin  # it was not closing: checked above
         if len(stdin.waiting) == 1:
             self.nursery.start_soon(self._feed, stdin)
         return None

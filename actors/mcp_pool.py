@@ -151,17 +151,18 @@ class McpPool:
                     if not link.holders:
                         self._stop(name, f"its last thread ({tid}) unloaded")
             case _GaveUp(name=name, child=child, failure=failure):
-                link = self.links.get(name)
-                if link is not None and link.child == child:
+                current = self.links.get(name)
+                if current is not None and current.child == child:
                     # The same mailbox, now answered with the failure.
-                    link.failed = True
-                    link.child = f"{child}!failed"
-                    await self.sup.start_child(link.child, run_connection, link.config, link.box, startup_error(
+                    current.failed = True
+                    current.child = f"{child}!failed"
+                    await self.sup.start_child(
+                        current.child, run_connection, current.config, current.box, startup_error(
                         name, f"the server exited {CONNECTION_RESTARTS.intensity + 1} times within "
                               f"{CONNECTION_RESTARTS.period:g} s ({failure})"), restart="temporary")
             case _Expired(name=name, child=child):
-                link = self.links.get(name)
-                if link is not None and link.child == child and not link.holders:
+                current = self.links.get(name)
+                if current is not None and current.child == child and not current.holders:
                     self._stop(name, f"no thread used it for {LINGER:g} s")
             case McpRequest(reply=reply, method="config/mcpServer/reload"):
                 await self._reload(reply)

@@ -10,18 +10,36 @@ Each class says who sends it, to whom, and when.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 
 from ..runtime.ask import ReplySlot
 from ..runtime.mailbox import Mailbox
-from ..runtime.protocol.jsonrpc import ErrorObject, Notification, RequestId
+from ..runtime.mcp_config import McpServerConfig
+from ..runtime.protocol.jsonrpc import ErrorObject, Notification, Outbound, RequestId
 from ..runtime.protocol.responses import ResponsesEvent
 from ..runtime.protocol.v2.item import ThreadItem
 from ..runtime.permissions import Permissions
-from ..runtime.protocol.v2.thread import ActivePermissionProfile, SandboxPolicy, ThreadStartParams
-from ..runtime.protocol.v2.turn import ThreadSettingsUpdateParams, TokenUsageBreakdown, TurnError, TurnStartParams
+from ..runtime.protocol.v2.thread import (
+    ActivePermissionProfile,
+    AskForApproval,
+    SandboxPolicy,
+    ThreadForkParams,
+    ThreadListParams,
+    ThreadResumeParams,
+    ThreadStartParams,
+)
+from ..runtime.rollout import Replay
+from ..runtime.thread_index import ThreadMeta
+from ..runtime.protocol.v2.turn import (
+    ThreadSettingsUpdateParams,
+    TokenUsageBreakdown,
+    TurnError,
+    TurnStartParams,
+    TurnStatus,
+)
 
 
 class Msg(msgspec.Struct, frozen=True, tag_field="kind"):
@@ -73,7 +91,8 @@ class ThreadConfig(msgspec.Struct, frozen=True):
     cwd: str
     model: str
     model_provider: str
-    approval_policy: str | dict
+    #: In the wire's shape (a mode or ``{"granular": {...}}``), config.toml's too.
+    approval_policy: AskForApproval
     approvals_reviewer: str
     sandbox: SandboxPolicy
     reasoning_effort: str | None
@@ -114,8 +133,8 @@ class ConnectionRef(msgspec.Struct, frozen=True):
     being slow (stdio: closing it would end the server)."""
 
     id: int
-    outbox: Mailbox
-    control: Mailbox | None = None
+    outbox: Mailbox[Outbound]
+    control: Mailbox[CloseConnection] | None = None
     #: How long a sender waits for room in the outbox before it gives up on
     #: the connection (Limits.write_timeout).
     give_up_after: float = 30.0
@@ -149,7 +168,7 @@ class Register(Msg, tag="register", frozen=True):
 
     conn: ConnectionRef
     client_name: str
-    reply: ReplySlot
+    reply: ReplySlot[str]
 
 
 class Unregister(Msg, tag="unregister", frozen=True):
@@ -223,7 +242,7 @@ class Resumed(msgspec.Struct, frozen=True):
     ``thread/started`` as well."""
 
     reply: Reply
-    replay: Any
+    replay: Replay
     path: str | None
     exclude_turns: bool
     forked: bool = False
@@ -238,9 +257,9 @@ class Loaded(Msg, tag="loaded", frozen=True):
     fields are what ``ThreadRegistry._load`` takes."""
 
     reply: Reply
-    params: Any
-    meta: Any
-    replay: Any
+    params: ThreadResumeParams | ThreadForkParams
+    meta: ThreadMeta
+    replay: Replay
     path: str | None
     forked_from: str | None = None
     ephemeral: bool = False
@@ -407,7 +426,7 @@ class UnloadThread(Msg, tag="unload_thread", frozen=True):
     since (what was sent is the thread's to answer, so it stays)."""
 
     thread_id: str
-    mailbox: Mailbox
+    mailbox: Mailbox[ThreadInbox]
     received: int
 
 
@@ -425,7 +444,7 @@ class TurnEnded(Msg, tag="turn_ended", frozen=True):
     turn/completed) and its token usage."""
 
     turn_id: str
-    status: str
+    status: TurnStatus
     error: TurnError | None
     history: tuple[msgspec.Raw, ...]
     items: tuple[ThreadItem, ...]
@@ -450,7 +469,7 @@ class RequestApproval(Msg, tag="request_approval", frozen=True):
     method: str
     params: Any
     conns: tuple[ConnectionRef, ...]
-    reply: ReplySlot
+    reply: ReplySlot[ApprovalAnswer]
 
 
 class ApprovalAnswer(msgspec.Struct, frozen=True):
@@ -500,7 +519,7 @@ class ApprovalGate(Msg, tag="approval_gate", frozen=True):
 
     turn_id: str
     cache_keys: tuple[str, ...]
-    reply: ReplySlot
+    reply: ReplySlot[bool]
 
 
 class ApprovalDone(Msg, tag="approval_done", frozen=True):
@@ -526,7 +545,7 @@ class IndexThread(Msg, tag="index_thread", frozen=True):
     """A thread's listing row changed (after each turn): upsert it, and
     index the turn's message ``texts`` for ``thread/search``."""
 
-    meta: Any
+    meta: ThreadMeta
     texts: tuple[str, ...] = ()
 
 
@@ -536,7 +555,7 @@ class ListThreads(Msg, tag="list_threads", frozen=True):
     ``notLoaded``)."""
 
     reply: Reply
-    params: Any
+    params: ThreadListParams
     loaded: frozenset[str]
 
 
@@ -544,7 +563,7 @@ class FindThread(Msg, tag="find_thread", frozen=True):
     """The listing row of a thread, or None."""
 
     thread_id: str
-    reply: ReplySlot
+    reply: ReplySlot[ThreadMeta | None]
 
 
 class NameThread(Msg, tag="name_thread", frozen=True):
@@ -553,7 +572,7 @@ class NameThread(Msg, tag="name_thread", frozen=True):
 
     thread_id: str
     name: str | None
-    reply: ReplySlot
+    reply: ReplySlot[bool]
 
 
 #: How long a request to the store may take (the first one waits for the
@@ -569,7 +588,7 @@ class UpdateGitInfo(Msg, tag="update_git_info", frozen=True):
 
     thread_id: str
     patch: dict[str, str | None]
-    reply: ReplySlot
+    reply: ReplySlot[ThreadMeta | None]
 
 
 class ArchiveThread(Msg, tag="archive_thread", frozen=True):
@@ -578,14 +597,14 @@ class ArchiveThread(Msg, tag="archive_thread", frozen=True):
 
     thread_id: str
     archived: bool
-    reply: ReplySlot
+    reply: ReplySlot[ThreadMeta | None]
 
 
 class DeleteThread(Msg, tag="delete_thread", frozen=True):
     """Remove a thread's rollout and its listing row; reply when done."""
 
     thread_id: str
-    reply: ReplySlot
+    reply: ReplySlot[bool]
 
 
 StoreInbox = IndexThread | ListThreads | FindThread | NameThread | ArchiveThread | DeleteThread | UpdateGitInfo
@@ -600,7 +619,7 @@ class AppendRollout(Msg, tag="append_rollout", frozen=True):
     completed); ``turn_end`` asks for an fsync under the "turn" policy."""
 
     payloads: tuple[Any, ...]
-    reply: ReplySlot | None = None
+    reply: ReplySlot[str] | None = None
     turn_end: bool = False
 
 
@@ -636,7 +655,7 @@ class McpAcquire(Msg, tag="mcp_acquire", frozen=True):
     thread_id: str
     conns: tuple[ConnectionRef, ...]
     announce: bool
-    reply: ReplySlot
+    reply: ReplySlot[dict[str, McpServerRef]]
 
 
 class McpRelease(Msg, tag="mcp_release", frozen=True):
@@ -661,8 +680,8 @@ class McpServerRef(msgspec.Struct, frozen=True):
     its connection actor (which keeps it across restarts)."""
 
     name: str
-    config: Any
-    mailbox: Mailbox
+    config: McpServerConfig
+    mailbox: Mailbox[McpConnectionInbox]
 
 
 class McpInventory(Msg, tag="mcp_inventory", frozen=True):
@@ -670,7 +689,7 @@ class McpInventory(Msg, tag="mcp_inventory", frozen=True):
     (``ready`` or ``failed`` with the original's text) and, when ready, its
     tools, resources, templates, serverInfo and capabilities (MCP JSON)."""
 
-    reply: ReplySlot
+    reply: ReplySlot[McpInventoryResult]
 
 
 class McpInventoryResult(msgspec.Struct, frozen=True):
@@ -692,18 +711,18 @@ class McpCallTool(Msg, tag="mcp_call_tool", frozen=True):
 
     call_id: str
     tool: str
-    arguments: Any
+    arguments: dict[str, Any] | None
     timeout: float
-    progress: Any
-    reply: ReplySlot
+    progress: Callable[[str], Awaitable[None]] | None
+    reply: ReplySlot[dict[str, Any]]
     #: Asks the call's clients what the server elicits (``params`` as MCP
     #: JSON) and returns ``{action, content}``; None: elicitations declined.
-    elicit: Any = None
+    elicit: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
 
 
 class McpReadResource(Msg, tag="mcp_read_resource", frozen=True):
     uri: str
-    reply: ReplySlot
+    reply: ReplySlot[dict[str, Any]]
 
 
 class McpListResources(Msg, tag="mcp_list_resources", frozen=True):
@@ -712,7 +731,7 @@ class McpListResources(Msg, tag="mcp_list_resources", frozen=True):
 
     templates: bool
     cursor: str | None
-    reply: ReplySlot
+    reply: ReplySlot[dict[str, Any]]
 
 
 class McpCancel(Msg, tag="mcp_cancel", frozen=True):
@@ -720,3 +739,6 @@ class McpCancel(Msg, tag="mcp_cancel", frozen=True):
     interrupted): the connection cancels the call."""
 
     call_id: str
+
+
+McpConnectionInbox = McpInventory | McpCallTool | McpReadResource | McpListResources | McpCancel

@@ -305,8 +305,8 @@ async def _read(client: ModelClient, chunks: AsyncIterator[bytes], out: Outbox, 
         if decoder.dispatched != dispatched:
             deadline = trio.current_time() + client.stream_idle_timeout
         for index, event in enumerate(events):
-            if type(event) in _ENDINGS:
-                if type(event) is wire.ResponseCompleted:
+            if isinstance(event, _ENDINGS):
+                if isinstance(event, wire.ResponseCompleted):
                     await out.send(ModelEvents(attempt, tuple(events[: index + 1])))
                     return None
                 if index:
@@ -316,7 +316,7 @@ async def _read(client: ModelClient, chunks: AsyncIterator[bytes], out: Outbox, 
             await out.send(ModelEvents(attempt, tuple(events)))
 
 
-_ENDINGS = frozenset({wire.ResponseCompleted, wire.ResponseFailed, wire.ResponseIncomplete})
+_ENDINGS = (wire.ResponseCompleted, wire.ResponseFailed, wire.ResponseIncomplete)
 
 
 async def _open(

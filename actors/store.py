@@ -156,6 +156,7 @@ async def _handle(msg: object, codex_home: Path, index: ThreadIndex) -> None:
         case DeleteThread(thread_id=tid, reply=reply):
             reply.set(await trio.to_thread.run_sync(_delete, index, tid))
         case ListThreads(reply=reply, params=p, loaded=loaded):
+            answer: Response | ErrorResponse
             try:
                 answer = Response(reply.request_id, await trio.to_thread.run_sync(_listing, index, p, loaded))
             except ValueError as exc:

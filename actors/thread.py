@@ -585,7 +585,8 @@ class ThreadActor:
             updated_at=self.updated_at * 1000, recency_at=last_turn_started * 1000, source="vscode",
             model_provider=c.model_provider, cwd=c.cwd, cli_version=PROTOCOL_VERSION, originator=c.originator,
             model=c.model, reasoning_effort=c.reasoning_effort, preview=self.preview, history_mode=c.history_mode,
-            tokens_used=self.usage.total_tokens, **self.git), texts))
+            tokens_used=self.usage.total_tokens, git_sha=self.git.get("git_sha"), git_branch=self.git.get("git_branch"),
+            git_origin_url=self.git.get("git_origin_url")), texts))
 
     async def _set_status(self, status: ThreadStatus) -> None:
         self.status = status
@@ -693,9 +694,10 @@ class ThreadActor:
             accepted_turn_id=turn.id if error is None and turn else None,
             result="rejected" if error else "accepted", rejection_reason=reason,
             num_input_images=sum(1 for i in inputs if not isinstance(i, TextInput))))
-        if error is not None or turn is None:
+        if error is not None:
             await self._to(reply.conn, ErrorResponse(reply.request_id, error.error))
             return
+        assert turn is not None  # no turn is an error above
         result: Any = (TurnSteerResponse(turn.id) if expected is not None else TurnStartResponse(
             Turn(id=turn.id, items=[], status="inProgress", root_turn_id=turn.id)))
         await self._to(reply.conn, Response(reply.request_id, result))
@@ -997,7 +999,7 @@ class ThreadActor:
             case _:
                 pid = request.process_id
                 running = any(p == pid for p, _label, _os in self.processes.running())
-                if running:
+                if running and pid is not None:
                     self.processes.terminate(pid)
                 result = {"terminated": running}
         await self._to(reply.conn, Response(reply.request_id, result))
@@ -1148,14 +1150,14 @@ class ThreadActor:
                                             started_at=turn.started_at, completed_at=self.updated_at,
                                             duration_ms=duration_ms)
         else:
-            error = ended.error and RolloutTurnError(message=ended.error.message,
-                                                     codex_error_info=snakeize(ended.error.codex_error_info))
+            error = None if ended.error is None else RolloutTurnError(
+                message=ended.error.message, codex_error_info=snakeize(ended.error.codex_error_info))
             closing = TurnCompleteEvent(turn_id=turn.id, root_turn_id=turn.id, last_agent_message=last,
                                         error=error, started_at=turn.started_at, completed_at=self.updated_at,
                                         duration_ms=duration_ms)
         await self._persist(closing, turn_end=True)
         self._index(turn.started_at, () if ended.replaces_history else tuple(message_texts(ended.history + late)))
-        if ended.status == "failed":
+        if ended.status == "failed" and ended.error is not None:  # a failed turn always says why
             await self._set_status(SystemError())
             await self._notify("error", ErrorNotification(ended.error, False, self.config.id, turn.id))
         else:

@@ -28,7 +28,7 @@ import msgspec
 import trio
 
 from ..runtime import permissions, review
-from ..runtime.config import ConfigError, Settings, resolve_provider
+from ..runtime.config import ApprovalMode, ConfigError, GranularApproval, Settings, resolve_provider
 from ..runtime.history import auto_compact_limit
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
@@ -46,6 +46,7 @@ from ..runtime.protocol.jsonrpc import (
 from ..runtime.protocol.paging import page_size, thread_id_cursor
 from ..runtime.protocol.v2.thread import (
     ActivePermissionProfile,
+    AskForApproval,
     NotLoaded,
     SandboxPolicy,
     PageResponse,
@@ -95,6 +96,7 @@ from .messages import (
     McpInventory,
     McpRelease,
     McpRequest,
+    McpServerRef,
     Msg,
     ThreadGaveUp,
     PatchGitInfo,
@@ -430,7 +432,8 @@ class ThreadRegistry:
 
     async def _metadata(self, reply: Reply, thread_id: str, patch: dict[str, str | None]) -> None:
         """thread/metadata/update of a thread that is not loaded."""
-        meta = await ask(self.store, lambda slot: UpdateGitInfo(thread_id, patch, slot), timeout=STORE_TIMEOUT)
+        meta: ThreadMeta | None = await ask(
+            self.store, lambda slot: UpdateGitInfo(thread_id, patch, slot), timeout=STORE_TIMEOUT)
         if meta is None or not meta.rollout_path:
             raise invalid_request(f"no rollout found for thread id {thread_id}")
         await self._answer(reply, ThreadReadResponse(thread_from_meta(meta, False)))
@@ -451,11 +454,14 @@ class ThreadRegistry:
         await self._find(thread_id, f"no rollout found for thread id {thread_id}")
         if archived and self._stop_loaded(thread_id, "archived by the client (thread/archive)"):
             await self._broadcast(reply, "thread/status/changed", ThreadStatusChanged(thread_id, NotLoaded()))
-        meta = await ask(self.store, lambda slot: ArchiveThread(thread_id, archived, slot), timeout=STORE_TIMEOUT)
+        meta: ThreadMeta | None = await ask(
+            self.store, lambda slot: ArchiveThread(thread_id, archived, slot), timeout=STORE_TIMEOUT)
         if archived:
             await self._answer(reply, {})
             await self._broadcast(reply, "thread/archived", ThreadIdParams(thread_id))
         else:
+            if meta is None:  # gone since the find above
+                raise invalid_request(f"no rollout found for thread id {thread_id}")
             await self._answer(reply, ThreadReadResponse(thread_from_meta(meta, thread_id in self.threads)))
             await self._broadcast(reply, "thread/unarchived", ThreadIdParams(thread_id))
 
@@ -502,7 +508,7 @@ class ThreadRegistry:
 
     async def _stored(self, thread_id: str) -> ThreadMeta | None:
         """The index row of a thread that has a rollout, or None."""
-        meta = await ask(self.store, lambda slot: FindThread(thread_id, slot), timeout=STORE_TIMEOUT)
+        meta: ThreadMeta | None = await ask(self.store, lambda slot: FindThread(thread_id, slot), timeout=STORE_TIMEOUT)
         return meta if meta is not None and meta.rollout_path else None
 
     async def _find(self, thread_id: str, missing: str) -> ThreadMeta:
@@ -584,7 +590,8 @@ class ThreadRegistry:
         if not params.ephemeral:
             path = rollout_path(self.settings.codex_home, new_id, now_ms)
             await trio.to_thread.run_sync(write_whole, path, data)
-            await self.store.send(IndexThread(await trio.to_thread.run_sync(scan_rollout, path)))
+            if (row := await trio.to_thread.run_sync(scan_rollout, path)) is not None:  # None: not a rollout
+                await self.store.send(IndexThread(row))
         forked = msgspec.structs.replace(meta, id=new_id, created_at=now_ms, rollout_path=str(path or ""))
         r = replay(parse_rollout(data, str(path or "<ephemeral fork>")))
         await self.mailbox.send(Loaded(reply, params, forked, r, str(path) if path else None, forked_from=meta.id,
@@ -610,7 +617,8 @@ class ThreadRegistry:
                 id=meta.id, created_at=meta.created_at // 1000, cwd=params.cwd or meta.cwd,
                 model=params.model or meta.model or (ctx.model if ctx else None) or s.model,
                 model_provider=params.model_provider or meta.model_provider or s.model_provider,
-                approval_policy=params.approval_policy or (ctx.approval_policy if ctx else None) or s.approval_policy,
+                approval_policy=params.approval_policy or (ctx.approval_policy if ctx else None)
+                or _wire_policy(s.approval_policy),
                 sandbox=perms.sandbox, permission_profile=perms.profile,
                 reasoning_effort=meta.reasoning_effort or s.model_reasoning_effort,
                 ephemeral=ephemeral, originator=meta.originator or "", forked_from_id=forked_from,
@@ -653,8 +661,8 @@ class ThreadRegistry:
             required = [s for s in enabled_servers(self.settings.mcp_servers).values() if s.required]
         except ConfigError as exc:
             raise invalid_request(str(exc)) from None
-        refs = await ask(self.mcp, lambda slot: McpAcquire(config.id, (reply.conn,), not required, slot),
-                         timeout=MCP_ACQUIRE_TIMEOUT)
+        refs: dict[str, McpServerRef] = await ask(
+            self.mcp, lambda slot: McpAcquire(config.id, (reply.conn,), not required, slot), timeout=MCP_ACQUIRE_TIMEOUT)
         if required:
             causes = []
             for server in required:
@@ -701,7 +709,7 @@ class ThreadRegistry:
             id=uuid7(), created_at=int(time.time()),
             cwd=os.path.abspath(params.cwd or os.getcwd()),
             model=params.model or s.model, model_provider=provider_id,
-            approval_policy=params.approval_policy or s.approval_policy,
+            approval_policy=params.approval_policy or _wire_policy(s.approval_policy),
             sandbox=perms.sandbox, permission_profile=perms.profile, reasoning_effort=s.model_reasoning_effort,
             ephemeral=bool(params.ephemeral), originator=originator, **_common(s, params),
         )
@@ -710,6 +718,12 @@ class ThreadRegistry:
         """The settings with the request's ``config`` flags applied."""
         return self.settings.with_session_flags(params.config) if params.config else self.settings
 
+
+
+def _wire_policy(policy: ApprovalMode | GranularApproval) -> AskForApproval:
+    """config.toml's approval policy in the wire's shape, the one a ThreadConfig
+    holds (a granular policy as its ``{"granular": {...}}`` object)."""
+    return msgspec.to_builtins(policy)
 
 
 def _common(s: Settings, params: Any) -> dict[str, Any]:

@@ -72,6 +72,7 @@ from ..runtime.protocol.v2.turn import (
     TokenUsageBreakdown,
     TurnDiffUpdated,
     TurnError,
+    TurnStatus,
 )
 from ..runtime.rollout import (
     Compacted,
@@ -89,6 +90,7 @@ from .messages import (
     ConnectionRef,
     McpAcquire,
     McpInventory,
+    McpServerRef,
     ModelEvents,
     ModelFailed,
     ModelRetrying,
@@ -210,6 +212,7 @@ async def run_turn(spec: TurnSpec, mailbox: Mailbox, inbox: Inbox, scope: trio.C
     came too late for the model)."""
     turn = _Turn(spec)
     error: TurnError | None = None
+    status: TurnStatus
     with scope:
         try:
             error = await turn.run(mailbox, inbox, scope)
@@ -410,7 +413,8 @@ class _Turn:
         """The thread's MCP servers (the current config's: a reload shows on
         the next turn), their tools for the model once each settled."""
         try:
-            refs = await ask(pool, lambda slot: McpAcquire(self.thread_id, (), False, slot), timeout=MCP_TIMEOUT)
+            refs: dict[str, McpServerRef] = await ask(
+                pool, lambda slot: McpAcquire(self.thread_id, (), False, slot), timeout=MCP_TIMEOUT)
         except (AskTimeout, ActorGone) as exc:
             log.warning("thread %s: no MCP tools this turn: %s", self.thread_id, exc)
             return
@@ -652,13 +656,14 @@ class _Turn:
         self.context_tokens = estimate_tokens(replacement)
         last = TokenUsageBreakdown(total_tokens=self.context_tokens)
         await self._usage_updated(last)
-        done = msgspec.structs.replace(item, completed_at_ms=now_ms())
+        completed_at_ms = now_ms()
+        done = msgspec.structs.replace(item, completed_at_ms=completed_at_ms)
         await self.spec.persist(
             Compacted(message=summary, replacement_history=replacement),
             self._token_count(last),
             ItemCompletedEvent.of(core_item(done), thread_id=self.thread_id, turn_id=self.turn_id,
-                                  completed_at_ms=done.completed_at_ms))
-        await self._notify("item/completed", ItemCompleted(done, self.thread_id, self.turn_id, done.completed_at_ms))
+                                  completed_at_ms=completed_at_ms))
+        await self._notify("item/completed", ItemCompleted(done, self.thread_id, self.turn_id, completed_at_ms))
         record("completed")
         return None
 

@@ -67,9 +67,9 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, overload
 
 import msgspec
 from msgspec import Raw, Struct
@@ -95,6 +95,9 @@ from .rollout_tools import (
     replay_mcp_tool_call,
     replay_web_search,
 )
+
+if TYPE_CHECKING:
+    from .protocol.v2 import item as v2item
 
 __all__ = [
     "ARCHIVED_SESSIONS_SUBDIR",
@@ -1218,7 +1221,7 @@ def _first_user_text(payload: Payload) -> str | None:
     return None
 
 
-def replay(rollout: Rollout, *, thread_names: dict[str, str | None] | None = None) -> Replay:
+def replay(rollout: Rollout, *, thread_names: Mapping[str, str | None] | None = None) -> Replay:
     """Rebuild a thread from its rollout: history, turns, token usage and
     listing metadata. ``thread_names`` (from :func:`read_thread_names`)
     overrides names recorded in the file. Raises ``ValueError`` when the file
@@ -1408,6 +1411,11 @@ def _decode_quiet(chunk: bytes) -> RolloutLine | None:
 
 
 
+@overload
+def core_item(item: v2item.UserMessageItem | v2item.AgentMessageItem | v2item.ReasoningItem | v2item.PlanItem
+              | v2item.ContextCompactionItem) -> CoreTurnItem: ...
+@overload
+def core_item(item: Any) -> CoreTurnItem | None: ...
 def core_item(item: Any) -> CoreTurnItem | None:
     """The core item an ``item_completed`` line records for a v2 thread item
     (user and agent messages, reasoning, plans, compactions, command
