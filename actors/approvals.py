@@ -40,6 +40,7 @@ from .messages import (
     ConnectionRef,
     ReplayApprovals,
     RequestApproval,
+    ApprovalsInbox,
 )
 
 log = logging.getLogger("trio_codex.approvals")
@@ -58,7 +59,7 @@ class _Pending(msgspec.Struct):
 
 
 async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox] | None = None, *,
-                        task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+                        task_status: trio.TaskStatus[Mailbox[ApprovalsInbox]] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``box`` (a mailbox the parent opened, so that a restarted actor
     serves the same one), or a mailbox of its own."""
     mailbox, inbox = box or open_mailbox(APPROVALS_CAPACITY, name="approvals")

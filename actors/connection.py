@@ -99,6 +99,9 @@ from .messages import (
     ToThread,
     Unregister,
     UpdateSettings,
+    ApprovalsInbox,
+    HubInbox,
+    RegistryInbox,
 )
 from .process import open_process_table
 
@@ -139,7 +142,8 @@ class Connection:
     """The session of one client; see the module docstring."""
 
     def __init__(self, conn_id: int, stream: FrameStream, info: ServerInfo,
-                 hub: Mailbox, threads: Mailbox, approvals: Mailbox, recorder: Recorder, *,
+                 hub: Mailbox[HubInbox], threads: Mailbox[RegistryInbox], approvals: Mailbox[ApprovalsInbox],
+                 recorder: Recorder, *,
                  can_disconnect: bool = False, limits: Limits = Limits()) -> None:
         self.id = conn_id
         self.can_disconnect = can_disconnect
@@ -305,7 +309,7 @@ class Connection:
             self.hub.send_nowait(Unregister(self.id))
             self.threads.send_nowait(ConnectionGone(self.id))
 
-    async def _obey(self, orders: Inbox) -> None:
+    async def _obey(self, orders: Inbox[CloseConnection]) -> None:
         """Close the connection when told to (its client stopped reading)."""
         match await orders.receive():
             case CloseConnection(reason=reason, code=code):
@@ -543,7 +547,7 @@ class Connection:
                     connection_id=self.id, request_id=msg.id, method=method,
                     code=msg.error.code, message=msg.error.message))
 
-    async def _write_loop(self, inbox: Inbox, scope: trio.CancelScope) -> None:
+    async def _write_loop(self, inbox: Inbox[Outbound], scope: trio.CancelScope) -> None:
         """Move what is queued for the client from the outbox into the
         backlog (see :class:`_Backlog`) and write the backlog out, both at
         once: the outbox never stays full while the client is within its
@@ -560,7 +564,7 @@ class Connection:
                     "connection %d: closed while writing: %s", self.id, exc)
             scope.cancel(reason=f"connection {self.id}: the peer is gone")
 
-    async def _drain(self, inbox: Inbox, backlog: _Backlog) -> None:
+    async def _drain(self, inbox: Inbox[Outbound], backlog: _Backlog) -> None:
         budget = self.limits.outbox_byte_budget
         while True:
             batch = await inbox.receive_batch(WRITE_BATCH)

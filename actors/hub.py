@@ -18,7 +18,7 @@ import trio
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from .barrier import contained
 from .fanout import post
-from .messages import Broadcast, ConnectionRef, Register, Unregister
+from .messages import Broadcast, ConnectionRef, Register, Unregister, HubInbox
 
 log = logging.getLogger("trio_codex.hub")
 
@@ -28,7 +28,7 @@ HUB_CAPACITY = 1024
 
 
 async def run_hub(box: tuple[Mailbox, Inbox] | None = None, *,
-                  task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+                  task_status: trio.TaskStatus[Mailbox[HubInbox]] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``box`` (a mailbox the parent opened, so that a restarted hub
     serves the same one), or a mailbox of its own."""
     mailbox, inbox = box or open_mailbox(HUB_CAPACITY, name="hub")

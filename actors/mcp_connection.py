@@ -42,6 +42,7 @@ from .messages import (
     McpInventoryResult,
     McpListResources,
     McpReadResource,
+    McpConnectionInbox,
 )
 
 log = logging.getLogger("trio_codex.mcp")
@@ -99,7 +100,7 @@ class _State:
 
 
 async def run_connection(config: McpServerConfig, box: tuple[Mailbox, Inbox], failure: str | None = None, *,
-                         task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+                         task_status: trio.TaskStatus[Mailbox[McpConnectionInbox]] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``box`` for ``config``'s server. ``failure`` starts it failed
     (its supervisor gave up restarting it): it only answers with that."""
     mailbox, inbox = box
@@ -189,7 +190,8 @@ async def _start(config: McpServerConfig, session: Any, state: _State) -> None:
     log.info("MCP server `%s` ready (%d tools)", config.name, len(tools))
 
 
-async def _serve(config: McpServerConfig, inbox: Inbox, state: _State, nursery: trio.Nursery) -> None:
+async def _serve(config: McpServerConfig, inbox: Inbox[McpConnectionInbox], state: _State,
+                 nursery: trio.Nursery) -> None:
     async for msg in inbox:
         async with contained(msg, log, f"the MCP connection `{config.name}`"):
             match msg:

@@ -54,6 +54,7 @@ from .messages import (
     McpServerRef,
     Msg,
     Reply,
+    McpPoolInbox,
 )
 from ..runtime.supervisor import RestartPolicy, open_supervisor
 
@@ -120,7 +121,7 @@ class McpPool:
             log.error("MCP servers not started: %s", exc)
 
     async def run(self, box: tuple[Mailbox, Inbox] | None = None, *,
-                  task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+                  task_status: trio.TaskStatus[Mailbox[McpPoolInbox]] = trio.TASK_STATUS_IGNORED) -> None:
         mailbox, inbox = box or open_mailbox(POOL_CAPACITY, name="mcp")
         self.mailbox = mailbox
         self.links.clear()  # a restarted pool starts afresh: its connections died with it

@@ -532,7 +532,8 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
 
 
 ThreadInbox = (StartTurn | UpdateSettings | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
-               | ReadThread | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
+               | ReadThread | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue | ShellCommand
+               | BackgroundTerminals | InjectItems | ReviewThread | GoalRequest)
 
 RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
                  | LoadFailed | ThreadGaveUp)
@@ -639,7 +640,7 @@ class SubscribersChanged(Msg, tag="subscribers_changed", frozen=True):
     conns: tuple[ConnectionRef, ...]
 
 
-TurnInbox = ModelEvents | ModelRetrying | ModelFailed | SubscribersChanged | Steered
+TurnInbox = ModelEvents | ModelRetrying | ModelFailed | SubscribersChanged | Steered | UserShell
 
 
 # --- MCP: registry / turns / connections -> MCP pool -> MCP connection ---------
@@ -741,4 +742,5 @@ class McpCancel(Msg, tag="mcp_cancel", frozen=True):
     call_id: str
 
 
+McpPoolInbox = McpAcquire | McpRelease | McpRequest
 McpConnectionInbox = McpInventory | McpCallTool | McpReadResource | McpListResources | McpCancel

@@ -42,7 +42,16 @@ from ..runtime.rollout import (
 )
 from ..runtime.thread_index import INDEX_FILE, ThreadIndex, open_index
 from .barrier import contained
-from .messages import ArchiveThread, DeleteThread, FindThread, IndexThread, ListThreads, NameThread, UpdateGitInfo
+from .messages import (
+    ArchiveThread,
+    DeleteThread,
+    FindThread,
+    IndexThread,
+    ListThreads,
+    NameThread,
+    UpdateGitInfo,
+    StoreInbox,
+)
 
 log = logging.getLogger("trio_codex.store")
 
@@ -101,7 +110,7 @@ def _delete(index: ThreadIndex, thread_id: str) -> bool:
 
 
 async def run_store(codex_home: Path, box: tuple[Mailbox, Inbox] | None = None, *,
-                    task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+                    task_status: trio.TaskStatus[Mailbox[StoreInbox]] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``box`` (a mailbox the parent opened, so that a restarted store
     serves the same one), or a mailbox of its own."""
     mailbox, inbox = box or open_mailbox(STORE_CAPACITY, name="store")

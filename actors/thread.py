@@ -186,6 +186,14 @@ from .messages import (
     UnloadDue,
     UnloadThread,
     Unsubscribe,
+    ApprovalsInbox,
+    AppendRollout,
+    HubInbox,
+    McpPoolInbox,
+    RegistryInbox,
+    StoreInbox,
+    ThreadInbox,
+    TurnInbox,
 )
 from .process import ProcessTable, open_process_table
 from .rollout_writer import append, run_rollout_writer
@@ -204,9 +212,10 @@ def user_history_item(inputs: list[Any]) -> msgspec.Raw:
     return msgspec.Raw(msgspec.json.encode({"type": "message", "role": "user", "content": content}))
 
 
-async def run_thread(config: ThreadConfig, model: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
-                     recorder: Recorder, registry: Mailbox, mailbox: Mailbox, inbox: Inbox,
-                     start: Reply | Resumed | Checkpoint, *, mcp: Mailbox | None = None,
+async def run_thread(config: ThreadConfig, model: Any, hub: Mailbox[HubInbox], approvals: Mailbox[ApprovalsInbox],
+                     store: Mailbox[StoreInbox], recorder: Recorder, registry: Mailbox[RegistryInbox],
+                     mailbox: Mailbox[ThreadInbox], inbox: Inbox[ThreadInbox],
+                     start: Reply | Resumed | Checkpoint, *, mcp: Mailbox[McpPoolInbox] | None = None,
                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run a thread: a new one (``start`` is the thread/start reply) or one
     restarted by its supervisor from its last checkpoint. The mailbox belongs
@@ -257,8 +266,8 @@ class TurnHandle(msgspec.Struct):
     ends: the thread opened it and closes it) and its cancel scope."""
 
     id: str
-    mailbox: Mailbox
-    inbox: Inbox
+    mailbox: Mailbox[TurnInbox]
+    inbox: Inbox[TurnInbox]
     scope: trio.CancelScope
     started_at: int
     started_monotonic: float
@@ -311,10 +320,10 @@ class ThreadActor:
     processes: ProcessTable
     recorder: Recorder
     #: The MCP pool (None: no MCP); each turn asks it for the thread's servers.
-    mcp: Mailbox | None
+    mcp: Mailbox[McpPoolInbox] | None
 
-    def __init__(self, config: ThreadConfig, model: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
-                 registry: Mailbox, mailbox: Mailbox) -> None:
+    def __init__(self, config: ThreadConfig, model: Any, hub: Mailbox[HubInbox], approvals: Mailbox[ApprovalsInbox],
+                 store: Mailbox[StoreInbox], registry: Mailbox[RegistryInbox], mailbox: Mailbox[ThreadInbox]) -> None:
         self.config = config
         self.model = model
         self.hub = hub
@@ -337,7 +346,7 @@ class ThreadActor:
         self.unload_generation = 0
         #: The rollout writer, started by the first turn (never for an
         #: ephemeral thread), and where it writes.
-        self.rollout: Mailbox | None = None
+        self.rollout: Mailbox[AppendRollout] | None = None
         self.rollout_path: Path | None = None
         #: The ordinal of the next rollout line (a resumed file goes on).
         self.next_ordinal = 0

@@ -123,6 +123,12 @@ from .messages import (
     ToThread,
     UnloadThread,
     Unsubscribe,
+    ApprovalsInbox,
+    HubInbox,
+    McpPoolInbox,
+    RegistryInbox,
+    StoreInbox,
+    ThreadInbox,
 )
 from .thread import lost_turn, run_thread
 
@@ -167,8 +173,9 @@ class _LaunchStarted(Msg, tag="launch_started", frozen=True):
 
 
 class ThreadRegistry:
-    def __init__(self, settings: Settings, models: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
-                 recorder: Recorder = DISABLED, mcp: Mailbox | None = None) -> None:
+    def __init__(self, settings: Settings, models: Any, hub: Mailbox[HubInbox], approvals: Mailbox[ApprovalsInbox],
+                 store: Mailbox[StoreInbox], recorder: Recorder = DISABLED,
+                 mcp: Mailbox[McpPoolInbox] | None = None) -> None:
         self.recorder = recorder
         #: The MCP pool (None: MCP disabled, as in tests of the registry alone).
         self.mcp = mcp
@@ -177,7 +184,7 @@ class ThreadRegistry:
         self.hub = hub
         self.approvals = approvals
         self.store = store
-        self.threads: dict[str, Mailbox] = {}
+        self.threads: dict[str, Mailbox[ThreadInbox]] = {}
         self.checkpoints: dict[str, Checkpoint] = {}
         #: Threads whose rollout is being read for a resume, with the
         #: resumes of the same thread that wait for it.
@@ -191,7 +198,7 @@ class ThreadRegistry:
         self.replays: OrderedDict[str, tuple[tuple[str, str | None, int, int], Replay]] = OrderedDict()
 
     async def run(self, box: tuple[Mailbox, Inbox] | None = None, *,
-                  task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+                  task_status: trio.TaskStatus[Mailbox[RegistryInbox]] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve ``box`` (a mailbox the parent opened, so that a restarted
         registry serves the same one), or a mailbox of its own."""
         mailbox, inbox = box or open_mailbox(REGISTRY_CAPACITY, name="threads")
@@ -662,7 +669,8 @@ class ThreadRegistry:
         except ConfigError as exc:
             raise invalid_request(str(exc)) from None
         refs: dict[str, McpServerRef] = await ask(
-            self.mcp, lambda slot: McpAcquire(config.id, (reply.conn,), not required, slot), timeout=MCP_ACQUIRE_TIMEOUT)
+            self.mcp, lambda slot: McpAcquire(config.id, (reply.conn,), not required, slot),
+            timeout=MCP_ACQUIRE_TIMEOUT)
         if required:
             causes = []
             for server in required:

@@ -62,7 +62,7 @@ from ..runtime.protocol.v2.item import (
     ItemStarted,
     PlanItem,
 )
-from ..runtime.protocol.v2.thread import DangerFullAccess, SandboxPolicy, WorkspaceWrite
+from ..runtime.protocol.v2.thread import AskForApproval, DangerFullAccess, SandboxPolicy, WorkspaceWrite
 from ..runtime.protocol.v2.turn import TurnPlanStep, TurnPlanUpdated
 from ..runtime.sandbox import (
     SandboxError,
@@ -75,7 +75,7 @@ from ..runtime.sandbox import (
 from . import mcp_calls
 from .analytics_facts import ApprovalFromSessionCache, Recorder
 from .fanout import now_ms
-from .messages import ApprovalDone, ApprovalGate, ConnectionRef, RequestApproval
+from .messages import ApprovalDone, ApprovalGate, ConnectionRef, RequestApproval, ApprovalsInbox, ThreadInbox
 from .process import ExecOutcome, ProcessError, ProcessTable, run_command
 
 #: How long the thread may take to answer an approval gate (it answers at once).
@@ -90,10 +90,10 @@ class ToolContext(msgspec.Struct, frozen=True):
     thread_id: str
     turn_id: str
     cwd: str
-    approval_policy: Any
+    approval_policy: AskForApproval
     sandbox_policy: Any
-    thread: Mailbox
-    approvals: Mailbox
+    thread: Mailbox[ThreadInbox]
+    approvals: Mailbox[ApprovalsInbox]
     processes: ProcessTable
     notify: Callable[[str, object], Awaitable[None]]
     subscribers: Callable[[], tuple[ConnectionRef, ...]]

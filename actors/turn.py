@@ -99,6 +99,10 @@ from .messages import (
     ThreadConfig,
     TurnEnded,
     UserShell,
+    ApprovalsInbox,
+    McpPoolInbox,
+    ThreadInbox,
+    TurnInbox,
 )
 from . import analytics_facts as facts
 from .analytics_facts import Recorder
@@ -139,8 +143,8 @@ class TurnSpec(msgspec.Struct, frozen=True):
     config: ThreadConfig
     turn_id: str
     model: Any
-    thread: Mailbox
-    approvals: Mailbox
+    thread: Mailbox[ThreadInbox]
+    approvals: Mailbox[ApprovalsInbox]
     processes: ProcessTable
     recorder: Recorder
     #: Appends to the thread's rollout (``wait=False``: no ack needed); a
@@ -168,7 +172,7 @@ class TurnSpec(msgspec.Struct, frozen=True):
     #: A ``review`` turn's target (review/start), as the request gave it.
     review_target: dict[str, Any] | None = None
     #: The MCP pool: the turn asks it for the thread's servers (None: no MCP).
-    mcp: Mailbox | None = None
+    mcp: Mailbox[McpPoolInbox] | None = None
 
 
 async def _kept_out(*_lines: Any, **_options: Any) -> None:
@@ -193,7 +197,7 @@ class _Call:
         self.outcome: ToolOutcome | None = None
 
 
-def open_turn_mailbox(turn_id: str) -> tuple[Mailbox, Inbox]:
+def open_turn_mailbox(turn_id: str) -> tuple[Mailbox[TurnInbox], Inbox[TurnInbox]]:
     """The mailbox of a turn, which its thread opens, sends to and closes
     (the turn only reads it). What the thread sends never waits for room:
     when the mailbox is full, subscriber changes fold into the latest set and
@@ -204,7 +208,8 @@ def open_turn_mailbox(turn_id: str) -> tuple[Mailbox, Inbox]:
     })
 
 
-async def run_turn(spec: TurnSpec, mailbox: Mailbox, inbox: Inbox, scope: trio.CancelScope) -> None:
+async def run_turn(spec: TurnSpec, mailbox: Mailbox[TurnInbox], inbox: Inbox[TurnInbox],
+                   scope: trio.CancelScope) -> None:
     """Run one turn, reading ``inbox`` (its model streams send to
     ``mailbox``) under the thread's cancel ``scope``; report
     :class:`~.messages.TurnEnded` last. The thread closes the mailbox when it
@@ -277,7 +282,8 @@ class _Turn:
             recorder=spec.recorder,
         )
 
-    async def run(self, mailbox: Mailbox, inbox: Inbox, scope: trio.CancelScope) -> TurnError | None:
+    async def run(self, mailbox: Mailbox[TurnInbox], inbox: Inbox[TurnInbox],
+                  scope: trio.CancelScope) -> TurnError | None:
         spec = self.spec
         if spec.mcp is not None and spec.kind != "compact":
             await self._open_mcp(spec.mcp)
@@ -308,7 +314,8 @@ class _Turn:
             return error
         return await self._sample_loop(mailbox, inbox, scope)
 
-    async def _sample_loop(self, mailbox: Mailbox, inbox: Inbox, scope: trio.CancelScope) -> TurnError | None:
+    async def _sample_loop(self, mailbox: Mailbox[TurnInbox], inbox: Inbox[TurnInbox],
+                           scope: trio.CancelScope) -> TurnError | None:
         """Sample, run the calls, and sample again while there are calls or
         steered input to answer (compacting past the context limit)."""
         limit = self.spec.config.auto_compact_limit
@@ -391,7 +398,7 @@ class _Turn:
         await self._notify("item/completed", ItemCompleted(message, self.thread_id, self.turn_id, now_ms()))
         self.added, self.final = [record, answer], [message]
 
-    async def _sample_with_tools(self, mailbox: Mailbox, inbox: Inbox) -> TurnError | None:
+    async def _sample_with_tools(self, mailbox: Mailbox[TurnInbox], inbox: Inbox[TurnInbox]) -> TurnError | None:
         """One sampling request; the calls it makes run while it streams and
         their outputs join the history in call order."""
         async with trio.open_nursery() as tools:
@@ -409,7 +416,7 @@ class _Turn:
                         self.thread_id, self.turn_id, "".join(self.diffs)))
         return error
 
-    async def _open_mcp(self, pool: Mailbox) -> None:
+    async def _open_mcp(self, pool: Mailbox[McpPoolInbox]) -> None:
         """The thread's MCP servers (the current config's: a reload shows on
         the next turn), their tools for the model once each settled."""
         try:
@@ -482,11 +489,11 @@ class _Turn:
                 "name": "codex_output_schema"}},
         )
 
-    async def _sample(self, mailbox: Mailbox, inbox: Inbox) -> TurnError | None:
+    async def _sample(self, mailbox: Mailbox[TurnInbox], inbox: Inbox[TurnInbox]) -> TurnError | None:
         return await self._stream(self._request(), self._events, mailbox, inbox)
 
     async def _stream(self, request: rs.ResponsesRequest, on_events: Callable[[tuple[Any, ...]], Awaitable[bool]],
-                      mailbox: Mailbox, inbox: Inbox) -> TurnError | None:
+                      mailbox: Mailbox[TurnInbox], inbox: Inbox[TurnInbox]) -> TurnError | None:
         """Stream one response; ``on_events`` takes each batch of its events
         and says when the response is complete."""
         async with trio.open_nursery() as nursery:
@@ -607,7 +614,8 @@ class _Turn:
         if not (self.reviewing and isinstance(done, AgentMessageItem)):
             await self._notify("item/completed", ItemCompleted(done, self.thread_id, self.turn_id, now_ms()))
 
-    async def _compact(self, mailbox: Mailbox, inbox: Inbox, trigger: str, phase: str) -> TurnError | None:
+    async def _compact(self, mailbox: Mailbox[TurnInbox], inbox: Inbox[TurnInbox], trigger: str,
+                       phase: str) -> TurnError | None:
         """Have the model summarize the history (no tools), and replace the
         history with the newest user messages and the summary."""
         started_ms, started = now_ms(), trio.current_time()
