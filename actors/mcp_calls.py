@@ -28,7 +28,7 @@ from ..runtime.protocol import responses as rs
 from ..runtime.protocol.v2.approval import McpElicitationParams
 from ..runtime.protocol.v2.item import ItemCompleted, ItemStarted, McpToolCallItem, McpToolCallProgress
 from .fanout import now_ms
-from .messages import McpCallTool, McpCancel, McpListResources, McpReadResource, RequestApproval
+from .messages import ApprovalAnswer, McpCallTool, McpCancel, McpListResources, McpReadResource, RequestApproval
 
 #: Beyond a server's own bounds (startup, tool timeout): how long to wait for
 #: its connection actor's answer.
@@ -105,7 +105,7 @@ async def call_tool(ctx: Any, call: rs.FunctionCallItem, approve: Callable[..., 
         """The server asks the user something mid-call: relayed to the
         thread's clients as ``mcpServer/elicitation/request``, first answer
         wins; no answer within the tool timeout is a ``cancel``."""
-        slot: ReplySlot = ReplySlot()
+        slot: ReplySlot[ApprovalAnswer] = ReplySlot()
         params = {"threadId": ctx.thread_id, "turnId": ctx.turn_id, "serverName": server, **request}
         await ctx.approvals.send(RequestApproval(ctx.thread_id, ctx.turn_id, _METHOD, params, ctx.subscribers(),
                                                  slot))

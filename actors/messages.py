@@ -20,7 +20,7 @@ from ..runtime.mailbox import Mailbox
 from ..runtime.mcp_config import McpServerConfig
 from ..runtime.protocol.jsonrpc import ErrorObject, Notification, Outbound, RequestId
 from ..runtime.protocol.responses import ResponsesEvent
-from ..runtime.protocol.v2.item import ThreadItem
+from ..runtime.protocol.v2.item import ThreadItem, UserInput
 from ..runtime.permissions import Permissions
 from ..runtime.protocol.v2.thread import (
     ActivePermissionProfile,
@@ -31,7 +31,7 @@ from ..runtime.protocol.v2.thread import (
     ThreadResumeParams,
     ThreadStartParams,
 )
-from ..runtime.rollout import Replay
+from ..runtime.rollout import Payload, Replay
 from ..runtime.thread_index import ThreadMeta
 from ..runtime.protocol.v2.turn import (
     ThreadSettingsUpdateParams,
@@ -384,7 +384,7 @@ class SteerTurn(Msg, tag="steer_turn", frozen=True):
     None for a ``turn/start`` that found a turn running (0.169 steers)."""
 
     reply: Reply
-    input: tuple[Any, ...]
+    input: tuple[UserInput, ...]
     expected_turn_id: str | None
 
 
@@ -467,7 +467,9 @@ class RequestApproval(Msg, tag="request_approval", frozen=True):
     thread_id: str
     turn_id: str
     method: str
-    params: Any
+    #: The server request's params: a v2 ``*RequestApprovalParams``, or an
+    #: MCP elicitation's as JSON.
+    params: msgspec.Struct | dict[str, Any]
     conns: tuple[ConnectionRef, ...]
     reply: ReplySlot[ApprovalAnswer]
 
@@ -481,7 +483,7 @@ class ApprovalAnswer(msgspec.Struct, frozen=True):
     decision: str | dict
     answered_by: int
     #: An elicitation's ``content`` (the form the user filled in).
-    content: Any = None
+    content: dict[str, Any] | None = None
 
 
 class ClientAnswer(Msg, tag="client_answer", frozen=True):
@@ -619,7 +621,7 @@ class AppendRollout(Msg, tag="append_rollout", frozen=True):
     is set once they reached the OS (wait for it before reporting an item
     completed); ``turn_end`` asks for an fsync under the "turn" policy."""
 
-    payloads: tuple[Any, ...]
+    payloads: tuple[Payload, ...]
     reply: ReplySlot[str] | None = None
     turn_end: bool = False
 
@@ -696,11 +698,11 @@ class McpInventory(Msg, tag="mcp_inventory", frozen=True):
 class McpInventoryResult(msgspec.Struct, frozen=True):
     status: str
     error: str | None
-    tools: tuple[Any, ...] = ()
-    resources: tuple[Any, ...] = ()
-    templates: tuple[Any, ...] = ()
-    server_info: Any = None
-    capabilities: Any = None
+    tools: tuple[dict[str, Any], ...] = ()
+    resources: tuple[dict[str, Any], ...] = ()
+    templates: tuple[dict[str, Any], ...] = ()
+    server_info: dict[str, Any] | None = None
+    capabilities: dict[str, Any] | None = None
 
 
 class McpCallTool(Msg, tag="mcp_call_tool", frozen=True):

@@ -37,7 +37,7 @@ import trio
 from ..runtime.ask import ReplySlot, ask
 from ..runtime.errors import StorageFailure
 from ..runtime.mailbox import Mailbox, open_mailbox
-from ..runtime.rollout import SessionMeta, TurnAbortedEvent, TurnCompleteEvent, TurnStartedEvent, encode_line
+from ..runtime.rollout import Payload, SessionMeta, TurnAbortedEvent, TurnCompleteEvent, TurnStartedEvent, encode_line
 from .fanout import now_ms
 from .messages import AppendRollout
 
@@ -53,7 +53,7 @@ PERSIST_TIMEOUT = 30.0
 _TAIL_CHUNK = 64 * 1024
 
 
-async def append(writer: Mailbox[AppendRollout] | None, *payloads: Any, wait: bool = True,
+async def append(writer: Mailbox[AppendRollout] | None, *payloads: Payload, wait: bool = True,
                  turn_end: bool = False) -> None:
     """Append to a rollout through its writer (None: the thread writes
     none); with ``wait``, return once the lines reached the OS.
@@ -216,6 +216,6 @@ def _whole_lines_end(fd: int, size: int) -> int:
     return 0
 
 
-def _fail(reply: ReplySlot | None, failure: StorageFailure) -> None:
+def _fail(reply: ReplySlot[str] | None, failure: StorageFailure) -> None:
     if reply is not None:
         reply.fail(failure)

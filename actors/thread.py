@@ -478,7 +478,7 @@ class ThreadActor:
         thread with a rollout has the index take it (sent from the loop, so
         in order; its answer awaited beside the loop, so a slow store holds
         up only this request)."""
-        indexed: ReplySlot[Any] = ReplySlot()
+        indexed: ReplySlot[ThreadMeta | None] = ReplySlot()
         if self.rollout_path is not None and not self.store.send_nowait(
                 UpdateGitInfo(self.config.id, patch, indexed)):
             await self._to(reply.conn, ErrorResponse(reply.request_id, overloaded().error))

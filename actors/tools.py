@@ -75,7 +75,15 @@ from ..runtime.sandbox import (
 from . import mcp_calls
 from .analytics_facts import ApprovalFromSessionCache, Recorder
 from .fanout import now_ms
-from .messages import ApprovalDone, ApprovalGate, ConnectionRef, RequestApproval, ApprovalsInbox, ThreadInbox
+from .messages import (
+    ApprovalAnswer,
+    ApprovalDone,
+    ApprovalGate,
+    ApprovalsInbox,
+    ConnectionRef,
+    RequestApproval,
+    ThreadInbox,
+)
 from .process import ExecOutcome, ProcessError, ProcessTable, run_command
 
 #: How long the thread may take to answer an approval gate (it answers at once).
@@ -164,7 +172,7 @@ async def _approve(ctx: ToolContext, method: str, params: Any, keys: tuple[str, 
             thread_id=ctx.thread_id, turn_id=ctx.turn_id, item_id=item_id or params.item_id,
             request_method=method))
         return "acceptForSession"
-    slot: ReplySlot = ReplySlot()
+    slot: ReplySlot[ApprovalAnswer] = ReplySlot()
     await ctx.approvals.send(RequestApproval(ctx.thread_id, ctx.turn_id, method, params, ctx.subscribers(), slot))
     answer = await slot.wait()
     decision = answer.decision
