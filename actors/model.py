@@ -46,12 +46,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import http
-import importlib
 import itertools
 import logging
 import random
 import re
-import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -61,6 +59,7 @@ import trio
 from ..runtime.protocol import responses as wire
 from ..runtime.rate_limits import RateLimits
 from .messages import ModelEvents, ModelFailed, ModelRetrying
+from .sdk import load as load_sdk
 
 if TYPE_CHECKING:
     import httpx2
@@ -152,6 +151,7 @@ class ModelClient:
         self.backoff = backoff
         self.connection_backoff = connection_backoff
         self._sdk: openai.AsyncOpenAI | None = None
+        self._making = trio.Lock()
         #: Where the usage-limit headers of responses are noted (ModelPool's).
         self.rate_limits = rate_limits
 
@@ -160,24 +160,27 @@ class ModelClient:
         cannot be loaded (e.g. out of file descriptors); the next call tries
         again."""
         if self._sdk is None:
-            if "openai" not in sys.modules:
-                # Import off the event loop: other streams keep flowing meanwhile.
-                await trio.to_thread.run_sync(importlib.import_module, "openai")
-            import openai
-
-            if self._sdk is None:
-                self._sdk = openai.AsyncOpenAI(
-                    base_url=self.base_url,
-                    api_key=self.api_key or "unused",
-                    default_headers=self.headers,
-                    default_query=self.query_params,
-                    max_retries=0,
-                    # The body's idle timeout is ours (it counts data events
-                    # only); this read timeout must not fire before it.
-                    timeout=openai.Timeout(max(self.request_timeout, self.stream_idle_timeout),
-                                           connect=CONNECT_TIMEOUT),
-                )
+            # One make at a time: a turn that starts while the start-up
+            # warm-up is making the client waits for that one.
+            async with self._making:
+                if self._sdk is None:
+                    # Import and construct off the event loop (~0.1 s: the
+                    # client modules, then an SSL context).
+                    self._sdk = await trio.to_thread.run_sync(self._make)
         return self._sdk
+
+    def _make(self) -> openai.AsyncOpenAI:
+        sdk = load_sdk()
+        return sdk.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self.api_key or "unused",
+            default_headers=self.headers,
+            default_query=self.query_params,
+            max_retries=0,
+            # The body's idle timeout is ours (it counts data events only);
+            # this read timeout must not fire before it.
+            timeout=sdk.Timeout(max(self.request_timeout, self.stream_idle_timeout), connect=CONNECT_TIMEOUT),
+        )
 
     async def warm(self) -> None:
         """Load the SDK ahead of the first turn. A failure is logged, not
@@ -257,13 +260,12 @@ async def _attempt(
         sdk = await client.sdk()
     except OSError as exc:
         return classify(exc)
-    import openai
-
+    api = load_sdk()
     if client.api_key is None:
-        headers = {**headers, "Authorization": openai.omit}
+        headers = {**headers, "Authorization": api.omit}
     try:
         response = await _open(client, sdk, body, headers)
-    except openai.APIError as exc:
+    except api.APIError as exc:
         return classify(exc)
     except RuntimeError:
         if not sdk.is_closed():
@@ -324,15 +326,15 @@ async def _open(
 ) -> httpx2.Response:
     """POST the request; retry 5xx and network errors (not 429) as the original."""
     import httpx2
-    import openai
 
+    api = load_sdk()
     attempt = 0
     while True:
         try:
             return await sdk.post(
                 "/responses", cast_to=httpx2.Response, content=body, options={"headers": headers}, stream=True
             )
-        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+        except (api.APIStatusError, api.APIConnectionError) as exc:
             status = getattr(exc, "status_code", None)
             if attempt >= client.request_max_retries or (status is not None and status < 500):
                 raise
@@ -401,7 +403,7 @@ def classify(cause: BaseException | wire.ResponseFailed | wire.ResponseIncomplet
         if cause.errno in (errno.EMFILE, errno.ENFILE):
             message += " (out of file descriptors: close idle connections or raise the open-file limit)"
         return Failure(message, {"httpConnectionFailed": {"httpStatusCode": None}}, True, connection_failed=True)
-    import openai
+    api = load_sdk()
 
     def stream(message: str, delay: float | None = None) -> Failure:
         return Failure(f"stream disconnected before completion: {message}", "other", True, delay=delay)
@@ -436,11 +438,11 @@ def classify(cause: BaseException | wire.ResponseFailed | wire.ResponseIncomplet
             return Failure(f"Incomplete response returned, reason: {reason}", "other", False)
         case StreamError():
             return stream(str(cause))
-        case openai.APIStatusError(status_code=status, response=response):
+        case api.APIStatusError(status_code=status, response=response):
             return _classify_status(status, response)
-        case openai.APITimeoutError():
+        case api.APITimeoutError():
             return Failure("request timed out", "other", True)  # (source)
-        case openai.APIConnectionError():
+        case api.APIConnectionError():
             info = {"httpConnectionFailed": {"httpStatusCode": None}}
             return Failure("Connection failed: error sending request", info, True, connection_failed=True)
     raise TypeError(f"classify() got {cause!r}: pass an SDK error, a StreamError or a failed/incomplete event")
