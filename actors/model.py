@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import http
+import importlib
 import itertools
 import logging
 import random
@@ -171,6 +172,10 @@ class ModelClient:
 
     def _make(self) -> openai.AsyncOpenAI:
         sdk = load_sdk()
+        # The HTTP client's trio backend, which its first request would
+        # otherwise import on the event loop.
+        with contextlib.suppress(ImportError):
+            importlib.import_module("anyio._backends._trio")
         return sdk.AsyncOpenAI(
             base_url=self.base_url,
             api_key=self.api_key or "unused",
