@@ -49,6 +49,7 @@ import http
 import importlib
 import itertools
 import logging
+import math
 import random
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -57,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 import trio
 
+from ..runtime.mailbox import Mailbox
 from ..runtime.protocol import responses as wire
 from ..runtime.rate_limits import RateLimits
 from .messages import ModelEvents, ModelFailed, ModelRetrying
@@ -86,6 +88,10 @@ CONNECT_TIMEOUT = 5.0
 #: timeout (the original waits without limit; a first byte may come long
 #: after ``stream_idle_timeout_ms``).
 REQUEST_TIMEOUT = 600.0
+
+#: How late the idle timeout may fire, as a share of it: its deadline is
+#: moved once the stream has used this much of it, not on every read.
+IDLE_SLACK = 0.02
 
 #: Once a stream has ended (``response.completed`` or a failure event), how
 #: long to wait for the end of the body so the connection can be reused; a
@@ -293,34 +299,51 @@ async def _read(client: ModelClient, chunks: AsyncIterator[bytes], out: Outbox, 
     import httpx2
 
     decoder = wire.SSEDecoder()
-    deadline = trio.current_time() + client.stream_idle_timeout
-    while True:
-        chunk = None
-        with trio.move_on_at(deadline):
+    idle = client.stream_idle_timeout
+    slack = idle * IDLE_SLACK
+    # One cancel scope for the whole body, its deadline moved only when the
+    # stream has eaten into the slack: a scope per read cost more than the
+    # rest of a paced delta's handling here (bench/where_cpu.py).
+    with trio.CancelScope(deadline=trio.current_time() + idle + slack) as watch:
+        while True:
             try:
                 chunk = await anext(chunks)
             except StopAsyncIteration:
                 return classify(StreamError(decoder.end_error() or "stream closed before response.completed"))
             except httpx2.TimeoutException:
-                pass
+                break
             except httpx2.HTTPError:
                 return classify(StreamError(_READ_ERROR))
-        if chunk is None:
-            return classify(StreamError("idle timeout waiting for SSE"))
-        dispatched = decoder.dispatched
-        events = decoder.feed(chunk)
-        if decoder.dispatched != dispatched:
-            deadline = trio.current_time() + client.stream_idle_timeout
-        for index, event in enumerate(events):
-            if type(event) in _ENDINGS:
-                if type(event) is wire.ResponseCompleted:
-                    await out.send(ModelEvents(attempt, tuple(events[: index + 1])))
-                    return None
-                if index:
-                    await out.send(ModelEvents(attempt, tuple(events[:index])))
-                return classify(event)
-        if events:
-            await out.send(ModelEvents(attempt, tuple(events)))
+            dispatched = decoder.dispatched
+            events = decoder.feed(chunk)
+            if decoder.dispatched != dispatched:
+                now = trio.current_time()
+                if watch.deadline < now + idle:
+                    watch.deadline = now + idle + slack
+            for index, event in enumerate(events):
+                if type(event) in _ENDINGS:
+                    if type(event) is wire.ResponseCompleted:
+                        await _put(out, ModelEvents(attempt, tuple(events[: index + 1])), watch, idle)
+                        return None
+                    if index:
+                        await _put(out, ModelEvents(attempt, tuple(events[:index])), watch, idle)
+                    return classify(event)
+            if events:
+                await _put(out, ModelEvents(attempt, tuple(events)), watch, idle)
+    return classify(StreamError("idle timeout waiting for SSE"))
+
+
+async def _put(out: Outbox, msg: ModelEvents, watch: trio.CancelScope, idle: float) -> None:
+    """Send ``msg`` on. A mailbox with room takes it at once; while ``out``
+    has no room, the idle clock stops: it times the model, not the turn
+    taking its events."""
+    if type(out) is Mailbox and out.send_nowait(msg):
+        return
+    watch.deadline = math.inf
+    try:
+        await out.send(msg)
+    finally:
+        watch.deadline = trio.current_time() + idle
 
 
 _ENDINGS = frozenset({wire.ResponseCompleted, wire.ResponseFailed, wire.ResponseIncomplete})
