@@ -59,6 +59,9 @@ SHUTDOWN_TIMEOUT = 5.0
 #: restarted like threads: more than 3 crashes in 10 s stops the server.
 SINGLETON_RESTARTS = RestartPolicy(intensity=3, period=10.0)
 
+#: Seconds start-up's background work waits for a first `initialize`.
+WARM_UP_DELAY = 1.0
+
 #: Built-in provider id served by the embedded scripted Responses server.
 SCRIPTED = "scripted"
 
@@ -122,6 +125,20 @@ class ModelPool:
             await client.aclose()
 
 
+async def _warm_up(models: ModelPool, info: ServerInfo) -> None:
+    """What start-up leaves to the background, once the first client's
+    ``initialize`` is answered (or after :data:`WARM_UP_DELAY`), most urgent
+    first: the model client the first turn needs, then the sandbox's
+    seccomp filters (built now so that a sandboxed command does not fail
+    for them later, when the process may be out of file descriptors). One
+    after the other, and after the answer: worker threads share the
+    interpreter, and would slow the handshake down."""
+    with trio.move_on_after(WARM_UP_DELAY):
+        await info.answered_initialize.wait()
+    await models.warm()
+    await trio.to_thread.run_sync(seccomp.preload)
+
+
 async def _stop_on_signal(host: trio.CancelScope, *, task_status: trio.TaskStatus[None]) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         task_status.started()
@@ -163,8 +180,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
     async with trio.open_nursery() as host, open_supervisor(
             "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup:
         models = ModelPool(settings, host, rate_limits)
-        host.start_soon(trio.to_thread.run_sync, seccomp.preload)
-        host.start_soon(models.warm)
+        host.start_soon(_warm_up, models, info)
         if stream is None and accept is None:
             await host.start(_stop_on_signal, host.cancel_scope)
         # Analytics is best effort: if it fails, the server goes on without it.
