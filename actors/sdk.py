@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 DEFERRED = ("openai", "openai.lib", "openai.types", "openai.types.shared")
 
 _lock = threading.RLock()
+_loaded: Sdk | None = None
 
 
 class Sdk(NamedTuple):
@@ -47,16 +48,21 @@ class Sdk(NamedTuple):
 
 
 def load() -> Sdk:
-    """Import the client modules (once; cheap after). Raises what the
-    import raises (``OSError`` when out of file descriptors)."""
+    """Import the client modules (once; the names are kept after). Raises
+    what the import raises (``OSError`` when out of file descriptors); the
+    next call tries again."""
+    global _loaded
+    if _loaded is not None:
+        return _loaded
     with _lock:
         if "openai._client" not in sys.modules and "openai" not in sys.modules:
             _import_lean()
         client = importlib.import_module("openai._client")
         errors = importlib.import_module("openai._exceptions")
         types = importlib.import_module("openai._types")
-    return Sdk(client.AsyncOpenAI, client.Timeout, types.omit, errors.APIError, errors.APIStatusError,
-               errors.APIConnectionError, errors.APITimeoutError)
+        _loaded = Sdk(client.AsyncOpenAI, client.Timeout, types.omit, errors.APIError, errors.APIStatusError,
+                      errors.APIConnectionError, errors.APITimeoutError)
+    return _loaded
 
 
 def _import_lean() -> None:
