@@ -110,15 +110,18 @@ class ModelPool:
 
     async def warm(self) -> None:
         """At start-up: make the configured provider's client, so that
-        loading the openai SDK overlaps the handshake instead of delaying
-        the first turn. Best effort: a provider that cannot be resolved
+        loading the openai SDK overlaps the client's first requests instead
+        of following its first turn's. Returns once it is made. Best effort: a provider that cannot be resolved
         now is reported by the turn that needs it; the built-in scripted
         provider is left until a thread uses it."""
         try:
-            if resolve_provider(self.settings).base_url is not None:
-                await self.get(self.settings.model_provider)
+            if resolve_provider(self.settings).base_url is None:
+                return
+            client = await self.get(self.settings.model_provider)
         except ConfigError as exc:
             log.debug("model client not made at start-up: %s", exc)
+            return
+        await client.warm()  # returns once it is made (see ModelClient.sdk)
 
     async def aclose(self) -> None:
         for client in [*self.clients.values(), *self.retired]:
