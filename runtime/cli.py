@@ -226,8 +226,6 @@ def _ws_auth(args: argparse.Namespace) -> TokenAuth | JwtAuth | None:
     Raises:
       ValueError: the flags do not fit together, or a file cannot be read.
     """
-    from ..transports.wsframing import MIN_SECRET_BYTES, JwtAuth, TokenAuth
-
     token_flags = args.ws_token_file or args.ws_token_sha256
     jwt_flags = (args.ws_shared_secret_file or args.ws_issuer or args.ws_audience
                  or args.ws_max_clock_skew_seconds is not None)
@@ -236,6 +234,12 @@ def _ws_auth(args: argparse.Namespace) -> TokenAuth | JwtAuth | None:
     if args.ws_auth != "signed-bearer-token" and jwt_flags:
         raise ValueError("--ws-shared-secret-file, --ws-issuer, --ws-audience and --ws-max-clock-skew-seconds "
                          "need --ws-auth signed-bearer-token")
+    if args.ws_auth is None:
+        return None
+    # Imported only when asked for: it brings wsproto, which a stdio
+    # server does not need to answer `initialize`.
+    from ..transports.wsframing import MIN_SECRET_BYTES, JwtAuth, TokenAuth
+
     if args.ws_auth == "signed-bearer-token":
         if not args.ws_shared_secret_file:
             raise ValueError("--ws-auth signed-bearer-token needs --ws-shared-secret-file PATH")
@@ -248,8 +252,6 @@ def _ws_auth(args: argparse.Namespace) -> TokenAuth | JwtAuth | None:
             raise ValueError(f"signed websocket bearer secret {args.ws_shared_secret_file} must be at least "
                              f"{MIN_SECRET_BYTES} bytes")
         return JwtAuth(secret, args.ws_issuer, args.ws_audience, skew)
-    if args.ws_auth is None:
-        return None
     if bool(args.ws_token_file) == bool(args.ws_token_sha256):
         raise ValueError("--ws-auth capability-token needs exactly one of --ws-token-file PATH "
                          "or --ws-token-sha256 HEX")
