@@ -1,4 +1,4 @@
-"""The command-safety verdicts of ~2,900 scripts (see ``shell_corpus.py``)
+"""The command-safety verdicts of ~2,900 scripts (see ``harness/shell_corpus.py``)
 stay what they were, except where the old hand-written splitter disagreed
 with tree-sitter-bash, the parser the original uses: those scripts are in
 :data:`EXCEPTIONS`, each with its reason and the verdicts that changed."""
@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from shell_corpus import DATA, verdicts
+from harness.shell_corpus import DATA, verdicts
 
 CORPUS: list[dict[str, Any]] = json.loads(DATA.read_text())
 

@@ -13,8 +13,8 @@ Three sources of scripts, each run as ``bash -lc <script>``:
   commands.
 
 :func:`verdicts` is everything the rules decide from a script. The recorded
-verdicts (``data/shell_corpus.json``) were taken from the hand-written
-splitter that preceded tree-sitter-bash (``python -m shell_corpus`` rebuilds
+verdicts (``tests/fixtures/shell_corpus.json``) were taken from the hand-written
+splitter that preceded tree-sitter-bash (``python tests/harness/shell_corpus.py`` rebuilds
 the file from the current implementation; run it only to add scripts).
 """
 
@@ -30,8 +30,8 @@ import msgspec
 
 from trio_codex.runtime import command_safety as cs
 
-DATA = Path(__file__).parent / "data" / "shell_corpus.json"
-HERE = Path(__file__).parent
+DATA = Path(__file__).parents[1] / "fixtures" / "shell_corpus.json"
+HERE = Path(__file__).parents[1] / "runtime"
 
 #: Scripts from the original's unit tests (bash.rs, is_safe_command.rs,
 #: is_dangerous_command.rs), as the Rust source spells them.
