@@ -256,7 +256,7 @@ class WsFramer:
             return None
         for event in self._ws.events():
             if isinstance(event, (TextMessage, BytesMessage)):
-                frame = self._message_part(event.data if isinstance(event.data, bytes) else event.data.encode(),
+                frame = self._message_part(event.data.encode() if isinstance(event.data, str) else bytes(event.data),
                                            event.message_finished)
                 if frame is not NEED_DATA:
                     return frame

@@ -174,12 +174,11 @@ class _Parser:
         for prefix, mode, hunk in (
             (ADD_FILE_MARKER, "add", _Add),
             (DELETE_FILE_MARKER, "delete", _Delete),
-            (UPDATE_FILE_MARKER, "update", _Update),
+            (UPDATE_FILE_MARKER, "update", lambda path: _Update(path, self.line_number)),
         ):
             if marker.startswith(prefix):
                 self.check_update_not_empty(marker)
-                path = marker[len(prefix):]
-                self.hunks.append(_Update(path, self.line_number) if hunk is _Update else hunk(path))
+                self.hunks.append(hunk(marker[len(prefix):]))
                 self.mode = mode
                 return True
         return False

@@ -134,8 +134,7 @@ def _parse_script_actions(script: str) -> list[CommandAction]:
 def _first_word(action: CommandAction, word: str) -> bool:
     if not isinstance(action, UnknownAction):
         return False
-    tokens = shlex_split(action.command)
-    return bool(tokens) and tokens[0] == word
+    return (shlex_split(action.command) or [])[:1] == [word]
 
 
 def _simplify_once(commands: list[CommandAction]) -> list[CommandAction] | None:

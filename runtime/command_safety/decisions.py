@@ -242,8 +242,8 @@ def available_decisions(
         return ["accept", "cancel"]
     decisions: list[str | dict[str, Any]] = ["accept"]
     if proposed_execpolicy_amendment is not None:
-        amendment = list(proposed_execpolicy_amendment)
-        decisions.append({"acceptWithExecpolicyAmendment": {"execpolicy_amendment": amendment}})
+        rule = list(proposed_execpolicy_amendment)
+        decisions.append({"acceptWithExecpolicyAmendment": {"execpolicy_amendment": rule}})
     decisions.append("cancel")
     return decisions
 

@@ -46,7 +46,9 @@ class Sandbox(NamedTuple):
     @property
     def file_system(self) -> Literal["unrestricted", "external", "restricted"]:
         """The ``FileSystemSandboxKind`` the policy implies."""
-        return {"dangerFullAccess": "unrestricted", "externalSandbox": "external"}.get(self.type, "restricted")
+        if self.type == "dangerFullAccess":
+            return "unrestricted"
+        return "external" if self.type == "externalSandbox" else "restricted"
 
 
 _SANDBOX_MODES = {

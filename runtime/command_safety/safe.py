@@ -129,4 +129,4 @@ def is_known_safe_command(argv: Sequence[str]) -> bool:
     if _is_safe_to_call_with_exec(argv):
         return True
     commands = plain_commands(argv)
-    return bool(commands) and all(_is_safe_to_call_with_exec(c) for c in commands)
+    return commands is not None and bool(commands) and all(_is_safe_to_call_with_exec(c) for c in commands)
