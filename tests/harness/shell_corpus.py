@@ -7,7 +7,8 @@ Three sources of scripts, each run as ``bash -lc <script>``:
   ``test_command_safety.py``;
 * ``original``: the scripts of the original's own unit tests (codex-rs
   ``shell-command/src/bash.rs``, ``command_safety/is_safe_command.rs``,
-  ``command_safety/is_dangerous_command.rs``), transcribed below;
+  ``command_safety/is_dangerous_command.rs``, ``parse_command.rs``), transcribed
+  below;
 * ``generated``: :func:`generated`, seeded combinations of safe and unsafe
   commands, operators, quoting, redirections, substitutions and compound
   commands.
@@ -38,7 +39,7 @@ EXCEPTIONS = Path(__file__).parents[1] / "fixtures" / "shell_corpus_exceptions.j
 HERE = Path(__file__).parents[1] / "runtime"
 
 #: Scripts from the original's unit tests (bash.rs, is_safe_command.rs,
-#: is_dangerous_command.rs), as the Rust source spells them.
+#: is_dangerous_command.rs, parse_command.rs), as the Rust source spells them.
 ORIGINAL = [
     # bash.rs
     "ls -1", "ls && pwd; echo 'hi there' | wc -l", 'echo "hello world"', "echo 'hi there'",
@@ -69,6 +70,39 @@ ORIGINAL = [
     "MDE_TOKEN=x node cli/mde.cjs ls \"$a\" >/tmp/mde-review-out 2>/tmp/mde-review-err; code=$?; "
     "printf '%s\\t%s\\t%s\\n' \"$a\" \"$code\" \"$(tr '\\n' ' ' </tmp/mde-review-err)\"; rm -rf \"$HOME\"; done",
     "echo 'rm -rf /tmp/example'", "cmd=rm; $cmd -rf /tmp/example", "if then rm -rf /tmp/example",
+    # parse_command.rs (its bash -lc scripts, and its argv tests' command lines as scripts)
+    "git status | wc -l", "echo foo > bar",
+    "rg --version && node -v && pnpm -v && rg --files | wc -l && rg --files | head -n 40",
+    'rg -n "navigate-to-route" -S', 'rg -n "BUG|FIXME|TODO|XXX|HACK" -S | head -n 200',
+    "rg --files webview/src | sed -n", "rg --files | head -n 50",
+    "rg -l QkBindingController presentation/src/main/java | xargs perl -pi -e 's/QkBindingController/QkController/g'",
+    "cat webview/README.md", "cat README.md", "bat --theme TwoDark README.md", "batcat README.md",
+    "less -p TODO README.md", "more README.md", "cd foo && bar", "cd foo && cat foo.txt",
+    "ls -la | sed -n '1,120p'", "head -n 50 Cargo.toml", "head Cargo.toml", "cat tui/Cargo.toml | sed -n '1,200p'",
+    "tail -n +522 README.md", "tail -n 30 README.md", "tail README.md",
+    'cd /Users/pakrym/code/codex && rg -n "codex_api" codex-rs -S | head -n 50',
+    """python -c "import os; print(os.listdir('.'))\"""", """python3 -c "import glob; print(glob.glob('*.rs'))\"""",
+    """python -c "print('hello')\"""", "nl -ba core/src/parse_command.rs | sed -n '1200,1720p'",
+    "sed -n '2000,2200p' tui/src/history_cell.rs", "awk '{print $1}' Cargo.toml",
+    'printf "\\n===== ansi-escape/Cargo.toml =====\\n"; cat -- ansi-escape/Cargo.toml', "yes | rg --files",
+    "true && rg --files", "rg --files || true", "head -n50 Cargo.toml", "rg --files | head -n 1",
+    "tail -n+10 README.md", "sed -n 1,10p Cargo.toml", "git grep TODO src", "git grep -l TODO src", "git ls-files",
+    "git ls-files src", "git ls-files --exclude target src", "rg --files | nl -ba | foo", "rg -l TODO src",
+    "rg --files-with-matches TODO src", "rg -L TODO src", "rg --files-without-match TODO src", "rga -l TODO src",
+    "cd -- -weird && cat foo.txt", "cd dir1 dir2 && cat foo.txt", "eza --color=always src", "exa -I target .",
+    "tree -L 2 src", "du -d 2 .", "egrep -R TODO src", "fgrep -l TODO src", "grep -l TODO src",
+    "grep --files-with-matches TODO src", "grep -L TODO src", "grep --files-without-match TODO src",
+    "grep -R src/main.rs -n .", "grep -R COD`EX_SANDBOX -n", "cd codex-rs && rg --files", "awk '{print $1}'",
+    "awk -f script.awk Cargo.toml", "head -n 40", "head -n 40 file.txt", "tail -n +10", "tail -n +10 file.txt",
+    "tail -n 30", "tail -c 30", "sed -n 10p file.txt", "sed -n -e 10p file.txt", "sed -n 10p -- file.txt",
+    "sed -n 1,200p file.txt", "sed -n p file.txt", "sed -n +10p file.txt",
+    "sed -n '260,640p' exec/src/event_processor_with_human_output.rs | nl -ba", "yes | rg -n 'foo bar' -S",
+    "ls -I '*.test.js'", "rg --files && true", r'cat "pkg\src\main.rs"', "grep -R TODO src", "ag TODO src",
+    "ack TODO src", "pt TODO src", "rga TODO src", "ag -l TODO src", "ack -l TODO src", "pt -l TODO src",
+    "rg --colors=never -n foo src", "cat -- ./-strange-file-name", "sed -n '12,20p' Cargo.toml", "rg --files | nl -ba",
+    "ls --time-style=long-iso ./dist", "fd -t f src/", "fd main src", "find . -name '*.rs'", "find src -type f",
+    "grep -R CODEX_SANDBOX_ENV_VAR -n .", "grep -R CODEX_SANDBOX_ENV_VAR -n core/src/spawn.rs", "npm run build",
+    "wc -x", "sort", "tee -x", "column -x",
 ]
 
 _SAFE = ["ls", "ls -la", "cat README.md", "grep -n foo src", "rg TODO", "head -n 5 f.txt", "wc -l", "pwd",
