@@ -65,13 +65,16 @@ def _parse(script: str) -> tree_sitter.Node | None:
     """The root of the script's tree, ``None`` when it has an error
     (``try_parse_shell`` plus the callers' ``has_error`` check). A parser is
     made per call, as the original does: parsers are not shareable between
-    threads."""
-    root = tree_sitter.Parser(_BASH).parse(script.encode()).root_node
+    threads. A lone surrogate (a Python string may hold one; the original's
+    cannot) is passed through as bytes rather than failing the parse."""
+    root = tree_sitter.Parser(_BASH).parse(script.encode(errors="surrogatepass")).root_node
     return None if root.has_error else root
 
 
 def _text(node: tree_sitter.Node) -> str:
-    return (node.text or b"").decode(errors="surrogateescape")
+    # A lone surrogate (see _parse) may be cut by a node boundary: it comes
+    # back as U+FFFD, which no rule mistakes for a safe word.
+    return (node.text or b"").decode(errors="replace")
 
 
 def _descendants(root: tree_sitter.Node, *, named: bool) -> Iterator[tree_sitter.Node]:

@@ -10,6 +10,9 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from harness.shell_corpus import DATA, EXCEPTIONS, verdicts
 
 CORPUS: list[dict[str, Any]] = json.loads(DATA.read_text())
@@ -40,3 +43,14 @@ def test_the_verdicts_of_the_corpus_are_unchanged_but_for_the_listed_exceptions(
         if got != expected:
             differ.append((script, {k: (expected[k], got[k]) for k in got if got[k] != expected[k]}))
     assert differ == []
+
+
+FRAGMENTS = ["ls", "rm", "-rf", " ", "\n", "'", '"', "`", "$", "(", ")", "{", "}", "[[", "]]", "<<", "EOF", "|",
+             "&&", ";", ";;", "&", "#", "\\", "=", "*", "~", "é", "\x00", "\ud800", "\udfff", "if", "then", "fi"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=30).map("".join))
+def test_any_script_gets_verdicts_and_never_raises(script: str) -> None:
+    got = verdicts(script)
+    assert not (got["safe"] and got["dangerous"])
