@@ -1,15 +1,17 @@
 """A shell command that is an ``apply_patch`` invocation (``invocation.rs``):
 ``apply_patch '<patch>'``, or the heredoc form with an optional ``cd DIR &&``
-in a ``bash -lc`` script."""
+in a ``bash -lc`` script, recognised as the original does: the original's
+tree-sitter query over a tree-sitter-bash parse."""
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 import msgspec
+import tree_sitter
+import tree_sitter_bash
 
 from .parse import parse_patch
 from .patch import APPLY_PATCH_COMMANDS, ImplicitInvocationError, ParseError, Patch
@@ -56,11 +58,11 @@ def maybe_parse_apply_patch_invocation(argv: Sequence[str]) -> ApplyPatchInvocat
         return ApplyPatchInvocation(parse_patch(argv[1]))
     if script is None:
         return None
-    match = _HEREDOC_INVOCATION.fullmatch(script)
-    if match is None:
+    found = _heredoc_invocation(script)
+    if found is None:
         return None
-    workdir = next((g for g in match.group("word", "dq", "sq") if g is not None), None)
-    return ApplyPatchInvocation(parse_patch(match.group("body").rstrip("\n")), workdir)
+    body, workdir = found
+    return ApplyPatchInvocation(parse_patch(body), workdir)
 
 
 def _is_patch(text: str) -> bool:
@@ -97,20 +99,66 @@ def _shell_script(argv: list[str]) -> str | None:
     return None
 
 
-# The one statement the original's tree-sitter query accepts: an optional
-# `cd DIR &&` (DIR one word or quoted string), then `apply_patch` with no
-# argument and a closed heredoc, and nothing else. Bash ends the heredoc at
-# the first line that is its delimiter, hence the lookahead in the body.
-_HEREDOC_INVOCATION = re.compile(
-    r"""
-    \s*
-    (?: cd [ \t]+
-        (?: (?P<word>[^\s;&|<>()'"`$\\]+) | "(?P<dq>[^"$`\\]*)" | '(?P<sq>[^']*)' )
-        [ \t]* && [ \t]* )?
-    (?:apply_patch|applypatch) [ \t]* << [ \t]*
-    (?P<q>['"]?) (?P<delim>[A-Za-z0-9_.][A-Za-z0-9_.-]*) (?P=q) [ \t]* \n
-    (?P<body>(?: (?!(?P=delim)(?:\n|\Z)) .*\n )*)
-    (?P=delim) \s*
-    """,
-    re.VERBOSE,
-)
+_BASH = tree_sitter.Language(tree_sitter_bash.language())
+#: The original's query (``extract_apply_patch_from_bash``): one top-level
+#: statement, ``apply_patch``/``applypatch`` fed a heredoc, optionally after
+#: ``cd DIR &&`` with DIR one word, one double-quoted string or one raw string.
+_INVOCATION = tree_sitter.Query(_BASH, r"""
+(
+  program
+    . (redirected_statement
+        body: (command
+                name: (command_name (word) @apply_name) .)
+        (#any-of? @apply_name "apply_patch" "applypatch")
+        redirect: (heredoc_redirect
+                    . (heredoc_start)
+                    . (heredoc_body) @heredoc
+                    . (heredoc_end)
+                    .))
+    .)
+
+(
+  program
+    . (redirected_statement
+        body: (list
+                . (command
+                    name: (command_name (word) @cd_name) .
+                    argument: [
+                      (word) @cd_path
+                      (string (string_content) @cd_path)
+                      (raw_string) @cd_raw_string
+                    ] .)
+                "&&"
+                . (command
+                    name: (command_name (word) @apply_name))
+                .)
+        (#eq? @cd_name "cd")
+        (#any-of? @apply_name "apply_patch" "applypatch")
+        redirect: (heredoc_redirect
+                    . (heredoc_start)
+                    . (heredoc_body) @heredoc
+                    . (heredoc_end)
+                    .))
+    .)
+""")
+
+
+def _text(node: tree_sitter.Node) -> str:
+    return (node.text or b"").decode(errors="replace")
+
+
+def _heredoc_invocation(script: str) -> tuple[str, str | None] | None:
+    """The heredoc body (without its trailing newlines) and the ``cd``
+    directory of the first match of :data:`_INVOCATION`, else ``None``."""
+    root = tree_sitter.Parser(_BASH).parse(script.encode(errors="surrogatepass")).root_node
+    for _, captures in tree_sitter.QueryCursor(_INVOCATION).matches(root):
+        if "heredoc" not in captures:
+            continue
+        workdir = None
+        if "cd_path" in captures:
+            workdir = _text(captures["cd_path"][0])
+        elif "cd_raw_string" in captures:
+            raw = _text(captures["cd_raw_string"][0])
+            workdir = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == "'" else raw
+        return _text(captures["heredoc"][0]).rstrip("\n"), workdir
+    return None
