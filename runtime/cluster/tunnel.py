@@ -1,0 +1,346 @@
+"""Requests for a thread owned by another node, tunnelled over the Bus.
+
+A client connection on a *gateway* node talks to its local Connection actor
+as always; :class:`Gateway` wraps its :class:`~..stream.FrameStream` and
+diverts the requests that name a ``threadId`` owned by another node: the
+frame goes as a request on ``codex.thread.<id>.req``, the owner's
+:class:`TunnelHost` feeds it to a *virtual connection* it keeps for that
+(gateway, connection) pair, and every frame the virtual connection writes
+(responses, notifications, server requests) comes back on
+``codex.gw.<gateway>.<conn>``, stamped with a sequence number, and is
+written to the client. So the owner's thread actor sees a remote client as
+one more subscriber, co-subscription and first-answer-wins approvals work
+unchanged, and no actor knows about the cluster (scale-out.md §4.4-§4.5).
+
+"No responders" on the thread's subject means no node has it active: the
+gateway claims it in the :class:`~.ports.Directory` and serves it locally.
+A thread this node starts (``thread/start``, ``thread/fork``) is claimed
+when the answer goes out.
+
+Server-request ids are per connection: the ones a virtual connection
+allocates are renumbered from :data:`REMOTE_IDS` on the way to the client,
+and the client's answers are sent back with the owner's id.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import trio
+
+from ..stream import FrameStream, Oversized, TransportClosed
+from .ports import Bus, Directory, Message, NoResponders
+
+log = logging.getLogger("trio_codex.cluster")
+
+#: How long a hop to the owner may take before the client's request fails.
+HOP_TIMEOUT = 10.0
+#: Frames queued for one virtual connection before the owner pushes back.
+VIRTUAL_CAPACITY = 256
+#: Frames queued from owners to one client connection.
+GATEWAY_CAPACITY = 65536
+#: Server-request ids handed to the client for requests of remote owners.
+REMOTE_IDS = 1 << 40
+#: The id of the ``initialize`` a gateway replays to open a virtual connection.
+INIT_ID = "codex-cluster-init"
+#: Methods whose answer names a thread this node just created.
+CREATING = frozenset({"thread/start", "thread/fork"})
+
+SEQ, GATEWAY, CONN, CLOSE, OWNER = "Codex-Seq", "Codex-Gateway", "Codex-Conn", "Codex-Close", "Codex-Owner"
+
+ServeConnection = Callable[[FrameStream], Awaitable[None]]
+
+
+def thread_subject(thread_id: str) -> str:
+    return f"codex.thread.{thread_id}.req"
+
+
+def _decode(frame: bytes) -> dict[str, Any] | None:
+    try:
+        msg = msgspec.json.decode(frame)
+    except msgspec.DecodeError:
+        return None
+    return msg if isinstance(msg, dict) else None
+
+
+class _VirtualStream:
+    """The owner's side of a tunnel: a FrameStream whose frames arrive from
+    the bus and leave on the gateway's subject, numbered."""
+
+    max_frame = 1 << 30
+
+    def __init__(self, bus: Bus, gateway: str, conn: str) -> None:
+        self.peer = f"cluster:{gateway}/{conn}"
+        self.bus = bus
+        self.subject = f"codex.gw.{gateway}.{conn}"
+        self.send, self.recv = trio.open_memory_channel[bytes | None](VIRTUAL_CAPACITY)
+        self.seq = itertools.count(1)
+        self.closed = False
+
+    async def receive_frame(self) -> bytes | Oversized | None:
+        try:
+            return await self.recv.receive()
+        except trio.EndOfChannel:
+            return None
+
+    async def send_frames(self, frames: Sequence[bytes]) -> None:
+        if self.closed:
+            raise TransportClosed(self.peer)
+        for frame in frames:
+            self.bus.publish(self.subject, frame, {SEQ: str(next(self.seq)), OWNER: self.bus.node})
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        if not self.closed:
+            self.closed = True
+            self.bus.publish(self.subject, b"", {CLOSE: reason or "closed", OWNER: self.bus.node})
+            self.send.close()
+
+
+class TunnelHost:
+    """The owner's side: serves ``codex.thread.<id>.req`` for every thread
+    this node has claimed, and ``codex.node.<node>.in`` for answers and
+    closes of existing virtual connections."""
+
+    def __init__(self, bus: Bus, directory: Directory, serve_connection: ServeConnection,
+                 nursery: trio.Nursery) -> None:
+        self.bus = bus
+        self.directory = directory
+        self.serve_connection = serve_connection
+        self.nursery = nursery
+        self.virtual: dict[tuple[str, str], _VirtualStream] = {}
+        self.owned: dict[str, int] = {}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with self.bus.subscribe(f"codex.node.{self.bus.node}.in", GATEWAY_CAPACITY) as inbox:
+            task_status.started()
+            async for msg in inbox:
+                await self._feed(msg, create=False)
+
+    async def own(self, thread_id: str, epoch: int) -> None:
+        """Serve the thread's subject from now on (the claim is ours)."""
+        if thread_id not in self.owned:
+            self.owned[thread_id] = epoch
+            await self.nursery.start(self._serve_thread, thread_id)
+
+    async def _serve_thread(self, thread_id: str, *, task_status: trio.TaskStatus[None]) -> None:
+        async with self.bus.subscribe(thread_subject(thread_id), VIRTUAL_CAPACITY) as requests:
+            task_status.started()
+            async for msg in requests:
+                await self._feed(msg, create=True)
+                self.bus.reply(msg, self.bus.node.encode())
+
+    async def _feed(self, msg: Message, *, create: bool) -> None:
+        headers = msg.headers or {}
+        key = (headers.get(GATEWAY, ""), headers.get(CONN, ""))
+        stream = self.virtual.get(key)
+        if CLOSE in headers:
+            if stream is not None:
+                stream.send.close()
+            return
+        if stream is None:
+            if not create:
+                return
+            stream = self.virtual[key] = _VirtualStream(self.bus, *key)
+            self.nursery.start_soon(self._serve_virtual, key, stream)
+        try:
+            with trio.fail_after(HOP_TIMEOUT):
+                await stream.send.send(msg.data)
+        except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+            log.warning("cluster: a frame for %s was dropped: its virtual connection is closed or stuck",
+                        stream.peer)
+
+    async def _serve_virtual(self, key: tuple[str, str], stream: _VirtualStream) -> None:
+        try:
+            await self.serve_connection(stream)
+        finally:
+            self.virtual.pop(key, None)
+            await stream.aclose()
+
+
+class Gateway:
+    """The client's side: wraps the client's stream for its Connection actor."""
+
+    _conn_ids = itertools.count(1)
+
+    def __init__(self, inner: FrameStream, bus: Bus, directory: Directory, host: TunnelHost,
+                 nursery: trio.Nursery) -> None:
+        self.inner = inner
+        self.peer = inner.peer
+        self.max_frame = inner.max_frame
+        self.bus = bus
+        self.directory = directory
+        self.host = host
+        self.nursery = nursery
+        self.conn = str(next(self._conn_ids))
+        self.subject = f"codex.gw.{bus.node}.{self.conn}"
+        self.lock = trio.StrictFIFOLock()
+        self.init: list[bytes] = []
+        self.opened: set[str] = set()
+        self.creating: set[Any] = set()
+        self.remote_ids = itertools.count(REMOTE_IDS)
+        self.server_requests: dict[int, tuple[str, Any]] = {}
+        self.seqs: dict[str, int] = {}
+        self.relaying = False
+
+    # FrameStream, as the local Connection actor sees it.
+
+    async def receive_frame(self) -> bytes | Oversized | None:
+        while True:
+            frame = await self.inner.receive_frame()
+            if frame is None:
+                self.close_tunnels()
+            if not isinstance(frame, bytes):
+                return frame
+            msg = _decode(frame)
+            if msg is None or not await self._divert(frame, msg):
+                return frame
+
+    async def send_frames(self, frames: Sequence[bytes]) -> None:
+        if self.creating:
+            for frame in frames:
+                await self._created(_decode(frame))
+        async with self.lock:
+            await self.inner.send_frames(frames)
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        self.close_tunnels()
+        await self.inner.aclose(code, reason)
+
+    # Routing.
+
+    async def _divert(self, frame: bytes, msg: dict[str, Any]) -> bool:
+        """Send ``frame`` to a remote owner instead of the local actor;
+        False when it is the local actor's."""
+        method = msg.get("method")
+        if method in ("initialize", "initialized"):
+            self.init.append(msg_with_id(msg, INIT_ID) if "id" in msg else frame)
+            return False
+        if method is None:
+            answered = self.server_requests.pop(msg.get("id"), None) if "id" in msg else None
+            if answered is None:
+                return False
+            owner, remote_id = answered
+            self.bus.publish(f"codex.node.{owner}.in", msg_with_id(msg, remote_id),
+                             {GATEWAY: self.bus.node, CONN: self.conn})
+            return True
+        if method in CREATING and "id" in msg:
+            self.creating.add(msg["id"])
+        params = msg.get("params")
+        thread_id = params.get("threadId") if isinstance(params, dict) else None
+        if not isinstance(thread_id, str) or "id" not in msg or thread_id in self.host.owned:
+            return False
+        return await self._forward(thread_id, frame)
+
+    async def _forward(self, thread_id: str, frame: bytes) -> bool:
+        for _ in range(3):
+            claim = await self.directory.lookup(thread_id)
+            if claim is not None and claim.node == self.bus.node:
+                await self.host.own(thread_id, claim.epoch)
+                return False
+            try:
+                if claim is not None and claim.node not in self.opened:
+                    await self._open(thread_id)
+                    self.opened.add(claim.node)
+                await self._hop(thread_id, frame)
+                return True
+            except NoResponders:
+                claim = await self.directory.claim(thread_id)
+                if claim.node == self.bus.node:
+                    log.info("cluster: thread %s activated here at epoch %d", thread_id, claim.epoch)
+                    await self.host.own(thread_id, claim.epoch)
+                    return False
+        return False
+
+    async def _open(self, thread_id: str) -> None:
+        """Replay the client's handshake to a new owner's virtual connection."""
+        await self._relay()
+        for each in self.init:
+            await self._hop(thread_id, each)
+
+    async def _hop(self, thread_id: str, frame: bytes) -> None:
+        await self._relay()
+        await self.bus.request(thread_subject(thread_id), frame, timeout=HOP_TIMEOUT,
+                               headers={GATEWAY: self.bus.node, CONN: self.conn})
+
+    async def _relay(self) -> None:
+        if not self.relaying:
+            self.relaying = True
+            await self.nursery.start(self._relay_frames)
+
+    async def _relay_frames(self, *, task_status: trio.TaskStatus[None]) -> None:
+        async with self.bus.subscribe(self.subject, GATEWAY_CAPACITY) as frames:
+            task_status.started()
+            async for msg in frames:
+                await self._from_owner(msg)
+
+    async def _from_owner(self, msg: Message) -> None:
+        headers = msg.headers or {}
+        owner = headers.get(OWNER, "")
+        if CLOSE in headers:
+            self.opened.discard(owner)
+            return
+        seq = int(headers.get(SEQ, "0"))
+        if seq != self.seqs.get(owner, 0) + 1:
+            log.warning("cluster: frames %d..%d from %s were lost", self.seqs.get(owner, 0) + 1, seq - 1, owner)
+        self.seqs[owner] = seq
+        frame = msg.data
+        decoded = _decode(frame)
+        if decoded is not None and decoded.get("id") == INIT_ID:
+            return
+        if decoded is not None and "method" in decoded and "id" in decoded:
+            local = next(self.remote_ids)
+            self.server_requests[local] = (owner, decoded["id"])
+            frame = msg_with_id(decoded, local)
+        try:
+            async with self.lock:
+                await self.inner.send_frames([frame])
+        except TransportClosed:
+            pass
+
+    async def _created(self, msg: dict[str, Any] | None) -> None:
+        if msg is None or msg.get("id") not in self.creating:
+            return
+        self.creating.discard(msg["id"])
+        thread = (msg.get("result") or {}).get("thread") or {}
+        if isinstance(thread.get("id"), str):
+            claim = await self.directory.claim(thread["id"])
+            if claim.node == self.bus.node:
+                await self.host.own(thread["id"], claim.epoch)
+
+    def close_tunnels(self) -> None:
+        for owner in self.opened:
+            self.bus.publish(f"codex.node.{owner}.in", b"", {GATEWAY: self.bus.node, CONN: self.conn, CLOSE: "1"})
+        self.opened.clear()
+
+
+def msg_with_id(msg: dict[str, Any], rid: Any) -> bytes:
+    return msgspec.json.encode({**msg, "id": rid})
+
+
+@asynccontextmanager
+async def open_tunnels(bus: Bus, directory: Directory,
+                       serve_connection: ServeConnection) -> AsyncIterator[Callable[[FrameStream], Awaitable[None]]]:
+    """Serve this node's side of the tunnels; yield ``serve(stream)``, which
+    runs a client connection through a :class:`Gateway`."""
+    async with trio.open_nursery() as nursery:
+        host = TunnelHost(bus, directory, serve_connection, nursery)
+        await nursery.start(host.run)
+
+        async def serve(stream: FrameStream) -> None:
+            async with trio.open_nursery() as conn_nursery:
+                gateway = Gateway(stream, bus, directory, host, conn_nursery)
+                try:
+                    await serve_connection(gateway)
+                finally:
+                    gateway.close_tunnels()
+                    conn_nursery.cancel_scope.cancel()
+
+        try:
+            yield serve
+        finally:
+            nursery.cancel_scope.cancel()
