@@ -37,7 +37,7 @@ from ..transports.stdio import open_stdio
 from ..transports.websocket import Listening, open_listeners, serve_websocket
 from ..transports.wsframing import JwtAuth, TokenAuth
 from . import seccomp
-from .cluster.ports import Bus, Directory
+from .cluster.ports import Bus, Directory, ThreadStore
 from .cluster.tunnel import open_tunnels
 from .config import Settings, resolve_provider
 from .limits import Limits
@@ -120,7 +120,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                 max_message_bytes: int = DEFAULT_MAX_LINE, analytics_default_enabled: bool = False,
                 ws_auth: TokenAuth | JwtAuth | None = None, limits: Limits = Limits(),
                 accept: trio.MemoryReceiveChannel[FrameStream] | None = None,
-                cluster: AbstractAsyncContextManager[tuple[Bus, Directory]] | None = None,
+                cluster: AbstractAsyncContextManager[tuple[Bus, Directory, ThreadStore | None]] | None = None,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the app server until its listener ends (stdin EOF when stdio is
     one of them) or a SIGTERM/SIGINT arrives. ``listen`` may name several
@@ -129,8 +129,8 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
     session, within ``limits``; ``ws_auth`` requires a bearer token in their
     upgrade. With ``accept`` (an embedding host, :mod:`.embed`), each stream
     sent on it is one more session, for as long as the channel is open, and
-    the host, not a signal, stops the server. With ``cluster`` (a Bus and a
-    Directory to open, :mod:`.cluster.node`), this process is one node of a
+    the host, not a signal, stops the server. With ``cluster`` (the Bus,
+    Directory and store to open, :mod:`.cluster.node`), this process is one node of a
     cluster: every client connection goes through a gateway that forwards
     requests for threads owned by other nodes (:mod:`.cluster.tunnel`).
     ``task_status`` is started once the actors run."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -67,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     # exec parses its own arguments (runtime/exec_cli.py): they are handed
     # over unparsed, options and the `resume` word in any order.
     sub.add_parser("exec", aliases=["e"], add_help=False, help="run Codex non-interactively (see exec --help)")
+    srv.add_argument("--cluster", metavar="nats://HOST:PORT", default=os.environ.get("TRIO_CODEX_CLUSTER"),
+                     help="run as one node of a cluster on this NATS server with JetStream (default: "
+                     "$TRIO_CODEX_CLUSTER); needs the cluster extra")
+    srv.add_argument("--store", metavar="postgresql://...", default=os.environ.get("TRIO_CODEX_STORE"),
+                     help="with --cluster: the PostgreSQL database that fences appends by epoch "
+                     "(default: $TRIO_CODEX_STORE)")
     srv.add_argument("-p", "--profile", help="layer $CODEX_HOME/PROFILE.config.toml over config.toml")
     sandbox = sub.add_parser("sandbox", help="run a command in the sandbox the agent's commands get")
     linux = sandbox.add_subparsers(dest="platform", metavar="PLATFORM", required=True).add_parser(
@@ -146,8 +153,17 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
             if (refusal := unauthenticated_exposure(listen, ws_auth is not None)) is not None:
                 print(f"Error: {refusal}", file=sys.stderr)
                 raise SystemExit(1)
+    if args.store and not args.cluster:
+        print("trio-codex: --store is only used with --cluster", file=sys.stderr)
+        raise SystemExit(2)
+    cluster = None
+    if args.cluster:
+        from .cluster.node import open_cluster_node
+
+        cluster = open_cluster_node(args.cluster, args.store)
     trio.run(partial(serve, settings, listens, max_message_bytes=limits.max_message_bytes,
-                     analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth, limits=limits))
+                     analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth, limits=limits,
+                     cluster=cluster))
 
 
 def _listens(urls: list[str]) -> list[ListenUrl]:

@@ -34,7 +34,7 @@ import msgspec
 import trio
 
 from ..stream import FrameStream, Oversized, TransportClosed
-from .ports import Bus, Directory, Message, NoResponders
+from .ports import Bus, Directory, Message, NoResponders, ThreadStore
 
 log = logging.getLogger("trio_codex.cluster")
 
@@ -106,10 +106,11 @@ class TunnelHost:
     this node has claimed, and ``codex.node.<node>.in`` for answers and
     closes of existing virtual connections."""
 
-    def __init__(self, bus: Bus, directory: Directory, serve_connection: ServeConnection,
-                 nursery: trio.Nursery) -> None:
+    def __init__(self, bus: Bus, directory: Directory, store: ThreadStore | None,
+                 serve_connection: ServeConnection, nursery: trio.Nursery) -> None:
         self.bus = bus
         self.directory = directory
+        self.store = store
         self.serve_connection = serve_connection
         self.nursery = nursery
         self.virtual: dict[tuple[str, str], _VirtualStream] = {}
@@ -122,8 +123,12 @@ class TunnelHost:
                 await self._feed(msg, create=False)
 
     async def own(self, thread_id: str, epoch: int) -> None:
-        """Serve the thread's subject from now on (the claim is ours)."""
+        """Serve the thread's subject from now on (the claim is ours), and
+        raise the thread's epoch in the store, which fences out the node
+        that held it before."""
         if thread_id not in self.owned:
+            if self.store is not None:
+                await self.store.activate(thread_id, epoch)
             self.owned[thread_id] = epoch
             await self.nursery.start(self._serve_thread, thread_id)
 
@@ -323,12 +328,12 @@ def msg_with_id(msg: dict[str, Any], rid: Any) -> bytes:
 
 
 @asynccontextmanager
-async def open_tunnels(bus: Bus, directory: Directory,
+async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None,
                        serve_connection: ServeConnection) -> AsyncIterator[Callable[[FrameStream], Awaitable[None]]]:
     """Serve this node's side of the tunnels; yield ``serve(stream)``, which
     runs a client connection through a :class:`Gateway`."""
     async with trio.open_nursery() as nursery:
-        host = TunnelHost(bus, directory, serve_connection, nursery)
+        host = TunnelHost(bus, directory, store, serve_connection, nursery)
         await nursery.start(host.run)
 
         async def serve(stream: FrameStream) -> None:

@@ -42,8 +42,8 @@ class Node:
 
 
 @asynccontextmanager
-async def _ports(bus: Bus, directory: Directory) -> AsyncIterator[tuple[Bus, Directory]]:
-    yield bus, directory
+async def _ports(bus: Bus, directory: Directory) -> AsyncIterator[tuple[Bus, Directory, None]]:
+    yield bus, directory, None
 
 
 @asynccontextmanager
@@ -114,3 +114,13 @@ async def test_a_client_on_node_b_resumes_and_drives_a_thread_started_on_node_a(
         assert not (tmp_path / "b" / "sessions").exists()
         read = await on_b.request("thread/read", {"threadId": tid, "includeTurns": True})
         assert len(read["thread"]["turns"]) == 2
+
+
+def test_the_single_process_server_never_imports_the_cluster_extra() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, trio_codex.runtime.app, trio_codex.runtime.cli; "
+            "print(sorted(m for m in ('nats', 'psycopg', 'psycopg_pool') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

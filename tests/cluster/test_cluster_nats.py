@@ -1,0 +1,96 @@
+"""Stage 1 of the cluster on one machine (README "Cluster"): node processes
+on a real nats-server with JetStream and a real PostgreSQL, started by the
+fixtures in tests/cluster/conftest.py (skipped when absent)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from harness import TIMEOUT, mock_config, open_app_server, run_turn
+from trio_codex.runtime.cluster.ports import Fenced
+from trio_codex.transports.scripted_responses import ScriptedResponses
+
+
+@asynccontextmanager
+async def open_store(pg_dsn: str) -> AsyncIterator:
+    from trio_codex.runtime.cluster.pg_store import open_pg_store
+
+    store, pool = await open_pg_store(pg_dsn)
+    try:
+        yield store
+    finally:
+        await trio.to_thread.run_sync(pool.close)
+
+
+async def test_two_nodes_racing_to_claim_one_thread_agree_on_a_single_owner(nats_url: str) -> None:
+    from trio_codex.runtime.cluster.nats_bus import open_nats_bus
+    from trio_codex.runtime.cluster.nats_directory import open_nats_directory
+
+    with trio.fail_after(TIMEOUT):
+        async with open_nats_bus(nats_url, "race-a") as bus_a, open_nats_bus(nats_url, "race-b") as bus_b, \
+                open_nats_directory(bus_a) as a, open_nats_directory(bus_b) as b:
+            claims = {}
+
+            async def claim(directory) -> None:
+                claims[directory.node] = await directory.claim("race-thread")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(claim, a)
+                nursery.start_soon(claim, b)
+            assert claims["race-a"] == claims["race-b"]
+            winner = claims["race-a"]
+            assert winner.node in ("race-a", "race-b") and winner.epoch >= 1
+            assert await a.lookup("race-thread") == winner
+            owner = a if winner.node == "race-a" else b
+            assert await owner.release("race-thread", winner.epoch)
+            assert await a.lookup("race-thread") is None
+
+
+async def test_a_node_that_lost_its_thread_cannot_append_at_its_stale_epoch(pg_dsn: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_store(pg_dsn) as store:
+            assert await store.activate("fenced", 1) == 1
+            assert await store.append_items("fenced", 1, [b'{"n":1}', b'{"n":2}']) == 2
+            # Another node claims the thread at a later epoch and goes on.
+            assert await store.activate("fenced", 5) == 3
+            assert await store.append_items("fenced", 5, [b'{"n":3}']) == 3
+            with pytest.raises(Fenced, match="epoch 1 refused, the thread is at epoch 5"):
+                await store.append_items("fenced", 1, [b'{"late":true}'])
+            with pytest.raises(Fenced):
+                await store.activate("fenced", 2)
+            assert await store.load_history("fenced") == [b'{"n":1}', b'{"n":2}', b'{"n":3}']
+
+
+async def test_a_client_on_node_b_drives_a_thread_of_node_a_and_a_co_subscriber_on_a_sees_it(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    homes = {}
+    for name in ("a", "b"):
+        homes[name] = tmp_path / name
+        homes[name].mkdir()
+        (homes[name] / "config.toml").write_text(mock_config(scripted.base_url))
+    env = {"TRIO_CODEX_CLUSTER": nats_url, "TRIO_CODEX_STORE": pg_dsn}
+    async with open_app_server(homes["a"], env_extra=env) as on_a, open_app_server(homes["b"], env_extra=env) as on_b:
+        tid = await on_a.start_thread()
+        await run_turn(on_a, tid, "asked on a")
+
+        await on_b.initialize()
+        resumed = await on_b.request("thread/resume", {"threadId": tid})
+        assert resumed["thread"]["id"] == tid and len(resumed["thread"]["turns"]) == 1
+        seen_b = await run_turn(on_b, tid, "asked on b")
+        assert seen_b[-1]["params"]["turn"]["status"] == "completed"
+        seen_a = await on_a.until(lambda m: m.get("method") == "turn/completed")
+        assert [m["params"]["item"]["text"] for m in seen_a if m.get("method") == "item/completed"
+                and m["params"]["item"]["type"] == "agentMessage"] == ["asked on b"]
+        read = await on_b.request("thread/read", {"threadId": tid, "includeTurns": True})
+        assert len(read["thread"]["turns"]) == 2
+    assert list((homes["a"] / "sessions").rglob(f"*{tid}.jsonl"))
+    assert not (homes["b"] / "sessions").exists()
+    # Node A's activation raised the thread's epoch in PostgreSQL.
+    async with open_store(pg_dsn) as store:
+        row = await store.read_thread(tid)
+        assert row is not None and row["epoch"] >= 1
