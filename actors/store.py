@@ -41,6 +41,7 @@ from ..runtime.rollout import (
     archived_rollout_path,
     encode_session_index_entry,
     rollout_path,
+    scan_rollout,
     thread_from_meta,
 )
 from ..runtime.thread_index import INDEX_FILE, ThreadIndex, open_index
@@ -196,9 +197,17 @@ class LocalThreadStore:
     files (history, appends). Epochs live in memory: one process is the
     only writer, so a thread stays at the epoch it was activated at."""
 
-    def __init__(self, store: Mailbox) -> None:
+    def __init__(self, store: Mailbox, codex_home: Path | None = None) -> None:
         self.store = store
+        self.codex_home = codex_home
         self.epochs: dict[str, int] = {}
+
+    async def index_file(self, path: Path) -> None:
+        """List a rollout written behind the store's back (one copied in
+        from another node's store)."""
+        meta = await trio.to_thread.run_sync(scan_rollout, path)
+        if meta is not None:
+            await self.store.send(IndexThread(meta))
 
     async def _ask(self, make: Any) -> Any:
         return await ask(self.store, make, timeout=LOCAL_STORE_TIMEOUT)

@@ -27,7 +27,7 @@ from ..actors.approvals import APPROVALS_CAPACITY, run_approvals
 from ..actors.connection import Connection
 from ..actors.hub import HUB_CAPACITY, run_hub
 from ..actors.mcp_pool import POOL_CAPACITY, McpPool
-from ..actors.store import STORE_CAPACITY, run_store
+from ..actors.store import STORE_CAPACITY, LocalThreadStore, run_store
 from ..actors.model import ModelClient
 from ..actors.threads import REGISTRY_CAPACITY, ThreadRegistry
 from ..transports.framing import DEFAULT_MAX_LINE
@@ -177,7 +177,8 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
             session: Callable[[FrameStream], Awaitable[None]] = connection
             if cluster is not None:
                 session = await stack.enter_async_context(open_tunnels(
-                    *await stack.enter_async_context(cluster), connection))
+                    *await stack.enter_async_context(cluster), connection,
+                    LocalThreadStore(store, settings.codex_home)))
 
             for listening in bound:
                 await host.start(partial(serve_websocket, listening, session, auth=ws_auth,

@@ -34,12 +34,19 @@ import msgspec
 import trio
 
 from ..stream import FrameStream, Oversized, TransportClosed
-from .ports import Bus, Directory, Message, NoResponders, ThreadStore
+from .mirror import LocalRollouts, Mirror
+from .ports import Bus, Directory, Fenced, Message, NoResponders, ThreadStore
 
 log = logging.getLogger("trio_codex.cluster")
 
-#: How long a hop to the owner may take before the client's request fails.
-HOP_TIMEOUT = 10.0
+#: How long the owner may take to take a frame (it acks on receipt, before
+#: handling it) before it is presumed frozen or dead.
+HOP_TIMEOUT = 5.0
+#: How long a request waits for a thread whose owner left the fabric to
+#: become claimable (the owner's lease to run out) before it fails.
+TAKEOVER_TIMEOUT = 30.0
+#: How often it asks again meanwhile.
+TAKEOVER_POLL = 0.25
 #: Frames queued for one virtual connection before the owner pushes back.
 VIRTUAL_CAPACITY = 256
 #: Frames queued from owners to one client connection.
@@ -107,10 +114,12 @@ class TunnelHost:
     closes of existing virtual connections."""
 
     def __init__(self, bus: Bus, directory: Directory, store: ThreadStore | None,
-                 serve_connection: ServeConnection, nursery: trio.Nursery) -> None:
+                 serve_connection: ServeConnection, nursery: trio.Nursery, local: LocalRollouts | None = None) -> None:
         self.bus = bus
         self.directory = directory
         self.store = store
+        self.mirror = Mirror(local, store, nursery, self.drop) if store is not None and local is not None else None
+        self.scopes: dict[str, trio.CancelScope] = {}
         self.serve_connection = serve_connection
         self.nursery = nursery
         self.virtual: dict[tuple[str, str], _VirtualStream] = {}
@@ -126,18 +135,33 @@ class TunnelHost:
         """Serve the thread's subject from now on (the claim is ours), and
         raise the thread's epoch in the store, which fences out the node
         that held it before."""
-        if thread_id not in self.owned:
-            if self.store is not None:
+        if thread_id in self.owned:
+            return
+        try:
+            if self.mirror is not None:
+                await self.mirror.activate(thread_id, epoch)
+            elif self.store is not None:
                 await self.store.activate(thread_id, epoch)
-            self.owned[thread_id] = epoch
-            await self.nursery.start(self._serve_thread, thread_id)
+        except Fenced as exc:
+            log.error("cluster: not activating: %s", exc)
+            return
+        self.owned[thread_id] = epoch
+        await self.nursery.start(self._serve_thread, thread_id)
+
+    def drop(self, thread_id: str) -> None:
+        """Stop serving a thread another node has taken over."""
+        self.owned.pop(thread_id, None)
+        scope = self.scopes.pop(thread_id, None)
+        if scope is not None:
+            scope.cancel()
 
     async def _serve_thread(self, thread_id: str, *, task_status: trio.TaskStatus[None]) -> None:
-        async with self.bus.subscribe(thread_subject(thread_id), VIRTUAL_CAPACITY) as requests:
-            task_status.started()
-            async for msg in requests:
-                await self._feed(msg, create=True)
-                self.bus.reply(msg, self.bus.node.encode())
+        with trio.CancelScope() as self.scopes[thread_id]:
+            async with self.bus.subscribe(thread_subject(thread_id), VIRTUAL_CAPACITY) as requests:
+                task_status.started()
+                async for msg in requests:
+                    await self._feed(msg, create=True)
+                    self.bus.reply(msg, self.bus.node.encode())
 
     async def _feed(self, msg: Message, *, create: bool) -> None:
         headers = msg.headers or {}
@@ -239,27 +263,42 @@ class Gateway:
         thread_id = params.get("threadId") if isinstance(params, dict) else None
         if not isinstance(thread_id, str) or "id" not in msg or thread_id in self.host.owned:
             return False
-        return await self._forward(thread_id, frame)
+        return await self._forward(thread_id, frame, msg["id"])
 
-    async def _forward(self, thread_id: str, frame: bytes) -> bool:
-        for _ in range(3):
-            claim = await self.directory.lookup(thread_id)
-            if claim is not None and claim.node == self.bus.node:
-                await self.host.own(thread_id, claim.epoch)
-                return False
-            try:
-                if claim is not None and claim.node not in self.opened:
-                    await self._open(thread_id)
-                    self.opened.add(claim.node)
-                await self._hop(thread_id, frame)
-                return True
-            except NoResponders:
-                claim = await self.directory.claim(thread_id)
-                if claim.node == self.bus.node:
-                    log.info("cluster: thread %s activated here at epoch %d", thread_id, claim.epoch)
+    async def _forward(self, thread_id: str, frame: bytes, rid: Any) -> bool:
+        with trio.move_on_after(TAKEOVER_TIMEOUT):
+            while True:
+                claim = await self.directory.lookup(thread_id)
+                if claim is not None and claim.node == self.bus.node:
                     await self.host.own(thread_id, claim.epoch)
                     return False
-        return False
+                try:
+                    if claim is not None and claim.node not in self.opened:
+                        await self._open(thread_id)
+                        self.opened.add(claim.node)
+                    await self._hop(thread_id, frame)
+                    return True
+                except (NoResponders, TimeoutError) as exc:
+                    # No responders: nobody serves the thread. A timeout: its
+                    # owner froze or died a moment ago (NATS still routes to it).
+                    log.info("cluster: thread %s: %s", thread_id, exc or "no responders")
+                    if claim is not None:
+                        self.opened.discard(claim.node)
+                    claim = await self.directory.claim(thread_id)
+                    if claim.node == self.bus.node:
+                        log.info("cluster: thread %s activated here at epoch %d", thread_id, claim.epoch)
+                        await self.host.own(thread_id, claim.epoch)
+                        return False
+                    # Its owner still holds its lease (or is activating the
+                    # thread): ask again shortly.
+                    await trio.sleep(TAKEOVER_POLL)
+        await self._fail(rid, f"thread {thread_id}: its owner node did not answer; retry the request")
+        return True
+
+    async def _fail(self, rid: Any, message: str) -> None:
+        async with self.lock:
+            await self.inner.send_frames([msgspec.json.encode(
+                {"id": rid, "error": {"code": -32603, "message": message}})])
 
     async def _open(self, thread_id: str) -> None:
         """Replay the client's handshake to a new owner's virtual connection."""
@@ -328,12 +367,14 @@ def msg_with_id(msg: dict[str, Any], rid: Any) -> bytes:
 
 
 @asynccontextmanager
-async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None,
-                       serve_connection: ServeConnection) -> AsyncIterator[Callable[[FrameStream], Awaitable[None]]]:
+async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None, serve_connection: ServeConnection,
+                       local: LocalRollouts | None = None) -> AsyncIterator[Callable[[FrameStream], Awaitable[None]]]:
     """Serve this node's side of the tunnels; yield ``serve(stream)``, which
-    runs a client connection through a :class:`Gateway`."""
+    runs a client connection through a :class:`Gateway`. With a cluster
+    ``store`` and the node's ``local`` rollouts, the rollouts of the threads
+    this node owns are mirrored into the store (:mod:`.mirror`)."""
     async with trio.open_nursery() as nursery:
-        host = TunnelHost(bus, directory, store, serve_connection, nursery)
+        host = TunnelHost(bus, directory, store, serve_connection, nursery, local)
         await nursery.start(host.run)
 
         async def serve(stream: FrameStream) -> None:

@@ -15,6 +15,13 @@ from harness import TIMEOUT, mock_config, open_app_server, run_turn
 from trio_codex.runtime.cluster.ports import Fenced
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
+#: Node leases in these tests: short, so that a takeover after a kill is quick.
+LEASE_TTL = 2.0
+
+
+def node_env(nats_url: str, pg_dsn: str) -> dict[str, str]:
+    return {"TRIO_CODEX_CLUSTER": nats_url, "TRIO_CODEX_STORE": pg_dsn, "TRIO_CODEX_LEASE_TTL": str(LEASE_TTL)}
+
 
 @asynccontextmanager
 async def open_store(pg_dsn: str) -> AsyncIterator:
@@ -33,7 +40,8 @@ async def test_two_nodes_racing_to_claim_one_thread_agree_on_a_single_owner(nats
 
     with trio.fail_after(TIMEOUT):
         async with open_nats_bus(nats_url, "race-a") as bus_a, open_nats_bus(nats_url, "race-b") as bus_b, \
-                open_nats_directory(bus_a) as a, open_nats_directory(bus_b) as b:
+                open_nats_directory(bus_a, lease_ttl=LEASE_TTL) as a, \
+                open_nats_directory(bus_b, lease_ttl=LEASE_TTL) as b:
             claims = {}
 
             async def claim(directory) -> None:
@@ -73,7 +81,7 @@ async def test_a_client_on_node_b_drives_a_thread_of_node_a_and_a_co_subscriber_
         homes[name] = tmp_path / name
         homes[name].mkdir()
         (homes[name] / "config.toml").write_text(mock_config(scripted.base_url))
-    env = {"TRIO_CODEX_CLUSTER": nats_url, "TRIO_CODEX_STORE": pg_dsn}
+    env = node_env(nats_url, pg_dsn)
     async with open_app_server(homes["a"], env_extra=env) as on_a, open_app_server(homes["b"], env_extra=env) as on_b:
         tid = await on_a.start_thread()
         await run_turn(on_a, tid, "asked on a")
@@ -94,3 +102,35 @@ async def test_a_client_on_node_b_drives_a_thread_of_node_a_and_a_co_subscriber_
     async with open_store(pg_dsn) as store:
         row = await store.read_thread(tid)
         assert row is not None and row["epoch"] >= 1
+
+
+async def test_after_kill_9_of_the_owner_another_node_takes_the_thread_over_with_its_history(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    homes = {}
+    for name in ("a", "b"):
+        homes[name] = tmp_path / name
+        homes[name].mkdir()
+        (homes[name] / "config.toml").write_text(mock_config(scripted.base_url))
+    env = node_env(nats_url, pg_dsn)
+    async with open_store(pg_dsn) as store, open_app_server(homes["a"], env_extra=env) as on_a, \
+            open_app_server(homes["b"], env_extra=env) as on_b:
+        tid = await on_a.start_thread()
+        await run_turn(on_a, tid, "asked before the crash")
+        # Node A copies its rollout into PostgreSQL as it goes.
+        with trio.fail_after(TIMEOUT):
+            while not any(b'"task_complete"' in item for item in await store.load_history(tid)):
+                await trio.sleep(0.05)
+        epoch_a = (await store.read_thread(tid))["epoch"]
+        on_a.proc.kill()
+
+        await on_b.initialize()
+        resumed = await on_b.request("thread/resume", {"threadId": tid})
+        assert [t["status"] for t in resumed["thread"]["turns"]] == ["completed"]
+        seen = await run_turn(on_b, tid, "asked after the crash")
+        assert seen[-1]["params"]["turn"]["status"] == "completed"
+        assert "asked before the crash" in str(scripted.requests[-1].body["input"])
+        assert (await store.read_thread(tid))["epoch"] > epoch_a
+        with trio.fail_after(TIMEOUT):
+            while not any(b"asked after the crash" in item for item in await store.load_history(tid)):
+                await trio.sleep(0.05)
+    assert list((homes["b"] / "sessions").rglob(f"*{tid}.jsonl"))
