@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("mcp-server", help="run Codex as an MCP server on stdio (tools codex and codex-reply)")
     # mcp parses its own arguments (runtime/mcp_cli.py), as exec does.
     sub.add_parser("mcp", add_help=False, help="manage external MCP servers (see mcp --help)")
+    from .cluster.store_cli import add_parser as add_store_parser
+
+    add_store_parser(sub)
     return p
 
 
@@ -109,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _run(args: argparse.Namespace, extra: list[str]) -> None:
+    if args.command == "store":
+        from .cluster.store_cli import main as store_main
+
+        raise SystemExit(store_main(args, os.environ.get("TRIO_CODEX_STORE")))
     from .home import HomeError, prepare_codex_home
 
     try:

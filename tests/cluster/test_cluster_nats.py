@@ -134,3 +134,25 @@ async def test_after_kill_9_of_the_owner_another_node_takes_the_thread_over_with
             while not any(b"asked after the crash" in item for item in await store.load_history(tid)):
                 await trio.sleep(0.05)
     assert list((homes["b"] / "sessions").rglob(f"*{tid}.jsonl"))
+
+
+async def test_store_export_and_import_move_a_rollout_between_postgresql_and_the_originals_jsonl(
+        tmp_path: Path, pg_dsn: str) -> None:
+    import subprocess
+    import sys
+
+    original = sorted((Path(__file__).parent.parent / "fixtures" / "original").rglob("rollout-*.jsonl"))[0]
+    cli = [sys.executable, "-m", "trio_codex.runtime", "store"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args, "--store", pg_dsn], capture_output=True, text=True, timeout=60)
+
+    imported = await trio.to_thread.run_sync(run, "import", str(original))
+    assert imported.returncode == 0, imported.stderr
+    thread_id = imported.stdout.split("\t")[0]
+    again = await trio.to_thread.run_sync(run, "import", str(original))
+    assert again.returncode == 1 and "already in the store" in again.stderr
+    out = tmp_path / "exported.jsonl"
+    exported = await trio.to_thread.run_sync(run, "export", thread_id, "-o", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert out.read_bytes() == b"".join(line + b"\n" for line in original.read_bytes().split(b"\n") if line.strip())
