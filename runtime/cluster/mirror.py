@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ..rollout import decode_line, parse_timestamp, rollout_path, write_whole
+from ..rollout import SESSIONS_SUBDIR, decode_line, parse_timestamp, rollout_path, write_whole
 from .ports import Fenced, ThreadStore
 
 log = logging.getLogger("trio_codex.cluster")
@@ -59,6 +59,11 @@ def _offset_after(path: str, lines: int) -> int:
     return offset
 
 
+def _find_rollout(codex_home: Path, thread_id: str) -> str | None:
+    found = next(iter((codex_home / SESSIONS_SUBDIR).rglob(f"rollout-*-{thread_id}.jsonl")), None)
+    return str(found) if found is not None else None
+
+
 def _materialize(codex_home: Path, thread_id: str, lines: list[bytes]) -> Path:
     head = decode_line(lines[0])
     created = parse_timestamp(head.timestamp) or 0
@@ -75,6 +80,7 @@ class Mirror:
         self.remote = remote
         self.nursery = nursery
         self.on_fenced = on_fenced
+        self.followers: dict[str, _Follower] = {}
 
     async def activate(self, thread_id: str, epoch: int) -> None:
         """Raise the thread's epoch in the store (fencing out its previous
@@ -93,27 +99,58 @@ class Mirror:
             log.info("cluster: thread %s: %d items copied from the store", thread_id, len(lines))
         elif path is not None:
             offset = await trio.to_thread.run_sync(_offset_after, path, stored)
-        self.nursery.start_soon(self._follow, thread_id, epoch, path, offset)
+        follower = self.followers[thread_id] = _Follower(thread_id, epoch, path, offset)
+        self.nursery.start_soon(self._follow, follower)
 
-    async def _follow(self, thread_id: str, epoch: int, path: str | None, offset: int) -> None:
-        while True:
+    async def _follow(self, follower: _Follower) -> None:
+        while await self._pass(follower):
             await trio.sleep(MIRROR_INTERVAL)
-            if path is None:
-                meta = await self.local.read_thread(thread_id)
-                path = meta.rollout_path if meta is not None and meta.rollout_path else None
-                if path is None:
-                    continue
-            try:
-                data = await trio.to_thread.run_sync(_tail, path, offset)
-            except OSError:
-                continue  # moved (archived) or not written yet
-            whole = data[:data.rfind(b"\n") + 1]
-            if not whole:
-                continue
-            try:
-                await self.remote.append_items(thread_id, epoch, whole.splitlines())
-            except Fenced as exc:
-                log.error("cluster: FENCED: %s", exc)
-                self.on_fenced(thread_id)
-                return
-            offset += len(whole)
+
+    async def flush(self) -> None:
+        """One last pass for every thread followed (a node shutting down:
+        its store actor may be gone, so a rollout not located yet is looked
+        for on disk)."""
+        for follower in list(self.followers.values()):
+            if follower.path is None and self.local.codex_home is not None:
+                follower.path = await trio.to_thread.run_sync(_find_rollout, self.local.codex_home,
+                                                              follower.thread_id)
+            if follower.path is not None:
+                await self._pass(follower)
+
+    async def _pass(self, f: _Follower) -> bool:
+        """Copy the rollout's new whole lines; False once fenced."""
+        if f.fenced:
+            return False
+        if f.path is None:
+            meta = await self.local.read_thread(f.thread_id)
+            f.path = meta.rollout_path if meta is not None and meta.rollout_path else None
+            if f.path is None:
+                return True
+        try:
+            data = await trio.to_thread.run_sync(_tail, f.path, f.offset)
+        except OSError:
+            return True  # moved (archived) or not written yet
+        whole = data[:data.rfind(b"\n") + 1]
+        if not whole:
+            return True
+        try:
+            await self.remote.append_items(f.thread_id, f.epoch, whole.splitlines())
+        except Fenced as exc:
+            log.error("cluster: FENCED: %s", exc)
+            f.fenced = True
+            self.followers.pop(f.thread_id, None)
+            self.on_fenced(f.thread_id)
+            return False
+        f.offset += len(whole)
+        return True
+
+
+class _Follower:
+    __slots__ = ("thread_id", "epoch", "path", "offset", "fenced")
+
+    def __init__(self, thread_id: str, epoch: int, path: str | None, offset: int) -> None:
+        self.thread_id = thread_id
+        self.epoch = epoch
+        self.path = path
+        self.offset = offset
+        self.fenced = False

@@ -47,6 +47,8 @@ HOP_TIMEOUT = 5.0
 TAKEOVER_TIMEOUT = 30.0
 #: How often it asks again meanwhile.
 TAKEOVER_POLL = 0.25
+#: How long a node shutting down may take to hand its threads off.
+DRAIN_TIMEOUT = 5.0
 #: Frames queued for one virtual connection before the owner pushes back.
 VIRTUAL_CAPACITY = 256
 #: Frames queued from owners to one client connection.
@@ -147,6 +149,17 @@ class TunnelHost:
             return
         self.owned[thread_id] = epoch
         await self.nursery.start(self._serve_thread, thread_id)
+
+    async def hand_off(self) -> None:
+        """On shutdown: copy what is left of the rollouts into the store,
+        then release every claim, so other nodes activate these threads
+        at once rather than after the lease runs out."""
+        log.info("cluster: node %s hands %d threads off", self.bus.node, len(self.owned))
+        if self.mirror is not None:
+            await self.mirror.flush()
+        for thread_id, epoch in list(self.owned.items()):
+            await self.directory.release(thread_id, epoch)
+        self.owned.clear()
 
     def drop(self, thread_id: str) -> None:
         """Stop serving a thread another node has taken over."""
@@ -389,4 +402,6 @@ async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None
         try:
             yield serve
         finally:
+            with trio.move_on_after(DRAIN_TIMEOUT, shield=True):
+                await host.hand_off()
             nursery.cancel_scope.cancel()

@@ -156,3 +156,25 @@ async def test_store_export_and_import_move_a_rollout_between_postgresql_and_the
     exported = await trio.to_thread.run_sync(run, "export", thread_id, "-o", str(out))
     assert exported.returncode == 0, exported.stderr
     assert out.read_bytes() == b"".join(line + b"\n" for line in original.read_bytes().split(b"\n") if line.strip())
+
+
+async def test_a_node_that_shuts_down_hands_its_threads_off_with_nothing_lost(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    homes = {}
+    for name in ("a", "b"):
+        homes[name] = tmp_path / name
+        homes[name].mkdir()
+        (homes[name] / "config.toml").write_text(mock_config(scripted.base_url))
+    env = node_env(nats_url, pg_dsn)
+    async with open_store(pg_dsn) as store, open_app_server(homes["b"], env_extra=env) as on_b:
+        async with open_app_server(homes["a"], env_extra=env) as on_a:
+            tid = await on_a.start_thread()
+            await run_turn(on_a, tid, "asked just before the shutdown")
+        # Node A is gone (its stdin closed): it copied the rest of the rollout
+        # into PostgreSQL and released its claim on the way out.
+        assert any(b"task_complete" in item for item in await store.load_history(tid))
+        await on_b.initialize()
+        resumed = await on_b.request("thread/resume", {"threadId": tid})
+        assert [t["status"] for t in resumed["thread"]["turns"]] == ["completed"]
+        await run_turn(on_b, tid, "asked after the hand-off")
+        assert "asked just before the shutdown" in str(scripted.requests[-1].body["input"])
