@@ -47,6 +47,9 @@ HOP_TIMEOUT = 5.0
 TAKEOVER_TIMEOUT = 30.0
 #: How often it asks again meanwhile.
 TAKEOVER_POLL = 0.25
+#: The same for the replayed handshake that opens a tunnel: the first
+#: hop to an owner, so the one that finds a dead or frozen owner.
+OPEN_TIMEOUT = 1.0
 #: How long a node shutting down may take to hand its threads off.
 DRAIN_TIMEOUT = 5.0
 #: Frames queued for one virtual connection before the owner pushes back.
@@ -227,6 +230,7 @@ class Gateway:
         self.remote_ids = itertools.count(REMOTE_IDS)
         self.server_requests: dict[int, tuple[str, Any]] = {}
         self.seqs: dict[str, int] = {}
+        self.stale = 0
         self.relaying = False
 
     # FrameStream, as the local Connection actor sees it.
@@ -287,8 +291,8 @@ class Gateway:
                     return False
                 try:
                     if claim is not None and claim.node not in self.opened:
-                        await self._open(thread_id)
                         self.opened.add(claim.node)
+                        await self._open(thread_id)
                     await self._hop(thread_id, frame)
                     return True
                 except (NoResponders, TimeoutError) as exc:
@@ -314,14 +318,15 @@ class Gateway:
                 {"id": rid, "error": {"code": -32603, "message": message}})])
 
     async def _open(self, thread_id: str) -> None:
-        """Replay the client's handshake to a new owner's virtual connection."""
-        await self._relay()
+        """Replay the client's handshake to a new owner's virtual connection.
+        A repeated handshake is harmless (answered with an error the
+        gateway drops), so it may time out sooner than a request."""
         for each in self.init:
-            await self._hop(thread_id, each)
+            await self._hop(thread_id, each, timeout=OPEN_TIMEOUT)
 
-    async def _hop(self, thread_id: str, frame: bytes) -> None:
+    async def _hop(self, thread_id: str, frame: bytes, timeout: float = HOP_TIMEOUT) -> None:
         await self._relay()
-        await self.bus.request(thread_subject(thread_id), frame, timeout=HOP_TIMEOUT,
+        await self.bus.request(thread_subject(thread_id), frame, timeout=timeout,
                                headers={GATEWAY: self.bus.node, CONN: self.conn})
 
     async def _relay(self) -> None:
@@ -340,6 +345,13 @@ class Gateway:
         owner = headers.get(OWNER, "")
         if CLOSE in headers:
             self.opened.discard(owner)
+            return
+        if owner not in self.opened:
+            # A node this connection no longer follows: one that froze and
+            # woke up after its threads were taken over. Its late frames
+            # must not reach the client.
+            self.stale += 1
+            log.info("cluster: a late frame from %s dropped (%d so far)", owner, self.stale)
             return
         seq = int(headers.get(SEQ, "0"))
         if seq != self.seqs.get(owner, 0) + 1:

@@ -178,3 +178,47 @@ async def test_a_node_that_shuts_down_hands_its_threads_off_with_nothing_lost(
         assert [t["status"] for t in resumed["thread"]["turns"]] == ["completed"]
         await run_turn(on_b, tid, "asked after the hand-off")
         assert "asked just before the shutdown" in str(scripted.requests[-1].body["input"])
+
+
+def agent_texts(turns: list) -> list[str]:
+    return [item["text"] for turn in turns for item in turn["items"] if item["type"] == "agentMessage"]
+
+
+async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_and_its_late_events_are_dropped(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    import signal
+
+    homes = {}
+    for name in ("a", "b"):
+        homes[name] = tmp_path / name
+        homes[name].mkdir()
+        (homes[name] / "config.toml").write_text(mock_config(scripted.base_url))
+    env = node_env(nats_url, pg_dsn)
+    async with open_store(pg_dsn) as store, open_app_server(homes["a"], env_extra=env) as on_a, \
+            open_app_server(homes["b"], env_extra=env) as on_b:
+        tid = await on_a.start_thread()
+        await run_turn(on_a, tid, "asked before the freeze")
+        with trio.fail_after(TIMEOUT):
+            while not any(b"task_complete" in item for item in await store.load_history(tid)):
+                await trio.sleep(0.05)
+        on_a.proc.send_signal(signal.SIGSTOP)
+        try:
+            await on_b.initialize()
+            await on_b.request("thread/resume", {"threadId": tid})
+            await run_turn(on_b, tid, "asked on b after the takeover")
+        finally:
+            on_a.proc.send_signal(signal.SIGCONT)
+        # The zombie still thinks it owns the thread: its turn runs locally,
+        # but PostgreSQL refuses its append and it stops serving the thread.
+        await run_turn(on_a, tid, "asked on the zombie")
+        with trio.fail_after(TIMEOUT):
+            while True:
+                read = await on_a.request("thread/read", {"threadId": tid, "includeTurns": True})
+                if "asked on b after the takeover" in agent_texts(read["thread"]["turns"]):
+                    break  # now answered by node B
+                await trio.sleep(0.1)
+        assert "asked on the zombie" not in agent_texts(read["thread"]["turns"])
+        history = b"".join(await store.load_history(tid))
+        assert b"asked on b after the takeover" in history and b"asked on the zombie" not in history
+        # Node B's client saw nothing of the zombie's turn.
+        assert not any("asked on the zombie" in str(m) for m in on_b.log)
