@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -64,6 +65,10 @@ INIT_ID = "codex-cluster-init"
 CREATING = frozenset({"thread/start", "thread/fork"})
 
 SEQ, GATEWAY, CONN, CLOSE, OWNER = "Codex-Seq", "Codex-Gateway", "Codex-Conn", "Codex-Close", "Codex-Owner"
+
+#: What a thread id must look like to name a subject (ids are UUIDs): no
+#: dots, wildcards or spaces a client could use to reach other subjects.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 ServeConnection = Callable[[FrameStream], Awaitable[None]]
 
@@ -278,9 +283,16 @@ class Gateway:
             self.creating.add(msg["id"])
         params = msg.get("params")
         thread_id = params.get("threadId") if isinstance(params, dict) else None
-        if not isinstance(thread_id, str) or "id" not in msg or thread_id in self.host.owned:
-            return False
-        return await self._forward(thread_id, frame, msg["id"])
+        if not isinstance(thread_id, str) or not _TOKEN.fullmatch(thread_id) or "id" not in msg \
+                or thread_id in self.host.owned:
+            return False  # not a thread id a subject can carry: the local actors answer it
+        try:
+            return await self._forward(thread_id, frame, msg["id"])
+        except Exception as exc:  # the fabric failed (NATS or the store down): this request fails, not the connection
+            log.error("cluster: a request for thread %s failed: %s", thread_id, exc, exc_info=True)
+            await self._fail(msg["id"], f"thread {thread_id}: the cluster could not route this request ({exc}); "
+                                        "retry it")
+            return True
 
     async def _forward(self, thread_id: str, frame: bytes, rid: Any) -> bool:
         with trio.move_on_after(TAKEOVER_TIMEOUT):

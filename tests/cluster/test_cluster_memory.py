@@ -124,3 +124,16 @@ def test_the_single_process_server_never_imports_the_cluster_extra() -> None:
             "print(sorted(m for m in ('nats', 'psycopg', 'psycopg_pool') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_thread_id_that_is_no_subject_token_is_answered_locally_and_harms_nobody(
+        tmp_path: Path, scripted: ScriptedResponses) -> None:
+    async with open_nodes(tmp_path, scripted, "a", "b") as nodes:
+        on_b = await nodes["b"].client()
+        for bad in ("*", ">", "a.b", "codex.thread.x", "with space", ""):
+            response = await on_b.call("thread/resume", {"threadId": bad})
+            assert "error" in response
+        on_a = await nodes["a"].client()
+        tid = (await on_a.request("thread/start", {}))["thread"]["id"]
+        resumed = await on_b.request("thread/resume", {"threadId": tid})
+        assert resumed["thread"]["id"] == tid
