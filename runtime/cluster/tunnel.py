@@ -64,7 +64,10 @@ INIT_ID = "codex-cluster-init"
 #: Methods whose answer names a thread this node just created.
 CREATING = frozenset({"thread/start", "thread/fork"})
 
-SEQ, GATEWAY, CONN, CLOSE, OWNER = "Codex-Seq", "Codex-Gateway", "Codex-Conn", "Codex-Close", "Codex-Owner"
+SEQ, GATEWAY, CONN, CLOSE, OWNER, PART = ("Codex-Seq", "Codex-Gateway", "Codex-Conn", "Codex-Close", "Codex-Owner",
+                                          "Codex-Part")
+#: The largest piece of a frame sent as one bus message.
+PART_SIZE = 256 * 1024
 
 #: What a thread id must look like to name a subject (ids are UUIDs): no
 #: dots, wildcards or spaces a client could use to reach other subjects.
@@ -109,7 +112,14 @@ class _VirtualStream:
         if self.closed:
             raise TransportClosed(self.peer)
         for frame in frames:
-            self.bus.publish(self.subject, frame, {SEQ: str(next(self.seq)), OWNER: self.bus.node})
+            # NATS refuses messages over its max_payload (1 MiB by default):
+            # a big frame (a long thread's history) goes in parts.
+            parts = [frame[i:i + PART_SIZE] for i in range(0, len(frame), PART_SIZE)] or [frame]
+            for i, part in enumerate(parts):
+                headers = {SEQ: str(next(self.seq)), OWNER: self.bus.node}
+                if len(parts) > 1:
+                    headers[PART] = f"{i + 1}/{len(parts)}"
+                self.bus.publish(self.subject, part, headers)
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         if not self.closed:
@@ -236,6 +246,7 @@ class Gateway:
         self.server_requests: dict[int, tuple[str, Any]] = {}
         self.seqs: dict[str, int] = {}
         self.stale = 0
+        self.parts: dict[str, list[bytes]] = {}
         self.relaying = False
 
     # FrameStream, as the local Connection actor sees it.
@@ -370,6 +381,13 @@ class Gateway:
             log.warning("cluster: frames %d..%d from %s were lost", self.seqs.get(owner, 0) + 1, seq - 1, owner)
         self.seqs[owner] = seq
         frame = msg.data
+        if PART in headers:
+            parts = self.parts.setdefault(owner, [])
+            parts.append(frame)
+            index, _, total = headers[PART].partition("/")
+            if index != total:
+                return
+            frame = b"".join(self.parts.pop(owner))
         decoded = _decode(frame)
         if decoded is not None and decoded.get("id") == INIT_ID:
             return

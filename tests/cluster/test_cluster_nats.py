@@ -23,6 +23,20 @@ def node_env(nats_url: str, pg_dsn: str) -> dict[str, str]:
     return {"TRIO_CODEX_CLUSTER": nats_url, "TRIO_CODEX_STORE": pg_dsn, "TRIO_CODEX_LEASE_TTL": str(LEASE_TTL)}
 
 
+def node_homes(tmp_path: Path, scripted: ScriptedResponses) -> dict[str, Path]:
+    """A CODEX_HOME for node a and one for node b, both on the scripted model."""
+    homes = {}
+    for name in ("a", "b"):
+        homes[name] = tmp_path / name
+        homes[name].mkdir()
+        (homes[name] / "config.toml").write_text(mock_config(scripted.base_url))
+    return homes
+
+
+def agent_texts(turns: list) -> list[str]:
+    return [item["text"] for turn in turns for item in turn["items"] if item["type"] == "agentMessage"]
+
+
 @asynccontextmanager
 async def open_store(pg_dsn: str) -> AsyncIterator:
     from trio_codex.runtime.cluster.pg_store import open_pg_store
@@ -74,13 +88,9 @@ async def test_a_node_that_lost_its_thread_cannot_append_at_its_stale_epoch(pg_d
             assert await store.load_history("fenced") == [b'{"n":1}', b'{"n":2}', b'{"n":3}']
 
 
-async def test_a_client_on_node_b_drives_a_thread_of_node_a_and_a_co_subscriber_on_a_sees_it(
+async def test_a_client_on_node_b_drives_a_thread_of_node_a_a_co_subscriber_on_a_sees_it_and_big_frames_cross(
         tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
-    homes = {}
-    for name in ("a", "b"):
-        homes[name] = tmp_path / name
-        homes[name].mkdir()
-        (homes[name] / "config.toml").write_text(mock_config(scripted.base_url))
+    homes = node_homes(tmp_path, scripted)
     env = node_env(nats_url, pg_dsn)
     async with open_app_server(homes["a"], env_extra=env) as on_a, open_app_server(homes["b"], env_extra=env) as on_b:
         tid = await on_a.start_thread()
@@ -96,6 +106,11 @@ async def test_a_client_on_node_b_drives_a_thread_of_node_a_and_a_co_subscriber_
                 and m["params"]["item"]["type"] == "agentMessage"] == ["asked on b"]
         read = await on_b.request("thread/read", {"threadId": tid, "includeTurns": True})
         assert len(read["thread"]["turns"]) == 2
+        # A frame over NATS's max_payload (1 MiB by default) crosses in parts.
+        big = "x" * (600 * 1024)
+        await run_turn(on_a, tid, big)
+        read = await on_b.request("thread/read", {"threadId": tid, "includeTurns": True})
+        assert big in agent_texts(read["thread"]["turns"])
     assert list((homes["a"] / "sessions").rglob(f"*{tid}.jsonl"))
     assert not (homes["b"] / "sessions").exists()
     # Node A's activation raised the thread's epoch in PostgreSQL.
@@ -106,11 +121,7 @@ async def test_a_client_on_node_b_drives_a_thread_of_node_a_and_a_co_subscriber_
 
 async def test_after_kill_9_of_the_owner_another_node_takes_the_thread_over_with_its_history(
         tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
-    homes = {}
-    for name in ("a", "b"):
-        homes[name] = tmp_path / name
-        homes[name].mkdir()
-        (homes[name] / "config.toml").write_text(mock_config(scripted.base_url))
+    homes = node_homes(tmp_path, scripted)
     env = node_env(nats_url, pg_dsn)
     async with open_store(pg_dsn) as store, open_app_server(homes["a"], env_extra=env) as on_a, \
             open_app_server(homes["b"], env_extra=env) as on_b:
@@ -160,11 +171,7 @@ async def test_store_export_and_import_move_a_rollout_between_postgresql_and_the
 
 async def test_a_node_that_shuts_down_hands_its_threads_off_with_nothing_lost(
         tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
-    homes = {}
-    for name in ("a", "b"):
-        homes[name] = tmp_path / name
-        homes[name].mkdir()
-        (homes[name] / "config.toml").write_text(mock_config(scripted.base_url))
+    homes = node_homes(tmp_path, scripted)
     env = node_env(nats_url, pg_dsn)
     async with open_store(pg_dsn) as store, open_app_server(homes["b"], env_extra=env) as on_b:
         async with open_app_server(homes["a"], env_extra=env) as on_a:
@@ -180,19 +187,12 @@ async def test_a_node_that_shuts_down_hands_its_threads_off_with_nothing_lost(
         assert "asked just before the shutdown" in str(scripted.requests[-1].body["input"])
 
 
-def agent_texts(turns: list) -> list[str]:
-    return [item["text"] for turn in turns for item in turn["items"] if item["type"] == "agentMessage"]
-
 
 async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_and_its_late_events_are_dropped(
         tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
     import signal
 
-    homes = {}
-    for name in ("a", "b"):
-        homes[name] = tmp_path / name
-        homes[name].mkdir()
-        (homes[name] / "config.toml").write_text(mock_config(scripted.base_url))
+    homes = node_homes(tmp_path, scripted)
     env = node_env(nats_url, pg_dsn)
     async with open_store(pg_dsn) as store, open_app_server(homes["a"], env_extra=env) as on_a, \
             open_app_server(homes["b"], env_extra=env) as on_b:
@@ -222,3 +222,4 @@ async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_and_its_la
         assert b"asked on b after the takeover" in history and b"asked on the zombie" not in history
         # Node B's client saw nothing of the zombie's turn.
         assert not any("asked on the zombie" in str(m) for m in on_b.log)
+
