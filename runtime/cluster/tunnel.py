@@ -245,6 +245,8 @@ class Gateway:
         self.remote_ids = itertools.count(REMOTE_IDS)
         self.server_requests: dict[int, tuple[str, Any]] = {}
         self.seqs: dict[str, int] = {}
+        #: Owner node -> the threads this client reached through it.
+        self.followed: dict[str, set[str]] = {}
         self.stale = 0
         self.parts: dict[str, list[bytes]] = {}
         self.relaying = False
@@ -317,13 +319,15 @@ class Gateway:
                         self.opened.add(claim.node)
                         await self._open(thread_id)
                     await self._hop(thread_id, frame)
+                    if claim is not None:
+                        self.followed.setdefault(claim.node, set()).add(thread_id)
                     return True
                 except (NoResponders, TimeoutError) as exc:
                     # No responders: nobody serves the thread. A timeout: its
                     # owner froze or died a moment ago (NATS still routes to it).
                     log.info("cluster: thread %s: %s", thread_id, exc or "no responders")
                     if claim is not None:
-                        self.opened.discard(claim.node)
+                        await self._owner_lost(claim.node)
                     claim = await self.directory.claim(thread_id)
                     if claim.node == self.bus.node:
                         log.info("cluster: thread %s activated here at epoch %d", thread_id, claim.epoch)
@@ -334,6 +338,25 @@ class Gateway:
                     await trio.sleep(TAKEOVER_POLL)
         await self._fail(rid, f"thread {thread_id}: its owner node did not answer; retry the request")
         return True
+
+    async def _owner_lost(self, owner: str) -> None:
+        """The owner closed this client's tunnel (it is shutting down) or
+        stopped answering: tell the client that the threads it followed
+        there are closed, as the original does when it unloads a thread
+        (``thread/status/changed {notLoaded}``, ``thread/closed``), so that
+        it resumes them, wherever they are activated next."""
+        self.opened.discard(owner)
+        frames = []
+        for thread_id in sorted(self.followed.pop(owner, ())):
+            frames += [msgspec.json.encode({"method": "thread/status/changed", "params": {
+                           "threadId": thread_id, "status": {"type": "notLoaded"}}}),
+                       msgspec.json.encode({"method": "thread/closed", "params": {"threadId": thread_id}})]
+        if frames:
+            try:
+                async with self.lock:
+                    await self.inner.send_frames(frames)
+            except TransportClosed:
+                pass
 
     async def _fail(self, rid: Any, message: str) -> None:
         async with self.lock:
@@ -367,7 +390,7 @@ class Gateway:
         headers = msg.headers or {}
         owner = headers.get(OWNER, "")
         if CLOSE in headers:
-            self.opened.discard(owner)
+            await self._owner_lost(owner)
             return
         if owner not in self.opened:
             # A node this connection no longer follows: one that froze and

@@ -176,16 +176,22 @@ async def test_a_node_that_shuts_down_hands_its_threads_off_with_nothing_lost(
     async with open_store(pg_dsn) as store, open_app_server(homes["b"], env_extra=env) as on_b:
         async with open_app_server(homes["a"], env_extra=env) as on_a:
             tid = await on_a.start_thread()
+            await on_b.initialize()
+            await on_b.request("thread/resume", {"threadId": tid})  # follows it on node A
             await run_turn(on_a, tid, "asked just before the shutdown")
+            await on_b.until(lambda m: m.get("method") == "turn/completed")
         # Node A is gone (its stdin closed): it copied the rest of the rollout
-        # into PostgreSQL and released its claim on the way out.
+        # into PostgreSQL and released its claim on the way out, and the
+        # client that followed the thread from node B is told it is closed.
+        closed = await on_b.until(lambda m: m.get("method") == "thread/closed")
+        assert closed[-1]["params"] == {"threadId": tid}
+        assert closed[-2] == {"method": "thread/status/changed",
+                              "params": {"threadId": tid, "status": {"type": "notLoaded"}}}
         assert any(b"task_complete" in item for item in await store.load_history(tid))
-        await on_b.initialize()
         resumed = await on_b.request("thread/resume", {"threadId": tid})
         assert [t["status"] for t in resumed["thread"]["turns"]] == ["completed"]
         await run_turn(on_b, tid, "asked after the hand-off")
         assert "asked just before the shutdown" in str(scripted.requests[-1].body["input"])
-
 
 
 async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_and_its_late_events_are_dropped(
