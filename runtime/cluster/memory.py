@@ -68,6 +68,9 @@ class MemoryBus:
         if msg.reply:
             self.publish(msg.reply, data)
 
+    async def backpressure(self) -> None:
+        """Nothing queues here: deliveries are made at once."""
+
     async def request(self, subject: str, data: bytes, *, timeout: float,
                       headers: dict[str, str] | None = None) -> bytes:
         inbox = f"_INBOX.{self.node}.{next(self._ids)}"

@@ -31,6 +31,8 @@ T = TypeVar("T")
 
 #: How long connecting to NATS may take at start-up.
 CONNECT_TIMEOUT = 10.0
+#: Bytes the outbox may hold before a publisher that can wait does.
+OUTBOX_BUDGET = 8 * 1024 * 1024
 
 
 class NatsBus:
@@ -44,6 +46,9 @@ class NatsBus:
         self._outbox: collections.deque[tuple[str, bytes, dict[str, str] | None]] = collections.deque()
         self._flush_scheduled = False
         self._publishing = asyncio.Lock()
+        #: Bytes published but not yet handed to the client (counted from
+        #: both threads; an approximate figure is enough for a budget).
+        self._outbox_bytes = 0
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
         """Run a nats-py coroutine function on the NATS thread; cancelling
@@ -69,6 +74,7 @@ class NatsBus:
         return msg.data
 
     def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        self._outbox_bytes += len(data)
         self._outbox.append((subject, data, headers))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -77,6 +83,17 @@ class NatsBus:
     def reply(self, msg: Message, data: bytes) -> None:
         if msg.reply:
             self.publish(msg.reply, data)
+
+    async def backpressure(self) -> None:
+        if self._outbox_bytes > OUTBOX_BUDGET:
+            await self.call(self._settle)
+
+    async def _settle(self) -> None:
+        """NATS thread: wait for the publishing task(s) queued before,
+        then for the client to write out what they handed it."""
+        async with self._publishing:
+            pass
+        await self.nc.flush()
 
     def _drain_outbox(self) -> None:
         """NATS thread: one task publishes the whole outbox, in order."""
@@ -88,6 +105,7 @@ class NatsBus:
         async with self._publishing:
             while self._outbox:
                 subject, data, headers = self._outbox.popleft()
+                self._outbox_bytes -= len(data)
                 try:
                     await self.nc.publish(subject, data, headers=headers)
                 except nats.errors.Error as exc:

@@ -74,6 +74,11 @@ class Bus(Protocol):
         """Answer a request received on a subscription."""
         ...
 
+    async def backpressure(self) -> None:
+        """Return once what was published is within the bus's byte budget
+        (a publisher that can wait calls this after publishing)."""
+        ...
+
     def subscribe(self, subject: str, capacity: int = 1024) -> AbstractAsyncContextManager[AsyncIterator[Message]]:
         """Deliveries on ``subject`` until the context ends."""
         ...

@@ -120,6 +120,7 @@ class _VirtualStream:
                 if len(parts) > 1:
                     headers[PART] = f"{i + 1}/{len(parts)}"
                 self.bus.publish(self.subject, part, headers)
+        await self.bus.backpressure()
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         if not self.closed:
@@ -282,7 +283,10 @@ class Gateway:
         False when it is the local actor's."""
         method = msg.get("method")
         if method in ("initialize", "initialized"):
-            self.init.append(msg_with_id(msg, INIT_ID) if "id" in msg else frame)
+            # The handshake replayed to owners: the first of each, once (a
+            # client repeating it is answered by its Connection, not stored).
+            if len(self.init) == (0 if method == "initialize" else 1):
+                self.init.append(msg_with_id(msg, INIT_ID) if "id" in msg else frame)
             return False
         if method is None:
             answered = self.server_requests.pop(msg.get("id"), None) if "id" in msg else None
