@@ -32,7 +32,10 @@ RUNTIME_EXTRA = {"runtime/seccomp.py": {"pyseccomp"}, "runtime/file_search.py": 
                  "runtime/mcp_cli.py": {"tomlkit"}, "runtime/config_write.py": {"tomlkit"},
                  # command safety parses scripts with the original's grammar.
                  "runtime/command_safety/bash.py": {"tree_sitter", "tree_sitter_bash"},
-                 "runtime/apply_patch/invocation.py": {"tree_sitter", "tree_sitter_bash"}}
+                 "runtime/apply_patch/invocation.py": {"tree_sitter", "tree_sitter_bash"},
+                 # The cluster extra, imported only with --cluster (runtime/cluster/node.py).
+                 "runtime/cluster/nats_bus.py": {"nats"}, "runtime/cluster/nats_directory.py": {"nats"},
+                 "runtime/cluster/pg_store.py": {"psycopg", "psycopg_pool"}}
 
 
 def modules() -> list[Path]:
