@@ -467,6 +467,7 @@ class Connection:
             platform_family=self.info.platform_family,
             platform_os=self.info.platform_os,
         )))
+        self.info.answered_initialize.set()
         self.recorder.record(facts.Initialize(connection_id=self.id, client_name=name,
                                               client_version=params.client_info.version,
                                               transport=self.stream.peer.split(":")[0]))

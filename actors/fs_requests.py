@@ -28,7 +28,6 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-from watchfiles._rust_notify import RustNotify
 
 from ..runtime import file_search, fs_ops
 from ..runtime.errors import MailboxClosed
@@ -306,6 +305,8 @@ class _Notifier:
 
     def __init__(self, target: str, anchor: str, only: str | None) -> None:
         self.target, self.anchor, self.only = target, anchor, only
+        from watchfiles._rust_notify import RustNotify  # loaded by the first watch, off start-up
+
         self.rust = RustNotify([anchor], False, False, 0, False, True)
 
     def deeper(self, changed: set[str]) -> bool:

@@ -30,8 +30,10 @@ import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pathspec
+if TYPE_CHECKING:
+    import pathspec
 
 MATCH_LIMIT = 50
 SCORE_MATCH = 16
@@ -201,6 +203,8 @@ def _in_git_repo(root: str) -> bool:
 
 
 def _ignore_spec(directory: str) -> pathspec.PathSpec | None:
+    import pathspec  # loaded by the first search, off start-up
+
     try:
         with open(os.path.join(directory, ".gitignore"), encoding="utf-8", errors="replace") as f:
             return pathspec.GitIgnoreSpec.from_lines(f.read().splitlines())

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from harness import TIMEOUT, mock_config, open_app_server
-from trio_codex.transports.scripted_responses import ScriptedResponses
+from trio_codex.transports.scripted_responses import ScriptedResponses, split_text
 
 
 def methods(msgs: list[dict]) -> list[str]:
@@ -91,6 +91,21 @@ async def test_a_second_turn_sends_the_first_in_its_history(
     texts = json.dumps(second["input"])
     assert "first question" in texts and "second question" in texts
     assert second["prompt_cache_key"] == tid and second["stream"] is True and second["model"] == "mock-model"
+
+
+@pytest.mark.parametrize("directives", ["deltas=400 delay_ms=1", "deltas=4000"])
+async def test_streamed_deltas_reach_the_client_lossless_and_in_order(codex_home: Path, directives: str) -> None:
+    # Paced (one delta per network read) and bursty (many per read, merged
+    # by the writer when they queue up): the deltas add up to the reply.
+    reply = "every piece of this reply arrives once and in order"
+    async with open_app_server(codex_home) as client:
+        tid = await client.start_thread()
+        _, msgs = await client.turn(tid, f"[[{directives}]] {reply}")
+    deltas = [m["params"] for m in msgs if m["method"] == "item/agentMessage/delta"]
+    final = [m for m in msgs if m["method"] == "item/completed"][-1]["params"]["item"]
+    assert {d["itemId"] for d in deltas} == {final["id"]} and all(d["delta"] for d in deltas)
+    count = int(directives.split()[0].split("=")[1])
+    assert "".join(d["delta"] for d in deltas) == final["text"] == "".join(split_text(reply, count))
 
 
 async def test_two_threads_stream_at_once(codex_home: Path) -> None:
