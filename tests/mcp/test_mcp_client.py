@@ -149,6 +149,26 @@ async def test_a_tool_without_hints_fails_under_never_without_asking(
     assert out[1] == {"type": "input_text", "text": "MCP tool call requires approval, but approval policy is never"}
 
 
+async def test_a_granular_policy_from_config_toml_without_mcp_elicitations_fails_the_tool_without_asking(
+        codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    # The same policy as thread/start's approvalPolicy {"granular": {...}}: the
+    # thread holds both in one shape.
+    config = codex_home / "config.toml"
+    config.write_text("approval_policy = { granular = { sandbox_approval = true, rules = true, "
+                      "mcp_elicitations = false } }\n" + config.read_text())  # a top-level key goes first
+    configure(codex_home, server_table("fix"))
+    async with open_app_server(codex_home) as client:
+        await client.initialize()
+        started = await client.request("thread/start", {"cwd": str(tmp_path), "sandbox": "workspace-write"})
+        msgs = await run_turn(client, started["thread"]["id"], call("mcp__fix__write_note", note="x"))
+    assert started["approvalPolicy"] == {"granular": {
+        "sandbox_approval": True, "rules": True, "skill_approval": False, "request_permissions": False,
+        "mcp_elicitations": False}}
+    done = items(msgs)[0]
+    assert done["error"] == {"message": "MCP tool call requires approval, but approval policy is never"}
+    assert not [m for m in msgs if "id" in m and "method" in m]
+
+
 async def test_a_tool_without_hints_is_asked_about_and_runs_once_accepted(
         codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
     configure(codex_home, server_table("fix"))
