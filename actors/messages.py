@@ -21,12 +21,16 @@ from ..runtime.mcp_config import McpServerConfig
 from ..runtime.protocol.jsonrpc import ErrorObject, Notification, Outbound, RequestId
 from ..runtime.protocol.responses import ResponsesEvent
 from ..runtime.protocol.v2.item import ThreadItem, UserInput
+from ..runtime.protocol.v2.mcp import McpServerResourceReadParams, McpServerStatusListParams, McpServerToolCallParams
 from ..runtime.permissions import Permissions
 from ..runtime.protocol.v2.thread import (
     ActivePermissionProfile,
     AskForApproval,
     SandboxPolicy,
     ThreadForkParams,
+    ThreadGoalClearParams,
+    ThreadGoalSetParams,
+    ThreadIdParams,
     ThreadListParams,
     ThreadResumeParams,
     ThreadStartParams,
@@ -338,7 +342,7 @@ class GoalRequest(Msg, tag="goal_request", frozen=True):
 
     reply: Reply
     action: str
-    params: Any
+    params: ThreadIdParams | ThreadGoalSetParams | ThreadGoalClearParams
 
 
 class CompactThread(Msg, tag="compact_thread", frozen=True):
@@ -675,7 +679,7 @@ class McpRequest(Msg, tag="mcp_request", frozen=True):
 
     reply: Reply
     method: str
-    params: Any
+    params: McpServerStatusListParams | McpServerToolCallParams | McpServerResourceReadParams | None
 
 
 class McpServerRef(msgspec.Struct, frozen=True):
