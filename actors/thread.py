@@ -691,7 +691,7 @@ class ThreadActor:
         try:
             if self.projection is None:
                 self.projection = await trio.to_thread.run_sync(TurnProjection.load, path)
-            else:
+            elif not self.projection.is_current():
                 self.projection = await trio.to_thread.run_sync(self.projection.catch_up)
         except FileNotFoundError:
             return []  # before the first turn: the writer makes the file

@@ -451,6 +451,14 @@ async def resume_run(spec: str, home: Path, tid: str, args: argparse.Namespace) 
                 out["resume_turns"], out["resume_items"] = shape(r)
                 out["resume_rss_mb"] = (tree_mem(client.pid)[0] - rss0) / 1024
             await step("resume_again", "thread/resume", {"threadId": tid}, client)
+            # The first pages of the loaded thread once the process has
+            # settled (our resume starts loading the model SDK in the
+            # background, start-up work that B's first page competes with).
+            await trio.sleep(args.settle)
+            await step("turns_settled", "thread/turns/list",
+                       {"threadId": tid, "limit": 20, "sortDirection": "desc"}, client)
+            await step("items_settled", "thread/items/list",
+                       {"threadId": tid, "limit": 20, "sortDirection": "desc"}, client)
         except TimedOut as exc:
             srv.timed_out = True
             note(out, f"{label(spec)}: {exc}")
@@ -479,6 +487,10 @@ async def resume_run(spec: str, home: Path, tid: str, args: argparse.Namespace) 
                            {"threadId": tid, "limit": 20, "sortDirection": "desc"}, client)
             if r is not None:
                 out["items_page_rows"] = len(r["data"])
+                times, _, _ = await repeat(client, "thread/items/list",
+                                           {"threadId": tid, "limit": 20, "sortDirection": "desc"}, 10,
+                                           timeout, 30.0)
+                out["items_page_p50"] = median(times)
             r = await step("read_warm", "thread/read", {"threadId": tid, "includeTurns": True}, client)
             if r is not None:
                 out["read_warm_turns"], out["read_warm_items"] = shape(r)
@@ -578,6 +590,8 @@ RESUME_ROWS = [
     ("resume_items", "  items returned", "d"),
     ("resume_rss_mb", "  RSS added by the loaded thread, MB", ".1f"),
     ("resume_again_ms", "thread/resume again (loaded), ms", ".0f"),
+    ("turns_settled_ms", "  then, settled: thread/turns/list first page (20, desc), ms", ".1f"),
+    ("items_settled_ms", "  then, settled: thread/items/list first page (20, desc), ms", ".1f"),
     ("resume_ex_ms", "thread/resume excludeTurns (fresh process), ms", ".0f"),
     ("resume_ex_bytes", "  bytes", ",d"),
     ("turns_page_ms", "thread/turns/list first page (20, desc), ms", ".1f"),
@@ -588,6 +602,7 @@ RESUME_ROWS = [
     ("items_page_ms", "thread/items/list first page (20, desc), ms", ".1f"),
     ("items_page_bytes", "  bytes", ",d"),
     ("items_page_rows", "  items", "d"),
+    ("items_page_p50", "  p50 over 10 more calls, ms", ".1f"),
     ("read_warm_ms", "thread/read includeTurns (loaded), ms", ".0f"),
     ("read_warm_bytes", "  bytes", ",d"),
     ("read_warm_items", "  items returned", "d"),

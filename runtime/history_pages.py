@@ -55,6 +55,14 @@ class TurnProjection:
             builder.line(line.payload)
         return cls(rollout.path, builder, rollout.consumed)
 
+    def is_current(self) -> bool:
+        """Whether the file is as the projection last saw it: one ``stat``
+        (a page of a thread that did not change needs no thread hop)."""
+        try:
+            return os.stat(self.path).st_size == self.offset
+        except OSError:
+            return False
+
     def catch_up(self) -> TurnProjection:
         """Feed the lines appended since the last look (blocking); a file
         shorter than what was seen was rewritten: replay it afresh. Returns

@@ -83,7 +83,7 @@ __all__ = [
 log = logging.getLogger("trio_codex.thread_index")
 
 INDEX_FILE: Final = "trio_codex_threads.sqlite"
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 DEFAULT_LIMIT: Final = 25
 MAX_LIMIT: Final = 500
 DEFAULT_MAX_BYTES: Final = 256 * 1024
@@ -146,6 +146,22 @@ CREATE TABLE index_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- thread/search: the text of each user and assistant message, trigram
 -- tokens (case-insensitive substring matches from 3 characters on).
 CREATE VIRTUAL TABLE thread_text USING fts5(thread_id UNINDEXED, text, tokenize = 'trigram');
+-- thread/list searchTerm: each row's name and preview in trigram tokens
+-- (external content: the index only, no second copy of the text), kept in
+-- step with the rows by the triggers.
+CREATE VIRTUAL TABLE thread_title USING fts5(name, preview, content = 'threads', content_rowid = 'rowid',
+                                             tokenize = 'trigram');
+CREATE TRIGGER threads_title_insert AFTER INSERT ON threads BEGIN
+    INSERT INTO thread_title (rowid, name, preview) VALUES (new.rowid, new.name, new.preview);
+END;
+CREATE TRIGGER threads_title_delete AFTER DELETE ON threads BEGIN
+    INSERT INTO thread_title (thread_title, rowid, name, preview) VALUES ('delete', old.rowid, old.name, old.preview);
+END;
+CREATE TRIGGER threads_title_update AFTER UPDATE OF name, preview ON threads
+WHEN old.name IS NOT new.name OR old.preview IS NOT new.preview BEGIN
+    INSERT INTO thread_title (thread_title, rowid, name, preview) VALUES ('delete', old.rowid, old.name, old.preview);
+    INSERT INTO thread_title (rowid, name, preview) VALUES (new.rowid, new.name, new.preview);
+END;
 """
 
 def _upsert(keep: tuple[str, ...] = ()) -> str:
@@ -225,8 +241,18 @@ def _text_match(term: str) -> tuple[str, str]:
     """The ``thread_text`` condition for a substring: a phrase query on the
     trigram index from 3 characters on, a LIKE scan below that."""
     if len(term) >= 3:
-        return "thread_text MATCH ?", '"' + term.replace('"', '""') + '"'
-    return "text LIKE ? ESCAPE '\\'", "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return "thread_text MATCH ?", _phrase(term)
+    return "text LIKE ? ESCAPE '\\'", _like_pattern(term)
+
+
+def _phrase(term: str) -> str:
+    """An FTS5 phrase query for ``term`` as a substring (trigram tokens)."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def _like_pattern(term: str) -> str:
+    """A LIKE pattern for ``term`` as a substring, its wildcards literal."""
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _snippet(text: str, term: str) -> str:
@@ -339,9 +365,14 @@ class ThreadIndex:
             for (name,) in conn.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").fetchall():
                 conn.execute(f'DROP TABLE IF EXISTS "{name}"')  # a full-text table drops its shadows
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            statement = ""
+            for part in _SCHEMA.split(";"):
+                # A trigger's body holds semicolons: run whole statements only.
+                statement += part + ";"
+                if sqlite3.complete_statement(statement):
+                    if statement.strip(" \n;"):
+                        conn.execute(statement)
+                    statement = ""
             conn.execute("INSERT INTO index_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         return True
 
@@ -504,7 +535,13 @@ class ThreadIndex:
         where.append(f"source_kind IN ({', '.join('?' * len(kinds))})")
         args += kinds
         if search_term:
-            pattern = "%" + search_term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            if len(search_term) >= 3:
+                # The trigram index narrows the rows (it folds case beyond
+                # ASCII, so it finds a superset); LIKE then decides, so the
+                # results are the scan's.
+                where.append("rowid IN (SELECT rowid FROM thread_title WHERE thread_title MATCH ?)")
+                args.append(_phrase(search_term))
+            pattern = _like_pattern(search_term)
             where.append("(name LIKE ? ESCAPE '\\' OR preview LIKE ? ESCAPE '\\')")
             args += [pattern, pattern]
         if full_text:
