@@ -233,6 +233,11 @@ def _cut_preview(text: str) -> str:
     return data[:PREVIEW_MAX_BYTES].decode(errors="ignore")
 
 
+#: searchTerm goes through the trigram index when one of its trigrams is
+#: held by at most this many rows (each is then looked up and checked).
+RARE_TRIGRAM_ROWS: Final = 4096
+#: How many of a long search term's trigrams are weighed.
+MAX_TRIGRAMS: Final = 32
 #: A snippet shows this many characters of a long message, around the match.
 SNIPPET_CHARS: Final = 200
 
@@ -386,14 +391,22 @@ class ThreadIndex:
 
     # -- writes ------------------------------------------------------------
 
-    def upsert(self, meta: ThreadMeta) -> None:
+    def upsert(self, meta: ThreadMeta, texts: Sequence[str] = ()) -> None:
         """Insert or replace a thread's row, once its rollout exists (rollouts
-        are created lazily, and :meth:`sync` drops rows whose file is gone).
-        The file's current size and modification time are recorded with the
-        row, so :meth:`sync` does not rescan a file its writer has just
-        described."""
+        are created lazily, and :meth:`sync` drops rows whose file is gone),
+        and index ``texts`` (:meth:`add_texts`) in the same transaction: a
+        turn's end is one commit. The file's current size and modification
+        time are recorded with the row, so :meth:`sync` does not rescan a
+        file its writer has just described."""
         conn = self._connect()
-        conn.execute(_UPSERT, _row_values(meta, *_file_state(meta.rollout_path)))
+        values = _row_values(meta, *_file_state(meta.rollout_path))
+        if not texts:
+            conn.execute(_UPSERT, values)
+            return
+        with _transaction(conn):
+            conn.execute(_UPSERT, values)
+            conn.executemany("INSERT INTO thread_text (thread_id, text) VALUES (?, ?)",
+                             ((meta.id, text) for text in texts))
 
     def upsert_many(self, metas: Iterable[ThreadMeta]) -> None:
         """:meth:`upsert` in one transaction."""
@@ -513,7 +526,11 @@ class ThreadIndex:
                     f"this cursor belongs to a listing sorted by {anchor.sort_key} {anchor.direction}, "
                     f"not {sort_key} {sort_direction}: keep the sort, or start again without a cursor")
 
-        where = ["archived = ?"]
+        # A search with a rare trigram starts from the few rows that hold it
+        # (a unary + keeps SQLite from walking an index of every row instead).
+        candidates = self._rare_trigram_rows(search_term) if search_term else None
+        plus = "+" if candidates is not None else ""
+        where = [f"{plus}archived = ?"]
         args: list[Any] = [int(archived)]
         if cwd is not None:
             paths = [cwd] if isinstance(cwd, str) else list(cwd)
@@ -535,12 +552,12 @@ class ThreadIndex:
         where.append(f"source_kind IN ({', '.join('?' * len(kinds))})")
         args += kinds
         if search_term:
-            if len(search_term) >= 3:
-                # The trigram index narrows the rows (it folds case beyond
-                # ASCII, so it finds a superset); LIKE then decides, so the
-                # results are the scan's.
-                where.append("rowid IN (SELECT rowid FROM thread_title WHERE thread_title MATCH ?)")
-                args.append(_phrase(search_term))
+            if candidates is not None:
+                # The rows holding one of its rare trigrams (the index folds
+                # case beyond ASCII, so a superset); LIKE then decides, so
+                # the results are the scan's.
+                where.append(f"rowid IN ({', '.join('?' * len(candidates))})")
+                args += candidates
             pattern = _like_pattern(search_term)
             where.append("(name LIKE ? ESCAPE '\\' OR preview LIKE ? ESCAPE '\\')")
             args += [pattern, pattern]
@@ -558,7 +575,7 @@ class ThreadIndex:
             args += [anchor.value, anchor.id]
         order = "ASC" if ascending else "DESC"
         sql = (f"SELECT {_SELECT} FROM threads WHERE {' AND '.join(where)} "
-               f"ORDER BY {sort_key} {order}, id {order} LIMIT ?")
+               f"ORDER BY {plus}{sort_key} {order}, {plus}id {order} LIMIT ?")
         fetched = self._connect().execute(sql, (*args, limit + 1)).fetchall()
 
         rows: list[ThreadMeta] = []
@@ -585,6 +602,22 @@ class ThreadIndex:
             # The anchor row itself lies after this page.
             return Page(rows, at(rows[-1], False), first)
         return Page(rows, at(rows[-1], False) if more else None, first)
+
+    def _rare_trigram_rows(self, term: str) -> list[int] | None:
+        """The rows (rowids) holding the first trigram of ``term`` that at
+        most :data:`RARE_TRIGRAM_ROWS` rows hold; each probe reads at most
+        that many entries of the index. None when every trigram is common
+        (or the term is under 3 characters): then many rows hold each part
+        of the term, and a scan in list order finds a page's matches sooner
+        than the index would hand over all the rows of one trigram."""
+        conn = self._connect()
+        for gram in list(dict.fromkeys(term[i:i + 3] for i in range(len(term) - 2)))[:MAX_TRIGRAMS]:
+            (count,) = conn.execute("SELECT count(*) FROM (SELECT 1 FROM thread_title WHERE thread_title MATCH ? "
+                                    "LIMIT ?)", (_phrase(gram), RARE_TRIGRAM_ROWS + 1)).fetchone()
+            if count <= RARE_TRIGRAM_ROWS:
+                return [row for (row,) in conn.execute(
+                    "SELECT rowid FROM thread_title WHERE thread_title MATCH ?", (_phrase(gram),))]
+        return None
 
     # -- rebuilding from the rollouts ---------------------------------------
 

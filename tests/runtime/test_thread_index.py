@@ -305,10 +305,12 @@ def test_the_originals_fixture_is_listed_as_the_original_lists_it(tmp_path: Path
     assert all(os.path.isabs(row.rollout_path) for row in page.rows)
 
 
-def test_search_through_the_title_index_finds_what_the_like_scan_found(index: ti.ThreadIndex) -> None:
-    """searchTerm goes through the trigram index of names and previews; its
-    rows are the LIKE scan's (ASCII case folded, wildcards literal), while
-    rows are added, renamed, rewritten and deleted."""
+def test_search_through_the_title_index_finds_what_the_like_scan_found(
+        index: ti.ThreadIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """searchTerm goes through the trigram index of names and previews when
+    a trigram of the term is rare, and scans when all are common; either
+    way its rows are the LIKE scan's (ASCII case folded, wildcards literal),
+    while rows are added, renamed, rewritten and deleted."""
     previews = ["Fix the 100% bug", "batch_job run", 'say "hi" twice', "Ünïcode ÉCOLE straße",
                 "needle-7 in the haystack", "needle-70 nearby", "a\\b back slash", "tiny", "", "ab"]
     index.upsert_many(meta(n, preview=previews[n % len(previews)], name="Release notes" if n % 7 == 0 else None)
@@ -324,9 +326,14 @@ def test_search_through_the_title_index_finds_what_the_like_scan_found(index: ti
             (pattern, pattern))
         return [row[0] for row in rows]
 
+    default = ti.RARE_TRIGRAM_ROWS
+
     def check() -> None:
-        for term in terms:
-            assert ids(index.list_threads(search_term=term, limit=ti.MAX_LIMIT)) == scanned(term), term
+        # Every trigram rare (the index), a few (index or scan by term), none (the scan).
+        for rare in (default, 5, 0):
+            monkeypatch.setattr(ti, "RARE_TRIGRAM_ROWS", rare)
+            for term in terms:
+                assert ids(index.list_threads(search_term=term, limit=ti.MAX_LIMIT)) == scanned(term), (term, rare)
 
     check()
     assert scanned("needle-7") and scanned("ÉCOLE") and not scanned("école")  # the cases are there
