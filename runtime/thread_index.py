@@ -147,18 +147,23 @@ CREATE TABLE index_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- tokens (case-insensitive substring matches from 3 characters on).
 CREATE VIRTUAL TABLE thread_text USING fts5(thread_id UNINDEXED, text, tokenize = 'trigram');
 -- thread/list searchTerm: each row's name and preview in trigram tokens
--- (external content: the index only, no second copy of the text), kept in
--- step with the rows by the triggers.
+-- (external content: the index only, no second copy of the text; no
+-- positions: it is asked for single trigrams). The triggers keep it in step
+-- row by row, except inside a bulk write (index_meta 'title_index_deferred'),
+-- which rebuilds it whole at the end: ten times cheaper for many rows.
 CREATE VIRTUAL TABLE thread_title USING fts5(name, preview, content = 'threads', content_rowid = 'rowid',
-                                             tokenize = 'trigram');
-CREATE TRIGGER threads_title_insert AFTER INSERT ON threads BEGIN
+                                             detail = 'none', tokenize = 'trigram');
+CREATE TRIGGER threads_title_insert AFTER INSERT ON threads
+WHEN NOT EXISTS (SELECT 1 FROM index_meta WHERE key = 'title_index_deferred') BEGIN
     INSERT INTO thread_title (rowid, name, preview) VALUES (new.rowid, new.name, new.preview);
 END;
-CREATE TRIGGER threads_title_delete AFTER DELETE ON threads BEGIN
+CREATE TRIGGER threads_title_delete AFTER DELETE ON threads
+WHEN NOT EXISTS (SELECT 1 FROM index_meta WHERE key = 'title_index_deferred') BEGIN
     INSERT INTO thread_title (thread_title, rowid, name, preview) VALUES ('delete', old.rowid, old.name, old.preview);
 END;
 CREATE TRIGGER threads_title_update AFTER UPDATE OF name, preview ON threads
-WHEN old.name IS NOT new.name OR old.preview IS NOT new.preview BEGIN
+WHEN (old.name IS NOT new.name OR old.preview IS NOT new.preview)
+     AND NOT EXISTS (SELECT 1 FROM index_meta WHERE key = 'title_index_deferred') BEGIN
     INSERT INTO thread_title (thread_title, rowid, name, preview) VALUES ('delete', old.rowid, old.name, old.preview);
     INSERT INTO thread_title (rowid, name, preview) VALUES (new.rowid, new.name, new.preview);
 END;
@@ -409,10 +414,11 @@ class ThreadIndex:
                              ((meta.id, text) for text in texts))
 
     def upsert_many(self, metas: Iterable[ThreadMeta]) -> None:
-        """:meth:`upsert` in one transaction."""
+        """:meth:`upsert` in one transaction (the title index rebuilt once)."""
         conn = self._connect()
-        with _transaction(conn):
-            conn.executemany(_UPSERT, (_row_values(m, *_file_state(m.rollout_path)) for m in metas))
+        values = [_row_values(m, *_file_state(m.rollout_path)) for m in metas]
+        with _transaction(conn), _title_index_deferred(conn, len(values) > BULK_ROWS):
+            conn.executemany(_UPSERT, values)
 
     def mark_archived(self, thread_id: str, archived: bool, *, rollout_path: str | None = None,
                       at_ms: int | None = None) -> bool:
@@ -664,7 +670,7 @@ class ThreadIndex:
             rows.append(_row_values(meta, st.st_size, st.st_mtime_ns))
 
         gone = [p for p in recorded if p not in seen]
-        with _transaction(conn):
+        with _transaction(conn), _title_index_deferred(conn, full or len(rows) + len(gone) > BULK_ROWS):
             if full:
                 conn.execute("DELETE FROM threads")
                 conn.execute("DELETE FROM thread_text")
@@ -686,6 +692,28 @@ class ThreadIndex:
     def rebuild_from_rollouts(self, codex_home: str | os.PathLike[str]) -> SyncStats:
         """Drop every row and rescan every rollout file."""
         return self.sync(codex_home, full=True)
+
+
+#: A write of more rows than this (a sync, upsert_many) rebuilds the title
+#: index once instead of row by row.
+BULK_ROWS: Final = 1000
+
+
+class _title_index_deferred:
+    """Inside a transaction: the triggers leave the title index alone, and
+    it is rebuilt from the rows at the end (when ``bulk``)."""
+
+    def __init__(self, conn: sqlite3.Connection, bulk: bool = True) -> None:
+        self.conn, self.bulk = conn, bulk
+
+    def __enter__(self) -> None:
+        if self.bulk:
+            self.conn.execute("INSERT OR REPLACE INTO index_meta VALUES ('title_index_deferred', '1')")
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self.bulk and exc_type is None:
+            self.conn.execute("DELETE FROM index_meta WHERE key = 'title_index_deferred'")
+            self.conn.execute("INSERT INTO thread_title (thread_title) VALUES ('rebuild')")
 
 
 class _transaction:

@@ -313,6 +313,7 @@ def test_search_through_the_title_index_finds_what_the_like_scan_found(
     while rows are added, renamed, rewritten and deleted."""
     previews = ["Fix the 100% bug", "batch_job run", 'say "hi" twice', "Ünïcode ÉCOLE straße",
                 "needle-7 in the haystack", "needle-70 nearby", "a\\b back slash", "tiny", "", "ab"]
+    monkeypatch.setattr(ti, "BULK_ROWS", 10)  # a bulk write: the title index rebuilt once, after it
     index.upsert_many(meta(n, preview=previews[n % len(previews)], name="Release notes" if n % 7 == 0 else None)
                       for n in range(60))
     terms = ["100%", "00%", "batch_j", "b_tch", '"hi"', 'y "h', "école", "ÉCOLE", "Ünï", "straße", "needle-7",
@@ -343,4 +344,6 @@ def test_search_through_the_title_index_finds_what_the_like_scan_found(
         index.upsert(meta(n, preview="rewritten batch_job"))
     for n in range(2, 60, 4):
         index.delete(meta(n).id)
+    check()
+    index.upsert_many(meta(n, preview="bulk needle-7 again") for n in range(40, 80))  # bulk over kept rows
     check()
