@@ -14,6 +14,7 @@ over when the file was rewritten (``thread/revert``).
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 from bisect import bisect_right
 from typing import Any
@@ -87,6 +88,9 @@ class TurnProjection:
         return running(self.builder.snapshot(), active_turn_id)
 
 
+_ITEMS = operator.attrgetter("items")
+
+
 def history_page(turns: list[Any], method: str, params: Any) -> PageResponse:
     """A page of ``thread/turns/list`` or ``thread/items/list`` over
     ``turns``; only the page's rows are built. Raises ``ValueError`` for a
@@ -101,7 +105,7 @@ def history_page(turns: list[Any], method: str, params: Any) -> PageResponse:
     if params.turn_id is not None:
         turns = [turn for turn in turns if turn.id == params.turn_id]
     # Where each turn's items start in the flat list of every item.
-    starts = [0, *itertools.accumulate(len(turn.items) for turn in turns)]
+    starts = [0, *itertools.accumulate(map(len, map(_ITEMS, turns)))]  # at C speed: no Python per turn
     total = starts[-1]
     start, end, next_cursor, back = _bounds(total, params.cursor, limit)
     lo, hi = (total - end, total - start) if desc else (start, end)
