@@ -203,6 +203,12 @@ def user_history_item(inputs: list[Any]) -> msgspec.Raw:
     return msgspec.Raw(msgspec.json.encode({"type": "message", "role": "user", "content": content}))
 
 
+def follow_rollout(projection: TurnProjection | None, path: Path) -> TurnProjection:
+    """The turn projection of the rollout at ``path``, built or brought up
+    to date (blocking: the thread runs it in a worker thread)."""
+    return TurnProjection.load(path) if projection is None else projection.catch_up()
+
+
 async def run_thread(config: ThreadConfig, model: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
                      recorder: Recorder, registry: Mailbox, mailbox: Mailbox, inbox: Inbox,
                      start: Reply | Resumed | Checkpoint, *, mcp: Mailbox | None = None,
@@ -689,10 +695,8 @@ class ThreadActor:
         if path is None:
             return []
         try:
-            if self.projection is None:
-                self.projection = await trio.to_thread.run_sync(TurnProjection.load, path)
-            elif not self.projection.is_current():
-                self.projection = await trio.to_thread.run_sync(self.projection.catch_up)
+            if self.projection is None or not self.projection.is_current():
+                self.projection = await trio.to_thread.run_sync(follow_rollout, self.projection, path)
         except FileNotFoundError:
             return []  # before the first turn: the writer makes the file
         except (OSError, ValueError) as exc:
