@@ -830,7 +830,7 @@ def read_thread_names(codex_home: str | os.PathLike[str]) -> dict[str, str | Non
 # --------------------------------------------------------------------------
 
 
-class _Camel(Struct, rename="camel"):
+class _Camel(Struct, rename="camel", gc=False):
     pass
 
 
