@@ -241,6 +241,8 @@ def _cut_preview(text: str) -> str:
 #: searchTerm goes through the trigram index when one of its trigrams is
 #: held by at most this many rows (each is then looked up and checked).
 RARE_TRIGRAM_ROWS: Final = 4096
+#: The first pass over the term's trigrams looks for one this rare.
+FIRST_PROBE_ROWS: Final = 256
 #: How many of a long search term's trigrams are weighed.
 MAX_TRIGRAMS: Final = 32
 #: A snippet shows this many characters of a long message, around the match.
@@ -617,12 +619,15 @@ class ThreadIndex:
         of the term, and a scan in list order finds a page's matches sooner
         than the index would hand over all the rows of one trigram."""
         conn = self._connect()
-        for gram in list(dict.fromkeys(term[i:i + 3] for i in range(len(term) - 2)))[:MAX_TRIGRAMS]:
-            (count,) = conn.execute("SELECT count(*) FROM (SELECT 1 FROM thread_title WHERE thread_title MATCH ? "
-                                    "LIMIT ?)", (_phrase(gram), RARE_TRIGRAM_ROWS + 1)).fetchone()
-            if count <= RARE_TRIGRAM_ROWS:
-                return [row for (row,) in conn.execute(
-                    "SELECT rowid FROM thread_title WHERE thread_title MATCH ?", (_phrase(gram),))]
+        grams = list(dict.fromkeys(term[i:i + 3] for i in range(len(term) - 2)))[:MAX_TRIGRAMS]
+        # A cheap pass for a very rare trigram first, then the full bound.
+        for bound in sorted({min(FIRST_PROBE_ROWS, RARE_TRIGRAM_ROWS), RARE_TRIGRAM_ROWS}):
+            for gram in grams:
+                (count,) = conn.execute("SELECT count(*) FROM (SELECT 1 FROM thread_title WHERE thread_title MATCH ? "
+                                        "LIMIT ?)", (_phrase(gram), bound + 1)).fetchone()
+                if count <= bound:
+                    return [row for (row,) in conn.execute(
+                        "SELECT rowid FROM thread_title WHERE thread_title MATCH ?", (_phrase(gram),))]
         return None
 
     # -- rebuilding from the rollouts ---------------------------------------
