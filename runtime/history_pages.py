@@ -30,7 +30,8 @@ class TurnProjection:
     them, kept current by feeding the replay only what was appended.
 
     ``load`` and ``catch_up`` block (file reads): call them through
-    ``trio.to_thread.run_sync``."""
+    ``trio.to_thread.run_sync``. ``is_current`` is one ``stat``, cheap
+    enough for an actor's loop (as the rollout writer's own writes are)."""
 
     __slots__ = ("path", "builder", "offset")
 
