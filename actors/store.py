@@ -148,8 +148,7 @@ async def _handle(msg: object, codex_home: Path, index: ThreadIndex) -> None:
     """One request, answered; a disk or database error is raised."""
     match msg:
         case IndexThread(meta=meta, texts=texts):
-            await trio.to_thread.run_sync(index.upsert, meta)
-            await trio.to_thread.run_sync(index.add_texts, meta.id, texts)
+            await trio.to_thread.run_sync(index.upsert, meta, texts)
         case FindThread(thread_id=tid, reply=reply):
             reply.set(await trio.to_thread.run_sync(index.get, tid))
         case NameThread(thread_id=tid, name=name, reply=reply):
