@@ -64,7 +64,8 @@ class Proxy:
         self.upstream = upstream
         self.methods: list[str] = []
         self.answered: list[str] = []
-        self.errors: list[tuple[str, str]] = []
+        #: (method, params, error) of each request answered with an error.
+        self.errors: list[tuple[str, Any, Any]] = []
         self.url = ""
 
     async def run(self, nursery: trio.Nursery) -> None:
@@ -74,7 +75,7 @@ class Proxy:
 
     async def _handle(self, request: trio_websocket.WebSocketRequest) -> None:
         down = await request.accept()
-        sent: dict[Any, str] = {}
+        sent: dict[Any, tuple[str, Any]] = {}
         async with trio_websocket.open_websocket_url(self.upstream + "/", message_queue_size=4096,
                                                      max_message_size=2**26) as up:
             async def client_to_server() -> None:
@@ -82,7 +83,7 @@ class Proxy:
                     message = await down.get_message()
                     msg = json.loads(message)
                     if "method" in msg and "id" in msg:
-                        sent[msg["id"]] = msg["method"]
+                        sent[msg["id"]] = (msg["method"], msg.get("params"))
                         self.methods.append(msg["method"])
                     await up.send_message(message)
 
@@ -91,10 +92,10 @@ class Proxy:
                     message = await up.get_message()
                     msg = json.loads(message)
                     if "method" not in msg and msg.get("id") in sent:
-                        method = sent.pop(msg["id"])
+                        method, params = sent.pop(msg["id"])
                         self.answered.append(method)
                         if "error" in msg:
-                            self.errors.append((method, msg["error"].get("message", "")))
+                            self.errors.append((method, params, msg["error"]))
                     await down.send_message(message)
 
             # Either side closing ends the session; the nursery reports it
@@ -294,7 +295,8 @@ async def session(tui: Tui, proxy: Proxy, workspace: Path) -> None:
     await tui.wait_shown("Contextcompacted", mark)
     # /permissions: the profiles listed, "Ask for approval" chosen.
     mark = await tui.type_line("/permissions")
-    await tui.wait_shown("UpdateModelPermissions", mark)
+    await answered("permissionProfile/list")
+    await tui.wait_shown("ReadOnly(current)", mark)
     await tui.press(b"1")
     await tui.wait_shown("Permissionselectionrequested", mark)
     mark = await tui.type_line("/stop")
