@@ -1126,10 +1126,17 @@ class ThreadActor:
         self._checkpoint()
 
     async def _interrupt(self, reply: Reply, turn_id: str) -> None:
+        """Stop the thread's turn ``turn_id``. An empty ``turn_id`` means
+        whichever turn runs, and is answered ``{}`` when none does, as the
+        original answers the TUI, which sends it when it leaves a side
+        conversation or logs out."""
         turn = self._turn()
+        if turn is None and not turn_id:
+            await self._to(reply.conn, Response(reply.request_id, {}))
+            return
         if turn is None:
             error = invalid_request("no active turn to interrupt")
-        elif turn.id != turn_id:
+        elif turn_id and turn.id != turn_id:
             error = invalid_request(f"expected active turn id {turn_id} but found {turn.id}")
         else:
             self._stop(turn, _INTERRUPT_REASON)
