@@ -176,13 +176,30 @@ class StartThread(Msg, tag="start_thread", frozen=True):
     originator: str
 
 
+class SearchTicket:
+    """One ``thread/search`` or ``thread/search/stream`` in flight on a
+    connection. Its cancel request (same connection, matching kind) sets
+    ``cancelled``; the store, which answers it, checks it before and while
+    querying, and sets ``done`` once answered (a later cancel changes
+    nothing, as the original's)."""
+
+    __slots__ = ("method", "cancelled", "done")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.cancelled = False
+        self.done = False
+
+
 class ThreadRequest(Msg, tag="thread_request", frozen=True):
     """A thread/* request the registry answers or routes: ``thread/list``,
-    ``thread/loaded/list``, ``thread/read``, ``thread/resume``."""
+    ``thread/loaded/list``, ``thread/read``, ``thread/resume``. A thread
+    search carries its cancel ticket."""
 
     reply: Reply
     method: str
     params: Any
+    ticket: SearchTicket | None = None
 
 
 class ToThread(Msg, tag="to_thread", frozen=True):
@@ -538,6 +555,8 @@ class ListThreads(Msg, tag="list_threads", frozen=True):
     reply: Reply
     params: Any
     loaded: frozenset[str]
+    #: A thread search's cancel ticket (see :class:`SearchTicket`).
+    ticket: SearchTicket | None = None
 
 
 class FindThread(Msg, tag="find_thread", frozen=True):
