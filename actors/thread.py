@@ -356,6 +356,11 @@ class ThreadActor:
         self.queued: list[Callable[[], Awaitable[None]]] = []
         #: The thread's goal, once read from the goals database.
         self.goal: ThreadGoal | None | msgspec.UnsetType = msgspec.UNSET
+        #: Turn time not yet counted in the goal's whole seconds.
+        self.goal_ms = 0
+        #: The objective the model was last given (its ``goal_objective``
+        #: context item), so a continuation adds it only when it changed.
+        self.goal_context: str | None = None
 
     async def handle(self, msg: Any) -> None:
         if isinstance(self.state, Unloading) and not isinstance(msg, UnloadDue):
@@ -1031,7 +1036,7 @@ class ThreadActor:
             return
         if action == "clear":
             cleared = await trio.to_thread.run_sync(goals.delete_goal, home, tid)
-            self.goal = None
+            self.goal, self.goal_context = None, None
             await self._to(reply.conn, Response(reply.request_id, {"cleared": cleared}))
             if cleared:
                 await self._notify("thread/goal/cleared", ThreadIdParams(tid))
@@ -1052,16 +1057,56 @@ class ThreadActor:
             goal = msgspec.structs.replace(
                 goal, objective=objective or goal.objective, status=params.status or goal.status, updated_at=now,
                 token_budget=params.token_budget if params.token_budget is not None else goal.token_budget)
-        await trio.to_thread.run_sync(goals.write_goal, home, goal, new)
-        self.goal = goal
-        if self.rollout is not None:
-            # The original also notes each change in the rollout.
-            await self._persist(UnknownEvent("thread_goal_updated", msgspec.Raw(msgspec.json.encode(
-                {"type": "thread_goal_updated", "threadId": tid, "goal": goals.rollout_goal(goal)}))))
+        await self._store_goal(goal, new)
         await self._to(reply.conn, Response(reply.request_id, {"goal": goal}))
         turn = self._turn()
         await self._notify("thread/goal/updated", {"threadId": tid, "turnId": turn.id if turn else None,
                                                    "goal": goal})
+        # As the original: an idle thread starts pursuing an active goal at once.
+        await self._continue_goal()
+
+    async def _store_goal(self, goal: ThreadGoal, new: bool) -> None:
+        """Keep ``goal`` in the goals database and, as the original, note
+        the change in the rollout."""
+        await trio.to_thread.run_sync(goals.write_goal, self.config.codex_home, goal, new)
+        self.goal = goal
+        if self.rollout is not None:
+            await self._persist(UnknownEvent("thread_goal_updated", msgspec.Raw(msgspec.json.encode(
+                {"type": "thread_goal_updated", "threadId": self.config.id, "goal": goals.rollout_goal(goal)}))))
+
+    async def _account_goal(self, turn_id: str, tokens: int, duration_ms: int) -> None:
+        """At a turn's end, as the original: the goal being pursued counts
+        the turn's tokens and time (``thread/goal/updated`` with the turn's
+        id, before the turn is reported completed)."""
+        if self.goal is msgspec.UNSET:
+            self.goal = await trio.to_thread.run_sync(goals.read_goal, self.config.codex_home, self.config.id)
+        goal = self.goal
+        if goal is None or goal.status not in goals.ACCOUNTED:
+            return
+        self.goal_ms += duration_ms
+        goal = goals.account(goal, tokens, self.goal_ms, int(time.time()))
+        self.goal_ms %= 1000
+        await self._store_goal(goal, False)
+        await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": turn_id, "goal": goal})
+
+    async def _continue_goal(self) -> None:
+        """An idle thread whose goal is ``active`` starts a continuation
+        turn, as the original's goal runtime: no user message; the model is
+        given the objective (when it changed) and asked to go on."""
+        goal = self.goal
+        if not isinstance(self.state, Ready) or not isinstance(goal, ThreadGoal) or goal.status != "active":
+            return
+        c = self.config
+        turn_id, started_s = uuid7(), int(time.time())
+        context = () if self.goal_context == goal.objective else (goals.objective_item(goal.objective),)
+        self.goal_context = goal.objective
+        self.history += context
+        request = goals.continuation_message(goal)
+        await self._open_turn(turn_id, started_s)
+        await self._persist(TurnStartedEvent(turn_id=turn_id, root_turn_id=turn_id, started_at=started_s,
+                                             model_context_window=c.model_context_window),
+                            *(ResponseItem(raw) for raw in (*context, request)))
+        await self._launch_turn(turn_id, started_s, "regular", None, request, False)
 
     async def _open_turn(self, turn_id: str, started_s: int) -> None:
         await self._set_status(Active())
@@ -1155,6 +1200,7 @@ class ThreadActor:
                                         duration_ms=duration_ms)
         await self._persist(closing, turn_end=True)
         self._index(turn.started_at, () if ended.replaces_history else tuple(message_texts(ended.history + late)))
+        await self._account_goal(turn.id, self.usage.minus(usage_before).total_tokens, duration_ms)
         if ended.status == "failed":
             await self._set_status(SystemError())
             await self._notify("error", ErrorNotification(ended.error, False, self.config.id, turn.id))
@@ -1178,6 +1224,11 @@ class ThreadActor:
         queued, self.queued = self.queued, []
         for step in (*then, *queued):
             await step()
+        # A goal is pursued after a turn that did something; one that failed,
+        # was interrupted or answered nothing waits for the user, so errors
+        # cannot loop.
+        if ended.status == "completed" and ended.items:
+            await self._continue_goal()
 
     async def _run_notify(self, turn_id: str, last: str | None) -> None:
         """config.toml ``notify``: the program is spawned before the turn is
