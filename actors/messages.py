@@ -529,8 +529,23 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
     for_session: bool
 
 
+class GoalTool(Msg, tag="goal_tool", frozen=True):
+    """A model's goal tool call (``get_goal``, ``create_goal``,
+    ``update_goal``): the thread, which owns the goal, answers the tool's
+    output text."""
+
+    turn_id: str
+    name: str
+    objective: str | None
+    token_budget: int | None
+    status: str | None
+    #: The tokens the turn has used so far.
+    turn_tokens: int
+    reply: ReplySlot
+
+
 ThreadInbox = (StartTurn | UpdateSettings | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
-               | ReadThread | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
+               | GoalTool | ReadThread | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
 
 RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
                  | LoadFailed | ThreadGaveUp)

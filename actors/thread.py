@@ -159,6 +159,7 @@ from .messages import (
     ClearApprovals,
     CompactThread,
     GoalRequest,
+    GoalTool,
     InjectItems,
     ReviewThread,
     ShellCommand,
@@ -361,6 +362,9 @@ class ThreadActor:
         #: The objective the model was last given (its ``goal_objective``
         #: context item), so a continuation adds it only when it changed.
         self.goal_context: str | None = None
+        #: The running turn's tokens already counted in the goal (a goal
+        #: tool counts them before it changes the goal): (turn id, tokens).
+        self.goal_counted: tuple[str, int] = ("", 0)
 
     async def handle(self, msg: Any) -> None:
         if isinstance(self.state, Unloading) and not isinstance(msg, UnloadDue):
@@ -448,6 +452,8 @@ class ThreadActor:
                 await self._inject(reply, items)
             case GoalRequest(reply=reply, action=action, params=params):
                 await self._goal(reply, action, params)
+            case GoalTool() as call:
+                call.reply.set(await self._goal_tool(call))
             case ReviewThread(reply=reply, target=target):
                 await self._review(reply, target)
             case RevertThread(reply=reply, before_turn_id=before, num_turns=num_turns):
@@ -1065,6 +1071,43 @@ class ThreadActor:
         # As the original: an idle thread starts pursuing an active goal at once.
         await self._continue_goal()
 
+    async def _goal_tool(self, call: GoalTool) -> str:
+        """The model's goal tools, as the original answers them; a change
+        is announced (``thread/goal/updated`` with the turn's id)."""
+        if self.goal is msgspec.UNSET:
+            self.goal = await trio.to_thread.run_sync(goals.read_goal, self.config.codex_home, self.config.id)
+        goal, now = self.goal, int(time.time())
+        if call.name == "get_goal":
+            return goals.tool_result(goal)
+        if call.name == "create_goal":
+            objective = (call.objective or "").strip()
+            if not objective:
+                return goals.EMPTY_OBJECTIVE
+            if call.token_budget is not None and call.token_budget <= 0:
+                return goals.BAD_BUDGET
+            if goal is not None and goal.status != "complete":
+                return goals.UNFINISHED
+            goal, new = ThreadGoal(self.config.id, objective, "active", call.token_budget, 0, 0, now, now), True
+        elif goal is None:
+            return goals.NO_GOAL
+        elif call.status not in goals.MODEL_STATUSES:
+            return goals.NOT_MODEL_STATUS
+        else:
+            # As the original: the turn's tokens so far are counted first.
+            counted = self.goal_counted[1] if self.goal_counted[0] == call.turn_id else 0
+            if goal.status in goals.ACCOUNTED and call.turn_tokens > counted:
+                self.goal_counted = (call.turn_id, call.turn_tokens)
+                goal = goals.account(goal, call.turn_tokens - counted, 0, now)
+                await self._store_goal(goal, False)
+                await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": call.turn_id,
+                                                           "goal": goal})
+            goal, new = msgspec.structs.replace(goal, status=call.status, updated_at=now), False
+            # Tokens the turn uses from here on still count at its end.
+            self.goal_counted = (call.turn_id, max(counted, call.turn_tokens))
+        await self._store_goal(goal, new)
+        await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": call.turn_id, "goal": goal})
+        return goals.tool_result(goal, completed=goal.status == "complete")
+
     async def _store_goal(self, goal: ThreadGoal, new: bool) -> None:
         """Keep ``goal`` in the goals database and, as the original, note
         the change in the rollout."""
@@ -1081,10 +1124,13 @@ class ThreadActor:
         if self.goal is msgspec.UNSET:
             self.goal = await trio.to_thread.run_sync(goals.read_goal, self.config.codex_home, self.config.id)
         goal = self.goal
-        if goal is None or goal.status not in goals.ACCOUNTED:
+        touched, counted = self.goal_counted[0] == turn_id, self.goal_counted[1]
+        self.goal_counted = ("", 0)
+        if goal is None or (goal.status not in goals.ACCOUNTED and not touched) or (touched and not counted < tokens):
             return
+        counted = counted if touched else 0
         self.goal_ms += duration_ms
-        goal = goals.account(goal, tokens, self.goal_ms, int(time.time()))
+        goal = goals.account(goal, tokens - counted, self.goal_ms, int(time.time()))
         self.goal_ms %= 1000
         await self._store_goal(goal, False)
         await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": turn_id, "goal": goal})

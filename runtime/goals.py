@@ -100,6 +100,31 @@ def continuation_message(goal: ThreadGoal) -> msgspec.Raw:
                                             "content": [{"type": "input_text", "text": text}]}))
 
 
+#: Statuses the model may set with ``update_goal``.
+MODEL_STATUSES = frozenset({"complete", "blocked", "paused"})
+#: The original's tool errors and its note on a completed goal.
+NO_GOAL = "cannot update goal because this thread has no goal"
+EMPTY_OBJECTIVE = "goal objective must not be empty"
+BAD_BUDGET = "goal budgets must be positive when provided"
+UNFINISHED = ("cannot create a new goal because this thread has an unfinished goal; complete the existing goal "
+              "first")
+NOT_MODEL_STATUS = ("update_goal can only mark the existing goal complete, blocked, or paused at the user's explicit "
+                    "request; resume, budget-limited, and usage-limited status changes are controlled by the user "
+                    "or system")
+COMPLETION_REPORT = ("Goal achieved. Report final usage from this tool result's structured goal fields. If "
+                     "`goal.tokenBudget` is present, include token usage from `goal.tokensUsed` and "
+                     "`goal.tokenBudget`. If `goal.timeUsedSeconds` is greater than 0, summarize elapsed time in a "
+                     "concise, human-friendly form appropriate to the response language.")
+
+
+def tool_result(goal: ThreadGoal | None, completed: bool = False) -> str:
+    """A goal tool's output, as the original's: the goal, the tokens left
+    of its budget, and, when the call completed it, how to report it."""
+    remaining = None if goal is None or goal.token_budget is None else max(goal.token_budget - goal.tokens_used, 0)
+    return msgspec.json.encode({"goal": goal, "remainingTokens": remaining,
+                                "completionBudgetReport": COMPLETION_REPORT if completed else None}).decode()
+
+
 def _snake(status: str) -> str:
     return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), status)
 

@@ -8,12 +8,13 @@ goes on until the goal is paused, completed or cleared; so do we."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conformance.test_schema import violations
+from conformance.test_schema import call, violations
 from conformance.test_thread_actions import methods, start
 from conformance.test_thread_search_stream import SERVER_PARAMS, SERVERS
 from harness import open_app_server
@@ -96,3 +97,56 @@ async def test_without_a_budget_the_goal_is_pursued_turn_after_turn_until_paused
 
 def turns_running(log: list[dict[str, Any]]) -> int:
     return sum(m.get("method") == "turn/started" for m in log) - sum(m.get("method") == "turn/completed" for m in log)
+
+
+def last_output(scripted: ScriptedResponses) -> Any:
+    """The last tool output the model was sent, JSON decoded when it is."""
+    text = [i for i in scripted.requests[-1].body["input"] if i.get("type") == "function_call_output"
+            and i.get("call_id")][-1]["output"]
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@pytest.mark.parametrize("server", SERVER_PARAMS)
+async def test_the_model_creates_reads_and_completes_a_goal_with_its_goal_tools(
+        server: str, codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, program=SERVERS[server], cwd=ws) as client:
+        session, tid = await start(client, ws)
+        async def tool(name: str, **args: Any) -> Any:
+            msgs = await session.turn(tid, call(name, **args))
+            return last_output(scripted), goal_updates(msgs)
+
+        assert await tool("update_goal", status="complete") == (
+            "cannot update goal because this thread has no goal", [])
+        assert await tool("get_goal") == ({"goal": None, "remainingTokens": None, "completionBudgetReport": None},
+                                          [])
+        assert (await tool("create_goal", objective="  "))[0] == "goal objective must not be empty"
+        assert (await tool("create_goal", objective="x", token_budget=0))[0] == (
+            "goal budgets must be positive when provided")
+        created, updates = await tool("create_goal", objective="x", token_budget=10)
+        assert created["goal"]["status"] == "active" and created["remainingTokens"] == 10
+        assert created["completionBudgetReport"] is None
+        # Announced with the turn's id, then counted at its end: over budget.
+        assert [u["goal"]["status"] for u in updates] == ["active", "budgetLimited"]
+        assert {"get_goal", "create_goal", "update_goal"} <= {t.get("name") for t in scripted.requests[-1].body["tools"]}
+        assert (await tool("create_goal", objective="y"))[0] == (
+            "cannot create a new goal because this thread has an unfinished goal; complete the existing goal first")
+        assert (await tool("update_goal", status="active"))[0].startswith(
+            "update_goal can only mark the existing goal complete, blocked, or paused")
+        before = (await session.request("thread/goal/get", {"threadId": tid}))["goal"]
+        done, updates = await tool("update_goal", status="complete")
+        assert done["goal"]["status"] == "complete" and done["completionBudgetReport"].startswith("Goal achieved.")
+        # The completing turn's tokens count too: the original counts those
+        # it knows of first (budgetLimited, then complete); ours as well when
+        # the response's usage came before the call ran, else at the turn's end.
+        statuses = [u["goal"]["status"] for u in updates]
+        assert statuses[-1] == "complete" and set(statuses) == {"budgetLimited", "complete"} or statuses == [
+            "complete", "complete"]
+        got = await session.request("thread/goal/get", {"threadId": tid})
+        assert got["goal"]["status"] == "complete" and got["goal"]["objective"] == "x"
+        assert got["goal"]["tokensUsed"] > before["tokensUsed"]
+        assert violations(client, session.sent) == []
