@@ -1096,7 +1096,6 @@ class ThreadActor:
             # As the original: the turn's tokens so far are counted first.
             counted = self.goal_counted[1] if self.goal_counted[0] == call.turn_id else 0
             if goal.status in goals.ACCOUNTED and call.turn_tokens > counted:
-                self.goal_counted = (call.turn_id, call.turn_tokens)
                 goal = goals.account(goal, call.turn_tokens - counted, 0, now)
                 await self._store_goal(goal, False)
                 await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": call.turn_id,
@@ -1124,11 +1123,13 @@ class ThreadActor:
         if self.goal is msgspec.UNSET:
             self.goal = await trio.to_thread.run_sync(goals.read_goal, self.config.codex_home, self.config.id)
         goal = self.goal
-        touched, counted = self.goal_counted[0] == turn_id, self.goal_counted[1]
+        # A goal the model changed this turn counts the turn's remaining
+        # tokens whatever its new status.
+        touched = self.goal_counted[0] == turn_id
+        counted = self.goal_counted[1] if touched else 0
         self.goal_counted = ("", 0)
-        if goal is None or (goal.status not in goals.ACCOUNTED and not touched) or (touched and not counted < tokens):
+        if goal is None or not (goal.status in goals.ACCOUNTED or touched) or (touched and tokens <= counted):
             return
-        counted = counted if touched else 0
         self.goal_ms += duration_ms
         goal = goals.account(goal, tokens - counted, self.goal_ms, int(time.time()))
         self.goal_ms %= 1000

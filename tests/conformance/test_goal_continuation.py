@@ -150,3 +150,21 @@ async def test_the_model_creates_reads_and_completes_a_goal_with_its_goal_tools(
         assert got["goal"]["status"] == "complete" and got["goal"]["objective"] == "x"
         assert got["goal"]["tokensUsed"] > before["tokensUsed"]
         assert violations(client, session.sent) == []
+
+
+async def test_a_continuation_turn_reads_back_after_a_restart_without_a_user_message(
+        codex_home: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, cwd=ws) as client:
+        session, tid = await start(client, ws)
+        await session.request("thread/goal/set", {"threadId": tid, "objective": "write a poem", "tokenBudget": 1})
+        done = (await client.until(lambda m: m.get("method") == "turn/completed"))[-1]["params"]["turn"]
+    async with open_app_server(codex_home, cwd=ws) as client:
+        await client.initialize(experimentalApi=True)
+        await client.request("thread/resume", {"threadId": tid})
+        read = await client.request("thread/read", {"threadId": tid, "includeTurns": True})
+        [turn] = read["thread"]["turns"]
+        assert turn["id"] == done["id"] and [i["type"] for i in turn["items"]] == ["agentMessage"]
+        goal = (await client.request("thread/goal/get", {"threadId": tid}))["goal"]
+        assert goal["status"] == "budgetLimited" and goal["tokensUsed"] > 1
