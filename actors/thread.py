@@ -1247,7 +1247,10 @@ class ThreadActor:
                                         duration_ms=duration_ms)
         await self._persist(closing, turn_end=True)
         self._index(turn.started_at, () if ended.replaces_history else tuple(message_texts(ended.history + late)))
-        await self._account_goal(turn.id, self.usage.minus(usage_before).total_tokens, duration_ms)
+        tokens = self.usage.minus(usage_before).total_tokens
+        if tokens or ended.status != "interrupted":
+            # As the original: an interrupt before any usage counts nothing.
+            await self._account_goal(turn.id, tokens, duration_ms)
         if ended.status == "failed":
             await self._set_status(SystemError())
             await self._notify("error", ErrorNotification(ended.error, False, self.config.id, turn.id))

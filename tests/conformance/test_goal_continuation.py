@@ -18,7 +18,7 @@ from conformance.test_schema import call, violations
 from conformance.test_thread_actions import methods, start
 from conformance.test_thread_search_stream import SERVER_PARAMS, SERVERS
 from harness import open_app_server
-from trio_codex.transports.scripted_responses import ScriptedResponses
+from trio_codex.transports.scripted_responses import Script, ScriptedResponses
 
 
 def goal_updates(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -168,3 +168,23 @@ async def test_a_continuation_turn_reads_back_after_a_restart_without_a_user_mes
         assert turn["id"] == done["id"] and [i["type"] for i in turn["items"]] == ["agentMessage"]
         goal = (await client.request("thread/goal/get", {"threadId": tid}))["goal"]
         assert goal["status"] == "budgetLimited" and goal["tokensUsed"] > 1
+
+
+@pytest.mark.parametrize("server", SERVER_PARAMS)
+async def test_an_interrupted_continuation_turn_counts_nothing_and_starts_no_other(
+        server: str, codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, program=SERVERS[server], cwd=ws) as client:
+        session, tid = await start(client, ws)
+        scripted.enqueue(Script(hang_after=0))
+        await session.request("thread/goal/set", {"threadId": tid, "objective": "count sheep"})
+        turn = (await client.until(lambda m: m.get("method") == "turn/started"))[-1]["params"]["turn"]["id"]
+        assert await session.request("turn/interrupt", {"threadId": tid, "turnId": turn}) == {}
+        msgs = await client.until(lambda m: m.get("method") == "turn/completed")
+        assert msgs[-1]["params"]["turn"]["status"] == "interrupted" and goal_updates(msgs) == []
+        got = await session.request("thread/goal/get", {"threadId": tid})
+        assert (got["goal"]["status"], got["goal"]["tokensUsed"]) == ("active", 0)
+        await session.request("thread/loaded/list", {})
+        assert [m for m in client.log if m.get("method") == "turn/started"][-1]["params"]["turn"]["id"] == turn
+        assert violations(client, session.sent) == []
