@@ -108,6 +108,7 @@ from .messages import (
     ShellCommand,
     FindThread,
     ListThreads,
+    SearchTicket,
     NameThread,
     ReadThread,
     HistoryPage,
@@ -154,6 +155,8 @@ _MCP_METHODS = frozenset({"mcpServerStatus/list", "mcpServer/tool/call", "mcpSer
 #: How long the MCP pool may take to hand out a thread's connections (it
 #: answers at once; the servers start in the background).
 MCP_ACQUIRE_TIMEOUT = 10.0
+#: The longest ``thread/search/stream`` term, trimmed, as the original's.
+MAX_STREAM_SEARCH_BYTES = 65_536
 
 
 class _LaunchStarted(Msg, tag="launch_started", frozen=True):
@@ -211,8 +214,8 @@ class ThreadRegistry:
                     match msg:
                         case StartThread(reply=reply, params=params, originator=originator):
                             await self._start(reply, params, originator)
-                        case ThreadRequest(reply=reply, method=method, params=params):
-                            await self._thread_request(reply, method, params)
+                        case ThreadRequest(reply=reply, method=method, params=params, ticket=ticket):
+                            await self._thread_request(reply, method, params, ticket)
                         case ToThread(thread_id=tid, msg=inner, reply=reply):
                             await self._route(tid, inner, reply)
                         case Checkpoint(thread_id=tid) as cp:
@@ -251,7 +254,8 @@ class ThreadRegistry:
             return False
         return True
 
-    async def _thread_request(self, reply: Reply, method: str, params: Any) -> None:
+    async def _thread_request(self, reply: Reply, method: str, params: Any,
+                              ticket: SearchTicket | None = None) -> None:
         try:
             match method:
                 case _ if method in _MCP_METHODS:
@@ -269,10 +273,13 @@ class ThreadRegistry:
                 case "thread/list":
                     if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
                         raise overloaded()
-                case "thread/search" if not params.search_term:
+                case "thread/search" | "thread/search/stream" if not params.search_term.strip():
                     raise invalid_request("thread/search requires a non-empty searchTerm")
-                case "thread/search":
-                    if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
+                case "thread/search/stream" if len(params.search_term.strip().encode()) > MAX_STREAM_SEARCH_BYTES:
+                    raise invalid_params(f"thread/search/stream searchTerm exceeds {MAX_STREAM_SEARCH_BYTES} "
+                                         "UTF-8 bytes")
+                case "thread/search" | "thread/search/stream":
+                    if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads), ticket)):
                         raise overloaded()
                 case "thread/readState/update" if params.thread_id in self.threads:
                     # As 0.171.0 with no read-state store: nothing to update.
