@@ -33,6 +33,7 @@ from ..runtime.protocol.v2.thread import (
     ThreadIdParams,
     ThreadListParams,
     ThreadResumeParams,
+    ThreadSearchParams,
     ThreadStartParams,
 )
 from ..runtime.rollout import Payload, Replay
@@ -199,13 +200,30 @@ class StartThread(Msg, tag="start_thread", frozen=True):
     originator: str
 
 
+class SearchTicket:
+    """One ``thread/search`` or ``thread/search/stream`` in flight on a
+    connection. Its cancel request (same connection, matching kind) sets
+    ``cancelled``; the store, which answers it, checks it before and while
+    querying, and sets ``done`` once answered (a later cancel changes
+    nothing, as the original's)."""
+
+    __slots__ = ("method", "cancelled", "done")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.cancelled = False
+        self.done = False
+
+
 class ThreadRequest(Msg, tag="thread_request", frozen=True):
     """A thread/* request the registry answers or routes: ``thread/list``,
-    ``thread/loaded/list``, ``thread/read``, ``thread/resume``."""
+    ``thread/loaded/list``, ``thread/read``, ``thread/resume``. A thread
+    search carries its cancel ticket."""
 
     reply: Reply
     method: str
     params: Any
+    ticket: SearchTicket | None = None
 
 
 class ToThread(Msg, tag="to_thread", frozen=True):
@@ -376,6 +394,15 @@ class ReadThread(Msg, tag="read_thread", frozen=True):
     subscribe: bool
 
 
+class HistoryPage(Msg, tag="history_page", frozen=True):
+    """``thread/turns/list`` or ``thread/items/list`` of a loaded thread,
+    served from the turns it keeps."""
+
+    reply: Reply
+    method: str
+    params: Any
+
+
 class StartTurn(Msg, tag="start_turn", frozen=True):
     reply: Reply
     params: TurnStartParams
@@ -537,9 +564,24 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
     for_session: bool
 
 
+class GoalTool(Msg, tag="goal_tool", frozen=True):
+    """A model's goal tool call (``get_goal``, ``create_goal``,
+    ``update_goal``): the thread, which owns the goal, answers the tool's
+    output text."""
+
+    turn_id: str
+    name: str
+    objective: str | None
+    token_budget: int | None
+    status: str | None
+    #: The tokens the turn has used so far.
+    turn_tokens: int
+    reply: ReplySlot[str]
+
+
 ThreadInbox = (StartTurn | UpdateSettings | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
-               | ReadThread | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue | ShellCommand
-               | BackgroundTerminals | InjectItems | ReviewThread | GoalRequest)
+               | GoalTool | ReadThread | HistoryPage | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue
+               | ShellCommand | BackgroundTerminals | InjectItems | ReviewThread | GoalRequest)
 
 RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
                  | LoadFailed | ThreadGaveUp)
@@ -557,13 +599,15 @@ class IndexThread(Msg, tag="index_thread", frozen=True):
 
 
 class ListThreads(Msg, tag="list_threads", frozen=True):
-    """``thread/list``: the store answers ``reply`` itself. ``loaded`` are
-    the thread ids the registry has running (their status is not
-    ``notLoaded``)."""
+    """``thread/list``, or ``thread/search`` with its ``ticket``: the store
+    answers ``reply`` itself. ``loaded`` are the thread ids the registry has
+    running (their status is not ``notLoaded``)."""
 
     reply: Reply
-    params: ThreadListParams
+    params: ThreadListParams | ThreadSearchParams
     loaded: frozenset[str]
+    #: A thread search's cancel ticket (see :class:`SearchTicket`).
+    ticket: SearchTicket | None = None
 
 
 class FindThread(Msg, tag="find_thread", frozen=True):

@@ -81,6 +81,7 @@ from .messages import (
     ApprovalGate,
     ApprovalsInbox,
     ConnectionRef,
+    GoalTool,
     RequestApproval,
     ThreadInbox,
 )
@@ -106,6 +107,8 @@ class ToolContext(msgspec.Struct, frozen=True):
     notify: Callable[[str, object], Awaitable[None]]
     subscribers: Callable[[], tuple[ConnectionRef, ...]]
     recorder: Recorder
+    #: The tokens the turn has used so far (a goal tool counts them first).
+    turn_tokens: Callable[[], int] = int
     #: The thread's MCP servers: name -> (McpServerRef, its inventory or None).
     mcp: dict[str, tuple[Any, Any]] = {}
 
@@ -506,11 +509,27 @@ async def _update_plan(ctx: ToolContext, call: rs.FunctionCallItem, args: Any) -
 
 _PLAN_STATUS = {"in_progress": "inProgress"}
 
+
+# --- goal tools --------------------------------------------------------------------
+
+
+async def _goal_tool(ctx: ToolContext, call: rs.FunctionCallItem, args: Any) -> ToolOutcome:
+    """``get_goal``, ``create_goal``, ``update_goal``: the thread owns the
+    goal and answers the output (a refusal is the output too, as the
+    original's)."""
+    text: str = await ask(ctx.thread, lambda slot: GoalTool(
+        ctx.turn_id, call.name, getattr(args, "objective", None), getattr(args, "token_budget", None),
+        getattr(args, "status", None), ctx.turn_tokens(), slot), timeout=GATE_TIMEOUT)
+    return ToolOutcome(output_item(call, text))
+
 _HANDLERS: dict[str, tuple[type, Callable[[ToolContext, Any, Any], Awaitable[ToolOutcome]]]] = {
     "shell_command": (specs.ShellCommandArgs, _shell_command),
     "exec_command": (specs.ExecCommandArgs, _exec_command),
     "write_stdin": (specs.WriteStdinArgs, _write_stdin),
     "update_plan": (specs.UpdatePlanArgs, _update_plan),
+    "get_goal": (specs.GetGoalArgs, _goal_tool),
+    "create_goal": (specs.CreateGoalArgs, _goal_tool),
+    "update_goal": (specs.UpdateGoalArgs, _goal_tool),
 }
 
 
