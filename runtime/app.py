@@ -35,6 +35,7 @@ from ..transports.listen import ListenUrl
 from ..transports.stdio import open_stdio
 from . import seccomp
 from .config import ConfigError, Settings, resolve_provider
+from .handshake import Handover
 from .limits import Limits
 from .mailbox import open_mailbox
 from .server_info import ServerInfo
@@ -156,6 +157,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                 max_message_bytes: int = DEFAULT_MAX_LINE, analytics_default_enabled: bool = False,
                 ws_auth: TokenAuth | JwtAuth | None = None, limits: Limits = Limits(),
                 accept: trio.MemoryReceiveChannel[FrameStream] | None = None,
+                handover: Handover | None = None,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the app server until its listener ends (stdin EOF when stdio is
     one of them) or a SIGTERM/SIGINT arrives. ``listen`` may name several
@@ -164,8 +166,10 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
     session, within ``limits``; ``ws_auth`` requires a bearer token in their
     upgrade. With ``accept`` (an embedding host, :mod:`.embed`), each stream
     sent on it is one more session, for as long as the channel is open, and
-    the host, not a signal, stops the server. ``task_status`` is started
-    once the actors run."""
+    the host, not a signal, stops the server. ``handover``: what the
+    command line's handshake did with stdin before the server ran (its
+    answered ``initialize``, the bytes it read), which the stdio connection
+    takes over. ``task_status`` is started once the actors run."""
     listens = [listen] if isinstance(listen, ListenUrl) else list(listen)
     rate_limits = RateLimits()
     info = ServerInfo(settings, rate_limits)
@@ -220,8 +224,11 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                         host.start_soon(Connection(next(conn_ids), accepted, info, hub, threads, approvals,
                                                    recorder, can_disconnect=True, limits=limits).run)
             elif any(each.scheme == "stdio" for each in listens):
-                conn = Connection(next(conn_ids), stream or open_stdio(max_line=max_message_bytes),
-                                  info, hub, threads, approvals, recorder, limits=limits)
+                handover = handover or Handover(None, b"")
+                conn = Connection(next(conn_ids), stream or open_stdio(max_line=max_message_bytes,
+                                                                       buffered=handover.buffered),
+                                  info, hub, threads, approvals, recorder, limits=limits,
+                                  handshake=handover.accepted)
                 await conn.run()
             else:
                 await trio.sleep_forever()

@@ -126,9 +126,6 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
         raise SystemExit(run_sandboxed_cli(command, args.full_auto))
     from functools import partial
 
-    import trio
-
-    from .app import serve
     from .config import ConfigError, load_settings
     from .limits import Limits
 
@@ -146,8 +143,20 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
             if (refusal := unauthenticated_exposure(listen, ws_auth is not None)) is not None:
                 print(f"Error: {refusal}", file=sys.stderr)
                 raise SystemExit(1)
+    handover = None
+    if listens == [ListenUrl("stdio")]:
+        # Answer the client's `initialize` now, before trio and the server
+        # are imported, which takes most of a cold start (runtime/handshake.py).
+        from .handshake import serve_first_line
+
+        handover = serve_first_line(str(settings.codex_home), limits.max_message_bytes)
+    import trio
+
+    from .app import serve
+
     trio.run(partial(serve, settings, listens, max_message_bytes=limits.max_message_bytes,
-                     analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth, limits=limits))
+                     analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth, limits=limits,
+                     handover=handover))
 
 
 def _listens(urls: list[str]) -> list[ListenUrl]:
