@@ -28,6 +28,7 @@ anyway) are imported here, never trio.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
@@ -52,6 +53,8 @@ PLATFORM_FAMILY = "windows" if sys.platform == "win32" else "unix"
 PLATFORM_OS = {"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux")
 
 READ_SIZE = 64 * 1024
+
+log = logging.getLogger("trio_codex.handshake")
 
 
 class Accepted(NamedTuple):
@@ -140,6 +143,7 @@ def read_first_line(fd: int, limit: int) -> tuple[bytes | None, bytes]:
     client."""
     buf = bytearray()
     previous = {sig: signal.signal(sig, _exit_quietly) for sig in (signal.SIGTERM, signal.SIGINT)}
+    log.debug("reading the first line on stdin")
     try:
         while (nl := buf.find(b"\n")) < 0:
             if len(buf) > limit:
