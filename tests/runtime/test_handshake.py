@@ -106,7 +106,12 @@ def _initialize_frames(draw: Any) -> bytes:
     """An initialize request from the original's schema, now and then
     mutated (a fuzzed frame of any method with its method swapped)."""
     if draw(st.booleans()):
-        return line(draw(from_schema(params_schemas()["initialize"])), rid=draw(st.integers(-5, 5) | st.text(max_size=4)))
+        params = draw(from_schema(params_schemas()["initialize"]))
+        if draw(st.booleans()):
+            # A name the connection takes (the schema's are mostly refused).
+            params["clientInfo"]["name"] = draw(st.text(st.characters(min_codepoint=0x20, max_codepoint=0xff),
+                                                        min_size=1, max_size=12))
+        return line(params, rid=draw(st.integers(-5, 5) | st.text(max_size=4)))
     raw = draw(fuzzed_frame())
     return raw.replace(b'"method": "', b'"method": "initialize", "was": "', 1) if draw(st.booleans()) else raw
 
