@@ -353,6 +353,15 @@ class ReadThread(Msg, tag="read_thread", frozen=True):
     subscribe: bool
 
 
+class HistoryPage(Msg, tag="history_page", frozen=True):
+    """``thread/turns/list`` or ``thread/items/list`` of a loaded thread,
+    served from the turns it keeps."""
+
+    reply: Reply
+    method: str
+    params: Any
+
+
 class StartTurn(Msg, tag="start_turn", frozen=True):
     reply: Reply
     params: TurnStartParams
@@ -513,7 +522,7 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
 
 
 ThreadInbox = (StartTurn | UpdateSettings | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
-               | ReadThread | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
+               | ReadThread | HistoryPage | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
 
 RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
                  | LoadFailed | ThreadGaveUp)

@@ -72,6 +72,7 @@ from ..runtime.errors import StorageFailure
 from ..runtime import collaboration, goals, review
 from ..runtime.git import collect_git_info
 from ..runtime.history import message_texts, user_texts
+from ..runtime.history_pages import TurnProjection, history_page
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox
 from ..runtime.permissions import Permissions
@@ -138,11 +139,8 @@ from ..runtime.rollout import (
     TurnStartedEvent,
     UnknownEvent,
     format_timestamp,
-    read_rollout,
-    replay,
     revert_rollout,
     rollout_path,
-    running,
     snakeize,
 )
 from ..runtime.rollout import TurnError as RolloutTurnError
@@ -159,6 +157,7 @@ from .messages import (
     ClearApprovals,
     CompactThread,
     GoalRequest,
+    HistoryPage,
     InjectItems,
     ReviewThread,
     ShellCommand,
@@ -202,6 +201,12 @@ def user_history_item(inputs: list[Any]) -> msgspec.Raw:
                else {"type": "input_image", "image_url": getattr(i, "url", None) or getattr(i, "path", "")}
                for i in inputs]
     return msgspec.Raw(msgspec.json.encode({"type": "message", "role": "user", "content": content}))
+
+
+def follow_rollout(projection: TurnProjection | None, path: Path) -> TurnProjection:
+    """The turn projection of the rollout at ``path``, built or brought up
+    to date (blocking: the thread runs it in a worker thread)."""
+    return TurnProjection.load(path) if projection is None else projection.catch_up()
 
 
 async def run_thread(config: ThreadConfig, model: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
@@ -356,6 +361,11 @@ class ThreadActor:
         self.queued: list[Callable[[], Awaitable[None]]] = []
         #: The thread's goal, once read from the goals database.
         self.goal: ThreadGoal | None | msgspec.UnsetType = msgspec.UNSET
+        #: Its turns as the rollout holds them, for thread/read, resume and
+        #: history pages: kept from a resume's replay or built on first use,
+        #: brought up to date from the file's tail on each use, and dropped
+        #: while nobody follows the thread (it is memory a client asked for).
+        self.projection: TurnProjection | None = None
 
     async def handle(self, msg: Any) -> None:
         if isinstance(self.state, Unloading) and not isinstance(msg, UnloadDue):
@@ -372,6 +382,8 @@ class ThreadActor:
         """Unload after the delay while no one follows the thread and no
         turn runs; anything that changes that stops the clock."""
         idle = isinstance(self.state, Ready) and not self.subscribers
+        if idle:
+            self.projection = None
         if idle and self.unload_timer is None:
             self.unload_timer = trio.CancelScope()
             self.unload_generation += 1
@@ -449,11 +461,25 @@ class ThreadActor:
                 await self._revert(reply, before, num_turns)
             case PatchGitInfo(reply=reply, patch=patch):
                 await self._patch_git(reply, patch)
+            case HistoryPage(reply=reply, method=method, params=params):
+                try:
+                    page = history_page(await self._turns(), method, params)
+                except ValueError as exc:
+                    await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(str(exc)).error))
+                except JsonRpcError as exc:
+                    await self._to(reply.conn, ErrorResponse(reply.request_id, exc.error))
+                else:
+                    await self._to(reply.conn, Response(reply.request_id, page))
             case ReadThread(reply=reply, include_turns=include, subscribe=subscribe):
+                try:
+                    turns = await self._turns() if include else []
+                except JsonRpcError as exc:
+                    await self._to(reply.conn, ErrorResponse(reply.request_id, exc.error))
+                    return
                 if subscribe:
                     self.subscribers[reply.conn.id] = reply.conn
                     self._subscribers_changed()
-                thread = msgspec.structs.replace(self.wire_thread(), turns=await self._turns() if include else [])
+                thread = msgspec.structs.replace(self.wire_thread(), turns=turns)
                 result: Any = (self._start_response(thread) if subscribe else ThreadReadResponse(thread))
                 await self._to(reply.conn, Response(reply.request_id, result))
                 if subscribe:
@@ -645,6 +671,8 @@ class ThreadActor:
         self.updated_at = r.meta.updated_at // 1000
         self.next_ordinal = r.next_ordinal
         self.rollout_path = Path(start.path) if start.path else None
+        if start.path and r.builder is not None:
+            self.projection = TurnProjection(start.path, r.builder, r.consumed)
         if r.token_usage is not None:
             self.usage = TokenUsageBreakdown.of(r.token_usage.total_token_usage)
             self.context_tokens = r.token_usage.last_token_usage.total_tokens
@@ -660,11 +688,21 @@ class ThreadActor:
         self._checkpoint()
 
     async def _turns(self) -> list[Any]:
-        """The thread's turns, as its rollout holds them."""
-        if self.rollout_path is None or not self.rollout_path.exists():
+        """The thread's turns, as its rollout holds them: the projection,
+        after what was appended since it last looked (built on first use).
+        Raises ``JsonRpcError`` when the rollout cannot be read."""
+        path = self.rollout_path
+        if path is None:
             return []
-        rollout = await trio.to_thread.run_sync(read_rollout, self.rollout_path)
-        return running(replay(rollout).turns, turn.id if (turn := self._turn()) else None)
+        try:
+            if self.projection is None or not self.projection.is_current():
+                self.projection = await trio.to_thread.run_sync(follow_rollout, self.projection, path)
+        except FileNotFoundError:
+            return []  # before the first turn: the writer makes the file
+        except (OSError, ValueError) as exc:
+            self.projection = None
+            raise invalid_request(f"cannot read rollout {path}: {exc}") from None
+        return self.projection.turns(turn.id if (turn := self._turn()) else None)
 
     async def _steer(self, reply: Reply, inputs: tuple[Any, ...], expected: str | None) -> None:
         """More input for the running turn: a userMessage item of that turn,
@@ -885,6 +923,7 @@ class ThreadActor:
             await self._to(reply.conn, ErrorResponse(reply.request_id, exc.error))
             return
         self.history, self.next_ordinal = tuple(r.history), r.next_ordinal
+        self.projection = TurnProjection(str(path), r.builder, r.consumed)
         usage = r.token_usage
         self.usage = TokenUsageBreakdown.of(usage.total_token_usage) if usage else TokenUsageBreakdown()
         self.context_tokens = usage.last_token_usage.total_tokens if usage else 0

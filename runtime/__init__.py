@@ -5,6 +5,11 @@ The kernel's public names are re-exported here. The composition root,
 :func:`trio_codex.runtime.app.serve`, is imported from its module: it pulls
 in actors/ and transports/, which themselves import this package.
 
+Beside the kernel sit the Codex domain libraries (command safety, apply_patch,
+rollout, config, sandbox, ...); the command-safety rules and apply_patch are
+the packages :mod:`.command_safety` and :mod:`.apply_patch` (their docstrings
+list their modules).
+
 Embedding the server in a trio program, and a typed client of it or of
 any app server: :mod:`trio_codex.runtime.embed` (README, "Embedding")::
 

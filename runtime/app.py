@@ -16,7 +16,8 @@ import itertools
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from ..actors.approvals import APPROVALS_CAPACITY, run_approvals
 from ..actors.connection import Connection
 from ..actors.hub import HUB_CAPACITY, run_hub
 from ..actors.mcp_pool import POOL_CAPACITY, McpPool
-from ..actors.store import STORE_CAPACITY, run_store
+from ..actors.store import STORE_CAPACITY, LocalThreadStore, run_store
 from ..actors.model import ModelClient
 from ..actors.threads import REGISTRY_CAPACITY, ThreadRegistry
 from ..transports.framing import DEFAULT_MAX_LINE
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from ..transports.scripted_responses import ScriptedResponses
     from ..transports.websocket import Listening
     from ..transports.wsframing import JwtAuth, TokenAuth
+    from .cluster.ports import Bus, Directory, ThreadStore
 
 log = logging.getLogger("trio_codex.app")
 
@@ -157,6 +159,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                 max_message_bytes: int = DEFAULT_MAX_LINE, analytics_default_enabled: bool = False,
                 ws_auth: TokenAuth | JwtAuth | None = None, limits: Limits = Limits(),
                 accept: trio.MemoryReceiveChannel[FrameStream] | None = None,
+                cluster: AbstractAsyncContextManager[tuple[Bus, Directory, ThreadStore | None]] | None = None,
                 handover: Handover | None = None,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the app server until its listener ends (stdin EOF when stdio is
@@ -166,10 +169,14 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
     session, within ``limits``; ``ws_auth`` requires a bearer token in their
     upgrade. With ``accept`` (an embedding host, :mod:`.embed`), each stream
     sent on it is one more session, for as long as the channel is open, and
-    the host, not a signal, stops the server. ``handover``: what the
-    command line's handshake did with stdin before the server ran (its
-    answered ``initialize``, the bytes it read), which the stdio connection
-    takes over. ``task_status`` is started once the actors run."""
+    the host, not a signal, stops the server. With ``cluster`` (the Bus,
+    Directory and store to open, :mod:`.cluster.node`), this process is one node of a
+    cluster: every client connection goes through a gateway that forwards
+    requests for threads owned by other nodes (:mod:`.cluster.tunnel`).
+    ``handover``: what the command line's handshake did with stdin before
+    the server ran (its answered ``initialize``, the bytes it read), which
+    the stdio connection takes over (not with ``cluster``).
+    ``task_status`` is started once the actors run."""
     listens = [listen] if isinstance(listen, ListenUrl) else list(listen)
     rate_limits = RateLimits()
     info = ServerInfo(settings, rate_limits)
@@ -185,7 +192,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
             except OSError as exc:
                 raise SystemExit(f"trio-codex: cannot listen on {each.scheme}://: {exc}") from None
     async with trio.open_nursery() as host, open_supervisor(
-            "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup:
+            "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup, AsyncExitStack() as stack:
         models = ModelPool(settings, host, rate_limits)
         host.start_soon(_warm_up, models, info)
         if stream is None and accept is None:
@@ -212,17 +219,26 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                 await Connection(next(conn_ids), ws, info, hub, threads, approvals, recorder,
                                  can_disconnect=True, limits=limits).run()
 
+            session: Callable[[FrameStream], Awaitable[None]] = connection
+            if cluster is not None:
+                from .cluster.tunnel import open_tunnels
+
+                session = await stack.enter_async_context(open_tunnels(
+                    *await stack.enter_async_context(cluster), connection,
+                    LocalThreadStore(store, settings.codex_home)))
+
             for listening in bound:
                 from ..transports.websocket import serve_websocket
 
-                await host.start(partial(serve_websocket, listening, connection, auth=ws_auth,
+                await host.start(partial(serve_websocket, listening, session, auth=ws_auth,
                                          max_frame=max_message_bytes, limits=limits))
                 _banner(listening.url)
             if accept is not None:
                 async with accept:
                     async for accepted in accept:
-                        host.start_soon(Connection(next(conn_ids), accepted, info, hub, threads, approvals,
-                                                   recorder, can_disconnect=True, limits=limits).run)
+                        host.start_soon(session, accepted)
+            elif cluster is not None and any(each.scheme == "stdio" for each in listens):
+                await session(stream or open_stdio(max_line=max_message_bytes))
             elif any(each.scheme == "stdio" for each in listens):
                 handover = handover or Handover(None, b"")
                 conn = Connection(next(conn_ids), stream or open_stdio(max_line=max_message_bytes,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -67,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     # exec parses its own arguments (runtime/exec_cli.py): they are handed
     # over unparsed, options and the `resume` word in any order.
     sub.add_parser("exec", aliases=["e"], add_help=False, help="run Codex non-interactively (see exec --help)")
+    srv.add_argument("--cluster", metavar="nats://HOST:PORT", default=os.environ.get("TRIO_CODEX_CLUSTER"),
+                     help="run as one node of a cluster on this NATS server with JetStream (default: "
+                     "$TRIO_CODEX_CLUSTER); needs the cluster extra")
+    srv.add_argument("--store", metavar="postgresql://...", default=os.environ.get("TRIO_CODEX_STORE"),
+                     help="with --cluster: the PostgreSQL database that fences appends by epoch "
+                     "(default: $TRIO_CODEX_STORE)")
     srv.add_argument("-p", "--profile", help="layer $CODEX_HOME/PROFILE.config.toml over config.toml")
     sandbox = sub.add_parser("sandbox", help="run a command in the sandbox the agent's commands get")
     linux = sandbox.add_subparsers(dest="platform", metavar="PLATFORM", required=True).add_parser(
@@ -76,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("mcp-server", help="run Codex as an MCP server on stdio (tools codex and codex-reply)")
     # mcp parses its own arguments (runtime/mcp_cli.py), as exec does.
     sub.add_parser("mcp", add_help=False, help="manage external MCP servers (see mcp --help)")
+    from .cluster.store_cli import add_parser as add_store_parser
+
+    add_store_parser(sub)
     return p
 
 
@@ -102,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _run(args: argparse.Namespace, extra: list[str]) -> None:
+    if args.command == "store":
+        from .cluster.store_cli import main as store_main
+
+        raise SystemExit(store_main(args, os.environ.get("TRIO_CODEX_STORE")))
     from .home import HomeError, prepare_codex_home
 
     try:
@@ -143,10 +157,19 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
             if (refusal := unauthenticated_exposure(listen, ws_auth is not None)) is not None:
                 print(f"Error: {refusal}", file=sys.stderr)
                 raise SystemExit(1)
+    if args.store and not args.cluster:
+        print("trio-codex: --store is only used with --cluster", file=sys.stderr)
+        raise SystemExit(2)
+    cluster = None
+    if args.cluster:
+        from .cluster.node import open_cluster_node
+
+        cluster = open_cluster_node(args.cluster, args.store)
     handover = None
-    if listens == [ListenUrl("stdio")]:
+    if cluster is None and listens == [ListenUrl("stdio")]:
         # Answer the client's `initialize` now, before trio and the server
         # are imported, which takes most of a cold start (runtime/handshake.py).
+        # A cluster node's gateway sees the handshake itself.
         from .handshake import serve_first_line
 
         handover = serve_first_line(str(settings.codex_home), limits.max_message_bytes)
@@ -156,7 +179,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
 
     trio.run(partial(serve, settings, listens, max_message_bytes=limits.max_message_bytes,
                      analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth, limits=limits,
-                     handover=handover))
+                     cluster=cluster, handover=handover))
 
 
 def _listens(urls: list[str]) -> list[ListenUrl]:

@@ -29,7 +29,13 @@ RUNTIME_THIRD_PARTY = {"trio", "msgspec"}
 #: the file search matches .gitignore with pathspec.
 RUNTIME_EXTRA = {"runtime/seccomp.py": {"pyseccomp"}, "runtime/file_search.py": {"pathspec"},
                  # `mcp add/remove` and config writes edit config.toml keeping its comments.
-                 "runtime/mcp_cli.py": {"tomlkit"}, "runtime/config_write.py": {"tomlkit"}}
+                 "runtime/mcp_cli.py": {"tomlkit"}, "runtime/config_write.py": {"tomlkit"},
+                 # command safety parses scripts with the original's grammar.
+                 "runtime/command_safety/bash.py": {"tree_sitter", "tree_sitter_bash"},
+                 "runtime/apply_patch/invocation.py": {"tree_sitter", "tree_sitter_bash"},
+                 # The cluster extra, imported only with --cluster (runtime/cluster/node.py).
+                 "runtime/cluster/nats_bus.py": {"nats"}, "runtime/cluster/nats_directory.py": {"nats"},
+                 "runtime/cluster/pg_store.py": {"psycopg", "psycopg_pool"}}
 
 
 def modules() -> list[Path]:
