@@ -12,7 +12,9 @@ stdio://``; ``@openai/codex-sdk`` runs ``<bin> exec --experimental-json
 ...``), and ``exec`` runs one turn in-process (runtime/exec.py).
 
 Every command first makes sure CODEX_HOME is there and writable
-(``runtime/home.py``). Whatever goes wrong, a command ends with one line on
+(``runtime/home.py``). ``app-server`` on stdio alone answers the client's
+first ``initialize`` before it imports trio and the server
+(``runtime/handshake.py``): this module imports neither until then. Whatever goes wrong, a command ends with one line on
 stderr and exit status 1, never a traceback (``TRIO_CODEX_LOG=debug`` adds
 it) nor a raw exception group.
 """
