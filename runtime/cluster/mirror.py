@@ -9,6 +9,14 @@ line to the cluster store, fenced by the epoch of this node's claim, every
 thread over: the follower stops and the owner stops serving the thread
 (``on_fenced``). Stage 1 keeps the JSONL as the node's working copy; the
 store is what survives the node.
+
+The periodic copy leaves a window in which an item the rollout writer has
+acknowledged is not in the store yet; so before a notification that
+reports something completed leaves the node, the owner copies the
+thread's new lines at once (:meth:`Mirror.sync`, called by the tunnels):
+an item a client saw completed survives a ``kill -9`` of its owner. The
+writer acknowledges an append only once its lines reached the OS, so they
+are in the file by the time the notification is sent.
 """
 
 from __future__ import annotations
@@ -103,19 +111,38 @@ class Mirror:
         self.nursery.start_soon(self._follow, follower)
 
     async def _follow(self, follower: _Follower) -> None:
-        while await self._pass(follower):
+        while True:
+            async with follower.lock:
+                if not await self._pass(follower):
+                    return
             await trio.sleep(MIRROR_INTERVAL)
+
+    async def sync(self, thread_id: str) -> None:
+        """Copy the thread's new lines now (before its client is told an
+        item completed); nothing when this node does not follow it."""
+        follower = self.followers.get(thread_id)
+        if follower is None:
+            return
+        async with follower.lock:
+            await self._locate(follower)
+            await self._pass(follower)
+
+    async def _locate(self, follower: _Follower) -> None:
+        """Look for a rollout not located yet on disk (the store actor may
+        not have indexed it yet, or be gone)."""
+        if follower.path is None and self.local.codex_home is not None:
+            follower.path = await trio.to_thread.run_sync(_find_rollout, self.local.codex_home,
+                                                          follower.thread_id)
 
     async def flush(self) -> None:
         """One last pass for every thread followed (a node shutting down:
         its store actor may be gone, so a rollout not located yet is looked
         for on disk)."""
         for follower in list(self.followers.values()):
-            if follower.path is None and self.local.codex_home is not None:
-                follower.path = await trio.to_thread.run_sync(_find_rollout, self.local.codex_home,
-                                                              follower.thread_id)
-            if follower.path is not None:
-                await self._pass(follower)
+            async with follower.lock:
+                await self._locate(follower)
+                if follower.path is not None:
+                    await self._pass(follower)
 
     async def _pass(self, f: _Follower) -> bool:
         """Copy the rollout's new whole lines; False once fenced."""
@@ -146,7 +173,7 @@ class Mirror:
 
 
 class _Follower:
-    __slots__ = ("thread_id", "epoch", "path", "offset", "fenced")
+    __slots__ = ("thread_id", "epoch", "path", "offset", "fenced", "lock")
 
     def __init__(self, thread_id: str, epoch: int, path: str | None, offset: int) -> None:
         self.thread_id = thread_id
@@ -154,3 +181,5 @@ class _Follower:
         self.path = path
         self.offset = offset
         self.fenced = False
+        #: One copy at a time: the periodic one, a sync, the last flush.
+        self.lock = trio.Lock()

@@ -61,6 +61,11 @@ GATEWAY_CAPACITY = 65536
 REMOTE_IDS = 1 << 40
 #: The id of the ``initialize`` a gateway replays to open a virtual connection.
 INIT_ID = "codex-cluster-init"
+#: Notifications that report an item or turn completed: before one leaves
+#: the node, the thread's rollout is copied into the store (:meth:`.Mirror.sync`).
+SETTLING = (b'"item/completed"', b'"turn/completed"')
+#: How long that copy may hold the notification back (the store is down).
+SETTLE_TIMEOUT = 5.0
 #: Methods whose answer names a thread this node just created.
 CREATING = frozenset({"thread/start", "thread/fork"})
 
@@ -94,9 +99,10 @@ class _VirtualStream:
 
     max_frame = 1 << 30
 
-    def __init__(self, bus: Bus, gateway: str, conn: str) -> None:
+    def __init__(self, bus: Bus, gateway: str, conn: str, settle: Callable[[Sequence[bytes]], Awaitable[None]]) -> None:
         self.peer = f"cluster:{gateway}/{conn}"
         self.bus = bus
+        self.settle = settle
         self.subject = f"codex.gw.{gateway}.{conn}"
         self.send, self.recv = trio.open_memory_channel[bytes | None](VIRTUAL_CAPACITY)
         self.seq = itertools.count(1)
@@ -111,6 +117,7 @@ class _VirtualStream:
     async def send_frames(self, frames: Sequence[bytes]) -> None:
         if self.closed:
             raise TransportClosed(self.peer)
+        await self.settle(frames)
         for frame in frames:
             # NATS refuses messages over its max_payload (1 MiB by default):
             # a big frame (a long thread's history) goes in parts.
@@ -180,6 +187,26 @@ class TunnelHost:
             await self.directory.release(thread_id, epoch)
         self.owned.clear()
 
+    async def settle(self, frames: Sequence[bytes]) -> None:
+        """Before frames that report items or turns completed go to a
+        client, copy their threads' rollouts into the store, so that what a
+        client saw completed survives this node."""
+        if self.mirror is None or not self.owned:
+            return
+        threads = set()
+        for frame in frames:
+            if any(marker in frame for marker in SETTLING):
+                params = (_decode(frame) or {}).get("params")
+                thread_id = params.get("threadId") if isinstance(params, dict) else None
+                if thread_id in self.owned:
+                    threads.add(thread_id)
+        for thread_id in threads:
+            with trio.move_on_after(SETTLE_TIMEOUT) as scope:
+                await self.mirror.sync(thread_id)
+            if scope.cancelled_caught:
+                log.warning("cluster: thread %s: the store did not take its completed items within %.0f s",
+                            thread_id, SETTLE_TIMEOUT)
+
     def drop(self, thread_id: str) -> None:
         """Stop serving a thread another node has taken over."""
         self.owned.pop(thread_id, None)
@@ -206,7 +233,7 @@ class TunnelHost:
         if stream is None:
             if not create:
                 return
-            stream = self.virtual[key] = _VirtualStream(self.bus, *key)
+            stream = self.virtual[key] = _VirtualStream(self.bus, *key, self.settle)
             self.nursery.start_soon(self._serve_virtual, key, stream)
         try:
             with trio.fail_after(HOP_TIMEOUT):
@@ -269,6 +296,7 @@ class Gateway:
         if self.creating:
             for frame in frames:
                 await self._created(_decode(frame))
+        await self.host.settle(frames)
         async with self.lock:
             await self.inner.send_frames(frames)
 

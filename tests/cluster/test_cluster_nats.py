@@ -23,10 +23,10 @@ def node_env(nats_url: str, pg_dsn: str) -> dict[str, str]:
     return {"TRIO_CODEX_CLUSTER": nats_url, "TRIO_CODEX_STORE": pg_dsn, "TRIO_CODEX_LEASE_TTL": str(LEASE_TTL)}
 
 
-def node_homes(tmp_path: Path, scripted: ScriptedResponses) -> dict[str, Path]:
-    """A CODEX_HOME for node a and one for node b, both on the scripted model."""
+def node_homes(tmp_path: Path, scripted: ScriptedResponses, names: str = "ab") -> dict[str, Path]:
+    """A CODEX_HOME for each node (a and b by default), all on the scripted model."""
     homes = {}
-    for name in ("a", "b"):
+    for name in names:
         homes[name] = tmp_path / name
         homes[name].mkdir()
         (homes[name] / "config.toml").write_text(mock_config(scripted.base_url))
@@ -229,3 +229,78 @@ async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_and_its_la
         # Node B's client saw nothing of the zombie's turn.
         assert not any("asked on the zombie" in str(m) for m in on_b.log)
 
+
+
+async def test_a_client_on_node_a_runs_turns_on_a_thread_of_node_b_with_an_approval_answered_from_node_c(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    import json
+
+    homes = node_homes(tmp_path, scripted, "abc")
+    env = node_env(nats_url, pg_dsn)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    async with open_app_server(homes["a"], env_extra=env) as on_a, open_app_server(homes["b"], env_extra=env) as on_b, \
+            open_app_server(homes["c"], env_extra=env) as on_c:
+        await on_b.initialize()
+        tid = (await on_b.request("thread/start", {"cwd": str(workspace), "approvalPolicy": "untrusted",
+                                                   "sandbox": "danger-full-access"}))["thread"]["id"]
+        for client in (on_a, on_c):
+            await client.initialize()
+            await client.request("thread/resume", {"threadId": tid})
+        await run_turn(on_a, tid, "a first turn from node a")
+        command = json.dumps({"command": "touch agreed"})
+        await on_a.request("turn/start", {"threadId": tid, "input": [
+            {"type": "text", "text": f"[[call=shell_command {command}]]"}]})
+        asked_a = await on_a.next_of("item/commandExecution/requestApproval")
+        asked_c = await on_c.next_of("item/commandExecution/requestApproval")
+        assert asked_a["params"]["itemId"] == asked_c["params"]["itemId"]
+        await on_c.send({"id": asked_c["id"], "result": {"decision": "accept"}})
+        for client in (on_a, on_c):
+            seen = await client.until(lambda m: m.get("method") == "turn/completed")
+            assert seen[-1]["params"]["turn"]["status"] == "completed"
+            assert [m["params"]["threadId"] for m in seen if m.get("method") == "serverRequest/resolved"] == [tid]
+        # Node a's copy of the request was resolved by node c's answer: a late
+        # answer from a changes nothing.
+        await on_a.send({"id": asked_a["id"], "result": {"decision": "decline"}})
+        assert (workspace / "agreed").exists()
+        await run_turn(on_a, tid, "a third turn from node a")
+        read = await on_c.request("thread/read", {"threadId": tid, "includeTurns": True})
+        assert [t["status"] for t in read["thread"]["turns"]] == ["completed"] * 3
+    # Only node b ran the thread.
+    assert list((homes["b"] / "sessions").rglob(f"*{tid}.jsonl"))
+    assert not (homes["a"] / "sessions").exists() and not (homes["c"] / "sessions").exists()
+
+
+async def test_kill_9_of_the_owner_mid_turn_leaves_the_turn_interrupted_elsewhere_with_every_completed_item(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    from trio_codex.transports.scripted_responses import FunctionCall, Message, Script
+
+    homes = node_homes(tmp_path, scripted, "abc")
+    env = node_env(nats_url, pg_dsn)
+    async with open_app_server(homes["a"], env_extra=env) as on_a, open_app_server(homes["b"], env_extra=env) as on_b, \
+            open_app_server(homes["c"], env_extra=env) as on_c:
+        await on_a.initialize()
+        tid = (await on_a.request("thread/start", {"approvalPolicy": "never",
+                                                   "sandbox": "danger-full-access"}))["thread"]["id"]
+        await on_b.initialize()
+        await on_b.request("thread/resume", {"threadId": tid})
+        # The model calls a tool, then streams a reply that never ends.
+        scripted.enqueue(Script(output=(FunctionCall("shell_command", '{"command": "echo done"}'),)),
+                         Script(output=(Message.of("never finished", 4),), hang_after=2))
+        await on_b.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "cut short"}]})
+        seen = await on_b.until(lambda m: m.get("method") == "item/agentMessage/delta")
+        completed = [m["params"]["item"] for m in seen if m.get("method") == "item/completed"]
+        assert [item["type"] for item in completed] == ["userMessage", "commandExecution"]
+        # Killed the moment its client saw those items completed: no time for
+        # a periodic copy to PostgreSQL.
+        on_a.proc.kill()
+
+        await on_c.initialize()
+        resumed = await on_c.request("thread/resume", {"threadId": tid})
+        [turn] = resumed["thread"]["turns"]
+        assert turn["status"] == "interrupted"
+        kept = {item["id"]: item for item in turn["items"]}
+        for item in completed:
+            assert item["id"] in kept and kept[item["id"]]["type"] == item["type"]
+        seen = await run_turn(on_c, tid, "asked after the crash")
+        assert seen[-1]["params"]["turn"]["status"] == "completed"
