@@ -127,6 +127,12 @@ class Mirror:
             await self._locate(follower)
             await self._pass(follower)
 
+    def stop(self, thread_id: str) -> None:
+        """Stop following a thread this node handed off."""
+        follower = self.followers.pop(thread_id, None)
+        if follower is not None:
+            follower.fenced = True  # its loop ends at its next pass
+
     async def _locate(self, follower: _Follower) -> None:
         """Look for a rollout not located yet on disk (the store actor may
         not have indexed it yet, or be gone)."""

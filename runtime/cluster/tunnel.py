@@ -35,6 +35,7 @@ import msgspec
 import trio
 
 from ..stream import FrameStream, Oversized, TransportClosed
+from .drain import drain_deadline, drain_threads
 from .mirror import LocalRollouts, Mirror
 from .ports import Bus, Directory, Fenced, Message, NoResponders, ThreadStore
 
@@ -69,8 +70,8 @@ SETTLE_TIMEOUT = 5.0
 #: Methods whose answer names a thread this node just created.
 CREATING = frozenset({"thread/start", "thread/fork"})
 
-SEQ, GATEWAY, CONN, CLOSE, OWNER, PART = ("Codex-Seq", "Codex-Gateway", "Codex-Conn", "Codex-Close", "Codex-Owner",
-                                          "Codex-Part")
+SEQ, GATEWAY, CONN, CLOSE, OWNER, PART, RELEASED = ("Codex-Seq", "Codex-Gateway", "Codex-Conn", "Codex-Close",
+                                                    "Codex-Owner", "Codex-Part", "Codex-Released")
 #: The largest piece of a frame sent as one bus message.
 PART_SIZE = 256 * 1024
 
@@ -129,6 +130,11 @@ class _VirtualStream:
                 self.bus.publish(self.subject, part, headers)
         await self.bus.backpressure()
 
+    def released(self, thread_id: str) -> None:
+        """Tell the gateway this node handed the thread off (it is draining)."""
+        if not self.closed:
+            self.bus.publish(self.subject, b"", {RELEASED: thread_id, OWNER: self.bus.node})
+
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         if not self.closed:
             self.closed = True
@@ -152,6 +158,10 @@ class TunnelHost:
         self.nursery = nursery
         self.virtual: dict[tuple[str, str], _VirtualStream] = {}
         self.owned: dict[str, int] = {}
+        #: This node's client connections.
+        self.gateways: set[Gateway] = set()
+        #: Set once the node drains: it activates no thread any more.
+        self.draining = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self.bus.subscribe(f"codex.node.{self.bus.node}.in", GATEWAY_CAPACITY) as inbox:
@@ -206,6 +216,32 @@ class TunnelHost:
             if scope.cancelled_caught:
                 log.warning("cluster: thread %s: the store did not take its completed items within %.0f s",
                             thread_id, SETTLE_TIMEOUT)
+
+    async def drain(self) -> None:
+        """Hand every thread off while the node still runs (SIGTERM): idle
+        ones at once, busy ones after their turn or, past the deadline,
+        interrupted (:mod:`.drain`); their clients are told ``thread/closed``."""
+        self.draining = True
+        log.info("cluster: node %s drains %d threads", self.bus.node, len(self.owned))
+        await drain_threads(list(self.owned), self.serve_connection, self.release, drain_deadline())
+
+    async def release(self, thread_id: str) -> None:
+        """Copy what is left of the thread's rollout into the store, give up
+        the claim, and tell every client that followed it here that it is
+        closed (the original's ``thread/closed``), so that they resume it
+        wherever it is activated next."""
+        epoch = self.owned.get(thread_id)
+        if epoch is None:
+            return
+        if self.mirror is not None:
+            await self.mirror.sync(thread_id)
+            self.mirror.stop(thread_id)
+        await self.directory.release(thread_id, epoch)
+        self.drop(thread_id)
+        for stream in list(self.virtual.values()):
+            stream.released(thread_id)
+        for gateway in list(self.gateways):
+            await gateway.thread_released(thread_id)
 
     def drop(self, thread_id: str) -> None:
         """Stop serving a thread another node has taken over."""
@@ -278,6 +314,8 @@ class Gateway:
         self.stale = 0
         self.parts: dict[str, list[bytes]] = {}
         self.relaying = False
+        #: Threads this client reached on this node's own actors.
+        self.local_threads: set[str] = set()
 
     # FrameStream, as the local Connection actor sees it.
 
@@ -328,11 +366,16 @@ class Gateway:
             self.creating.add(msg["id"])
         params = msg.get("params")
         thread_id = params.get("threadId") if isinstance(params, dict) else None
-        if not isinstance(thread_id, str) or not _TOKEN.fullmatch(thread_id) or "id" not in msg \
-                or thread_id in self.host.owned:
+        if not isinstance(thread_id, str) or not _TOKEN.fullmatch(thread_id) or "id" not in msg:
             return False  # not a thread id a subject can carry: the local actors answer it
+        if thread_id in self.host.owned:
+            self.local_threads.add(thread_id)
+            return False
         try:
-            return await self._forward(thread_id, frame, msg["id"])
+            forwarded = await self._forward(thread_id, frame, msg["id"])
+            if not forwarded:
+                self.local_threads.add(thread_id)
+            return forwarded
         except Exception as exc:  # the fabric failed (NATS or the store down): this request fails, not the connection
             log.error("cluster: a request for thread %s failed: %s", thread_id, exc, exc_info=True)
             await self._fail(msg["id"], f"thread {thread_id}: the cluster could not route this request ({exc}); "
@@ -343,6 +386,10 @@ class Gateway:
         with trio.move_on_after(TAKEOVER_TIMEOUT):
             while True:
                 claim = await self.directory.lookup(thread_id)
+                if self.host.draining and (claim is None or claim.node == self.bus.node):
+                    await self._fail(rid, f"thread {thread_id}: this node is shutting down; "
+                                          "reconnect to another node and resume the thread there")
+                    return True
                 if claim is not None and claim.node == self.bus.node:
                     await self.host.own(thread_id, claim.epoch)
                     return False
@@ -360,6 +407,8 @@ class Gateway:
                     log.info("cluster: thread %s: %s", thread_id, exc or "no responders")
                     if claim is not None:
                         await self._owner_lost(claim.node)
+                    if self.host.draining:
+                        continue  # not activated here: the lookup above fails the request
                     claim = await self.directory.claim(thread_id)
                     if claim.node == self.bus.node:
                         log.info("cluster: thread %s activated here at epoch %d", thread_id, claim.epoch)
@@ -378,8 +427,18 @@ class Gateway:
         (``thread/status/changed {notLoaded}``, ``thread/closed``), so that
         it resumes them, wherever they are activated next."""
         self.opened.discard(owner)
+        await self._tell_closed(sorted(self.followed.pop(owner, ())))
+
+    async def thread_released(self, thread_id: str) -> None:
+        """This node handed off a thread: tell the client, if it was one of
+        its subscribers here."""
+        if thread_id in self.local_threads:
+            self.local_threads.discard(thread_id)
+            await self._tell_closed([thread_id])
+
+    async def _tell_closed(self, thread_ids: Sequence[str]) -> None:
         frames = []
-        for thread_id in sorted(self.followed.pop(owner, ())):
+        for thread_id in thread_ids:
             frames += [msgspec.json.encode({"method": "thread/status/changed", "params": {
                            "threadId": thread_id, "status": {"type": "notLoaded"}}}),
                        msgspec.json.encode({"method": "thread/closed", "params": {"threadId": thread_id}})]
@@ -424,6 +483,12 @@ class Gateway:
         if CLOSE in headers:
             await self._owner_lost(owner)
             return
+        if RELEASED in headers:
+            followed = self.followed.get(owner, set())
+            if headers[RELEASED] in followed:
+                followed.discard(headers[RELEASED])
+                await self._tell_closed([headers[RELEASED]])
+            return
         if owner not in self.opened:
             # A node this connection no longer follows: one that froze and
             # woke up after its threads were taken over. Its late frames
@@ -465,6 +530,7 @@ class Gateway:
             claim = await self.directory.claim(thread["id"])
             if claim.node == self.bus.node:
                 await self.host.own(thread["id"], claim.epoch)
+                self.local_threads.add(thread["id"])
 
     def close_tunnels(self) -> None:
         for owner in self.opened:
@@ -478,9 +544,11 @@ def msg_with_id(msg: dict[str, Any], rid: Any) -> bytes:
 
 @asynccontextmanager
 async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None, serve_connection: ServeConnection,
-                       local: LocalRollouts | None = None) -> AsyncIterator[Callable[[FrameStream], Awaitable[None]]]:
+                       local: LocalRollouts | None = None
+                       ) -> AsyncIterator[tuple[Callable[[FrameStream], Awaitable[None]], Callable[[], Awaitable[None]]]]:
     """Serve this node's side of the tunnels; yield ``serve(stream)``, which
-    runs a client connection through a :class:`Gateway`. With a cluster
+    runs a client connection through a :class:`Gateway`, and ``drain()``,
+    which hands the node's threads off (:meth:`TunnelHost.drain`). With a cluster
     ``store`` and the node's ``local`` rollouts, the rollouts of the threads
     this node owns are mirrored into the store (:mod:`.mirror`)."""
     async with trio.open_nursery() as nursery:
@@ -490,14 +558,16 @@ async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None
         async def serve(stream: FrameStream) -> None:
             async with trio.open_nursery() as conn_nursery:
                 gateway = Gateway(stream, bus, directory, host, conn_nursery)
+                host.gateways.add(gateway)
                 try:
                     await serve_connection(gateway)
                 finally:
+                    host.gateways.discard(gateway)
                     gateway.close_tunnels()
                     conn_nursery.cancel_scope.cancel()
 
         try:
-            yield serve
+            yield serve, host.drain
         finally:
             with trio.move_on_after(DRAIN_TIMEOUT, shield=True):
                 await host.hand_off()

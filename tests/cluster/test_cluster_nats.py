@@ -304,3 +304,48 @@ async def test_kill_9_of_the_owner_mid_turn_leaves_the_turn_interrupted_elsewher
             assert item["id"] in kept and kept[item["id"]]["type"] == item["type"]
         seen = await run_turn(on_c, tid, "asked after the crash")
         assert seen[-1]["params"]["turn"]["status"] == "completed"
+
+
+async def test_sigterm_drains_a_node_idle_threads_at_once_busy_ones_after_their_turn_or_interrupted_nothing_lost(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    import signal
+
+    homes = node_homes(tmp_path, scripted)
+    env = {**node_env(nats_url, pg_dsn), "TRIO_CODEX_DRAIN_TIMEOUT": "3"}
+    async with open_store(pg_dsn) as store, open_app_server(homes["b"], env_extra=env) as on_b:
+        async with open_app_server(homes["a"], env_extra=env) as on_a:
+            await on_a.initialize()
+            await on_b.initialize()
+            idle, finishing, stuck = [(await on_a.request("thread/start", {}))["thread"]["id"] for _ in range(3)]
+            await on_a.until(lambda m: m.get("method") == "thread/started" and m["params"]["thread"]["id"] == stuck)
+            await run_turn(on_a, idle, "an earlier turn")
+            for tid in (idle, stuck):
+                await on_b.request("thread/resume", {"threadId": tid})  # followed from node b
+            await on_a.request("turn/start", {"threadId": finishing, "input": [
+                {"type": "text", "text": "[[deltas=10 delay_ms=100]] ends within the deadline"}]})
+            await on_a.request("turn/start", {"threadId": stuck, "input": [
+                {"type": "text", "text": "[[hang=1]] never ends"}]})
+            await on_b.until(lambda m: m.get("method") == "item/agentMessage/delta")
+            on_a.proc.send_signal(signal.SIGTERM)
+            # Node a's own client: every thread closed, the busy ones once their turn ended.
+            seen_a = await on_a.until(lambda m: m.get("method") == "thread/closed"
+                                      and m["params"]["threadId"] == stuck)
+            ended = {m["params"]["threadId"]: m["params"]["turn"]["status"] for m in seen_a
+                     if m.get("method") == "turn/completed"}
+            assert ended == {finishing: "completed", stuck: "interrupted"}
+            closed_a = [m["params"]["threadId"] for m in seen_a if m.get("method") == "thread/closed"]
+            assert closed_a[0] == idle and sorted(closed_a) == sorted([idle, finishing, stuck])
+            with trio.fail_after(TIMEOUT):
+                assert await on_a.proc.wait() == 0
+        # Node b's client was told too, released one by one (idle first).
+        seen_b = await on_b.until(lambda m: m.get("method") == "thread/closed" and m["params"]["threadId"] == stuck)
+        assert [m["params"]["threadId"] for m in seen_b if m.get("method") == "thread/closed"] == [idle, stuck]
+        # Every thread activates on node b with all it had on node a.
+        turns = {}
+        for tid in (idle, finishing, stuck):
+            resumed = await on_b.request("thread/resume", {"threadId": tid})
+            turns[tid] = [t["status"] for t in resumed["thread"]["turns"]]
+        assert turns == {idle: ["completed"], finishing: ["completed"], stuck: ["interrupted"]}
+        assert any(b"ends within the deadline" in item for item in await store.load_history(finishing))
+        seen = await run_turn(on_b, stuck, "asked after the drain")
+        assert seen[-1]["params"]["turn"]["status"] == "completed"
