@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import trio
 
 from ..rollout import SESSIONS_SUBDIR, decode_line, parse_timestamp, rollout_path, write_whole
-from .ports import Fenced, ThreadStore
+from .ports import Fenced, ThreadListing, ThreadStore
 
 log = logging.getLogger("trio_codex.cluster")
 
@@ -113,7 +113,7 @@ class Mirror:
     async def _follow(self, follower: _Follower) -> None:
         while True:
             async with follower.lock:
-                if not await self._pass(follower):
+                if not await self._pass(follower, listing=True):
                     return
             await trio.sleep(MIRROR_INTERVAL)
 
@@ -148,10 +148,13 @@ class Mirror:
             async with follower.lock:
                 await self._locate(follower)
                 if follower.path is not None:
-                    await self._pass(follower)
+                    await self._pass(follower, listing=True)
 
-    async def _pass(self, f: _Follower) -> bool:
-        """Copy the rollout's new whole lines; False once fenced."""
+    async def _pass(self, f: _Follower, listing: bool = False) -> bool:
+        """Copy the rollout's new whole lines; False once fenced. With
+        ``listing``, also put the thread's row in the cluster's listing when
+        lines were copied since it was last put (a sync leaves that to the
+        next periodic pass: it holds a client's notification back)."""
         if f.fenced:
             return False
         if f.path is None:
@@ -164,22 +167,27 @@ class Mirror:
         except OSError:
             return True  # moved (archived) or not written yet
         whole = data[:data.rfind(b"\n") + 1]
-        if not whole:
-            return True
-        try:
-            await self.remote.append_items(f.thread_id, f.epoch, whole.splitlines())
-        except Fenced as exc:
-            log.error("cluster: FENCED: %s", exc)
-            f.fenced = True
-            self.followers.pop(f.thread_id, None)
-            self.on_fenced(f.thread_id)
-            return False
-        f.offset += len(whole)
+        if whole:
+            try:
+                await self.remote.append_items(f.thread_id, f.epoch, whole.splitlines())
+            except Fenced as exc:
+                log.error("cluster: FENCED: %s", exc)
+                f.fenced = True
+                self.followers.pop(f.thread_id, None)
+                self.on_fenced(f.thread_id)
+                return False
+            f.offset += len(whole)
+            f.unlisted = True
+        if listing and f.unlisted and isinstance(self.remote, ThreadListing):
+            meta = await self.local.read_thread(f.thread_id)
+            if meta is not None:
+                await self.remote.put_listing(meta)
+                f.unlisted = False
         return True
 
 
 class _Follower:
-    __slots__ = ("thread_id", "epoch", "path", "offset", "fenced", "lock")
+    __slots__ = ("thread_id", "epoch", "path", "offset", "fenced", "lock", "unlisted")
 
     def __init__(self, thread_id: str, epoch: int, path: str | None, offset: int) -> None:
         self.thread_id = thread_id
@@ -187,5 +195,7 @@ class _Follower:
         self.path = path
         self.offset = offset
         self.fenced = False
+        #: Lines were copied since the thread's listing row was last put.
+        self.unlisted = False
         #: One copy at a time: the periodic one, a sync, the last flush.
         self.lock = trio.Lock()

@@ -34,10 +34,14 @@ from typing import Any
 import msgspec
 import trio
 
+from ..protocol.codec import decode_params, encode
+from ..protocol.jsonrpc import ErrorResponse, JsonRpcError, Response, internal_error, invalid_request
+from ..protocol.v2.thread import ThreadListParams, ThreadListResponse
+from ..rollout import thread_from_meta
 from ..stream import FrameStream, Oversized, TransportClosed
 from .drain import drain_deadline, drain_threads
 from .mirror import LocalRollouts, Mirror
-from .ports import Bus, Directory, Fenced, Message, NoResponders, ThreadStore
+from .ports import Bus, Directory, Fenced, Message, NoResponders, ThreadListing, ThreadStore
 
 log = logging.getLogger("trio_codex.cluster")
 
@@ -162,6 +166,8 @@ class TunnelHost:
         self.gateways: set[Gateway] = set()
         #: Set once the node drains: it activates no thread any more.
         self.draining = False
+        #: The cluster-wide ``thread/list``, when the store keeps one.
+        self.listing = store if isinstance(store, ThreadListing) else None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self.bus.subscribe(f"codex.node.{self.bus.node}.in", GATEWAY_CAPACITY) as inbox:
@@ -362,6 +368,8 @@ class Gateway:
             self.bus.publish(f"codex.node.{owner}.in", msg_with_id(msg, remote_id),
                              {GATEWAY: self.bus.node, CONN: self.conn})
             return True
+        if method == "thread/list" and "id" in msg and self.host.listing is not None:
+            return await self._list(msg)
         if method in CREATING and "id" in msg:
             self.creating.add(msg["id"])
         params = msg.get("params")
@@ -381,6 +389,37 @@ class Gateway:
             await self._fail(msg["id"], f"thread {thread_id}: the cluster could not route this request ({exc}); "
                                         "retry it")
             return True
+
+    async def _list(self, msg: dict[str, Any]) -> bool:
+        """Answer ``thread/list`` from the cluster's listing (every node's
+        threads, in keyset pages); False leaves it to the local actors
+        (params they refuse, and the experimental sections)."""
+        try:
+            p = decode_params(msgspec.Raw(msgspec.json.encode(msg.get("params"))), ThreadListParams)
+        except JsonRpcError:
+            return False
+        if p is None or p.section_id is not None or p.sort_key == "section_position" \
+                or (p.included_thread_ids is not None and len(p.included_thread_ids) > 100):
+            return False
+        assert self.host.listing is not None
+        try:
+            page = await self.host.listing.list_threads(
+                cursor=p.cursor, limit=p.limit or 25, sort_key=p.sort_key or "created_at",
+                sort_direction=p.sort_direction or "desc", archived=bool(p.archived), cwd=p.cwd,
+                model_providers=p.model_providers, source_kinds=p.source_kinds, search_term=p.search_term,
+                thread_ids=p.included_thread_ids)
+            answer: Response | ErrorResponse = Response(msg["id"], ThreadListResponse(
+                [thread_from_meta(m, m.id in self.host.owned) for m in page.rows],
+                page.next_cursor, page.backwards_cursor))
+        except ValueError as exc:
+            answer = ErrorResponse(msg["id"], invalid_request(str(exc)).error)
+        except Exception as exc:  # the store failed: this request fails, not the connection
+            log.error("cluster: thread/list failed: %s", exc, exc_info=True)
+            answer = ErrorResponse(msg["id"], internal_error(
+                f"the cluster's thread list is unavailable ({exc}); retry the request").error)
+        async with self.lock:
+            await self.inner.send_frames([encode(answer)])
+        return True
 
     async def _forward(self, thread_id: str, frame: bytes, rid: Any) -> bool:
         with trio.move_on_after(TAKEOVER_TIMEOUT):

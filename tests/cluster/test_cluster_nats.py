@@ -349,3 +349,42 @@ async def test_sigterm_drains_a_node_idle_threads_at_once_busy_ones_after_their_
         assert any(b"ends within the deadline" in item for item in await store.load_history(finishing))
         seen = await run_turn(on_b, stuck, "asked after the drain")
         assert seen[-1]["params"]["turn"]["status"] == "completed"
+
+
+async def test_thread_list_on_any_node_pages_through_every_nodes_threads_from_postgresql(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    homes = node_homes(tmp_path, scripted)
+    env = node_env(nats_url, pg_dsn)
+    async with open_app_server(homes["a"], env_extra=env) as on_a, open_app_server(homes["b"], env_extra=env) as on_b:
+        # The store is shared by this module's tests: list this test's threads by their cwd.
+        workspace = tmp_path / "ws"
+        workspace.mkdir()
+        mine = {"cwd": str(workspace)}
+        started = []
+        for client, n in ((on_a, 3), (on_b, 2)):
+            await client.initialize()
+            for i in range(n):
+                tid = (await client.request("thread/start", mine))["thread"]["id"]
+                await run_turn(client, tid, f"listed {len(started)}")
+                started.append(tid)
+        with trio.fail_after(TIMEOUT):
+            while len((await on_b.request("thread/list", {"limit": 10, **mine}))["data"]) < len(started):
+                await trio.sleep(0.1)
+        for client in (on_a, on_b):
+            pages, cursor = [], None
+            while True:
+                page = await client.request("thread/list", {"limit": 2, "cursor": cursor, **mine})
+                pages.append([t["id"] for t in page["data"]])
+                cursor = page["nextCursor"]
+                if cursor is None:
+                    break
+            # Newest first, two at a time, each thread once, wherever it lives.
+            assert [len(p) for p in pages] == [2, 2, 1]
+            assert [tid for p in pages for tid in p] == started[::-1]
+        found = await on_a.request("thread/list", {"searchTerm": "LISTED 4", **mine})
+        assert [t["id"] for t in found["data"]] == [started[4]] and found["data"][0]["preview"] == "listed 4"
+        # A thread this node owns reads loaded, another node's not.
+        statuses = {t["id"]: t["status"]["type"] for t in (await on_a.request("thread/list", mine))["data"]}
+        assert statuses[started[0]] != "notLoaded" and statuses[started[4]] == "notLoaded"
+        bad = await on_a.call("thread/list", {"cursor": "garbage"})
+        assert bad["error"]["code"] == -32600 and "invalid cursor" in bad["error"]["message"]
