@@ -388,3 +388,18 @@ async def test_thread_list_on_any_node_pages_through_every_nodes_threads_from_po
         assert statuses[started[0]] != "notLoaded" and statuses[started[4]] == "notLoaded"
         bad = await on_a.call("thread/list", {"cursor": "garbage"})
         assert bad["error"]["code"] == -32600 and "invalid cursor" in bad["error"]["message"]
+
+
+async def test_a_node_joins_the_cluster_from_the_cluster_table_of_its_config_toml(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    homes = node_homes(tmp_path, scripted)
+    with (homes["b"] / "config.toml").open("a") as config:
+        config.write(f'\n[cluster]\nurl = "{nats_url}"\nstore = "{pg_dsn}"\nlease_ttl_secs = {LEASE_TTL}\n')
+    async with open_app_server(homes["a"], env_extra=node_env(nats_url, pg_dsn)) as on_a, \
+            open_app_server(homes["b"]) as on_b:
+        tid = await on_a.start_thread()
+        await run_turn(on_a, tid, "asked on a")
+        await on_b.initialize()
+        resumed = await on_b.request("thread/resume", {"threadId": tid})
+        assert [t["status"] for t in resumed["thread"]["turns"]] == ["completed"]
+    assert not (homes["b"] / "sessions").exists()  # served by node a
