@@ -125,7 +125,10 @@ class Mirror:
             return
         async with follower.lock:
             await self._locate(follower)
-            await self._pass(follower)
+            # Until the store takes the lines (it may be failing over); the
+            # caller bounds the wait.
+            while await self._pass(follower) and follower.failing:
+                await trio.sleep(MIRROR_INTERVAL)
 
     def stop(self, thread_id: str) -> None:
         """Stop following a thread this node handed off."""
@@ -176,18 +179,27 @@ class Mirror:
                 self.followers.pop(f.thread_id, None)
                 self.on_fenced(f.thread_id)
                 return False
+            except Exception as exc:  # the store is down or failing over: the next pass tries again
+                log.warning("cluster: thread %s: copying %d bytes to the store failed: %s", f.thread_id,
+                            len(whole), exc)
+                f.failing = True
+                return True
+            f.failing = False
             f.offset += len(whole)
             f.unlisted = True
         if listing and f.unlisted and isinstance(self.remote, ThreadListing):
             meta = await self.local.read_thread(f.thread_id)
             if meta is not None:
-                await self.remote.put_listing(meta)
-                f.unlisted = False
+                try:
+                    await self.remote.put_listing(meta)
+                    f.unlisted = False
+                except Exception as exc:  # as above: the next pass tries again
+                    log.warning("cluster: thread %s: its listing row was not stored: %s", f.thread_id, exc)
         return True
 
 
 class _Follower:
-    __slots__ = ("thread_id", "epoch", "path", "offset", "fenced", "lock", "unlisted")
+    __slots__ = ("thread_id", "epoch", "path", "offset", "fenced", "lock", "unlisted", "failing")
 
     def __init__(self, thread_id: str, epoch: int, path: str | None, offset: int) -> None:
         self.thread_id = thread_id
@@ -197,5 +209,7 @@ class _Follower:
         self.fenced = False
         #: Lines were copied since the thread's listing row was last put.
         self.unlisted = False
+        #: The last copy failed (the store is down).
+        self.failing = False
         #: One copy at a time: the periodic one, a sync, the last flush.
         self.lock = trio.Lock()
