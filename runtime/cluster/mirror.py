@@ -117,9 +117,10 @@ class Mirror:
                     return
             await trio.sleep(MIRROR_INTERVAL)
 
-    async def sync(self, thread_id: str) -> None:
+    async def sync(self, thread_id: str, *, listing: bool = False) -> None:
         """Copy the thread's new lines now (before its client is told an
-        item completed); nothing when this node does not follow it."""
+        item completed; with ``listing``, its listing row too: a hand-off);
+        nothing when this node does not follow it."""
         follower = self.followers.get(thread_id)
         if follower is None:
             return
@@ -127,7 +128,7 @@ class Mirror:
             await self._locate(follower)
             # Until the store takes the lines (it may be failing over); the
             # caller bounds the wait.
-            while await self._pass(follower) and follower.failing:
+            while await self._pass(follower, listing) and follower.failing:
                 await trio.sleep(MIRROR_INTERVAL)
 
     def stop(self, thread_id: str) -> None:
@@ -146,12 +147,12 @@ class Mirror:
     async def flush(self) -> None:
         """One last pass for every thread followed (a node shutting down:
         its store actor may be gone, so a rollout not located yet is looked
-        for on disk)."""
+        for on disk, and the listing rows wait for the next owner)."""
         for follower in list(self.followers.values()):
             async with follower.lock:
                 await self._locate(follower)
                 if follower.path is not None:
-                    await self._pass(follower, listing=True)
+                    await self._pass(follower)
 
     async def _pass(self, f: _Follower, listing: bool = False) -> bool:
         """Copy the rollout's new whole lines; False once fenced. With

@@ -240,7 +240,7 @@ class TunnelHost:
         if epoch is None:
             return
         if self.mirror is not None:
-            await self.mirror.sync(thread_id)
+            await self.mirror.sync(thread_id, listing=True)
             self.mirror.stop(thread_id)
         await self.directory.release(thread_id, epoch)
         self.drop(thread_id)
