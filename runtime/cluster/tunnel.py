@@ -247,7 +247,8 @@ class TunnelHost:
         for stream in list(self.virtual.values()):
             stream.released(thread_id)
         for gateway in list(self.gateways):
-            await gateway.thread_released(thread_id)
+            with trio.move_on_after(HOP_TIMEOUT):  # a client that does not read is not told
+                await gateway.thread_released(thread_id)
 
     def drop(self, thread_id: str) -> None:
         """Stop serving a thread another node has taken over."""
@@ -368,7 +369,7 @@ class Gateway:
             self.bus.publish(f"codex.node.{owner}.in", msg_with_id(msg, remote_id),
                              {GATEWAY: self.bus.node, CONN: self.conn})
             return True
-        if method == "thread/list" and "id" in msg and self.host.listing is not None:
+        if method == "thread/list" and "id" in msg and self.init and self.host.listing is not None:
             return await self._list(msg)
         if method in CREATING and "id" in msg:
             self.creating.add(msg["id"])
@@ -392,8 +393,9 @@ class Gateway:
 
     async def _list(self, msg: dict[str, Any]) -> bool:
         """Answer ``thread/list`` from the cluster's listing (every node's
-        threads, in keyset pages); False leaves it to the local actors
-        (params they refuse, and the experimental sections)."""
+        threads, in keyset pages), once the client is initialized; False
+        leaves it to the local actors (params they refuse, and the
+        experimental sections)."""
         try:
             p = decode_params(msgspec.Raw(msgspec.json.encode(msg.get("params"))), ThreadListParams)
         except JsonRpcError:
@@ -447,7 +449,10 @@ class Gateway:
                     if claim is not None:
                         await self._owner_lost(claim.node)
                     if self.host.draining:
-                        continue  # not activated here: the lookup above fails the request
+                        # Not activated here: the next lookup fails the
+                        # request unless another node has the thread by then.
+                        await trio.sleep(TAKEOVER_POLL)
+                        continue
                     claim = await self.directory.claim(thread_id)
                     if claim.node == self.bus.node:
                         log.info("cluster: thread %s activated here at epoch %d", thread_id, claim.epoch)
