@@ -229,7 +229,10 @@ class TunnelHost:
         interrupted (:mod:`.drain`); their clients are told ``thread/closed``."""
         self.draining = True
         log.info("cluster: node %s drains %d threads", self.bus.node, len(self.owned))
-        await drain_threads(list(self.owned), self.serve_connection, self.release, drain_deadline())
+        try:
+            await drain_threads(list(self.owned), self.serve_connection, self.release, drain_deadline())
+        except Exception:  # the shutdown's hand-off still copies and releases what is left
+            log.exception("cluster: the drain failed")
 
     async def release(self, thread_id: str) -> None:
         """Copy what is left of the thread's rollout into the store, give up
