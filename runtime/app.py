@@ -234,9 +234,11 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
             if cluster is not None:
                 from .cluster.tunnel import open_tunnels
 
+                from ..transports.memory import memory_frame_pair
+
                 session, drain = await stack.enter_async_context(open_tunnels(
                     *await stack.enter_async_context(cluster), connection,
-                    LocalThreadStore(store, settings.codex_home)))
+                    LocalThreadStore(store, settings.codex_home), memory_frame_pair))
                 drains.append(drain)
 
             for listening in bound:

@@ -7,7 +7,8 @@ turn with ``turn_aborted``, so the next owner reads it interrupted). A
 thread is released only after its rollout is in the store (the caller's
 ``release``). The node watches its threads as any client would: over a
 connection of its own to its own actors (``thread/read``,
-``turn/interrupt``), so no actor knows about draining.
+``turn/interrupt``), so no actor knows about draining. That connection
+is made by ``pair`` (the composition root's in-memory transport).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any
 
 import trio
 
-from ...transports.memory import memory_frame_pair
 from ..client import Client, CodexError
 from ..stream import FrameStream
 
@@ -40,11 +40,13 @@ def drain_deadline() -> float:
 
 
 async def drain_threads(thread_ids: Iterable[str], serve_connection: Callable[[FrameStream], Awaitable[None]],
-                        release: Callable[[str], Awaitable[None]], deadline: float) -> None:
+                        release: Callable[[str], Awaitable[None]], deadline: float,
+                        pair: Callable[[], tuple[FrameStream, FrameStream]]) -> None:
     """Release each thread once it is idle (interrupting its turn after
     ``deadline`` seconds), all at once; ``release`` copies its rollout into
-    the store and gives up the claim."""
-    server_end, client_end = memory_frame_pair()
+    the store and gives up the claim; ``pair`` makes the (server end,
+    client end) of the node's own connection."""
+    server_end, client_end = pair()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(serve_connection, server_end)
         async with Client.over(client_end, name="trio_codex_drain", typed=False) as client, \

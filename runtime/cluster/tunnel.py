@@ -84,6 +84,8 @@ PART_SIZE = 256 * 1024
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 ServeConnection = Callable[[FrameStream], Awaitable[None]]
+#: Makes the (server end, client end) of an in-process connection.
+StreamPair = Callable[[], tuple[FrameStream, FrameStream]]
 
 
 def thread_subject(thread_id: str) -> str:
@@ -152,13 +154,15 @@ class TunnelHost:
     closes of existing virtual connections."""
 
     def __init__(self, bus: Bus, directory: Directory, store: ThreadStore | None,
-                 serve_connection: ServeConnection, nursery: trio.Nursery, local: LocalRollouts | None = None) -> None:
+                 serve_connection: ServeConnection, nursery: trio.Nursery, local: LocalRollouts | None = None,
+                 pair: StreamPair | None = None) -> None:
         self.bus = bus
         self.directory = directory
         self.store = store
         self.mirror = Mirror(local, store, nursery, self.drop) if store is not None and local is not None else None
         self.scopes: dict[str, trio.CancelScope] = {}
         self.serve_connection = serve_connection
+        self.pair = pair
         self.nursery = nursery
         self.virtual: dict[tuple[str, str], _VirtualStream] = {}
         self.owned: dict[str, int] = {}
@@ -229,8 +233,10 @@ class TunnelHost:
         interrupted (:mod:`.drain`); their clients are told ``thread/closed``."""
         self.draining = True
         log.info("cluster: node %s drains %d threads", self.bus.node, len(self.owned))
+        if self.pair is None:
+            return  # no way to watch the threads: the shutdown's hand-off releases them
         try:
-            await drain_threads(list(self.owned), self.serve_connection, self.release, drain_deadline())
+            await drain_threads(list(self.owned), self.serve_connection, self.release, drain_deadline(), self.pair)
         except Exception:  # the shutdown's hand-off still copies and releases what is left
             log.exception("cluster: the drain failed")
 
@@ -591,15 +597,16 @@ def msg_with_id(msg: dict[str, Any], rid: Any) -> bytes:
 
 @asynccontextmanager
 async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None, serve_connection: ServeConnection,
-                       local: LocalRollouts | None = None
+                       local: LocalRollouts | None = None, pair: StreamPair | None = None
                        ) -> AsyncIterator[tuple[Callable[[FrameStream], Awaitable[None]], Callable[[], Awaitable[None]]]]:
     """Serve this node's side of the tunnels; yield ``serve(stream)``, which
     runs a client connection through a :class:`Gateway`, and ``drain()``,
     which hands the node's threads off (:meth:`TunnelHost.drain`). With a cluster
     ``store`` and the node's ``local`` rollouts, the rollouts of the threads
-    this node owns are mirrored into the store (:mod:`.mirror`)."""
+    this node owns are mirrored into the store (:mod:`.mirror`). ``pair``
+    (an in-memory transport) lets the drain watch the node's threads."""
     async with trio.open_nursery() as nursery:
-        host = TunnelHost(bus, directory, store, serve_connection, nursery, local)
+        host = TunnelHost(bus, directory, store, serve_connection, nursery, local, pair)
         await nursery.start(host.run)
 
         async def serve(stream: FrameStream) -> None:
