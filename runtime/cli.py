@@ -159,14 +159,17 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
             if (refusal := unauthenticated_exposure(listen, ws_auth is not None)) is not None:
                 print(f"Error: {refusal}", file=sys.stderr)
                 raise SystemExit(1)
-    if args.store and not args.cluster:
+    # Flag, then environment (the flags' defaults), then config.toml's [cluster].
+    cluster_url = args.cluster or settings.cluster.url
+    store = args.store or settings.cluster.store
+    if store and not cluster_url:
         print("trio-codex: --store is only used with --cluster", file=sys.stderr)
         raise SystemExit(2)
     cluster = None
-    if args.cluster:
+    if cluster_url:
         from .cluster.node import open_cluster_node
 
-        cluster = open_cluster_node(args.cluster, args.store)
+        cluster = open_cluster_node(cluster_url, store, lease_ttl=settings.cluster.lease_ttl_secs)
     handover = None
     if cluster is None and listens == [ListenUrl("stdio")]:
         # Answer the client's `initialize` now, before trio and the server
