@@ -73,6 +73,7 @@ from ..runtime.protocol.v2.account import (
     LoginAccountParams,
     LoginCompletedNotification,
 )
+from ..runtime.handshake import HEADER_VALUE, Accepted
 from ..runtime.protocol.v2.initialize import InitializeParams, InitializeResponse
 from ..runtime.protocol.v2.item import TextInput
 from ..runtime.protocol.v2.thread import ThreadSearchCancelParams
@@ -139,7 +140,6 @@ _CLOSE = object()
 _DELTA_METHODS = frozenset({"item/agentMessage/delta", "item/reasoning/summaryTextDelta",
                             "item/reasoning/textDelta", "item/commandExecution/outputDelta"})
 # An HTTP header value: visible ASCII, spaces and tabs (the original's check).
-_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
 _ID_IN_HEAD = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
 
 
@@ -149,8 +149,12 @@ class Connection:
     def __init__(self, conn_id: int, stream: FrameStream, info: ServerInfo,
                  hub: Mailbox[HubInbox], threads: Mailbox[RegistryInbox], approvals: Mailbox[ApprovalsInbox],
                  recorder: Recorder, *,
-                 can_disconnect: bool = False, limits: Limits = Limits()) -> None:
+                 can_disconnect: bool = False, limits: Limits = Limits(),
+                 handshake: Accepted | None = None) -> None:
         self.id = conn_id
+        #: An ``initialize`` already answered on this connection before the
+        #: server started (runtime/handshake.py): adopted as the first request.
+        self._handshake = handshake
         self.can_disconnect = can_disconnect
         self.limits = limits
         #: Why the server closes this connection (set once), and the code,
@@ -282,6 +286,8 @@ class Connection:
                     if (keepalive := getattr(self.stream, "keepalive", None)) is not None:
                         nursery.start_soon(self._keepalive, keepalive)
                 task_status.started(self.ref)
+                if self._handshake is not None:
+                    await self._adopt(self._handshake)
                 with self._reading:
                     await self._read_loop()
                 self._leave()
@@ -463,25 +469,55 @@ class Connection:
         if self.initialized:
             raise invalid_request(ALREADY_INITIALIZED)
         name = params.client_info.name
-        if not name or not _HEADER_VALUE.match(name):
+        if not name or not HEADER_VALUE.match(name):
             raise invalid_request(f"Invalid clientInfo.name: '{name}'. Must be a valid HTTP header value.")
-        self.legacy_error_info = _older_than_0171(params.client_info.version)
-        caps = params.capabilities
-        if caps is not None:
-            self.experimental_api = caps.experimental_api
-            self.opt_out = frozenset(caps.opt_out_notification_methods or ())
-        self.originator = await ask(self.hub, lambda slot: Register(self.ref, name, slot), timeout=ASK_TIMEOUT)
-        self.initialized = True
+        await self._register(params)
         await self._send(Response(rid, InitializeResponse(
             user_agent=self.info.user_agent(self.originator, params.client_info),
             codex_home=self.info.codex_home,
             platform_family=self.info.platform_family,
             platform_os=self.info.platform_os,
         )))
+        self._initialized(params)
+
+    async def _register(self, params: InitializeParams) -> None:
+        """Take the client's info and capabilities; the hub names the originator."""
+        self.legacy_error_info = _older_than_0171(params.client_info.version)
+        caps = params.capabilities
+        if caps is not None:
+            self.experimental_api = caps.experimental_api
+            self.opt_out = frozenset(caps.opt_out_notification_methods or ())
+        name = params.client_info.name
+        self.originator = await ask(self.hub, lambda slot: Register(self.ref, name, slot), timeout=ASK_TIMEOUT)
+        self.initialized = True
+
+    def _initialized(self, params: InitializeParams) -> None:
+        """What follows an ``initialize`` answered: start-up's background
+        work may begin; the analytics fact."""
         self.info.answered_initialize.set()
-        self.recorder.record(facts.Initialize(connection_id=self.id, client_name=name,
+        self.recorder.record(facts.Initialize(connection_id=self.id, client_name=params.client_info.name,
                                               client_version=params.client_info.version,
                                               transport=self.stream.peer.split(":")[0]))
+
+    async def _adopt(self, accepted: Accepted) -> None:
+        """Start as if this connection had handled ``accepted`` (answered
+        before the server started, runtime/handshake.py) itself: the same
+        state, the same hub registration, the same analytics facts, its
+        share of the request rate; its answer is already written."""
+        rid, params = accepted.request_id, accepted.params
+        self._rate.take(trio.current_time())
+        if self.recorder.enabled:
+            self.unanswered[rid] = ("initialize", None)
+            self.recorder.record(facts.ClientRequest(
+                connection_id=self.id, request_id=rid, method="initialize", thread_id=None))
+        await self._register(params)
+        if self.originator != params.client_info.name:
+            # Only the process's first client can be answered early; a bug if not.
+            log.error("connection %d: initialize answered at start-up with the originator %r, the hub's is %r",
+                      self.id, params.client_info.name, self.originator)
+        self._initialized(params)
+        self._record_answers([Response(rid, accepted.response)])
+        log.debug("connection %d: initialize answered at start-up (%s), adopted", self.id, params.client_info.name)
 
     async def _thread_start(self, rid: RequestId, params: Any) -> None:
         self._forward(self.threads, StartThread(self._reply(rid), params, self.originator))

@@ -690,7 +690,9 @@ class SubscribersChanged(Msg, tag="subscribers_changed", frozen=True):
     conns: tuple[ConnectionRef, ...]
 
 
-TurnInbox = ModelEvents | ModelRetrying | ModelFailed | SubscribersChanged | Steered | UserShell
+#: What a thread sends its turn (the model stream hands the turn its
+#: ModelEvents, ModelRetrying and ModelFailed directly: actors/turn.py).
+TurnInbox = SubscribersChanged | Steered | UserShell
 
 
 # --- MCP: registry / turns / connections -> MCP pool -> MCP connection ---------

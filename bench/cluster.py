@@ -12,7 +12,20 @@ until node B answers for the thread (lease TTL included).
 Figures: turn latency p50/p99 (turn/start sent -> turn/completed read),
 server CPU per turn per node process (/proc, utime+stime of its tree), the
 single-process server's for reference, and the takeover time (kill -9 ->
-the client's ``thread/resume`` on B answered).
+the client's ``thread/resume`` on B answered). Then:
+
+- ``--load``: throughput, turns/s and CPU per turn per process, with 1, 2
+  and 3 nodes, each node's client driving ``--threads`` threads of its own
+  at once, against the single process with the same per-process load;
+- delta latency across a hop: a client on B following a thread of A, the
+  first delta and turn/completed seen on B after they were seen on A's
+  own client (both clients in this process, one clock);
+- activation: node A shut down (its claims released), then B's
+  ``thread/resume`` of A's thread (claim, epoch, history copied out of
+  PostgreSQL);
+- ``--list-threads N``: N listing rows written straight into PostgreSQL,
+  then ``thread/list`` through a node (first page, a page deep in the
+  list by cursor, a search), p50/p99 over 20 requests each.
 """
 
 from __future__ import annotations
@@ -20,10 +33,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import uuid
 
 import trio
 
-from benchlib import AppClient, ScriptedProcess, log_path, make_home, server_argv, server_env, tree_cpu, workspace
+from benchlib import (AppClient, ScriptedProcess, TurnState, drive_threads, log_path, make_home, server_argv,
+                      server_env, tree_cpu, workspace)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -97,7 +112,115 @@ async def main(args: argparse.Namespace) -> None:
                   f"(lease TTL {args.lease_ttl} s)")
             lat, cpu = await turns(b, tid, max(1, args.turns // 2), [b])
             row("client on B, thread taken over", lat, cpu, ["B"])
+
+            a = await node(nursery, scripted.base_url, "a2", cluster)
+            await hop_latency(a, b, args.turns)
+            tid = await a.thread_start()
+            await a.turn(tid, "activated elsewhere next")
+            await trio.sleep(0.5)
+            await a.close()  # hands its threads off: claims released
+            t0 = time.monotonic()
+            await b.request("thread/resume", {"threadId": tid})
+            print(f"  activation of a released thread        {(time.monotonic() - t0) * 1000:6.1f} ms "
+                  "(claim, epoch, history from PostgreSQL, resume)")
+            if args.list_threads:
+                await listing(args, b)
             await b.close()
+        if args.load:
+            await load(args, scripted.base_url, cluster)
+
+
+async def load(args: argparse.Namespace, base_url: str, cluster: dict[str, str]) -> None:
+    """Turns/s with 1, 2, 3 nodes (each its own client and threads, all
+    driven at once) against the single process with one node's load."""
+    print(f"== load: {args.threads} threads per process x {args.turns} turns x {args.deltas} deltas")
+    for n in (0, 1, 2, 3):
+        async with trio.open_nursery() as nursery:
+            env = cluster if n else {}
+            nodes = [await node(nursery, base_url, f"load{n}-{i}", env) for i in range(max(1, n))]
+            tids = [[await c.thread_start() for _ in range(args.threads)] for c in nodes]
+            for c, ts in zip(nodes, tids):
+                await c.turn(ts[0], "warm up")
+            runs: list = [None] * len(nodes)
+
+            async def drive(i: int) -> None:
+                runs[i] = await drive_threads(nodes[i], tids[i], args.turns, args.deltas, "t{i}.{t}")
+
+            w0 = time.monotonic()
+            async with trio.open_nursery() as drivers:
+                for i in range(len(nodes)):
+                    drivers.start_soon(drive, i)
+            wall = time.monotonic() - w0
+            total = sum(len(r.records) for r in runs)
+            problems = sum(len(r.problems) for r in runs)
+            cpus = ", ".join(f"{r.cpu * 1000 / len(r.records):.1f}" for r in runs)
+            name = f"{n} node{'s' if n > 1 else ''}" if n else "single process"
+            print(f"  {name:<16} {total / wall:6.1f} turns/s  CPU/turn ms per process: {cpus}"
+                  f"{f'  ({problems} bad turns)' if problems else ''}")
+            for c in nodes:
+                await c.close()
+
+
+async def hop_latency(a: AppClient, b: AppClient, n: int) -> None:
+    """A client on B follows a thread of A: how much later B sees the
+    first delta and turn/completed than A's own client."""
+    tid = await a.thread_start()
+    await a.turn(tid, "warm up")
+    await b.request("thread/resume", {"threadId": tid})
+    first, done = [], []
+    for i in range(n):
+        follower = b.turns[tid] = TurnState(keep_text=False)
+        st = await a.turn(tid, f"followed {i}", keep_text=False)
+        with trio.fail_after(10):
+            await follower.done.wait()
+        assert st.first_delta is not None and follower.first_delta is not None and st.done_at is not None
+        assert follower.done_at is not None
+        first.append((follower.first_delta - st.first_delta) * 1000)
+        done.append((follower.done_at - st.done_at) * 1000)
+    print(f"  delta latency across the hop           first delta p50 {statistics.median(first):5.1f} ms "
+          f"p99 {pct(first, 0.99):5.1f} ms; turn/completed p50 {statistics.median(done):5.1f} ms")
+
+
+async def listing(args: argparse.Namespace, client: AppClient) -> None:
+    """``thread/list`` through a node over ``--list-threads`` rows."""
+    import psycopg
+
+    from trio_codex.runtime.cluster.pg_store import open_pg_store
+
+    await open_pg_store(args.store)  # the tables
+    cwd = f"/bench/list-{uuid.uuid4().hex[:8]}"
+    t0 = time.monotonic()
+
+    def fill() -> None:
+        start = int(time.time() * 1000) - args.list_threads * 1000
+        with psycopg.connect(args.store) as conn, conn.cursor() as cur:
+            with cur.copy("copy codex_thread_list (id, archived, created_at, updated_at, recency_at, model_provider, "
+                          "cwd, source_kind, name, preview, meta) from stdin") as copy:
+                for i in range(args.list_threads):
+                    tid = str(uuid.uuid4())
+                    at = start + i * 1000
+                    meta = (f'{{"id":"{tid}","created_at":{at},"updated_at":{at},"recency_at":{at},'
+                            f'"source":"vscode","model_provider":"mock","cwd":"{cwd}","preview":"bench thread {i}"}}')
+                    copy.write_row((tid, False, at, at, at, "mock", cwd, "vscode", None, f"bench thread {i}", meta))
+            conn.execute("analyze codex_thread_list")
+    await trio.to_thread.run_sync(fill)
+    print(f"== thread/list over {args.list_threads} threads in PostgreSQL (filled in {time.monotonic() - t0:.0f} s)")
+    deep = None
+    page = {"cwd": cwd, "limit": 25}
+    cursor = None
+    for _ in range(args.list_threads // 2 // 100):
+        cursor = (await client.request("thread/list", {**page, "limit": 100, "cursor": cursor}))["nextCursor"]
+    deep = cursor
+    for name, params in (("first page (25)", page), ("page at the middle by cursor", {**page, "cursor": deep}),
+                         ("search (a substring scan)", {**page, "searchTerm": "bench thread 17"}),
+                         ("sorted by updated_at asc", {**page, "sortKey": "updated_at", "sortDirection": "asc"})):
+        times = []
+        for _ in range(20):
+            t0 = time.monotonic()
+            result = await client.request("thread/list", params)
+            times.append((time.monotonic() - t0) * 1000)
+        assert result["data"], name
+        print(f"  {name:<34} p50 {statistics.median(times):6.1f} ms  p99 {pct(times, 0.99):6.1f} ms")
 
 
 if __name__ == "__main__":
@@ -107,4 +230,7 @@ if __name__ == "__main__":
     p.add_argument("--turns", type=int, default=20)
     p.add_argument("--deltas", type=int, default=100)
     p.add_argument("--lease-ttl", type=float, default=2.0)
+    p.add_argument("--load", action="store_true", help="also turns/s with 1, 2, 3 nodes under concurrent load")
+    p.add_argument("--threads", type=int, default=4, help="with --load: threads driven at once per process")
+    p.add_argument("--list-threads", type=int, default=0, help="also thread/list over this many threads")
     trio.run(main, p.parse_args())

@@ -36,6 +36,7 @@ from ..transports.listen import ListenUrl
 from ..transports.stdio import open_stdio
 from . import seccomp
 from .config import ConfigError, Settings, resolve_provider
+from .handshake import Handover
 from .limits import Limits
 from .mailbox import open_mailbox
 from .server_info import ServerInfo
@@ -144,14 +145,29 @@ async def _warm_up(models: ModelPool, info: ServerInfo) -> None:
     await trio.to_thread.run_sync(seccomp.preload)
 
 
-async def _stop_on_signal(host: trio.CancelScope, *, task_status: trio.TaskStatus[None]) -> None:
+async def _stop_on_signal(host: trio.CancelScope, drains: Sequence[Callable[[], Awaitable[None]]] = (), *,
+                          task_status: trio.TaskStatus[None]) -> None:
+    """Stop the server at SIGTERM or SIGINT, after running ``drains`` (a
+    cluster node handing its threads off) unless a second signal comes."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         task_status.started()
         async for signum in signals:
             name = signal.Signals(signum).name
+            if drains:
+                log.info("%s received: draining (a second signal stops at once)", name)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_drain, drains, nursery.cancel_scope)
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
             log.info("%s received: shutting down", name)
             host.cancel(reason=f"{name} received")
             return
+
+
+async def _drain(drains: Sequence[Callable[[], Awaitable[None]]], done: trio.CancelScope) -> None:
+    for drain in drains:
+        await drain()
+    done.cancel()
 
 
 async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, stream: FrameStream | None = None,
@@ -159,6 +175,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                 ws_auth: TokenAuth | JwtAuth | None = None, limits: Limits = Limits(),
                 accept: trio.MemoryReceiveChannel[FrameStream] | None = None,
                 cluster: AbstractAsyncContextManager[tuple[Bus, Directory, ThreadStore | None]] | None = None,
+                handover: Handover | None = None,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the app server until its listener ends (stdin EOF when stdio is
     one of them) or a SIGTERM/SIGINT arrives. ``listen`` may name several
@@ -171,6 +188,9 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
     Directory and store to open, :mod:`.cluster.node`), this process is one node of a
     cluster: every client connection goes through a gateway that forwards
     requests for threads owned by other nodes (:mod:`.cluster.tunnel`).
+    ``handover``: what the command line's handshake did with stdin before
+    the server ran (its answered ``initialize``, the bytes it read), which
+    the stdio connection takes over (not with ``cluster``).
     ``task_status`` is started once the actors run."""
     listens = [listen] if isinstance(listen, ListenUrl) else list(listen)
     rate_limits = RateLimits()
@@ -190,8 +210,9 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
             "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup, AsyncExitStack() as stack:
         models = ModelPool(settings, host, rate_limits)
         host.start_soon(_warm_up, models, info)
+        drains: list[Callable[[], Awaitable[None]]] = []
         if stream is None and accept is None:
-            await host.start(_stop_on_signal, host.cancel_scope)
+            await host.start(_stop_on_signal, host.cancel_scope, drains)
         # Analytics is best effort: if it fails, the server goes on without it.
         recorder = await sup.start_child("analytics", partial(
             run_analytics, settings.analytics, default_enabled=analytics_default_enabled), restart="temporary")
@@ -218,9 +239,12 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
             if cluster is not None:
                 from .cluster.tunnel import open_tunnels
 
-                session = await stack.enter_async_context(open_tunnels(
+                from ..transports.memory import memory_frame_pair
+
+                session, drain = await stack.enter_async_context(open_tunnels(
                     *await stack.enter_async_context(cluster), connection,
-                    LocalThreadStore(store, settings.codex_home)))
+                    LocalThreadStore(store, settings.codex_home), memory_frame_pair))
+                drains.append(drain)
 
             for listening in bound:
                 from ..transports.websocket import serve_websocket
@@ -235,8 +259,11 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
             elif cluster is not None and any(each.scheme == "stdio" for each in listens):
                 await session(stream or open_stdio(max_line=max_message_bytes))
             elif any(each.scheme == "stdio" for each in listens):
-                conn = Connection(next(conn_ids), stream or open_stdio(max_line=max_message_bytes),
-                                  info, hub, threads, approvals, recorder, limits=limits)
+                handover = handover or Handover(None, b"")
+                conn = Connection(next(conn_ids), stream or open_stdio(max_line=max_message_bytes,
+                                                                       buffered=handover.buffered),
+                                  info, hub, threads, approvals, recorder, limits=limits,
+                                  handshake=handover.accepted)
                 await conn.run()
             else:
                 await trio.sleep_forever()

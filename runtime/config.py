@@ -159,6 +159,19 @@ class SandboxWorkspaceWrite(msgspec.Struct, frozen=True, kw_only=True):
     exclude_slash_tmp: bool = False
 
 
+class ClusterConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """``[cluster]`` (trio-codex): run the app server as one node of a
+    cluster (README "Cluster"); ``--cluster``/``--store`` and
+    ``$TRIO_CODEX_CLUSTER``/``$TRIO_CODEX_STORE`` take precedence."""
+
+    #: ``nats://HOST:PORT`` of a NATS server with JetStream.
+    url: str | None = None
+    #: ``postgresql://...``: the cluster's ThreadStore.
+    store: str | None = None
+    #: Seconds a node's lease lasts without renewal (``$TRIO_CODEX_LEASE_TTL`` wins).
+    lease_ttl_secs: float | None = None
+
+
 class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):
     """``[analytics]``. ``enabled = None`` leaves the choice to the surface
     (app-server: off, unless started with ``--analytics-default-enabled``).
@@ -237,6 +250,7 @@ class _ConfigToml(msgspec.Struct, frozen=True, kw_only=True):
     developer_instructions: str | None = None
     thread_unload_delay_secs: _U64 = 1800
     analytics: AnalyticsConfig = msgspec.field(default_factory=AnalyticsConfig)
+    cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
     mcp_servers: dict[str, dict[str, Any]] = {}
     #: A program (and its first arguments) run after each completed turn
     #: with a JSON payload as its last argument (runtime/notify.py).
@@ -254,7 +268,7 @@ class Settings(_ConfigToml, frozen=True, kw_only=True):
     and ``permissions`` (profiles), ``model_reasoning_effort``
     (any string), ``model_reasoning_summary``, ``instructions``,
     ``developer_instructions``, ``thread_unload_delay_secs`` (1800),
-    ``notify``, ``analytics`` and ``mcp_servers`` (raw tables).
+    ``notify``, ``analytics``, ``cluster`` (ours) and ``mcp_servers`` (raw tables).
 
     ``model_providers`` is the whole catalog: the built-ins plus the
     configured entries.

@@ -271,10 +271,6 @@ def _phrase(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-def _like_pattern(term: str) -> str:
-    """A LIKE pattern for ``term`` as a substring, its wildcards literal."""
-    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
 
 def _snippet(text: str, term: str) -> str:
     """The message, or for a long one the part around the first match."""
@@ -548,95 +544,18 @@ class ThreadIndex:
         matches nothing). Raises ``ValueError`` for a bad argument or a
         cursor from another sort.
         """
-        if sort_key not in ("created_at", "updated_at", "recency_at"):
-            raise ValueError(f"unknown sortKey {sort_key!r}: use created_at, updated_at or recency_at")
-        if sort_direction not in ("asc", "desc"):
-            raise ValueError(f"unknown sortDirection {sort_direction!r}: use asc or desc")
-        limit = max(1, min(int(limit), MAX_LIMIT))
-        anchor = None
-        if cursor:
-            anchor = _decode_cursor(cursor)
-            if (anchor.sort_key, anchor.direction) != (sort_key, sort_direction):
-                raise ValueError(
-                    f"this cursor belongs to a listing sorted by {anchor.sort_key} {anchor.direction}, "
-                    f"not {sort_key} {sort_direction}: keep the sort, or start again without a cursor")
-
-        # A search with a rare trigram starts from the few rows that hold it
-        # (a unary + keeps SQLite from walking an index of every row instead).
-        candidates = self._rare_trigram_rows(search_term) if search_term else None
-        plus = "+" if candidates is not None else ""
-        where = [f"{plus}archived = ?"]
-        args: list[Any] = [int(archived)]
-        if cwd is not None:
-            paths = [cwd] if isinstance(cwd, str) else list(cwd)
-            if not paths:
-                return Page([])
-            where.append(f"cwd IN ({', '.join('?' * len(paths))})")
-            args += paths
-        if thread_ids is not None:
-            if not thread_ids:
-                return Page([])
-            where.append(f"id IN ({', '.join('?' * len(thread_ids))})")
-            args += list(thread_ids)
-        if model_providers:
-            where.append(f"model_provider IN ({', '.join('?' * len(model_providers))})")
-            args += list(model_providers)
-        kinds: list[str] = []
-        for kind in source_kinds or INTERACTIVE_SOURCE_KINDS:
-            kinds += _SUB_AGENT_KINDS if kind == "subAgent" else [kind]
-        where.append(f"source_kind IN ({', '.join('?' * len(kinds))})")
-        args += kinds
-        if search_term:
-            if candidates is not None:
-                # The rows holding one of its rare trigrams (the index folds
-                # case beyond ASCII, so a superset); LIKE then decides, so
-                # the results are the scan's.
-                where.append(f"rowid IN ({', '.join('?' * len(candidates))})")
-                args += candidates
-            pattern = _like_pattern(search_term)
-            where.append("(name LIKE ? ESCAPE '\\' OR preview LIKE ? ESCAPE '\\')")
-            args += [pattern, pattern]
+        query = listing_query(cursor=cursor, limit=limit, sort_key=sort_key, sort_direction=sort_direction,
+                              archived=archived, cwd=cwd, model_providers=model_providers, source_kinds=source_kinds,
+                              search_term=search_term, thread_ids=thread_ids,
+                              candidates=self._rare_trigram_rows(search_term) if search_term else None)
+        if query is None:
+            return Page([])
         if full_text:
             match, arg = _text_match(full_text)
-            where.append(f"id IN (SELECT thread_id FROM thread_text WHERE {match})")
-            args.append(arg)
-
-        backward = anchor is not None and anchor.before
-        # Rows come out nearest the anchor first: in display order going
-        # forward, in reverse display order going backward.
-        ascending = (sort_direction == "asc") != backward
-        if anchor is not None:
-            where.append(f"({sort_key}, id) {'>' if ascending else '<'} (?, ?)")
-            args += [anchor.value, anchor.id]
-        order = "ASC" if ascending else "DESC"
-        sql = (f"SELECT {_SELECT} FROM threads WHERE {' AND '.join(where)} "
-               f"ORDER BY {plus}{sort_key} {order}, {plus}id {order} LIMIT ?")
-        fetched = self._connect().execute(sql, (*args, limit + 1)).fetchall()
-
-        rows: list[ThreadMeta] = []
-        used = 0
-        for row in fetched[:limit]:
-            meta = _meta_from_row(row)
-            size = len(_row_encoder.encode(meta))
-            if rows and used + size > max_bytes:
-                break
-            rows.append(meta)
-            used += size
-        more = len(fetched) > len(rows)
-        if backward:
-            rows.reverse()
-
-        def at(meta: ThreadMeta, before: bool) -> str:
-            return _encode_cursor(_Cursor(sort_key, sort_direction, getattr(meta, sort_key), meta.id, before))
-
-        if not rows:
-            # Nothing there (yet): a backwards cursor stays the way to poll.
-            return Page([], None, cursor if backward else None)
-        first = at(rows[0], True)
-        if backward:
-            # The anchor row itself lies after this page.
-            return Page(rows, at(rows[-1], False), first)
-        return Page(rows, at(rows[-1], False) if more else None, first)
+            query.where.append(f"id IN (SELECT thread_id FROM thread_text WHERE {match})")
+            query.args.append(arg)
+        fetched = self._connect().execute(query.sql(f"SELECT {_SELECT} FROM threads"), query.args).fetchall()
+        return query.page([_meta_from_row(row) for row in fetched], max_bytes)
 
     def _rare_trigram_rows(self, term: str) -> list[int] | None:
         """The rows (rowids) holding the first trigram of ``term`` that at
@@ -775,3 +694,128 @@ def open_index(codex_home: str | os.PathLike[str]) -> ThreadIndex:
     log.info("thread index: %d rollouts, %d scanned, %d removed in %.2f s%s", stats.files, stats.scanned,
              stats.removed, stats.seconds, " (full rebuild)" if stats.full else "")
     return index
+
+
+class ListingQuery:
+    """One ``thread/list`` page as SQL: the filters, the keyset condition
+    and the order, for the SQLite index and for the cluster's PostgreSQL
+    listing alike (``placeholder``: ``?`` or ``%s``). Its table has the
+    columns ``id, archived, cwd, model_provider, source_kind, name,
+    preview`` and the sort keys."""
+
+    def __init__(self, *, placeholder: str, limit: int, sort_key: str, sort_direction: str,
+                 anchor: _Cursor | None, cursor: str | None) -> None:
+        self.ph = placeholder
+        self.limit = limit
+        self.sort_key = sort_key
+        self.sort_direction = sort_direction
+        self.anchor = anchor
+        self.cursor = cursor
+        self.where: list[str] = []
+        self.args: list[Any] = []
+        self.backward = anchor is not None and anchor.before
+        # Rows come out nearest the anchor first: in display order going
+        # forward, in reverse display order going backward.
+        self.ascending = (sort_direction == "asc") != self.backward
+        #: ``+`` when the order must not drive the plan (see :func:`listing_query`).
+        self.plus = ""
+
+    def any_of(self, column: str, values: Sequence[Any]) -> None:
+        self.where.append(f"{column} IN ({', '.join([self.ph] * len(values))})")
+        self.args += list(values)
+
+    def sql(self, select: str) -> str:
+        """``select`` (``SELECT ... FROM table``) with the conditions, the
+        order and the limit (one row more than the page, to know if more follow)."""
+        order = "ASC" if self.ascending else "DESC"
+        return (f"{select} WHERE {' AND '.join(self.where)} "
+                f"ORDER BY {self.plus}{self.sort_key} {order}, {self.plus}id {order} LIMIT {self.limit + 1}")
+
+    def page(self, fetched: list[ThreadMeta], max_bytes: int = DEFAULT_MAX_BYTES) -> Page:
+        """The page and its cursors from the rows the query fetched."""
+        rows: list[ThreadMeta] = []
+        used = 0
+        for meta in fetched[:self.limit]:
+            size = len(_row_encoder.encode(meta))
+            if rows and used + size > max_bytes:
+                break
+            rows.append(meta)
+            used += size
+        more = len(fetched) > len(rows)
+        if self.backward:
+            rows.reverse()
+
+        def at(meta: ThreadMeta, before: bool) -> str:
+            return _encode_cursor(_Cursor(self.sort_key, self.sort_direction, getattr(meta, self.sort_key),
+                                          meta.id, before))
+
+        if not rows:
+            # Nothing there (yet): a backwards cursor stays the way to poll.
+            return Page([], None, self.cursor if self.backward else None)
+        first = at(rows[0], True)
+        if self.backward:
+            # The anchor row itself lies after this page.
+            return Page(rows, at(rows[-1], False), first)
+        return Page(rows, at(rows[-1], False) if more else None, first)
+
+
+def listing_query(*, cursor: str | None = None, limit: int = DEFAULT_LIMIT, sort_key: str = "created_at",
+                  sort_direction: str = "desc", archived: bool = False, cwd: str | Sequence[str] | None = None,
+                  model_providers: Sequence[str] | None = None, source_kinds: Sequence[str] | None = None,
+                  search_term: str | None = None, thread_ids: Sequence[str] | None = None,
+                  placeholder: str = "?", candidates: Sequence[int] | None = None) -> ListingQuery | None:
+    """The query of one ``thread/list`` page (filters as
+    :meth:`ThreadIndex.list_threads`); None when nothing can match.
+    ``candidates``: the SQLite rowids that hold one of the search term's
+    rare trigrams (a superset of the matches; LIKE still decides).
+    Raises ``ValueError`` for a bad argument or a cursor from another sort."""
+    if sort_key not in ("created_at", "updated_at", "recency_at"):
+        raise ValueError(f"unknown sortKey {sort_key!r}: use created_at, updated_at or recency_at")
+    if sort_direction not in ("asc", "desc"):
+        raise ValueError(f"unknown sortDirection {sort_direction!r}: use asc or desc")
+    anchor = None
+    if cursor:
+        anchor = _decode_cursor(cursor)
+        if (anchor.sort_key, anchor.direction) != (sort_key, sort_direction):
+            raise ValueError(
+                f"this cursor belongs to a listing sorted by {anchor.sort_key} {anchor.direction}, "
+                f"not {sort_key} {sort_direction}: keep the sort, or start again without a cursor")
+    q = ListingQuery(placeholder=placeholder, limit=max(1, min(int(limit), MAX_LIMIT)), sort_key=sort_key,
+                     sort_direction=sort_direction, anchor=anchor, cursor=cursor)
+    if candidates is not None:
+        # A search with a rare trigram starts from the few rows that hold it
+        # (a unary + keeps SQLite from walking an index of every row instead).
+        q.plus = "+"
+    q.where.append(f"{q.plus}archived = {q.ph}")
+    q.args.append(archived if placeholder != "?" else int(archived))
+    if cwd is not None:
+        paths = [cwd] if isinstance(cwd, str) else list(cwd)
+        if not paths:
+            return None
+        q.any_of("cwd", paths)
+    if thread_ids is not None:
+        if not thread_ids:
+            return None
+        q.any_of("id", thread_ids)
+    if model_providers:
+        q.any_of("model_provider", model_providers)
+    kinds: list[str] = []
+    for kind in source_kinds or INTERACTIVE_SOURCE_KINDS:
+        kinds += _SUB_AGENT_KINDS if kind == "subAgent" else [kind]
+    q.any_of("source_kind", kinds)
+    if search_term:
+        if candidates is not None:
+            q.any_of("rowid", candidates)
+        pattern = _like_pattern(search_term)
+        like = "LIKE" if placeholder == "?" else "ILIKE"  # SQLite's LIKE ignores ASCII case already
+        q.where.append(f"(name {like} {q.ph} ESCAPE '\\' OR preview {like} {q.ph} ESCAPE '\\')")
+        q.args += [pattern, pattern]
+    if anchor is not None:
+        q.where.append(f"({sort_key}, id) {'>' if q.ascending else '<'} ({q.ph}, {q.ph})")
+        q.args += [anchor.value, anchor.id]
+    return q
+
+
+def _like_pattern(term: str) -> str:
+    """``term`` as a LIKE pattern that matches it anywhere, literally."""
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

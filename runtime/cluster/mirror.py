@@ -9,6 +9,14 @@ line to the cluster store, fenced by the epoch of this node's claim, every
 thread over: the follower stops and the owner stops serving the thread
 (``on_fenced``). Stage 1 keeps the JSONL as the node's working copy; the
 store is what survives the node.
+
+The periodic copy leaves a window in which an item the rollout writer has
+acknowledged is not in the store yet; so before a notification that
+reports something completed leaves the node, the owner copies the
+thread's new lines at once (:meth:`Mirror.sync`, called by the tunnels):
+an item a client saw completed survives a ``kill -9`` of its owner. The
+writer acknowledges an append only once its lines reached the OS, so they
+are in the file by the time the notification is sent.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Any, Protocol
 import trio
 
 from ..rollout import SESSIONS_SUBDIR, decode_line, parse_timestamp, rollout_path, write_whole
-from .ports import Fenced, ThreadStore
+from .ports import Fenced, ThreadListing, ThreadStore
 
 log = logging.getLogger("trio_codex.cluster")
 
@@ -103,22 +111,54 @@ class Mirror:
         self.nursery.start_soon(self._follow, follower)
 
     async def _follow(self, follower: _Follower) -> None:
-        while await self._pass(follower):
+        while True:
+            async with follower.lock:
+                if not await self._pass(follower, listing=True):
+                    return
             await trio.sleep(MIRROR_INTERVAL)
+
+    async def sync(self, thread_id: str, *, listing: bool = False) -> None:
+        """Copy the thread's new lines now (before its client is told an
+        item completed; with ``listing``, its listing row too: a hand-off);
+        nothing when this node does not follow it."""
+        follower = self.followers.get(thread_id)
+        if follower is None:
+            return
+        async with follower.lock:
+            await self._locate(follower)
+            # Until the store takes the lines (it may be failing over); the
+            # caller bounds the wait.
+            while await self._pass(follower, listing) and follower.failing:
+                await trio.sleep(MIRROR_INTERVAL)
+
+    def stop(self, thread_id: str) -> None:
+        """Stop following a thread this node handed off."""
+        follower = self.followers.pop(thread_id, None)
+        if follower is not None:
+            follower.fenced = True  # its loop ends at its next pass
+
+    async def _locate(self, follower: _Follower) -> None:
+        """Look for a rollout not located yet on disk (the store actor may
+        not have indexed it yet, or be gone)."""
+        if follower.path is None and self.local.codex_home is not None:
+            follower.path = await trio.to_thread.run_sync(_find_rollout, self.local.codex_home,
+                                                          follower.thread_id)
 
     async def flush(self) -> None:
         """One last pass for every thread followed (a node shutting down:
         its store actor may be gone, so a rollout not located yet is looked
-        for on disk)."""
+        for on disk, and the listing rows wait for the next owner)."""
         for follower in list(self.followers.values()):
-            if follower.path is None and self.local.codex_home is not None:
-                follower.path = await trio.to_thread.run_sync(_find_rollout, self.local.codex_home,
-                                                              follower.thread_id)
-            if follower.path is not None:
-                await self._pass(follower)
+            async with follower.lock:
+                await self._locate(follower)
+                if follower.path is not None:
+                    await self._pass(follower)
 
-    async def _pass(self, f: _Follower) -> bool:
-        """Copy the rollout's new whole lines; False once fenced."""
+    async def _pass(self, f: _Follower, listing: bool = False) -> bool:
+        """Copy the rollout's new whole lines; False once fenced. With
+        ``listing``, also put the thread's row in the cluster's listing when
+        lines were copied since it was last put (a sync leaves that to the
+        next periodic pass: it holds a client's notification back)."""
         if f.fenced:
             return False
         if f.path is None:
@@ -131,22 +171,36 @@ class Mirror:
         except OSError:
             return True  # moved (archived) or not written yet
         whole = data[:data.rfind(b"\n") + 1]
-        if not whole:
-            return True
-        try:
-            await self.remote.append_items(f.thread_id, f.epoch, whole.splitlines())
-        except Fenced as exc:
-            log.error("cluster: FENCED: %s", exc)
-            f.fenced = True
-            self.followers.pop(f.thread_id, None)
-            self.on_fenced(f.thread_id)
-            return False
-        f.offset += len(whole)
+        if whole:
+            try:
+                await self.remote.append_items(f.thread_id, f.epoch, whole.splitlines())
+            except Fenced as exc:
+                log.error("cluster: FENCED: %s", exc)
+                f.fenced = True
+                self.followers.pop(f.thread_id, None)
+                self.on_fenced(f.thread_id)
+                return False
+            except Exception as exc:  # the store is down or failing over: the next pass tries again
+                log.warning("cluster: thread %s: copying %d bytes to the store failed: %s", f.thread_id,
+                            len(whole), exc)
+                f.failing = True
+                return True
+            f.failing = False
+            f.offset += len(whole)
+            f.unlisted = True
+        if listing and f.unlisted and isinstance(self.remote, ThreadListing):
+            meta = await self.local.read_thread(f.thread_id)
+            if meta is not None:
+                try:
+                    await self.remote.put_listing(meta)
+                    f.unlisted = False
+                except Exception as exc:  # as above: the next pass tries again
+                    log.warning("cluster: thread %s: its listing row was not stored: %s", f.thread_id, exc)
         return True
 
 
 class _Follower:
-    __slots__ = ("thread_id", "epoch", "path", "offset", "fenced")
+    __slots__ = ("thread_id", "epoch", "path", "offset", "fenced", "lock", "unlisted", "failing")
 
     def __init__(self, thread_id: str, epoch: int, path: str | None, offset: int) -> None:
         self.thread_id = thread_id
@@ -154,3 +208,9 @@ class _Follower:
         self.path = path
         self.offset = offset
         self.fenced = False
+        #: Lines were copied since the thread's listing row was last put.
+        self.unlisted = False
+        #: The last copy failed (the store is down).
+        self.failing = False
+        #: One copy at a time: the periodic one, a sync, the last flush.
+        self.lock = trio.Lock()

@@ -32,9 +32,10 @@ async def open_cluster_node(nats_url: str, store_dsn: str | None, *, node: str |
     except ImportError as exc:
         raise SystemExit(f"trio-codex: --cluster needs the cluster extra "
                          f"(pip install 'trio-codex[cluster]'): {exc}") from None
-    # TRIO_CODEX_LEASE_TTL: seconds; shorter leases fail over sooner and
-    # risk false takeovers of a node that is merely starved of CPU.
-    ttl = lease_ttl or float(os.environ.get("TRIO_CODEX_LEASE_TTL") or LEASE_TTL)
+    # TRIO_CODEX_LEASE_TTL (then ``lease_ttl``, config.toml's): seconds;
+    # shorter leases fail over sooner and risk false takeovers of a node
+    # that is merely starved of CPU.
+    ttl = float(os.environ.get("TRIO_CODEX_LEASE_TTL") or lease_ttl or LEASE_TTL)
     async with open_nats_bus(nats_url, node or node_id()) as bus, \
             open_nats_directory(bus, lease_ttl=ttl) as directory:
         if store_dsn is None:

@@ -8,6 +8,12 @@ line as text, so an export is byte for byte what was appended). An append
 moves ``last_seq`` in the same transaction, guarded by ``epoch = $e``: a
 node that lost the thread (its claim taken over at a later epoch) finds no
 row to update and is refused, however late it wakes up.
+
+``codex_thread_list`` is the cluster's ``thread/list``: one row per thread
+with what a listing filters and sorts by, and the whole
+:class:`~..rollout.ThreadMeta` as JSON, kept by the owner as its rollout
+grows; pages are cut by keyset on ``(sort key, id)``, with the same query
+and cursors as the single-process index (:func:`..thread_index.listing_query`).
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import msgspec
 import psycopg
 import psycopg.types.json
 import psycopg_pool
 import trio
 
+from ..rollout import ThreadMeta, source_kind
+from ..thread_index import Page, listing_query
 from .ports import Fenced
 
 T = TypeVar("T")
@@ -42,7 +51,27 @@ create table if not exists codex_rollout_items (
     item text not null,
     primary key (thread_id, seq)
 );
+create table if not exists codex_thread_list (
+    id text primary key,
+    archived boolean not null default false,
+    created_at bigint not null,
+    updated_at bigint not null,
+    recency_at bigint not null,
+    model_provider text not null,
+    cwd text not null,
+    source_kind text not null,
+    name text,
+    preview text not null,
+    meta jsonb not null
+);
+create index if not exists codex_thread_list_created on codex_thread_list (archived, created_at, id);
+create index if not exists codex_thread_list_updated on codex_thread_list (archived, updated_at, id);
+create index if not exists codex_thread_list_recency on codex_thread_list (archived, recency_at, id);
 """
+_LIST_COLUMNS = ("id", "archived", "created_at", "updated_at", "recency_at", "model_provider", "cwd", "source_kind",
+                 "name", "preview", "meta")
+_meta_encoder = msgspec.json.Encoder()
+_meta_decoder = msgspec.json.Decoder(ThreadMeta)
 
 #: Connections the pool keeps; every store call holds one for its statement.
 POOL_SIZE = 4
@@ -118,6 +147,30 @@ class PgThreadStore:
     async def update_git(self, thread_id: str, patch: dict[str, str | None]) -> bool:
         return await self._set(thread_id, "update codex_threads set git = git || %s where id = %s",
                                psycopg.types.json.Jsonb(patch))
+
+    async def put_listing(self, meta: ThreadMeta) -> None:
+        """Add or update the thread's row in the cluster's listing."""
+        row = (meta.id, meta.archived, meta.created_at, meta.updated_at, meta.recency_at, meta.model_provider,
+               meta.cwd, source_kind(meta.source), meta.name, meta.preview, _meta_encoder.encode(meta).decode())
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _LIST_COLUMNS[1:])
+        sql = (f"insert into codex_thread_list ({', '.join(_LIST_COLUMNS)}) values "
+               f"({', '.join(['%s'] * (len(_LIST_COLUMNS) - 1))}, %s::jsonb) on conflict (id) do update set {updates}")
+
+        def work(conn: psycopg.Connection) -> None:
+            conn.execute(sql, row)
+        await self._run(work)
+
+    async def list_threads(self, **filters: Any) -> Page:
+        """One page of the cluster's ``thread/list`` (the filters of
+        :func:`~..thread_index.listing_query`; ValueError for a bad one)."""
+        query = listing_query(**filters, placeholder="%s")
+        if query is None:
+            return Page([])
+
+        def work(conn: psycopg.Connection) -> list[ThreadMeta]:
+            rows = conn.execute(query.sql("select meta::text from codex_thread_list"), query.args).fetchall()
+            return [_meta_decoder.decode(r[0]) for r in rows]
+        return query.page(await self._run(work))
 
 
 async def open_pg_store(dsn: str) -> tuple[PgThreadStore, psycopg_pool.ConnectionPool]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class NoResponders(Exception):
@@ -137,3 +137,17 @@ class ThreadStore(Protocol):
 
     async def update_git(self, thread_id: str, patch: dict[str, str | None]) -> Any: ...
 
+
+
+@runtime_checkable
+class ThreadListing(Protocol):
+    """A cluster-wide ``thread/list``, for a ThreadStore that keeps one
+    (PostgreSQL): the owner puts each thread's listing row
+    (a :class:`~..rollout.ThreadMeta`) as its rollout grows."""
+
+    async def put_listing(self, meta: Any) -> None: ...
+
+    async def list_threads(self, **filters: Any) -> Any:
+        """A :class:`~..thread_index.Page` (filters as
+        :func:`~..thread_index.listing_query`); ValueError for a bad one."""
+        ...

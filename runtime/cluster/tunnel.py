@@ -34,9 +34,14 @@ from typing import Any
 import msgspec
 import trio
 
+from ..protocol.codec import decode_params, encode
+from ..protocol.jsonrpc import ErrorResponse, JsonRpcError, Response, internal_error, invalid_request
+from ..protocol.v2.thread import ThreadListParams, ThreadListResponse
+from ..rollout import thread_from_meta
 from ..stream import FrameStream, Oversized, TransportClosed
+from .drain import drain_deadline, drain_threads
 from .mirror import LocalRollouts, Mirror
-from .ports import Bus, Directory, Fenced, Message, NoResponders, ThreadStore
+from .ports import Bus, Directory, Fenced, Message, NoResponders, ThreadListing, ThreadStore
 
 log = logging.getLogger("trio_codex.cluster")
 
@@ -61,11 +66,16 @@ GATEWAY_CAPACITY = 65536
 REMOTE_IDS = 1 << 40
 #: The id of the ``initialize`` a gateway replays to open a virtual connection.
 INIT_ID = "codex-cluster-init"
+#: Notifications that report an item or turn completed: before one leaves
+#: the node, the thread's rollout is copied into the store (:meth:`.Mirror.sync`).
+SETTLING = (b'"item/completed"', b'"turn/completed"')
+#: How long that copy may hold the notification back (the store is down).
+SETTLE_TIMEOUT = 5.0
 #: Methods whose answer names a thread this node just created.
 CREATING = frozenset({"thread/start", "thread/fork"})
 
-SEQ, GATEWAY, CONN, CLOSE, OWNER, PART = ("Codex-Seq", "Codex-Gateway", "Codex-Conn", "Codex-Close", "Codex-Owner",
-                                          "Codex-Part")
+SEQ, GATEWAY, CONN, CLOSE, OWNER, PART, RELEASED = ("Codex-Seq", "Codex-Gateway", "Codex-Conn", "Codex-Close",
+                                                    "Codex-Owner", "Codex-Part", "Codex-Released")
 #: The largest piece of a frame sent as one bus message.
 PART_SIZE = 256 * 1024
 
@@ -74,6 +84,8 @@ PART_SIZE = 256 * 1024
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 ServeConnection = Callable[[FrameStream], Awaitable[None]]
+#: Makes the (server end, client end) of an in-process connection.
+StreamPair = Callable[[], tuple[FrameStream, FrameStream]]
 
 
 def thread_subject(thread_id: str) -> str:
@@ -94,9 +106,10 @@ class _VirtualStream:
 
     max_frame = 1 << 30
 
-    def __init__(self, bus: Bus, gateway: str, conn: str) -> None:
+    def __init__(self, bus: Bus, gateway: str, conn: str, settle: Callable[[Sequence[bytes]], Awaitable[None]]) -> None:
         self.peer = f"cluster:{gateway}/{conn}"
         self.bus = bus
+        self.settle = settle
         self.subject = f"codex.gw.{gateway}.{conn}"
         self.send, self.recv = trio.open_memory_channel[bytes | None](VIRTUAL_CAPACITY)
         self.seq = itertools.count(1)
@@ -111,6 +124,7 @@ class _VirtualStream:
     async def send_frames(self, frames: Sequence[bytes]) -> None:
         if self.closed:
             raise TransportClosed(self.peer)
+        await self.settle(frames)
         for frame in frames:
             # NATS refuses messages over its max_payload (1 MiB by default):
             # a big frame (a long thread's history) goes in parts.
@@ -121,6 +135,11 @@ class _VirtualStream:
                     headers[PART] = f"{i + 1}/{len(parts)}"
                 self.bus.publish(self.subject, part, headers)
         await self.bus.backpressure()
+
+    def released(self, thread_id: str) -> None:
+        """Tell the gateway this node handed the thread off (it is draining)."""
+        if not self.closed:
+            self.bus.publish(self.subject, b"", {RELEASED: thread_id, OWNER: self.bus.node})
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         if not self.closed:
@@ -135,16 +154,25 @@ class TunnelHost:
     closes of existing virtual connections."""
 
     def __init__(self, bus: Bus, directory: Directory, store: ThreadStore | None,
-                 serve_connection: ServeConnection, nursery: trio.Nursery, local: LocalRollouts | None = None) -> None:
+                 serve_connection: ServeConnection, nursery: trio.Nursery, local: LocalRollouts | None = None,
+                 pair: StreamPair | None = None) -> None:
         self.bus = bus
         self.directory = directory
         self.store = store
         self.mirror = Mirror(local, store, nursery, self.drop) if store is not None and local is not None else None
         self.scopes: dict[str, trio.CancelScope] = {}
         self.serve_connection = serve_connection
+        self.pair = pair
         self.nursery = nursery
         self.virtual: dict[tuple[str, str], _VirtualStream] = {}
         self.owned: dict[str, int] = {}
+        #: This node's client connections.
+        self.gateways: set[Gateway] = set()
+        #: Set once the node drains: it activates no thread any more.
+        self.draining = False
+        #: The cluster-wide ``thread/list``, when the store keeps one. (mypy
+        #: sees no class that is both protocols, so calls the test always false.)
+        self.listing = store if isinstance(store, ThreadListing) else None  # type: ignore[redundant-expr]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self.bus.subscribe(f"codex.node.{self.bus.node}.in", GATEWAY_CAPACITY) as inbox:
@@ -180,6 +208,58 @@ class TunnelHost:
             await self.directory.release(thread_id, epoch)
         self.owned.clear()
 
+    async def settle(self, frames: Sequence[bytes]) -> None:
+        """Before frames that report items or turns completed go to a
+        client, copy their threads' rollouts into the store, so that what a
+        client saw completed survives this node."""
+        if self.mirror is None or not self.owned:
+            return
+        threads = set()
+        for frame in frames:
+            if any(marker in frame for marker in SETTLING):
+                params = (_decode(frame) or {}).get("params")
+                thread_id = params.get("threadId") if isinstance(params, dict) else None
+                if thread_id in self.owned:
+                    threads.add(thread_id)
+        for thread_id in threads:
+            with trio.move_on_after(SETTLE_TIMEOUT) as scope:
+                await self.mirror.sync(thread_id)
+            if scope.cancelled_caught:
+                log.warning("cluster: thread %s: the store did not take its completed items within %.0f s",
+                            thread_id, SETTLE_TIMEOUT)
+
+    async def drain(self) -> None:
+        """Hand every thread off while the node still runs (SIGTERM): idle
+        ones at once, busy ones after their turn or, past the deadline,
+        interrupted (:mod:`.drain`); their clients are told ``thread/closed``."""
+        self.draining = True
+        log.info("cluster: node %s drains %d threads", self.bus.node, len(self.owned))
+        if self.pair is None:
+            return  # no way to watch the threads: the shutdown's hand-off releases them
+        try:
+            await drain_threads(list(self.owned), self.serve_connection, self.release, drain_deadline(), self.pair)
+        except Exception:  # the shutdown's hand-off still copies and releases what is left
+            log.exception("cluster: the drain failed")
+
+    async def release(self, thread_id: str) -> None:
+        """Copy what is left of the thread's rollout into the store, give up
+        the claim, and tell every client that followed it here that it is
+        closed (the original's ``thread/closed``), so that they resume it
+        wherever it is activated next."""
+        epoch = self.owned.get(thread_id)
+        if epoch is None:
+            return
+        if self.mirror is not None:
+            await self.mirror.sync(thread_id, listing=True)
+            self.mirror.stop(thread_id)
+        await self.directory.release(thread_id, epoch)
+        self.drop(thread_id)
+        for stream in list(self.virtual.values()):
+            stream.released(thread_id)
+        for gateway in list(self.gateways):
+            with trio.move_on_after(HOP_TIMEOUT):  # a client that does not read is not told
+                await gateway.thread_released(thread_id)
+
     def drop(self, thread_id: str) -> None:
         """Stop serving a thread another node has taken over."""
         self.owned.pop(thread_id, None)
@@ -206,7 +286,7 @@ class TunnelHost:
         if stream is None:
             if not create:
                 return
-            stream = self.virtual[key] = _VirtualStream(self.bus, *key)
+            stream = self.virtual[key] = _VirtualStream(self.bus, *key, self.settle)
             self.nursery.start_soon(self._serve_virtual, key, stream)
         try:
             with trio.fail_after(HOP_TIMEOUT):
@@ -251,6 +331,8 @@ class Gateway:
         self.stale = 0
         self.parts: dict[str, list[bytes]] = {}
         self.relaying = False
+        #: Threads this client reached on this node's own actors.
+        self.local_threads: set[str] = set()
 
     # FrameStream, as the local Connection actor sees it.
 
@@ -269,6 +351,7 @@ class Gateway:
         if self.creating:
             for frame in frames:
                 await self._created(_decode(frame))
+        await self.host.settle(frames)
         async with self.lock:
             await self.inner.send_frames(frames)
 
@@ -296,25 +379,68 @@ class Gateway:
             self.bus.publish(f"codex.node.{owner}.in", msg_with_id(msg, remote_id),
                              {GATEWAY: self.bus.node, CONN: self.conn})
             return True
+        if method == "thread/list" and "id" in msg and self.init and self.host.listing is not None:
+            return await self._list(msg)
         if method in CREATING and "id" in msg:
             self.creating.add(msg["id"])
         params = msg.get("params")
         thread_id = params.get("threadId") if isinstance(params, dict) else None
-        if not isinstance(thread_id, str) or not _TOKEN.fullmatch(thread_id) or "id" not in msg \
-                or thread_id in self.host.owned:
+        if not isinstance(thread_id, str) or not _TOKEN.fullmatch(thread_id) or "id" not in msg:
             return False  # not a thread id a subject can carry: the local actors answer it
+        if thread_id in self.host.owned:
+            self.local_threads.add(thread_id)
+            return False
         try:
-            return await self._forward(thread_id, frame, msg["id"])
+            forwarded = await self._forward(thread_id, frame, msg["id"])
+            if not forwarded:
+                self.local_threads.add(thread_id)
+            return forwarded
         except Exception as exc:  # the fabric failed (NATS or the store down): this request fails, not the connection
             log.error("cluster: a request for thread %s failed: %s", thread_id, exc, exc_info=True)
             await self._fail(msg["id"], f"thread {thread_id}: the cluster could not route this request ({exc}); "
                                         "retry it")
             return True
 
+    async def _list(self, msg: dict[str, Any]) -> bool:
+        """Answer ``thread/list`` from the cluster's listing (every node's
+        threads, in keyset pages), once the client is initialized; False
+        leaves it to the local actors (params they refuse, and the
+        experimental sections)."""
+        try:
+            p = decode_params(msgspec.Raw(msgspec.json.encode(msg.get("params"))), ThreadListParams)
+        except JsonRpcError:
+            return False
+        if p.section_id is not None or p.sort_key == "section_position" \
+                or (p.included_thread_ids is not None and len(p.included_thread_ids) > 100):
+            return False
+        assert self.host.listing is not None
+        try:
+            page = await self.host.listing.list_threads(
+                cursor=p.cursor, limit=p.limit or 25, sort_key=p.sort_key or "created_at",
+                sort_direction=p.sort_direction or "desc", archived=bool(p.archived), cwd=p.cwd,
+                model_providers=p.model_providers, source_kinds=p.source_kinds, search_term=p.search_term,
+                thread_ids=p.included_thread_ids)
+            answer: Response | ErrorResponse = Response(msg["id"], ThreadListResponse(
+                [thread_from_meta(m, m.id in self.host.owned) for m in page.rows],
+                page.next_cursor, page.backwards_cursor))
+        except ValueError as exc:
+            answer = ErrorResponse(msg["id"], invalid_request(str(exc)).error)
+        except Exception as exc:  # the store failed: this request fails, not the connection
+            log.error("cluster: thread/list failed: %s", exc, exc_info=True)
+            answer = ErrorResponse(msg["id"], internal_error(
+                f"the cluster's thread list is unavailable ({exc}); retry the request").error)
+        async with self.lock:
+            await self.inner.send_frames([encode(answer)])
+        return True
+
     async def _forward(self, thread_id: str, frame: bytes, rid: Any) -> bool:
         with trio.move_on_after(TAKEOVER_TIMEOUT):
             while True:
                 claim = await self.directory.lookup(thread_id)
+                if self.host.draining and (claim is None or claim.node == self.bus.node):
+                    await self._fail(rid, f"thread {thread_id}: this node is shutting down; "
+                                          "reconnect to another node and resume the thread there")
+                    return True
                 if claim is not None and claim.node == self.bus.node:
                     await self.host.own(thread_id, claim.epoch)
                     return False
@@ -332,6 +458,11 @@ class Gateway:
                     log.info("cluster: thread %s: %s", thread_id, str(exc) or "no responders")
                     if claim is not None:
                         await self._owner_lost(claim.node)
+                    if self.host.draining:
+                        # Not activated here: the next lookup fails the
+                        # request unless another node has the thread by then.
+                        await trio.sleep(TAKEOVER_POLL)
+                        continue
                     claim = await self.directory.claim(thread_id)
                     if claim.node == self.bus.node:
                         log.info("cluster: thread %s activated here at epoch %d", thread_id, claim.epoch)
@@ -350,8 +481,18 @@ class Gateway:
         (``thread/status/changed {notLoaded}``, ``thread/closed``), so that
         it resumes them, wherever they are activated next."""
         self.opened.discard(owner)
+        await self._tell_closed(sorted(self.followed.pop(owner, ())))
+
+    async def thread_released(self, thread_id: str) -> None:
+        """This node handed off a thread: tell the client, if it was one of
+        its subscribers here."""
+        if thread_id in self.local_threads:
+            self.local_threads.discard(thread_id)
+            await self._tell_closed([thread_id])
+
+    async def _tell_closed(self, thread_ids: Sequence[str]) -> None:
         frames = []
-        for thread_id in sorted(self.followed.pop(owner, ())):
+        for thread_id in thread_ids:
             frames += [msgspec.json.encode({"method": "thread/status/changed", "params": {
                            "threadId": thread_id, "status": {"type": "notLoaded"}}}),
                        msgspec.json.encode({"method": "thread/closed", "params": {"threadId": thread_id}})]
@@ -396,6 +537,12 @@ class Gateway:
         if CLOSE in headers:
             await self._owner_lost(owner)
             return
+        if RELEASED in headers:
+            followed = self.followed.get(owner, set())
+            if headers[RELEASED] in followed:
+                followed.discard(headers[RELEASED])
+                await self._tell_closed([headers[RELEASED]])
+            return
         if owner not in self.opened:
             # A node this connection no longer follows: one that froze and
             # woke up after its threads were taken over. Its late frames
@@ -437,6 +584,7 @@ class Gateway:
             claim = await self.directory.claim(thread["id"])
             if claim.node == self.bus.node:
                 await self.host.own(thread["id"], claim.epoch)
+                self.local_threads.add(thread["id"])
 
     def close_tunnels(self) -> None:
         for owner in self.opened:
@@ -450,26 +598,31 @@ def msg_with_id(msg: dict[str, Any], rid: Any) -> bytes:
 
 @asynccontextmanager
 async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None, serve_connection: ServeConnection,
-                       local: LocalRollouts | None = None) -> AsyncIterator[Callable[[FrameStream], Awaitable[None]]]:
+                       local: LocalRollouts | None = None, pair: StreamPair | None = None
+                       ) -> AsyncIterator[tuple[Callable[[FrameStream], Awaitable[None]], Callable[[], Awaitable[None]]]]:
     """Serve this node's side of the tunnels; yield ``serve(stream)``, which
-    runs a client connection through a :class:`Gateway`. With a cluster
+    runs a client connection through a :class:`Gateway`, and ``drain()``,
+    which hands the node's threads off (:meth:`TunnelHost.drain`). With a cluster
     ``store`` and the node's ``local`` rollouts, the rollouts of the threads
-    this node owns are mirrored into the store (:mod:`.mirror`)."""
+    this node owns are mirrored into the store (:mod:`.mirror`). ``pair``
+    (an in-memory transport) lets the drain watch the node's threads."""
     async with trio.open_nursery() as nursery:
-        host = TunnelHost(bus, directory, store, serve_connection, nursery, local)
+        host = TunnelHost(bus, directory, store, serve_connection, nursery, local, pair)
         await nursery.start(host.run)
 
         async def serve(stream: FrameStream) -> None:
             async with trio.open_nursery() as conn_nursery:
                 gateway = Gateway(stream, bus, directory, host, conn_nursery)
+                host.gateways.add(gateway)
                 try:
                     await serve_connection(gateway)
                 finally:
+                    host.gateways.discard(gateway)
                     gateway.close_tunnels()
                     conn_nursery.cancel_scope.cancel()
 
         try:
-            yield serve
+            yield serve, host.drain
         finally:
             with trio.move_on_after(DRAIN_TIMEOUT, shield=True):
                 await host.hand_off()

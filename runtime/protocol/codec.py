@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import msgspec
 import msgspec.inspect as mi
@@ -141,6 +141,10 @@ def _decoder_for(type_: Any) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(type_)
 
 
+@overload
+def decode_params(raw: msgspec.Raw | None, type_: type[T]) -> T: ...
+@overload
+def decode_params(raw: msgspec.Raw | None, type_: type[T] | None) -> T | None: ...
 def decode_params(raw: msgspec.Raw | None, type_: type[T] | None) -> T | None:
     """Decode a request's params against its declared type.
 

@@ -23,10 +23,10 @@ def node_env(nats_url: str, pg_dsn: str) -> dict[str, str]:
     return {"TRIO_CODEX_CLUSTER": nats_url, "TRIO_CODEX_STORE": pg_dsn, "TRIO_CODEX_LEASE_TTL": str(LEASE_TTL)}
 
 
-def node_homes(tmp_path: Path, scripted: ScriptedResponses) -> dict[str, Path]:
-    """A CODEX_HOME for node a and one for node b, both on the scripted model."""
+def node_homes(tmp_path: Path, scripted: ScriptedResponses, names: str = "ab") -> dict[str, Path]:
+    """A CODEX_HOME for each node (a and b by default), all on the scripted model."""
     homes = {}
-    for name in ("a", "b"):
+    for name in names:
         homes[name] = tmp_path / name
         homes[name].mkdir()
         (homes[name] / "config.toml").write_text(mock_config(scripted.base_url))
@@ -229,3 +229,177 @@ async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_and_its_la
         # Node B's client saw nothing of the zombie's turn.
         assert not any("asked on the zombie" in str(m) for m in on_b.log)
 
+
+
+async def test_a_client_on_node_a_runs_turns_on_a_thread_of_node_b_with_an_approval_answered_from_node_c(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    import json
+
+    homes = node_homes(tmp_path, scripted, "abc")
+    env = node_env(nats_url, pg_dsn)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    async with open_app_server(homes["a"], env_extra=env) as on_a, open_app_server(homes["b"], env_extra=env) as on_b, \
+            open_app_server(homes["c"], env_extra=env) as on_c:
+        await on_b.initialize()
+        tid = (await on_b.request("thread/start", {"cwd": str(workspace), "approvalPolicy": "untrusted",
+                                                   "sandbox": "danger-full-access"}))["thread"]["id"]
+        for client in (on_a, on_c):
+            await client.initialize()
+            await client.request("thread/resume", {"threadId": tid})
+        await run_turn(on_a, tid, "a first turn from node a")
+        command = json.dumps({"command": "touch agreed"})
+        await on_a.request("turn/start", {"threadId": tid, "input": [
+            {"type": "text", "text": f"[[call=shell_command {command}]]"}]})
+        asked_a = await on_a.next_of("item/commandExecution/requestApproval")
+        asked_c = await on_c.next_of("item/commandExecution/requestApproval")
+        assert asked_a["params"]["itemId"] == asked_c["params"]["itemId"]
+        await on_c.send({"id": asked_c["id"], "result": {"decision": "accept"}})
+        for client in (on_a, on_c):
+            seen = await client.until(lambda m: m.get("method") == "turn/completed")
+            assert seen[-1]["params"]["turn"]["status"] == "completed"
+            assert [m["params"]["threadId"] for m in seen if m.get("method") == "serverRequest/resolved"] == [tid]
+        # Node a's copy of the request was resolved by node c's answer: a late
+        # answer from a changes nothing.
+        await on_a.send({"id": asked_a["id"], "result": {"decision": "decline"}})
+        assert (workspace / "agreed").exists()
+        await run_turn(on_a, tid, "a third turn from node a")
+        read = await on_c.request("thread/read", {"threadId": tid, "includeTurns": True})
+        assert [t["status"] for t in read["thread"]["turns"]] == ["completed"] * 3
+    # Only node b ran the thread.
+    assert list((homes["b"] / "sessions").rglob(f"*{tid}.jsonl"))
+    assert not (homes["a"] / "sessions").exists() and not (homes["c"] / "sessions").exists()
+
+
+async def test_kill_9_of_the_owner_mid_turn_leaves_the_turn_interrupted_elsewhere_with_every_completed_item(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    from trio_codex.transports.scripted_responses import FunctionCall, Message, Script
+
+    homes = node_homes(tmp_path, scripted, "abc")
+    env = node_env(nats_url, pg_dsn)
+    async with open_app_server(homes["a"], env_extra=env) as on_a, open_app_server(homes["b"], env_extra=env) as on_b, \
+            open_app_server(homes["c"], env_extra=env) as on_c:
+        await on_a.initialize()
+        tid = (await on_a.request("thread/start", {"approvalPolicy": "never",
+                                                   "sandbox": "danger-full-access"}))["thread"]["id"]
+        await on_b.initialize()
+        await on_b.request("thread/resume", {"threadId": tid})
+        # The model calls a tool, then streams a reply that never ends.
+        scripted.enqueue(Script(output=(FunctionCall("shell_command", '{"command": "echo done"}'),)),
+                         Script(output=(Message.of("never finished", 4),), hang_after=2))
+        await on_b.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "cut short"}]})
+        seen = await on_b.until(lambda m: m.get("method") == "item/agentMessage/delta")
+        completed = [m["params"]["item"] for m in seen if m.get("method") == "item/completed"]
+        assert [item["type"] for item in completed] == ["userMessage", "commandExecution"]
+        # Killed the moment its client saw those items completed: no time for
+        # a periodic copy to PostgreSQL.
+        on_a.proc.kill()
+
+        await on_c.initialize()
+        resumed = await on_c.request("thread/resume", {"threadId": tid})
+        [turn] = resumed["thread"]["turns"]
+        assert turn["status"] == "interrupted"
+        kept = {item["id"]: item for item in turn["items"]}
+        for item in completed:
+            assert item["id"] in kept and kept[item["id"]]["type"] == item["type"]
+        seen = await run_turn(on_c, tid, "asked after the crash")
+        assert seen[-1]["params"]["turn"]["status"] == "completed"
+
+
+async def test_sigterm_drains_a_node_idle_threads_at_once_busy_ones_after_their_turn_or_interrupted_nothing_lost(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    import signal
+
+    homes = node_homes(tmp_path, scripted)
+    env = {**node_env(nats_url, pg_dsn), "TRIO_CODEX_DRAIN_TIMEOUT": "3"}
+    async with open_store(pg_dsn) as store, open_app_server(homes["b"], env_extra=env) as on_b:
+        async with open_app_server(homes["a"], env_extra=env) as on_a:
+            await on_a.initialize()
+            await on_b.initialize()
+            idle, finishing, stuck = [(await on_a.request("thread/start", {}))["thread"]["id"] for _ in range(3)]
+            await on_a.until(lambda m: m.get("method") == "thread/started" and m["params"]["thread"]["id"] == stuck)
+            await run_turn(on_a, idle, "an earlier turn")
+            for tid in (idle, stuck):
+                await on_b.request("thread/resume", {"threadId": tid})  # followed from node b
+            await on_a.request("turn/start", {"threadId": finishing, "input": [
+                {"type": "text", "text": "[[deltas=10 delay_ms=100]] ends within the deadline"}]})
+            await on_a.request("turn/start", {"threadId": stuck, "input": [
+                {"type": "text", "text": "[[hang=1]] never ends"}]})
+            await on_b.until(lambda m: m.get("method") == "item/agentMessage/delta")
+            on_a.proc.send_signal(signal.SIGTERM)
+            # Node a's own client: every thread closed, the busy ones once their turn ended.
+            seen_a = await on_a.until(lambda m: m.get("method") == "thread/closed"
+                                      and m["params"]["threadId"] == stuck)
+            ended = {m["params"]["threadId"]: m["params"]["turn"]["status"] for m in seen_a
+                     if m.get("method") == "turn/completed"}
+            assert ended == {finishing: "completed", stuck: "interrupted"}
+            closed_a = [m["params"]["threadId"] for m in seen_a if m.get("method") == "thread/closed"]
+            assert closed_a[0] == idle and sorted(closed_a) == sorted([idle, finishing, stuck])
+            with trio.fail_after(TIMEOUT):
+                assert await on_a.proc.wait() == 0
+        # Node b's client was told too, released one by one (idle first).
+        seen_b = await on_b.until(lambda m: m.get("method") == "thread/closed" and m["params"]["threadId"] == stuck)
+        assert [m["params"]["threadId"] for m in seen_b if m.get("method") == "thread/closed"] == [idle, stuck]
+        # Every thread activates on node b with all it had on node a.
+        turns = {}
+        for tid in (idle, finishing, stuck):
+            resumed = await on_b.request("thread/resume", {"threadId": tid})
+            turns[tid] = [t["status"] for t in resumed["thread"]["turns"]]
+        assert turns == {idle: ["completed"], finishing: ["completed"], stuck: ["interrupted"]}
+        assert any(b"ends within the deadline" in item for item in await store.load_history(finishing))
+        seen = await run_turn(on_b, stuck, "asked after the drain")
+        assert seen[-1]["params"]["turn"]["status"] == "completed"
+
+
+async def test_thread_list_on_any_node_pages_through_every_nodes_threads_from_postgresql(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    homes = node_homes(tmp_path, scripted)
+    env = node_env(nats_url, pg_dsn)
+    async with open_app_server(homes["a"], env_extra=env) as on_a, open_app_server(homes["b"], env_extra=env) as on_b:
+        # The store is shared by this module's tests: list this test's threads by their cwd.
+        workspace = tmp_path / "ws"
+        workspace.mkdir()
+        mine = {"cwd": str(workspace)}
+        started = []
+        for client, n in ((on_a, 3), (on_b, 2)):
+            await client.initialize()
+            for i in range(n):
+                tid = (await client.request("thread/start", mine))["thread"]["id"]
+                await run_turn(client, tid, f"listed {len(started)}")
+                started.append(tid)
+        with trio.fail_after(TIMEOUT):
+            while len((await on_b.request("thread/list", {"limit": 10, **mine}))["data"]) < len(started):
+                await trio.sleep(0.1)
+        for client in (on_a, on_b):
+            pages, cursor = [], None
+            while True:
+                page = await client.request("thread/list", {"limit": 2, "cursor": cursor, **mine})
+                pages.append([t["id"] for t in page["data"]])
+                cursor = page["nextCursor"]
+                if cursor is None:
+                    break
+            # Newest first, two at a time, each thread once, wherever it lives.
+            assert [len(p) for p in pages] == [2, 2, 1]
+            assert [tid for p in pages for tid in p] == started[::-1]
+        found = await on_a.request("thread/list", {"searchTerm": "LISTED 4", **mine})
+        assert [t["id"] for t in found["data"]] == [started[4]] and found["data"][0]["preview"] == "listed 4"
+        # A thread this node owns reads loaded, another node's not.
+        statuses = {t["id"]: t["status"]["type"] for t in (await on_a.request("thread/list", mine))["data"]}
+        assert statuses[started[0]] != "notLoaded" and statuses[started[4]] == "notLoaded"
+        bad = await on_a.call("thread/list", {"cursor": "garbage"})
+        assert bad["error"]["code"] == -32600 and "invalid cursor" in bad["error"]["message"]
+
+
+async def test_a_node_joins_the_cluster_from_the_cluster_table_of_its_config_toml(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    homes = node_homes(tmp_path, scripted)
+    with (homes["b"] / "config.toml").open("a") as config:
+        config.write(f'\n[cluster]\nurl = "{nats_url}"\nstore = "{pg_dsn}"\nlease_ttl_secs = {LEASE_TTL}\n')
+    async with open_app_server(homes["a"], env_extra=node_env(nats_url, pg_dsn)) as on_a, \
+            open_app_server(homes["b"]) as on_b:
+        tid = await on_a.start_thread()
+        await run_turn(on_a, tid, "asked on a")
+        await on_b.initialize()
+        resumed = await on_b.request("thread/resume", {"threadId": tid})
+        assert [t["status"] for t in resumed["thread"]["turns"]] == ["completed"]
+    assert not (homes["b"] / "sessions").exists()  # served by node a
