@@ -128,10 +128,10 @@ class _VirtualStream:
     max_frame = 1 << 30
 
     def __init__(self, bus: Bus, gateway: str, conn: str, tunnel: str,
-                 settle: Callable[[Sequence[bytes]], Awaitable[None]]) -> None:
+                 outgoing: Callable[[Sequence[bytes]], Awaitable[Sequence[bytes]]]) -> None:
         self.peer = f"cluster:{gateway}/{conn}"
         self.bus = bus
-        self.settle = settle
+        self.outgoing = outgoing
         self.subject = f"codex.gw.{gateway}.{conn}"
         self.tunnel = tunnel
         self.send, self.recv = trio.open_memory_channel[bytes | None](VIRTUAL_CAPACITY)
@@ -192,8 +192,7 @@ class _VirtualStream:
     async def send_frames(self, frames: Sequence[bytes]) -> None:
         if self.closed:
             raise TransportClosed(self.peer)
-        await self.settle(frames)
-        for frame in frames:
+        for frame in await self.outgoing(frames):
             # NATS refuses messages over its max_payload (1 MiB by default):
             # a big frame (a long thread's history) goes in parts.
             parts = [frame[i:i + PART_SIZE] for i in range(0, len(frame), PART_SIZE)] or [frame]
@@ -224,7 +223,7 @@ class TunnelHost:
         self.bus = bus
         self.directory = directory
         self.store = store
-        self.mirror = Mirror(local, store, nursery, self.drop) if store is not None and local is not None else None
+        self.mirror = Mirror(local, store, nursery, self.fenced) if store is not None and local is not None else None
         self.scopes: dict[str, trio.CancelScope] = {}
         self.serve_connection = serve_connection
         self.pair = pair
@@ -233,6 +232,8 @@ class TunnelHost:
         #: Closed virtual connections, kept for resending for REPLAY_AGE.
         self.retired: dict[tuple[str, str, str], _VirtualStream] = {}
         self.owned: dict[str, int] = {}
+        #: Threads the store fenced this node out of (:meth:`fenced`).
+        self.silenced: set[str] = set()
         #: This node's client connections.
         self.gateways: set[Gateway] = set()
         #: Set once the node drains: it activates no thread any more.
@@ -261,6 +262,7 @@ class TunnelHost:
             log.error("cluster: not activating: %s", exc)
             return
         self.owned[thread_id] = epoch
+        self.silenced.discard(thread_id)
         await self.nursery.start(self._serve_thread, thread_id)
 
     async def hand_off(self) -> None:
@@ -273,6 +275,21 @@ class TunnelHost:
         for thread_id, epoch in list(self.owned.items()):
             await self.directory.release(thread_id, epoch)
         self.owned.clear()
+
+    async def outgoing(self, frames: Sequence[bytes]) -> Sequence[bytes]:
+        """What of ``frames`` may leave the node to a client, once settled:
+        not the notifications of threads this node was fenced out of."""
+        await self.settle(frames)  # which may find the thread fenced
+        if self.silenced:
+            frames = [frame for frame in frames if not self._silenced(frame)]
+        return frames
+
+    def _silenced(self, frame: bytes) -> bool:
+        if not any(thread_id.encode() in frame for thread_id in self.silenced):
+            return False
+        msg = _decode(frame) or {}
+        params = msg.get("params")
+        return "id" not in msg and isinstance(params, dict) and params.get("threadId") in self.silenced
 
     async def settle(self, frames: Sequence[bytes]) -> None:
         """Before frames that report items or turns completed go to a
@@ -320,11 +337,27 @@ class TunnelHost:
             self.mirror.stop(thread_id)
         await self.directory.release(thread_id, epoch)
         self.drop(thread_id)
+        await self._tell_released(thread_id)
+
+    async def _tell_released(self, thread_id: str) -> None:
+        """Tell the clients that follow the thread here, remote or local,
+        that it is closed (``thread/closed``)."""
         for stream in list(self.virtual.values()):
             stream.released(thread_id)
         for gateway in list(self.gateways):
             with trio.move_on_after(HOP_TIMEOUT):  # a client that does not read is not told
                 await gateway.thread_released(thread_id)
+
+    def fenced(self, thread_id: str) -> None:
+        """The store refused this node's append: another node took the
+        thread over while this one was frozen or cut off. Stop serving it:
+        its requests go to the new owner, the clients that followed it here
+        are told it is closed (they resume it there), and whatever its
+        actors here still send about it (they cannot be stopped from the
+        cluster layer) no longer reaches a client."""
+        self.drop(thread_id)
+        self.silenced.add(thread_id)
+        self.nursery.start_soon(self._tell_released, thread_id)
 
     def drop(self, thread_id: str) -> None:
         """Stop serving a thread another node has taken over."""
@@ -355,7 +388,7 @@ class TunnelHost:
         if stream is None:
             if not create:
                 return
-            stream = self.virtual[key] = _VirtualStream(self.bus, *key, self.settle)
+            stream = self.virtual[key] = _VirtualStream(self.bus, *key, self.outgoing)
             self.nursery.start_soon(self._serve_virtual, key, stream)
             self.nursery.start_soon(self._keep_tail, key, stream)
         try:
@@ -447,7 +480,9 @@ class Gateway:
         if self.creating:
             for frame in frames:
                 await self._created(_decode(frame))
-        await self.host.settle(frames)
+        frames = await self.host.outgoing(frames)
+        if not frames:
+            return
         async with self.lock:
             await self.inner.send_frames(frames)
 
