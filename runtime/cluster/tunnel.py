@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -76,6 +77,26 @@ CREATING = frozenset({"thread/start", "thread/fork"})
 
 SEQ, GATEWAY, CONN, CLOSE, OWNER, PART, RELEASED = ("Codex-Seq", "Codex-Gateway", "Codex-Conn", "Codex-Close",
                                                     "Codex-Owner", "Codex-Part", "Codex-Released")
+#: Gap repair: the tunnel's generation (a gateway reopening a tunnel gets a
+#: fresh virtual connection numbered from 1), the owner's last sequence
+#: number (announced when the tunnel goes quiet), a gateway's "resend from",
+#: and the owner's "no longer held".
+TUNNEL, TAIL, RESEND, LOST = "Codex-Tunnel", "Codex-Tail", "Codex-Resend", "Codex-Lost"
+#: The owner keeps the last messages of each tunnel for resending: at most
+#: this many, this many bytes, and none older than this (seconds). A gap
+#: reaching further back cannot be repaired: the client is told the thread
+#: is closed and resumes it (``thread/closed``).
+REPLAY_FRAMES = 4096
+REPLAY_BYTES = 8 << 20
+REPLAY_AGE = 30.0
+#: Once a tunnel has been quiet this long, the owner announces its last
+#: sequence number (so a lost last frame is noticed), twice.
+TAIL_DELAY = 0.25
+TAIL_REPEATS = 2
+#: A gateway missing frames asks again this often, and gives up (the client
+#: is told ``thread/closed``) after this long.
+RESEND_RETRY = 0.5
+RESEND_TIMEOUT = 5.0
 #: The largest piece of a frame sent as one bus message.
 PART_SIZE = 256 * 1024
 
@@ -106,14 +127,61 @@ class _VirtualStream:
 
     max_frame = 1 << 30
 
-    def __init__(self, bus: Bus, gateway: str, conn: str, settle: Callable[[Sequence[bytes]], Awaitable[None]]) -> None:
+    def __init__(self, bus: Bus, gateway: str, conn: str, tunnel: str,
+                 outgoing: Callable[[Sequence[bytes]], Awaitable[Sequence[bytes]]]) -> None:
         self.peer = f"cluster:{gateway}/{conn}"
         self.bus = bus
-        self.settle = settle
+        self.outgoing = outgoing
         self.subject = f"codex.gw.{gateway}.{conn}"
+        self.tunnel = tunnel
         self.send, self.recv = trio.open_memory_channel[bytes | None](VIRTUAL_CAPACITY)
-        self.seq = itertools.count(1)
+        self.seq = 0
         self.closed = False
+        #: (seq, monotonic time, data, headers) of the last messages, for resending.
+        self.replay: deque[tuple[int, float, bytes, dict[str, str]]] = deque()
+        self.replay_bytes = 0
+        self.activity = trio.Event()
+
+    def _publish(self, data: bytes, headers: dict[str, str]) -> None:
+        """Number a message, keep it for resending, and send it."""
+        self.seq += 1
+        headers = {**headers, SEQ: str(self.seq), OWNER: self.bus.node, TUNNEL: self.tunnel}
+        self.replay.append((self.seq, trio.current_time(), data, headers))
+        self.replay_bytes += len(data)
+        while len(self.replay) > REPLAY_FRAMES or self.replay_bytes > REPLAY_BYTES:
+            self.replay_bytes -= len(self.replay.popleft()[2])
+        self.activity.set()
+        self.bus.publish(self.subject, data, headers)
+
+    def resend(self, first: int) -> None:
+        """Send again every message from sequence number ``first`` on, or,
+        when they are no longer all held, tell the gateway they are lost."""
+        horizon = trio.current_time() - REPLAY_AGE
+        held = [entry for entry in self.replay if entry[0] >= first]
+        if first <= self.seq and (not held or held[0][0] != first or held[0][1] < horizon):
+            log.warning("cluster: frames from %d on for %s are no longer held", first, self.peer)
+            self.bus.publish(self.subject, b"", {LOST: str(first), OWNER: self.bus.node, TUNNEL: self.tunnel})
+            return
+        for _, _, data, headers in held:
+            self.bus.publish(self.subject, data, headers)
+        self.activity.set()
+
+    async def announce_tail(self) -> None:
+        """While the tunnel sends, and twice once it is quiet, tell the
+        gateway the last sequence number, so that it notices a lost last
+        frame; after the tunnel closed, stop once that is done."""
+        quiet, announced = TAIL_REPEATS, 0
+        while True:
+            if quiet >= TAIL_REPEATS:
+                if self.closed:
+                    return
+                self.activity = trio.Event()
+                await self.activity.wait()
+                quiet = 0
+            await trio.sleep(TAIL_DELAY)
+            quiet = 0 if self.seq != announced else quiet + 1
+            announced = self.seq
+            self.bus.publish(self.subject, b"", {TAIL: str(self.seq), OWNER: self.bus.node, TUNNEL: self.tunnel})
 
     async def receive_frame(self) -> bytes | Oversized | None:
         try:
@@ -124,27 +192,23 @@ class _VirtualStream:
     async def send_frames(self, frames: Sequence[bytes]) -> None:
         if self.closed:
             raise TransportClosed(self.peer)
-        await self.settle(frames)
-        for frame in frames:
+        for frame in await self.outgoing(frames):
             # NATS refuses messages over its max_payload (1 MiB by default):
             # a big frame (a long thread's history) goes in parts.
             parts = [frame[i:i + PART_SIZE] for i in range(0, len(frame), PART_SIZE)] or [frame]
             for i, part in enumerate(parts):
-                headers = {SEQ: str(next(self.seq)), OWNER: self.bus.node}
-                if len(parts) > 1:
-                    headers[PART] = f"{i + 1}/{len(parts)}"
-                self.bus.publish(self.subject, part, headers)
+                self._publish(part, {PART: f"{i + 1}/{len(parts)}"} if len(parts) > 1 else {})
         await self.bus.backpressure()
 
     def released(self, thread_id: str) -> None:
         """Tell the gateway this node handed the thread off (it is draining)."""
         if not self.closed:
-            self.bus.publish(self.subject, b"", {RELEASED: thread_id, OWNER: self.bus.node})
+            self._publish(b"", {RELEASED: thread_id})
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         if not self.closed:
             self.closed = True
-            self.bus.publish(self.subject, b"", {CLOSE: reason or "closed", OWNER: self.bus.node})
+            self._publish(b"", {CLOSE: reason or "closed"})
             self.send.close()
 
 
@@ -159,13 +223,17 @@ class TunnelHost:
         self.bus = bus
         self.directory = directory
         self.store = store
-        self.mirror = Mirror(local, store, nursery, self.drop) if store is not None and local is not None else None
+        self.mirror = Mirror(local, store, nursery, self.fenced) if store is not None and local is not None else None
         self.scopes: dict[str, trio.CancelScope] = {}
         self.serve_connection = serve_connection
         self.pair = pair
         self.nursery = nursery
-        self.virtual: dict[tuple[str, str], _VirtualStream] = {}
+        self.virtual: dict[tuple[str, str, str], _VirtualStream] = {}
+        #: Closed virtual connections, kept for resending for REPLAY_AGE.
+        self.retired: dict[tuple[str, str, str], _VirtualStream] = {}
         self.owned: dict[str, int] = {}
+        #: Threads the store fenced this node out of (:meth:`fenced`).
+        self.silenced: set[str] = set()
         #: This node's client connections.
         self.gateways: set[Gateway] = set()
         #: Set once the node drains: it activates no thread any more.
@@ -195,6 +263,7 @@ class TunnelHost:
             log.error("cluster: not activating: %s", exc)
             return
         self.owned[thread_id] = epoch
+        self.silenced.discard(thread_id)
         await self.nursery.start(self._serve_thread, thread_id)
 
     async def hand_off(self) -> None:
@@ -207,6 +276,21 @@ class TunnelHost:
         for thread_id, epoch in list(self.owned.items()):
             await self.directory.release(thread_id, epoch)
         self.owned.clear()
+
+    async def outgoing(self, frames: Sequence[bytes]) -> Sequence[bytes]:
+        """What of ``frames`` may leave the node to a client, once settled:
+        not the notifications of threads this node was fenced out of."""
+        await self.settle(frames)  # which may find the thread fenced
+        if self.silenced:
+            frames = [frame for frame in frames if not self._silenced(frame)]
+        return frames
+
+    def _silenced(self, frame: bytes) -> bool:
+        if not any(thread_id.encode() in frame for thread_id in self.silenced):
+            return False
+        msg = _decode(frame) or {}
+        params = msg.get("params")
+        return "id" not in msg and isinstance(params, dict) and params.get("threadId") in self.silenced
 
     async def settle(self, frames: Sequence[bytes]) -> None:
         """Before frames that report items or turns completed go to a
@@ -254,11 +338,27 @@ class TunnelHost:
             self.mirror.stop(thread_id)
         await self.directory.release(thread_id, epoch)
         self.drop(thread_id)
+        await self._tell_released(thread_id)
+
+    async def _tell_released(self, thread_id: str) -> None:
+        """Tell the clients that follow the thread here, remote or local,
+        that it is closed (``thread/closed``)."""
         for stream in list(self.virtual.values()):
             stream.released(thread_id)
         for gateway in list(self.gateways):
             with trio.move_on_after(HOP_TIMEOUT):  # a client that does not read is not told
                 await gateway.thread_released(thread_id)
+
+    def fenced(self, thread_id: str) -> None:
+        """The store refused this node's append: another node took the
+        thread over while this one was frozen or cut off. Stop serving it:
+        its requests go to the new owner, the clients that followed it here
+        are told it is closed (they resume it there), and whatever its
+        actors here still send about it (they cannot be stopped from the
+        cluster layer) no longer reaches a client."""
+        self.drop(thread_id)
+        self.silenced.add(thread_id)
+        self.nursery.start_soon(self._tell_released, thread_id)
 
     def drop(self, thread_id: str) -> None:
         """Stop serving a thread another node has taken over."""
@@ -277,8 +377,11 @@ class TunnelHost:
 
     async def _feed(self, msg: Message, *, create: bool) -> None:
         headers = msg.headers or {}
-        key = (headers.get(GATEWAY, ""), headers.get(CONN, ""))
+        key = (headers.get(GATEWAY, ""), headers.get(CONN, ""), headers.get(TUNNEL, ""))
         stream = self.virtual.get(key)
+        if RESEND in headers:
+            self._resend(key, headers[RESEND])
+            return
         if CLOSE in headers:
             if stream is not None:
                 stream.send.close()
@@ -286,8 +389,9 @@ class TunnelHost:
         if stream is None:
             if not create:
                 return
-            stream = self.virtual[key] = _VirtualStream(self.bus, *key, self.settle)
+            stream = self.virtual[key] = _VirtualStream(self.bus, *key, self.outgoing)
             self.nursery.start_soon(self._serve_virtual, key, stream)
+            self.nursery.start_soon(self._keep_tail, key, stream)
         try:
             with trio.fail_after(HOP_TIMEOUT):
                 await stream.send.send(msg.data)
@@ -295,12 +399,28 @@ class TunnelHost:
             log.warning("cluster: a frame for %s was dropped: its virtual connection is closed or stuck",
                         stream.peer)
 
-    async def _serve_virtual(self, key: tuple[str, str], stream: _VirtualStream) -> None:
+    def _resend(self, key: tuple[str, str, str], first: str) -> None:
+        stream = self.virtual.get(key) or self.retired.get(key)
+        if stream is not None and first.isdigit():
+            stream.resend(int(first))
+        elif stream is None:  # forgotten: whatever the gateway misses is lost
+            gateway, conn, tunnel = key
+            self.bus.publish(f"codex.gw.{gateway}.{conn}", b"", {LOST: first, OWNER: self.bus.node, TUNNEL: tunnel})
+
+    async def _serve_virtual(self, key: tuple[str, str, str], stream: _VirtualStream) -> None:
         try:
             await self.serve_connection(stream)
         finally:
             self.virtual.pop(key, None)
+            self.retired[key] = stream
             await stream.aclose()
+
+    async def _keep_tail(self, key: tuple[str, str, str], stream: _VirtualStream) -> None:
+        """Announce the tunnel's tail while it lives; once it closed, keep
+        it for resends a while, then forget it."""
+        await stream.announce_tail()
+        await trio.sleep(REPLAY_AGE)
+        self.retired.pop(key, None)
 
 
 class Gateway:
@@ -325,7 +445,17 @@ class Gateway:
         self.creating: set[Any] = set()
         self.remote_ids = itertools.count(REMOTE_IDS)
         self.server_requests: dict[int, tuple[str, Any]] = {}
+        #: Owner -> the generation of this connection's tunnel to it (a
+        #: reopened tunnel is a new virtual connection, numbered from 1).
+        self.tunnels: dict[str, int] = {}
+        self.generations = itertools.count(1)
+        #: Owner -> the last sequence number delivered in order, the highest
+        #: one known to exist, since when frames are missing without
+        #: progress, and where the last resend asked to start (gap repair).
         self.seqs: dict[str, int] = {}
+        self.highest: dict[str, int] = {}
+        self.missing: dict[str, float] = {}
+        self.asked: dict[str, int] = {}
         #: Owner node -> the threads this client reached through it.
         self.followed: dict[str, set[str]] = {}
         self.stale = 0
@@ -351,7 +481,9 @@ class Gateway:
         if self.creating:
             for frame in frames:
                 await self._created(_decode(frame))
-        await self.host.settle(frames)
+        frames = await self.host.outgoing(frames)
+        if not frames:
+            return
         async with self.lock:
             await self.inner.send_frames(frames)
 
@@ -376,8 +508,7 @@ class Gateway:
             if answered is None:
                 return False
             owner, remote_id = answered
-            self.bus.publish(f"codex.node.{owner}.in", msg_with_id(msg, remote_id),
-                             {GATEWAY: self.bus.node, CONN: self.conn})
+            self.bus.publish(f"codex.node.{owner}.in", msg_with_id(msg, remote_id), self._headers(owner))
             return True
         if method == "thread/list" and "id" in msg and self.init and self.host.listing is not None:
             return await self._list(msg)
@@ -445,10 +576,14 @@ class Gateway:
                     await self.host.own(thread_id, claim.epoch)
                     return False
                 try:
-                    if claim is not None and claim.node not in self.opened:
-                        self.opened.add(claim.node)
-                        await self._open(thread_id)
-                    await self._hop(thread_id, frame)
+                    owner = claim.node if claim is not None else ""
+                    if claim is not None and owner not in self.opened:
+                        self.opened.add(owner)
+                        self.tunnels[owner] = next(self.generations)
+                        for table in (self.seqs, self.highest, self.missing, self.asked, self.parts):
+                            table.pop(owner, None)
+                        await self._open(thread_id, owner)
+                    await self._hop(thread_id, frame, owner)
                     if claim is not None:
                         self.followed.setdefault(claim.node, set()).add(thread_id)
                     return True
@@ -508,17 +643,20 @@ class Gateway:
             await self.inner.send_frames([msgspec.json.encode(
                 {"id": rid, "error": {"code": -32603, "message": message}})])
 
-    async def _open(self, thread_id: str) -> None:
+    async def _open(self, thread_id: str, owner: str) -> None:
         """Replay the client's handshake to a new owner's virtual connection.
         A repeated handshake is harmless (answered with an error the
         gateway drops), so it may time out sooner than a request."""
         for each in self.init:
-            await self._hop(thread_id, each, timeout=OPEN_TIMEOUT)
+            await self._hop(thread_id, each, owner, timeout=OPEN_TIMEOUT)
 
-    async def _hop(self, thread_id: str, frame: bytes, timeout: float = HOP_TIMEOUT) -> None:
+    async def _hop(self, thread_id: str, frame: bytes, owner: str, timeout: float = HOP_TIMEOUT) -> None:
         await self._relay()
-        await self.bus.request(thread_subject(thread_id), frame, timeout=timeout,
-                               headers={GATEWAY: self.bus.node, CONN: self.conn})
+        await self.bus.request(thread_subject(thread_id), frame, timeout=timeout, headers=self._headers(owner))
+
+    def _headers(self, owner: str) -> dict[str, str]:
+        """What names this connection's tunnel to ``owner``."""
+        return {GATEWAY: self.bus.node, CONN: self.conn, TUNNEL: str(self.tunnels.get(owner, 0))}
 
     async def _relay(self) -> None:
         if not self.relaying:
@@ -534,6 +672,32 @@ class Gateway:
     async def _from_owner(self, msg: Message) -> None:
         headers = msg.headers or {}
         owner = headers.get(OWNER, "")
+        if owner not in self.opened or headers.get(TUNNEL) != str(self.tunnels.get(owner)):
+            # A node this connection no longer follows (one that froze and
+            # woke up after its threads were taken over), or a tunnel to it
+            # that was reopened since: its late frames must not reach the client.
+            self.stale += 1
+            log.info("cluster: a late frame from %s dropped (%d so far)", owner, self.stale)
+            return
+        if LOST in headers:
+            log.warning("cluster: frames from %s of %s could not be resent", headers[LOST], owner)
+            await self._give_up(owner)
+            return
+        done = self.seqs.get(owner, 0)
+        if TAIL in headers or SEQ in headers:
+            seq = int(headers.get(TAIL) or headers[SEQ])
+            self.highest[owner] = max(self.highest.get(owner, 0), seq)
+            if TAIL in headers or seq != done + 1:
+                # A duplicate (resent), or a gap: what is missing is asked
+                # for, and this frame comes again with it.
+                self._check(owner)
+                return
+        self.seqs[owner] = done + 1
+        if owner in self.missing:
+            if self.highest.get(owner, 0) <= done + 1:
+                del self.missing[owner]
+            else:
+                self.missing[owner] = trio.current_time()  # progress: the timeout starts again
         if CLOSE in headers:
             await self._owner_lost(owner)
             return
@@ -543,17 +707,6 @@ class Gateway:
                 followed.discard(headers[RELEASED])
                 await self._tell_closed([headers[RELEASED]])
             return
-        if owner not in self.opened:
-            # A node this connection no longer follows: one that froze and
-            # woke up after its threads were taken over. Its late frames
-            # must not reach the client.
-            self.stale += 1
-            log.info("cluster: a late frame from %s dropped (%d so far)", owner, self.stale)
-            return
-        seq = int(headers.get(SEQ, "0"))
-        if seq != self.seqs.get(owner, 0) + 1:
-            log.warning("cluster: frames %d..%d from %s were lost", self.seqs.get(owner, 0) + 1, seq - 1, owner)
-        self.seqs[owner] = seq
         frame = msg.data
         if PART in headers:
             parts = self.parts.setdefault(owner, [])
@@ -575,6 +728,45 @@ class Gateway:
         except TransportClosed:
             pass
 
+    def _check(self, owner: str) -> None:
+        """Ask ``owner`` to resend what is missing, if anything, and keep
+        asking until it arrived (:meth:`_chase`). Asked once per gap: the
+        frames after a missing one arrive too, and are resent with it."""
+        first = self.seqs.get(owner, 0) + 1
+        if self.highest.get(owner, 0) < first or self.asked.get(owner) == first:
+            return
+        self._ask(owner)
+        if owner not in self.missing:
+            self.missing[owner] = trio.current_time()
+            self.nursery.start_soon(self._chase, owner, self.tunnels[owner])
+
+    def _ask(self, owner: str) -> None:
+        first = self.asked[owner] = self.seqs.get(owner, 0) + 1
+        log.info("cluster: asking %s to resend from %d", owner, first)
+        self.bus.publish(f"codex.node.{owner}.in", b"", {**self._headers(owner), RESEND: str(first)})
+
+    async def _chase(self, owner: str, tunnel: int) -> None:
+        """Ask again while frames are missing (the request or the resent
+        frames may be lost too); past RESEND_TIMEOUT, give up."""
+        while True:
+            await trio.sleep(RESEND_RETRY)
+            since = self.missing.get(owner)
+            if since is None or self.tunnels.get(owner) != tunnel or owner not in self.opened:
+                return
+            if trio.current_time() - since > RESEND_TIMEOUT:
+                log.warning("cluster: %s did not resend the missing frames within %.0f s", owner, RESEND_TIMEOUT)
+                await self._give_up(owner)
+                return
+            self._ask(owner)
+
+    async def _give_up(self, owner: str) -> None:
+        """Frames of ``owner`` are lost for good: close the tunnel (a next
+        request opens a new one) and tell the client the threads it followed
+        there are closed, so that it resumes them rather than miss events."""
+        self.bus.publish(f"codex.node.{owner}.in", b"", {**self._headers(owner), CLOSE: "1"})
+        self.missing.pop(owner, None)
+        await self._owner_lost(owner)
+
     async def _created(self, msg: dict[str, Any] | None) -> None:
         if msg is None or msg.get("id") not in self.creating:
             return
@@ -588,7 +780,7 @@ class Gateway:
 
     def close_tunnels(self) -> None:
         for owner in self.opened:
-            self.bus.publish(f"codex.node.{owner}.in", b"", {GATEWAY: self.bus.node, CONN: self.conn, CLOSE: "1"})
+            self.bus.publish(f"codex.node.{owner}.in", b"", {**self._headers(owner), CLOSE: "1"})
         self.opened.clear()
 
 

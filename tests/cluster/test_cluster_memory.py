@@ -5,7 +5,7 @@ hold unchanged on NATS and PostgreSQL (tests/cluster/test_cluster_nats.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +17,7 @@ import trio.testing
 
 from harness import RpcClient, mock_config, run_turn
 from trio_codex.runtime.app import serve
+from trio_codex.runtime.cluster import tunnel
 from trio_codex.runtime.cluster.memory import MemoryBus, MemoryDirectory, MemoryFabric, subject_matches
 from trio_codex.runtime.cluster.ports import Bus, Directory, NoResponders
 from trio_codex.runtime.config import load_settings
@@ -47,7 +48,8 @@ async def _ports(bus: Bus, directory: Directory) -> AsyncIterator[tuple[Bus, Dir
 
 
 @asynccontextmanager
-async def open_nodes(tmp_path: Path, scripted: ScriptedResponses, *names: str) -> AsyncIterator[dict[str, Node]]:
+async def open_nodes(tmp_path: Path, scripted: ScriptedResponses, *names: str,
+                     bus: Callable[[str, MemoryFabric], Bus] = MemoryBus) -> AsyncIterator[dict[str, Node]]:
     fabric, claims, live = MemoryFabric(), {}, set()
     nodes = {}
     async with trio.open_nursery() as nursery:
@@ -56,7 +58,7 @@ async def open_nodes(tmp_path: Path, scripted: ScriptedResponses, *names: str) -
             home.mkdir()
             (home / "config.toml").write_text(mock_config(scripted.base_url))
             send, recv = trio.open_memory_channel[Any](0)
-            ports = _ports(MemoryBus(name, fabric), MemoryDirectory(name, claims=claims, nodes=live))
+            ports = _ports(bus(name, fabric), MemoryDirectory(name, claims=claims, nodes=live))
             await nursery.start(lambda task_status, recv=recv, ports=ports, home=home: serve(
                 load_settings(codex_home=home), ListenUrl("stdio"), accept=recv, cluster=ports,
                 task_status=task_status))
@@ -137,3 +139,77 @@ async def test_a_thread_id_that_is_no_subject_token_is_answered_locally_and_harm
         tid = (await on_a.request("thread/start", {}))["thread"]["id"]
         resumed = await on_b.request("thread/resume", {"threadId": tid})
         assert resumed["thread"]["id"] == tid
+
+
+class LossyBus(MemoryBus):
+    """A MemoryBus that loses the owner-to-gateway messages (frames, tails,
+    resends) that ``lose`` picks by their running count, as core NATS may
+    lose any message."""
+
+    lose: Callable[[int], bool] = staticmethod(lambda n: False)
+    sent = 0
+    lost = 0
+
+    def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        if subject.startswith("codex.gw."):
+            LossyBus.sent += 1
+            if LossyBus.lose(LossyBus.sent):
+                LossyBus.lost += 1
+                return
+        super().publish(subject, data, headers)
+
+
+def _thread_events(seen: list[dict[str, Any]], tid: str) -> list[dict[str, Any]]:
+    return [m for m in seen if "id" not in m and (m.get("params") or {}).get("threadId") == tid]
+
+
+async def test_a_gateway_that_drops_events_repairs_the_gap_and_its_client_sees_each_exactly_once_in_order(
+        tmp_path: Path, scripted: ScriptedResponses, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LossyBus, "sent", 0)
+    monkeypatch.setattr(LossyBus, "lost", 0)
+    monkeypatch.setattr(LossyBus, "lose", staticmethod(lambda n: n % 3 == 0))
+    async with open_nodes(tmp_path, scripted, "a", "b", bus=LossyBus) as nodes:
+        on_a = await nodes["a"].client()
+        tid = (await on_a.request("thread/start", {}))["thread"]["id"]
+        await on_a.next_of("thread/started")
+        on_b = await nodes["b"].client()
+        resumed = await on_b.request("thread/resume", {"threadId": tid})
+        assert resumed["thread"]["id"] == tid
+        for n in range(3):
+            seen_b = await run_turn(on_b, tid, f"turn {n} " + "word " * 40)
+            seen_a = await on_a.until(lambda m: m.get("method") == "turn/completed")
+            # Everything the owner's own client saw of the turn, B's client
+            # saw too: each once, in the same order (deltas included).
+            assert _thread_events(seen_b, tid) == _thread_events(seen_a, tid)
+            assert seen_b[-1]["params"]["turn"]["status"] == "completed"
+        assert LossyBus.lost > 10
+        read = await on_b.request("thread/read", {"threadId": tid, "includeTurns": True})
+        assert len(read["thread"]["turns"]) == 3
+
+
+async def test_a_gap_the_owner_no_longer_holds_closes_the_thread_for_the_client_which_resumes_it(
+        tmp_path: Path, scripted: ScriptedResponses, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tunnel, "REPLAY_FRAMES", 1)
+    monkeypatch.setattr(LossyBus, "sent", 0)
+    monkeypatch.setattr(LossyBus, "lost", 0)
+    monkeypatch.setattr(LossyBus, "lose", staticmethod(lambda n: False))
+    async with open_nodes(tmp_path, scripted, "a", "b", bus=LossyBus) as nodes:
+        on_a = await nodes["a"].client()
+        tid = (await on_a.request("thread/start", {}))["thread"]["id"]
+        await on_a.next_of("thread/started")
+        on_b = await nodes["b"].client()
+        await on_b.request("thread/resume", {"threadId": tid})
+        # Lose one message of the turn; the owner keeps only the last one.
+        lose_at = LossyBus.sent + 4
+        monkeypatch.setattr(LossyBus, "lose", staticmethod(lambda n: n == lose_at))
+        await on_b.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "lossy"}]})
+        seen = await on_b.until(lambda m: m.get("method") == "thread/closed")
+        assert seen[-2] == {"method": "thread/status/changed",
+                            "params": {"threadId": tid, "status": {"type": "notLoaded"}}}
+        assert LossyBus.lost == 1
+        await on_a.until(lambda m: m.get("method") == "turn/completed")
+        # The client resumes the thread (a new tunnel) and carries on.
+        resumed = await on_b.request("thread/resume", {"threadId": tid})
+        assert len(resumed["thread"]["turns"]) == 1
+        seen_b = await run_turn(on_b, tid, "after the gap")
+        assert seen_b[-1]["params"]["turn"]["status"] == "completed"

@@ -215,8 +215,14 @@ async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_and_its_la
         finally:
             on_a.proc.send_signal(signal.SIGCONT)
         # The zombie still thinks it owns the thread: its turn runs locally,
-        # but PostgreSQL refuses its append and it stops serving the thread.
-        await run_turn(on_a, tid, "asked on the zombie")
+        # but PostgreSQL refuses its append and it stops serving the thread:
+        # its client is told the thread is closed, and sees nothing more of
+        # the zombie's turn.
+        await on_a.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "asked on the zombie"}]})
+        closed = await on_a.until(lambda m: m.get("method") == "thread/closed")
+        assert closed[-1]["params"] == {"threadId": tid}
+        assert closed[-2] == {"method": "thread/status/changed",
+                              "params": {"threadId": tid, "status": {"type": "notLoaded"}}}
         with trio.fail_after(TIMEOUT):
             while True:
                 read = await on_a.request("thread/read", {"threadId": tid, "includeTurns": True})
@@ -228,6 +234,8 @@ async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_and_its_la
         assert b"asked on b after the takeover" in history and b"asked on the zombie" not in history
         # Node B's client saw nothing of the zombie's turn.
         assert not any("asked on the zombie" in str(m) for m in on_b.log)
+        assert not any(m.get("method") == "item/completed" and m["params"]["item"]["type"] == "agentMessage"
+                       and "asked on the zombie" in m["params"]["item"]["text"] for m in on_a.log)
 
 
 
