@@ -30,6 +30,7 @@ from .jsonrpc import (
     RequestId,
     invalid_request,
 )
+from .serde_wording import at_path, invalid_integer, serde_message
 
 T = TypeVar("T")
 
@@ -168,44 +169,6 @@ def decode_result(raw: msgspec.Raw | None, type_: type[T]) -> T:
     return _decoder_for(type_).decode(raw if raw is not None else b"null")
 
 
-_MISSING = re.compile(r"^Object missing required field `([^`]+)`(?: - at `\$\.?(.*)`)?$")
-_TYPE = re.compile(r"^Expected `([^`]+)`, got `([^`]+)`(?: - at `\$\.?(.*)`)?$")
-_ENUM = re.compile(r"^Invalid enum value (.+?)(?: - at `\$\.?(.*)`)?$")
-_SERDE_TYPES = {
-    "str": "a string",
-    "int": "an integer",
-    "float": "a number",
-    "bool": "a boolean",
-    "object": "a map",
-    "array": "a sequence",
-    "null": "unit",
-}
-
-
-def serde_message(msg: str) -> str:
-    """Reword a msgspec validation message the way the original's serde says
-    it (``missing field `x```, ``invalid type: integer, expected a string``),
-    keeping msgspec's path, which serde's messages lack."""
-    if m := _MISSING.match(msg):
-        field, path = m.groups()
-        return f"missing field `{field}`" + _at(path)
-    if m := _TYPE.match(msg):
-        want, got, path = m.groups()
-        got_word = {"int": "integer", "str": "string", "float": "floating point"}.get(got, got)
-        # serde names an Option<T> by its T alone.
-        wants = [w.strip() for w in want.split("|") if w.strip() != "null"] or ["null"]
-        want_words = " or ".join(_SERDE_TYPES.get(w, w) for w in wants)
-        return f"invalid type: {got_word}, expected {want_words}" + _at(path)
-    if m := _ENUM.match(msg):
-        value, path = m.groups()
-        return f"unknown variant {value}" + _at(path)
-    return msg
-
-
-def _at(path: str | None) -> str:
-    return f" at `{path}`" if path else ""
-
-
 _RANGE = re.compile(r"^Expected `int` [<>]= -?\d+ - at `\$\.?(.*)`$")
 _STEP = re.compile(r"\.?([^.\[]+)|\[(\d+)\]")
 
@@ -229,7 +192,7 @@ def _out_of_range(raw: msgspec.Raw, type_: Any, msg: str) -> str | None:
         except (KeyError, IndexError, TypeError):
             return None
         t, rust = _unwrap(_step(t, name, index), rust)
-    return f"invalid value: integer `{value}`, expected {rust}" + _at(path)
+    return invalid_integer(value, rust) + at_path(path)
 
 
 def _unwrap(t: Any, rust: str) -> tuple[Any, str]:

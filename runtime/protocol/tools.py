@@ -30,6 +30,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from .rust import I32 as _I32, RUST_INTS as _RUST_INTS, U64 as _U64, USIZE as _USIZE
+from .serde_wording import expected_fields, invalid_integer, invalid_type, unknown_variant
 
 __all__ = [
     "APPLY_PATCH_FREEFORM_TOOL",
@@ -450,7 +451,7 @@ def _decode(type_: type[T], data: bytes) -> T:
     return msgspec.convert(obj, type_, strict=True)
 
 
-# --- serde_json's wording ------------------------------------------------------------------
+# --- serde_json's reader (the wording is serde_wording's) ---------------------------------
 
 
 class _SerdeError(Exception):
@@ -590,7 +591,7 @@ class _SerdeReader:
             got = "map"
         else:
             self.peek_fail("EOF while parsing a value" if b is None else "expected value")
-        self.fail(f"invalid type: {got}, expected {expected}")
+        self.fail(invalid_type(got, expected))
 
     # typed values
     def value(self, t: Any) -> None:
@@ -630,10 +631,10 @@ class _SerdeReader:
             self.unexpected(rust)
         value = self.number()
         if isinstance(value, float):
-            self.fail(f"invalid type: {_unexpected_number(value)}, expected {rust}")
+            self.fail(invalid_type(_unexpected_number(value), rust))
         low, high = _RUST_INTS.get(rust, (-(2**63), 2**63 - 1))
         if not low <= value <= high:
-            self.fail(f"invalid value: integer `{value}`, expected {rust}")
+            self.fail(invalid_integer(value, rust))
 
     def variant(self, names: list[str]) -> None:
         b = self.ws()
@@ -641,7 +642,7 @@ class _SerdeReader:
             self.peek_fail("EOF while parsing a value" if b is None else "expected value")
         name = self.string()
         if name not in names:
-            self.fail(f"unknown variant `{name}`, expected {_one_of(names)}")
+            self.fail(unknown_variant(name, names))
 
     def sequence(self, item: Any) -> None:
         if self.ws() != ord("["):
@@ -699,7 +700,7 @@ class _SerdeReader:
             key = self.string()
             key = aliases.get(key, key)
             if key not in fields and t.forbid_unknown_fields:
-                self.fail(f"unknown field `{key}`, {_expected_fields(list(fields))}")
+                self.fail(f"unknown field `{key}`, {expected_fields(list(fields))}")
             if key in seen:
                 self.fail(f"duplicate field `{key}`")
             seen.add(key)
@@ -815,19 +816,6 @@ def _optional(t: Any) -> bool:
     if isinstance(t, mi.Metadata):
         t = t.type
     return isinstance(t, mi.UnionType) and any(isinstance(m, mi.NoneType) for m in t.types)
-
-
-def _one_of(names: list[str]) -> str:
-    quoted = [f"`{n}`" for n in names]
-    if len(quoted) == 1:
-        return quoted[0]
-    if len(quoted) == 2:
-        return f"{quoted[0]} or {quoted[1]}"
-    return "one of " + ", ".join(quoted)
-
-
-def _expected_fields(names: list[str]) -> str:
-    return f"expected {_one_of(names)}" if names else "there are no fields"
 
 
 def _unexpected_number(value: int | float) -> str:
