@@ -17,11 +17,9 @@ from .errors import ActorCrashed as ActorCrashed
 from .errors import ActorGone as ActorGone
 from .errors import AskTimeout as AskTimeout
 from .errors import MailboxClosed as MailboxClosed
-from .errors import MailboxFull as MailboxFull
 from .errors import RuntimeFailure as RuntimeFailure
 from .errors import ShutdownTimeout as ShutdownTimeout
 from .errors import SupervisorEscalation as SupervisorEscalation
-from .ids import IdSource as IdSource
 from .ids import uuid7 as uuid7
 from .mailbox import DROP as DROP
 from .mailbox import LOSSLESS as LOSSLESS
@@ -39,7 +37,7 @@ from .supervisor import open_supervisor as open_supervisor
 
 __all__ = [
     "DROP", "LOSSLESS", "ActorCrashed", "ActorGone", "AskTimeout", "Coalesce", "FrameStream",
-    "IdSource", "Inbox", "Mailbox", "MailboxClosed", "MailboxFull", "MailboxStatistics",
+    "Inbox", "Mailbox", "MailboxClosed", "MailboxStatistics",
     "Oversized", "ReplySlot", "RestartPolicy", "RuntimeFailure", "ShutdownTimeout",
     "Supervisor", "SupervisorEscalation", "TransportClosed", "ask", "open_mailbox",
     "open_supervisor", "uuid7",
