@@ -16,7 +16,7 @@ import itertools
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 import trio
@@ -27,7 +27,7 @@ from ..actors.connection import Connection
 from ..actors.hub import HUB_CAPACITY, run_hub
 from ..actors.mcp_pool import POOL_CAPACITY, McpPool
 from ..actors.store import STORE_CAPACITY, run_store
-from ..actors.model import ModelClient
+from ..actors.model_pool import ModelPool
 from ..actors.threads import REGISTRY_CAPACITY, ThreadRegistry
 from ..transports.framing import DEFAULT_MAX_LINE
 from ..transports.listen import ListenUrl
@@ -36,7 +36,7 @@ from ..transports.stdio import open_stdio
 from ..transports.websocket import Listening, open_listeners, serve_websocket
 from ..transports.wsframing import JwtAuth, TokenAuth
 from . import seccomp
-from .config import Settings, resolve_provider
+from .config import Settings
 from .limits import Limits
 from .mailbox import open_mailbox
 from .server_info import ServerInfo
@@ -54,53 +54,16 @@ SHUTDOWN_TIMEOUT = 5.0
 #: restarted like threads: more than 3 crashes in 10 s stops the server.
 SINGLETON_RESTARTS = RestartPolicy(intensity=3, period=10.0)
 
-#: Built-in provider id served by the embedded scripted Responses server.
-SCRIPTED = "scripted"
+def _scripted_starter(nursery: trio.Nursery) -> Callable[[], Awaitable[str]]:
+    """For the model pool: start the embedded scripted Responses server in
+    ``nursery`` and return its base URL (called once, on first use)."""
 
+    async def start() -> str:
+        server = ScriptedResponses()
+        await nursery.start(server.serve)
+        return server.base_url
 
-class ModelPool:
-    """One model client per provider, made on first use. The built-in
-    ``scripted`` provider starts the embedded scripted server in the host
-    nursery the first time a thread needs it."""
-
-    def __init__(self, settings: Settings, nursery: trio.Nursery, rate_limits: RateLimits | None = None) -> None:
-        self.settings = settings
-        self.nursery = nursery
-        self.rate_limits = rate_limits or RateLimits()
-        self.clients: dict[str, ModelClient] = {}
-        #: Clients made before a login or logout changed their key: threads
-        #: started then keep them; closed with the pool.
-        self.retired: list[ModelClient] = []
-        self.scripted: ScriptedResponses | None = None
-
-    async def get(self, provider_id: str) -> ModelClient:
-        """The provider's client, made anew when its key changed (an
-        ``account/login/start`` or ``account/logout`` since)."""
-        p = resolve_provider(self.settings, provider_id)
-        client = self.clients.get(provider_id)
-        if client is not None and client.api_key != (p.api_key or None):
-            self.retired.append(self.clients.pop(provider_id))
-            client = None
-        if client is None:
-            base_url = p.base_url
-            if base_url is None:
-                if self.scripted is None:
-                    self.scripted = ScriptedResponses()
-                    await self.nursery.start(self.scripted.serve)
-                base_url = self.scripted.base_url
-            client = self.clients[provider_id] = ModelClient(
-                base_url, p.api_key or "", headers=p.headers, query_params=p.query_params,
-                request_max_retries=p.request_max_retries, stream_max_retries=p.stream_max_retries,
-                stream_idle_timeout_ms=p.stream_idle_timeout_ms, rate_limits=self.rate_limits,
-            )
-            # Importing the openai SDK takes ~0.4 s: do it now, in a worker
-            # thread, rather than in front of the first turn.
-            self.nursery.start_soon(client.warm)
-        return client
-
-    async def aclose(self) -> None:
-        for client in [*self.clients.values(), *self.retired]:
-            await client.aclose()
+    return start
 
 
 async def _stop_on_signal(host: trio.CancelScope, *, task_status: trio.TaskStatus[None]) -> None:
@@ -141,7 +104,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                 raise SystemExit(f"trio-codex: cannot listen on {each.scheme}://: {exc}") from None
     async with trio.open_nursery() as host, open_supervisor(
             "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup:
-        models = ModelPool(settings, host, rate_limits)
+        models = ModelPool(settings, host, rate_limits, start_scripted=_scripted_starter(host))
         host.start_soon(trio.to_thread.run_sync, seccomp.preload)
         if stream is None and accept is None:
             await host.start(_stop_on_signal, host.cancel_scope)

@@ -18,12 +18,13 @@ FOLDERS = ("actors", "runtime", "transports")
 #: embedding API's client imports its transports where a method needs them).
 ROOTS = {"runtime/app.py", "runtime/cli.py", "runtime/exec.py", "runtime/mcp_server.py", "runtime/embed.py",
          "runtime/client.py"}
-#: The only imports between actor modules: a parent starts its child.
+#: The only imports between actor modules: a parent starts its child (and
+#: the model pool makes the model clients that turns stream through).
 TREE_EDGES = {("threads", "thread"), ("thread", "turn"), ("thread", "rollout_writer"), ("turn", "model"),
-              ("turn", "tools"), ("mcp_pool", "mcp_connection")}
+              ("turn", "tools"), ("mcp_pool", "mcp_connection"), ("model_pool", "model")}
 #: Modules in actors/ that are vocabulary or helpers, not actors.
 SHARED = {"messages", "fanout", "barrier", "process", "command_exec", "fs_requests", "analytics_facts",
-          "analytics_reducer", "mcp_calls"}
+          "analytics_reducer", "mcp_calls", "model_pool"}
 RUNTIME_THIRD_PARTY = {"trio", "msgspec"}
 #: The exceptions: the sandbox's seccomp filter is compiled by libseccomp;
 #: the file search matches .gitignore with pathspec.

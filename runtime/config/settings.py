@@ -40,6 +40,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 
 from ..protocol.serde_wording import toml_message, unknown_variant, value_kind
+from ..protocol.v2.thread import DangerFullAccess, ReadOnly, SandboxPolicy, WorkspaceWrite
 from .errors import ConfigError
 from .layers import (
     CONFIG_TOML_FILE,
@@ -207,11 +208,9 @@ class Settings(_ConfigToml, frozen=True, kw_only=True):
     origins: dict[str, dict[str, Any]]
     layers: tuple[dict[str, Any], ...]
 
-    def sandbox_policy(self, mode: str | None = None) -> Any:
+    def sandbox_policy(self, mode: str | None = None) -> SandboxPolicy:
         """The v2 ``SandboxPolicy`` object for ``mode`` (default: this
         config's ``sandbox_mode``), with ``[sandbox_workspace_write]``."""
-        from ..protocol.v2.thread import DangerFullAccess, ReadOnly, WorkspaceWrite
-
         mode = mode or self.sandbox_mode
         if mode == "danger-full-access":
             return DangerFullAccess()
