@@ -505,8 +505,10 @@ class _Process:
 class ProcessTable:
     """The long-lived processes of one owner, keyed by the owner's ids.
 
-    Call it from one task (the owner's); open it with
-    :func:`open_process_table`. A process's output is either pushed to its
+    The owner's tasks may call it concurrently for different processes (a
+    turn's parallel tool calls do), but one process id is driven by one task
+    at a time (a second concurrent :meth:`poll` of the same id would find it
+    gone). Open it with :func:`open_process_table`. A process's output is either pushed to its
     ``on_output`` callback as it arrives (``command/exec`` streaming) or
     buffered for :meth:`poll` (unified exec). Its exit is reported once, by
     :meth:`poll` or :meth:`wait`, and then its id is free again.

@@ -1,9 +1,11 @@
-"""The composition root: the one module that imports actors/ and transports/.
+"""The composition root: where actors/ and transports/ are wired together
+(the entry points, which may import them too, only start it).
 
 ``serve()`` opens the host nursery and, under the host supervisor, starts in
-order: analytics, the hub, approvals, the store and the thread registry
-(which supervises the threads and, under them, turns and model streams);
-then the listener, which gives each connection a Connection actor. The
+order: analytics, the hub, approvals, the store, the MCP pool and the thread
+registry (which supervises the threads and, under them, turns and model
+streams, through the model pool); then the listeners, which give each
+connection a Connection actor. The
 nursery tree is the ownership tree: cancelling the host cancels everything,
 and shutdown is bounded by :data:`SHUTDOWN_TIMEOUT`. Every actor handles
 each message behind a bug barrier (``actors/barrier.py``); the supervisor

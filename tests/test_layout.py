@@ -98,3 +98,12 @@ def test_imports_follow_the_rules_of_the_house(path: Path) -> None:
                 f"{rel}: an actor talks to `{other}` through messages, not by importing it")
         else:
             assert top == "runtime", f"{rel}: actors/ imports runtime/ and actors/ only"
+
+
+@pytest.mark.parametrize("package", ["actors", "runtime", "transports"])
+def test_every_module_is_named_in_its_package_catalogue(package: str) -> None:
+    catalogue = ast.get_docstring(ast.parse((ROOT / package / "__init__.py").read_text())) or ""
+    children = {p.stem for p in (ROOT / package).glob("*.py") if not p.stem.startswith("__")}
+    children |= {p.parent.name for p in (ROOT / package).glob("*/__init__.py")}
+    missing = sorted(name for name in children if f"``{name}``" not in catalogue)
+    assert missing == [], f"name these in {package}/__init__.py's catalogue, with what each is for"
