@@ -226,7 +226,7 @@ class Client:
     async def request(self, method: str, params: Any = None) -> Any:
         """Send ``method`` with ``params`` (JSON, or a params Struct); return
         the result's JSON or raise :class:`CodexError`."""
-        return decode(Any, self._result(method, await self._exchange(method, params)))  # type: ignore[arg-type]
+        return decode(Any, self._result(method, await self._exchange(method, params)))
 
     async def exchange(self, method: str, params: Any = None, *, id: RequestId | None = None) -> Response:
         """Send ``method`` with ``params`` as request ``id`` (the next number
@@ -430,7 +430,7 @@ class Client:
                         waiting.send_nowait(msg)
                     elif msg.id is not msgspec.UNSET and msg.id is not None:
                         error = msg.error if msg.error is not msgspec.UNSET else None
-                        await self._deliver(Response(msg.id, decode(Any, msg.result), error))  # type: ignore[arg-type]
+                        await self._deliver(Response(msg.id, decode(Any, msg.result), error))
                 elif msg.id is not msgspec.UNSET:
                     await self._server_request(msg.id, msg.method, msg.params)
                 elif not self._turns and not self._watchers:
@@ -438,7 +438,7 @@ class Client:
                 elif self.typed:
                     await self._deliver(notification(msg.method, msg.params))
                 else:
-                    await self._deliver(Notification(msg.method, decode(Any, msg.params)))  # type: ignore[arg-type]
+                    await self._deliver(Notification(msg.method, decode(Any, msg.params)))
         finally:
             self._closed = True
             for channel in [*self._waiting.values(), *self._turns.values(), *self._watchers]:
@@ -453,7 +453,7 @@ class Client:
             except msgspec.ValidationError:
                 pass
         if params is None:
-            params = decode(Any, raw)  # type: ignore[arg-type]
+            params = decode(Any, raw)
         request = ServerRequest(self, id, method, params)
         if self.on_request is not None:
             assert self._nursery is not None

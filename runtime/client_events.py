@@ -221,4 +221,4 @@ def notification(method: str, params: msgspec.Raw | Any) -> Event:
             return decode(kind, params) if raw else msgspec.convert(params, kind)
         except msgspec.ValidationError:
             pass
-    return Notification(method, decode(Any, params) if raw else params)  # type: ignore[arg-type]
+    return Notification(method, decode(Any, params) if raw else params)

@@ -159,11 +159,10 @@ def _absolutize_paths(table: dict[str, Any], base: Path, env: Mapping[str, str])
     # The original reads path-typed keys as absolute paths, resolved against
     # the layer's directory. Of those keys, we type only writable_roots.
     section = table.get("sandbox_workspace_write")
-    roots = section.get("writable_roots") if isinstance(section, dict) else None
-    if not isinstance(roots, list):
+    if not isinstance(section, dict) or not isinstance(roots := section.get("writable_roots"), list):
         return
     home = env.get("HOME")
-    resolved = []
+    resolved: list[Any] = []
     for root in roots:
         if isinstance(root, str):
             if home and root.startswith("~/"):

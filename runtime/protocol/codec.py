@@ -138,7 +138,7 @@ def encode_into(msg: Outbound, buf: bytearray) -> None:
 
 
 @lru_cache(maxsize=None)
-def _decoder_for(type_: Any) -> msgspec.json.Decoder:
+def _decoder_for(type_: Any) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(type_)
 
 
@@ -155,7 +155,7 @@ def decode_params(raw: msgspec.Raw | None, type_: type[T] | None) -> T | None:
     if raw is None or bytes(raw) == b"null":
         raise invalid_request("Invalid request: missing field `params`")
     try:
-        return _decoder_for(type_).decode(raw)
+        return _decoder_for(type_).decode(raw)  # type: ignore[arg-type]  # mypy misses that type[T] is Hashable
     except msgspec.ValidationError as exc:
         message = _out_of_range(raw, type_, str(exc)) or serde_message(str(exc))
         raise invalid_request(f"Invalid request: {message}") from None
@@ -166,7 +166,7 @@ def decode_params(raw: msgspec.Raw | None, type_: type[T] | None) -> T | None:
 def decode_result(raw: msgspec.Raw | None, type_: type[T]) -> T:
     """Decode a client's result for one of our server requests; raises
     ``msgspec.ValidationError`` when it does not fit."""
-    return _decoder_for(type_).decode(raw if raw is not None else b"null")
+    return _decoder_for(type_).decode(raw if raw is not None else b"null")  # type: ignore[arg-type]  # as above
 
 
 _RANGE = re.compile(r"^Expected `int` [<>]= -?\d+ - at `\$\.?(.*)`$")

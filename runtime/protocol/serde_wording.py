@@ -57,7 +57,7 @@ def invalid_type(got: str, expected: str) -> str:
     return f"invalid type: {got}, expected {expected}"
 
 
-def invalid_integer(value: int, rust: str) -> str:
+def invalid_integer(value: int | float, rust: str) -> str:
     """An integer outside its field's Rust type (``expected u16``)."""
     return f"invalid value: integer `{value}`, expected {rust}"
 

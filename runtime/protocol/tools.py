@@ -421,6 +421,7 @@ def decode_arguments(type_: type[T], arguments: str | bytes) -> T:
     ``failed to parse function arguments: <serde_json's message>``.
     """
     data = arguments.encode() if isinstance(arguments, str) else arguments
+    message: str | None
     try:
         return _decode(type_, data)
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
@@ -483,7 +484,8 @@ class _SerdeReader:
 
     def without_ignored(self) -> bytes:
         """The JSON read, with ``null`` for each value :meth:`explain` skipped."""
-        parts, last = [], 0
+        parts: list[bytes] = []
+        last = 0
         for start, end in self.ignored:
             parts += (self.s[last:start], b"null")
             last = end
