@@ -43,5 +43,7 @@ Shared, not actors (any actor module may import them):
 ``analytics_facts``   the analytics facts and the ``Recorder`` actors hand
                       them to
 ``analytics_reducer`` pure: facts in, analytics events out
+``sdk``               the openai SDK's client, imported without its typed
+                      models
 ====================  =======================================================
 """

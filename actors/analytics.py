@@ -42,7 +42,6 @@ from io import FileIO
 from typing import Final
 from urllib.parse import urlsplit
 
-import h11
 import msgspec
 import trio
 
@@ -362,6 +361,8 @@ class HttpExporter(Exporter):
             await self._send(events[start:start + HTTP_BATCH_MAX])
 
     async def _send(self, events: list[Event]) -> None:
+        import h11  # only the HTTP exporter needs it: kept off the start-up path
+
         body = self._encoder.encode({"events": events})
         delay = self.backoff
         for attempt in range(1, self.max_attempts + 1):
@@ -389,6 +390,8 @@ class HttpExporter(Exporter):
                             len(events), self.url, attempt, "y" if attempt == 1 else "ies", problem)
 
     async def _post(self, body: bytes) -> int:
+        import h11
+
         conn = h11.Connection(h11.CLIENT)
         request = h11.Request(method="POST", target=self._target, headers=[
             ("Host", self._authority),

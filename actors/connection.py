@@ -75,6 +75,7 @@ from ..runtime.protocol.v2.account import (
 )
 from ..runtime.protocol.v2.initialize import InitializeParams, InitializeResponse
 from ..runtime.protocol.v2.item import TextInput
+from ..runtime.protocol.v2.thread import ThreadSearchCancelParams
 from ..runtime.server_info import ServerInfo
 from ..runtime.stream import FrameStream, Oversized, TransportClosed, WriteStalled
 from . import analytics_facts as facts
@@ -92,6 +93,7 @@ from .messages import (
     InterruptTurn,
     Register,
     Reply,
+    SearchTicket,
     StartThread,
     StartTurn,
     SteerTurn,
@@ -110,6 +112,9 @@ log = logging.getLogger("trio_codex.connection")
 #: give up on it after Limits.write_timeout). Lossless: responses, items and
 #: deltas alike are never dropped.
 OUTBOX_CAPACITY = 4096
+#: Thread searches of one connection that its cancel requests can reach;
+#: an older one still runs, but can no longer be cancelled.
+MAX_SEARCH_TICKETS = 64
 #: Most messages encoded into one write.
 WRITE_BATCH = 1024
 #: A backlog this long is worth merging deltas for.
@@ -157,6 +162,8 @@ class Connection:
         self.recorder = recorder
         #: Requests not answered yet: id -> (method, thread id), for analytics.
         self.unanswered: dict[RequestId, tuple[str, str | None]] = {}
+        #: Thread searches in flight, by request id, for their cancel requests.
+        self.searches: dict[RequestId, SearchTicket] = {}
         self.stream = stream
         self.info = info
         self.hub = hub
@@ -198,7 +205,11 @@ class Connection:
             **{method: self._thread_request(method) for method in (
                 "thread/shellCommand", "thread/backgroundTerminals/list", "thread/backgroundTerminals/clean",
                 "thread/backgroundTerminals/terminate", "thread/inject_items", "thread/goal/get",
-                "thread/goal/set", "thread/goal/clear", "review/start", "thread/search")},
+                "thread/goal/set", "thread/goal/clear", "review/start")},
+            "thread/search": self._search("thread/search"),
+            "thread/search/stream": self._search("thread/search/stream"),
+            "thread/search/cancel": self._inline(lambda p: self._cancel_search("thread/search", p)),
+            "thread/search/stream/cancel": self._inline(lambda p: self._cancel_search("thread/search/stream", p)),
             "turn/start": self._turn_start,
             "turn/interrupt": self._turn_interrupt,
             "turn/steer": self._turn_steer,
@@ -463,6 +474,7 @@ class Connection:
             platform_family=self.info.platform_family,
             platform_os=self.info.platform_os,
         )))
+        self.info.answered_initialize.set()
         self.recorder.record(facts.Initialize(connection_id=self.id, client_name=name,
                                               client_version=params.client_info.version,
                                               transport=self.stream.peer.split(":")[0]))
@@ -474,6 +486,28 @@ class Connection:
         async def handle(rid: RequestId, params: Any) -> None:
             self._forward(self.threads, ThreadRequest(self._reply(rid), method, params))
         return handle
+
+    def _search(self, method: str) -> Callable[[RequestId, Any], Any]:
+        """A thread search, cancellable by its id from this connection
+        (the newest :data:`MAX_SEARCH_TICKETS` of them)."""
+        async def handle(rid: RequestId, params: Any) -> None:
+            for done in [r for r, t in self.searches.items() if t.done]:
+                del self.searches[done]
+            if len(self.searches) >= MAX_SEARCH_TICKETS:
+                del self.searches[next(iter(self.searches))]
+            ticket = self.searches[rid] = SearchTicket(method)
+            self._forward(self.threads, ThreadRequest(self._reply(rid), method, params, ticket))
+        return handle
+
+    def _cancel_search(self, method: str, params: ThreadSearchCancelParams) -> Empty:
+        """As the original: always ``{}``; a search of the other kind, or
+        one already answered, is left alone; a cancelled one is answered
+        with an error once it has stopped."""
+        ticket = self.searches.get(params.request_id)
+        if ticket is not None and ticket.method == method:
+            ticket.cancelled = True
+            del self.searches[params.request_id]
+        return Empty()
 
     async def _turn_start(self, rid: RequestId, params: Any) -> None:
         chars = sum(len(i.text) for i in params.input if isinstance(i, TextInput))

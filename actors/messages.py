@@ -178,15 +178,32 @@ class StartThread(Msg, tag="start_thread", frozen=True):
     originator: str
 
 
+class SearchTicket:
+    """One ``thread/search`` or ``thread/search/stream`` in flight on a
+    connection. Its cancel request (same connection, matching kind) sets
+    ``cancelled``; the store, which answers it, checks it before and while
+    querying, and sets ``done`` once answered (a later cancel changes
+    nothing, as the original's)."""
+
+    __slots__ = ("method", "cancelled", "done")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.cancelled = False
+        self.done = False
+
+
 class ThreadRequest(Msg, tag="thread_request", frozen=True):
     """A request the registry answers or routes to a thread, by its
     ``method`` (every method the connection's table sends to the registry
     through ``_thread_request``: listing, reading, resuming, forking,
-    naming, archiving, ...); ``params`` are the method's decoded params."""
+    naming, archiving, ...); ``params`` are the method's decoded params. A
+    thread search carries its cancel ticket."""
 
     reply: Reply
     method: str
     params: Any
+    ticket: SearchTicket | None = None
 
 
 class ToThread(Msg, tag="to_thread", frozen=True):
@@ -357,6 +374,15 @@ class ReadThread(Msg, tag="read_thread", frozen=True):
     subscribe: bool
 
 
+class HistoryPage(Msg, tag="history_page", frozen=True):
+    """``thread/turns/list`` or ``thread/items/list`` of a loaded thread,
+    served from the turns it keeps."""
+
+    reply: Reply
+    method: str
+    params: Any
+
+
 class StartTurn(Msg, tag="start_turn", frozen=True):
     reply: Reply
     params: TurnStartParams
@@ -516,8 +542,23 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
     for_session: bool
 
 
+class GoalTool(Msg, tag="goal_tool", frozen=True):
+    """A model's goal tool call (``get_goal``, ``create_goal``,
+    ``update_goal``): the thread, which owns the goal, answers the tool's
+    output text."""
+
+    turn_id: str
+    name: str
+    objective: str | None
+    token_budget: int | None
+    status: str | None
+    #: The tokens the turn has used so far.
+    turn_tokens: int
+    reply: ReplySlot
+
+
 ThreadInbox = (StartTurn | UpdateSettings | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
-               | ReadThread | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
+               | GoalTool | ReadThread | HistoryPage | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
 
 RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
                  | LoadFailed | ThreadGaveUp)
@@ -542,6 +583,8 @@ class ListThreads(Msg, tag="list_threads", frozen=True):
     reply: Reply
     params: Any
     loaded: frozenset[str]
+    #: A thread search's cancel ticket (see :class:`SearchTicket`).
+    ticket: SearchTicket | None = None
 
 
 class FindThread(Msg, tag="find_thread", frozen=True):

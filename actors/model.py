@@ -49,18 +49,20 @@ import http
 import importlib
 import itertools
 import logging
+import math
 import random
 import re
-import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import trio
 
+from ..runtime.mailbox import Mailbox
 from ..runtime.protocol import responses as wire
 from ..runtime.rate_limits import RateLimits
 from .messages import ModelEvents, ModelFailed, ModelRetrying
+from .sdk import load as load_sdk
 
 if TYPE_CHECKING:
     import httpx2
@@ -86,6 +88,10 @@ CONNECT_TIMEOUT = 5.0
 #: timeout (the original waits without limit; a first byte may come long
 #: after ``stream_idle_timeout_ms``).
 REQUEST_TIMEOUT = 600.0
+
+#: How late the idle timeout may fire, as a share of it: its deadline is
+#: moved once the stream has used this much of it, not on every read.
+IDLE_SLACK = 0.02
 
 #: Once a stream has ended (``response.completed`` or a failure event), how
 #: long to wait for the end of the body so the connection can be reused; a
@@ -152,6 +158,7 @@ class ModelClient:
         self.backoff = backoff
         self.connection_backoff = connection_backoff
         self._sdk: openai.AsyncOpenAI | None = None
+        self._making = trio.Lock()
         #: Where the usage-limit headers of responses are noted (ModelPool's).
         self.rate_limits = rate_limits
 
@@ -160,24 +167,31 @@ class ModelClient:
         cannot be loaded (e.g. out of file descriptors); the next call tries
         again."""
         if self._sdk is None:
-            if "openai" not in sys.modules:
-                # Import off the event loop: other streams keep flowing meanwhile.
-                await trio.to_thread.run_sync(importlib.import_module, "openai")
-            import openai
-
-            if self._sdk is None:
-                self._sdk = openai.AsyncOpenAI(
-                    base_url=self.base_url,
-                    api_key=self.api_key or "unused",
-                    default_headers=self.headers,
-                    default_query=self.query_params,
-                    max_retries=0,
-                    # The body's idle timeout is ours (it counts data events
-                    # only); this read timeout must not fire before it.
-                    timeout=openai.Timeout(max(self.request_timeout, self.stream_idle_timeout),
-                                           connect=CONNECT_TIMEOUT),
-                )
+            # One make at a time: a turn that starts while the start-up
+            # warm-up is making the client waits for that one.
+            async with self._making:
+                if self._sdk is None:
+                    # Import and construct off the event loop (~0.1 s: the
+                    # client modules, then an SSL context).
+                    self._sdk = await trio.to_thread.run_sync(self._make)
         return self._sdk
+
+    def _make(self) -> openai.AsyncOpenAI:
+        sdk = load_sdk()
+        # The HTTP client's trio backend, which its first request would
+        # otherwise import on the event loop.
+        with contextlib.suppress(ImportError):
+            importlib.import_module("anyio._backends._trio")
+        return sdk.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self.api_key or "unused",
+            default_headers=self.headers,
+            default_query=self.query_params,
+            max_retries=0,
+            # The body's idle timeout is ours (it counts data events only);
+            # this read timeout must not fire before it.
+            timeout=sdk.Timeout(max(self.request_timeout, self.stream_idle_timeout), connect=CONNECT_TIMEOUT),
+        )
 
     async def warm(self) -> None:
         """Load the SDK ahead of the first turn. A failure is logged, not
@@ -257,13 +271,12 @@ async def _attempt(
         sdk = await client.sdk()
     except OSError as exc:
         return classify(exc)
-    import openai
-
+    api = load_sdk()
     if client.api_key is None:
-        headers = {**headers, "Authorization": openai.omit}
+        headers = {**headers, "Authorization": api.omit}
     try:
         response = await _open(client, sdk, body, headers)
-    except openai.APIError as exc:
+    except api.APIError as exc:
         return classify(exc)
     except RuntimeError:
         if not sdk.is_closed():
@@ -286,34 +299,51 @@ async def _read(client: ModelClient, chunks: AsyncIterator[bytes], out: Outbox, 
     import httpx2
 
     decoder = wire.SSEDecoder()
-    deadline = trio.current_time() + client.stream_idle_timeout
-    while True:
-        chunk = None
-        with trio.move_on_at(deadline):
+    idle = client.stream_idle_timeout
+    slack = idle * IDLE_SLACK
+    # One cancel scope for the whole body, its deadline moved only when the
+    # stream has eaten into the slack: a scope per read cost more than the
+    # rest of a paced delta's handling here (bench/where_cpu.py).
+    with trio.CancelScope(deadline=trio.current_time() + idle + slack) as watch:
+        while True:
             try:
                 chunk = await anext(chunks)
             except StopAsyncIteration:
                 return classify(StreamError(decoder.end_error() or "stream closed before response.completed"))
             except httpx2.TimeoutException:
-                pass
+                break
             except httpx2.HTTPError:
                 return classify(StreamError(_READ_ERROR))
-        if chunk is None:
-            return classify(StreamError("idle timeout waiting for SSE"))
-        dispatched = decoder.dispatched
-        events = decoder.feed(chunk)
-        if decoder.dispatched != dispatched:
-            deadline = trio.current_time() + client.stream_idle_timeout
-        for index, event in enumerate(events):
-            if type(event) in _ENDINGS:
-                if type(event) is wire.ResponseCompleted:
-                    await out.send(ModelEvents(attempt, tuple(events[: index + 1])))
-                    return None
-                if index:
-                    await out.send(ModelEvents(attempt, tuple(events[:index])))
-                return classify(event)
-        if events:
-            await out.send(ModelEvents(attempt, tuple(events)))
+            dispatched = decoder.dispatched
+            events = decoder.feed(chunk)
+            if decoder.dispatched != dispatched:
+                now = trio.current_time()
+                if watch.deadline < now + idle:
+                    watch.deadline = now + idle + slack
+            for index, event in enumerate(events):
+                if type(event) in _ENDINGS:
+                    if type(event) is wire.ResponseCompleted:
+                        await _put(out, ModelEvents(attempt, tuple(events[: index + 1])), watch, idle)
+                        return None
+                    if index:
+                        await _put(out, ModelEvents(attempt, tuple(events[:index])), watch, idle)
+                    return classify(event)
+            if events:
+                await _put(out, ModelEvents(attempt, tuple(events)), watch, idle)
+    return classify(StreamError("idle timeout waiting for SSE"))
+
+
+async def _put(out: Outbox, msg: ModelEvents, watch: trio.CancelScope, idle: float) -> None:
+    """Send ``msg`` on. A mailbox with room takes it at once; while ``out``
+    has no room, the idle clock stops: it times the model, not the turn
+    taking its events."""
+    if type(out) is Mailbox and out.send_nowait(msg):
+        return
+    watch.deadline = math.inf
+    try:
+        await out.send(msg)
+    finally:
+        watch.deadline = trio.current_time() + idle
 
 
 _ENDINGS = frozenset({wire.ResponseCompleted, wire.ResponseFailed, wire.ResponseIncomplete})
@@ -324,15 +354,15 @@ async def _open(
 ) -> httpx2.Response:
     """POST the request; retry 5xx and network errors (not 429) as the original."""
     import httpx2
-    import openai
 
+    api = load_sdk()
     attempt = 0
     while True:
         try:
             return await sdk.post(
                 "/responses", cast_to=httpx2.Response, content=body, options={"headers": headers}, stream=True
             )
-        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+        except (api.APIStatusError, api.APIConnectionError) as exc:
             status = getattr(exc, "status_code", None)
             if attempt >= client.request_max_retries or (status is not None and status < 500):
                 raise
@@ -401,7 +431,7 @@ def classify(cause: BaseException | wire.ResponseFailed | wire.ResponseIncomplet
         if cause.errno in (errno.EMFILE, errno.ENFILE):
             message += " (out of file descriptors: close idle connections or raise the open-file limit)"
         return Failure(message, {"httpConnectionFailed": {"httpStatusCode": None}}, True, connection_failed=True)
-    import openai
+    api = load_sdk()
 
     def stream(message: str, delay: float | None = None) -> Failure:
         return Failure(f"stream disconnected before completion: {message}", "other", True, delay=delay)
@@ -436,11 +466,11 @@ def classify(cause: BaseException | wire.ResponseFailed | wire.ResponseIncomplet
             return Failure(f"Incomplete response returned, reason: {reason}", "other", False)
         case StreamError():
             return stream(str(cause))
-        case openai.APIStatusError(status_code=status, response=response):
+        case api.APIStatusError(status_code=status, response=response):
             return _classify_status(status, response)
-        case openai.APITimeoutError():
+        case api.APITimeoutError():
             return Failure("request timed out", "other", True)  # (source)
-        case openai.APIConnectionError():
+        case api.APIConnectionError():
             info = {"httpConnectionFailed": {"httpStatusCode": None}}
             return Failure("Connection failed: error sending request", info, True, connection_failed=True)
     raise TypeError(f"classify() got {cause!r}: pass an SDK error, a StreamError or a failed/incomplete event")

@@ -13,15 +13,18 @@ host (``runtime/app.py``, which may import transports/) through
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import trio
 
-from ..runtime.config import Settings, resolve_provider
+from ..runtime.config import ConfigError, Settings, resolve_provider
 from ..runtime.rate_limits import RateLimits
 from .model import ModelClient
 
 __all__ = ["ModelPool"]
+
+log = logging.getLogger("trio_codex.app")
 
 
 class ModelPool:
@@ -57,7 +60,7 @@ class ModelPool:
                 request_max_retries=p.request_max_retries, stream_max_retries=p.stream_max_retries,
                 stream_idle_timeout_ms=p.stream_idle_timeout_ms, rate_limits=self.rate_limits,
             )
-            # Importing the openai SDK takes ~0.4 s: do it now, in a worker
+            # Loading the SDK client takes ~0.1 s: do it now, in a worker
             # thread, rather than in front of the first turn.
             self.nursery.start_soon(client.warm)
         return client
@@ -71,6 +74,21 @@ class ModelPool:
                         "ModelPool (runtime/app.py does), or point a provider's base_url at a running one")
                 self._scripted_url = await self._start_scripted()
             return self._scripted_url
+
+    async def warm(self) -> None:
+        """At start-up: make the configured provider's client, so that
+        loading the openai SDK overlaps the client's first requests instead
+        of following its first turn's. Returns once it is made. Best effort: a provider that cannot be resolved
+        now is reported by the turn that needs it; the built-in scripted
+        provider is left until a thread uses it."""
+        try:
+            if resolve_provider(self.settings).base_url is None:
+                return
+            client = await self.get(self.settings.model_provider)
+        except ConfigError as exc:
+            log.debug("model client not made at start-up: %s", exc)
+            return
+        await client.warm()  # returns once it is made (see ModelClient.sdk)
 
     async def aclose(self) -> None:
         for client in [*self.clients.values(), *self.retired]:

@@ -18,11 +18,14 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import trio
 
+from ..runtime.ask import ask
+from ..runtime.cluster.ports import Fenced
 from ..runtime.errors import MailboxClosed, StorageFailure
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.protocol.jsonrpc import ErrorResponse, Response, internal_error, invalid_request
@@ -38,16 +41,30 @@ from ..runtime.rollout import (
     archived_rollout_path,
     encode_session_index_entry,
     rollout_path,
+    scan_rollout,
     thread_from_meta,
 )
-from ..runtime.thread_index import INDEX_FILE, ThreadIndex, open_index
+from ..runtime.thread_index import INDEX_FILE, Stopped, ThreadIndex, open_index
 from .barrier import contained
-from .messages import ArchiveThread, DeleteThread, FindThread, IndexThread, ListThreads, NameThread, UpdateGitInfo
+from .messages import (
+    ArchiveThread,
+    DeleteThread,
+    FindThread,
+    IndexThread,
+    ListThreads,
+    NameThread,
+    SearchTicket,
+    UpdateGitInfo,
+)
 
 log = logging.getLogger("trio_codex.store")
 
 #: Index updates and queries waiting for the store.
 STORE_CAPACITY = 1024
+#: How long a :class:`LocalThreadStore` call waits for the store actor.
+LOCAL_STORE_TIMEOUT = 30.0
+#: The error of a thread search its cancel request stopped, as the original's.
+SEARCH_CANCELLED = "thread search cancelled"
 
 
 def _name(codex_home: Path, index: ThreadIndex, thread_id: str, name: str | None) -> None:
@@ -142,8 +159,7 @@ async def _handle(msg: object, codex_home: Path, index: ThreadIndex) -> None:
     """One request, answered; a disk or database error is raised."""
     match msg:
         case IndexThread(meta=meta, texts=texts):
-            await trio.to_thread.run_sync(index.upsert, meta)
-            await trio.to_thread.run_sync(index.add_texts, meta.id, texts)
+            await trio.to_thread.run_sync(index.upsert, meta, texts)
         case FindThread(thread_id=tid, reply=reply):
             reply.set(await trio.to_thread.run_sync(index.get, tid))
         case NameThread(thread_id=tid, name=name, reply=reply):
@@ -155,15 +171,34 @@ async def _handle(msg: object, codex_home: Path, index: ThreadIndex) -> None:
             reply.set(await trio.to_thread.run_sync(index.update_git, tid, patch))
         case DeleteThread(thread_id=tid, reply=reply):
             reply.set(await trio.to_thread.run_sync(_delete, index, tid))
-        case ListThreads(reply=reply, params=p, loaded=loaded):
+        case ListThreads(reply=reply, params=p, loaded=loaded, ticket=ticket):
             try:
-                answer = Response(reply.request_id, await trio.to_thread.run_sync(_listing, index, p, loaded))
+                if ticket is None:
+                    result = await trio.to_thread.run_sync(_listing, index, p, loaded)
+                else:
+                    result = await trio.to_thread.run_sync(_search, index, p, loaded, ticket)
+                answer: Response | ErrorResponse = Response(reply.request_id, result)
+            except Stopped:
+                answer = ErrorResponse(reply.request_id, invalid_request(SEARCH_CANCELLED).error)
             except ValueError as exc:
                 answer = ErrorResponse(reply.request_id, invalid_request(str(exc)).error)
             try:
                 await reply.conn.outbox.send(answer)
             except MailboxClosed:
                 pass
+            finally:
+                if ticket is not None:
+                    ticket.done = True
+
+
+def _search(index: ThreadIndex, p: ThreadSearchParams, loaded: frozenset[str],
+            ticket: SearchTicket) -> ThreadSearchResponse:
+    """A thread search its cancel request can stop (:class:`Stopped`): not
+    started if cancelled while it waited, interrupted while it queries."""
+    with index.stoppable(lambda: ticket.cancelled):
+        if ticket.cancelled:
+            raise Stopped()
+        return cast(ThreadSearchResponse, _listing(index, p, loaded))
 
 
 def _listing(index: ThreadIndex, p: Any, loaded: frozenset[str]) -> ThreadListResponse | ThreadSearchResponse:
@@ -182,3 +217,62 @@ def _listing(index: ThreadIndex, p: Any, loaded: frozenset[str]) -> ThreadListRe
                               thread_ids=p.included_thread_ids)
     return ThreadListResponse([thread_from_meta(m, m.id in loaded) for m in page.rows],
                               page.next_cursor, page.backwards_cursor)
+
+
+class LocalThreadStore:
+    """The single-process :class:`~trio_codex.runtime.cluster.ports.ThreadStore`:
+    today's JSONL rollouts and SQLite index, reached through this store
+    actor's mailbox (names, archive, git info, index rows) and the rollout
+    files (history, appends). Epochs live in memory: one process is the
+    only writer, so a thread stays at the epoch it was activated at."""
+
+    def __init__(self, store: Mailbox, codex_home: Path | None = None) -> None:
+        self.store = store
+        self.codex_home = codex_home
+        self.epochs: dict[str, int] = {}
+
+    async def index_file(self, path: Path) -> None:
+        """List a rollout written behind the store's back (one copied in
+        from another node's store)."""
+        meta = await trio.to_thread.run_sync(scan_rollout, path)
+        if meta is not None:
+            await self.store.send(IndexThread(meta))
+
+    async def _ask(self, make: Any) -> Any:
+        return await ask(self.store, make, timeout=LOCAL_STORE_TIMEOUT)
+
+    async def read_thread(self, thread_id: str) -> ThreadMeta | None:
+        return await self._ask(lambda slot: FindThread(thread_id, slot))
+
+    async def activate(self, thread_id: str, epoch: int) -> int:
+        self.epochs[thread_id] = max(epoch, self.epochs.get(thread_id, 0))
+        return len(await self.load_history(thread_id))
+
+    def _fence(self, thread_id: str, epoch: int) -> None:
+        current = self.epochs.get(thread_id)
+        if current != epoch:
+            raise Fenced(thread_id, epoch, current)
+
+    async def append_items(self, thread_id: str, epoch: int, items: Sequence[bytes]) -> int:
+        self._fence(thread_id, epoch)
+        meta = await self.read_thread(thread_id)
+        if meta is None or not meta.rollout_path:
+            raise StorageFailure.writing(thread_id, FileNotFoundError(f"thread {thread_id} has no rollout"))
+        await trio.to_thread.run_sync(_append_whole, Path(meta.rollout_path), b"".join(i + b"\n" for i in items))
+        return len(await self.load_history(thread_id))
+
+    async def load_history(self, thread_id: str) -> list[bytes]:
+        meta = await self.read_thread(thread_id)
+        if meta is None or not meta.rollout_path:
+            return []
+        data = await trio.to_thread.run_sync(Path(meta.rollout_path).read_bytes)
+        return [line for line in data.split(b"\n") if line]
+
+    async def set_name(self, thread_id: str, name: str | None) -> bool:
+        return await self._ask(lambda slot: NameThread(thread_id, name, slot))
+
+    async def archive(self, thread_id: str, archived: bool) -> ThreadMeta | None:
+        return await self._ask(lambda slot: ArchiveThread(thread_id, archived, slot))
+
+    async def update_git(self, thread_id: str, patch: dict[str, str | None]) -> ThreadMeta | None:
+        return await self._ask(lambda slot: UpdateGitInfo(thread_id, patch, slot))

@@ -30,6 +30,7 @@ import trio
 from ..runtime import permissions, review
 from ..runtime.config import ConfigError, Settings, resolve_provider
 from ..runtime.history import auto_compact_limit
+from ..runtime.history_pages import history_page
 from ..runtime.ids import uuid7
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.ask import ask
@@ -48,8 +49,6 @@ from ..runtime.protocol.v2.thread import (
     ActivePermissionProfile,
     NotLoaded,
     SandboxPolicy,
-    PageResponse,
-    ThreadItemEntry,
     ThreadForkParams,
     ThreadIdParams,
     ThreadListResponse,
@@ -109,8 +108,10 @@ from .messages import (
     ShellCommand,
     FindThread,
     ListThreads,
+    SearchTicket,
     NameThread,
     ReadThread,
+    HistoryPage,
     Renamed,
     Reply,
     Resumed,
@@ -154,6 +155,8 @@ _MCP_METHODS = frozenset({"mcpServerStatus/list", "mcpServer/tool/call", "mcpSer
 #: How long the MCP pool may take to hand out a thread's connections (it
 #: answers at once; the servers start in the background).
 MCP_ACQUIRE_TIMEOUT = 10.0
+#: The longest ``thread/search/stream`` term, trimmed, as the original's.
+MAX_STREAM_SEARCH_BYTES = 65_536
 
 
 class _LaunchStarted(Msg, tag="launch_started", frozen=True):
@@ -211,8 +214,8 @@ class ThreadRegistry:
                     match msg:
                         case StartThread(reply=reply, params=params, originator=originator):
                             await self._start(reply, params, originator)
-                        case ThreadRequest(reply=reply, method=method, params=params):
-                            await self._thread_request(reply, method, params)
+                        case ThreadRequest(reply=reply, method=method, params=params, ticket=ticket):
+                            await self._thread_request(reply, method, params, ticket)
                         case ToThread(thread_id=tid, msg=inner, reply=reply):
                             await self._route(tid, inner, reply)
                         case Checkpoint(thread_id=tid) as cp:
@@ -251,7 +254,8 @@ class ThreadRegistry:
             return False
         return True
 
-    async def _thread_request(self, reply: Reply, method: str, params: Any) -> None:
+    async def _thread_request(self, reply: Reply, method: str, params: Any,
+                              ticket: SearchTicket | None = None) -> None:
         try:
             match method:
                 case _ if method in _MCP_METHODS:
@@ -269,10 +273,13 @@ class ThreadRegistry:
                 case "thread/list":
                     if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
                         raise overloaded()
-                case "thread/search" if not params.search_term:
+                case "thread/search" | "thread/search/stream" if not params.search_term.strip():
                     raise invalid_request("thread/search requires a non-empty searchTerm")
-                case "thread/search":
-                    if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
+                case "thread/search/stream" if len(params.search_term.strip().encode()) > MAX_STREAM_SEARCH_BYTES:
+                    raise invalid_params(f"thread/search/stream searchTerm exceeds {MAX_STREAM_SEARCH_BYTES} "
+                                         "UTF-8 bytes")
+                case "thread/search" | "thread/search/stream":
+                    if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads), ticket)):
                         raise overloaded()
                 case "thread/readState/update" if params.thread_id in self.threads:
                     # As 0.171.0 with no read-state store: nothing to update.
@@ -297,6 +304,8 @@ class ThreadRegistry:
                     await self._beside(reply, self._fork, reply, params)
                 case "thread/delete":
                     await self._beside(reply, self._delete, reply, params.thread_id, key=params.thread_id)
+                case "thread/turns/list" | "thread/items/list" if params.thread_id in self.threads:
+                    await self._route(params.thread_id, HistoryPage(reply, method, params), reply)
                 case "thread/turns/list" | "thread/items/list":
                     await self._beside(reply, self._history_page, reply, method, params)
                 case "thread/name/set" if params.thread_id in self.threads:
@@ -417,16 +426,11 @@ class ThreadRegistry:
         # rollout (yet), and so no stored turns.
         cp = self.checkpoints.get(params.thread_id)
         turns = running((await self._replay(meta)).turns, cp.active_turn if cp else None) if meta else []
-        turn_pages = method == "thread/turns/list"
-        entries = (_turn_views(turns, params.items_view or "summary") if turn_pages
-                   else _item_entries(turns, params.turn_id))
-        if (params.sort_direction or ("desc" if turn_pages else "asc")) == "desc":
-            entries.reverse()
         try:
-            data, next_cursor, back = _page(entries, params.cursor, params.limit or 25)
+            page = history_page(turns, method, params)
         except ValueError as exc:
             raise invalid_request(str(exc)) from None
-        await self._answer(reply, PageResponse(data, next_cursor, back))
+        await self._answer(reply, page)
 
     async def _metadata(self, reply: Reply, thread_id: str, patch: dict[str, str | None]) -> None:
         """thread/metadata/update of a thread that is not loaded."""
@@ -795,24 +799,6 @@ def _policy_from_rollout(policy: Any, settings: Settings) -> Any:
     return settings.sandbox_policy(mode)
 
 
-def _turn_views(turns: list[Any], view: str) -> list[Any]:
-    """Turns as ``itemsView`` asks: ``full`` items, the ``summary`` (the
-    last agent message), or none (``notLoaded``)."""
-    if view == "full":
-        return list(turns)
-    out = []
-    for turn in turns:
-        items = [] if view == "notLoaded" else [
-            i for i in turn.items if type(i).__name__ == "ReplayedAgentMessage"][-1:]
-        out.append(msgspec.structs.replace(turn, items=items, items_view=view))
-    return out
-
-
-def _item_entries(turns: list[Any], turn_id: str | None) -> list[ThreadItemEntry]:
-    return [ThreadItemEntry(turn.id, item, getattr(item, "started_at_ms", None), getattr(item, "completed_at_ms", None))
-            for turn in turns if turn_id is None or turn.id == turn_id for item in turn.items]
-
-
 def _recorded_mode(ctx: Any) -> dict[str, Any]:
     """The collaboration mode the rollout's last turn ran in (its
     ``turn_context``), which a resumed or forked thread keeps."""
@@ -832,16 +818,3 @@ def _loaded_page(ids: list[str], params: ThreadLoadedListParams) -> ThreadLoaded
     start = 0 if after is None else bisect.bisect_right(ids, after)
     end = min(start + page_size(params.limit, len(ids)), len(ids))
     return ThreadLoadedListResponse(ids[start:end], ids[end - 1] if end < len(ids) else None)
-
-
-def _page(entries: list[Any], cursor: str | None, limit: int) -> tuple[list[Any], str | None, str | None]:
-    """One page of ``entries``: ``n:OFF`` continues at OFF, ``p:OFF`` is the
-    page that ends before OFF; the answer names the pages on either side."""
-    kind, _, offset = (cursor or "n:0").partition(":")
-    if kind not in ("n", "p") or not offset.isdigit():
-        raise ValueError(f"invalid cursor `{cursor}`: pass back a nextCursor or backwardsCursor unchanged")
-    end = int(offset) + limit if kind == "n" else int(offset)
-    start = int(offset) if kind == "n" else max(0, end - limit)
-    end = min(end, len(entries))
-    return (entries[start:end], f"n:{end}" if end < len(entries) else None,
-            f"p:{start}" if start > 0 else None)

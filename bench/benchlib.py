@@ -214,7 +214,7 @@ def server_env(home: Path) -> dict[str, str]:
         "CODEX_HOME": str(home),
         "LANG": "C.UTF-8",
     }
-    for keep in ("PYTHONPATH", "TRIO_CODEX_LOG", "RUST_LOG"):
+    for keep in ("PYTHONPATH", "TRIO_CODEX_LOG", "RUST_LOG", "PYTHONPROFILEIMPORTTIME"):
         if keep in os.environ:
             env[keep] = os.environ[keep]
     return env

@@ -451,6 +451,14 @@ async def resume_run(spec: str, home: Path, tid: str, args: argparse.Namespace) 
                 out["resume_turns"], out["resume_items"] = shape(r)
                 out["resume_rss_mb"] = (tree_mem(client.pid)[0] - rss0) / 1024
             await step("resume_again", "thread/resume", {"threadId": tid}, client)
+            # The first pages of the loaded thread once the process has
+            # settled (our resume starts loading the model SDK in the
+            # background, start-up work that B's first page competes with).
+            await trio.sleep(args.settle)
+            await step("turns_settled", "thread/turns/list",
+                       {"threadId": tid, "limit": 20, "sortDirection": "desc"}, client)
+            await step("items_settled", "thread/items/list",
+                       {"threadId": tid, "limit": 20, "sortDirection": "desc"}, client)
         except TimedOut as exc:
             srv.timed_out = True
             note(out, f"{label(spec)}: {exc}")
@@ -479,6 +487,10 @@ async def resume_run(spec: str, home: Path, tid: str, args: argparse.Namespace) 
                            {"threadId": tid, "limit": 20, "sortDirection": "desc"}, client)
             if r is not None:
                 out["items_page_rows"] = len(r["data"])
+                times, _, _ = await repeat(client, "thread/items/list",
+                                           {"threadId": tid, "limit": 20, "sortDirection": "desc"}, 10,
+                                           timeout, 30.0)
+                out["items_page_p50"] = median(times)
             r = await step("read_warm", "thread/read", {"threadId": tid, "includeTurns": True}, client)
             if r is not None:
                 out["read_warm_turns"], out["read_warm_items"] = shape(r)
@@ -499,6 +511,61 @@ async def part_resume(specs: list[str], args: argparse.Namespace) -> tuple[dict[
         progress(f"resume of the long thread: {label(spec)} ...")
         results[spec] = await resume_run(spec, home, tid, args)
     return results, info
+
+
+# --- 2b. the searchTerm query alone --------------------------------------------------------------
+
+def part_query(args: argparse.Namespace) -> list[list[str]]:
+    """``searchTerm``'s query alone, in this process, over our index holding
+    the listing's rows (their previews, ``--counts``): through the trigram
+    index as ``thread/list`` runs it, and the LIKE scan it replaced (the same
+    filters and order, straight SQL), interleaved over ``4 x --calls``
+    calls; no process, pipe or scheduler of a server in the figures."""
+    from trio_codex.runtime import rollout, thread_index
+
+    base_ms = int(time.time() * 1000) - max(args.counts) * 60_000
+    scan_sql = (f"SELECT {thread_index._SELECT} FROM threads WHERE archived = 0 "
+                "AND source_kind IN ('cli', 'vscode') AND (name LIKE ? ESCAPE '\\' OR preview LIKE ? ESCAPE '\\') "
+                "ORDER BY created_at DESC, id DESC LIMIT 51")
+    pattern = thread_index._like_pattern(SEARCH)
+    rows: list[list[str]] = []
+    for n in sorted(args.counts):
+        path = RUN_ROOT / f"thread-store-query-{n}.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        rng = random.Random(n)
+        metas = (rollout.ThreadMeta(
+            id=uuid7(base_ms + i * 60_000, rng), rollout_path=f"/nowhere/{i}.jsonl", created_at=base_ms + i * 60_000,
+            updated_at=base_ms + i * 60_000, recency_at=base_ms + i * 60_000, source="vscode",
+            model_provider="mock", cwd=cwd_of(i), cli_version="0.169.0",
+            preview=f"Thread {i}: please look at module_{i % 997}.py and fix the flaky test"
+                    f"{f' {SEARCH} ' if i % 1000 == 7 else f' needle-x{i % 100} '}in it.") for i in range(n))
+        progress(f"searchTerm query over {n} indexed rows ...")
+        with thread_index.ThreadIndex(path) as index:
+            t0 = time.process_time()
+            index.upsert_many(metas)
+            build_s = time.process_time() - t0
+            conn = index._connect()
+            indexed: list[float] = []
+            scanned: list[float] = []
+            same = True
+            for k in range(args.calls * 4):
+                t0 = time.perf_counter()
+                page = index.list_threads(search_term=SEARCH, limit=50)
+                t1 = time.perf_counter()
+                scan = conn.execute(scan_sql, (pattern, pattern)).fetchall()
+                t2 = time.perf_counter()
+                indexed.append((t1 - t0) * 1000)
+                scanned.append((t2 - t1) * 1000)
+                same = same and [m.id for m in page.rows] == [row[0] for row in scan[:50]]
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        rows += [[f"{n:,} rows: index build (rows and title index), CPU s", f"{build_s:.1f}"],
+                 [f"  searchTerm {SEARCH!r} through the trigram index: p50 / p99 ms",
+                  f"{median(indexed):.2f} / {pct(indexed, 99):.2f}"],
+                 ["  the LIKE scan it replaced: p50 / p99 ms", f"{median(scanned):.2f} / {pct(scanned, 99):.2f}"],
+                 ["  same rows", "yes" if same else "NO"]]
+    return rows
 
 
 # --- 3. loaded idle threads ----------------------------------------------------------------------
@@ -578,6 +645,8 @@ RESUME_ROWS = [
     ("resume_items", "  items returned", "d"),
     ("resume_rss_mb", "  RSS added by the loaded thread, MB", ".1f"),
     ("resume_again_ms", "thread/resume again (loaded), ms", ".0f"),
+    ("turns_settled_ms", "  then, settled: thread/turns/list first page (20, desc), ms", ".1f"),
+    ("items_settled_ms", "  then, settled: thread/items/list first page (20, desc), ms", ".1f"),
     ("resume_ex_ms", "thread/resume excludeTurns (fresh process), ms", ".0f"),
     ("resume_ex_bytes", "  bytes", ",d"),
     ("turns_page_ms", "thread/turns/list first page (20, desc), ms", ".1f"),
@@ -588,6 +657,7 @@ RESUME_ROWS = [
     ("items_page_ms", "thread/items/list first page (20, desc), ms", ".1f"),
     ("items_page_bytes", "  bytes", ",d"),
     ("items_page_rows", "  items", "d"),
+    ("items_page_p50", "  p50 over 10 more calls, ms", ".1f"),
     ("read_warm_ms", "thread/read includeTurns (loaded), ms", ".0f"),
     ("read_warm_bytes", "  bytes", ",d"),
     ("read_warm_items", "  items returned", "d"),
@@ -608,7 +678,7 @@ async def main_async(args: argparse.Namespace) -> None:
     header = ["figure", *names] + (["ours/orig"] if len(names) == 2 else [])
     t_start = time.monotonic()
     notes: list[str] = []
-    sections: list[tuple[str, list[list[str]]]] = []
+    sections: list[tuple[Any, ...]] = []
     if "list" in args.parts:
         lists = await part_list(specs, args)
         for n in sorted(args.counts):
@@ -624,6 +694,8 @@ async def main_async(args: argparse.Namespace) -> None:
         sections.append((f"== a thread of {info['items']:,} items ({info['turns']:,} turns x userMessage, reasoning, "
                          f"2 agentMessage; rollout {info['file_mb']:.1f} MB)",
                          rows_for([res[s] for s in specs], RESUME_ROWS)))
+    if "query" in args.parts:
+        sections.append(("== the searchTerm query alone, in this process", part_query(args), ["figure", "ours"]))
     if "rss" in args.parts:
         with ScriptedProcess() as scripted:
             res = []
@@ -634,9 +706,9 @@ async def main_async(args: argparse.Namespace) -> None:
             notes += r.get("notes", [])
         sections.append((f"== {args.loaded:,} loaded idle threads (after {args.warmup} warm-up threads)",
                          rows_for(res, RSS_ROWS)))
-    for title, rows in sections:
+    for title, rows, *own_header in sections:
         print(title)
-        print_table(rows, header)
+        print_table(rows, own_header[0] if own_header else header)
         print()
     for n in notes:
         print(f"  note: {n}")
@@ -646,7 +718,7 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--parts", default="list,resume,rss", type=lambda s: s.split(","),
-                   help="which of list,resume,rss (default all)")
+                   help="which of list,resume,query,rss (default list,resume,rss)")
     p.add_argument("--counts", default="10000,100000", type=lambda s: [int(x) for x in s.split(",")],
                    help="stored thread counts for thread/list")
     p.add_argument("--orig-counts", default="10000", type=lambda s: [int(x) for x in s.split(",") if x],

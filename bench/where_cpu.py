@@ -52,6 +52,7 @@ import trio
 from benchlib import (
     BENCH_DIR,
     PY,
+    REPO,
     RUN_ROOT,
     ScriptedProcess,
     app_server,
@@ -125,7 +126,7 @@ _FRAME = re.compile(r"^(?P<fn>.*) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 
 
 def _short(path: str) -> str:
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    for marker in ("site-packages/", f"{REPO}/", "lib/python3.11/"):
         if marker in path:
             return path.split(marker, 1)[1]
     return path
@@ -200,6 +201,48 @@ def report_pyspy(r: dict, top: int) -> None:
             break
 
 
+#: The delta path's hops, each the cumulative CPU of the functions that do
+#: its work (file suffix, function name), first match wins per hop.
+HOPS = [
+    ("HTTP client read (openai SDK: httpx2, httpcore2, h11, socket)", [("httpx2/_models.py", "aiter_bytes")]),
+    ("SSE parse + event decode (runtime/protocol/responses.py)", [("runtime/protocol/responses.py", "feed")]),
+    ("model stream actor (actors/model.py _read, minus the two above; its mailbox send)",
+     [("actors/model.py", "_read")]),
+    ("turn actor: events -> notifications -> subscribers' outboxes", [("actors/turn.py", "_events")]),
+    ("turn actor: its mailbox wait (receive_batch)", [("runtime/mailbox.py", "receive_batch")]),
+    ("connection: outbox -> backlog (_drain)", [("actors/connection.py", "_drain")]),
+    ("connection: backlog -> frames -> pipe (_write_backlog)", [("actors/connection.py", "_write_backlog")]),
+    ("  of which the pipe write (trio send_all)", [("trio/_unix_pipes.py", "send_all")]),
+    ("trio scheduler (unrolled_run self time, epoll)", [("trio/_core/_run.py", "unrolled_run"),
+                                                         ("trio/_core/_io_epoll.py", "get_events")]),
+]
+
+
+def report_hops(stats: pstats.Stats, units: int, unit: str, total: float) -> None:
+    """The delta path hop by hop (cumulative CPU, us per unit), from the
+    profile; nested hops are subtracted where one contains another."""
+    cum: dict[tuple[str, str], float] = {}
+    self_t: dict[tuple[str, str], float] = {}
+    for (file, _line, fn), (_cc, _nc, tt, ct, _callers) in stats.stats.items():
+        for _name, keys in HOPS:
+            for suffix, name in keys:
+                if fn == name and file.endswith(suffix):
+                    cum[(suffix, name)] = cum.get((suffix, name), 0.0) + ct
+                    self_t[(suffix, name)] = self_t.get((suffix, name), 0.0) + tt
+
+    def get(i: int) -> float:
+        keys = HOPS[i][1]
+        if HOPS[i][0].startswith("trio scheduler"):
+            return self_t.get(keys[0], 0.0) + cum.get(keys[1], 0.0)
+        return sum(cum.get(k, 0.0) for k in keys)
+
+    values = [get(i) for i in range(len(HOPS))]
+    values[2] -= values[0] + values[1]  # _read contains the HTTP read and the parse
+    print(f"  -- the delta path hop by hop: cumulative us/{unit} (profiled), share of the profiled CPU")
+    for (name, _keys), v in zip(HOPS, values):
+        print(f"  {v / units * 1e6:9.2f} {v / total:6.1%}  {name}")
+
+
 def report_cprofile(r: dict, top: int) -> None:
     stats = pstats.Stats(str(r["out"]))
     rows = []
@@ -214,6 +257,8 @@ def report_cprofile(r: dict, top: int) -> None:
     units = r["units"]
     print(f"  cProfile CPU total {total_tt:.2f} s (server CPU {r['cpu']:.2f} s from /proc, profiled) "
           f"over {units:,} {u}s = {total_tt / units * 1e6:.1f} us/{u} profiled")
+    if u == "delta":
+        report_hops(stats, units, u, total_tt)
     print(f"  -- self CPU by file/package (us/{u} profiled, share)")
     for name, tt in groups.most_common(top // 2):
         print(f"  {tt / units * 1e6:9.2f}  {tt / total_tt:6.1%}  {name}")
@@ -221,8 +266,8 @@ def report_cprofile(r: dict, top: int) -> None:
     for tt, ct, nc, name, _ in sorted(rows, reverse=True)[:top]:
         print(f"  {tt / units * 1e6:9.2f} {tt / total_tt:6.1%} {nc / units:8.2f} {ct / units * 1e6:10.2f}  {name}")
     print(f"  -- cumulative CPU of our code: us/{u} (profiled), share, calls/{u}")
-    ours = [x for x in rows if any(m in x[4] for m in ("/work/main/actors/", "/work/main/runtime/",
-                                                        "/work/main/transports/"))]
+    ours = [x for x in rows if any(m in x[4] for m in (f"{REPO}/actors/", f"{REPO}/runtime/",
+                                                        f"{REPO}/transports/"))]
     for tt, ct, nc, name, _ in sorted(ours, key=lambda x: -x[1])[:top]:
         print(f"  {ct / units * 1e6:9.2f} {ct / total_tt:6.1%} {nc / units:8.2f}  {name}")
     print(f"  -- most called: calls/{u}")

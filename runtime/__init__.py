@@ -28,7 +28,9 @@ The wire vocabulary: ``protocol`` (the JSON-RPC envelope and codec, the
 method table, the v2 types, the Responses API types, serde's wording).
 
 The Codex domain libraries (sans-I/O where they can be; blocking ones are
-run off the trio thread by their actor):
+run off the trio thread by their actor). ``config``, ``command_safety``,
+``apply_patch`` and ``cluster`` are packages whose docstrings list their
+modules:
 
 =====================  ======================================================
 ``config``             config.toml, ``-c`` and profiles read as the original
@@ -51,6 +53,8 @@ run off the trio thread by their actor):
 ``tool_output``        the text the model receives for a command
 ``mcp_tools``          MCP tools as the model sees them
 ``history``            the model-facing history: turns, rollback, compaction
+``history_pages``      pages of a thread's history (``thread/turns/list``,
+                       ``thread/items/list``)
 ``collaboration``      collaboration modes and their instructions
 ``review``             ``review/start``: prompts and the reviewer's answer
 ``goals``              thread goals (SQLite)
@@ -61,6 +65,8 @@ run off the trio thread by their actor):
 ``notify``             the ``notify`` program run after each turn
 ``file_search``        the fuzzy file search (``@`` mentions)
 ``fs_ops``             the file operations behind ``fs/*``
+``cluster``            the seams (thread store, bus, directory) that let
+                       threads live on other nodes, and their backends
 =====================  ======================================================
 
 The composition root and the entry points (of these, ``app``, ``cli``,

@@ -19,7 +19,9 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -28,15 +30,12 @@ from ..actors.approvals import APPROVALS_CAPACITY, run_approvals
 from ..actors.connection import Connection
 from ..actors.hub import HUB_CAPACITY, run_hub
 from ..actors.mcp_pool import POOL_CAPACITY, McpPool
-from ..actors.store import STORE_CAPACITY, run_store
+from ..actors.store import STORE_CAPACITY, LocalThreadStore, run_store
 from ..actors.model_pool import ModelPool
 from ..actors.threads import REGISTRY_CAPACITY, ThreadRegistry
 from ..transports.framing import DEFAULT_MAX_LINE
 from ..transports.listen import ListenUrl
-from ..transports.scripted_responses import ScriptedResponses
 from ..transports.stdio import open_stdio
-from ..transports.websocket import Listening, open_listeners, serve_websocket
-from ..transports.wsframing import JwtAuth, TokenAuth
 from . import seccomp
 from .config import Settings
 from .limits import Limits
@@ -45,6 +44,13 @@ from .server_info import ServerInfo
 from .rate_limits import RateLimits
 from .stream import FrameStream
 from .supervisor import RestartPolicy, open_supervisor
+
+if TYPE_CHECKING:
+    # The websocket listeners and the scripted model are imported when
+    # used: a stdio server answers `initialize` without them.
+    from ..transports.websocket import Listening
+    from ..transports.wsframing import JwtAuth, TokenAuth
+    from .cluster.ports import Bus, Directory, ThreadStore
 
 log = logging.getLogger("trio_codex.app")
 
@@ -56,16 +62,35 @@ SHUTDOWN_TIMEOUT = 5.0
 #: restarted like threads: more than 3 crashes in 10 s stops the server.
 SINGLETON_RESTARTS = RestartPolicy(intensity=3, period=10.0)
 
+#: Seconds start-up's background work waits for a first `initialize`.
+WARM_UP_DELAY = 1.0
+
 def _scripted_starter(nursery: trio.Nursery) -> Callable[[], Awaitable[str]]:
     """For the model pool: start the embedded scripted Responses server in
     ``nursery`` and return its base URL (called once, on first use)."""
 
     async def start() -> str:
+        from ..transports.scripted_responses import ScriptedResponses
+
         server = ScriptedResponses()
         await nursery.start(server.serve)
         return server.base_url
 
     return start
+
+
+async def _warm_up(models: ModelPool, info: ServerInfo) -> None:
+    """What start-up leaves to the background, once the first client's
+    ``initialize`` is answered (or after :data:`WARM_UP_DELAY`), most urgent
+    first: the model client the first turn needs, then the sandbox's
+    seccomp filters (built now so that a sandboxed command does not fail
+    for them later, when the process may be out of file descriptors). One
+    after the other, and after the answer: worker threads share the
+    interpreter, and would slow the handshake down."""
+    with trio.move_on_after(WARM_UP_DELAY):
+        await info.answered_initialize.wait()
+    await models.warm()
+    await trio.to_thread.run_sync(seccomp.preload)
 
 
 async def _stop_on_signal(host: trio.CancelScope, *, task_status: trio.TaskStatus[None]) -> None:
@@ -82,6 +107,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                 max_message_bytes: int = DEFAULT_MAX_LINE, analytics_default_enabled: bool = False,
                 ws_auth: TokenAuth | JwtAuth | None = None, limits: Limits = Limits(),
                 accept: trio.MemoryReceiveChannel[FrameStream] | None = None,
+                cluster: AbstractAsyncContextManager[tuple[Bus, Directory, ThreadStore | None]] | None = None,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the app server until its listener ends (stdin EOF when stdio is
     one of them) or a SIGTERM/SIGINT arrives. ``listen`` may name several
@@ -90,8 +116,11 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
     session, within ``limits``; ``ws_auth`` requires a bearer token in their
     upgrade. With ``accept`` (an embedding host, :mod:`.embed`), each stream
     sent on it is one more session, for as long as the channel is open, and
-    the host, not a signal, stops the server. ``task_status`` is started
-    once the actors run."""
+    the host, not a signal, stops the server. With ``cluster`` (the Bus,
+    Directory and store to open, :mod:`.cluster.node`), this process is one node of a
+    cluster: every client connection goes through a gateway that forwards
+    requests for threads owned by other nodes (:mod:`.cluster.tunnel`).
+    ``task_status`` is started once the actors run."""
     listens = [listen] if isinstance(listen, ListenUrl) else list(listen)
     rate_limits = RateLimits()
     info = ServerInfo(settings, rate_limits)
@@ -100,14 +129,16 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
     # Bound first: a refusal stops start-up with its message alone, before any actor runs.
     for each in listens:
         if each.scheme in ("ws", "unix"):
+            from ..transports.websocket import open_listeners
+
             try:
                 bound.append(await open_listeners(each, settings.codex_home))
             except OSError as exc:
                 raise SystemExit(f"trio-codex: cannot listen on {each.scheme}://: {exc}") from None
     async with trio.open_nursery() as host, open_supervisor(
-            "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup:
+            "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup, AsyncExitStack() as stack:
         models = ModelPool(settings, host, rate_limits, start_scripted=_scripted_starter(host))
-        host.start_soon(trio.to_thread.run_sync, seccomp.preload)
+        host.start_soon(_warm_up, models, info)
         if stream is None and accept is None:
             await host.start(_stop_on_signal, host.cancel_scope)
         # Analytics is best effort: if it fails, the server goes on without it.
@@ -132,15 +163,26 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                 await Connection(next(conn_ids), ws, info, hub, threads, approvals, recorder,
                                  can_disconnect=True, limits=limits).run()
 
+            session: Callable[[FrameStream], Awaitable[None]] = connection
+            if cluster is not None:
+                from .cluster.tunnel import open_tunnels
+
+                session = await stack.enter_async_context(open_tunnels(
+                    *await stack.enter_async_context(cluster), connection,
+                    LocalThreadStore(store, settings.codex_home)))
+
             for listening in bound:
-                await host.start(partial(serve_websocket, listening, connection, auth=ws_auth,
+                from ..transports.websocket import serve_websocket
+
+                await host.start(partial(serve_websocket, listening, session, auth=ws_auth,
                                          max_frame=max_message_bytes, limits=limits))
                 _banner(listening.url)
             if accept is not None:
                 async with accept:
                     async for accepted in accept:
-                        host.start_soon(Connection(next(conn_ids), accepted, info, hub, threads, approvals,
-                                                   recorder, can_disconnect=True, limits=limits).run)
+                        host.start_soon(session, accepted)
+            elif cluster is not None and any(each.scheme == "stdio" for each in listens):
+                await session(stream or open_stdio(max_line=max_message_bytes))
             elif any(each.scheme == "stdio" for each in listens):
                 conn = Connection(next(conn_ids), stream or open_stdio(max_line=max_message_bytes),
                                   info, hub, threads, approvals, recorder, limits=limits)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -67,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     # exec parses its own arguments (runtime/exec_cli.py): they are handed
     # over unparsed, options and the `resume` word in any order.
     sub.add_parser("exec", aliases=["e"], add_help=False, help="run Codex non-interactively (see exec --help)")
+    srv.add_argument("--cluster", metavar="nats://HOST:PORT", default=os.environ.get("TRIO_CODEX_CLUSTER"),
+                     help="run as one node of a cluster on this NATS server with JetStream (default: "
+                     "$TRIO_CODEX_CLUSTER); needs the cluster extra")
+    srv.add_argument("--store", metavar="postgresql://...", default=os.environ.get("TRIO_CODEX_STORE"),
+                     help="with --cluster: the PostgreSQL database that fences appends by epoch "
+                     "(default: $TRIO_CODEX_STORE)")
     srv.add_argument("-p", "--profile", help="layer $CODEX_HOME/PROFILE.config.toml over config.toml")
     sandbox = sub.add_parser("sandbox", help="run a command in the sandbox the agent's commands get")
     linux = sandbox.add_subparsers(dest="platform", metavar="PLATFORM", required=True).add_parser(
@@ -76,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("mcp-server", help="run Codex as an MCP server on stdio (tools codex and codex-reply)")
     # mcp parses its own arguments (runtime/mcp_cli.py), as exec does.
     sub.add_parser("mcp", add_help=False, help="manage external MCP servers (see mcp --help)")
+    from .cluster.store_cli import add_parser as add_store_parser
+
+    add_store_parser(sub)
     return p
 
 
@@ -102,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _run(args: argparse.Namespace, extra: list[str]) -> None:
+    if args.command == "store":
+        from .cluster.store_cli import main as store_main
+
+        raise SystemExit(store_main(args, os.environ.get("TRIO_CODEX_STORE")))
     from .home import HomeError, prepare_codex_home
 
     try:
@@ -146,8 +160,17 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
             if (refusal := unauthenticated_exposure(listen, ws_auth is not None)) is not None:
                 print(f"Error: {refusal}", file=sys.stderr)
                 raise SystemExit(1)
+    if args.store and not args.cluster:
+        print("trio-codex: --store is only used with --cluster", file=sys.stderr)
+        raise SystemExit(2)
+    cluster = None
+    if args.cluster:
+        from .cluster.node import open_cluster_node
+
+        cluster = open_cluster_node(args.cluster, args.store)
     trio.run(partial(serve, settings, listens, max_message_bytes=limits.max_message_bytes,
-                     analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth, limits=limits))
+                     analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth, limits=limits,
+                     cluster=cluster))
 
 
 def _listens(urls: list[str]) -> list[ListenUrl]:
@@ -226,8 +249,6 @@ def _ws_auth(args: argparse.Namespace) -> TokenAuth | JwtAuth | None:
     Raises:
       ValueError: the flags do not fit together, or a file cannot be read.
     """
-    from ..transports.wsframing import MIN_SECRET_BYTES, JwtAuth, TokenAuth
-
     token_flags = args.ws_token_file or args.ws_token_sha256
     jwt_flags = (args.ws_shared_secret_file or args.ws_issuer or args.ws_audience
                  or args.ws_max_clock_skew_seconds is not None)
@@ -236,6 +257,12 @@ def _ws_auth(args: argparse.Namespace) -> TokenAuth | JwtAuth | None:
     if args.ws_auth != "signed-bearer-token" and jwt_flags:
         raise ValueError("--ws-shared-secret-file, --ws-issuer, --ws-audience and --ws-max-clock-skew-seconds "
                          "need --ws-auth signed-bearer-token")
+    if args.ws_auth is None:
+        return None
+    # Imported only when asked for: it brings wsproto, which a stdio
+    # server does not need to answer `initialize`.
+    from ..transports.wsframing import MIN_SECRET_BYTES, JwtAuth, TokenAuth
+
     if args.ws_auth == "signed-bearer-token":
         if not args.ws_shared_secret_file:
             raise ValueError("--ws-auth signed-bearer-token needs --ws-shared-secret-file PATH")
@@ -248,8 +275,6 @@ def _ws_auth(args: argparse.Namespace) -> TokenAuth | JwtAuth | None:
             raise ValueError(f"signed websocket bearer secret {args.ws_shared_secret_file} must be at least "
                              f"{MIN_SECRET_BYTES} bytes")
         return JwtAuth(secret, args.ws_issuer, args.ws_audience, skew)
-    if args.ws_auth is None:
-        return None
     if bool(args.ws_token_file) == bool(args.ws_token_sha256):
         raise ValueError("--ws-auth capability-token needs exactly one of --ws-token-file PATH "
                          "or --ws-token-sha256 HEX")

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .git import in_repository
 
 SANDBOX_MODES = ("read-only", "workspace-write", "danger-full-access")
 
@@ -217,5 +216,7 @@ def load_output_schema(path: str | None) -> Any:
 def check_git_repo(options: ExecOptions, cwd: str) -> None:
     """The original runs only inside a Git repository unless told otherwise
     (``--skip-git-repo-check``, or no sandbox at all)."""
+    from .git import in_repository  # exec only: kept off the app-server's start-up
+
     if not (options.skip_git_repo_check or options.bypass) and not in_repository(cwd):
         raise ExecError(NOT_TRUSTED)

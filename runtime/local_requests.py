@@ -25,7 +25,6 @@ import trio
 
 from . import auth
 from .config import Settings
-from .config_write import apply_edits, write_error
 from .protocol.jsonrpc import invalid_request
 from .protocol.v2.account import (
     ExternalAgentConfigDetectParams,
@@ -82,6 +81,9 @@ class LocalRequests:
 
     async def _write(self, edits: list[ConfigEdit], expected_version: str | None = None,
                      file_path: str | None = None) -> ConfigWriteResponse:
+        # config_write (tomlkit) is loaded on the first write, off start-up.
+        from .config_write import apply_edits
+
         async with self._writing:
             return await trio.to_thread.run_sync(partial(
                 apply_edits, self.config_file, edits, expected_version=expected_version, file_path=file_path,
@@ -99,6 +101,8 @@ class LocalRequests:
     async def model_provider_default_set(self, params: ModelProviderDefaultSetParams) -> ConfigWriteResponse:
         known = {OPENAI, *(self._user_config().get("model_providers") or {}), *self.settings.model_providers}
         if params.provider_id not in known:
+            from .config_write import write_error
+
             raise write_error("configValidationError", f"Model provider `{params.provider_id}` is not configured.")
         return await self._write([ConfigEdit("model_provider", params.provider_id, "replace")])
 

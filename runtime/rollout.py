@@ -680,6 +680,8 @@ class Rollout(Struct):
     torn_tail: bool = False
     size: int = 0
     mtime_ns: int = 0
+    #: Bytes of the lines decoded: the whole file but a torn tail.
+    consumed: int = 0
 
     @property
     def session_meta(self) -> SessionMeta | None:
@@ -713,7 +715,7 @@ def parse_rollout(data: bytes, path: str = "<memory>") -> Rollout:
             torn = True
             log.warning("%s:%d: skipped a torn last line (%d bytes); the writer stopped mid-line",
                         path, len(chunks) + 1, len(last))
-    return Rollout(path, lines, bad, torn, len(data))
+    return Rollout(path, lines, bad, torn, len(data), consumed=len(data) - len(last) if torn else len(data))
 
 
 def read_rollout(path: str | os.PathLike[str]) -> Rollout:
@@ -828,7 +830,7 @@ def read_thread_names(codex_home: str | os.PathLike[str]) -> dict[str, str | Non
 # --------------------------------------------------------------------------
 
 
-class _Camel(Struct, rename="camel"):
+class _Camel(Struct, rename="camel", gc=False):
     pass
 
 
@@ -940,6 +942,11 @@ class Replay(Struct, kw_only=True):
     open_turn_id: str | None = None
     #: The ordinal for the next appended line.
     next_ordinal: int = 0
+    #: The turn builder the replay left open, and the bytes of the file it
+    #: saw: a loaded thread's :class:`~.history_pages.TurnProjection` goes
+    #: on from there.
+    builder: Any = None
+    consumed: int = 0
 
 
 # Core (rollout) user input -> v2 user input.
@@ -1024,7 +1031,7 @@ class _Pending:
             duration_ms=self.duration_ms)
 
 
-class _TurnBuilder:
+class TurnBuilder:
     """Turns from rollout lines (the app-server's ThreadHistoryBuilder).
 
     Where a turn's items come from depends on the file's history mode, as
@@ -1197,10 +1204,22 @@ class _TurnBuilder:
                 return replay_mcp_tool_call(msgspec.to_builtins(item), **times)
         return None
 
-    def finish(self) -> tuple[list[ReplayedTurn], str | None]:
-        open_id = self.current.id if self.current is not None and self.current.explicit else None
-        self._finish_current()
-        return self.turns, open_id
+    def snapshot(self) -> list[ReplayedTurn]:
+        """The turns so far, the one still open included as the end of the
+        file shows it (``interrupted`` when it started explicitly), without
+        closing it: more lines may follow."""
+        turn = self.current
+        if turn is None or not (turn.explicit or turn.items):
+            return list(self.turns)
+        return [*self.turns, ReplayedTurn(
+            id=turn.id, root_turn_id=turn.root_turn_id, items=list(turn.items),
+            status="interrupted" if turn.explicit else turn.status, error=turn.error,
+            started_at=turn.started_at, completed_at=turn.completed_at, duration_ms=turn.duration_ms)]
+
+    @property
+    def open_turn_id(self) -> str | None:
+        """The turn the lines so far left open, if it started explicitly."""
+        return self.current.id if self.current is not None and self.current.explicit else None
 
 
 def _first_user_text(payload: Payload) -> str | None:
@@ -1226,7 +1245,7 @@ def replay(rollout: Rollout, *, thread_names: dict[str, str | None] | None = Non
     if meta is None:
         raise ValueError(f"{rollout.path}: no session_meta line; this is not a thread rollout")
     created = parse_timestamp(meta.timestamp) or 0
-    builder = _TurnBuilder(meta.id, paginated=meta.history_mode == "paginated")
+    builder = TurnBuilder(meta.id, paginated=meta.history_mode == "paginated")
     history: list[Raw] = []
     usage: TokenUsageInfo | None = None
     usage_turn: str | None = None
@@ -1269,14 +1288,15 @@ def replay(rollout: Rollout, *, thread_names: dict[str, str | None] | None = Non
                 recency = ts
         if preview is None:
             preview = _first_user_text(payload)
-    turns, open_turn = builder.finish()
+    turns, open_turn = builder.snapshot(), builder.open_turn_id
     if thread_names is not None and meta.id in thread_names:
         name = thread_names[meta.id]
     thread = _thread_meta(meta, rollout.path, created, updated, recency or updated, preview or "",
                           context, name, usage)
     return Replay(meta=thread, history=pair_calls_and_outputs(history), turns=turns, token_usage=usage,
                   token_usage_turn_id=usage_turn, turn_context=context, session_meta=meta,
-                  open_turn_id=open_turn, next_ordinal=last_ordinal + 1)
+                  open_turn_id=open_turn, next_ordinal=last_ordinal + 1, builder=builder,
+                  consumed=rollout.consumed)
 
 
 def _thread_meta(meta: SessionMeta, path: str, created: int, updated: int, recency: int, preview: str,

@@ -12,6 +12,8 @@ import platform
 import sys
 from typing import Any
 
+import trio
+
 from .config import Settings, resolve_provider
 from .protocol.v2.discovery import (
     BedrockCheckGovCloudRequirementsResponse,
@@ -90,6 +92,9 @@ class ServerInfo:
         #: The requests answered from CODEX_HOME (config writes, login, ...).
         self.local = LocalRequests(settings, PROTOCOL_VERSION, rate_limits or RateLimits())
         self._ua_middle = f"{PROTOCOL_VERSION} ({_os_description()}; {platform.machine()}) {_terminal()}"
+        #: Set once a connection's `initialize` is answered: start-up's
+        #: background work waits for it (runtime/app.py).
+        self.answered_initialize = trio.Event()
 
     def user_agent(self, originator: str, client: ClientInfo) -> str:
         return f"{originator}/{self._ua_middle} ({client.name}; {client.version})"

@@ -48,7 +48,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -83,7 +84,7 @@ __all__ = [
 log = logging.getLogger("trio_codex.thread_index")
 
 INDEX_FILE: Final = "trio_codex_threads.sqlite"
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 DEFAULT_LIMIT: Final = 25
 MAX_LIMIT: Final = 500
 DEFAULT_MAX_BYTES: Final = 256 * 1024
@@ -146,6 +147,27 @@ CREATE TABLE index_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- thread/search: the text of each user and assistant message, trigram
 -- tokens (case-insensitive substring matches from 3 characters on).
 CREATE VIRTUAL TABLE thread_text USING fts5(thread_id UNINDEXED, text, tokenize = 'trigram');
+-- thread/list searchTerm: each row's name and preview in trigram tokens
+-- (external content: the index only, no second copy of the text; no
+-- positions: it is asked for single trigrams). The triggers keep it in step
+-- row by row, except inside a bulk write (index_meta 'title_index_deferred'),
+-- which rebuilds it whole at the end: ten times cheaper for many rows.
+CREATE VIRTUAL TABLE thread_title USING fts5(name, preview, content = 'threads', content_rowid = 'rowid',
+                                             detail = 'none', tokenize = 'trigram');
+CREATE TRIGGER threads_title_insert AFTER INSERT ON threads
+WHEN NOT EXISTS (SELECT 1 FROM index_meta WHERE key = 'title_index_deferred') BEGIN
+    INSERT INTO thread_title (rowid, name, preview) VALUES (new.rowid, new.name, new.preview);
+END;
+CREATE TRIGGER threads_title_delete AFTER DELETE ON threads
+WHEN NOT EXISTS (SELECT 1 FROM index_meta WHERE key = 'title_index_deferred') BEGIN
+    INSERT INTO thread_title (thread_title, rowid, name, preview) VALUES ('delete', old.rowid, old.name, old.preview);
+END;
+CREATE TRIGGER threads_title_update AFTER UPDATE OF name, preview ON threads
+WHEN (old.name IS NOT new.name OR old.preview IS NOT new.preview)
+     AND NOT EXISTS (SELECT 1 FROM index_meta WHERE key = 'title_index_deferred') BEGIN
+    INSERT INTO thread_title (thread_title, rowid, name, preview) VALUES ('delete', old.rowid, old.name, old.preview);
+    INSERT INTO thread_title (rowid, name, preview) VALUES (new.rowid, new.name, new.preview);
+END;
 """
 
 def _upsert(keep: tuple[str, ...] = ()) -> str:
@@ -164,6 +186,14 @@ _UPSERT: Final = _upsert()
 #: A rescanned rollout keeps the git info set by thread/metadata/update,
 #: which lives only here (as in the original's state database).
 _RESCAN_UPSERT: Final = _upsert(keep=("git_sha", "git_branch", "git_origin_url"))
+
+
+#: SQLite virtual-machine steps between two checks of a search's stop flag.
+_STOP_CHECK_STEPS: Final = 10_000
+
+
+class Stopped(Exception):
+    """A query inside :meth:`ThreadIndex.stoppable` was told to stop."""
 
 
 class Page(msgspec.Struct):
@@ -217,6 +247,13 @@ def _cut_preview(text: str) -> str:
     return data[:PREVIEW_MAX_BYTES].decode(errors="ignore")
 
 
+#: searchTerm goes through the trigram index when one of its trigrams is
+#: held by at most this many rows (each is then looked up and checked).
+RARE_TRIGRAM_ROWS: Final = 4096
+#: The first pass over the term's trigrams looks for one this rare.
+FIRST_PROBE_ROWS: Final = 256
+#: How many of a long search term's trigrams are weighed.
+MAX_TRIGRAMS: Final = 32
 #: A snippet shows this many characters of a long message, around the match.
 SNIPPET_CHARS: Final = 200
 
@@ -225,8 +262,18 @@ def _text_match(term: str) -> tuple[str, str]:
     """The ``thread_text`` condition for a substring: a phrase query on the
     trigram index from 3 characters on, a LIKE scan below that."""
     if len(term) >= 3:
-        return "thread_text MATCH ?", '"' + term.replace('"', '""') + '"'
-    return "text LIKE ? ESCAPE '\\'", "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return "thread_text MATCH ?", _phrase(term)
+    return "text LIKE ? ESCAPE '\\'", _like_pattern(term)
+
+
+def _phrase(term: str) -> str:
+    """An FTS5 phrase query for ``term`` as a substring (trigram tokens)."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def _like_pattern(term: str) -> str:
+    """A LIKE pattern for ``term`` as a substring, its wildcards literal."""
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _snippet(text: str, term: str) -> str:
@@ -310,6 +357,24 @@ class ThreadIndex:
         for conn in connections:
             conn.close()
 
+    @contextmanager
+    def stoppable(self, stop: Callable[[], bool]) -> Iterator[None]:
+        """Queries of this thread inside the block end early with
+        :class:`Stopped` once ``stop()`` is true (checked every few thousand
+        SQLite steps), so a cancelled search over a big index stops."""
+        conn = self._connect()
+        conn.set_progress_handler(lambda: 1 if stop() else 0, _STOP_CHECK_STEPS)
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if stop():
+                raise Stopped() from exc
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+        if stop():
+            raise Stopped()
+
     def __enter__(self) -> ThreadIndex:
         return self
 
@@ -339,9 +404,14 @@ class ThreadIndex:
             for (name,) in conn.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").fetchall():
                 conn.execute(f'DROP TABLE IF EXISTS "{name}"')  # a full-text table drops its shadows
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            statement = ""
+            for part in _SCHEMA.split(";"):
+                # A trigger's body holds semicolons: run whole statements only.
+                statement += part + ";"
+                if sqlite3.complete_statement(statement):
+                    if statement.strip(" \n;"):
+                        conn.execute(statement)
+                    statement = ""
             conn.execute("INSERT INTO index_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         return True
 
@@ -355,20 +425,29 @@ class ThreadIndex:
 
     # -- writes ------------------------------------------------------------
 
-    def upsert(self, meta: ThreadMeta) -> None:
+    def upsert(self, meta: ThreadMeta, texts: Sequence[str] = ()) -> None:
         """Insert or replace a thread's row, once its rollout exists (rollouts
-        are created lazily, and :meth:`sync` drops rows whose file is gone).
-        The file's current size and modification time are recorded with the
-        row, so :meth:`sync` does not rescan a file its writer has just
-        described."""
+        are created lazily, and :meth:`sync` drops rows whose file is gone),
+        and index ``texts`` (:meth:`add_texts`) in the same transaction: a
+        turn's end is one commit. The file's current size and modification
+        time are recorded with the row, so :meth:`sync` does not rescan a
+        file its writer has just described."""
         conn = self._connect()
-        conn.execute(_UPSERT, _row_values(meta, *_file_state(meta.rollout_path)))
+        values = _row_values(meta, *_file_state(meta.rollout_path))
+        if not texts:
+            conn.execute(_UPSERT, values)
+            return
+        with _transaction(conn):
+            conn.execute(_UPSERT, values)
+            conn.executemany("INSERT INTO thread_text (thread_id, text) VALUES (?, ?)",
+                             ((meta.id, text) for text in texts))
 
     def upsert_many(self, metas: Iterable[ThreadMeta]) -> None:
-        """:meth:`upsert` in one transaction."""
+        """:meth:`upsert` in one transaction (the title index rebuilt once)."""
         conn = self._connect()
-        with _transaction(conn):
-            conn.executemany(_UPSERT, (_row_values(m, *_file_state(m.rollout_path)) for m in metas))
+        values = [_row_values(m, *_file_state(m.rollout_path)) for m in metas]
+        with _transaction(conn), _title_index_deferred(conn, len(values) > BULK_ROWS):
+            conn.executemany(_UPSERT, values)
 
     def mark_archived(self, thread_id: str, archived: bool, *, rollout_path: str | None = None,
                       at_ms: int | None = None) -> bool:
@@ -482,7 +561,11 @@ class ThreadIndex:
                     f"this cursor belongs to a listing sorted by {anchor.sort_key} {anchor.direction}, "
                     f"not {sort_key} {sort_direction}: keep the sort, or start again without a cursor")
 
-        where = ["archived = ?"]
+        # A search with a rare trigram starts from the few rows that hold it
+        # (a unary + keeps SQLite from walking an index of every row instead).
+        candidates = self._rare_trigram_rows(search_term) if search_term else None
+        plus = "+" if candidates is not None else ""
+        where = [f"{plus}archived = ?"]
         args: list[Any] = [int(archived)]
         if cwd is not None:
             paths = [cwd] if isinstance(cwd, str) else list(cwd)
@@ -504,7 +587,13 @@ class ThreadIndex:
         where.append(f"source_kind IN ({', '.join('?' * len(kinds))})")
         args += kinds
         if search_term:
-            pattern = "%" + search_term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            if candidates is not None:
+                # The rows holding one of its rare trigrams (the index folds
+                # case beyond ASCII, so a superset); LIKE then decides, so
+                # the results are the scan's.
+                where.append(f"rowid IN ({', '.join('?' * len(candidates))})")
+                args += candidates
+            pattern = _like_pattern(search_term)
             where.append("(name LIKE ? ESCAPE '\\' OR preview LIKE ? ESCAPE '\\')")
             args += [pattern, pattern]
         if full_text:
@@ -521,7 +610,7 @@ class ThreadIndex:
             args += [anchor.value, anchor.id]
         order = "ASC" if ascending else "DESC"
         sql = (f"SELECT {_SELECT} FROM threads WHERE {' AND '.join(where)} "
-               f"ORDER BY {sort_key} {order}, id {order} LIMIT ?")
+               f"ORDER BY {plus}{sort_key} {order}, {plus}id {order} LIMIT ?")
         fetched = self._connect().execute(sql, (*args, limit + 1)).fetchall()
 
         rows: list[ThreadMeta] = []
@@ -548,6 +637,25 @@ class ThreadIndex:
             # The anchor row itself lies after this page.
             return Page(rows, at(rows[-1], False), first)
         return Page(rows, at(rows[-1], False) if more else None, first)
+
+    def _rare_trigram_rows(self, term: str) -> list[int] | None:
+        """The rows (rowids) holding the first trigram of ``term`` that at
+        most :data:`RARE_TRIGRAM_ROWS` rows hold; each probe reads at most
+        that many entries of the index. None when every trigram is common
+        (or the term is under 3 characters): then many rows hold each part
+        of the term, and a scan in list order finds a page's matches sooner
+        than the index would hand over all the rows of one trigram."""
+        conn = self._connect()
+        grams = list(dict.fromkeys(term[i:i + 3] for i in range(len(term) - 2)))[:MAX_TRIGRAMS]
+        # A cheap pass for a very rare trigram first, then the full bound.
+        for bound in sorted({min(FIRST_PROBE_ROWS, RARE_TRIGRAM_ROWS), RARE_TRIGRAM_ROWS}):
+            for gram in grams:
+                (count,) = conn.execute("SELECT count(*) FROM (SELECT 1 FROM thread_title WHERE thread_title MATCH ? "
+                                        "LIMIT ?)", (_phrase(gram), bound + 1)).fetchone()
+                if count <= bound:
+                    return [row for (row,) in conn.execute(
+                        "SELECT rowid FROM thread_title WHERE thread_title MATCH ?", (_phrase(gram),))]
+        return None
 
     # -- rebuilding from the rollouts ---------------------------------------
 
@@ -594,7 +702,7 @@ class ThreadIndex:
             rows.append(_row_values(meta, st.st_size, st.st_mtime_ns))
 
         gone = [p for p in recorded if p not in seen]
-        with _transaction(conn):
+        with _transaction(conn), _title_index_deferred(conn, full or len(rows) + len(gone) > BULK_ROWS):
             if full:
                 conn.execute("DELETE FROM threads")
                 conn.execute("DELETE FROM thread_text")
@@ -616,6 +724,28 @@ class ThreadIndex:
     def rebuild_from_rollouts(self, codex_home: str | os.PathLike[str]) -> SyncStats:
         """Drop every row and rescan every rollout file."""
         return self.sync(codex_home, full=True)
+
+
+#: A write of more rows than this (a sync, upsert_many) rebuilds the title
+#: index once instead of row by row.
+BULK_ROWS: Final = 1000
+
+
+class _title_index_deferred:
+    """Inside a transaction: the triggers leave the title index alone, and
+    it is rebuilt from the rows at the end (when ``bulk``)."""
+
+    def __init__(self, conn: sqlite3.Connection, bulk: bool = True) -> None:
+        self.conn, self.bulk = conn, bulk
+
+    def __enter__(self) -> None:
+        if self.bulk:
+            self.conn.execute("INSERT OR REPLACE INTO index_meta VALUES ('title_index_deferred', '1')")
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self.bulk and exc_type is None:
+            self.conn.execute("DELETE FROM index_meta WHERE key = 'title_index_deferred'")
+            self.conn.execute("INSERT INTO thread_title (thread_title) VALUES ('rebuild')")
 
 
 class _transaction:

@@ -24,13 +24,19 @@ TREE_EDGES = {("threads", "thread"), ("thread", "turn"), ("thread", "rollout_wri
               ("turn", "tools"), ("mcp_pool", "mcp_connection"), ("model_pool", "model")}
 #: Modules in actors/ that are vocabulary or helpers, not actors.
 SHARED = {"messages", "fanout", "barrier", "process", "command_exec", "fs_requests", "analytics_facts",
-          "analytics_reducer", "mcp_calls", "model_pool"}
+          "analytics_reducer", "mcp_calls", "model_pool", "sdk"}
 RUNTIME_THIRD_PARTY = {"trio", "msgspec"}
 #: The exceptions: the sandbox's seccomp filter is compiled by libseccomp;
 #: the file search matches .gitignore with pathspec.
 RUNTIME_EXTRA = {"runtime/seccomp.py": {"pyseccomp"}, "runtime/file_search.py": {"pathspec"},
                  # `mcp add/remove` and config writes edit config.toml keeping its comments.
-                 "runtime/mcp_cli.py": {"tomlkit"}, "runtime/config_write.py": {"tomlkit"}}
+                 "runtime/mcp_cli.py": {"tomlkit"}, "runtime/config_write.py": {"tomlkit"},
+                 # command safety parses scripts with the original's grammar.
+                 "runtime/command_safety/bash.py": {"tree_sitter", "tree_sitter_bash"},
+                 "runtime/apply_patch/invocation.py": {"tree_sitter", "tree_sitter_bash"},
+                 # The cluster extra, imported only with --cluster (runtime/cluster/node.py).
+                 "runtime/cluster/nats_bus.py": {"nats"}, "runtime/cluster/nats_directory.py": {"nats"},
+                 "runtime/cluster/pg_store.py": {"psycopg", "psycopg_pool"}}
 
 
 def modules() -> list[Path]:

@@ -21,7 +21,6 @@ and therefore what :func:`decide` answers:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
@@ -30,6 +29,7 @@ from collections.abc import Sequence
 from typing import Annotated, Final
 
 import h11
+import jwt
 import msgspec
 from wsproto import ConnectionState, ConnectionType, WSConnection
 from wsproto.events import (
@@ -98,10 +98,6 @@ class TokenAuth(msgspec.Struct, frozen=True):
         return None
 
 
-class _JwtHeader(msgspec.Struct):
-    alg: str
-
-
 class _JwtClaims(msgspec.Struct):
     """The claims the original decodes (``JwtClaims``): a claim of another
     type, or a time outside ``i64``, makes the token invalid."""
@@ -112,13 +108,27 @@ class _JwtClaims(msgspec.Struct):
     aud: str | list[str] | None = None
 
 
+#: A compact JWS: three parts of unpadded base64url. Checked before PyJWT,
+#: whose base64 decoding takes ``=`` padding and skips characters outside the
+#: alphabet, where the original's (``jsonwebtoken``) refuses both.
+_COMPACT_JWS = re.compile(rb"[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+_JWS = jwt.PyJWS()
+
+
 class JwtAuth(msgspec.Struct, frozen=True):
     """``--ws-auth signed-bearer-token``: an HS256 JWT signed with the shared
     secret. As the original: ``alg`` must be HS256; ``exp`` is required, an
     integer; ``nbf`` is honoured; both with ``max_skew`` seconds of slack
     and within ``i64``; ``iss`` and ``aud`` (a string or a list holding it)
     must match when an issuer or audience is configured. The secret's length
-    is checked at start-up (:data:`MIN_SECRET_BYTES`)."""
+    is checked at start-up (:data:`MIN_SECRET_BYTES`).
+
+    PyJWT checks the signature and the algorithm; the claims are judged here
+    because the original's rules are not PyJWT's: ``exp`` must be an integer
+    (PyJWT takes floats), ``exp == now - skew`` is still good, a missing
+    ``iss`` or ``aud`` is a mismatch, and each refusal has its own text.
+    (PyJWT also refuses a header with a ``crit`` or ``"b64": false``
+    extension, which the original ignores: stricter, as RFC 7515 asks.)"""
 
     secret: bytes
     issuer: str | None = None
@@ -148,28 +158,13 @@ class JwtAuth(msgspec.Struct, frozen=True):
 
     def _decode(self, token: bytes) -> _JwtClaims | None:
         """The claims of a well-formed HS256 token signed with the secret."""
-        parts = token.split(b".")
-        if len(parts) != 3:
+        if not _COMPACT_JWS.fullmatch(token):
             return None
         try:
-            header = msgspec.json.decode(_unbase64(parts[0]), type=_JwtHeader)
-            signature = _unbase64(parts[2])
-            if header.alg != "HS256" or not hmac.compare_digest(
-                    hmac.new(self.secret, parts[0] + b"." + parts[1], hashlib.sha256).digest(), signature):
-                return None
-            return msgspec.json.decode(_unbase64(parts[1]), type=_JwtClaims)
-        except (ValueError, msgspec.DecodeError):
+            payload = _JWS.decode_complete(token, self.secret, algorithms=["HS256"])["payload"]
+            return msgspec.json.decode(payload, type=_JwtClaims)
+        except (jwt.InvalidTokenError, msgspec.DecodeError):
             return None
-
-
-def _unbase64(part: bytes) -> bytes:
-    # base64 would skip characters outside its alphabet: refuse them instead.
-    if not _BASE64URL.fullmatch(part):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))
-
-
-_BASE64URL = re.compile(rb"[A-Za-z0-9_-]*")
 
 
 class HttpAnswer(msgspec.Struct, frozen=True):
@@ -261,7 +256,7 @@ class WsFramer:
             return None
         for event in self._ws.events():
             if isinstance(event, (TextMessage, BytesMessage)):
-                frame = self._message_part(event.data if isinstance(event.data, bytes) else event.data.encode(),
+                frame = self._message_part(event.data.encode() if isinstance(event.data, str) else bytes(event.data),
                                            event.message_finished)
                 if frame is not NEED_DATA:
                     return frame

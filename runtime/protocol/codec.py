@@ -157,7 +157,8 @@ def decode_params(raw: msgspec.Raw | None, type_: type[T] | None) -> T | None:
     try:
         return _decoder_for(type_).decode(raw)  # type: ignore[arg-type]  # mypy misses that type[T] is Hashable
     except msgspec.ValidationError as exc:
-        message = _out_of_range(raw, type_, str(exc)) or serde_message(str(exc))
+        message = _out_of_range(raw, type_, str(exc)) or serde_message(
+            str(exc), lambda path: _variants(type_, path))
         raise invalid_request(f"Invalid request: {message}") from None
     except msgspec.DecodeError as exc:
         raise invalid_request(f"Invalid request: params are not valid JSON: {exc}") from None
@@ -167,6 +168,15 @@ def decode_result(raw: msgspec.Raw | None, type_: type[T]) -> T:
     """Decode a client's result for one of our server requests; raises
     ``msgspec.ValidationError`` when it does not fit."""
     return _decoder_for(type_).decode(raw if raw is not None else b"null")  # type: ignore[arg-type]  # as above
+
+
+def _variants(type_: Any, path: str) -> list[str] | None:
+    """The variants the enum at ``path`` of ``type_`` takes, or None when the
+    field is no plain enum."""
+    t, _ = _unwrap(mi.type_info(type_), "")
+    for name, index in _STEP.findall(path):
+        t, _ = _unwrap(_step(t, name, index), "")
+    return [str(v) for v in t.values] if isinstance(t, mi.LiteralType) else None
 
 
 _RANGE = re.compile(r"^Expected `int` [<>]= -?\d+ - at `\$\.?(.*)`$")

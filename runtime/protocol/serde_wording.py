@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
@@ -83,10 +83,12 @@ _SERDE_TYPES = {
 }
 
 
-def serde_message(msg: str) -> str:
+def serde_message(msg: str, variants_at: Callable[[str], Sequence[str] | None] | None = None) -> str:
     """Reword a msgspec validation message the way the original's serde says
-    it (``missing field `x```, ``invalid type: integer, expected a string``),
-    keeping msgspec's path, which serde's messages lack."""
+    it (``missing field `x```, ``invalid type: integer, expected a string``,
+    ``unknown variant `x`, expected `a` or `b``` when ``variants_at(path)``
+    names the variants of the enum at msgspec's path), keeping msgspec's
+    path, which serde's messages lack."""
     if m := _MISSING.match(msg):
         field, path = m.groups()
         return f"missing field `{field}`" + at_path(path)
@@ -99,6 +101,8 @@ def serde_message(msg: str) -> str:
         return invalid_type(got_word, want_words) + at_path(path)
     if m := _ENUM.match(msg):
         value, path = m.groups()
+        if variants_at is not None and (variants := variants_at(path or "")):
+            return unknown_variant(value.strip("'"), variants) + at_path(path)
         return f"unknown variant {value}" + at_path(path)
     return msg
 

@@ -15,8 +15,9 @@ import trio
 
 from trio_codex.actors.messages import ModelEvents, ModelFailed, ModelRetrying
 from trio_codex.actors.model import ModelClient, StreamError, backoff, classify, connection_backoff, stream_response
+from trio_codex.runtime.mailbox import open_mailbox
 from trio_codex.runtime.protocol import responses as wire
-from trio_codex.transports.scripted_responses import ScriptedResponses
+from trio_codex.transports.scripted_responses import ScriptedResponses, split_text
 
 TIMEOUT = 10
 DISCONNECTED = {"responseStreamDisconnected": {"httpStatusCode": None}}
@@ -367,3 +368,49 @@ def test_classify_names_what_it_takes() -> None:
     assert classify(StreamError("x")) == classify(StreamError("x"))
     with pytest.raises(TypeError, match=r"^classify\(\) got 42: pass an SDK error, a StreamError or a failed/incomplete event$"):
         classify(42)
+
+
+async def drain_mailbox(client: ModelClient, prompt: str, capacity: int, pause: float = 0.0) -> list:
+    """What ``stream_response`` sends into a real mailbox of ``capacity``,
+    taken in batches as the turn takes them, ``pause`` seconds apart."""
+    mailbox, inbox = open_mailbox(capacity, name="turn")
+    messages: list = []
+
+    async def consume() -> None:
+        while not any(isinstance(m, ModelFailed) for m in messages):
+            batch = await inbox.receive_batch()
+            messages.extend(batch)
+            if any(isinstance(m, ModelEvents) and isinstance(m.events[-1], wire.ResponseCompleted) for m in batch):
+                return
+            await trio.sleep(pause)
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            await stream_response(client, request(prompt), mailbox)
+    return messages
+
+
+@pytest.mark.parametrize(("count", "directives"), [
+    (300, "delay_ms=1"),  # paced: one delta per read
+    (3000, ""),  # bursty: many deltas per read
+])
+async def test_deltas_reach_the_turn_lossless_and_in_order_however_they_are_batched(
+        make_client, count, directives) -> None:
+    reply = "every delta of this reply, in order"
+    messages = await drain_mailbox(make_client(), f"[[deltas={count} {directives}]] {reply}", capacity=4)
+    deltas = [e.delta for e in events(messages) if isinstance(e, wire.OutputTextDelta)]
+    assert tuple(deltas) == split_text(reply, count)
+    done = [e for e in events(messages) if isinstance(e, wire.OutputItemDone)]
+    assert "".join(deltas) == msgspec.json.decode(done[-1].item)["content"][0]["text"]
+    assert isinstance(events(messages)[-1], wire.ResponseCompleted)
+
+
+async def test_a_turn_slower_than_the_idle_timeout_does_not_time_the_model_out(make_client) -> None:
+    # The mailbox fills while the turn pauses longer than the idle timeout:
+    # the stream waits for room, losing nothing, and the model is not blamed.
+    client = make_client(stream_idle_timeout_ms=100, stream_max_retries=0)
+    prompt = "[[deltas=40 delay_ms=1]] a slow turn"
+    messages = await drain_mailbox(client, prompt, capacity=1, pause=0.15)
+    assert not [m for m in messages if not isinstance(m, ModelEvents)]
+    assert text(messages) == "".join(split_text("a slow turn", 40))

@@ -175,19 +175,19 @@ async def test_a_thread_that_keeps_crashing_is_unloaded_and_the_others_go_on(hos
 
 class Gate:
     """Holds a thread's loop inside a thread/read with turns (its rollout
-    read, in a worker thread) while closed, so messages queue behind it."""
+    followed, in a worker thread) while closed, so messages queue behind it."""
 
-    def __init__(self, read: Callable[[Path], Any]) -> None:
+    def __init__(self, read: Callable[..., Any]) -> None:
         self.read = read
         self.closed = False
         self.entered = threading.Event()
         self.opened = threading.Event()
 
-    def __call__(self, path: Path) -> Any:
+    def __call__(self, *args: Any) -> Any:
         if self.closed:
             self.entered.set()
             self.opened.wait(10)
-        return self.read(path)
+        return self.read(*args)
 
     def close(self) -> None:
         self.closed = True
@@ -215,8 +215,8 @@ ROUNDS = 4
 
 async def test_a_message_at_any_phase_of_a_turn_neither_crashes_the_thread_nor_loses_a_turn_or_input(
         host: Host, scripted: ScriptedResponses, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
-    gate = Gate(thread_actor.read_rollout)
-    monkeypatch.setattr(thread_actor, "read_rollout", gate)
+    gate = Gate(thread_actor.follow_rollout)
+    monkeypatch.setattr(thread_actor, "follow_rollout", gate)
     outbox2, inbox2 = open_mailbox(4096, name="test-conn2")
     other = ConnectionRef(2, outbox2)
     to_other: list[Any] = []

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from harness import RpcClient, open_app_server, run_turn
@@ -120,3 +121,43 @@ async def test_the_originals_tool_session_resumes_as_the_original_resumed_it(
         read = await client.request("thread/read", {"threadId": tid, "includeTurns": True})
         resumed = await client.request("thread/resume", {"threadId": tid})
     assert read["thread"]["turns"] == resumed["thread"]["turns"] == expected
+
+
+async def test_a_loaded_threads_turns_equal_a_replay_of_its_rollout_across_compaction_rollback_and_revert(
+        codex_home: Path) -> None:
+    """The loaded thread serves thread/read and its pages from the turns it
+    keeps; after each step they are what a replay of the file says."""
+    async with open_app_server(codex_home) as client:
+        tid = await client.start_thread()
+
+        async def check() -> list[str]:
+            read = (await client.request("thread/read", {"threadId": tid, "includeTurns": True}))["thread"]
+            replayed = json.loads(msgspec.json.encode(
+                r.replay(r.read_rollout(read["path"])).turns if read["path"] else []))
+            assert read["turns"] == replayed
+            pages, cursor = [], None
+            while True:  # two turns a page, oldest first
+                page = await client.request("thread/turns/list", {
+                    "threadId": tid, "itemsView": "full", "sortDirection": "asc", "limit": 2,
+                    **({"cursor": cursor} if cursor else {})})
+                pages += page["data"]
+                if not (cursor := page["nextCursor"]):
+                    break
+            assert pages == replayed
+            items = await client.request("thread/items/list", {"threadId": tid, "limit": 500})
+            assert [e["item"] for e in items["data"]] == [i for t in replayed for i in t["items"]]
+            return [t["id"] for t in replayed]
+
+        assert await check() == []
+        for n in (1, 2, 3):
+            await client.turn(tid, f"question {n}")
+        first = await check()
+        await client.request("thread/compact/start", {"threadId": tid})
+        await client.until(lambda m: m.get("method") == "turn/completed")
+        await client.turn(tid, "question 4")
+        assert len(await check()) == 5
+        await client.request("thread/rollback", {"threadId": tid, "numTurns": 2})
+        assert await check() == first
+        await client.request("thread/revert", {"threadId": tid, "beforeTurnId": first[1]})
+        await client.turn(tid, "question 5")
+        assert (await check())[0] == first[0]

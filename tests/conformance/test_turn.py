@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from harness import TIMEOUT, mock_config, open_app_server
-from trio_codex.transports.scripted_responses import ScriptedResponses
+from trio_codex.transports.scripted_responses import ScriptedResponses, split_text
 
 
 def methods(msgs: list[dict]) -> list[str]:
@@ -93,6 +93,21 @@ async def test_a_second_turn_sends_the_first_in_its_history(
     assert second["prompt_cache_key"] == tid and second["stream"] is True and second["model"] == "mock-model"
 
 
+@pytest.mark.parametrize("directives", ["deltas=400 delay_ms=1", "deltas=4000"])
+async def test_streamed_deltas_reach_the_client_lossless_and_in_order(codex_home: Path, directives: str) -> None:
+    # Paced (one delta per network read) and bursty (many per read, merged
+    # by the writer when they queue up): the deltas add up to the reply.
+    reply = "every piece of this reply arrives once and in order"
+    async with open_app_server(codex_home) as client:
+        tid = await client.start_thread()
+        _, msgs = await client.turn(tid, f"[[{directives}]] {reply}")
+    deltas = [m["params"] for m in msgs if m["method"] == "item/agentMessage/delta"]
+    final = [m for m in msgs if m["method"] == "item/completed"][-1]["params"]["item"]
+    assert {d["itemId"] for d in deltas} == {final["id"]} and all(d["delta"] for d in deltas)
+    count = int(directives.split()[0].split("=")[1])
+    assert "".join(d["delta"] for d in deltas) == final["text"] == "".join(split_text(reply, count))
+
+
 async def test_two_threads_stream_at_once(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
         await client.initialize()
@@ -173,6 +188,24 @@ async def test_interrupt_mid_stream_ends_the_turn_in_the_originals_order(codex_h
         assert all(m.get("method") != "turn/completed" for m in client.log[:index])
         with pytest.raises(Exception, match="no active turn to interrupt"):
             await client.request("turn/interrupt", {"threadId": tid, "turnId": turn_id})
+
+
+async def test_interrupt_without_a_turn_id_stops_whichever_turn_runs_and_is_answered_when_none_does(
+        codex_home: Path) -> None:
+    """The TUI sends ``turnId: ""`` when it leaves a side conversation or
+    logs out; the original (0.169 and 0.171) answers ``{}`` whether a turn
+    runs or not, and stops the one that does."""
+    async with open_app_server(codex_home) as client:
+        tid = await client.start_thread()
+        assert await client.request("turn/interrupt", {"threadId": tid, "turnId": ""}) == {}
+        await client.request("turn/start", {"threadId": tid, "input": [
+            {"type": "text", "text": "[[deltas=1000 delay_ms=5]] long"}]})
+        await client.until(lambda m: m.get("method") == "item/agentMessage/delta")
+        assert await client.request("turn/interrupt", {"threadId": tid, "turnId": ""}) == {}
+        after = await client.until(lambda m: m.get("method") == "turn/completed")
+        assert after[-1]["params"]["turn"]["status"] == "interrupted"
+        with pytest.raises(Exception, match="no active turn to interrupt"):
+            await client.request("turn/interrupt", {"threadId": tid, "turnId": "not-a-turn"})
 
 
 async def test_closing_stdin_mid_turn_stops_the_server(codex_home: Path) -> None:

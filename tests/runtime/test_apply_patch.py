@@ -582,3 +582,13 @@ def test_an_invocation_applies_in_its_workdir(tmp_path):
     assert plan.changes[0].move_path == str(tmp_path / "alt" / "renamed.txt")
     apply_plan(plan)
     assert tree(tmp_path) == {"alt/renamed.txt": "after\n"}
+
+
+@pytest.mark.parametrize("script", [
+    f"apply_patch <<-EOF\n{BODY}\nEOF",
+    f"cd foo &&apply_patch <<'EOF'\n{BODY}\nEOF",
+    f"apply_patch <<'E O'\n{BODY}\nE O",
+])
+def test_heredoc_invocations_are_recognised_by_the_originals_tree_sitter_query(script):
+    invocation = maybe_parse_apply_patch_invocation(["bash", "-lc", script])
+    assert invocation is not None and invocation.patch == parse_patch(BODY)

@@ -303,3 +303,47 @@ def test_the_originals_fixture_is_listed_as_the_original_lists_it(tmp_path: Path
          1795521178),
         ("01a20d47-fb27-7d40-86d8-38fda834d3cf", None, "hi", 1795519150)]
     assert all(os.path.isabs(row.rollout_path) for row in page.rows)
+
+
+def test_search_through_the_title_index_finds_what_the_like_scan_found(
+        index: ti.ThreadIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """searchTerm goes through the trigram index of names and previews when
+    a trigram of the term is rare, and scans when all are common; either
+    way its rows are the LIKE scan's (ASCII case folded, wildcards literal),
+    while rows are added, renamed, rewritten and deleted."""
+    previews = ["Fix the 100% bug", "batch_job run", 'say "hi" twice', "Ünïcode ÉCOLE straße",
+                "needle-7 in the haystack", "needle-70 nearby", "a\\b back slash", "tiny", "", "ab"]
+    monkeypatch.setattr(ti, "BULK_ROWS", 10)  # a bulk write: the title index rebuilt once, after it
+    index.upsert_many(meta(n, preview=previews[n % len(previews)], name="Release notes" if n % 7 == 0 else None)
+                      for n in range(60))
+    terms = ["100%", "00%", "batch_j", "b_tch", '"hi"', 'y "h', "école", "ÉCOLE", "Ünï", "straße", "needle-7",
+             "NEEDLE-70", "le-", "\\b b", "release", "ELEASE N", "ti", "b", "%", "_", "zzz", "a\\"]
+
+    def scanned(term: str) -> list[str]:
+        pattern = ti._like_pattern(term)
+        rows = index._connect().execute(
+            "SELECT id FROM threads WHERE archived = 0 AND source_kind IN ('cli', 'vscode') "
+            "AND (name LIKE ? ESCAPE '\\' OR preview LIKE ? ESCAPE '\\') ORDER BY created_at DESC, id DESC",
+            (pattern, pattern))
+        return [row[0] for row in rows]
+
+    default = ti.RARE_TRIGRAM_ROWS
+
+    def check() -> None:
+        # Every trigram rare (the index), a few (index or scan by term), none (the scan).
+        for rare in (default, 5, 0):
+            monkeypatch.setattr(ti, "RARE_TRIGRAM_ROWS", rare)
+            for term in terms:
+                assert ids(index.list_threads(search_term=term, limit=ti.MAX_LIMIT)) == scanned(term), (term, rare)
+
+    check()
+    assert scanned("needle-7") and scanned("ÉCOLE") and not scanned("école")  # the cases are there
+    for n in range(0, 60, 3):
+        index.set_name(meta(n).id, f"renamed {n} needle-7")
+    for n in range(1, 60, 5):
+        index.upsert(meta(n, preview="rewritten batch_job"))
+    for n in range(2, 60, 4):
+        index.delete(meta(n).id)
+    check()
+    index.upsert_many(meta(n, preview="bulk needle-7 again") for n in range(40, 80))  # bulk over kept rows
+    check()

@@ -236,3 +236,18 @@ def test_junk_in_a_token_is_refused_not_skipped() -> None:
     token = jwt({"exp": NOW + 60})
     assert JwtAuth(SECRET).refusal(token, NOW) is None
     assert JwtAuth(SECRET).refusal(token + b"!!", NOW) == "invalid websocket jwt"
+
+
+def test_an_unsigned_token_is_refused_whatever_its_claims() -> None:
+    header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=")
+    claims = base64.urlsafe_b64encode(b'{"exp":9999999999}').rstrip(b"=")
+    for signature in (b"", jwt({"exp": NOW + 60}).rsplit(b".", 1)[1]):
+        assert JwtAuth(SECRET).refusal(b"Bearer " + header + b"." + claims + b"." + signature, NOW) == (
+            "invalid websocket jwt")
+
+
+def test_padding_and_characters_outside_base64url_are_refused_as_the_original_refuses_them() -> None:
+    token = jwt({"exp": NOW + 60})
+    head, signature = token.rsplit(b".", 1)
+    for bad in (signature + b"=", signature[:4] + b"!!!!" + signature[4:]):
+        assert JwtAuth(SECRET).refusal(head + b"." + bad, NOW) == "invalid websocket jwt"

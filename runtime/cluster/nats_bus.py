@@ -1,0 +1,195 @@
+"""The Bus on NATS: nats-py on one helper thread, owned by a trio task.
+
+nats-py is asyncio-only and no trio-native client exists (scale-out.md §3);
+trio-asyncio was measured at 4.3 k msg/s and replaces the process-wide
+loop policy. So nats-py runs on a private asyncio loop in one worker thread
+that :func:`open_nats_bus` starts and stops, and every hand-off between
+the two threads is batched (the bridge of §9): publishes queue in an
+outbox drained by one loop callback per burst; deliveries queue in a
+buffer moved into the subscription's trio channel by one trio callback per
+burst. Requests and JetStream calls go through :meth:`NatsBus.call`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+import trio
+
+from .ports import Message, NoResponders
+
+log = logging.getLogger("trio_codex.cluster")
+
+T = TypeVar("T")
+
+#: How long connecting to NATS may take at start-up.
+CONNECT_TIMEOUT = 10.0
+#: Bytes the outbox may hold before a publisher that can wait does.
+OUTBOX_BUDGET = 8 * 1024 * 1024
+
+
+class NatsBus:
+    """The :class:`~.ports.Bus` over one NATS connection."""
+
+    def __init__(self, node: str, loop: asyncio.AbstractEventLoop, nc: Any, token: trio.lowlevel.TrioToken) -> None:
+        self.node = node
+        self.loop = loop
+        self.nc = nc
+        self.token = token
+        self._outbox: collections.deque[tuple[str, bytes, dict[str, str] | None]] = collections.deque()
+        self._flush_scheduled = False
+        self._publishing = asyncio.Lock()
+        #: Bytes published but not yet handed to the client (counted from
+        #: both threads; an approximate figure is enough for a budget).
+        self._outbox_bytes = 0
+
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
+        """Run a nats-py coroutine function on the NATS thread; cancelling
+        the trio caller cancels it."""
+        done = trio.Event()
+        fut = asyncio.run_coroutine_threadsafe(fn(*args, **kw), self.loop)
+        fut.add_done_callback(lambda _: self.token.run_sync_soon(done.set))
+        try:
+            await done.wait()
+        except trio.Cancelled:
+            fut.cancel()
+            raise
+        return fut.result()
+
+    async def request(self, subject: str, data: bytes, *, timeout: float,
+                      headers: dict[str, str] | None = None) -> bytes:
+        try:
+            msg = await self.call(self.nc.request, subject, data, timeout=timeout, headers=headers)
+        except nats.errors.NoRespondersError:
+            raise NoResponders(subject) from None
+        except nats.errors.TimeoutError:
+            raise TimeoutError(f"no answer on {subject} within {timeout} s") from None
+        return msg.data
+
+    def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        self._outbox_bytes += len(data)
+        self._outbox.append((subject, data, headers))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon_threadsafe(self._drain_outbox)
+
+    def reply(self, msg: Message, data: bytes) -> None:
+        if msg.reply:
+            self.publish(msg.reply, data)
+
+    async def backpressure(self) -> None:
+        if self._outbox_bytes > OUTBOX_BUDGET:
+            await self.call(self._settle)
+
+    async def _settle(self) -> None:
+        """NATS thread: wait for the publishing task(s) queued before,
+        then for the client to write out what they handed it."""
+        async with self._publishing:
+            pass
+        await self.nc.flush()
+
+    def _drain_outbox(self) -> None:
+        """NATS thread: one task publishes the whole outbox, in order."""
+        self._flush_scheduled = False
+        self.loop.create_task(self._publish_outbox())
+
+    async def _publish_outbox(self) -> None:
+        # The lock keeps a later burst's task behind this one: order is kept.
+        async with self._publishing:
+            while self._outbox:
+                subject, data, headers = self._outbox.popleft()
+                self._outbox_bytes -= len(data)
+                try:
+                    await self.nc.publish(subject, data, headers=headers)
+                except nats.errors.Error as exc:
+                    log.warning("cluster: a publish on %s failed: %s", subject, exc)
+
+    @asynccontextmanager
+    async def subscribe(self, subject: str, capacity: int = 1024) -> AsyncIterator[AsyncIterator[Message]]:
+        send, recv = trio.open_memory_channel[Message](capacity)
+        buf: collections.deque[Message] = collections.deque()
+        state = {"scheduled": False, "dropped": 0}
+
+        def move() -> None:  # trio thread
+            state["scheduled"] = False
+            while buf:
+                try:
+                    send.send_nowait(buf.popleft())
+                except trio.WouldBlock:
+                    state["dropped"] += 1
+                except trio.ClosedResourceError:
+                    buf.clear()
+
+        async def deliver(msg: Any) -> None:  # NATS thread
+            buf.append(Message(msg.subject, msg.data, msg.reply or "", msg.headers))
+            if not state["scheduled"]:
+                state["scheduled"] = True
+                self.token.run_sync_soon(move)
+
+        sub = await self.call(self.nc.subscribe, subject, cb=deliver, pending_msgs_limit=1_000_000)
+        try:
+            async with recv:
+                yield recv
+        finally:
+            send.close()
+            if state["dropped"]:
+                log.warning("cluster: %d deliveries on %s were dropped (subscriber too slow)", state["dropped"], subject)
+            with trio.move_on_after(2, shield=True):
+                try:
+                    await self.call(sub.unsubscribe)
+                except nats.errors.Error:
+                    pass
+
+
+@asynccontextmanager
+async def open_nats_bus(url: str, node: str) -> AsyncIterator[NatsBus]:
+    """Connect to NATS at ``url`` on a helper thread; flush, close and stop it on exit."""
+    token = trio.lowlevel.current_trio_token()
+    loop = asyncio.new_event_loop()  # never the process-wide policy's loop
+    connected: list[Any] = []
+    ready = trio.Event()
+    failed: list[BaseException] = []
+
+    async def aio_main() -> None:
+        stop = asyncio.Event()
+        try:
+            nc = await nats.connect(url, name=f"trio-codex {node}", connect_timeout=CONNECT_TIMEOUT,
+                                    max_reconnect_attempts=3, allow_reconnect=True)
+        except BaseException as exc:  # reported to the trio side, which raises it
+            failed.append(exc)
+            token.run_sync_soon(ready.set)
+            return
+        connected.extend((nc, stop))
+        token.run_sync_soon(ready.set)
+        await stop.wait()
+        # Flush what was published, then close: a drain would wait for
+        # the subscriptions' drain timeout, and nothing is subscribed now.
+        try:
+            await nc.flush(timeout=2)
+        except (asyncio.TimeoutError, nats.errors.Error):
+            pass
+        await nc.close()
+
+    def thread_main() -> None:
+        try:
+            loop.run_until_complete(aio_main())
+        finally:
+            loop.close()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: trio.to_thread.run_sync(thread_main, abandon_on_cancel=False))
+        await ready.wait()
+        if failed:
+            raise SystemExit(f"trio-codex: cannot reach NATS at {url}: {failed[0]}")
+        nc, stop = connected
+        try:
+            yield NatsBus(node, loop, nc, token)
+        finally:
+            loop.call_soon_threadsafe(stop.set)

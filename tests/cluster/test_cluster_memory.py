@@ -1,0 +1,139 @@
+"""Stage 0 of the cluster (README "Cluster"): two nodes in one process on
+the in-process Bus and Directory, each with its own CODEX_HOME, driven by
+real JSON-RPC clients over JSONL byte streams. What these tests show must
+hold unchanged on NATS and PostgreSQL (tests/cluster/test_cluster_nats.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from harness import RpcClient, mock_config, run_turn
+from trio_codex.runtime.app import serve
+from trio_codex.runtime.cluster.memory import MemoryBus, MemoryDirectory, MemoryFabric, subject_matches
+from trio_codex.runtime.cluster.ports import Bus, Directory, NoResponders
+from trio_codex.runtime.config import load_settings
+from trio_codex.transports.jsonl import JsonlStream
+from trio_codex.transports.listen import ListenUrl
+from trio_codex.transports.scripted_responses import ScriptedResponses
+
+
+class Node:
+    """One in-process node: its server and a way to connect clients to it."""
+
+    def __init__(self, accept: trio.MemorySendChannel[Any], nursery: trio.Nursery) -> None:
+        self.accept = accept
+        self.nursery = nursery
+
+    async def client(self) -> RpcClient:
+        ours, theirs = trio.testing.memory_stream_pair()
+        await self.accept.send(JsonlStream(theirs, theirs, peer="test", max_line=1 << 24))
+        client = RpcClient(SimpleNamespace(stdin=ours, stdout=ours))  # type: ignore[arg-type]
+        self.nursery.start_soon(client._read)
+        await client.initialize()
+        return client
+
+
+@asynccontextmanager
+async def _ports(bus: Bus, directory: Directory) -> AsyncIterator[tuple[Bus, Directory, None]]:
+    yield bus, directory, None
+
+
+@asynccontextmanager
+async def open_nodes(tmp_path: Path, scripted: ScriptedResponses, *names: str) -> AsyncIterator[dict[str, Node]]:
+    fabric, claims, live = MemoryFabric(), {}, set()
+    nodes = {}
+    async with trio.open_nursery() as nursery:
+        for name in names:
+            home = tmp_path / name
+            home.mkdir()
+            (home / "config.toml").write_text(mock_config(scripted.base_url))
+            send, recv = trio.open_memory_channel[Any](0)
+            ports = _ports(MemoryBus(name, fabric), MemoryDirectory(name, claims=claims, nodes=live))
+            await nursery.start(lambda task_status, recv=recv, ports=ports, home=home: serve(
+                load_settings(codex_home=home), ListenUrl("stdio"), accept=recv, cluster=ports,
+                task_status=task_status))
+            nodes[name] = Node(send, nursery)
+        yield nodes
+        nursery.cancel_scope.cancel()
+
+
+def test_subjects_match_as_nats_matches_them() -> None:
+    assert subject_matches("codex.thread.*.req", "codex.thread.t1.req")
+    assert not subject_matches("codex.thread.*.req", "codex.thread.t1.evt")
+    assert subject_matches("codex.thread.t1.>", "codex.thread.t1.evt.d")
+    assert not subject_matches("codex.thread.t1.>", "codex.thread.t1")
+
+
+async def test_a_request_nobody_serves_fails_at_once_with_no_responders() -> None:
+    bus = MemoryBus()
+    with pytest.raises(NoResponders):
+        await bus.request("codex.thread.t1.req", b"{}", timeout=5)
+
+
+async def test_a_claim_is_kept_while_its_node_lives_and_taken_over_once_it_is_gone() -> None:
+    claims: dict = {}
+    live: set[str] = set()
+    a, b = MemoryDirectory("a", claims=claims, nodes=live), MemoryDirectory("b", claims=claims, nodes=live)
+    first = await a.claim("t1")
+    assert (await b.claim("t1")) == first
+    live.discard("a")
+    second = await b.claim("t1")
+    assert second.node == "b" and second.epoch > first.epoch
+    assert not await a.release("t1", first.epoch)
+    assert await b.release("t1", second.epoch)
+
+
+async def test_a_client_on_node_b_resumes_and_drives_a_thread_started_on_node_a(
+        tmp_path: Path, scripted: ScriptedResponses) -> None:
+    async with open_nodes(tmp_path, scripted, "a", "b") as nodes:
+        on_a = await nodes["a"].client()
+        tid = await on_a.request("thread/start", {})
+        tid = tid["thread"]["id"]
+        await run_turn(on_a, tid, "asked on a")
+
+        on_b = await nodes["b"].client()
+        resumed = await on_b.request("thread/resume", {"threadId": tid})
+        assert resumed["thread"]["id"] == tid and len(resumed["thread"]["turns"]) == 1
+        seen_b = await run_turn(on_b, tid, "asked on b")
+        assert seen_b[-1]["params"]["turn"]["status"] == "completed"
+        # The co-subscriber on node A saw node B's turn, in order.
+        seen_a = await on_a.until(lambda m: m.get("method") == "turn/completed")
+        texts = [m["params"]["item"].get("text") for m in seen_a
+                 if m.get("method") == "item/completed" and m["params"]["item"]["type"] == "agentMessage"]
+        assert texts == ["asked on b"]
+        # The thread lives on node A only: its rollout is in A's CODEX_HOME.
+        assert list((tmp_path / "a" / "sessions").rglob(f"*{tid}.jsonl"))
+        assert not (tmp_path / "b" / "sessions").exists()
+        read = await on_b.request("thread/read", {"threadId": tid, "includeTurns": True})
+        assert len(read["thread"]["turns"]) == 2
+
+
+def test_the_single_process_server_never_imports_the_cluster_extra() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, trio_codex.runtime.app, trio_codex.runtime.cli; "
+            "print(sorted(m for m in ('nats', 'psycopg', 'psycopg_pool') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+async def test_a_thread_id_that_is_no_subject_token_is_answered_locally_and_harms_nobody(
+        tmp_path: Path, scripted: ScriptedResponses) -> None:
+    async with open_nodes(tmp_path, scripted, "a", "b") as nodes:
+        on_b = await nodes["b"].client()
+        for bad in ("*", ">", "a.b", "codex.thread.x", "with space", ""):
+            response = await on_b.call("thread/resume", {"threadId": bad})
+            assert "error" in response
+        on_a = await nodes["a"].client()
+        tid = (await on_a.request("thread/start", {}))["thread"]["id"]
+        resumed = await on_b.request("thread/resume", {"threadId": tid})
+        assert resumed["thread"]["id"] == tid
