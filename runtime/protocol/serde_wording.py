@@ -9,7 +9,7 @@ msgspec, so its messages are reworded here, sans-I/O, for the three users:
   params (:mod:`.codec`), keeping msgspec's path, which serde's lack;
 * :func:`toml_message` rewords one about a config.toml value (serde over
   TOML names kinds differently: ``a table``, and shows the value);
-* the serde_json reader in :mod:`.tools`, which reports like serde_json
+* the serde_json reader (:mod:`.serde_reader`), which reports like serde_json
   itself, builds its messages from :func:`unknown_variant`,
   :func:`expected_fields`, :func:`invalid_type` and :func:`invalid_integer`.
 """
