@@ -35,6 +35,8 @@ Shared, not actors (any actor module may import them):
                       behind
 ``fanout``            delivering a wire message to a set of connections
 ``process``           the process runner and tables: every child process
+``child``             one child process: its session, pipes or terminal,
+                      reaping
 ``command_exec``      ``command/exec``: processes owned by a connection
 ``fs_requests``       ``fs/*``, ``fs/watch`` and the fuzzy file search of a
                       connection

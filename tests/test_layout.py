@@ -24,7 +24,8 @@ TREE_EDGES = {("threads", "thread"), ("thread", "turn"), ("thread", "rollout_wri
               ("turn", "tools"), ("mcp_pool", "mcp_connection"), ("model_pool", "model")}
 #: Modules in actors/ that are vocabulary or helpers, not actors.
 SHARED = {"messages", "fanout", "barrier", "process", "command_exec", "fs_requests", "analytics_facts",
-          "analytics_reducer", "mcp_calls", "model_pool", "sdk"}
+          "analytics_reducer", "mcp_calls", "model_pool", "sdk",
+          "child"}
 RUNTIME_THIRD_PARTY = {"trio", "msgspec"}
 #: The exceptions: the sandbox's seccomp filter is compiled by libseccomp;
 #: the file search matches .gitignore with pathspec.
