@@ -23,11 +23,11 @@ import trio
 
 from ..runtime import mcp_tools
 from ..runtime.ask import ReplySlot, ask
+from ..runtime.clock import now_ms
 from ..runtime.errors import ActorGone, AskTimeout, McpCallFailed, MailboxClosed
 from ..runtime.protocol import responses as rs
 from ..runtime.protocol.v2.approval import McpElicitationParams
 from ..runtime.protocol.v2.item import ItemCompleted, ItemStarted, McpToolCallItem, McpToolCallProgress
-from .fanout import now_ms
 from .messages import McpCallTool, McpCancel, McpListResources, McpReadResource, RequestApproval
 
 #: Beyond a server's own bounds (startup, tool timeout): how long to wait for

@@ -1,7 +1,9 @@
 """The actor-to-actor vocabulary: frozen tagged Structs, one union per inbox.
 
-Rule 1: actors talk only through these messages on bounded mailboxes; no actor
-imports another actor's module.
+Rule 1: actors talk only through these messages on bounded mailboxes. The
+only import between actor modules is a parent starting its child (registry ->
+thread -> turn -> model stream, tool call), as ``tests/test_layout.py``
+enforces.
 Rule 2: every message is a frozen ``msgspec.Struct``; a field that carries a
 reply slot or a mailbox is a reference, never shared mutable state.
 
@@ -192,9 +194,11 @@ class SearchTicket:
 
 
 class ThreadRequest(Msg, tag="thread_request", frozen=True):
-    """A thread/* request the registry answers or routes: ``thread/list``,
-    ``thread/loaded/list``, ``thread/read``, ``thread/resume``. A thread
-    search carries its cancel ticket."""
+    """A request the registry answers or routes to a thread, by its
+    ``method`` (every method the connection's table sends to the registry
+    through ``_thread_request``: listing, reading, resuming, forking,
+    naming, archiving, ...); ``params`` are the method's decoded params. A
+    thread search carries its cancel ticket."""
 
     reply: Reply
     method: str

@@ -35,10 +35,10 @@ from typing import Any, Literal
 import trio
 
 from ..runtime.ask import ReplySlot, ask
+from ..runtime.clock import now_ms
 from ..runtime.errors import StorageFailure
 from ..runtime.mailbox import Mailbox, open_mailbox
 from ..runtime.rollout import SessionMeta, TurnAbortedEvent, TurnCompleteEvent, TurnStartedEvent, encode_line
-from .fanout import now_ms
 from .messages import AppendRollout
 
 log = logging.getLogger("trio_codex.rollout_writer")

@@ -45,6 +45,7 @@ from ..runtime import apply_patch as patching
 from ..runtime import command_safety as safety
 from ..runtime import mcp_tools, patch_writer, tool_output
 from ..runtime.ask import ReplySlot, ask
+from ..runtime.clock import now_ms
 from ..runtime.history import user_message
 from ..runtime.mailbox import Mailbox
 from ..runtime.protocol import responses as rs
@@ -74,7 +75,6 @@ from ..runtime.sandbox import (
 )
 from . import mcp_calls
 from .analytics_facts import ApprovalFromSessionCache, Recorder
-from .fanout import now_ms
 from .messages import ApprovalDone, ApprovalGate, ConnectionRef, GoalTool, RequestApproval
 from .process import ExecOutcome, ProcessError, ProcessTable, run_command
 

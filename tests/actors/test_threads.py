@@ -35,9 +35,9 @@ from trio_codex.actors.messages import (
     UnloadThread,
     Unsubscribe,
 )
+from trio_codex.actors.model_pool import ModelPool
 from trio_codex.actors.store import run_store
 from trio_codex.actors.threads import ThreadRegistry
-from trio_codex.runtime.app import ModelPool
 from trio_codex.runtime.ask import ask
 from trio_codex.runtime.config import load_settings
 from trio_codex.runtime.mailbox import Inbox, Mailbox, open_mailbox
