@@ -148,7 +148,10 @@ async def test_the_model_creates_reads_and_completes_a_goal_with_its_goal_tools(
         assert statuses[-1] == "complete" and set(statuses) <= {"budgetLimited", "complete"}
         got = await session.request("thread/goal/get", {"threadId": tid})
         assert got["goal"]["status"] == "complete" and got["goal"]["objective"] == "x"
-        assert got["goal"]["tokensUsed"] > before["tokensUsed"]
+        # Ours always counts the completing turn; the original only when its
+        # usage arrived before the goal was complete (a race it loses under load).
+        assert got["goal"]["tokensUsed"] > before["tokensUsed"] or (
+            server == "original" and got["goal"]["tokensUsed"] == before["tokensUsed"])
         assert violations(client, session.sent) == []
 
 
