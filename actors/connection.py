@@ -39,11 +39,12 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 import trio
 
+from ..runtime import review
 from ..runtime.ask import ask
 from ..runtime.errors import MailboxClosed
 from ..runtime.limits import Limits, RateLimiter
@@ -61,11 +62,20 @@ from ..runtime.protocol.jsonrpc import (
     RequestId,
     Response,
     input_too_large,
+    invalid_params,
     invalid_request,
     method_not_found,
     overloaded,
 )
-from ..runtime.protocol.methods import METHODS, ORIGINAL_METHODS, is_experimental
+from ..runtime.protocol.methods import (
+    CONNECTION,
+    METHODS,
+    ORIGINAL_METHODS,
+    THREAD,
+    Route,
+    dispatches,
+    is_experimental,
+)
 from ..runtime.protocol.v2.account import (
     AccountUpdatedNotification,
     ApiKeyLoginResponse,
@@ -75,6 +85,19 @@ from ..runtime.protocol.v2.account import (
 )
 from ..runtime.protocol.v2.initialize import InitializeParams, InitializeResponse
 from ..runtime.protocol.v2.item import TextInput
+from ..runtime.protocol.v2.thread import (
+    ReviewStartParams,
+    ThreadBackgroundTerminalsListParams,
+    ThreadBackgroundTerminalsTerminateParams,
+    ThreadGoalClearParams,
+    ThreadGoalSetParams,
+    ThreadIdParams,
+    ThreadInjectItemsParams,
+    ThreadRevertParams,
+    ThreadRollbackParams,
+    ThreadShellCommandParams,
+)
+from ..runtime.protocol.v2.turn import ThreadSettingsUpdateParams, TurnInterruptParams, TurnStartParams, TurnSteerParams
 from ..runtime.server_info import ServerInfo
 from ..runtime.stream import FrameStream, Oversized, TransportClosed, WriteStalled
 from . import analytics_facts as facts
@@ -84,15 +107,21 @@ from .command_exec import CommandExecs
 from .fs_requests import FsRequests
 from .fanout import now_ms
 from .messages import (
+    BackgroundTerminals,
     Broadcast,
     ClientAnswer,
     CloseConnection,
+    CompactThread,
     ConnectionGone,
     ConnectionRef,
+    GoalRequest,
+    InjectItems,
     InterruptTurn,
     Register,
     Reply,
-    StartThread,
+    RevertThread,
+    ReviewThread,
+    ShellCommand,
     StartTurn,
     SteerTurn,
     ThreadRequest,
@@ -135,8 +164,36 @@ _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
 _ID_IN_HEAD = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
 
 
+def _answer(fn: Callable[[Connection, Any], Any]) -> Callable[[Connection, RequestId, Any], Awaitable[None]]:
+    """A CONNECTION handler that answers with ``fn(connection, params)``."""
+    async def handle(self: Connection, rid: RequestId, params: Any) -> None:
+        await self._send(Response(rid, fn(self, params)))
+    return handle
+
+
+def _answer_awaited(fn: Callable[[Connection, Any], Awaitable[Any]]
+                    ) -> Callable[[Connection, RequestId, Any], Awaitable[None]]:
+    """A handler answered by file work in a worker thread (config writes):
+    this client's next requests wait for it, no one else's."""
+    async def handle(self: Connection, rid: RequestId, params: Any) -> None:
+        await self._send(Response(rid, await fn(self, params)))
+    return handle
+
+
+def _fs(method: str) -> Callable[[Connection, RequestId, Any], Awaitable[None]]:
+    """A handler of a one-shot fs/* request, run beside the reader."""
+    async def handle(self: Connection, rid: RequestId, params: Any) -> None:
+        await self.files.run(rid, method, params)
+    return handle
+
+
+@dispatches(CONNECTION, THREAD)
 class Connection:
-    """The session of one client; see the module docstring."""
+    """The session of one client; see the module docstring. It answers the
+    method table's CONNECTION rows, and builds the thread's message for its
+    THREAD rows."""
+
+    HANDLERS: ClassVar[dict[str, Callable[..., Any]]]
 
     def __init__(self, conn_id: int, stream: FrameStream, info: ServerInfo,
                  hub: Mailbox, threads: Mailbox, approvals: Mailbox, recorder: Recorder, *,
@@ -175,76 +232,6 @@ class Connection:
         self.files: FsRequests
         self.execs: CommandExecs
         self._written = trio.Event()
-        local = info.local
-        self._handlers: dict[str, Callable[[RequestId, Any], Any]] = {
-            "initialize": self._initialize,
-            "thread/start": self._thread_start,
-            "thread/resume": self._thread_request("thread/resume"),
-            "thread/list": self._thread_request("thread/list"),
-            "thread/loaded/list": self._thread_request("thread/loaded/list"),
-            "thread/read": self._thread_request("thread/read"),
-            "thread/name/set": self._thread_request("thread/name/set"),
-            "thread/archive": self._thread_request("thread/archive"),
-            "thread/unarchive": self._thread_request("thread/unarchive"),
-            "thread/unsubscribe": self._thread_request("thread/unsubscribe"),
-            "thread/fork": self._thread_request("thread/fork"),
-            "thread/delete": self._thread_request("thread/delete"),
-            "thread/turns/list": self._thread_request("thread/turns/list"),
-            "thread/items/list": self._thread_request("thread/items/list"),
-            "thread/metadata/update": self._thread_request("thread/metadata/update"),
-            "thread/compact/start": self._thread_request("thread/compact/start"),
-            "thread/revert": self._thread_request("thread/revert"),
-            "thread/rollback": self._thread_request("thread/rollback"),
-            **{method: self._thread_request(method) for method in (
-                "thread/shellCommand", "thread/backgroundTerminals/list", "thread/backgroundTerminals/clean",
-                "thread/backgroundTerminals/terminate", "thread/inject_items", "thread/goal/get",
-                "thread/goal/set", "thread/goal/clear", "review/start", "thread/search")},
-            "turn/start": self._turn_start,
-            "turn/interrupt": self._turn_interrupt,
-            "turn/steer": self._turn_steer,
-            "model/list": self._inline(info.model_list),
-            "account/read": self._inline(info.account_read),
-            "config/read": self._inline(info.config_read),
-            "configRequirements/read": self._inline(info.config_requirements),
-            "skills/list": self._inline(info.skills_list),
-            "hooks/list": self._inline(info.hooks_list),
-            "plugin/installed": self._inline(info.plugins_installed),
-            "app/list": self._inline(info.empty_page),
-            "experimentalFeature/list": self._inline(info.empty_page),
-            "collaborationMode/list": self._inline(info.collaboration_modes),
-            "permissionProfile/list": self._inline(info.permission_profiles),
-            "mcpServerStatus/list": self._thread_request("mcpServerStatus/list"),
-            "mcpServer/tool/call": self._thread_request("mcpServer/tool/call"),
-            "mcpServer/resource/read": self._thread_request("mcpServer/resource/read"),
-            "config/mcpServer/reload": self._thread_request("config/mcpServer/reload"),
-            "account/bedrock/checkGovCloudRequirements": self._inline(info.gov_cloud_check),
-            "command/exec": self._command_exec,
-            "command/exec/write": self._command_exec_write,
-            "command/exec/resize": self._inline(lambda p: self.execs.resize(p)),
-            "command/exec/terminate": self._inline(lambda p: self.execs.terminate(p)),
-            **{m: self._fs_request(m) for m in _FS_METHODS},
-            "fs/watch": lambda rid, p: self.files.watch(rid, p),
-            "fs/unwatch": self._inline(lambda p: self.files.unwatch(p)),
-            "fuzzyFileSearch": lambda rid, p: self.files.search(rid, p),
-            "fuzzyFileSearch/sessionStart": self._inline(lambda p: self.files.session_start(p)),
-            "fuzzyFileSearch/sessionUpdate": self._inline(lambda p: self.files.session_update(p)),
-            "fuzzyFileSearch/sessionStop": self._inline(lambda p: self.files.session_stop(p)),
-            "config/value/write": self._awaited(local.config_value_write),
-            "config/batchWrite": self._awaited(local.config_batch_write),
-            "modelProvider/list": self._inline(local.model_provider_list),
-            "modelProvider/default/set": self._awaited(local.model_provider_default_set),
-            "experimentalFeature/enablement/set": self._inline(local.feature_enablement_set),
-            "account/login/start": self._login,
-            "account/logout": self._logout,
-            "account/rateLimits/read": self._inline(local.rate_limits_read),
-            "feedback/save": self._inline(local.feedback_save),
-            "plugin/list": self._inline(local.plugin_list),
-            "plugin/read": self._inline(local.plugin_read),
-            "externalAgentConfig/detect": self._inline(local.external_agent_detect),
-            "thread/readState/update": self._thread_request("thread/readState/update"),
-            "thread/settings/update": self._settings_update,
-        }
-
     async def run(self, *, task_status: trio.TaskStatus[ConnectionRef] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the client until it closes. A bug in this connection (its
         reader, its writer) ends this connection only: it is logged and the
@@ -402,7 +389,7 @@ class Connection:
                 self.unanswered[req.id] = (req.method, thread_id)
                 self.recorder.record(facts.ClientRequest(
                     connection_id=self.id, request_id=req.id, method=req.method, thread_id=thread_id))
-            await self._handlers[req.method](req.id, params)
+            await self._dispatch(req.id, req.method, spec.route, params)
         except JsonRpcError as exc:
             await self._send(ErrorResponse(req.id, exc.error))
         except Exception as exc:
@@ -425,26 +412,63 @@ class Connection:
     def _reply(self, rid: RequestId) -> Reply:
         return Reply(self.ref, rid)
 
-    def _inline(self, fn: Callable[[Any], Any]) -> Callable[[RequestId, Any], Any]:
-        async def handle(rid: RequestId, params: Any) -> None:
-            await self._send(Response(rid, fn(params)))
-        return handle
+    async def _dispatch(self, rid: RequestId, method: str, route: Route, params: Any) -> None:
+        """Hand a request to whoever its row of the method table names."""
+        reply = self._reply(rid)
+        match route:
+            case Route.CONNECTION:
+                await self.HANDLERS[method](self, rid, params)
+            case Route.REGISTRY:
+                self._forward(self.threads, ThreadRequest(reply, method, params, self.originator))
+            case Route.THREAD:
+                msg = self.HANDLERS[method](self, reply, params)
+                self._forward(self.threads, ToThread(params.thread_id, msg, reply))
 
-    def _awaited(self, fn: Callable[[Any], Awaitable[Any]]) -> Callable[[RequestId, Any], Any]:
-        """A request answered by file work in a worker thread (config
-        writes): this client's next requests wait for it, no one else's."""
-        async def handle(rid: RequestId, params: Any) -> None:
-            await self._send(Response(rid, await fn(params)))
-        return handle
+    # --- handlers of the method table's CONNECTION rows ---------------------
 
-    # --- handlers ----------------------------------------------------------
+    rpc_model_list = _answer(lambda c, p: c.info.model_list(p))
+    rpc_account_read = _answer(lambda c, p: c.info.account_read(p))
+    rpc_config_read = _answer(lambda c, p: c.info.config_read(p))
+    rpc_config_requirements_read = _answer(lambda c, p: c.info.config_requirements(p))
+    rpc_skills_list = _answer(lambda c, p: c.info.skills_list(p))
+    rpc_hooks_list = _answer(lambda c, p: c.info.hooks_list(p))
+    rpc_plugin_installed = _answer(lambda c, p: c.info.plugins_installed(p))
+    rpc_app_list = _answer(lambda c, p: c.info.empty_page(p))
+    rpc_experimental_feature_list = _answer(lambda c, p: c.info.empty_page(p))
+    rpc_collaboration_mode_list = _answer(lambda c, p: c.info.collaboration_modes(p))
+    rpc_permission_profile_list = _answer(lambda c, p: c.info.permission_profiles(p))
+    rpc_gov_cloud_check = _answer(lambda c, p: c.info.gov_cloud_check(p))
+    rpc_command_exec_resize = _answer(lambda c, p: c.execs.resize(p))
+    rpc_command_exec_terminate = _answer(lambda c, p: c.execs.terminate(p))
+    rpc_fs_read_file = _fs("fs/readFile")
+    rpc_fs_write_file = _fs("fs/writeFile")
+    rpc_fs_get_metadata = _fs("fs/getMetadata")
+    rpc_fs_read_directory = _fs("fs/readDirectory")
+    rpc_fs_create_directory = _fs("fs/createDirectory")
+    rpc_fs_remove = _fs("fs/remove")
+    rpc_fs_copy = _fs("fs/copy")
+    rpc_fs_unwatch = _answer(lambda c, p: c.files.unwatch(p))
+    rpc_fuzzy_session_start = _answer(lambda c, p: c.files.session_start(p))
+    rpc_fuzzy_session_update = _answer(lambda c, p: c.files.session_update(p))
+    rpc_fuzzy_session_stop = _answer(lambda c, p: c.files.session_stop(p))
+    rpc_config_value_write = _answer_awaited(lambda c, p: c.info.local.config_value_write(p))
+    rpc_config_batch_write = _answer_awaited(lambda c, p: c.info.local.config_batch_write(p))
+    rpc_model_provider_list = _answer(lambda c, p: c.info.local.model_provider_list(p))
+    rpc_model_provider_default_set = _answer_awaited(lambda c, p: c.info.local.model_provider_default_set(p))
+    rpc_feature_enablement_set = _answer(lambda c, p: c.info.local.feature_enablement_set(p))
+    rpc_rate_limits_read = _answer(lambda c, p: c.info.local.rate_limits_read(p))
+    rpc_feedback_save = _answer(lambda c, p: c.info.local.feedback_save(p))
+    rpc_plugin_list = _answer(lambda c, p: c.info.local.plugin_list(p))
+    rpc_plugin_read = _answer(lambda c, p: c.info.local.plugin_read(p))
+    rpc_external_agent_detect = _answer(lambda c, p: c.info.local.external_agent_detect(p))
 
-    def _fs_request(self, method: str) -> Callable[[RequestId, Any], Any]:
-        async def handle(rid: RequestId, params: Any) -> None:
-            await self.files.run(rid, method, params)
-        return handle
+    async def rpc_fs_watch(self, rid: RequestId, params: Any) -> None:
+        await self.files.watch(rid, params)
 
-    async def _initialize(self, rid: RequestId, params: InitializeParams) -> None:
+    async def rpc_fuzzy_file_search(self, rid: RequestId, params: Any) -> None:
+        await self.files.search(rid, params)
+
+    async def rpc_initialize(self, rid: RequestId, params: InitializeParams) -> None:
         if self.initialized:
             raise invalid_request(ALREADY_INITIALIZED)
         name = params.client_info.name
@@ -468,23 +492,7 @@ class Connection:
                                               client_version=params.client_info.version,
                                               transport=self.stream.peer.split(":")[0]))
 
-    async def _thread_start(self, rid: RequestId, params: Any) -> None:
-        self._forward(self.threads, StartThread(self._reply(rid), params, self.originator))
-
-    def _thread_request(self, method: str) -> Callable[[RequestId, Any], Any]:
-        async def handle(rid: RequestId, params: Any) -> None:
-            self._forward(self.threads, ThreadRequest(self._reply(rid), method, params))
-        return handle
-
-    async def _turn_start(self, rid: RequestId, params: Any) -> None:
-        chars = sum(len(i.text) for i in params.input if isinstance(i, TextInput))
-        if chars > MAX_INPUT_CHARS:
-            raise input_too_large(chars)
-        perms = self.info.turn_permissions(params)
-        reply = self._reply(rid)
-        self._forward(self.threads, ToThread(params.thread_id, StartTurn(reply, params, perms), reply))
-
-    async def _login(self, rid: RequestId, params: LoginAccountParams) -> None:
+    async def rpc_login(self, rid: RequestId, params: LoginAccountParams) -> None:
         """As the original: the answer, ``account/login/completed`` to this
         client, then ``account/updated`` to every client."""
         self.info.local.login_api_key(params)
@@ -493,7 +501,7 @@ class Connection:
                                       now_ms()))
         self._account_updated("apikey")
 
-    async def _logout(self, rid: RequestId, params: None) -> None:
+    async def rpc_logout(self, rid: RequestId, params: None) -> None:
         self.info.local.logout()
         await self._send(Response(rid, Empty()))
         self._account_updated(None)
@@ -505,27 +513,80 @@ class Connection:
         if not self.hub.send_nowait(Broadcast(note)):
             log.warning("connection %d: account/updated not sent: the hub is full", self.id)
 
-    async def _settings_update(self, rid: RequestId, params: Any) -> None:
-        perms = self.info.turn_permissions(params)
-        reply = self._reply(rid)
-        self._forward(self.threads, ToThread(params.thread_id, UpdateSettings(reply, params, perms), reply))
-
-    async def _command_exec(self, rid: RequestId, params: Any) -> None:
+    async def rpc_command_exec(self, rid: RequestId, params: Any) -> None:
         await self.execs.start(rid, params)
 
-    async def _command_exec_write(self, rid: RequestId, params: Any) -> None:
+    async def rpc_command_exec_write(self, rid: RequestId, params: Any) -> None:
         # Queued for the process's writer task: the reader never waits on it.
         if (result := self.execs.write(rid, params)) is not None:
             await self._send(Response(rid, result))
 
-    async def _turn_steer(self, rid: RequestId, params: Any) -> None:
-        reply = self._reply(rid)
-        steer = SteerTurn(reply, tuple(params.input), params.expected_turn_id)
-        self._forward(self.threads, ToThread(params.thread_id, steer, reply))
+    # --- message builders of the method table's THREAD rows -------------------
 
-    async def _turn_interrupt(self, rid: RequestId, params: Any) -> None:
-        reply = self._reply(rid)
-        self._forward(self.threads, ToThread(params.thread_id, InterruptTurn(reply, params.turn_id), reply))
+    def rpc_turn_start(self, reply: Reply, params: TurnStartParams) -> StartTurn:
+        chars = sum(len(i.text) for i in params.input if isinstance(i, TextInput))
+        if chars > MAX_INPUT_CHARS:
+            raise input_too_large(chars)
+        return StartTurn(reply, params, self.info.turn_permissions(params))
+
+    def rpc_turn_steer(self, reply: Reply, params: TurnSteerParams) -> SteerTurn:
+        return SteerTurn(reply, tuple(params.input), params.expected_turn_id)
+
+    def rpc_turn_interrupt(self, reply: Reply, params: TurnInterruptParams) -> InterruptTurn:
+        return InterruptTurn(reply, params.turn_id)
+
+    def rpc_settings_update(self, reply: Reply, params: ThreadSettingsUpdateParams) -> UpdateSettings:
+        return UpdateSettings(reply, params, self.info.turn_permissions(params))
+
+    def rpc_thread_revert(self, reply: Reply, params: ThreadRevertParams) -> RevertThread:
+        return RevertThread(reply, params.before_turn_id)
+
+    def rpc_thread_rollback(self, reply: Reply, params: ThreadRollbackParams) -> RevertThread:
+        if params.num_turns < 1:
+            raise invalid_request("numTurns must be >= 1")
+        return RevertThread(reply, None, params.num_turns)
+
+    def rpc_thread_compact(self, reply: Reply, params: ThreadIdParams) -> CompactThread:
+        return CompactThread(reply)
+
+    def rpc_shell_command(self, reply: Reply, params: ThreadShellCommandParams) -> ShellCommand:
+        command = params.command.strip()
+        if not command:
+            raise invalid_request("command must not be empty")
+        if params.timeout_ms is not None and params.timeout_ms < 0:
+            raise invalid_params(f"thread/shellCommand timeoutMs must be non-negative, got {params.timeout_ms}")
+        return ShellCommand(reply, command, params.timeout_ms)
+
+    def rpc_background_terminals_list(self, reply: Reply, params: ThreadBackgroundTerminalsListParams
+                                      ) -> BackgroundTerminals:
+        return BackgroundTerminals(reply, "list", limit=params.limit, cursor=params.cursor)
+
+    def rpc_background_terminals_clean(self, reply: Reply, params: ThreadIdParams) -> BackgroundTerminals:
+        return BackgroundTerminals(reply, "clean")
+
+    def rpc_background_terminals_terminate(self, reply: Reply, params: ThreadBackgroundTerminalsTerminateParams
+                                           ) -> BackgroundTerminals:
+        return BackgroundTerminals(reply, "terminate", process_id=params.process_id)
+
+    def rpc_inject_items(self, reply: Reply, params: ThreadInjectItemsParams) -> InjectItems:
+        return InjectItems(reply, tuple(msgspec.Raw(msgspec.json.encode(item)) for item in params.items))
+
+    def rpc_review_start(self, reply: Reply, params: ReviewStartParams) -> ReviewThread:
+        target = msgspec.to_builtins(params.target)
+        try:
+            review.prompt(target, None)
+        except review.ReviewTargetError as exc:
+            raise invalid_request(str(exc)) from None
+        return ReviewThread(reply, target)
+
+    def rpc_goal_get(self, reply: Reply, params: ThreadIdParams) -> GoalRequest:
+        return GoalRequest(reply, "get", params)
+
+    def rpc_goal_set(self, reply: Reply, params: ThreadGoalSetParams) -> GoalRequest:
+        return GoalRequest(reply, "set", params)
+
+    def rpc_goal_clear(self, reply: Reply, params: ThreadGoalClearParams) -> GoalRequest:
+        return GoalRequest(reply, "clear", params)
 
     # --- writing -----------------------------------------------------------
 
@@ -715,6 +776,4 @@ def _stream_key(msg: Outbound) -> tuple | None:
     return (msg.method, p.item_id, p.turn_id, getattr(p, "summary_index", None), getattr(p, "content_index", None))
 
 
-_FS_METHODS = ("fs/readFile", "fs/writeFile", "fs/getMetadata", "fs/readDirectory", "fs/createDirectory",
-               "fs/remove", "fs/copy")
 _EXPECTED = ", ".join(f"`{m}`" for m in sorted(set(METHODS) | ORIGINAL_METHODS))

@@ -170,19 +170,17 @@ HubInbox = Register | Unregister | Broadcast
 # --- connection -> thread registry -----------------------------------------
 
 
-class StartThread(Msg, tag="start_thread", frozen=True):
-    reply: Reply
-    params: ThreadStartParams
-    originator: str
-
-
 class ThreadRequest(Msg, tag="thread_request", frozen=True):
-    """A thread/* request the registry answers or routes: ``thread/list``,
-    ``thread/loaded/list``, ``thread/read``, ``thread/resume``."""
+    """A client request of a REGISTRY row of the method table
+    (runtime/protocol/methods.py): the registry answers it with the row's
+    handler. ``params`` is the row's params type."""
 
     reply: Reply
     method: str
     params: Any
+    #: The client's originator, as the hub registered it (thread/start
+    #: records it in the thread).
+    originator: str = ""
 
 
 class ToThread(Msg, tag="to_thread", frozen=True):
@@ -524,7 +522,7 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
 ThreadInbox = (StartTurn | UpdateSettings | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
                | ReadThread | HistoryPage | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
 
-RegistryInbox = (StartThread | ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
+RegistryInbox = (ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
                  | LoadFailed | ThreadGaveUp)
 
 

@@ -22,12 +22,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 import trio
 
-from ..runtime import permissions, review
+from ..runtime import permissions
 from ..runtime.config import ConfigError, Settings, resolve_provider
 from ..runtime.history import auto_compact_limit
 from ..runtime.history_pages import history_page
@@ -44,6 +44,7 @@ from ..runtime.protocol.jsonrpc import (
     invalid_request,
     overloaded,
 )
+from ..runtime.protocol.methods import REGISTRY, dispatches
 from ..runtime.protocol.paging import page_size, thread_id_cursor
 from ..runtime.protocol.v2.thread import (
     ActivePermissionProfile,
@@ -99,13 +100,6 @@ from .messages import (
     PatchGitInfo,
     UpdateGitInfo,
     Checkpoint,
-    BackgroundTerminals,
-    CompactThread,
-    GoalRequest,
-    InjectItems,
-    RevertThread,
-    ReviewThread,
-    ShellCommand,
     FindThread,
     ListThreads,
     NameThread,
@@ -115,7 +109,6 @@ from .messages import (
     Reply,
     Resumed,
     STORE_TIMEOUT,
-    StartThread,
     ThreadConfig,
     ThreadRequest,
     ToThread,
@@ -148,9 +141,6 @@ THREAD_RESTARTS = RestartPolicy(intensity=3, period=10.0)
 
 _ZERO_USAGE = TokenUsageBreakdown()
 
-#: The client methods the registry hands to the MCP pool.
-_MCP_METHODS = frozenset({"mcpServerStatus/list", "mcpServer/tool/call", "mcpServer/resource/read",
-                          "config/mcpServer/reload"})
 #: How long the MCP pool may take to hand out a thread's connections (it
 #: answers at once; the servers start in the background).
 MCP_ACQUIRE_TIMEOUT = 10.0
@@ -164,7 +154,12 @@ class _LaunchStarted(Msg, tag="launch_started", frozen=True):
     reply: Reply
 
 
+@dispatches(REGISTRY)
 class ThreadRegistry:
+    """The registry actor; it answers the method table's REGISTRY rows."""
+
+    HANDLERS: ClassVar[dict[str, Callable[[ThreadRegistry, ThreadRequest], Awaitable[None]]]]
+
     def __init__(self, settings: Settings, models: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
                  recorder: Recorder = DISABLED, mcp: Mailbox | None = None) -> None:
         self.recorder = recorder
@@ -209,10 +204,8 @@ class ThreadRegistry:
             async for msg in inbox:
                 async with contained(msg, log, "the thread registry"):
                     match msg:
-                        case StartThread(reply=reply, params=params, originator=originator):
-                            await self._start(reply, params, originator)
-                        case ThreadRequest(reply=reply, method=method, params=params):
-                            await self._thread_request(reply, method, params)
+                        case ThreadRequest() as req:
+                            await self._thread_request(req)
                         case ToThread(thread_id=tid, msg=inner, reply=reply):
                             await self._route(tid, inner, reply)
                         case Checkpoint(thread_id=tid) as cp:
@@ -251,116 +244,137 @@ class ThreadRegistry:
             return False
         return True
 
-    async def _thread_request(self, reply: Reply, method: str, params: Any) -> None:
+    async def _thread_request(self, req: ThreadRequest) -> None:
+        """Answer a client request with its handler from the method table;
+        the errors it raises are the client's answer."""
         try:
-            match method:
-                case _ if method in _MCP_METHODS:
-                    if self.mcp is None:
-                        raise internal_error("MCP is not available in this server")
-                    if not self.mcp.send_nowait(McpRequest(reply, method, params)):
-                        raise overloaded()
-                case "thread/list" if params.included_thread_ids is not None and len(params.included_thread_ids) > 100:
-                    raise invalid_params("includedThreadIds accepts at most 100 entries")
-                case "thread/list" if params.section_id is not None:
-                    # Sections (experimental) file no thread here: each is empty.
-                    await self._answer(reply, ThreadListResponse([]))
-                case "thread/list" if params.sort_key == "section_position":
-                    raise invalid_request("section-position sorting requires a section filter")
-                case "thread/list":
-                    if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
-                        raise overloaded()
-                case "thread/search" if not params.search_term:
-                    raise invalid_request("thread/search requires a non-empty searchTerm")
-                case "thread/search":
-                    if not self.store.send_nowait(ListThreads(reply, params, frozenset(self.threads))):
-                        raise overloaded()
-                case "thread/readState/update" if params.thread_id in self.threads:
-                    # As 0.171.0 with no read-state store: nothing to update.
-                    raise invalid_request("thread read state unavailable")
-                case "thread/readState/update":
-                    raise invalid_request(f"thread not loaded: {params.thread_id}")
-                case "thread/loaded/list":
-                    await self._answer(reply, _loaded_page(sorted(self.threads), params))
-                case "thread/read" if params.thread_id in self.threads:
-                    await self._route(params.thread_id, ReadThread(reply, params.include_turns, False), reply)
-                case "thread/read":
-                    await self._beside(reply, self._read_unloaded, reply, params)
-                case "thread/resume" | "thread/fork" if params.permissions is not None and params.sandbox is not None:
-                    raise invalid_request(_SANDBOX_CHOICE)
-                case "thread/resume":
-                    await self._resume(reply, params)
-                case "thread/unsubscribe" if params.thread_id in self.threads:
-                    await self._route(params.thread_id, Unsubscribe(reply.conn.id, reply), reply)
-                case "thread/unsubscribe":
-                    await self._answer(reply, ThreadUnsubscribeResponse("notLoaded"))
-                case "thread/fork":
-                    await self._beside(reply, self._fork, reply, params)
-                case "thread/delete":
-                    await self._beside(reply, self._delete, reply, params.thread_id, key=params.thread_id)
-                case "thread/turns/list" | "thread/items/list" if params.thread_id in self.threads:
-                    await self._route(params.thread_id, HistoryPage(reply, method, params), reply)
-                case "thread/turns/list" | "thread/items/list":
-                    await self._beside(reply, self._history_page, reply, method, params)
-                case "thread/name/set" if params.thread_id in self.threads:
-                    # The thread shows the name from now on: a thread/read
-                    # behind this request sees it.
-                    if await self._route(params.thread_id, Renamed(params.name), reply):
-                        await self._beside(reply, self._name, reply, params.thread_id, params.name, False,
-                                           key=params.thread_id)
-                case "thread/name/set":
-                    await self._beside(reply, self._name, reply, params.thread_id, params.name, True,
-                                       key=params.thread_id)
-                case "thread/archive" | "thread/unarchive":
-                    await self._beside(reply, self._archive, reply, params.thread_id, method == "thread/archive",
-                                       key=params.thread_id)
-                case "thread/revert":
-                    await self._route(params.thread_id, RevertThread(reply, params.before_turn_id), reply)
-                case "thread/rollback":
-                    if params.num_turns < 1:
-                        raise invalid_request("numTurns must be >= 1")
-                    await self._route(params.thread_id, RevertThread(reply, None, params.num_turns), reply)
-                case "thread/compact/start":
-                    await self._route(params.thread_id, CompactThread(reply), reply)
-                case "thread/shellCommand":
-                    command = params.command.strip()
-                    if not command:
-                        raise invalid_request("command must not be empty")
-                    if params.timeout_ms is not None and params.timeout_ms < 0:
-                        raise invalid_params(
-                            f"thread/shellCommand timeoutMs must be non-negative, got {params.timeout_ms}")
-                    await self._route(params.thread_id, ShellCommand(reply, command, params.timeout_ms), reply)
-                case "thread/backgroundTerminals/list":
-                    await self._route(params.thread_id, BackgroundTerminals(
-                        reply, "list", limit=params.limit, cursor=params.cursor), reply)
-                case "thread/backgroundTerminals/clean":
-                    await self._route(params.thread_id, BackgroundTerminals(reply, "clean"), reply)
-                case "thread/backgroundTerminals/terminate":
-                    await self._route(params.thread_id, BackgroundTerminals(
-                        reply, "terminate", process_id=params.process_id), reply)
-                case "thread/inject_items":
-                    items = tuple(msgspec.Raw(msgspec.json.encode(item)) for item in params.items)
-                    await self._route(params.thread_id, InjectItems(reply, items), reply)
-                case "review/start":
-                    target = msgspec.to_builtins(params.target)
-                    try:
-                        review.prompt(target, None)
-                    except review.ReviewTargetError as exc:
-                        raise invalid_request(str(exc)) from None
-                    await self._route(params.thread_id, ReviewThread(reply, target), reply)
-                case "thread/goal/get" | "thread/goal/set" | "thread/goal/clear":
-                    await self._route(params.thread_id, GoalRequest(reply, method.rsplit("/", 1)[1], params), reply)
-                case "thread/metadata/update" if params.thread_id in self.threads:
-                    # Git info lives in the index only (as in the original's
-                    # state database); a loaded thread keeps its own copy and
-                    # answers itself.
-                    await self._route(params.thread_id, PatchGitInfo(reply, _git_patch(params)), reply)
-                case "thread/metadata/update":
-                    await self._beside(reply, self._metadata, reply, params.thread_id, _git_patch(params),
-                                       key=params.thread_id)
+            await self.HANDLERS[req.method](self, req)
         except JsonRpcError as exc:
-            await deliver((reply.conn,), ErrorResponse(reply.request_id, exc.error))
+            await deliver((req.reply.conn,), ErrorResponse(req.reply.request_id, exc.error))
         except StorageFailure as exc:  # the store met a full or read-only disk
-            await deliver((reply.conn,), ErrorResponse(reply.request_id, internal_error(str(exc)).error))
+            await deliver((req.reply.conn,), ErrorResponse(req.reply.request_id, internal_error(str(exc)).error))
+
+    # --- handlers of the method table's REGISTRY rows ---------------------
+
+    async def rpc_thread_start(self, req: ThreadRequest) -> None:
+        await self._start(req.reply, req.params, req.originator)
+
+    async def rpc_thread_list(self, req: ThreadRequest) -> None:
+        params = req.params
+        if params.included_thread_ids is not None and len(params.included_thread_ids) > 100:
+            raise invalid_params("includedThreadIds accepts at most 100 entries")
+        if params.section_id is not None:
+            # Sections (experimental) file no thread here: each is empty.
+            await self._answer(req.reply, ThreadListResponse([]))
+            return
+        if params.sort_key == "section_position":
+            raise invalid_request("section-position sorting requires a section filter")
+        self._to_store(ListThreads(req.reply, params, frozenset(self.threads)))
+
+    async def rpc_thread_search(self, req: ThreadRequest) -> None:
+        if not req.params.search_term:
+            raise invalid_request("thread/search requires a non-empty searchTerm")
+        self._to_store(ListThreads(req.reply, req.params, frozenset(self.threads)))
+
+    async def rpc_read_state_update(self, req: ThreadRequest) -> None:
+        if req.params.thread_id in self.threads:
+            # As 0.171.0 with no read-state store: nothing to update.
+            raise invalid_request("thread read state unavailable")
+        raise invalid_request(f"thread not loaded: {req.params.thread_id}")
+
+    async def rpc_thread_loaded_list(self, req: ThreadRequest) -> None:
+        await self._answer(req.reply, _loaded_page(sorted(self.threads), req.params))
+
+    async def rpc_thread_read(self, req: ThreadRequest) -> None:
+        reply, params = req.reply, req.params
+        if params.thread_id in self.threads:
+            await self._route(params.thread_id, ReadThread(reply, params.include_turns, False), reply)
+        else:
+            await self._beside(reply, self._read_unloaded, reply, params)
+
+    async def rpc_thread_resume(self, req: ThreadRequest) -> None:
+        if req.params.permissions is not None and req.params.sandbox is not None:
+            raise invalid_request(_SANDBOX_CHOICE)
+        await self._resume(req.reply, req.params)
+
+    async def rpc_thread_fork(self, req: ThreadRequest) -> None:
+        if req.params.permissions is not None and req.params.sandbox is not None:
+            raise invalid_request(_SANDBOX_CHOICE)
+        await self._beside(req.reply, self._fork, req.reply, req.params)
+
+    async def rpc_thread_unsubscribe(self, req: ThreadRequest) -> None:
+        reply, tid = req.reply, req.params.thread_id
+        if tid in self.threads:
+            await self._route(tid, Unsubscribe(reply.conn.id, reply), reply)
+        else:
+            await self._answer(reply, ThreadUnsubscribeResponse("notLoaded"))
+
+    async def rpc_thread_delete(self, req: ThreadRequest) -> None:
+        tid = req.params.thread_id
+        await self._beside(req.reply, self._delete, req.reply, tid, key=tid)
+
+    async def rpc_thread_turns_list(self, req: ThreadRequest) -> None:
+        await self._history(req, "thread/turns/list")
+
+    async def rpc_thread_items_list(self, req: ThreadRequest) -> None:
+        await self._history(req, "thread/items/list")
+
+    async def _history(self, req: ThreadRequest, method: str) -> None:
+        """A history page: the loaded thread serves it from the turns it
+        keeps; else a worker, from the rollout."""
+        reply, params = req.reply, req.params
+        if params.thread_id in self.threads:
+            await self._route(params.thread_id, HistoryPage(reply, method, params), reply)
+        else:
+            await self._beside(reply, self._history_page, reply, method, params)
+
+    async def rpc_thread_name_set(self, req: ThreadRequest) -> None:
+        reply, tid, name = req.reply, req.params.thread_id, req.params.name
+        if tid not in self.threads:
+            await self._beside(reply, self._name, reply, tid, name, True, key=tid)
+        # The thread shows the name from now on: a thread/read behind this
+        # request sees it.
+        elif await self._route(tid, Renamed(name), reply):
+            await self._beside(reply, self._name, reply, tid, name, False, key=tid)
+
+    async def rpc_thread_archive(self, req: ThreadRequest) -> None:
+        tid = req.params.thread_id
+        await self._beside(req.reply, self._archive, req.reply, tid, True, key=tid)
+
+    async def rpc_thread_unarchive(self, req: ThreadRequest) -> None:
+        tid = req.params.thread_id
+        await self._beside(req.reply, self._archive, req.reply, tid, False, key=tid)
+
+    async def rpc_thread_metadata_update(self, req: ThreadRequest) -> None:
+        reply, tid = req.reply, req.params.thread_id
+        if tid in self.threads:
+            # Git info lives in the index only (as in the original's state
+            # database); a loaded thread keeps its own copy and answers itself.
+            await self._route(tid, PatchGitInfo(reply, _git_patch(req.params)), reply)
+        else:
+            await self._beside(reply, self._metadata, reply, tid, _git_patch(req.params), key=tid)
+
+    async def rpc_mcp_server_status_list(self, req: ThreadRequest) -> None:
+        self._to_mcp(req)
+
+    async def rpc_mcp_tool_call(self, req: ThreadRequest) -> None:
+        self._to_mcp(req)
+
+    async def rpc_mcp_resource_read(self, req: ThreadRequest) -> None:
+        self._to_mcp(req)
+
+    async def rpc_mcp_reload(self, req: ThreadRequest) -> None:
+        self._to_mcp(req)
+
+    def _to_mcp(self, req: ThreadRequest) -> None:
+        if self.mcp is None:
+            raise internal_error("MCP is not available in this server")
+        if not self.mcp.send_nowait(McpRequest(req.reply, req.method, req.params)):
+            raise overloaded()
+
+    def _to_store(self, msg: ListThreads) -> None:
+        if not self.store.send_nowait(msg):
+            raise overloaded()
 
     async def _beside(self, reply: Reply, fn: Callable[..., Awaitable[None]], *args: Any,
                       key: str | None = None) -> bool:
