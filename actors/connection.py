@@ -95,6 +95,8 @@ from ..runtime.protocol.v2.thread import (
     ThreadInjectItemsParams,
     ThreadRevertParams,
     ThreadRollbackParams,
+    ThreadSearchCancelParams,
+    ThreadSearchParams,
     ThreadShellCommandParams,
 )
 from ..runtime.protocol.v2.turn import ThreadSettingsUpdateParams, TurnInterruptParams, TurnStartParams, TurnSteerParams
@@ -121,6 +123,7 @@ from .messages import (
     Reply,
     RevertThread,
     ReviewThread,
+    SearchTicket,
     ShellCommand,
     StartTurn,
     SteerTurn,
@@ -139,6 +142,9 @@ log = logging.getLogger("trio_codex.connection")
 #: give up on it after Limits.write_timeout). Lossless: responses, items and
 #: deltas alike are never dropped.
 OUTBOX_CAPACITY = 4096
+#: Thread searches of one connection that its cancel requests can reach;
+#: an older one still runs, but can no longer be cancelled.
+MAX_SEARCH_TICKETS = 64
 #: Most messages encoded into one write.
 WRITE_BATCH = 1024
 #: A backlog this long is worth merging deltas for.
@@ -214,6 +220,8 @@ class Connection:
         self.recorder = recorder
         #: Requests not answered yet: id -> (method, thread id), for analytics.
         self.unanswered: dict[RequestId, tuple[str, str | None]] = {}
+        #: Thread searches in flight, by request id, for their cancel requests.
+        self.searches: dict[RequestId, SearchTicket] = {}
         self.stream = stream
         self.info = info
         self.hub = hub
@@ -419,12 +427,36 @@ class Connection:
             case Route.CONNECTION:
                 await self.HANDLERS[method](self, rid, params)
             case Route.REGISTRY:
-                self._forward(self.threads, ThreadRequest(reply, method, params, self.originator))
+                ticket = self._search_ticket(rid, method) if isinstance(params, ThreadSearchParams) else None
+                self._forward(self.threads, ThreadRequest(reply, method, params, self.originator, ticket))
             case Route.THREAD:
                 msg = self.HANDLERS[method](self, reply, params)
                 self._forward(self.threads, ToThread(params.thread_id, msg, reply))
 
+    def _search_ticket(self, rid: RequestId, method: str) -> SearchTicket:
+        """The ticket of a thread search, by which this connection can cancel
+        it (the newest :data:`MAX_SEARCH_TICKETS` of them)."""
+        for done in [r for r, t in self.searches.items() if t.done]:
+            del self.searches[done]
+        if len(self.searches) >= MAX_SEARCH_TICKETS:
+            del self.searches[next(iter(self.searches))]
+        ticket = self.searches[rid] = SearchTicket(method)
+        return ticket
+
+    def _cancel_search(self, method: str, params: ThreadSearchCancelParams) -> Empty:
+        """As the original: always ``{}``; a search of the other kind, or
+        one already answered, is left alone; a cancelled one is answered
+        with an error once it has stopped."""
+        ticket = self.searches.get(params.request_id)
+        if ticket is not None and ticket.method == method:
+            ticket.cancelled = True
+            del self.searches[params.request_id]
+        return Empty()
+
     # --- handlers of the method table's CONNECTION rows ---------------------
+
+    rpc_thread_search_cancel = _answer(lambda c, p: c._cancel_search("thread/search", p))
+    rpc_thread_search_stream_cancel = _answer(lambda c, p: c._cancel_search("thread/search/stream", p))
 
     rpc_model_list = _answer(lambda c, p: c.info.model_list(p))
     rpc_account_read = _answer(lambda c, p: c.info.account_read(p))

@@ -170,6 +170,21 @@ HubInbox = Register | Unregister | Broadcast
 # --- connection -> thread registry -----------------------------------------
 
 
+class SearchTicket:
+    """One ``thread/search`` or ``thread/search/stream`` in flight on a
+    connection. Its cancel request (same connection, matching kind) sets
+    ``cancelled``; the store, which answers it, checks it before and while
+    querying, and sets ``done`` once answered (a later cancel changes
+    nothing, as the original's)."""
+
+    __slots__ = ("method", "cancelled", "done")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.cancelled = False
+        self.done = False
+
+
 class ThreadRequest(Msg, tag="thread_request", frozen=True):
     """A client request of a REGISTRY row of the method table
     (runtime/protocol/methods.py): the registry answers it with the row's
@@ -181,6 +196,8 @@ class ThreadRequest(Msg, tag="thread_request", frozen=True):
     #: The client's originator, as the hub registered it (thread/start
     #: records it in the thread).
     originator: str = ""
+    #: A thread search's cancel ticket.
+    ticket: SearchTicket | None = None
 
 
 class ToThread(Msg, tag="to_thread", frozen=True):
@@ -519,8 +536,23 @@ class ApprovalDone(Msg, tag="approval_done", frozen=True):
     for_session: bool
 
 
+class GoalTool(Msg, tag="goal_tool", frozen=True):
+    """A model's goal tool call (``get_goal``, ``create_goal``,
+    ``update_goal``): the thread, which owns the goal, answers the tool's
+    output text."""
+
+    turn_id: str
+    name: str
+    objective: str | None
+    token_budget: int | None
+    status: str | None
+    #: The tokens the turn has used so far.
+    turn_tokens: int
+    reply: ReplySlot
+
+
 ThreadInbox = (StartTurn | UpdateSettings | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
-               | ReadThread | HistoryPage | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
+               | GoalTool | ReadThread | HistoryPage | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
 
 RegistryInbox = (ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
                  | LoadFailed | ThreadGaveUp)
@@ -545,6 +577,8 @@ class ListThreads(Msg, tag="list_threads", frozen=True):
     reply: Reply
     params: Any
     loaded: frozenset[str]
+    #: A thread search's cancel ticket (see :class:`SearchTicket`).
+    ticket: SearchTicket | None = None
 
 
 class FindThread(Msg, tag="find_thread", frozen=True):

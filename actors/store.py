@@ -20,7 +20,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -44,9 +44,18 @@ from ..runtime.rollout import (
     scan_rollout,
     thread_from_meta,
 )
-from ..runtime.thread_index import INDEX_FILE, ThreadIndex, open_index
+from ..runtime.thread_index import INDEX_FILE, Stopped, ThreadIndex, open_index
 from .barrier import contained
-from .messages import ArchiveThread, DeleteThread, FindThread, IndexThread, ListThreads, NameThread, UpdateGitInfo
+from .messages import (
+    ArchiveThread,
+    DeleteThread,
+    FindThread,
+    IndexThread,
+    ListThreads,
+    NameThread,
+    SearchTicket,
+    UpdateGitInfo,
+)
 
 log = logging.getLogger("trio_codex.store")
 
@@ -54,6 +63,8 @@ log = logging.getLogger("trio_codex.store")
 STORE_CAPACITY = 1024
 #: How long a :class:`LocalThreadStore` call waits for the store actor.
 LOCAL_STORE_TIMEOUT = 30.0
+#: The error of a thread search its cancel request stopped, as the original's.
+SEARCH_CANCELLED = "thread search cancelled"
 
 
 def _name(codex_home: Path, index: ThreadIndex, thread_id: str, name: str | None) -> None:
@@ -160,15 +171,34 @@ async def _handle(msg: object, codex_home: Path, index: ThreadIndex) -> None:
             reply.set(await trio.to_thread.run_sync(index.update_git, tid, patch))
         case DeleteThread(thread_id=tid, reply=reply):
             reply.set(await trio.to_thread.run_sync(_delete, index, tid))
-        case ListThreads(reply=reply, params=p, loaded=loaded):
+        case ListThreads(reply=reply, params=p, loaded=loaded, ticket=ticket):
             try:
-                answer = Response(reply.request_id, await trio.to_thread.run_sync(_listing, index, p, loaded))
+                if ticket is None:
+                    result = await trio.to_thread.run_sync(_listing, index, p, loaded)
+                else:
+                    result = await trio.to_thread.run_sync(_search, index, p, loaded, ticket)
+                answer: Response | ErrorResponse = Response(reply.request_id, result)
+            except Stopped:
+                answer = ErrorResponse(reply.request_id, invalid_request(SEARCH_CANCELLED).error)
             except ValueError as exc:
                 answer = ErrorResponse(reply.request_id, invalid_request(str(exc)).error)
             try:
                 await reply.conn.outbox.send(answer)
             except MailboxClosed:
                 pass
+            finally:
+                if ticket is not None:
+                    ticket.done = True
+
+
+def _search(index: ThreadIndex, p: ThreadSearchParams, loaded: frozenset[str],
+            ticket: SearchTicket) -> ThreadSearchResponse:
+    """A thread search its cancel request can stop (:class:`Stopped`): not
+    started if cancelled while it waited, interrupted while it queries."""
+    with index.stoppable(lambda: ticket.cancelled):
+        if ticket.cancelled:
+            raise Stopped()
+        return cast(ThreadSearchResponse, _listing(index, p, loaded))
 
 
 def _listing(index: ThreadIndex, p: Any, loaded: frozenset[str]) -> ThreadListResponse | ThreadSearchResponse:

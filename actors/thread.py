@@ -157,6 +157,7 @@ from .messages import (
     ClearApprovals,
     CompactThread,
     GoalRequest,
+    GoalTool,
     HistoryPage,
     InjectItems,
     ReviewThread,
@@ -366,6 +367,14 @@ class ThreadActor:
         #: brought up to date from the file's tail on each use, and dropped
         #: while nobody follows the thread (it is memory a client asked for).
         self.projection: TurnProjection | None = None
+        #: Turn time not yet counted in the goal's whole seconds.
+        self.goal_ms = 0
+        #: The objective the model was last given (its ``goal_objective``
+        #: context item), so a continuation adds it only when it changed.
+        self.goal_context: str | None = None
+        #: The running turn's tokens already counted in the goal (a goal
+        #: tool counts them before it changes the goal): (turn id, tokens).
+        self.goal_counted: tuple[str, int] = ("", 0)
 
     async def handle(self, msg: Any) -> None:
         if isinstance(self.state, Unloading) and not isinstance(msg, UnloadDue):
@@ -455,6 +464,8 @@ class ThreadActor:
                 await self._inject(reply, items)
             case GoalRequest(reply=reply, action=action, params=params):
                 await self._goal(reply, action, params)
+            case GoalTool() as call:
+                call.reply.set(await self._goal_tool(call))
             case ReviewThread(reply=reply, target=target):
                 await self._review(reply, target)
             case RevertThread(reply=reply, before_turn_id=before, num_turns=num_turns):
@@ -1070,7 +1081,7 @@ class ThreadActor:
             return
         if action == "clear":
             cleared = await trio.to_thread.run_sync(goals.delete_goal, home, tid)
-            self.goal = None
+            self.goal, self.goal_context = None, None
             await self._to(reply.conn, Response(reply.request_id, {"cleared": cleared}))
             if cleared:
                 await self._notify("thread/goal/cleared", ThreadIdParams(tid))
@@ -1091,16 +1102,97 @@ class ThreadActor:
             goal = msgspec.structs.replace(
                 goal, objective=objective or goal.objective, status=params.status or goal.status, updated_at=now,
                 token_budget=params.token_budget if params.token_budget is not None else goal.token_budget)
-        await trio.to_thread.run_sync(goals.write_goal, home, goal, new)
-        self.goal = goal
-        if self.rollout is not None:
-            # The original also notes each change in the rollout.
-            await self._persist(UnknownEvent("thread_goal_updated", msgspec.Raw(msgspec.json.encode(
-                {"type": "thread_goal_updated", "threadId": tid, "goal": goals.rollout_goal(goal)}))))
+        await self._store_goal(goal, new)
         await self._to(reply.conn, Response(reply.request_id, {"goal": goal}))
         turn = self._turn()
         await self._notify("thread/goal/updated", {"threadId": tid, "turnId": turn.id if turn else None,
                                                    "goal": goal})
+        # As the original: an idle thread starts pursuing an active goal at once.
+        await self._continue_goal()
+
+    async def _goal_tool(self, call: GoalTool) -> str:
+        """The model's goal tools, as the original answers them; a change
+        is announced (``thread/goal/updated`` with the turn's id)."""
+        if self.goal is msgspec.UNSET:
+            self.goal = await trio.to_thread.run_sync(goals.read_goal, self.config.codex_home, self.config.id)
+        goal, now = self.goal, int(time.time())
+        if call.name == "get_goal":
+            return goals.tool_result(goal)
+        if call.name == "create_goal":
+            objective = (call.objective or "").strip()
+            if not objective:
+                return goals.EMPTY_OBJECTIVE
+            if call.token_budget is not None and call.token_budget <= 0:
+                return goals.BAD_BUDGET
+            if goal is not None and goal.status != "complete":
+                return goals.UNFINISHED
+            goal, new = ThreadGoal(self.config.id, objective, "active", call.token_budget, 0, 0, now, now), True
+        elif goal is None:
+            return goals.NO_GOAL
+        elif call.status not in goals.MODEL_STATUSES:
+            return goals.NOT_MODEL_STATUS
+        else:
+            # As the original: the turn's tokens so far are counted first.
+            counted = self.goal_counted[1] if self.goal_counted[0] == call.turn_id else 0
+            if goal.status in goals.ACCOUNTED and call.turn_tokens > counted:
+                goal = goals.account(goal, call.turn_tokens - counted, 0, now)
+                await self._store_goal(goal, False)
+                await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": call.turn_id,
+                                                           "goal": goal})
+            goal, new = msgspec.structs.replace(goal, status=call.status, updated_at=now), False
+            # Tokens the turn uses from here on still count at its end.
+            self.goal_counted = (call.turn_id, max(counted, call.turn_tokens))
+        await self._store_goal(goal, new)
+        await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": call.turn_id, "goal": goal})
+        return goals.tool_result(goal, completed=goal.status == "complete")
+
+    async def _store_goal(self, goal: ThreadGoal, new: bool) -> None:
+        """Keep ``goal`` in the goals database and, as the original, note
+        the change in the rollout."""
+        await trio.to_thread.run_sync(goals.write_goal, self.config.codex_home, goal, new)
+        self.goal = goal
+        if self.rollout is not None:
+            await self._persist(UnknownEvent("thread_goal_updated", msgspec.Raw(msgspec.json.encode(
+                {"type": "thread_goal_updated", "threadId": self.config.id, "goal": goals.rollout_goal(goal)}))))
+
+    async def _account_goal(self, turn_id: str, tokens: int, duration_ms: int) -> None:
+        """At a turn's end, as the original: the goal being pursued counts
+        the turn's tokens and time (``thread/goal/updated`` with the turn's
+        id, before the turn is reported completed)."""
+        if self.goal is msgspec.UNSET:
+            self.goal = await trio.to_thread.run_sync(goals.read_goal, self.config.codex_home, self.config.id)
+        goal = self.goal
+        # A goal the model changed this turn counts the turn's remaining
+        # tokens whatever its new status.
+        touched = self.goal_counted[0] == turn_id
+        counted = self.goal_counted[1] if touched else 0
+        self.goal_counted = ("", 0)
+        if goal is None or not (goal.status in goals.ACCOUNTED or touched) or (touched and tokens <= counted):
+            return
+        self.goal_ms += duration_ms
+        goal = goals.account(goal, tokens - counted, self.goal_ms, int(time.time()))
+        self.goal_ms %= 1000
+        await self._store_goal(goal, False)
+        await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": turn_id, "goal": goal})
+
+    async def _continue_goal(self) -> None:
+        """An idle thread whose goal is ``active`` starts a continuation
+        turn, as the original's goal runtime: no user message; the model is
+        given the objective (when it changed) and asked to go on."""
+        goal = self.goal
+        if not isinstance(self.state, Ready) or not isinstance(goal, ThreadGoal) or goal.status != "active":
+            return
+        c = self.config
+        turn_id, started_s = uuid7(), int(time.time())
+        context = () if self.goal_context == goal.objective else (goals.objective_item(goal.objective),)
+        self.goal_context = goal.objective
+        self.history += context
+        request = goals.continuation_message(goal)
+        await self._open_turn(turn_id, started_s)
+        await self._persist(TurnStartedEvent(turn_id=turn_id, root_turn_id=turn_id, started_at=started_s,
+                                             model_context_window=c.model_context_window),
+                            *(ResponseItem(raw) for raw in (*context, request)))
+        await self._launch_turn(turn_id, started_s, "regular", None, request, False)
 
     async def _open_turn(self, turn_id: str, started_s: int) -> None:
         await self._set_status(Active())
@@ -1126,10 +1218,17 @@ class ThreadActor:
         self._checkpoint()
 
     async def _interrupt(self, reply: Reply, turn_id: str) -> None:
+        """Stop the thread's turn ``turn_id``. An empty ``turn_id`` means
+        whichever turn runs, and is answered ``{}`` when none does, as the
+        original answers the TUI, which sends it when it leaves a side
+        conversation or logs out."""
         turn = self._turn()
+        if turn is None and not turn_id:
+            await self._to(reply.conn, Response(reply.request_id, {}))
+            return
         if turn is None:
             error = invalid_request("no active turn to interrupt")
-        elif turn.id != turn_id:
+        elif turn_id and turn.id != turn_id:
             error = invalid_request(f"expected active turn id {turn_id} but found {turn.id}")
         else:
             self._stop(turn, _INTERRUPT_REASON)
@@ -1194,6 +1293,10 @@ class ThreadActor:
                                         duration_ms=duration_ms)
         await self._persist(closing, turn_end=True)
         self._index(turn.started_at, () if ended.replaces_history else tuple(message_texts(ended.history + late)))
+        tokens = self.usage.minus(usage_before).total_tokens
+        if tokens or ended.status != "interrupted":
+            # As the original: an interrupt before any usage counts nothing.
+            await self._account_goal(turn.id, tokens, duration_ms)
         if ended.status == "failed":
             await self._set_status(SystemError())
             await self._notify("error", ErrorNotification(ended.error, False, self.config.id, turn.id))
@@ -1217,6 +1320,11 @@ class ThreadActor:
         queued, self.queued = self.queued, []
         for step in (*then, *queued):
             await step()
+        # A goal is pursued after a turn that did something; one that failed,
+        # was interrupted or answered nothing waits for the user, so errors
+        # cannot loop.
+        if ended.status == "completed" and ended.items:
+            await self._continue_goal()
 
     async def _run_notify(self, turn_id: str, last: str | None) -> None:
         """config.toml ``notify``: the program is spawned before the turn is

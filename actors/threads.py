@@ -144,6 +144,8 @@ _ZERO_USAGE = TokenUsageBreakdown()
 #: How long the MCP pool may take to hand out a thread's connections (it
 #: answers at once; the servers start in the background).
 MCP_ACQUIRE_TIMEOUT = 10.0
+#: The longest ``thread/search/stream`` term, trimmed, as the original's.
+MAX_STREAM_SEARCH_BYTES = 65_536
 
 
 class _LaunchStarted(Msg, tag="launch_started", frozen=True):
@@ -272,9 +274,17 @@ class ThreadRegistry:
         self._to_store(ListThreads(req.reply, params, frozenset(self.threads)))
 
     async def rpc_thread_search(self, req: ThreadRequest) -> None:
-        if not req.params.search_term:
+        if not req.params.search_term.strip():
             raise invalid_request("thread/search requires a non-empty searchTerm")
-        self._to_store(ListThreads(req.reply, req.params, frozenset(self.threads)))
+        self._to_store(ListThreads(req.reply, req.params, frozenset(self.threads), req.ticket))
+
+    async def rpc_thread_search_stream(self, req: ThreadRequest) -> None:
+        term = req.params.search_term.strip()
+        if not term:
+            raise invalid_request("thread/search requires a non-empty searchTerm")
+        if len(term.encode()) > MAX_STREAM_SEARCH_BYTES:
+            raise invalid_params(f"thread/search/stream searchTerm exceeds {MAX_STREAM_SEARCH_BYTES} UTF-8 bytes")
+        self._to_store(ListThreads(req.reply, req.params, frozenset(self.threads), req.ticket))
 
     async def rpc_read_state_update(self, req: ThreadRequest) -> None:
         if req.params.thread_id in self.threads:

@@ -75,7 +75,7 @@ from ..runtime.sandbox import (
 from . import mcp_calls
 from .analytics_facts import ApprovalFromSessionCache, Recorder
 from .fanout import now_ms
-from .messages import ApprovalDone, ApprovalGate, ConnectionRef, RequestApproval
+from .messages import ApprovalDone, ApprovalGate, ConnectionRef, GoalTool, RequestApproval
 from .process import ExecOutcome, ProcessError, ProcessTable, run_command
 
 #: How long the thread may take to answer an approval gate (it answers at once).
@@ -98,6 +98,8 @@ class ToolContext(msgspec.Struct, frozen=True):
     notify: Callable[[str, object], Awaitable[None]]
     subscribers: Callable[[], tuple[ConnectionRef, ...]]
     recorder: Recorder
+    #: The tokens the turn has used so far (a goal tool counts them first).
+    turn_tokens: Callable[[], int] = int
     #: The thread's MCP servers: name -> (McpServerRef, its inventory or None).
     mcp: dict[str, tuple[Any, Any]] = {}
 
@@ -498,11 +500,27 @@ async def _update_plan(ctx: ToolContext, call: rs.FunctionCallItem, args: Any) -
 
 _PLAN_STATUS = {"in_progress": "inProgress"}
 
+
+# --- goal tools --------------------------------------------------------------------
+
+
+async def _goal_tool(ctx: ToolContext, call: rs.FunctionCallItem, args: Any) -> ToolOutcome:
+    """``get_goal``, ``create_goal``, ``update_goal``: the thread owns the
+    goal and answers the output (a refusal is the output too, as the
+    original's)."""
+    text = await ask(ctx.thread, lambda slot: GoalTool(
+        ctx.turn_id, call.name, getattr(args, "objective", None), getattr(args, "token_budget", None),
+        getattr(args, "status", None), ctx.turn_tokens(), slot), timeout=GATE_TIMEOUT)
+    return ToolOutcome(output_item(call, text))
+
 _HANDLERS: dict[str, tuple[type, Callable[[ToolContext, Any, Any], Awaitable[ToolOutcome]]]] = {
     "shell_command": (specs.ShellCommandArgs, _shell_command),
     "exec_command": (specs.ExecCommandArgs, _exec_command),
     "write_stdin": (specs.WriteStdinArgs, _write_stdin),
     "update_plan": (specs.UpdatePlanArgs, _update_plan),
+    "get_goal": (specs.GetGoalArgs, _goal_tool),
+    "create_goal": (specs.CreateGoalArgs, _goal_tool),
+    "update_goal": (specs.UpdateGoalArgs, _goal_tool),
 }
 
 

@@ -114,7 +114,7 @@ TURN_CAPACITY = 64
 MCP_TIMEOUT = 10.0
 
 #: The tools offered to the model, encoded once.
-TOOL_SPECS = turn_tools()
+TOOL_SPECS = turn_tools(goals=True)
 
 DEFAULT_INSTRUCTIONS = (
     "You are Codex, a coding agent. You and the user share the same workspace "
@@ -271,7 +271,7 @@ class _Turn:
             thread_id=c.id, turn_id=spec.turn_id, cwd=c.cwd, approval_policy=c.approval_policy,
             sandbox_policy=c.sandbox, thread=spec.thread, approvals=spec.approvals,
             processes=spec.processes, notify=self._tool_notify, subscribers=lambda: self.subscribers,
-            recorder=spec.recorder,
+            recorder=spec.recorder, turn_tokens=lambda: self.usage.minus(spec.usage).total_tokens,
         )
 
     async def run(self, mailbox: Mailbox, inbox: Inbox, scope: trio.CancelScope) -> TurnError | None:

@@ -257,31 +257,50 @@ def walk(roots: list[str], cancelled: Callable[[], bool]) -> Iterator[Entry]:
                 yield root, rel, is_dir
 
 
+class Ranker:
+    """The best ``limit`` entries for one query so far: entries are added
+    in batches (a session ranks its walk as it grows), and :meth:`results`
+    can be read between them. Memory is the heap's, whatever is added."""
+
+    def __init__(self, query: str, limit: int = MATCH_LIMIT) -> None:
+        self.needle = query.lower()
+        self.limit = limit
+        self._best: list[tuple[tuple[int, _Rev], int, Match]] = []  # a min-heap of the best so far
+        self._order = itertools.count()
+
+    def add(self, entries: Iterable[Entry], cancelled: Callable[[], bool]) -> None:
+        """Rank ``entries``; raises :class:`Cancelled` when ``cancelled()``."""
+        needle, best, limit = self.needle, self._best, self.limit
+        if not needle:
+            return
+        for n, (root, rel, is_dir) in enumerate(entries):
+            if n % 1024 == 0 and cancelled():
+                raise Cancelled
+            scored = score_path(rel, needle, is_dir)
+            if scored is None:
+                continue
+            # Ties: the smaller path wins, so it must rank higher in the min-heap.
+            key = (scored[0], _Rev(rel))
+            item = (key, next(self._order), Match(scored[0], root, rel, is_dir, scored[1]))
+            if len(best) < limit:
+                heapq.heappush(best, item)  # type: ignore[arg-type]
+            elif key > best[0][0]:  # type: ignore[operator]
+                heapq.heapreplace(best, item)  # type: ignore[arg-type]
+
+    def results(self) -> list[dict]:
+        """The best so far, best first (score, then path), as the wire's
+        ``FuzzyFileSearchResult``; [] for an empty query."""
+        ranked = sorted((m for _, _, m in self._best), key=lambda m: (-m.score, m.path))
+        return [m.wire() for m in ranked]
+
+
 def rank(query: str, entries: Iterable[Entry], cancelled: Callable[[], bool],
          limit: int = MATCH_LIMIT) -> list[dict]:
-    """The best ``limit`` of ``entries`` for ``query``, best first (score,
-    then path), as the wire's ``FuzzyFileSearchResult``; [] for an empty
-    query. Raises :class:`Cancelled` when ``cancelled()``."""
-    needle = query.lower()
-    if not needle:
-        return []
-    best: list[tuple[tuple[int, _Rev], int, Match]] = []  # a min-heap of the best so far
-    order = itertools.count()
-    for n, (root, rel, is_dir) in enumerate(entries):
-        if n % 1024 == 0 and cancelled():
-            raise Cancelled
-        scored = score_path(rel, needle, is_dir)
-        if scored is None:
-            continue
-        # Ties: the smaller path wins, so it must rank higher in the min-heap.
-        key = (scored[0], _Rev(rel))
-        item = (key, next(order), Match(scored[0], root, rel, is_dir, scored[1]))
-        if len(best) < limit:
-            heapq.heappush(best, item)  # type: ignore[arg-type]
-        elif key > best[0][0]:  # type: ignore[operator]
-            heapq.heapreplace(best, item)  # type: ignore[arg-type]
-    ranked = sorted((m for _, _, m in best), key=lambda m: (-m.score, m.path))
-    return [m.wire() for m in ranked]
+    """The best ``limit`` of ``entries`` for ``query`` (see :class:`Ranker`).
+    Raises :class:`Cancelled` when ``cancelled()``."""
+    ranker = Ranker(query, limit)
+    ranker.add(entries, cancelled)
+    return ranker.results()
 
 
 def search(query: str, roots: list[str], cancelled: Callable[[], bool],
@@ -300,10 +319,13 @@ def _until_cancelled(entries: Iterator[Entry]) -> Iterator[Entry]:
         return
 
 
-def index(roots: list[str], cancelled: Callable[[], bool], limit: int) -> list[Entry]:
+def index(roots: list[str], cancelled: Callable[[], bool], limit: int, into: list[Entry]) -> None:
     """A session's walk, kept for its queries (as the original's session
-    walks once): at most ``limit`` entries, so memory stays bounded."""
-    return list(itertools.islice(walk(roots, cancelled), limit))
+    walks once): appended to ``into`` as it goes, so that queries can rank
+    what it has found so far (from other threads: they read a prefix); at
+    most ``limit`` entries, so memory stays bounded."""
+    for entry in itertools.islice(walk(roots, cancelled), limit):
+        into.append(entry)
 
 
 def _ignored(specs: tuple[tuple[str, pathspec.PathSpec], ...], rel: str, is_dir: bool) -> bool:

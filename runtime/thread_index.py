@@ -48,7 +48,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -185,6 +186,14 @@ _UPSERT: Final = _upsert()
 #: A rescanned rollout keeps the git info set by thread/metadata/update,
 #: which lives only here (as in the original's state database).
 _RESCAN_UPSERT: Final = _upsert(keep=("git_sha", "git_branch", "git_origin_url"))
+
+
+#: SQLite virtual-machine steps between two checks of a search's stop flag.
+_STOP_CHECK_STEPS: Final = 10_000
+
+
+class Stopped(Exception):
+    """A query inside :meth:`ThreadIndex.stoppable` was told to stop."""
 
 
 class Page(msgspec.Struct):
@@ -347,6 +356,24 @@ class ThreadIndex:
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
+
+    @contextmanager
+    def stoppable(self, stop: Callable[[], bool]) -> Iterator[None]:
+        """Queries of this thread inside the block end early with
+        :class:`Stopped` once ``stop()`` is true (checked every few thousand
+        SQLite steps), so a cancelled search over a big index stops."""
+        conn = self._connect()
+        conn.set_progress_handler(lambda: 1 if stop() else 0, _STOP_CHECK_STEPS)
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if stop():
+                raise Stopped() from exc
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+        if stop():
+            raise Stopped()
 
     def __enter__(self) -> ThreadIndex:
         return self

@@ -156,7 +156,7 @@ def decode_params(raw: msgspec.Raw | None, type_: type[T] | None) -> T | None:
     try:
         return _decoder_for(type_).decode(raw)
     except msgspec.ValidationError as exc:
-        message = _out_of_range(raw, type_, str(exc)) or serde_message(str(exc))
+        message = _out_of_range(raw, type_, str(exc)) or serde_message(str(exc), type_)
         raise invalid_request(f"Invalid request: {message}") from None
     except msgspec.DecodeError as exc:
         raise invalid_request(f"Invalid request: params are not valid JSON: {exc}") from None
@@ -182,10 +182,11 @@ _SERDE_TYPES = {
 }
 
 
-def serde_message(msg: str) -> str:
+def serde_message(msg: str, type_: Any = None) -> str:
     """Reword a msgspec validation message the way the original's serde says
-    it (``missing field `x```, ``invalid type: integer, expected a string``),
-    keeping msgspec's path, which serde's messages lack."""
+    it (``missing field `x```, ``invalid type: integer, expected a string``,
+    ``unknown variant `x`, expected `a` or `b``` when ``type_``, the decoded
+    type, is given), keeping msgspec's path, which serde's messages lack."""
     if m := _MISSING.match(msg):
         field, path = m.groups()
         return f"missing field `{field}`" + _at(path)
@@ -198,8 +199,27 @@ def serde_message(msg: str) -> str:
         return f"invalid type: {got_word}, expected {want_words}" + _at(path)
     if m := _ENUM.match(msg):
         value, path = m.groups()
+        if type_ is not None and (variants := _variants(type_, path or "")):
+            return f"unknown variant `{value.strip(chr(39))}`, expected {variants}" + _at(path)
         return f"unknown variant {value}" + _at(path)
     return msg
+
+
+def _variants(type_: Any, path: str) -> str | None:
+    """serde's list of the variants the enum at ``path`` takes (```a```,
+    ```a` or `b```, ``one of `a`, `b`, `c```), or None when the field is
+    no plain enum."""
+    t, _ = _unwrap(mi.type_info(type_), "")
+    for name, index in _STEP.findall(path):
+        t, _ = _unwrap(_step(t, name, index), "")
+    if not isinstance(t, mi.LiteralType):
+        return None
+    names = [f"`{v}`" for v in t.values]
+    if len(names) == 1:
+        return names[0]
+    if len(names) == 2:
+        return f"{names[0]} or {names[1]}"
+    return "one of " + ", ".join(names)
 
 
 def _at(path: str | None) -> str:

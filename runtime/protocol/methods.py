@@ -76,6 +76,7 @@ from .v2.thread import (
     ThreadRevertParams,
     ReviewStartParams,
     ThreadRollbackParams,
+    ThreadSearchCancelParams,
     ThreadSearchParams,
     ThreadShellCommandParams,
     ThreadStartParams,
@@ -92,7 +93,7 @@ class Route(enum.Enum):
     CONNECTION = "connection"
     #: The thread registry answers it, or hands it to the store, the MCP pool
     #: or the loaded thread it names (a method about any thread, loaded or
-    #: not): ``ThreadRegistry.rpc_<handler>(reply, params)``.
+    #: not): ``ThreadRegistry.rpc_<handler>(request)``, a ThreadRequest.
     REGISTRY = "registry"
     #: The loaded thread ``params.thread_id`` names answers it (-32600 "thread
     #: not found" when none is loaded): the connection builds the thread's
@@ -142,6 +143,9 @@ METHODS: dict[str, MethodSpec] = {
     "thread/inject_items": MethodSpec(ThreadInjectItemsParams, THREAD, "inject_items"),
     "review/start": MethodSpec(ReviewStartParams, THREAD, "review_start"),
     "thread/search": MethodSpec(ThreadSearchParams, REGISTRY, "thread_search"),
+    "thread/search/stream": MethodSpec(ThreadSearchParams, REGISTRY, "thread_search_stream"),
+    "thread/search/cancel": MethodSpec(ThreadSearchCancelParams, CONNECTION, "thread_search_cancel"),
+    "thread/search/stream/cancel": MethodSpec(ThreadSearchCancelParams, CONNECTION, "thread_search_stream_cancel"),
     "thread/goal/get": MethodSpec(ThreadIdParams, THREAD, "goal_get"),
     "thread/goal/set": MethodSpec(ThreadGoalSetParams, THREAD, "goal_set"),
     "thread/goal/clear": MethodSpec(ThreadGoalClearParams, THREAD, "goal_clear"),

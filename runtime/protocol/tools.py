@@ -278,6 +278,40 @@ APPLY_PATCH_FUNCTION_TOOL = _function(
     _object({"input": _str("The entire contents of the apply_patch command")}, ["input"]),
 )
 
+GET_GOAL_TOOL = _function(
+    "get_goal",
+    "Get this thread's goal: its objective, status, token budget, the tokens and time used so far and the "
+    "tokens remaining.",
+    _object({}, []),
+)
+
+CREATE_GOAL_TOOL = _function(
+    "create_goal",
+    "Create a goal, only when the user or the system/developer instructions explicitly ask for one; never "
+    "infer a goal from an ordinary task. Set token_budget only when a budget is explicitly requested. Fails "
+    "while an unfinished goal exists (use update_goal for its status).",
+    _object({
+        "objective": _str("Required. The concrete objective to pursue. Starts a new active goal when there is "
+                          "none, or replaces the current one when it is complete."),
+        "token_budget": {"type": "integer",
+                         "description": "A positive token budget for the new goal. Omit unless explicitly requested."},
+    }, ["objective"]),
+)
+
+UPDATE_GOAL_TOOL = _function(
+    "update_goal",
+    "Update the existing goal's status. `complete` only when the objective is achieved and verified, with no "
+    "required work left; `blocked` only when the same blocker has recurred for at least three consecutive goal "
+    "turns and no progress is possible without the user or an external change; `paused` only at the user's "
+    "explicit request. Resuming, budget and usage limits are the user's or the system's, not this tool's. "
+    "When completing a goal with a token budget, report the final token usage from the result.",
+    _object({"status": _str("Required. The goal's new status.", enum=["complete", "blocked", "paused"])},
+            ["status"]),
+)
+
+#: The goal tools, in the original's order.
+GOAL_TOOLS = ("get_goal", "create_goal", "update_goal")
+
 #: Tools whose calls may run concurrently with other calls of the turn.
 PARALLEL_TOOLS = frozenset({"exec_command", "shell_command"})
 
@@ -288,6 +322,9 @@ _RAW = {
         "write_stdin": WRITE_STDIN_TOOL,
         "shell_command": SHELL_COMMAND_TOOL,
         "update_plan": UPDATE_PLAN_TOOL,
+        "get_goal": GET_GOAL_TOOL,
+        "create_goal": CREATE_GOAL_TOOL,
+        "update_goal": UPDATE_GOAL_TOOL,
         "freeform": APPLY_PATCH_FREEFORM_TOOL,
         "function": APPLY_PATCH_FUNCTION_TOOL,
     }.items()
@@ -299,19 +336,23 @@ def turn_tools(
     shell: Literal["unified_exec", "shell_command"] | None = "unified_exec",
     apply_patch: Literal["freeform", "function"] | None = "freeform",
     plan: bool = True,
+    goals: bool = False,
 ) -> list[msgspec.Raw]:
     """The ``tools`` of a turn's request, in the original's order.
 
     ``shell`` is the model's shell tool: ``unified_exec`` (``exec_command``
     and ``write_stdin``, the original's default), ``shell_command``, or None
     for none. ``apply_patch`` is the catalogue's ``apply_patch_tool_type``
-    (None when the model has no patch tool); ``plan`` offers ``update_plan``.
+    (None when the model has no patch tool); ``plan`` offers ``update_plan``;
+    ``goals`` the goal tools (``get_goal``, ``create_goal``, ``update_goal``).
     """
     keys = {"unified_exec": ["exec_command", "write_stdin"], "shell_command": ["shell_command"], None: []}[shell]
     if plan:
         keys.append("update_plan")
     if apply_patch is not None:
         keys.append(apply_patch)
+    if goals:
+        keys += GOAL_TOOLS
     return [_RAW[key] for key in keys]
 
 
@@ -392,6 +433,30 @@ class UpdatePlanArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     explanation: str | None = None
     plan: list[PlanItemArg]
+
+
+class GetGoalArgs(msgspec.Struct, frozen=True):
+    """``get_goal``: no arguments."""
+
+    rust_name: ClassVar[str] = "GetGoalArgs"
+
+
+class CreateGoalArgs(msgspec.Struct, frozen=True):
+    """``create_goal``."""
+
+    rust_name: ClassVar[str] = "CreateGoalRequest"
+
+    objective: str
+    token_budget: int | None = None
+
+
+class UpdateGoalArgs(msgspec.Struct, frozen=True):
+    """``update_goal``: any status is decoded, so that one the tool may not
+    set is refused in the original's words."""
+
+    rust_name: ClassVar[str] = "UpdateGoalArgs"
+
+    status: str
 
 
 class ApplyPatchArgs(msgspec.Struct, frozen=True):

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 import trio
 
-from harness import ORIGINAL_BIN, RpcClient, open_app_server
+from harness import ORIGINAL_0171_BIN, ORIGINAL_BIN, RpcClient, open_app_server
 from harness.ws import ws_server
 from trio_codex.runtime import fs_ops
 
+from .test_escapes import OURS
 from .test_schema import Session, violations
 from .test_websocket import ws_client
 
@@ -237,13 +238,13 @@ async def test_a_newer_session_query_supersedes_the_older_one(codex_home: Path, 
         assert await s.request("fuzzyFileSearch/sessionStart", {"sessionId": "s", "roots": [str(root)]}) == {}
         await s.request("fuzzyFileSearch/sessionUpdate", {"sessionId": "s", "query": "file"})
         await s.request("fuzzyFileSearch/sessionUpdate", {"sessionId": "s", "query": "main"})
-        seen = await client.until(lambda m: m.get("method") == "fuzzyFileSearch/sessionUpdated"
-                                  and m["params"]["query"] == "main")
-        updates = [m["params"]["query"] for m in seen if m.get("method") == "fuzzyFileSearch/sessionUpdated"]
-        assert updates[-1] == "main" and set(updates) <= {"file", "main"}
-        assert [f["path"] for f in seen[-1]["params"]["files"]][:1] == ["src/main.rs"]
-        completed = await client.until(lambda m: m.get("method") == "fuzzyFileSearch/sessionCompleted")
-        assert completed[-1]["params"] == {"sessionId": "s"}
+        # Only the newer query completes; the older may have streamed a
+        # little before it was superseded.
+        seen = await client.until(lambda m: m.get("method") == "fuzzyFileSearch/sessionCompleted")
+        assert seen[-1]["params"] == {"sessionId": "s"}
+        updates = [m["params"] for m in seen if m.get("method") == "fuzzyFileSearch/sessionUpdated"]
+        assert updates[-1]["query"] == "main" and {u["query"] for u in updates} <= {"file", "main"}
+        assert [f["path"] for f in updates[-1]["files"]][:1] == ["src/main.rs"]
         assert await s.request("fuzzyFileSearch/sessionStop", {"sessionId": "s"}) == {}
         assert await error_of(client, "fuzzyFileSearch/sessionUpdate", {"sessionId": "s", "query": "x"}) == (
             -32600, "fuzzy file search session not found: s")
@@ -339,3 +340,40 @@ async def test_pipelined_fs_requests_are_done_in_the_order_they_came(codex_home:
     # Each read sees the write just before it.
     assert [answers[1001 + 2 * n]["result"]["dataBase64"] for n in range(20)] == [
         b64(str(n).encode()) for n in range(20)]
+
+
+@pytest.mark.parametrize("server", ["ours", pytest.param("original", marks=pytest.mark.skipif(
+    not ORIGINAL_0171_BIN.exists(), reason="the original codex 0.171.0 binary is not installed"))])
+async def test_a_session_query_streams_the_best_so_far_while_the_walk_goes_on_then_completes(
+        server: str, codex_home: Path, tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    tree(root)
+    for d in range(40):
+        (root / "src" / f"dir{d}").mkdir()
+        for i in range(250):
+            (root / "src" / f"dir{d}" / f"main{i}.txt").write_text("")
+    program = OURS if server == "ours" else (str(ORIGINAL_0171_BIN),)
+    async with open_app_server(codex_home, program=program) as client:
+        await client.initialize(experimentalApi=True)
+        s = Session(client)
+        whole = await s.request("fuzzyFileSearch", {"query": "main", "roots": [str(root)]})
+        # The query comes at once, while the session still walks.
+        await s.request("fuzzyFileSearch/sessionStart", {"sessionId": "s", "roots": [str(root)]})
+        await s.request("fuzzyFileSearch/sessionUpdate", {"sessionId": "s", "query": "main"})
+        seen = await client.until(lambda m: m.get("method") == "fuzzyFileSearch/sessionCompleted")
+        updates = [m["params"] for m in seen if m.get("method") == "fuzzyFileSearch/sessionUpdated"]
+        assert updates and {(u["sessionId"], u["query"]) for u in updates} == {("s", "main")}
+        # Each update is the best of more of the walk: no score drops.
+        scores = [sorted((f["score"] for f in u["files"]), reverse=True) for u in updates]
+        assert all(len(u["files"]) <= 50 for u in updates)
+        assert all(len(a) <= len(b) and all(x <= y for x, y in zip(a, b)) for a, b in zip(scores, scores[1:]))
+        # The last is the whole walk's best, as a one-shot search finds it
+        # (which of equal scores make the 50 is the walk's order: the
+        # original's parallel walk has none).
+        assert scores[-1] == sorted((f["score"] for f in whole["files"]), reverse=True)
+        # A later query, the walk done: one update, then completed.
+        await s.request("fuzzyFileSearch/sessionUpdate", {"sessionId": "s", "query": "readme"})
+        seen = await client.until(lambda m: m.get("method") == "fuzzyFileSearch/sessionCompleted")
+        assert [m["params"]["files"][0]["path"] for m in seen
+                if m.get("method") == "fuzzyFileSearch/sessionUpdated"] == ["README.md"]
+        assert violations(client, s.sent) == []

@@ -1,27 +1,36 @@
 """The original's own terminal client, ``codex --remote ws://…`` (0.169.0, and
-0.171.0, the release whose protocol we speak),
-drives our server: it starts up (initialize, the discovery requests, a
-thread), takes a prompt typed into its terminal and shows the reply, asks its user
-to approve a command that leaves the sandbox and runs it once approved, saves
-a model chosen in ``/model`` to config.toml (comments kept), and a proxy
-between the two sees no request of it answered with an error. Run on
-a pseudo-terminal; each version is skipped where it is not installed
-(``npm i @openai/codex@0.169.0``, or ``CODEX_ORIGINAL_BIN``; 0.171.0: see
-``harness.ORIGINAL_0171_BIN``)."""
+0.171.0, the release whose protocol we speak), drives our server through a
+whole session on a pseudo-terminal, as its user would: it starts up
+(initialize, the discovery requests, a thread), runs a turn, a ``!`` shell
+command, ``/review`` of uncommitted changes, ``/model`` (the choice saved to
+config.toml, comments kept), ``/fork``, ``/resume`` of the first thread,
+``/compact``, ``/permissions``, ``/stop``, ``/goal`` (read, set, cleared),
+``/plan`` with a turn in plan mode, a command that leaves the sandbox
+approved, a slow turn interrupted with Esc, ``/side`` with a question, and
+``/logout``, which ends it. A logging proxy between the two sees every
+request answered, none with an error, and the TUI stays up until
+``/logout``. Each version is skipped where it is not
+installed (``npm i @openai/codex@0.169.0``, or ``CODEX_ORIGINAL_BIN``;
+0.171.0: see ``harness.ORIGINAL_0171_BIN``)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import pty
 import re
 import struct
+import subprocess
 import termios
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pyte
 import pytest
 import trio
 import trio_websocket
@@ -38,15 +47,25 @@ TERMINAL_ANSWERS = {
     b"\x1b[c": b"\x1b[?62;c",
 }
 
+ESC, DOWN, SHIFT_TAB, CTRL_C = b"\x1b", b"\x1b[B", b"\x1b[Z", b"\x03"
+#: The footer while plan mode is on.
+PLAN_MODE = "Planmode(shift+tabtocycle)"
+#: The pseudo-terminal's size: tall enough to hold the whole session, since
+#: the TUI redraws its screen rather than scroll it, so a line pushed off
+#: the top is gone.
+COLUMNS, LINES = 120, 200
+
 
 class Proxy:
     """A websocket proxy between the TUI and our server that notes every
-    request method and every error answer."""
+    request method, every method answered and every error answer."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.methods: list[str] = []
-        self.errors: list[str] = []
+        self.answered: list[str] = []
+        #: (method, params, error) of each request answered with an error.
+        self.errors: list[tuple[str, Any, Any]] = []
         self.url = ""
 
     async def run(self, nursery: trio.Nursery) -> None:
@@ -56,7 +75,7 @@ class Proxy:
 
     async def _handle(self, request: trio_websocket.WebSocketRequest) -> None:
         down = await request.accept()
-        sent: dict[Any, str] = {}
+        sent: dict[Any, tuple[str, Any]] = {}
         async with trio_websocket.open_websocket_url(self.upstream + "/", message_queue_size=4096,
                                                      max_message_size=2**26) as up:
             async def client_to_server() -> None:
@@ -64,7 +83,7 @@ class Proxy:
                     message = await down.get_message()
                     msg = json.loads(message)
                     if "method" in msg and "id" in msg:
-                        sent[msg["id"]] = msg["method"]
+                        sent[msg["id"]] = (msg["method"], msg.get("params"))
                         self.methods.append(msg["method"])
                     await up.send_message(message)
 
@@ -72,8 +91,11 @@ class Proxy:
                 while True:
                     message = await up.get_message()
                     msg = json.loads(message)
-                    if "error" in msg:
-                        self.errors.append(f"{sent.get(msg.get('id'))}: {msg['error']}")
+                    if "method" not in msg and msg.get("id") in sent:
+                        method, params = sent.pop(msg["id"])
+                        self.answered.append(method)
+                        if "error" in msg:
+                            self.errors.append((method, params, msg["error"]))
                     await down.send_message(message)
 
             # Either side closing ends the session; the nursery reports it
@@ -90,18 +112,119 @@ def events_of(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def turn_events(path: Path) -> list[dict]:
-    return [e for e in events_of(path) if e["event_type"] == "codex_turn_event"]
+class Tui:
+    """The TUI on a pseudo-terminal, rendered by a terminal emulator: what
+    it shows, and keys typed into it. Every wait fails if the TUI exits
+    meanwhile."""
+
+    def __init__(self, proc: trio.Process, terminal: trio.lowlevel.FdStream) -> None:
+        self.proc = proc
+        self.terminal = terminal
+        self.emulator = pyte.Screen(COLUMNS, LINES)
+        self._stream = pyte.ByteStream(self.emulator)
+        self._text: str | None = ""
+
+    async def read(self) -> None:
+        """Render what the TUI writes, answering its terminal queries,
+        until it exits (a pseudo-terminal whose last writer closed reads
+        as an I/O error)."""
+        with contextlib.suppress(trio.BrokenResourceError):
+            await self._render()
+
+    async def _render(self) -> None:
+        while data := await self.terminal.receive_some(65536):
+            self._stream.feed(data)
+            self._text = None
+            for query, answer in TERMINAL_ANSWERS.items():
+                if query in data:
+                    await self.terminal.send_all(answer)
+
+    def text(self) -> str:
+        """The screen without whitespace (so wrapped lines join)."""
+        if self._text is None:
+            self._text = re.sub(r"\s", "", "".join(self.emulator.display))
+        return self._text
+
+    def mark(self) -> str:
+        return self.text()
+
+    def shown(self, text: str, since: str = "") -> bool:
+        """Whether ``text`` shows more often than at the mark ``since``."""
+        return self.text().count(text) > since.count(text)
+
+    async def wait_for(self, done: Callable[[], bool], what: str) -> None:
+        with trio.move_on_after(TIMEOUT):
+            while not done():
+                assert self.proc.returncode is None, (
+                    f"the TUI exited ({self.proc.returncode}) waiting for {what}:\n{self.tail()}")
+                await trio.sleep(0.05)
+            return
+        raise AssertionError(f"the TUI did not show {what} in {TIMEOUT} s:\n{self.tail()}")
+
+    async def wait_shown(self, text: str, since: str = "") -> None:
+        await self.wait_for(lambda: self.shown(text, since), text)
+
+    async def press(self, keys: bytes) -> None:
+        await self.terminal.send_all(keys)
+        await trio.sleep(0.2)
+
+    async def type_line(self, text: str) -> str:
+        """Type ``text`` and Enter; the mark before it."""
+        mark = self.mark()
+        for key in text:
+            await self.terminal.send_all(key.encode())
+            await trio.sleep(0.01)
+        await trio.sleep(0.3)
+        await self.terminal.send_all(b"\r")
+        return mark
+
+    def tail(self) -> str:
+        """The screen as it is, for failure messages."""
+        return "\n".join(line.rstrip() for line in self.emulator.display if line.strip())
+
+
+@asynccontextmanager
+async def open_tui(tui: Path, url: str, env: dict[str, str], workspace: Path) -> AsyncIterator[Tui]:
+    """The TUI started on a pseudo-terminal against ``url``; killed
+    at the end if still running."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", LINES, COLUMNS, 0, 0))
+    proc = await trio.lowlevel.open_process([str(tui), "--remote", url], stdin=slave, stdout=slave,
+                                            stderr=slave, env=env, cwd=workspace, start_new_session=True)
+    os.close(slave)
+    terminal = trio.lowlevel.FdStream(master)
+    driver = Tui(proc, terminal)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(driver.read)
+            yield driver
+            nursery.cancel_scope.cancel()
+    finally:
+        proc.kill()
+        with trio.move_on_after(TIMEOUT):
+            await proc.wait()
+        await terminal.aclose()
+
+
+async def git_repo_with_a_change(workspace: Path) -> None:
+    """``workspace`` as a git repository with an uncommitted change, for
+    ``/review``."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    (workspace / "notes.txt").write_text("one\n")
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "first"]):
+        await trio.run_process([*git, *args], cwd=workspace, stdout=subprocess.DEVNULL)
+    (workspace / "notes.txt").write_text("one\ntwo\n")
 
 
 @pytest.mark.parametrize("tui", [ORIGINAL, ORIGINAL_0171_BIN], ids=["0.169.0", "0.171.0"])
-async def test_the_codex_tui_runs_a_turn_through_our_websocket_listener(codex_home: Path, tmp_path: Path,
-                                                                        tui: Path) -> None:
+async def test_the_codex_tui_goes_through_a_whole_session_on_our_websocket_listener(
+        codex_home: Path, tmp_path: Path, tui: Path) -> None:
     if not tui.exists():
         pytest.skip(f"the original codex binary is not installed at {tui}")
     events = tmp_path / "events.jsonl"
     workspace = tmp_path / "ws"
     workspace.mkdir()
+    await git_repo_with_a_change(workspace)
     (tmp_path / "tui-home" / ".codex").mkdir(parents=True)
     config = codex_home / "config.toml"
     config.write_text("# the user's own note\n" + config.read_text())
@@ -112,92 +235,112 @@ async def test_the_codex_tui_runs_a_turn_through_our_websocket_listener(codex_ho
         proxy = Proxy(server.url)
         async with trio.open_nursery() as proxies:
             await proxy.run(proxies)
-            await drive_tui(tui, proxy.url, env, workspace, events)
+            async with open_tui(tui, proxy.url, env, workspace) as driver:
+                await session(driver, proxy, workspace)
             proxies.cancel_scope.cancel()
-    # Everything the TUI asked at start-up and for the turn was answered.
+    # Every request answered, none with an error.
+    assert set(proxy.methods) <= set(proxy.answered)
     assert not proxy.errors, proxy.errors
-    assert {"initialize", "thread/start", "turn/start", "thread/list", "configRequirements/read",
-            "thread/settings/update", "config/batchWrite"} <= set(proxy.methods)
+    assert {"initialize", "thread/start", "turn/start", "thread/shellCommand", "review/start",
+            "config/batchWrite", "thread/fork", "thread/resume", "thread/compact/start", "permissionProfile/list",
+            "thread/settings/update", "thread/backgroundTerminals/clean", "thread/goal/get", "thread/goal/set",
+            "thread/goal/clear", "collaborationMode/list", "turn/interrupt", "thread/inject_items",
+            "account/logout"} <= set(proxy.methods)
     # /model saved the choice in the server's config.toml, the user's comment kept.
     saved = config.read_text()
     assert saved.startswith("# the user's own note\n") and 'model_reasoning_effort = "medium"' in saved
-    # Analytics saw the user accept; the 0.169 TUI's title-writing helper
-    # thread, which the scripted model also asked to run the command,
-    # answered with an error (it takes no tools), recorded as such. The
-    # 0.171 TUI's helper thread runs read-only and asks for no approval.
-    approvals = {e["decision"] or e["failure"]: e for e in events_of(events)
-                 if e["event_type"] == "codex_tool_approval"}
-    assert set(approvals) == ({"accept", "error"} if tui == ORIGINAL else {"accept"})
-    assert approvals["accept"]["request_method"] == "item/commandExecution/requestApproval"
+    # Analytics saw the user accept the command.
+    approvals = [e for e in events_of(events) if e["event_type"] == "codex_tool_approval" and e["decision"]]
+    assert [(e["decision"], e["request_method"]) for e in approvals] == [
+        ("accept", "item/commandExecution/requestApproval")]
 
 
-def visible(screen: bytes) -> bytes:
-    """What a terminal shows, without escapes and whitespace."""
-    return re.sub(rb"\x1b\[[0-9;?<>=]*[a-zA-Z~]|\s", b"", screen)
+async def session(tui: Tui, proxy: Proxy, workspace: Path) -> None:
+    """The user's session, each step waiting for what the TUI shows."""
+    async def answered(method: str, count: int = 1) -> None:
+        await tui.wait_for(lambda: proxy.answered.count(method) >= count, f"an answer to {method}")
 
-
-async def drive_tui(tui: Path, url: str, env: dict[str, str], workspace: Path, events: Path) -> bytes:
-    """Start the TUI on a pseudo-terminal against ``url``, type a prompt and
-    wait for the turn; what the terminal received."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = await trio.lowlevel.open_process([str(tui), "--remote", url], stdin=slave, stdout=slave,
-                                            stderr=slave, env=env, cwd=workspace, start_new_session=True)
-    os.close(slave)
-    terminal = trio.lowlevel.FdStream(master)
-    screen = bytearray()
-    try:
-        async with trio.open_nursery() as nursery:
-
-            async def read() -> None:
-                while data := await terminal.receive_some(65536):
-                    screen.extend(data)
-                    for query, answer in TERMINAL_ANSWERS.items():
-                        if query in data:
-                            await terminal.send_all(answer)
-
-            async def wait_for(done: object) -> None:
-                with trio.fail_after(TIMEOUT):
-                    while not done():  # type: ignore[operator]
-                        await trio.sleep(0.05)
-
-            async def type_line(text: str) -> None:
-                for key in text:
-                    await terminal.send_all(key.encode())
-                    await trio.sleep(0.01)
-                await trio.sleep(0.3)
-                await terminal.send_all(b"\r")
-
-            def shown(text: bytes, since: int = 0) -> bool:
-                return text in visible(bytes(screen[since:]))
-
-            nursery.start_soon(read)
-            await wait_for(lambda: b"Ask Codex to do anything" in screen)
-            await type_line("say hello")
-            # The turn as our server saw it (the TUI also runs a helper turn on an ephemeral thread).
-            await wait_for(lambda: any(e["status"] == "completed" and e["client_name"] == "codex-tui"
-                                       for e in turn_events(events)))
-            await wait_for(lambda: shown(b"Workedfor"))
-            # A command that asks to leave the sandbox: the TUI asks its user, who accepts.
-            mark = len(screen)
-            call = {"command": "touch approved.txt", "sandbox_permissions": "require_escalated",
-                    "justification": "to test approvals"}
-            await type_line(f"[[call=shell_command {json.dumps(call)}]]")
-            await wait_for(lambda: shown(b"Yes,proceed(y)", mark))
-            await terminal.send_all(b"y")
-            await wait_for(lambda: (workspace / "approved.txt").exists() and shown(b"Workedfor", mark))
-            # /model: pick the model, then the effort; the TUI saves both (config/batchWrite).
-            mark = len(screen)
-            await type_line("/model")
-            await wait_for(lambda: shown(b"SelectModelandEffort", mark))
-            await terminal.send_all(b"\r")
-            await wait_for(lambda: shown(b"SelectReasoningLevel", mark))
-            await terminal.send_all(b"\r")
-            await wait_for(lambda: shown(b"Modelchangedtomock-model", mark))
-            nursery.cancel_scope.cancel()
-    finally:
-        proc.kill()
-        with trio.move_on_after(TIMEOUT):
-            await proc.wait()
-        await terminal.aclose()
-    return bytes(screen)
+    await tui.wait_shown("AskCodextodoanything")
+    mark = await tui.type_line("say hello")
+    await tui.wait_shown("Workedfor", mark)
+    # `!cmd`: the server runs it as a turn of its own.
+    mark = await tui.type_line("!echo hi")
+    await answered("thread/shellCommand")
+    await tui.wait_shown("•Youranechohi└hi", mark)
+    await tui.wait_shown("Workedfor", mark)
+    # /review, second preset: the uncommitted changes, reviewed inline.
+    mark = await tui.type_line("/review")
+    await tui.wait_shown("Reviewuncommittedchanges", mark)
+    await tui.press(b"2")
+    await tui.wait_shown("<<Codereviewfinished>>", mark)
+    # /model: pick the model, then the effort; the TUI saves both (config/batchWrite).
+    mark = await tui.type_line("/model")
+    await tui.wait_shown("SelectModelandEffort", mark)
+    await tui.press(b"\r")
+    await tui.wait_shown("SelectReasoningLevel", mark)
+    await tui.press(b"\r")
+    await tui.wait_shown("Modelchangedtomock-model", mark)
+    await answered("config/batchWrite")
+    # /fork, then /resume back to the first thread (the fork is the newest).
+    mark = await tui.type_line("/fork")
+    await tui.wait_shown("Forkcreated", mark)
+    listed = proxy.answered.count("thread/list")
+    mark = await tui.type_line("/resume")
+    await tui.wait_shown("Resumeaprevioussession", mark)
+    await answered("thread/list", listed + 1)
+    await tui.press(DOWN)
+    await tui.press(b"\r")
+    await answered("thread/resume")
+    mark = await tui.type_line("/compact")
+    await tui.wait_shown("Contextcompacted", mark)
+    # /permissions: the profiles listed, "Ask for approval" chosen.
+    mark = await tui.type_line("/permissions")
+    await answered("permissionProfile/list")
+    await tui.wait_shown("ReadOnly(current)", mark)
+    await tui.press(b"1")
+    await tui.wait_shown("Permissionselectionrequested", mark)
+    mark = await tui.type_line("/stop")
+    await answered("thread/backgroundTerminals/clean")
+    await tui.wait_shown("Stoppingallbackgroundterminals", mark)
+    mark = await tui.type_line("/goal")
+    await tui.wait_shown("Nogoaliscurrentlyset", mark)
+    mark = await tui.type_line("/goal write a haiku")
+    await tui.wait_shown("Goalactive", mark)
+    mark = await tui.type_line("/goal clear")
+    await tui.wait_shown("Goalcleared", mark)
+    # /plan (the server's presets), a turn in plan mode, back to default with Shift+Tab.
+    await tui.type_line("/plan")
+    await tui.wait_for(lambda: tui.shown(PLAN_MODE), "plan mode")
+    mark = await tui.type_line("make a plan")
+    await tui.wait_shown("Workedfor", mark)
+    await tui.press(SHIFT_TAB)
+    await tui.wait_for(lambda: not tui.shown(PLAN_MODE), "default mode")
+    # A command that asks to leave the sandbox: the TUI asks its user, who accepts.
+    call = {"command": "touch approved.txt", "sandbox_permissions": "require_escalated",
+            "justification": "to test approvals"}
+    mark = await tui.type_line(f"[[call=shell_command {json.dumps(call)}]]")
+    await tui.wait_shown("Yes,proceed(y)", mark)
+    await tui.press(b"y")
+    await tui.wait_for(lambda: (workspace / "approved.txt").exists() and tui.shown("Workedfor", mark),
+                       "the approved command")
+    # Esc during a slow turn interrupts it.
+    mark = await tui.type_line("[[deltas=400 delay_ms=50]] slow turn")
+    await tui.wait_shown("slowturnslowturn", mark)
+    await tui.press(ESC)
+    await tui.wait_shown("Conversationinterrupted", mark)
+    # /side: a side conversation (a fork with injected instructions) answers; Ctrl+C closes it.
+    mark = await tui.type_line("/side")
+    await answered("thread/inject_items")
+    await tui.wait_shown("Askafollow-upquestion", mark)
+    mark = await tui.type_line("side question")
+    await tui.wait_shown("•sidequestion", mark)
+    # Its turn over (else Ctrl+C interrupts it, racing its end).
+    await tui.wait_shown("Workedfor", mark)
+    mark = tui.mark()
+    await tui.press(CTRL_C)
+    await tui.wait_shown("AskCodextodoanything", mark)
+    # /logout signs out and ends the TUI, as it does against the original.
+    mark = await tui.type_line("/logout")
+    await answered("account/logout")
+    with trio.fail_after(TIMEOUT):
+        assert await tui.proc.wait() == 0, tui.tail()

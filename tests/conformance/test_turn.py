@@ -190,6 +190,24 @@ async def test_interrupt_mid_stream_ends_the_turn_in_the_originals_order(codex_h
             await client.request("turn/interrupt", {"threadId": tid, "turnId": turn_id})
 
 
+async def test_interrupt_without_a_turn_id_stops_whichever_turn_runs_and_is_answered_when_none_does(
+        codex_home: Path) -> None:
+    """The TUI sends ``turnId: ""`` when it leaves a side conversation or
+    logs out; the original (0.169 and 0.171) answers ``{}`` whether a turn
+    runs or not, and stops the one that does."""
+    async with open_app_server(codex_home) as client:
+        tid = await client.start_thread()
+        assert await client.request("turn/interrupt", {"threadId": tid, "turnId": ""}) == {}
+        await client.request("turn/start", {"threadId": tid, "input": [
+            {"type": "text", "text": "[[deltas=1000 delay_ms=5]] long"}]})
+        await client.until(lambda m: m.get("method") == "item/agentMessage/delta")
+        assert await client.request("turn/interrupt", {"threadId": tid, "turnId": ""}) == {}
+        after = await client.until(lambda m: m.get("method") == "turn/completed")
+        assert after[-1]["params"]["turn"]["status"] == "interrupted"
+        with pytest.raises(Exception, match="no active turn to interrupt"):
+            await client.request("turn/interrupt", {"threadId": tid, "turnId": "not-a-turn"})
+
+
 async def test_closing_stdin_mid_turn_stops_the_server(codex_home: Path) -> None:
     async with open_app_server(codex_home) as client:
         tid = await client.start_thread()

@@ -426,3 +426,10 @@ class ThreadSearchResponse(Wire, frozen=True):
     data: list[ThreadSearchResult]
     next_cursor: str | None = None
     backwards_cursor: str | None = None
+
+
+class ThreadSearchCancelParams(Wire, frozen=True):
+    """``thread/search/cancel`` and ``thread/search/stream/cancel``
+    (experimental, 0.171): the id of a search request on this connection."""
+
+    request_id: int | str
