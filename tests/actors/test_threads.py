@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from trio_codex.actors import store as store_actor
-from trio_codex.actors import thread as thread_actor
+from trio_codex.actors.thread import actor as thread_actor
 from trio_codex.actors.analytics_facts import Recorder
 from trio_codex.actors.analytics_reducer import Reducer, TurnEvent
 from trio_codex.actors.approvals import run_approvals
