@@ -1,21 +1,9 @@
-"""The thread registry: the supervisor of every loaded thread.
-
-It starts threads (``thread/start``), routes messages to them by id (so a
-thread is addressed through the registry and could later live elsewhere),
-and keeps each thread's last checkpoint: when a thread actor crashes its
-supervisor restarts it from that checkpoint on the same mailbox, within a
-per-thread restart budget.
-
-Its loop never waits on another actor's work: requests that read a rollout
-or ask the store (name, archive, delete, metadata) run beside it as workers
-that answer when done, those about one thread one after another in arrival
-order; what reaches a thread goes without waiting (a full thread answers
--32001).
-"""
+"""The registry actor: its loop, the handlers of the method table's REGISTRY
+rows, thread start, load and unload; the work it runs beside its loop is in
+:mod:`.workers`, the thread configuration it builds in :mod:`.config`."""
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 import time
@@ -24,18 +12,14 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, ClassVar
 
-import msgspec
 import trio
 
-from ..runtime import permissions
-from ..runtime.config import ConfigError, Settings, resolve_provider
-from ..runtime.history import auto_compact_limit
-from ..runtime.history_pages import history_page
-from ..runtime.ids import uuid7
-from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
-from ..runtime.ask import ask
-from ..runtime.errors import ActorGone, AskTimeout, McpCallFailed, StorageFailure
-from ..runtime.protocol.jsonrpc import (
+from ...runtime.config import ConfigError, Settings, resolve_provider
+from ...runtime.ids import uuid7
+from ...runtime.mailbox import Inbox, Mailbox, open_mailbox
+from ...runtime.ask import ask
+from ...runtime.errors import ActorGone, AskTimeout, McpCallFailed, StorageFailure
+from ...runtime.protocol.jsonrpc import (
     ErrorResponse,
     JsonRpcError,
     Response,
@@ -44,50 +28,28 @@ from ..runtime.protocol.jsonrpc import (
     invalid_request,
     overloaded,
 )
-from ..runtime.protocol.methods import REGISTRY, dispatches
-from ..runtime.protocol.paging import page_size, thread_id_cursor
-from ..runtime.protocol.v2.thread import (
-    ActivePermissionProfile,
+from ...runtime.protocol.methods import REGISTRY, dispatches
+from ...runtime.protocol.v2.thread import (
     NotLoaded,
-    SandboxPolicy,
-    ThreadForkParams,
     ThreadIdParams,
     ThreadListResponse,
-    ThreadLoadedListParams,
-    ThreadLoadedListResponse,
-    ThreadMetadataUpdateParams,
-    ThreadNameUpdated,
-    ThreadReadResponse,
     ThreadResumeParams,
     ThreadStartParams,
     ThreadStatusChanged,
     ThreadUnsubscribeResponse,
 )
-from ..runtime.protocol.v2.turn import TokenUsageBreakdown
-from ..runtime.rollout import (
+from ...runtime.protocol.v2.turn import TokenUsageBreakdown
+from ...runtime.rollout import (
     Replay,
-    Rollout,
     ThreadMeta,
-    fork_lines,
-    parse_rollout,
-    read_rollout,
-    replay,
-    rollout_path,
-    running,
-    scan_rollout,
-    thread_from_meta,
-    write_whole,
 )
-from ..runtime.mcp_config import enabled_servers
-from ..runtime.supervisor import RestartPolicy, open_supervisor
-from .analytics_facts import DISABLED, Recorder
-from .barrier import contained
-from .fanout import deliver, notification
-from .messages import (
-    ArchiveThread,
+from ...runtime.mcp_config import enabled_servers
+from ...runtime.supervisor import RestartPolicy, open_supervisor
+from ..analytics_facts import DISABLED, Recorder
+from ..barrier import contained
+from ..fanout import deliver, notification
+from ..messages import (
     ConnectionGone,
-    DeleteThread,
-    IndexThread,
     Broadcast,
     Loaded,
     LoadFailed,
@@ -98,24 +60,30 @@ from .messages import (
     Msg,
     ThreadGaveUp,
     PatchGitInfo,
-    UpdateGitInfo,
     Checkpoint,
-    FindThread,
     ListThreads,
-    NameThread,
     ReadThread,
     HistoryPage,
     Renamed,
     Reply,
     Resumed,
-    STORE_TIMEOUT,
     ThreadConfig,
     ThreadRequest,
     ToThread,
     UnloadThread,
     Unsubscribe,
 )
-from .thread import lost_turn, run_thread
+from ..thread import lost_turn, run_thread
+from .workers import READERS, RegistryWorkers
+from .config import (
+    SANDBOX_CHOICE,
+    common_fields,
+    git_patch,
+    loaded_page,
+    recorded_mode,
+    recorded_permissions,
+    thread_permissions,
+)
 
 log = logging.getLogger("trio_codex.threads")
 
@@ -123,19 +91,6 @@ log = logging.getLogger("trio_codex.threads")
 REGISTRY_CAPACITY = 1024
 #: Messages waiting for one thread; a full thread mailbox answers -32001.
 THREAD_CAPACITY = 256
-#: The context window the original assumes for a model it has no metadata
-#: for; it reports 95 % of a window as usable.
-FALLBACK_CONTEXT_WINDOW = 272_000
-#: Requests reading rollouts (resume, fork, read and the history pages of an
-#: unloaded thread) or asking the store (name, archive, delete, metadata)
-#: run beside the registry's loop, this many at once...
-READERS = 16
-#: ...and this many may wait for their turn; more are answered -32001.
-WORKERS_WAITING = 1024
-#: Replays of rollouts from this size up are kept, up to this much rollout
-#: in all (a replay takes about as much memory as its file).
-REPLAY_CACHE_MIN_BYTES = 256 * 1024
-REPLAY_CACHE_BYTES = 64 * 1024 * 1024
 #: A thread that crashes more than 3 times in 10 s is dropped (unloaded).
 THREAD_RESTARTS = RestartPolicy(intensity=3, period=10.0)
 
@@ -157,7 +112,7 @@ class _LaunchStarted(Msg, tag="launch_started", frozen=True):
 
 
 @dispatches(REGISTRY)
-class ThreadRegistry:
+class ThreadRegistry(RegistryWorkers):
     """The registry actor; it answers the method table's REGISTRY rows."""
 
     HANDLERS: ClassVar[dict[str, Callable[[ThreadRegistry, ThreadRequest], Awaitable[None]]]]
@@ -293,7 +248,7 @@ class ThreadRegistry:
         raise invalid_request(f"thread not loaded: {req.params.thread_id}")
 
     async def rpc_thread_loaded_list(self, req: ThreadRequest) -> None:
-        await self._answer(req.reply, _loaded_page(sorted(self.threads), req.params))
+        await self._answer(req.reply, loaded_page(sorted(self.threads), req.params))
 
     async def rpc_thread_read(self, req: ThreadRequest) -> None:
         reply, params = req.reply, req.params
@@ -304,12 +259,12 @@ class ThreadRegistry:
 
     async def rpc_thread_resume(self, req: ThreadRequest) -> None:
         if req.params.permissions is not None and req.params.sandbox is not None:
-            raise invalid_request(_SANDBOX_CHOICE)
+            raise invalid_request(SANDBOX_CHOICE)
         await self._resume(req.reply, req.params)
 
     async def rpc_thread_fork(self, req: ThreadRequest) -> None:
         if req.params.permissions is not None and req.params.sandbox is not None:
-            raise invalid_request(_SANDBOX_CHOICE)
+            raise invalid_request(SANDBOX_CHOICE)
         await self._beside(req.reply, self._fork, req.reply, req.params)
 
     async def rpc_thread_unsubscribe(self, req: ThreadRequest) -> None:
@@ -360,9 +315,9 @@ class ThreadRegistry:
         if tid in self.threads:
             # Git info lives in the index only (as in the original's state
             # database); a loaded thread keeps its own copy and answers itself.
-            await self._route(tid, PatchGitInfo(reply, _git_patch(req.params)), reply)
+            await self._route(tid, PatchGitInfo(reply, git_patch(req.params)), reply)
         else:
-            await self._beside(reply, self._metadata, reply, tid, _git_patch(req.params), key=tid)
+            await self._beside(reply, self._metadata, reply, tid, git_patch(req.params), key=tid)
 
     async def rpc_mcp_server_status_list(self, req: ThreadRequest) -> None:
         self._to_mcp(req)
@@ -386,99 +341,6 @@ class ThreadRegistry:
         if not self.store.send_nowait(msg):
             raise overloaded()
 
-    async def _beside(self, reply: Reply, fn: Callable[..., Awaitable[None]], *args: Any,
-                      key: str | None = None) -> bool:
-        """Run a request beside the loop (it reads a rollout or waits on the
-        store), so it holds up only its own caller; the requests with the
-        same ``key`` (a thread id) run one after another, in arrival order.
-        False when too many wait already: the caller got -32001."""
-        if self.workers >= WORKERS_WAITING:
-            await deliver((reply.conn,), ErrorResponse(reply.request_id, overloaded().error))
-            return False
-        self.workers += 1
-        job = (reply, fn, args)
-        if key is None:
-            self.readers.start_soon(self._work, None, deque([job]))
-        elif (queue := self.serial.get(key)) is not None:
-            queue.append(job)
-        else:
-            self.serial[key] = queue = deque([job])
-            self.readers.start_soon(self._work, key, queue)
-        return True
-
-    async def _work(self, key: str | None, queue: deque[tuple[Reply, Callable[..., Awaitable[None]], tuple[Any, ...]]]
-                    ) -> None:
-        """Run the requests of ``queue`` in order, each answered whatever it
-        raises."""
-        while queue:
-            reply, fn, args = queue[0]
-            async with self.readers_limit:
-                try:
-                    await fn(*args)
-                except JsonRpcError as exc:
-                    await deliver((reply.conn,), ErrorResponse(reply.request_id, exc.error))
-                except StorageFailure as exc:  # the store met a full or read-only disk
-                    await deliver((reply.conn,), ErrorResponse(reply.request_id, internal_error(str(exc)).error))
-                except Exception as exc:
-                    log.exception("a thread request failed beside the registry's loop")
-                    await deliver((reply.conn,), ErrorResponse(
-                        reply.request_id, internal_error(f"the thread request failed: {exc!r}").error))
-            queue.popleft()
-            self.workers -= 1
-        if key is not None:
-            del self.serial[key]
-
-    async def _read_unloaded(self, reply: Reply, params: Any) -> None:
-        meta = await self._find(params.thread_id, f"thread not loaded: {params.thread_id}")
-        turns = (await self._replay(meta)).turns if params.include_turns else []
-        thread = msgspec.structs.replace(thread_from_meta(meta, False), turns=turns)
-        await self._answer(reply, ThreadReadResponse(thread))
-
-    async def _history_page(self, reply: Reply, method: str, params: Any) -> None:
-        """A page of ``thread/turns/list`` or ``thread/items/list``."""
-        meta = await self._stored(params.thread_id)
-        if meta is None and params.thread_id not in self.threads:
-            raise invalid_request(f"thread not loaded: {params.thread_id}")
-        # A loaded thread that is ephemeral, or before its first turn, has no
-        # rollout (yet), and so no stored turns.
-        cp = self.checkpoints.get(params.thread_id)
-        turns = running((await self._replay(meta)).turns, cp.active_turn if cp else None) if meta else []
-        try:
-            page = history_page(turns, method, params)
-        except ValueError as exc:
-            raise invalid_request(str(exc)) from None
-        await self._answer(reply, page)
-
-    async def _metadata(self, reply: Reply, thread_id: str, patch: dict[str, str | None]) -> None:
-        """thread/metadata/update of a thread that is not loaded."""
-        meta = await ask(self.store, lambda slot: UpdateGitInfo(thread_id, patch, slot), timeout=STORE_TIMEOUT)
-        if meta is None or not meta.rollout_path:
-            raise invalid_request(f"no rollout found for thread id {thread_id}")
-        await self._answer(reply, ThreadReadResponse(thread_from_meta(meta, False)))
-
-    async def _name(self, reply: Reply, thread_id: str, name: str | None, stored_only: bool) -> None:
-        """thread/name/set; ``stored_only``: the thread was not loaded, so
-        it must have a rollout."""
-        if stored_only:
-            await self._find(thread_id, f"thread not found: {thread_id}")
-        await ask(self.store, lambda slot: NameThread(thread_id, name, slot), timeout=STORE_TIMEOUT)
-        await self._answer(reply, {})
-        await self._broadcast(reply, "thread/name/updated", ThreadNameUpdated(thread_id, name))
-
-    async def _archive(self, reply: Reply, thread_id: str, archived: bool) -> None:
-        """As the original: archiving unloads a loaded thread first
-        (``thread/status/changed {notLoaded}``); then the response, then
-        ``thread/archived`` (``thread/unarchived``)."""
-        await self._find(thread_id, f"no rollout found for thread id {thread_id}")
-        if archived and self._stop_loaded(thread_id, "archived by the client (thread/archive)"):
-            await self._broadcast(reply, "thread/status/changed", ThreadStatusChanged(thread_id, NotLoaded()))
-        meta = await ask(self.store, lambda slot: ArchiveThread(thread_id, archived, slot), timeout=STORE_TIMEOUT)
-        if archived:
-            await self._answer(reply, {})
-            await self._broadcast(reply, "thread/archived", ThreadIdParams(thread_id))
-        else:
-            await self._answer(reply, ThreadReadResponse(thread_from_meta(meta, thread_id in self.threads)))
-            await self._broadcast(reply, "thread/unarchived", ThreadIdParams(thread_id))
 
     async def _gave_up(self, thread_id: str, failure: str) -> None:
         """A thread that kept crashing is unloaded, as after its unload
@@ -521,43 +383,6 @@ class ThreadRegistry:
     async def _answer(self, reply: Reply, result: Any) -> None:
         await deliver((reply.conn,), Response(reply.request_id, result))
 
-    async def _stored(self, thread_id: str) -> ThreadMeta | None:
-        """The index row of a thread that has a rollout, or None."""
-        meta = await ask(self.store, lambda slot: FindThread(thread_id, slot), timeout=STORE_TIMEOUT)
-        return meta if meta is not None and meta.rollout_path else None
-
-    async def _find(self, thread_id: str, missing: str) -> ThreadMeta:
-        meta = await self._stored(thread_id)
-        if meta is None:
-            raise invalid_request(missing)
-        return meta
-
-    async def _read(self, meta: ThreadMeta) -> Rollout:
-        try:
-            return await trio.to_thread.run_sync(read_rollout, meta.rollout_path)
-        except OSError as exc:
-            raise invalid_request(f"cannot read rollout {meta.rollout_path}: {exc}") from None
-
-    async def _replay(self, meta: ThreadMeta) -> Replay:
-        """The thread as its rollout holds it, replayed off the trio thread.
-        The replays of big rollouts are kept while their file is unchanged,
-        so a client paging through a long thread does not pay a full read
-        for every page."""
-        path, names = meta.rollout_path, {meta.id: meta.name} if meta.name else None
-        try:
-            st = await trio.to_thread.run_sync(os.stat, path)
-            stamp = (path, meta.name, st.st_size, st.st_mtime_ns)
-            if (cached := self.replays.get(path)) is not None and cached[0] == stamp:
-                self.replays.move_to_end(path)
-                return cached[1]
-            r = await trio.to_thread.run_sync(lambda: replay(read_rollout(path), thread_names=names))
-        except (OSError, ValueError) as exc:
-            raise invalid_request(f"cannot read rollout {path}: {exc}") from None
-        if st.st_size >= REPLAY_CACHE_MIN_BYTES:
-            self.replays[path] = (stamp, r)
-            while sum(s[2] for s, _ in self.replays.values()) > REPLAY_CACHE_BYTES:
-                self.replays.popitem(last=False)
-        return r
 
     async def _resume(self, reply: Reply, params: ThreadResumeParams) -> None:
         """Subscribe the caller to a loaded thread, or load it from its
@@ -570,14 +395,6 @@ class ThreadRegistry:
         elif await self._beside(reply, self._read_for_resume, reply, params):
             self.loading[tid] = []
 
-    async def _read_for_resume(self, reply: Reply, params: ThreadResumeParams) -> None:
-        try:
-            meta = await self._find(params.thread_id, f"no rollout found for thread id {params.thread_id}")
-            loaded = Loaded(reply, params, meta, await self._replay(meta), meta.rollout_path)
-        except Exception:
-            await self.mailbox.send(LoadFailed(params.thread_id))
-            raise
-        await self.mailbox.send(loaded)
 
     async def _loaded(self, msg: Loaded) -> None:
         """Start a thread a reader loaded; the resumes that waited for it
@@ -592,32 +409,6 @@ class ThreadRegistry:
         for reply, params in waiting:
             await self._resume(reply, params)
 
-    async def _fork(self, reply: Reply, params: ThreadForkParams) -> None:
-        """A new thread from a copy of another's rollout (through
-        ``lastTurnId``), loaded and announced with ``thread/started``."""
-        meta = await self._find(params.thread_id, f"no rollout found for thread id {params.thread_id}")
-        new_id, now_ms = uuid7(), time.time_ns() // 1_000_000
-        try:
-            data = fork_lines(await self._read(meta), new_id, now_ms, params.last_turn_id)
-        except ValueError as exc:
-            raise invalid_request(str(exc)) from None
-        path = None
-        if not params.ephemeral:
-            path = rollout_path(self.settings.codex_home, new_id, now_ms)
-            await trio.to_thread.run_sync(write_whole, path, data)
-            await self.store.send(IndexThread(await trio.to_thread.run_sync(scan_rollout, path)))
-        forked = msgspec.structs.replace(meta, id=new_id, created_at=now_ms, rollout_path=str(path or ""))
-        r = replay(parse_rollout(data, str(path or "<ephemeral fork>")))
-        await self.mailbox.send(Loaded(reply, params, forked, r, str(path) if path else None, forked_from=meta.id,
-                                       ephemeral=bool(params.ephemeral)))
-
-    async def _delete(self, reply: Reply, thread_id: str) -> None:
-        await self._find(thread_id, f"no rollout found for thread id {thread_id}")
-        if self._stop_loaded(thread_id, "deleted by the client (thread/delete)"):
-            await self._broadcast(reply, "thread/status/changed", ThreadStatusChanged(thread_id, NotLoaded()))
-        await ask(self.store, lambda slot: DeleteThread(thread_id, slot), timeout=STORE_TIMEOUT)
-        await self._answer(reply, {})
-        await self._broadcast(reply, "thread/deleted", ThreadIdParams(thread_id))
 
     async def _load(self, reply: Reply, params: Any, meta: ThreadMeta, r: Replay, path: str | None, *,
                     forked_from: str | None = None, ephemeral: bool = False) -> None:
@@ -626,7 +417,7 @@ class ThreadRegistry:
         ctx = r.turn_context
         try:
             s = self._settings(params)
-            perms = _permissions(s, params, _recorded(ctx, s))
+            perms = thread_permissions(s, params, recorded_permissions(ctx, s))
             config = ThreadConfig(
                 id=meta.id, created_at=meta.created_at // 1000, cwd=params.cwd or meta.cwd,
                 model=params.model or meta.model or (ctx.model if ctx else None) or s.model,
@@ -635,7 +426,7 @@ class ThreadRegistry:
                 sandbox=perms.sandbox, permission_profile=perms.profile,
                 reasoning_effort=meta.reasoning_effort or s.model_reasoning_effort,
                 ephemeral=ephemeral, originator=meta.originator or "", forked_from_id=forked_from,
-                history_mode=meta.history_mode or "legacy", **_common(s, params), **_recorded_mode(ctx),
+                history_mode=meta.history_mode or "legacy", **common_fields(s, params), **recorded_mode(ctx),
             )
             model = await self.models.get(config.model_provider)
         except ConfigError as exc:
@@ -715,7 +506,7 @@ class ThreadRegistry:
 
     def _config(self, params: ThreadStartParams, originator: str) -> ThreadConfig:
         s = self._settings(params)
-        perms = _permissions(s, params, None)
+        perms = thread_permissions(s, params, None)
         provider_id = params.model_provider or s.model_provider
         resolve_provider(s, provider_id)  # an unknown provider fails here, with the known ids
         return ThreadConfig(
@@ -724,7 +515,7 @@ class ThreadRegistry:
             model=params.model or s.model, model_provider=provider_id,
             approval_policy=params.approval_policy or s.approval_policy,
             sandbox=perms.sandbox, permission_profile=perms.profile, reasoning_effort=s.model_reasoning_effort,
-            ephemeral=bool(params.ephemeral), originator=originator, **_common(s, params),
+            ephemeral=bool(params.ephemeral), originator=originator, **common_fields(s, params),
         )
 
     def _settings(self, params: Any) -> Settings:
@@ -732,106 +523,3 @@ class ThreadRegistry:
         return self.settings.with_session_flags(params.config) if params.config else self.settings
 
 
-
-def _common(s: Settings, params: Any) -> dict[str, Any]:
-    """The ThreadConfig fields a new thread and a loaded one take alike from
-    the settings and the request (thread/start, resume, fork)."""
-    return dict(
-        approvals_reviewer=params.approvals_reviewer or "user",
-        reasoning_summary=s.model_reasoning_summary,
-        base_instructions=params.base_instructions or s.instructions,
-        developer_instructions=params.developer_instructions or s.developer_instructions,
-        codex_home=str(s.codex_home),
-        model_context_window=(s.model_context_window or FALLBACK_CONTEXT_WINDOW) * 95 // 100,
-        auto_compact_limit=auto_compact_limit(s.model_context_window or FALLBACK_CONTEXT_WINDOW,
-                                              s.model_auto_compact_token_limit),
-        rollout_fsync=s.rollout_fsync, unload_delay_secs=s.thread_unload_delay_secs, notify=tuple(s.notify or ()),
-    )
-
-
-def _git_patch(params: ThreadMetadataUpdateParams) -> dict[str, str | None]:
-    """The index columns a thread/metadata/update sets, checked as the
-    original checks them."""
-    git = params.git_info
-    if git is None:
-        raise invalid_request("thread metadata update must include at least one field")
-    patch = {}
-    for wire, value, column in (("sha", git.sha, "git_sha"), ("branch", git.branch, "git_branch"),
-                                ("originUrl", git.origin_url, "git_origin_url")):
-        if value is msgspec.UNSET:
-            continue
-        if value is not None and not value.strip():
-            raise invalid_request(f"gitInfo.{wire} must not be empty")
-        patch[column] = value
-    if not patch:
-        raise invalid_request("gitInfo must include at least one field")
-    return patch
-
-
-_SANDBOX_CHOICE = "`permissions` cannot be combined with `sandbox`"
-
-
-def _permissions(s: Settings, params: Any, recorded: permissions.Permissions | None) -> permissions.Permissions:
-    """What a thread runs under: the request's ``permissions`` or ``sandbox``;
-    else what its rollout recorded (resume, fork); else the configuration's.
-    So a read-only thread stays read-only until a request says otherwise.
-
-    Raises:
-      JsonRpcError: both are given, or the profile is unknown or unusable.
-    """
-    if params.permissions is not None and params.sandbox is not None:
-        raise invalid_request(_SANDBOX_CHOICE)
-    try:
-        if params.permissions is not None:
-            return permissions.resolve(s, params.permissions)
-        if params.sandbox is not None:
-            return permissions.for_mode(s, params.sandbox)
-        return recorded or permissions.configured(s)
-    except permissions.PermissionsError as exc:
-        raise invalid_request(f"failed to load configuration: {exc}") from None
-
-
-def _recorded(ctx: Any, settings: Settings) -> permissions.Permissions | None:
-    """What the last turn of a rollout ran under, None without one."""
-    if ctx is None:
-        return None
-    try:
-        profile = msgspec.convert(ctx.active_permission_profile, ActivePermissionProfile | None)
-    except msgspec.ValidationError:
-        profile = None
-    return permissions.Permissions(_policy_from_rollout(ctx.sandbox_policy, settings), profile)
-
-
-def _policy_from_rollout(policy: Any, settings: Settings) -> Any:
-    """The v2 sandbox policy a rollout's turn context recorded: ours as it
-    was, the original's (kebab-cased: ``{"type": "workspace-write", ...}``)
-    as its mode under these settings."""
-    try:
-        return msgspec.convert(policy, SandboxPolicy)
-    except msgspec.ValidationError:
-        pass
-    kind = policy.get("type") if isinstance(policy, dict) else None
-    mode = {"danger-full-access": "danger-full-access", "dangerFullAccess": "danger-full-access",
-            "workspace-write": "workspace-write", "workspaceWrite": "workspace-write"}.get(kind or "", "read-only")
-    return settings.sandbox_policy(mode)
-
-
-def _recorded_mode(ctx: Any) -> dict[str, Any]:
-    """The collaboration mode the rollout's last turn ran in (its
-    ``turn_context``), which a resumed or forked thread keeps."""
-    mode = ctx.collaboration_mode if ctx is not None else None
-    if not isinstance(mode, dict) or mode.get("mode") not in ("plan", "default"):
-        return {}
-    settings = mode.get("settings")
-    instructions = settings.get("developer_instructions") if isinstance(settings, dict) else None
-    return {"collaboration_mode": mode["mode"],
-            "mode_instructions": instructions if isinstance(instructions, str) else None}
-
-
-def _loaded_page(ids: list[str], params: ThreadLoadedListParams) -> ThreadLoadedListResponse:
-    """A page of loaded thread ids, as the original pages them: sorted, from
-    just after the id the cursor names; the next cursor is the page's last id."""
-    after = None if params.cursor is None else thread_id_cursor(params.cursor)
-    start = 0 if after is None else bisect.bisect_right(ids, after)
-    end = min(start + page_size(params.limit, len(ids)), len(ids))
-    return ThreadLoadedListResponse(ids[start:end], ids[end - 1] if end < len(ids) else None)
