@@ -42,8 +42,8 @@ from .threads import (
     HistoryPage,
     InjectItems,
     InterruptTurn,
-    LoadFailed,
     Loaded,
+    LoadFailed,
     PatchGitInfo,
     ReadThread,
     RegistryInbox,
@@ -70,6 +70,7 @@ from .threads import (
     UserShell,
 )
 from .services import (
+    STORE_TIMEOUT,
     AppendRollout,
     ArchiveThread,
     DeleteThread,
@@ -87,7 +88,6 @@ from .services import (
     McpRequest,
     McpServerRef,
     NameThread,
-    STORE_TIMEOUT,
     Steered,
     StoreInbox,
     SubscribersChanged,

@@ -10,11 +10,11 @@ import msgspec
 from ...runtime.ask import ReplySlot
 from ...runtime.mailbox import Mailbox
 from .common import (
-    Msg,
-    ModelEvents,
-    ModelRetrying,
-    ModelFailed,
     ConnectionRef,
+    ModelEvents,
+    ModelFailed,
+    ModelRetrying,
+    Msg,
     Reply,
 )
 from .threads import SearchTicket

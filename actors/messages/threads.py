@@ -14,10 +14,10 @@ from ...runtime.protocol.v2.item import ThreadItem
 from ...runtime.permissions import Permissions
 from ...runtime.protocol.v2.turn import ThreadSettingsUpdateParams, TokenUsageBreakdown, TurnError, TurnStartParams
 from .common import (
-    Msg,
-    ThreadConfig,
     ConnectionRef,
+    Msg,
     Reply,
+    ThreadConfig,
 )
 
 
