@@ -1,5 +1,6 @@
-"""trio_codex.actors: one module per actor. Nothing executable here; this is
-the catalogue.
+"""trio_codex.actors: one module per actor (a package of modules of at most
+600 lines for the big ones: connection, threads, thread, turn). Nothing
+executable here; this is the catalogue.
 
 =================  ==========================================================
 ``connection``     one per client: JSON-RPC session, handshake, dispatch, the
@@ -15,7 +16,8 @@ the catalogue.
 =================  ==========================================================
 
 Shared, not actors: ``messages`` (the vocabulary: one frozen Struct per
-message, one union per inbox), ``fanout`` (delivering a wire message to a
+message, one union per inbox), ``process`` (the process runner and tables),
+``fanout`` (delivering a wire message to a
 set of connections) and ``barrier`` (the bug barrier every actor loop
 handles its messages behind).
 """

@@ -104,3 +104,9 @@ def test_imports_follow_the_rules_of_the_house(path: Path) -> None:
                 f"{rel}: an actor talks to `{other}` through messages, not by importing it")
         else:
             assert top == "runtime", f"{rel}: actors/ imports runtime/ and actors/ only"
+
+
+def test_no_module_in_actors_is_over_600_lines() -> None:
+    long = {str(p.relative_to(ROOT)): n for p in sorted((ROOT / "actors").rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > 600}
+    assert long == {}, "split it along its concerns (README, Rules of the house)"
