@@ -323,27 +323,29 @@ async def _read(client: ModelClient, chunks: AsyncIterator[bytes], out: Outbox, 
             for index, event in enumerate(events):
                 if type(event) in _ENDINGS:
                     if type(event) is wire.ResponseCompleted:
-                        await _put(out, ModelEvents(attempt, tuple(events[: index + 1])), watch, idle)
+                        await _put(out, ModelEvents(attempt, tuple(events[: index + 1])), watch, idle + slack)
                         return None
                     if index:
-                        await _put(out, ModelEvents(attempt, tuple(events[:index])), watch, idle)
+                        await _put(out, ModelEvents(attempt, tuple(events[:index])), watch, idle + slack)
                     return classify(event)
             if events:
-                await _put(out, ModelEvents(attempt, tuple(events)), watch, idle)
+                await _put(out, ModelEvents(attempt, tuple(events)), watch, idle + slack)
     return classify(StreamError("idle timeout waiting for SSE"))
 
 
-async def _put(out: Outbox, msg: ModelEvents, watch: trio.CancelScope, idle: float) -> None:
+async def _put(out: Outbox, msg: ModelEvents, watch: trio.CancelScope, rearm: float) -> None:
     """Send ``msg`` on. A mailbox with room takes it at once; while ``out``
-    has no room, the idle clock stops: it times the model, not the turn
-    taking its events."""
+    has no room (or handles ``msg`` in this task, as the turn does), the
+    idle clock stops: it times the model, not the turn taking its events.
+    It restarts with ``rearm`` seconds (the timeout and its slack), so the
+    next read need not move it again."""
     if type(out) is Mailbox and out.send_nowait(msg):
         return
     watch.deadline = math.inf
     try:
         await out.send(msg)
     finally:
-        watch.deadline = trio.current_time() + idle
+        watch.deadline = trio.current_time() + rearm
 
 
 _ENDINGS = frozenset({wire.ResponseCompleted, wire.ResponseFailed, wire.ResponseIncomplete})

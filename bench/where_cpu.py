@@ -206,10 +206,11 @@ def report_pyspy(r: dict, top: int) -> None:
 HOPS = [
     ("HTTP client read (openai SDK: httpx2, httpcore2, h11, socket)", [("httpx2/_models.py", "aiter_bytes")]),
     ("SSE parse + event decode (runtime/protocol/responses.py)", [("runtime/protocol/responses.py", "feed")]),
-    ("model stream actor (actors/model.py _read, minus the two above; its mailbox send)",
+    ("model stream, in the turn's task (actors/model.py _read, minus the above and the next)",
      [("actors/model.py", "_read")]),
-    ("turn actor: events -> notifications -> subscribers' outboxes", [("actors/turn.py", "_events")]),
-    ("turn actor: its mailbox wait (receive_batch)", [("runtime/mailbox.py", "receive_batch")]),
+    ("turn: events -> notifications -> subscribers' outboxes", [("actors/turn.py", "_events")]),
+    ("mailbox waits (receive_batch: the outbox drain's, the turn's thread messages)",
+     [("runtime/mailbox.py", "receive_batch")]),
     ("connection: outbox -> backlog (_drain)", [("actors/connection.py", "_drain")]),
     ("connection: backlog -> frames -> pipe (_write_backlog)", [("actors/connection.py", "_write_backlog")]),
     ("  of which the pipe write (trio send_all)", [("trio/_unix_pipes.py", "send_all")]),
@@ -237,7 +238,9 @@ def report_hops(stats: pstats.Stats, units: int, unit: str, total: float) -> Non
         return sum(cum.get(k, 0.0) for k in keys)
 
     values = [get(i) for i in range(len(HOPS))]
-    values[2] -= values[0] + values[1]  # _read contains the HTTP read and the parse
+    # _read contains the HTTP read, the parse and the turn's handling of
+    # each batch (the turn runs its model stream in its own task).
+    values[2] -= values[0] + values[1] + values[3]
     print(f"  -- the delta path hop by hop: cumulative us/{unit} (profiled), share of the profiled CPU")
     for (name, _keys), v in zip(HOPS, values):
         print(f"  {v / units * 1e6:9.2f} {v / total:6.1%}  {name}")

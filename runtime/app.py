@@ -36,6 +36,7 @@ from ..transports.listen import ListenUrl
 from ..transports.stdio import open_stdio
 from . import seccomp
 from .config import ConfigError, Settings, resolve_provider
+from .handshake import Handover
 from .limits import Limits
 from .mailbox import open_mailbox
 from .server_info import ServerInfo
@@ -159,6 +160,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                 ws_auth: TokenAuth | JwtAuth | None = None, limits: Limits = Limits(),
                 accept: trio.MemoryReceiveChannel[FrameStream] | None = None,
                 cluster: AbstractAsyncContextManager[tuple[Bus, Directory, ThreadStore | None]] | None = None,
+                handover: Handover | None = None,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the app server until its listener ends (stdin EOF when stdio is
     one of them) or a SIGTERM/SIGINT arrives. ``listen`` may name several
@@ -171,6 +173,9 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
     Directory and store to open, :mod:`.cluster.node`), this process is one node of a
     cluster: every client connection goes through a gateway that forwards
     requests for threads owned by other nodes (:mod:`.cluster.tunnel`).
+    ``handover``: what the command line's handshake did with stdin before
+    the server ran (its answered ``initialize``, the bytes it read), which
+    the stdio connection takes over (not with ``cluster``).
     ``task_status`` is started once the actors run."""
     listens = [listen] if isinstance(listen, ListenUrl) else list(listen)
     rate_limits = RateLimits()
@@ -235,8 +240,11 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
             elif cluster is not None and any(each.scheme == "stdio" for each in listens):
                 await session(stream or open_stdio(max_line=max_message_bytes))
             elif any(each.scheme == "stdio" for each in listens):
-                conn = Connection(next(conn_ids), stream or open_stdio(max_line=max_message_bytes),
-                                  info, hub, threads, approvals, recorder, limits=limits)
+                handover = handover or Handover(None, b"")
+                conn = Connection(next(conn_ids), stream or open_stdio(max_line=max_message_bytes,
+                                                                       buffered=handover.buffered),
+                                  info, hub, threads, approvals, recorder, limits=limits,
+                                  handshake=handover.accepted)
                 await conn.run()
             else:
                 await trio.sleep_forever()

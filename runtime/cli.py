@@ -12,7 +12,9 @@ stdio://``; ``@openai/codex-sdk`` runs ``<bin> exec --experimental-json
 ...``), and ``exec`` runs one turn in-process (runtime/exec.py).
 
 Every command first makes sure CODEX_HOME is there and writable
-(``runtime/home.py``). Whatever goes wrong, a command ends with one line on
+(``runtime/home.py``). ``app-server`` on stdio alone answers the client's
+first ``initialize`` before it imports trio and the server
+(``runtime/handshake.py``): this module imports neither until then. Whatever goes wrong, a command ends with one line on
 stderr and exit status 1, never a traceback (``TRIO_CODEX_LOG=debug`` adds
 it) nor a raw exception group.
 """
@@ -140,9 +142,6 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
         raise SystemExit(run_sandboxed_cli(command, args.full_auto))
     from functools import partial
 
-    import trio
-
-    from .app import serve
     from .config import ConfigError, load_settings
     from .limits import Limits
 
@@ -168,9 +167,21 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
         from .cluster.node import open_cluster_node
 
         cluster = open_cluster_node(args.cluster, args.store)
+    handover = None
+    if cluster is None and listens == [ListenUrl("stdio")]:
+        # Answer the client's `initialize` now, before trio and the server
+        # are imported, which takes most of a cold start (runtime/handshake.py).
+        # A cluster node's gateway sees the handshake itself.
+        from .handshake import serve_first_line
+
+        handover = serve_first_line(str(settings.codex_home), limits.max_message_bytes)
+    import trio
+
+    from .app import serve
+
     trio.run(partial(serve, settings, listens, max_message_bytes=limits.max_message_bytes,
                      analytics_default_enabled=args.analytics_default_enabled, ws_auth=ws_auth, limits=limits,
-                     cluster=cluster))
+                     cluster=cluster, handover=handover))
 
 
 def _listens(urls: list[str]) -> list[ListenUrl]:

@@ -8,8 +8,6 @@ start-up; pure.
 from __future__ import annotations
 
 import os
-import platform
-import sys
 from typing import Any
 
 import trio
@@ -30,7 +28,8 @@ from .protocol.v2.discovery import (
     SkillsListEntry,
     SkillsListResponse,
 )
-from . import permissions
+from . import handshake, permissions
+from .handshake import PROTOCOL_VERSION
 from .local_requests import LocalRequests
 from .rate_limits import RateLimits
 from .protocol.jsonrpc import invalid_request
@@ -48,10 +47,6 @@ from .protocol.v2.models import (
     ReasoningEffortOption,
 )
 
-#: The codex-cli release whose app-server protocol we serve. Clients gate
-#: features on it (the openai-codex SDK probes the schema when it sees 0.0.0).
-PROTOCOL_VERSION = "0.171.0"
-
 _EFFORTS = [
     ReasoningEffortOption("low", "Fast responses with lighter reasoning"),
     ReasoningEffortOption("medium", "Balances speed and reasoning depth for everyday tasks"),
@@ -60,44 +55,21 @@ _EFFORTS = [
 ]
 
 
-def _os_description() -> str:
-    """``Debian 12.0.0``: the distribution and a three-part version, as the
-    original's userAgent names the OS."""
-    try:
-        with open("/etc/os-release") as f:
-            fields = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
-    except OSError:
-        return f"{platform.system()} {platform.release()}"
-    name = fields.get("NAME", "Linux").strip('"').removesuffix(" GNU/Linux")
-    parts = fields.get("VERSION_ID", "").strip('"').split(".")
-    version = ".".join((parts + ["0", "0"])[:3]) if parts[0] else ""
-    return f"{name} {version}".strip()
-
-
-def _terminal() -> str:
-    """The terminal part of the userAgent, as the original derives it."""
-    program = os.environ.get("TERM_PROGRAM")
-    if program:
-        version = os.environ.get("TERM_PROGRAM_VERSION")
-        return f"{program}/{version}" if version else program
-    return os.environ.get("TERM") or "unknown"
-
-
 class ServerInfo:
     def __init__(self, settings: Settings, rate_limits: RateLimits | None = None) -> None:
         self.settings = settings
         self.codex_home = str(settings.codex_home)
-        self.platform_family = "windows" if sys.platform == "win32" else "unix"
-        self.platform_os = {"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux")
+        self.platform_family = handshake.PLATFORM_FAMILY
+        self.platform_os = handshake.PLATFORM_OS
         #: The requests answered from CODEX_HOME (config writes, login, ...).
         self.local = LocalRequests(settings, PROTOCOL_VERSION, rate_limits or RateLimits())
-        self._ua_middle = f"{PROTOCOL_VERSION} ({_os_description()}; {platform.machine()}) {_terminal()}"
+        self._ua_middle = handshake.user_agent_middle()
         #: Set once a connection's `initialize` is answered: start-up's
         #: background work waits for it (runtime/app.py).
         self.answered_initialize = trio.Event()
 
     def user_agent(self, originator: str, client: ClientInfo) -> str:
-        return f"{originator}/{self._ua_middle} ({client.name}; {client.version})"
+        return handshake.user_agent(originator, self._ua_middle, client)
 
     def model_list(self, params: ModelListParams) -> ModelListResponse:
         default = self.settings.model

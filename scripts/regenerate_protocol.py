@@ -14,7 +14,7 @@ It runs the release's ``app-server generate-json-schema`` (with and without
   the ``--experimental`` bundle, gzipped (the schema tests and the fuzz read it);
 - ``runtime/protocol/original.py``: the method lists (stable and experimental
   client requests, those without params, server notifications and requests);
-- ``PROTOCOL_VERSION`` in ``runtime/server_info.py``.
+- ``PROTOCOL_VERSION`` in ``runtime/handshake.py``.
 
 Then ``git diff`` shows what the release changed; the methods it added get
 -32601 until served (README, "Protocol currency").
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = "codex_app_server_protocol.schemas.json"
 SCHEMA = ROOT / "tests" / "fixtures" / "original" / "schema" / (BUNDLE + ".gz")
 ORIGINAL = ROOT / "runtime" / "protocol" / "original.py"
-SERVER_INFO = ROOT / "runtime" / "server_info.py"
+SERVER_INFO = ROOT / "runtime" / "handshake.py"
 
 
 def bundle(codex: str, *experimental: str) -> bytes:

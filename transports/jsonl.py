@@ -24,12 +24,17 @@ class JsonlStream:
         *,
         peer: str,
         max_line: int = DEFAULT_MAX_LINE,
+        buffered: bytes = b"",
     ) -> None:
+        """``buffered``: bytes already read from ``receive`` (by the
+        start-up handshake), framed before anything read later."""
         self.peer = peer
         self.max_frame = max_line
         self._receive = receive
         self._send = send
         self._framer = LineFramer(max_line)
+        if buffered:
+            self._framer.receive_data(buffered)
 
     async def receive_frame(self) -> bytes | Oversized | None:
         while True:

@@ -6,7 +6,6 @@ the messages it builds for the loaded thread a THREAD row names (a mixin of
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from ...runtime.protocol.v2.account import (
     LoginAccountParams,
     LoginCompletedNotification,
 )
+from ...runtime.handshake import HEADER_VALUE
 from ...runtime.protocol.v2.initialize import InitializeParams, InitializeResponse
 from ...runtime.protocol.v2.item import TextInput
 from ...runtime.protocol.v2.thread import (
@@ -73,8 +73,6 @@ log = logging.getLogger("trio_codex.connection")
 
 #: How long the handshake with the hub may take.
 ASK_TIMEOUT = 10.0
-# An HTTP header value: visible ASCII, spaces and tabs (the original's check).
-_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
 
 
 def _answer(fn: Callable[[Connection, Any], Any]) -> Callable[[Connection, RequestId, Any], Awaitable[None]]:
@@ -154,23 +152,33 @@ class ConnectionHandlers:
         if self.initialized:
             raise invalid_request(ALREADY_INITIALIZED)
         name = params.client_info.name
-        if not name or not _HEADER_VALUE.match(name):
+        if not name or not HEADER_VALUE.match(name):
             raise invalid_request(f"Invalid clientInfo.name: '{name}'. Must be a valid HTTP header value.")
-        self.legacy_error_info = _older_than_0171(params.client_info.version)
-        caps = params.capabilities
-        if caps is not None:
-            self.experimental_api = caps.experimental_api
-            self.opt_out = frozenset(caps.opt_out_notification_methods or ())
-        self.originator = await ask(self.hub, lambda slot: Register(self.ref, name, slot), timeout=ASK_TIMEOUT)
-        self.initialized = True
+        await self._register(params)
         await self._send(Response(rid, InitializeResponse(
             user_agent=self.info.user_agent(self.originator, params.client_info),
             codex_home=self.info.codex_home,
             platform_family=self.info.platform_family,
             platform_os=self.info.platform_os,
         )))
+        self._initialized(params)
+
+    async def _register(self: Connection, params: InitializeParams) -> None:
+        """Take the client's info and capabilities; the hub names the originator."""
+        self.legacy_error_info = _older_than_0171(params.client_info.version)
+        caps = params.capabilities
+        if caps is not None:
+            self.experimental_api = caps.experimental_api
+            self.opt_out = frozenset(caps.opt_out_notification_methods or ())
+        name = params.client_info.name
+        self.originator = await ask(self.hub, lambda slot: Register(self.ref, name, slot), timeout=ASK_TIMEOUT)
+        self.initialized = True
+
+    def _initialized(self: Connection, params: InitializeParams) -> None:
+        """What follows an ``initialize`` answered: start-up's background
+        work may begin; the analytics fact."""
         self.info.answered_initialize.set()
-        self.recorder.record(facts.Initialize(connection_id=self.id, client_name=name,
+        self.recorder.record(facts.Initialize(connection_id=self.id, client_name=params.client_info.name,
                                               client_version=params.client_info.version,
                                               transport=self.stream.peer.split(":")[0]))
 

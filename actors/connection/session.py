@@ -14,6 +14,7 @@ import msgspec
 import trio
 
 from ...runtime.errors import MailboxClosed
+from ...runtime.handshake import Accepted
 from ...runtime.limits import Limits, RateLimiter
 from ...runtime.mailbox import DROP, Inbox, Mailbox, open_mailbox
 from ...runtime.protocol import codec
@@ -24,6 +25,7 @@ from ...runtime.protocol.jsonrpc import (
     JsonRpcError,
     Outbound,
     RequestId,
+    Response,
     invalid_request,
     method_not_found,
     overloaded,
@@ -99,8 +101,12 @@ class Connection(ConnectionHandlers, ConnectionWriter):
 
     def __init__(self, conn_id: int, stream: FrameStream, info: ServerInfo,
                  hub: Mailbox, threads: Mailbox, approvals: Mailbox, recorder: Recorder, *,
-                 can_disconnect: bool = False, limits: Limits = Limits()) -> None:
+                 can_disconnect: bool = False, limits: Limits = Limits(),
+                 handshake: Accepted | None = None) -> None:
         self.id = conn_id
+        #: An ``initialize`` already answered on this connection before the
+        #: server started (runtime/handshake.py): adopted as the first request.
+        self._handshake = handshake
         self.can_disconnect = can_disconnect
         self.limits = limits
         #: Why the server closes this connection (set once), and the code,
@@ -158,6 +164,8 @@ class Connection(ConnectionHandlers, ConnectionWriter):
                     if (keepalive := getattr(self.stream, "keepalive", None)) is not None:
                         nursery.start_soon(self._keepalive, keepalive)
                 task_status.started(self.ref)
+                if self._handshake is not None:
+                    await self._adopt(self._handshake)
                 with self._reading:
                     await self._read_loop()
                 self._leave()
@@ -188,6 +196,26 @@ class Connection(ConnectionHandlers, ConnectionWriter):
             orders.close()
             await self.stream.aclose(close_code, self.close_reason or "")
             log.info("connection %d (%s) closed", self.id, self.stream.peer)
+
+    async def _adopt(self, accepted: Accepted) -> None:
+        """Start as if this connection had handled ``accepted`` (answered
+        before the server started, runtime/handshake.py) itself: the same
+        state, the same hub registration, the same analytics facts, its
+        share of the request rate; its answer is already written."""
+        rid, params = accepted.request_id, accepted.params
+        self._rate.take(trio.current_time())
+        if self.recorder.enabled:
+            self.unanswered[rid] = ("initialize", None)
+            self.recorder.record(facts.ClientRequest(
+                connection_id=self.id, request_id=rid, method="initialize", thread_id=None))
+        await self._register(params)
+        if self.originator != params.client_info.name:
+            # Only the process's first client can be answered early; a bug if not.
+            log.error("connection %d: initialize answered at start-up with the originator %r, the hub's is %r",
+                      self.id, params.client_info.name, self.originator)
+        self._initialized(params)
+        self._record_answers([Response(rid, accepted.response)])
+        log.debug("connection %d: initialize answered at start-up (%s), adopted", self.id, params.client_info.name)
 
     def _leave(self) -> None:
         """Tell the hub and the threads this client is gone (once)."""

@@ -2,7 +2,6 @@
 persistence and the thread's wire objects; its turns are in
 :mod:`.turns`, its other requests in :mod:`.actions`."""
 
-
 from __future__ import annotations
 
 import logging

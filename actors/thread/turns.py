@@ -353,7 +353,7 @@ class TurnControl:
             shell_command=shell_command, review_target=review_target, mcp=self.mcp,
         )
         self.state = Running(turn)
-        self.nursery.start_soon(run_turn, spec, mailbox, inbox, turn.scope)
+        self.nursery.start_soon(run_turn, spec, inbox, turn.scope)
         self._checkpoint()
 
     async def _interrupt(self: ThreadActor, reply: Reply, turn_id: str) -> None:

@@ -7,9 +7,12 @@ samples again while the model asks for a follow-up (a tool call's output to
 read). When it is over it reports :class:`~.messages.TurnEnded` to its
 thread, which writes the closing notifications.
 
-The delta path is two mailbox hops: the model stream sends one
-:class:`~.messages.ModelEvents` batch per network read, and each delta
-becomes one notification queued on each subscriber's outbox.
+The delta path is one mailbox hop: the turn runs its model stream in its
+own task and handles each network read's :class:`~.messages.ModelEvents`
+batch where it is read (one wake-up per read, not two); each delta becomes
+one notification queued on each subscriber's outbox. The thread's messages
+(subscribers, steered input, user shell commands) are read beside the
+stream by a task that wakes only when the thread sends one.
 
 Compaction: a ``compact`` turn (thread/compact/start) only compacts; a
 regular turn compacts before it samples when the thread's context is past

@@ -57,9 +57,9 @@ from .spec import (
 log = logging.getLogger("trio_codex.turn")
 
 
-async def run_turn(spec: TurnSpec, mailbox: Mailbox, inbox: Inbox, scope: trio.CancelScope) -> None:
-    """Run one turn, reading ``inbox`` (its model streams send to
-    ``mailbox``) under the thread's cancel ``scope``; report
+async def run_turn(spec: TurnSpec, inbox: Inbox, scope: trio.CancelScope) -> None:
+    """Run one turn, reading the thread's messages from ``inbox``, under
+    the thread's cancel ``scope``; report
     :class:`~.messages.TurnEnded` last. The thread closes the mailbox when it
     handles that, and keeps what the turn did not read (steered input that
     came too late for the model)."""
@@ -67,7 +67,7 @@ async def run_turn(spec: TurnSpec, mailbox: Mailbox, inbox: Inbox, scope: trio.C
     error: TurnError | None = None
     with scope:
         try:
-            error = await turn.run(mailbox, inbox, scope)
+            error = await turn.run(inbox, scope)
         except* StorageFailure as failed:
             # The rollout cannot be written (disk full, read-only): the turn
             # fails with why, rather than report items it could not keep.
@@ -89,6 +89,39 @@ async def run_turn(spec: TurnSpec, mailbox: Mailbox, inbox: Inbox, scope: trio.C
     history = (*turn.base, *turn.added) if turn.compacted else tuple(turn.added)
     await spec.thread.send(TurnEnded(spec.turn_id, status, error, history, tuple(turn.final), turn.usage,
                                      replaces_history=turn.compacted, context_tokens=turn.context_tokens))
+
+
+class _Direct:
+    """The model stream's outbox when the turn itself runs the stream: each
+    message is handled on the spot, in the stream's task, in wire order.
+
+    Safe without a mailbox between them: the stream is the turn's own
+    child, sends nothing else, and waits for each batch to be handled
+    exactly as it waited for room in the mailbox (its idle clock stops
+    meanwhile, see ``model._put``); a batch is never split or reordered.
+    After the response completed or failed, nothing more is sent."""
+
+    __slots__ = ("turn", "on_events", "error", "done")
+
+    def __init__(self, turn: TurnActor, on_events: Callable[[tuple[Any, ...]], Awaitable[bool]]) -> None:
+        self.turn = turn
+        self.on_events = on_events
+        self.error: TurnError | None = None
+        self.done = False
+
+    async def send(self, msg: Any) -> None:
+        if self.done:
+            return
+        turn = self.turn
+        match msg:
+            case ModelEvents(events=events):
+                self.done = await self.on_events(events)
+            case ModelRetrying(message=message, codex_error_info=info, additional_details=more):
+                turn.texts.clear()
+                await turn._notify("error", ErrorNotification(
+                    TurnError(message, info, more), True, turn.thread_id, turn.turn_id))
+            case ModelFailed(message=message, codex_error_info=info, additional_details=more):
+                self.error, self.done = TurnError(message, info, more), True
 
 
 def _first_leaf(group: BaseException) -> BaseException:
@@ -129,12 +162,12 @@ class TurnActor(TurnEvents, TurnPhases):
             recorder=spec.recorder, turn_tokens=lambda: self.usage.minus(spec.usage).total_tokens,
         )
 
-    async def run(self, mailbox: Mailbox, inbox: Inbox, scope: trio.CancelScope) -> TurnError | None:
+    async def run(self, inbox: Inbox, scope: trio.CancelScope) -> TurnError | None:
         spec = self.spec
         if spec.mcp is not None and spec.kind != "compact":
             await self._open_mcp(spec.mcp)
         if spec.kind == "compact":
-            return await self._compact(mailbox, inbox, "manual", "standalone_turn")
+            return await self._compact(inbox, "manual", "standalone_turn")
         if spec.kind == "shell":
             assert spec.shell_command is not None
             record = await run_user_shell(self.tools, *spec.shell_command)
@@ -142,7 +175,7 @@ class TurnActor(TurnEvents, TurnPhases):
             self.added.append(record)
             return None
         if spec.compact_first:
-            error = await self._compact(mailbox, inbox, "auto", "pre_turn")
+            error = await self._compact(inbox, "auto", "pre_turn")
             if error is not None:
                 return error
             assert spec.user_item is not None and spec.user_raw is not None
@@ -152,20 +185,20 @@ class TurnActor(TurnEvents, TurnPhases):
             self.added.append(spec.user_raw)
         if spec.kind == "review":
             await self._enter_review()
-            error = await self._sample_loop(mailbox, inbox, scope)
+            error = await self._sample_loop(inbox, scope)
             if error is None:
                 await self._exit_review()
             else:
                 self.leave_review()  # a failed review leaves nothing in the thread
             return error
-        return await self._sample_loop(mailbox, inbox, scope)
+        return await self._sample_loop(inbox, scope)
 
-    async def _sample_loop(self, mailbox: Mailbox, inbox: Inbox, scope: trio.CancelScope) -> TurnError | None:
+    async def _sample_loop(self, inbox: Inbox, scope: trio.CancelScope) -> TurnError | None:
         """Sample, run the calls, and sample again while there are calls or
         steered input to answer (compacting past the context limit)."""
         limit = self.spec.config.auto_compact_limit
         while True:
-            error = await self._sample_with_tools(mailbox, inbox)
+            error = await self._sample_with_tools(inbox)
             if any(call.outcome is not None and call.outcome.cancel for call in self.calls):
                 scope.cancel(reason="the client answered an approval with cancel")
                 await trio.lowlevel.checkpoint()
@@ -185,17 +218,17 @@ class TurnActor(TurnEvents, TurnPhases):
             if error is not None or not followed_up:
                 return error
             if limit is not None and self.context_tokens >= limit:
-                error = await self._compact(mailbox, inbox, "auto", "mid_turn")
+                error = await self._compact(inbox, "auto", "mid_turn")
                 if error is not None:
                     return error
 
 
-    async def _sample_with_tools(self, mailbox: Mailbox, inbox: Inbox) -> TurnError | None:
+    async def _sample_with_tools(self, inbox: Inbox) -> TurnError | None:
         """One sampling request; the calls it makes run while it streams and
         their outputs join the history in call order."""
         async with trio.open_nursery() as tools:
             self.tool_nursery = tools
-            error = await self._sample(mailbox, inbox)
+            error = await self._sample(inbox)
             if error is not None:
                 tools.cancel_scope.cancel(reason="the model stream failed")
         for call in self.calls:
@@ -280,27 +313,39 @@ class TurnActor(TurnEvents, TurnPhases):
                 "name": "codex_output_schema"}},
         )
 
-    async def _sample(self, mailbox: Mailbox, inbox: Inbox) -> TurnError | None:
-        return await self._stream(self._request(), self._events, mailbox, inbox)
+    async def _sample(self, inbox: Inbox) -> TurnError | None:
+        return await self._stream(self._request(), self._events, inbox)
 
     async def _stream(self, request: rs.ResponsesRequest, on_events: Callable[[tuple[Any, ...]], Awaitable[bool]],
-                      mailbox: Mailbox, inbox: Inbox) -> TurnError | None:
+                      inbox: Inbox) -> TurnError | None:
         """Stream one response; ``on_events`` takes each batch of its events
-        and says when the response is complete."""
+        and says when the response is complete.
+
+        The model stream runs in this task, handing each network read's
+        events straight to ``on_events`` (see :class:`_Direct`): no mailbox
+        hop and no second wake-up per read. The thread's messages are read
+        beside it, by :meth:`_control`, which wakes only when the thread
+        sends one."""
+        direct = _Direct(self, on_events)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(stream_response, self.spec.model, request, mailbox)
+            control = trio.CancelScope()
+            nursery.start_soon(self._control, inbox, nursery, control)
+            try:
+                await stream_response(self.spec.model, request, direct)
+            finally:
+                # Stops reading the inbox only: a user shell started
+                # beside the stream still ends before this returns.
+                control.cancel()
+        return direct.error
+
+    async def _control(self, inbox: Inbox, nursery: trio.Nursery, scope: trio.CancelScope) -> None:
+        """The thread's messages to the turn while it streams. Cancelled
+        between two messages (a batch is handled without a checkpoint), so
+        none is lost: what is left stays in the inbox."""
+        with scope:
             while True:
                 for msg in await inbox.receive_batch():
                     match msg:
-                        case ModelEvents(events=events):
-                            if await on_events(events):
-                                return None
-                        case ModelRetrying(message=message, codex_error_info=info, additional_details=more):
-                            self.texts.clear()
-                            await self._notify("error", ErrorNotification(
-                                TurnError(message, info, more), True, self.thread_id, self.turn_id))
-                        case ModelFailed(message=message, codex_error_info=info, additional_details=more):
-                            return TurnError(message, info, more)
                         case SubscribersChanged(conns=conns):
                             self.subscribers = conns
                         case Steered(items=items):

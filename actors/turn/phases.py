@@ -17,7 +17,7 @@ from ...runtime.history import (
     user_message,
 )
 from ...runtime.ids import uuid7
-from ...runtime.mailbox import Inbox, Mailbox
+from ...runtime.mailbox import Inbox
 from ...runtime.protocol import responses as rs
 from ...runtime.protocol.v2.thread import ReadOnly
 from ...runtime.protocol.v2.item import (
@@ -108,7 +108,7 @@ class TurnPhases:
         await self._notify("item/completed", ItemCompleted(message, self.thread_id, self.turn_id, now_ms()))
         self.added, self.final = [record, answer], [message]
 
-    async def _compact(self: TurnActor, mailbox: Mailbox, inbox: Inbox, trigger: str, phase: str) -> TurnError | None:
+    async def _compact(self: TurnActor, inbox: Inbox, trigger: str, phase: str) -> TurnError | None:
         """Have the model summarize the history (no tools), and replace the
         history with the newest user messages and the summary."""
         started_ms, started = now_ms(), trio.current_time()
@@ -136,7 +136,7 @@ class TurnPhases:
                         return True
             return False
 
-        error = await self._stream(request, on_events, mailbox, inbox)
+        error = await self._stream(request, on_events, inbox)
 
         def record(status: str) -> None:
             if self.spec.recorder.enabled:

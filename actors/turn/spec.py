@@ -35,8 +35,8 @@ from ..process import ProcessTable
 from ..tools import ToolOutcome
 
 
-#: Model event batches and control messages waiting for the turn. The model
-#: stream awaits space, so a slow turn slows the socket read, never loses.
+#: The thread's messages waiting for the turn (it never waits for room:
+#: see :func:`open_turn_mailbox`).
 TURN_CAPACITY = 64
 
 

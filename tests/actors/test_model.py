@@ -414,3 +414,40 @@ async def test_a_turn_slower_than_the_idle_timeout_does_not_time_the_model_out(m
     messages = await drain_mailbox(client, prompt, capacity=1, pause=0.15)
     assert not [m for m in messages if not isinstance(m, ModelEvents)]
     assert text(messages) == "".join(split_text("a slow turn", 40))
+
+
+class SlowHandler:
+    """An outbox that handles each message in the stream's own task, as the
+    turn does (no mailbox between them), taking ``pause`` seconds each."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self.messages: list = []
+
+    async def send(self, msg: object) -> None:
+        self.messages.append(msg)
+        await trio.sleep(self.pause)
+
+
+@pytest.mark.parametrize(("count", "directives"), [(300, "delay_ms=1"), (3000, "")])
+async def test_deltas_handled_in_the_streams_own_task_arrive_lossless_and_in_order(
+        make_client, count, directives) -> None:
+    reply = "every delta of this reply, handled where it is read"
+    out = SlowHandler(0)
+    with trio.fail_after(TIMEOUT):
+        await stream_response(make_client(), request(f"[[deltas={count} {directives}]] {reply}"), out)
+    deltas = [e.delta for e in events(out.messages) if isinstance(e, wire.OutputTextDelta)]
+    assert tuple(deltas) == split_text(reply, count)
+    assert isinstance(events(out.messages)[-1], wire.ResponseCompleted)
+
+
+async def test_handling_slower_than_the_idle_timeout_in_the_streams_task_does_not_time_the_model_out(
+        make_client) -> None:
+    # The turn handles each read's events where the stream reads them: the
+    # idle clock stops while it does, as while a full mailbox makes it wait.
+    client = make_client(stream_idle_timeout_ms=100, stream_max_retries=0)
+    out = SlowHandler(0.15)
+    with trio.fail_after(TIMEOUT):
+        await stream_response(client, request("[[deltas=20 delay_ms=1]] a slow turn"), out)
+    assert not [m for m in out.messages if not isinstance(m, ModelEvents)]
+    assert text(out.messages) == "".join(split_text("a slow turn", 20))

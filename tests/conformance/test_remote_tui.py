@@ -53,7 +53,7 @@ PLAN_MODE = "Planmode(shift+tabtocycle)"
 #: The pseudo-terminal's size: tall enough to hold the whole session, since
 #: the TUI redraws its screen rather than scroll it, so a line pushed off
 #: the top is gone.
-COLUMNS, LINES = 120, 200
+COLUMNS, LINES = 120, 400
 
 
 class Proxy:

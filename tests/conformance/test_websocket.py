@@ -342,3 +342,29 @@ async def test_the_unix_control_socket_serves_websocket_and_is_removed_at_exit(c
         with trio.fail_after(TIMEOUT):
             assert await server.proc.wait() == 0
         assert not path.exists() and not path.is_symlink()
+
+
+async def test_a_client_joining_a_paced_stream_gets_the_rest_of_its_deltas_in_order(codex_home: Path) -> None:
+    # The turn reads the thread's messages (here: a new subscriber) beside
+    # the model stream it runs itself; the deltas after the join reach both.
+    async with ws_server(codex_home, "ws://127.0.0.1:0") as server:
+        async with ws_client(server.url) as a, ws_client(server.url) as b:
+            await a.initialize("first")
+            await b.initialize("second")
+            tid = (await a.request("thread/start", {}))["thread"]["id"]
+            await a.request("turn/start", {"threadId": tid, "input": [
+                {"type": "text", "text": "[[deltas=300 delay_ms=2]] " + "joined midway. " * 20}]})
+            first = (await a.until("item/agentMessage/delta"))["params"]["delta"]
+            await b.request("thread/resume", {"threadId": tid})
+
+            async def text(client: Client, deltas: list[str]) -> str:
+                while (msg := await client.next()).get("method") != "item/completed" \
+                        or msg["params"]["item"]["type"] != "agentMessage":
+                    if msg.get("method") == "item/agentMessage/delta":
+                        deltas.append(msg["params"]["delta"])
+                return msg["params"]["item"]["text"]
+
+            seen_a, seen_b = [first], []
+            final = await text(a, seen_a)
+            assert await text(b, seen_b) == final == "".join(seen_a)
+            assert seen_b and final.endswith("".join(seen_b)) and seen_a[-len(seen_b):] == seen_b
