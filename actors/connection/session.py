@@ -64,14 +64,14 @@ from ..messages import (
 )
 from ..process import open_process_table
 
-from .handlers import ConnectionHandlers
+from . import handlers
+from . import writer
 from .writer import (
     CLOSE,
     GOING_AWAY_CLOSE_CODE,
     INTERNAL_ERROR_CLOSE_CODE,
     NORMAL_CLOSE,
     SLOW_CLIENT_CLOSE_CODE,
-    ConnectionWriter,
 )
 
 log = logging.getLogger("trio_codex.connection")
@@ -92,12 +92,83 @@ _ID_IN_HEAD = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
 
 
 @dispatches(CONNECTION, THREAD)
-class Connection(ConnectionHandlers, ConnectionWriter):
+class Connection:
     """The session of one client; see the module docstring. It answers the
     method table's CONNECTION rows, and builds the thread's message for its
     THREAD rows."""
 
     HANDLERS: ClassVar[dict[str, Callable[..., Any]]]
+
+    # Defined in :mod:`.writer` (functions of the actor, bound here).
+    _record_answers = writer._record_answers
+    _write_loop = writer._write_loop
+    _drain = writer._drain
+    _write_backlog = writer._write_backlog
+
+    # Defined in :mod:`.handlers` (functions of the actor, bound here).
+    rpc_thread_search_cancel = handlers.rpc_thread_search_cancel
+    rpc_thread_search_stream_cancel = handlers.rpc_thread_search_stream_cancel
+    rpc_model_list = handlers.rpc_model_list
+    rpc_account_read = handlers.rpc_account_read
+    rpc_config_read = handlers.rpc_config_read
+    rpc_config_requirements_read = handlers.rpc_config_requirements_read
+    rpc_skills_list = handlers.rpc_skills_list
+    rpc_hooks_list = handlers.rpc_hooks_list
+    rpc_plugin_installed = handlers.rpc_plugin_installed
+    rpc_app_list = handlers.rpc_app_list
+    rpc_experimental_feature_list = handlers.rpc_experimental_feature_list
+    rpc_collaboration_mode_list = handlers.rpc_collaboration_mode_list
+    rpc_permission_profile_list = handlers.rpc_permission_profile_list
+    rpc_gov_cloud_check = handlers.rpc_gov_cloud_check
+    rpc_command_exec_resize = handlers.rpc_command_exec_resize
+    rpc_command_exec_terminate = handlers.rpc_command_exec_terminate
+    rpc_fs_read_file = handlers.rpc_fs_read_file
+    rpc_fs_write_file = handlers.rpc_fs_write_file
+    rpc_fs_get_metadata = handlers.rpc_fs_get_metadata
+    rpc_fs_read_directory = handlers.rpc_fs_read_directory
+    rpc_fs_create_directory = handlers.rpc_fs_create_directory
+    rpc_fs_remove = handlers.rpc_fs_remove
+    rpc_fs_copy = handlers.rpc_fs_copy
+    rpc_fs_unwatch = handlers.rpc_fs_unwatch
+    rpc_fuzzy_session_start = handlers.rpc_fuzzy_session_start
+    rpc_fuzzy_session_update = handlers.rpc_fuzzy_session_update
+    rpc_fuzzy_session_stop = handlers.rpc_fuzzy_session_stop
+    rpc_config_value_write = handlers.rpc_config_value_write
+    rpc_config_batch_write = handlers.rpc_config_batch_write
+    rpc_model_provider_list = handlers.rpc_model_provider_list
+    rpc_model_provider_default_set = handlers.rpc_model_provider_default_set
+    rpc_feature_enablement_set = handlers.rpc_feature_enablement_set
+    rpc_rate_limits_read = handlers.rpc_rate_limits_read
+    rpc_feedback_save = handlers.rpc_feedback_save
+    rpc_plugin_list = handlers.rpc_plugin_list
+    rpc_plugin_read = handlers.rpc_plugin_read
+    rpc_external_agent_detect = handlers.rpc_external_agent_detect
+    rpc_fs_watch = handlers.rpc_fs_watch
+    rpc_fuzzy_file_search = handlers.rpc_fuzzy_file_search
+    rpc_initialize = handlers.rpc_initialize
+    _register = handlers._register
+    _initialized = handlers._initialized
+    rpc_login = handlers.rpc_login
+    rpc_logout = handlers.rpc_logout
+    _account_updated = handlers._account_updated
+    rpc_command_exec = handlers.rpc_command_exec
+    rpc_command_exec_write = handlers.rpc_command_exec_write
+    rpc_turn_start = handlers.rpc_turn_start
+    rpc_turn_steer = handlers.rpc_turn_steer
+    rpc_turn_interrupt = handlers.rpc_turn_interrupt
+    rpc_settings_update = handlers.rpc_settings_update
+    rpc_thread_revert = handlers.rpc_thread_revert
+    rpc_thread_rollback = handlers.rpc_thread_rollback
+    rpc_thread_compact = handlers.rpc_thread_compact
+    rpc_shell_command = handlers.rpc_shell_command
+    rpc_background_terminals_list = handlers.rpc_background_terminals_list
+    rpc_background_terminals_clean = handlers.rpc_background_terminals_clean
+    rpc_background_terminals_terminate = handlers.rpc_background_terminals_terminate
+    rpc_inject_items = handlers.rpc_inject_items
+    rpc_review_start = handlers.rpc_review_start
+    rpc_goal_get = handlers.rpc_goal_get
+    rpc_goal_set = handlers.rpc_goal_set
+    rpc_goal_clear = handlers.rpc_goal_clear
 
     def __init__(self, conn_id: int, stream: FrameStream, info: ServerInfo,
                  hub: Mailbox, threads: Mailbox, approvals: Mailbox, recorder: Recorder, *,

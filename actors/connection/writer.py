@@ -1,8 +1,8 @@
 """The connection's write side: it drains the outbox as messages come into
 a backlog counted in bytes, drops the notifications its client opted out
 of, merges runs of deltas when a backlog built up (no text is lost; fewer,
-larger messages), encodes and writes each batch with one call (a mixin of
-:class:`~.session.Connection`, and the backlog)."""
+larger messages), encodes and writes each batch with one call (functions of
+:class:`~.session.Connection`, bound as its methods, and the backlog)."""
 
 from __future__ import annotations
 
@@ -46,83 +46,80 @@ _DELTA_METHODS = frozenset({"item/agentMessage/delta", "item/reasoning/summaryTe
                             "item/reasoning/textDelta", "item/commandExecution/outputDelta"})
 
 
-class ConnectionWriter:
-    """The writer's tasks; see the module docstring."""
+def _record_answers(self: Connection, batch: list[Outbound]) -> None:
+    """Analytics facts for the answers going out (the outbound path)."""
+    for msg in batch:
+        if type(msg) is Response and msg.id in self.unanswered:
+            method, thread_id = self.unanswered.pop(msg.id)
+            self.recorder.record(facts.ClientResponse(
+                connection_id=self.id, request_id=msg.id, method=method,
+                thread_id=thread_id or getattr(getattr(msg.result, "thread", None), "id", None),
+                turn_id=_turn_id(msg.result)))
+        elif type(msg) is ErrorResponse and msg.id in self.unanswered:
+            method, _ = self.unanswered.pop(msg.id)
+            self.recorder.record(facts.ErrorResponse(
+                connection_id=self.id, request_id=msg.id, method=method,
+                code=msg.error.code, message=msg.error.message))
 
-    def _record_answers(self: Connection, batch: list[Outbound]) -> None:
-        """Analytics facts for the answers going out (the outbound path)."""
-        for msg in batch:
-            if type(msg) is Response and msg.id in self.unanswered:
-                method, thread_id = self.unanswered.pop(msg.id)
-                self.recorder.record(facts.ClientResponse(
-                    connection_id=self.id, request_id=msg.id, method=method,
-                    thread_id=thread_id or getattr(getattr(msg.result, "thread", None), "id", None),
-                    turn_id=_turn_id(msg.result)))
-            elif type(msg) is ErrorResponse and msg.id in self.unanswered:
-                method, _ = self.unanswered.pop(msg.id)
-                self.recorder.record(facts.ErrorResponse(
-                    connection_id=self.id, request_id=msg.id, method=method,
-                    code=msg.error.code, message=msg.error.message))
+async def _write_loop(self: Connection, inbox: Inbox, scope: trio.CancelScope) -> None:
+    """Move what is queued for the client from the outbox into the
+    backlog (see :class:`_Backlog`) and write the backlog out, both at
+    once: the outbox never stays full while the client is within its
+    byte budget, so no sender waits on a slow client."""
+    backlog = _Backlog()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._drain, inbox, backlog)
+            await self._write_backlog(backlog)
+            nursery.cancel_scope.cancel()
+    except TransportClosed as exc:
+        # A write that stalled is the slow-client policy at work: say so.
+        log.log(logging.WARNING if isinstance(exc, WriteStalled) else logging.INFO,
+                "connection %d: closed while writing: %s", self.id, exc)
+        scope.cancel(reason=f"connection {self.id}: the peer is gone")
 
-    async def _write_loop(self: Connection, inbox: Inbox, scope: trio.CancelScope) -> None:
-        """Move what is queued for the client from the outbox into the
-        backlog (see :class:`_Backlog`) and write the backlog out, both at
-        once: the outbox never stays full while the client is within its
-        byte budget, so no sender waits on a slow client."""
-        backlog = _Backlog()
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._drain, inbox, backlog)
-                await self._write_backlog(backlog)
-                nursery.cancel_scope.cancel()
-        except TransportClosed as exc:
-            # A write that stalled is the slow-client policy at work: say so.
-            log.log(logging.WARNING if isinstance(exc, WriteStalled) else logging.INFO,
-                    "connection %d: closed while writing: %s", self.id, exc)
-            scope.cancel(reason=f"connection {self.id}: the peer is gone")
-
-    async def _drain(self: Connection, inbox: Inbox, backlog: _Backlog) -> None:
-        budget = self.limits.outbox_byte_budget
-        while True:
-            batch = await inbox.receive_batch(WRITE_BATCH)
-            closing = next((i for i, m in enumerate(batch) if m is CLOSE), None)
-            if closing is not None:
-                batch = batch[:closing]
-            if self.opt_out:
-                batch = [m for m in batch if type(m) is not Notification or m.method not in self.opt_out]
-            if self.unanswered:
-                self._record_answers(batch)
-            self.pending -= sum(1 for m in batch if type(m) is Response or type(m) is ErrorResponse)
-            backlog.add(batch)
-            if closing is not None:
+async def _drain(self: Connection, inbox: Inbox, backlog: _Backlog) -> None:
+    budget = self.limits.outbox_byte_budget
+    while True:
+        batch = await inbox.receive_batch(WRITE_BATCH)
+        closing = next((i for i, m in enumerate(batch) if m is CLOSE), None)
+        if closing is not None:
+            batch = batch[:closing]
+        if self.opt_out:
+            batch = [m for m in batch if type(m) is not Notification or m.method not in self.opt_out]
+        if self.unanswered:
+            self._record_answers(batch)
+        self.pending -= sum(1 for m in batch if type(m) is Response or type(m) is ErrorResponse)
+        backlog.add(batch)
+        if closing is not None:
+            backlog.close()
+            return
+        if backlog.size > budget:
+            if self.can_disconnect:
+                self._close(f"{backlog.size} bytes were queued for the client, over its budget of {budget} "
+                            f"(TRIO_CODEX_OUTBOX_BYTE_BUDGET): it does not read fast enough",
+                            SLOW_CLIENT_CLOSE_CODE)
                 backlog.close()
+                # Its senders learn at once that it is gone, rather than
+                # waiting for room while it closes.
+                inbox.close()
                 return
-            if backlog.size > budget:
-                if self.can_disconnect:
-                    self._close(f"{backlog.size} bytes were queued for the client, over its budget of {budget} "
-                                f"(TRIO_CODEX_OUTBOX_BYTE_BUDGET): it does not read fast enough",
-                                SLOW_CLIENT_CLOSE_CODE)
-                    backlog.close()
-                    # Its senders learn at once that it is gone, rather than
-                    # waiting for room while it closes.
-                    inbox.close()
-                    return
-                # Stdio cannot be closed: hold its senders back instead.
-                await backlog.shrunk(budget)
+            # Stdio cannot be closed: hold its senders back instead.
+            await backlog.shrunk(budget)
 
-    async def _write_backlog(self: Connection, backlog: _Backlog) -> None:
-        encode = codec.encode
-        # A client closed for being slow gets none of its backlog.
-        while (taken := await backlog.take()) is not None and not self._drop_backlog:
-            batch, size = taken
-            if len(batch) > COALESCE_BACKLOG:
-                batch = coalesce_deltas(batch)
-            frames = [m if type(m) is bytes else encode(m) for m in batch]
-            if self.legacy_error_info:
-                frames = [_downgrade_error_info(f) for f in frames]
-            await self.stream.send_frames(frames)
-            backlog.sent(size)
-        self._written.set()
+async def _write_backlog(self: Connection, backlog: _Backlog) -> None:
+    encode = codec.encode
+    # A client closed for being slow gets none of its backlog.
+    while (taken := await backlog.take()) is not None and not self._drop_backlog:
+        batch, size = taken
+        if len(batch) > COALESCE_BACKLOG:
+            batch = coalesce_deltas(batch)
+        frames = [m if type(m) is bytes else encode(m) for m in batch]
+        if self.legacy_error_info:
+            frames = [_downgrade_error_info(f) for f in frames]
+        await self.stream.send_frames(frames)
+        backlog.sent(size)
+    self._written.set()
 
 
 class _Backlog:

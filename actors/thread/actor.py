@@ -94,7 +94,8 @@ from ..messages import (
 )
 from ..process import ProcessTable, open_process_table
 from ..rollout_writer import append, run_rollout_writer
-from .actions import ThreadActions
+from . import actions
+from . import turns
 from .state import (
     Ready,
     Running,
@@ -105,7 +106,6 @@ from .state import (
     follow_rollout,
     lost_turn,
 )
-from .turns import TurnControl
 
 
 log = logging.getLogger("trio_codex.thread")
@@ -145,7 +145,7 @@ async def run_thread(config: ThreadConfig, model: Any, hub: Mailbox, approvals: 
 GIT_PROBE_TIMEOUT = 5.0
 
 
-class ThreadActor(TurnControl, ThreadActions):
+class ThreadActor:
     """See the module docstring; its state, handled one message at a time."""
 
     nursery: trio.Nursery
@@ -153,6 +153,39 @@ class ThreadActor(TurnControl, ThreadActions):
     recorder: Recorder
     #: The MCP pool (None: no MCP); each turn asks it for the thread's servers.
     mcp: Mailbox | None
+
+    # Defined in :mod:`.actions` (functions of the actor, bound here).
+    _user_shell = actions._user_shell
+    _review = actions._review
+    _start_review = actions._start_review
+    _background_terminals = actions._background_terminals
+    _inject = actions._inject
+    _goal = actions._goal
+    _goal_tool = actions._goal_tool
+    _store_goal = actions._store_goal
+    _account_goal = actions._account_goal
+    _continue_goal = actions._continue_goal
+
+    # Defined in :mod:`.turns` (functions of the actor, bound here).
+    _steer = turns._steer
+    _apply_settings = turns._apply_settings
+    _update_settings = turns._update_settings
+    _start_turn = turns._start_turn
+    _overrides = turns._overrides
+    _compact = turns._compact
+    _compaction = turns._compaction
+    _stop = turns._stop
+    _after_turn = turns._after_turn
+    _revert = turns._revert
+    _start_compaction = turns._start_compaction
+    _open_turn = turns._open_turn
+    _launch_turn = turns._launch_turn
+    _interrupt = turns._interrupt
+    _own_turn = turns._own_turn
+    _approval_gate = turns._approval_gate
+    _approval_done = turns._approval_done
+    _turn_ended = turns._turn_ended
+    _run_notify = turns._run_notify
 
     def __init__(self, config: ThreadConfig, model: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
                  registry: Mailbox, mailbox: Mailbox) -> None:

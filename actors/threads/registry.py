@@ -74,7 +74,8 @@ from ..messages import (
     Unsubscribe,
 )
 from ..thread import lost_turn, run_thread
-from .workers import READERS, RegistryWorkers
+from . import workers
+from .workers import READERS
 from .config import (
     SANDBOX_CHOICE,
     common_fields,
@@ -112,10 +113,26 @@ class _LaunchStarted(Msg, tag="launch_started", frozen=True):
 
 
 @dispatches(REGISTRY)
-class ThreadRegistry(RegistryWorkers):
+class ThreadRegistry:
     """The registry actor; it answers the method table's REGISTRY rows."""
 
     HANDLERS: ClassVar[dict[str, Callable[[ThreadRegistry, ThreadRequest], Awaitable[None]]]]
+
+    # Defined in :mod:`.workers` (functions of the actor, bound here).
+    _beside = workers._beside
+    _work = workers._work
+    _read_unloaded = workers._read_unloaded
+    _history_page = workers._history_page
+    _metadata = workers._metadata
+    _name = workers._name
+    _archive = workers._archive
+    _delete = workers._delete
+    _fork = workers._fork
+    _read_for_resume = workers._read_for_resume
+    _stored = workers._stored
+    _find = workers._find
+    _read = workers._read
+    _replay = workers._replay
 
     def __init__(self, settings: Settings, models: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
                  recorder: Recorder = DISABLED, mcp: Mailbox | None = None) -> None:

@@ -41,8 +41,8 @@ from ..messages import (
 )
 from ..model import stream_response
 from ..tools import ToolContext, aborted_output, is_parallel, run_tool_call, run_user_shell
-from .events import TurnEvents
-from .phases import TurnPhases
+from . import events
+from . import phases
 from .spec import (
     ABORTED,
     DEFAULT_INSTRUCTIONS,
@@ -130,7 +130,7 @@ def _first_leaf(group: BaseException) -> BaseException:
     return group
 
 
-class TurnActor(TurnEvents, TurnPhases):
+class TurnActor:
     def __init__(self, spec: TurnSpec) -> None:
         self.spec = spec
         self.thread_id = spec.config.id
@@ -161,6 +161,23 @@ class TurnActor(TurnEvents, TurnPhases):
             processes=spec.processes, notify=self._tool_notify, subscribers=lambda: self.subscribers,
             recorder=spec.recorder, turn_tokens=lambda: self.usage.minus(spec.usage).total_tokens,
         )
+
+    # Defined in :mod:`.phases` (functions of the actor, bound here).
+    _enter_review = phases._enter_review
+    leave_review = phases.leave_review
+    _exit_review = phases._exit_review
+    _compact = phases._compact
+
+    # Defined in :mod:`.events` (functions of the actor, bound here).
+    _notify = events._notify
+    _tool_notify = events._tool_notify
+    _send = events._send
+    _events = events._events
+    _item_added = events._item_added
+    _item_done = events._item_done
+    _token_count = events._token_count
+    _usage = events._usage
+    _usage_updated = events._usage_updated
 
     async def run(self, inbox: Inbox, scope: trio.CancelScope) -> TurnError | None:
         spec = self.spec
