@@ -98,6 +98,9 @@ class Connection:
     THREAD rows."""
 
     HANDLERS: ClassVar[dict[str, Callable[..., Any]]]
+    #: Declared here for the handlers (actors/connection/handlers.py), typed
+    #: before this module is.
+    info: ServerInfo
 
     # Defined in :mod:`.writer` (functions of the actor, bound here).
     _record_answers = writer._record_answers

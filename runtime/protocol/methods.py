@@ -232,6 +232,6 @@ def dispatches(*routes: Route) -> Callable[[_Cls], _Cls]:
             raise TypeError(f"{cls.__name__} serves {', '.join(r.value for r in routes)}: "
                             f"handlers missing for rows of the method table: {missing}; "
                             f"handlers no row names: {stray} (runtime/protocol/methods.py)")
-        cls.HANDLERS = {method: getattr(cls, HANDLER_PREFIX + spec.handler) for method, spec in rows.items()}
+        setattr(cls, "HANDLERS", {method: getattr(cls, HANDLER_PREFIX + spec.handler) for method, spec in rows.items()})
         return cls
     return bind
