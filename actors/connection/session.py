@@ -93,7 +93,7 @@ _ID_IN_HEAD = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
 
 @dispatches(CONNECTION, THREAD)
 class Connection:
-    """The session of one client; see the module docstring. It answers the
+    """The session of one client; see the package docstring. It answers the
     method table's CONNECTION rows, and builds the thread's message for its
     THREAD rows."""
 

@@ -146,7 +146,8 @@ GIT_PROBE_TIMEOUT = 5.0
 
 
 class ThreadActor:
-    """See the module docstring; its state, handled one message at a time."""
+    """See the package docstring (actors/thread/__init__.py): its state,
+    handled one message at a time."""
 
     nursery: trio.Nursery
     processes: ProcessTable
@@ -202,7 +203,7 @@ class ThreadActor:
         self.preview = ""
         self.updated_at = config.created_at
         self.status: ThreadStatus = Idle()
-        #: The lifecycle state: see the module docstring.
+        #: The lifecycle state: see the package docstring.
         self.state: ThreadState = Ready()
         self.name: str | None = None
         #: Running while the thread is Ready with no subscriber; its
