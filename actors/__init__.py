@@ -1,4 +1,6 @@
-"""trio_codex.actors: the actors, and the helpers they share. Nothing
+"""trio_codex.actors: the actors, and the helpers they share (the big
+actors are packages of modules of at most 600 lines: connection, threads,
+thread, turn; messages too). Nothing
 executable here; this is the catalogue.
 
 Actors (each runs an inbox loop under the host's nursery tree):

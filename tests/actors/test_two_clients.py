@@ -17,7 +17,7 @@ import trio
 import trio.testing
 import trio_websocket
 
-from trio_codex.actors import connection
+from trio_codex.actors.connection import session as connection
 from trio_codex.actors.analytics import run_analytics
 from trio_codex.actors.analytics_facts import DISABLED
 from trio_codex.actors.approvals import run_approvals
