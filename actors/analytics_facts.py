@@ -30,13 +30,13 @@ odd answer is a fact about the client, not a fault of the server.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 import msgspec
 import trio
 
+from ..runtime.clock import now_ms
 from ..runtime.errors import MailboxClosed
 from ..runtime.mailbox import Mailbox
 from ..runtime.protocol.jsonrpc import ErrorObject, RequestId
@@ -72,16 +72,10 @@ __all__ = [
     "TurnResolvedConfig",
     "TurnStarted",
     "TurnTokenUsage",
-    "now_ms",
     "response_from_result",
 ]
 
 log = logging.getLogger("trio_codex.analytics")
-
-
-def now_ms() -> int:
-    """Unix time in milliseconds: the stamp every fact carries."""
-    return time.time_ns() // 1_000_000
 
 
 class Fact(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -16,21 +16,16 @@ once rather than losing the message silently.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 
 import trio
 
+from ..runtime.clock import now_ms
 from ..runtime.errors import MailboxClosed
 from ..runtime.protocol.jsonrpc import Notification, Outbound
 from .messages import CloseConnection, ConnectionRef
 
 log = logging.getLogger("trio_codex.fanout")
-
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def notification(method: str, params: object) -> Notification:

@@ -23,12 +23,12 @@ import trio
 
 from ..runtime import mcp_tools
 from ..runtime.ask import ReplySlot, ask
+from ..runtime.clock import now_ms
 from ..runtime.errors import ActorGone, AskTimeout, McpCallFailed, MailboxClosed
 from ..runtime.protocol import responses as rs
 from ..runtime.protocol.v2.approval import McpElicitationParams
 from ..runtime.protocol.v2.item import ItemCompleted, ItemStarted, McpToolCallItem, McpToolCallProgress
-from .fanout import now_ms
-from .messages import ApprovalAnswer, McpCallTool, McpCancel, McpListResources, McpReadResource, RequestApproval
+from .messages import McpCallTool, McpCancel, McpListResources, McpReadResource, RequestApproval
 
 #: Beyond a server's own bounds (startup, tool timeout): how long to wait for
 #: its connection actor's answer.
@@ -105,7 +105,7 @@ async def call_tool(ctx: Any, call: rs.FunctionCallItem, approve: Callable[..., 
         """The server asks the user something mid-call: relayed to the
         thread's clients as ``mcpServer/elicitation/request``, first answer
         wins; no answer within the tool timeout is a ``cancel``."""
-        slot: ReplySlot[ApprovalAnswer] = ReplySlot()
+        slot: ReplySlot = ReplySlot()
         params = {"threadId": ctx.thread_id, "turnId": ctx.turn_id, "serverName": server, **request}
         await ctx.approvals.send(RequestApproval(ctx.thread_id, ctx.turn_id, _METHOD, params, ctx.subscribers(),
                                                  slot))
@@ -115,7 +115,7 @@ async def call_tool(ctx: Any, call: rs.FunctionCallItem, approve: Callable[..., 
         return {"action": "cancel"}
 
     try:
-        result: dict[str, Any] = await ask(ref.mailbox, lambda slot: McpCallTool(
+        result = await ask(ref.mailbox, lambda slot: McpCallTool(
             call.call_id, call.name, arguments, timeout, progress, slot, elicit),
             timeout=ref.config.startup_timeout_sec + timeout + _MARGIN)
     except McpCallFailed as exc:
@@ -151,8 +151,8 @@ async def resource_tool(ctx: Any, call: rs.FunctionCallItem) -> msgspec.Raw:
             if not isinstance(server, str) or not isinstance(args.get("uri"), str):
                 return _output(call, "failed to parse function arguments: missing field `server` or `uri`")
             ref = ctx.mcp[server][0]
-            result: dict[str, Any] = await ask(ref.mailbox, lambda slot: McpReadResource(args["uri"], slot),
-                                               timeout=ref.config.tool_timeout_sec + _MARGIN)
+            result = await ask(ref.mailbox, lambda slot: McpReadResource(args["uri"], slot),
+                               timeout=ref.config.tool_timeout_sec + _MARGIN)
             return _output(call, json.dumps({"server": server, "uri": args["uri"], **result}))
         templates = call.name == "list_mcp_resource_templates"
         key = "resourceTemplates" if templates else "resources"
@@ -160,9 +160,8 @@ async def resource_tool(ctx: Any, call: rs.FunctionCallItem) -> msgspec.Raw:
         cursor = None
         for name in [server] if server else sorted(ctx.mcp):
             ref = ctx.mcp[name][0]
-            page: dict[str, Any] = await ask(
-                ref.mailbox, lambda slot: McpListResources(templates, args.get("cursor"), slot),
-                timeout=ref.config.tool_timeout_sec + _MARGIN)
+            page = await ask(ref.mailbox, lambda slot: McpListResources(templates, args.get("cursor"), slot),
+                             timeout=ref.config.tool_timeout_sec + _MARGIN)
             listed += [{"server": name, **r} for r in page.get(key, [])]
             cursor = page.get("nextCursor") if server else None
         out: dict[str, Any] = {key: listed}

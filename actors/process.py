@@ -8,7 +8,7 @@ Two ways in:
   streamed to an optional callback, a timeout stops it.
 - A :class:`ProcessTable` keeps long-lived processes (unified exec sessions,
   ``command/exec`` with a ``processId``) for one owner, a thread or a
-  connection, which calls it from its own task: spawn, write, resize,
+  connection, whose tasks call it: spawn, write, resize,
   terminate, poll or wait for output, and :meth:`ProcessTable.close_all`
   when the owner goes away. Open one with :func:`open_process_table`.
   It is a helper the owning actor holds, not an actor: its processes need
@@ -35,24 +35,19 @@ Rules:
 - Children are forked from the thread running trio, never from a worker
   thread: bubblewrap's ``--die-with-parent`` follows the forking thread, and
   trio's workers exit after 10 s idle. So spawning goes through
-  ``subprocess.Popen`` here and waits on a pidfd, instead of
-  ``trio.run_process``. Linux only (5.3+: pidfds, ``/proc``).
+  ``subprocess.Popen`` (:mod:`.child`, one child process) and waits on a
+  pidfd, instead of ``trio.run_process``. Linux only (5.3+: pidfds,
+  ``/proc``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import math
 import os
 import signal
-import struct
-import subprocess
-import sys
-import termios
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Literal
 
 import msgspec
 import trio
@@ -61,6 +56,7 @@ from trio.lowlevel import FdStream
 from ..runtime import sandbox
 from ..runtime.errors import RuntimeFailure
 from ..runtime.protocol.v2.thread import SandboxPolicy
+from .child import REAP_TIMEOUT, Child, Stream, close_all, pump, set_size, spawn_piped, spawn_terminal
 
 __all__ = [
     "DEFAULT_OUTPUT_CAP_BYTES",
@@ -80,7 +76,6 @@ __all__ = [
 
 log = logging.getLogger("trio_codex.process")
 
-Stream = Literal["stdout", "stderr"]
 #: Receives each chunk of output as it is read, with the stream it came from;
 #: awaited before the next read, so a slow consumer slows the command down.
 OnOutput = Callable[[bytes, Stream], Awaitable[None]]
@@ -102,12 +97,9 @@ PROTECTED_RECENT = 8
 TIMEOUT_EXIT_CODE = 124
 #: Between SIGTERM and SIGKILL when a command times out.
 TERM_GRACE = 2.0
-#: How long a SIGKILLed process may take to die before we give up on it.
-REAP_TIMEOUT = 5.0
 #: After the leader exits, how long its output may take to drain; a process
 #: that left the session can hold the pipes open (``IO_DRAIN_TIMEOUT_MS``).
 IO_DRAIN_TIMEOUT = 2.0
-READ_CHUNK = 8192
 DEFAULT_TERMINAL_SIZE = (24, 80)
 
 
@@ -166,173 +158,6 @@ class Poll(msgspec.Struct, frozen=True, kw_only=True):
     dropped_bytes: int = 0
 
 
-# --- one child -------------------------------------------------------------------
-
-
-class _Child:
-    """A spawned process that leads its own session. It stays a zombie
-    after it exits until :meth:`reap`, so its pid (also its process group
-    and session id) cannot be reused while we still signal them."""
-
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        self._popen = popen
-        self.pid = popen.pid
-        self._pidfd = os.pidfd_open(popen.pid)
-        self.exit_code: int | None = None
-
-    @classmethod
-    def spawn(cls, argv: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[str, str],
-              stdin: int, stdout: int, stderr: int, pass_fds: Sequence[int]) -> _Child:
-        popen = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout,
-                                 stderr=stderr, start_new_session=True, pass_fds=pass_fds)
-        try:
-            return cls(popen)
-        except OSError:  # no pidfd (Linux < 5.3): do not leave the process behind
-            popen.kill()
-            popen.wait()
-            raise
-
-    async def exited(self) -> None:
-        if self.exit_code is None:
-            await trio.lowlevel.wait_readable(self._pidfd)
-
-    def signal(self, sig: int) -> None:
-        """Send ``sig`` to the process and everything in its session."""
-        if self.exit_code is not None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)
-        for pid in (self.pid, *_session_members(self.pid)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-
-    def reap(self) -> int:
-        """Kill what the exited process left in its session, then collect
-        its status. Call only once :meth:`exited` has returned."""
-        self.signal(signal.SIGKILL)
-        returncode = self._popen.wait()
-        trio.lowlevel.notify_closing(self._pidfd)
-        os.close(self._pidfd)
-        self.exit_code = 128 - returncode if returncode < 0 else returncode
-        return self.exit_code
-
-    async def kill(self, grace: float = 0.0) -> None:
-        """Stop the session (SIGTERM first when ``grace`` > 0, then SIGKILL)
-        and reap the process. Runs shielded, so it also works on the way out
-        of a cancelled scope; bounded by ``grace`` + :data:`REAP_TIMEOUT`."""
-        if self.exit_code is not None:
-            return
-        with trio.CancelScope(shield=True):
-            if grace > 0:
-                self.signal(signal.SIGTERM)
-                with trio.move_on_after(grace):
-                    await self.exited()
-            self.signal(signal.SIGKILL)
-            with trio.move_on_after(REAP_TIMEOUT) as waited:
-                await self.exited()
-            if waited.cancelled_caught:
-                log.error("process %d did not die within %.0f s of SIGKILL; leaving it",
-                          self.pid, REAP_TIMEOUT)
-                return
-            self.reap()
-
-
-def _session_members(sid: int) -> list[int]:
-    # Processes whose session is `sid`: field 6 of /proc/<pid>/stat, the
-    # fourth after the parenthesised command name (which may hold spaces).
-    members = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rpartition(b")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 3 and int(fields[3]) == sid:
-            members.append(int(name))
-    return members
-
-
-# A tty child takes its terminal as its controlling terminal before exec
-# (Popen has already made it a session leader), so line discipline signals
-# (^C, ^Z) and SIGWINCH reach it. Run as `python -I -S -c ...` rather than a
-# preexec_fn, which is unsafe in a process with threads. The descriptors
-# Popen passed on (the seccomp program) stay open across its exec.
-_TAKE_TERMINAL = """\
-import fcntl, os, sys, termios
-fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-try:
-    os.execvp(sys.argv[1], sys.argv[1:])
-except OSError as exc:
-    sys.stderr.write(f"{sys.argv[1]}: {exc.strerror}\\n")
-    sys.exit(127)
-"""
-
-
-def _spawn_piped(argv: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[str, str],
-                 stdin: bool, pass_fds: Sequence[int],
-                 ) -> tuple[_Child, FdStream | None, list[tuple[FdStream, Stream]]]:
-    # (child, stdin writer or None for /dev/null, [(reader, stream)])
-    with contextlib.ExitStack() as child_ends, contextlib.ExitStack() as on_error:
-        def pipe() -> tuple[int, int]:
-            r, w = os.pipe()
-            on_error.callback(os.close, r)
-            on_error.callback(os.close, w)
-            return r, w
-        out_r, out_w = pipe()
-        err_r, err_w = pipe()
-        in_r, in_w = pipe() if stdin else (subprocess.DEVNULL, -1)
-        child = _Child.spawn(argv, cwd=cwd, env=env, stdin=in_r, stdout=out_w, stderr=err_w,
-                             pass_fds=pass_fds)
-        on_error.pop_all()
-        for fd in (out_w, err_w, in_r):
-            if fd >= 0:
-                child_ends.callback(os.close, fd)
-    writer = FdStream(in_w) if stdin else None
-    return child, writer, [(FdStream(out_r), "stdout"), (FdStream(err_r), "stderr")]
-
-
-def _spawn_terminal(argv: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[str, str],
-                    size: tuple[int, int], pass_fds: Sequence[int]) -> tuple[_Child, FdStream]:
-    master, slave = os.openpty()
-    try:
-        _set_size(master, size)
-        child = _Child.spawn([sys.executable, "-I", "-S", "-c", _TAKE_TERMINAL, *argv],
-                             cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
-                             pass_fds=pass_fds)
-    except BaseException:
-        os.close(master)
-        raise
-    finally:
-        os.close(slave)
-    return child, FdStream(master)
-
-
-def _set_size(fd: int, size: tuple[int, int]) -> None:
-    rows, cols = size
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-async def _pump(reader: FdStream, stream: Stream,
-                deliver: Callable[[bytes, Stream], Awaitable[None]]) -> None:
-    while True:
-        try:
-            data = await reader.receive_some(READ_CHUNK)
-        except trio.BrokenResourceError:  # a terminal reads EIO once nobody holds it open
-            return
-        if not data:
-            return
-        await deliver(data, stream)
-
-
-async def _close_all(streams: Sequence[FdStream | None]) -> None:
-    with trio.CancelScope(shield=True):
-        for stream in streams:
-            if stream is not None:
-                await stream.aclose()
-
-
 # --- one-shot commands -------------------------------------------------------------
 
 
@@ -378,13 +203,13 @@ async def run_command(
             await on_output(data, stream)
 
     with sandbox.sandboxed_argv(argv, sandbox_policy, cwd, env, bwrap=bwrap) as command:
-        child, _, readers = _spawn_piped(command.argv, cwd=cwd, env=env, stdin=False,
+        child, _, readers = spawn_piped(command.argv, cwd=cwd, env=env, stdin=False,
                                          pass_fds=command.pass_fds)
         timed_out = False
         try:
             async with trio.open_nursery() as pumps:
                 for reader, stream in readers:
-                    pumps.start_soon(_pump, reader, stream, deliver)
+                    pumps.start_soon(pump, reader, stream, deliver)
                 timeout = math.inf if timeout_ms is None else timeout_ms / 1000
                 with trio.move_on_after(timeout) as deadline:
                     await child.exited()
@@ -396,7 +221,7 @@ async def run_command(
                 pumps.cancel_scope.deadline = trio.current_time() + IO_DRAIN_TIMEOUT
         finally:
             await child.kill()
-            await _close_all([reader for reader, _ in readers])
+            await close_all([reader for reader, _ in readers])
     exit_code = TIMEOUT_EXIT_CODE if timed_out else child.exit_code
     assert exit_code is not None  # reaped on every path that returns
     stdout, stderr = capture.take("stdout"), capture.take("stderr")
@@ -482,7 +307,7 @@ class _Process:
         self.id = process_id
         self.on_output = on_output
         self.buffer = _HeadTail(cap)
-        self.child: _Child | None = None
+        self.child: Child | None = None
         self.stdin: FdStream | None = None
         self.terminal: FdStream | None = None
         self.ended = trio.Event()
@@ -505,8 +330,10 @@ class _Process:
 class ProcessTable:
     """The long-lived processes of one owner, keyed by the owner's ids.
 
-    Call it from one task (the owner's); open it with
-    :func:`open_process_table`. A process's output is either pushed to its
+    The owner's tasks may call it concurrently for different processes (a
+    turn's parallel tool calls do), but one process id is driven by one task
+    at a time (a second concurrent :meth:`poll` of the same id would find it
+    gone). Open it with :func:`open_process_table`. A process's output is either pushed to its
     ``on_output`` callback as it arrives (``command/exec`` streaming) or
     buffered for :meth:`poll` (unified exec). Its exit is reported once, by
     :meth:`poll` or :meth:`wait`, and then its id is free again.
@@ -607,7 +434,7 @@ class ProcessTable:
             raise ValueError(f"process {process_id!r} has no terminal to resize; spawn it "
                              "with tty=True")
         with contextlib.suppress(OSError):  # it just ended and its terminal is closed
-            _set_size(proc.terminal.fileno(), (rows, cols))
+            set_size(proc.terminal.fileno(), (rows, cols))
 
     def running(self) -> list[tuple[str, dict[str, str], int | None]]:
         """The processes still running, oldest first: id, label, OS pid."""
@@ -678,24 +505,24 @@ class ProcessTable:
         try:
             with sandbox.sandboxed_argv(argv, policy, cwd, env, bwrap=self._bwrap) as command:
                 if tty:
-                    proc.child, proc.terminal = _spawn_terminal(
+                    proc.child, proc.terminal = spawn_terminal(
                         command.argv, cwd=cwd, env=env, size=size, pass_fds=command.pass_fds)
                     readers: list[tuple[FdStream, Stream]] = [(proc.terminal, "stdout")]
                 else:
-                    proc.child, proc.stdin, readers = _spawn_piped(
+                    proc.child, proc.stdin, readers = spawn_piped(
                         command.argv, cwd=cwd, env=env, stdin=stdin, pass_fds=command.pass_fds)
                 task_status.started()
                 child = proc.child
                 try:
                     async with trio.open_nursery() as pumps:
                         for reader, stream in readers:
-                            pumps.start_soon(_pump, reader, stream, proc.deliver)
+                            pumps.start_soon(pump, reader, stream, proc.deliver)
                         await child.exited()
                         child.reap()
                         pumps.cancel_scope.deadline = trio.current_time() + IO_DRAIN_TIMEOUT
                 finally:
                     await child.kill()
-                    await _close_all([proc.stdin, *(reader for reader, _ in readers)])
+                    await close_all([proc.stdin, *(reader for reader, _ in readers)])
                     proc.stdin = None
         finally:
             proc.ended.set()

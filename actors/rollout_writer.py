@@ -35,10 +35,10 @@ from typing import Any, Literal
 import trio
 
 from ..runtime.ask import ReplySlot, ask
+from ..runtime.clock import now_ms
 from ..runtime.errors import StorageFailure
 from ..runtime.mailbox import Mailbox, open_mailbox
-from ..runtime.rollout import Payload, SessionMeta, TurnAbortedEvent, TurnCompleteEvent, TurnStartedEvent, encode_line
-from .fanout import now_ms
+from ..runtime.rollout import SessionMeta, TurnAbortedEvent, TurnCompleteEvent, TurnStartedEvent, encode_line
 from .messages import AppendRollout
 
 log = logging.getLogger("trio_codex.rollout_writer")
@@ -53,8 +53,7 @@ PERSIST_TIMEOUT = 30.0
 _TAIL_CHUNK = 64 * 1024
 
 
-async def append(writer: Mailbox[AppendRollout] | None, *payloads: Payload, wait: bool = True,
-                 turn_end: bool = False) -> None:
+async def append(writer: Mailbox | None, *payloads: Any, wait: bool = True, turn_end: bool = False) -> None:
     """Append to a rollout through its writer (None: the thread writes
     none); with ``wait``, return once the lines reached the OS.
 
@@ -70,8 +69,7 @@ async def append(writer: Mailbox[AppendRollout] | None, *payloads: Payload, wait
 
 
 async def run_rollout_writer(path: Path, meta: SessionMeta, next_ordinal: int = 0, fsync: FsyncPolicy = "turn",
-                             *,
-                             task_status: trio.TaskStatus[Mailbox[AppendRollout]] = trio.TASK_STATUS_IGNORED) -> None:
+                             *, task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
     """``meta`` opens a new file; a file that exists already (a resumed
     thread) is appended to, its lines numbered on from ``next_ordinal``."""
     mailbox, inbox = open_mailbox(WRITER_CAPACITY, name=f"rollout:{path.name}")
@@ -216,6 +214,6 @@ def _whole_lines_end(fd: int, size: int) -> int:
     return 0
 
 
-def _fail(reply: ReplySlot[str] | None, failure: StorageFailure) -> None:
+def _fail(reply: ReplySlot | None, failure: StorageFailure) -> None:
     if reply is not None:
         reply.fail(failure)

@@ -36,7 +36,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import trio
@@ -45,6 +45,7 @@ from ..runtime import apply_patch as patching
 from ..runtime import command_safety as safety
 from ..runtime import mcp_tools, patch_writer, tool_output
 from ..runtime.ask import ReplySlot, ask
+from ..runtime.clock import now_ms
 from ..runtime.history import user_message
 from ..runtime.mailbox import Mailbox
 from ..runtime.protocol import responses as rs
@@ -62,7 +63,7 @@ from ..runtime.protocol.v2.item import (
     ItemStarted,
     PlanItem,
 )
-from ..runtime.protocol.v2.thread import AskForApproval, DangerFullAccess, SandboxPolicy, WorkspaceWrite
+from ..runtime.protocol.v2.thread import DangerFullAccess, SandboxPolicy, WorkspaceWrite
 from ..runtime.protocol.v2.turn import TurnPlanStep, TurnPlanUpdated
 from ..runtime.sandbox import (
     SandboxError,
@@ -74,17 +75,7 @@ from ..runtime.sandbox import (
 )
 from . import mcp_calls
 from .analytics_facts import ApprovalFromSessionCache, Recorder
-from .fanout import now_ms
-from .messages import (
-    ApprovalAnswer,
-    ApprovalDone,
-    ApprovalGate,
-    ApprovalsInbox,
-    ConnectionRef,
-    GoalTool,
-    RequestApproval,
-    ThreadInbox,
-)
+from .messages import ApprovalDone, ApprovalGate, ConnectionRef, GoalTool, RequestApproval
 from .process import ExecOutcome, ProcessError, ProcessTable, run_command
 
 #: How long the thread may take to answer an approval gate (it answers at once).
@@ -99,10 +90,10 @@ class ToolContext(msgspec.Struct, frozen=True):
     thread_id: str
     turn_id: str
     cwd: str
-    approval_policy: AskForApproval
+    approval_policy: Any
     sandbox_policy: Any
-    thread: Mailbox[ThreadInbox]
-    approvals: Mailbox[ApprovalsInbox]
+    thread: Mailbox
+    approvals: Mailbox
     processes: ProcessTable
     notify: Callable[[str, object], Awaitable[None]]
     subscribers: Callable[[], tuple[ConnectionRef, ...]]
@@ -169,13 +160,13 @@ async def _approve(ctx: ToolContext, method: str, params: Any, keys: tuple[str, 
                    item_id: str | None = None) -> str | dict:
     """The client's decision; "acceptForSession" without a prompt when every
     key was accepted for the session before."""
-    cached: bool = await ask(ctx.thread, lambda slot: ApprovalGate(ctx.turn_id, keys, slot), timeout=GATE_TIMEOUT)
+    cached = await ask(ctx.thread, lambda slot: ApprovalGate(ctx.turn_id, keys, slot), timeout=GATE_TIMEOUT)
     if cached:
         ctx.recorder.record(ApprovalFromSessionCache(
             thread_id=ctx.thread_id, turn_id=ctx.turn_id, item_id=item_id or params.item_id,
             request_method=method))
         return "acceptForSession"
-    slot: ReplySlot[ApprovalAnswer] = ReplySlot()
+    slot: ReplySlot = ReplySlot()
     await ctx.approvals.send(RequestApproval(ctx.thread_id, ctx.turn_id, method, params, ctx.subscribers(), slot))
     answer = await slot.wait()
     decision = answer.decision
@@ -288,7 +279,7 @@ async def _refused(ctx: ToolContext, call: Any, item: Any, verdict: str) -> Tool
     """A call that will not run: its item ends declined, the model is told."""
     done = msgspec.structs.replace(item, status="declined")
     await ctx.notify("item/completed", ItemCompleted(done, ctx.thread_id, ctx.turn_id, now_ms()))
-    tool: Literal["apply_patch", "exec"] = "apply_patch" if isinstance(item, FileChangeItem) else "exec"
+    tool = "apply_patch" if isinstance(item, FileChangeItem) else "exec"
     message = "rejected by user" if verdict in ("decline", "cancel") else verdict
     return ToolOutcome(output_item(call, tool_output.rejection_message(message, tool=tool)),
                        cancel=verdict == "cancel")
@@ -517,7 +508,7 @@ async def _goal_tool(ctx: ToolContext, call: rs.FunctionCallItem, args: Any) -> 
     """``get_goal``, ``create_goal``, ``update_goal``: the thread owns the
     goal and answers the output (a refusal is the output too, as the
     original's)."""
-    text: str = await ask(ctx.thread, lambda slot: GoalTool(
+    text = await ask(ctx.thread, lambda slot: GoalTool(
         ctx.turn_id, call.name, getattr(args, "objective", None), getattr(args, "token_budget", None),
         getattr(args, "status", None), ctx.turn_tokens(), slot), timeout=GATE_TIMEOUT)
     return ToolOutcome(output_item(call, text))

@@ -1,9 +1,11 @@
-"""The composition root: the one module that imports actors/ and transports/.
+"""The composition root: where actors/ and transports/ are wired together
+(the entry points, which may import them too, only start it).
 
 ``serve()`` opens the host nursery and, under the host supervisor, starts in
-order: analytics, the hub, approvals, the store and the thread registry
-(which supervises the threads and, under them, turns and model streams);
-then the listener, which gives each connection a Connection actor. The
+order: analytics, the hub, approvals, the store, the MCP pool and the thread
+registry (which supervises the threads and, under them, turns and model
+streams, through the model pool); then the listeners, which give each
+connection a Connection actor. The
 nursery tree is the ownership tree: cancelling the host cancels everything,
 and shutdown is bounded by :data:`SHUTDOWN_TIMEOUT`. Every actor handles
 each message behind a bug barrier (``actors/barrier.py``); the supervisor
@@ -29,13 +31,13 @@ from ..actors.connection import Connection
 from ..actors.hub import HUB_CAPACITY, run_hub
 from ..actors.mcp_pool import POOL_CAPACITY, McpPool
 from ..actors.store import STORE_CAPACITY, LocalThreadStore, run_store
-from ..actors.model import ModelClient
+from ..actors.model_pool import ModelPool
 from ..actors.threads import REGISTRY_CAPACITY, ThreadRegistry
 from ..transports.framing import DEFAULT_MAX_LINE
 from ..transports.listen import ListenUrl
 from ..transports.stdio import open_stdio
 from . import seccomp
-from .config import ConfigError, Settings, resolve_provider
+from .config import Settings
 from .handshake import Handover
 from .limits import Limits
 from .mailbox import open_mailbox
@@ -47,7 +49,6 @@ from .supervisor import RestartPolicy, open_supervisor
 if TYPE_CHECKING:
     # The websocket listeners and the scripted model are imported when
     # used: a stdio server answers `initialize` without them.
-    from ..transports.scripted_responses import ScriptedResponses
     from ..transports.websocket import Listening
     from ..transports.wsframing import JwtAuth, TokenAuth
     from .cluster.ports import Bus, Directory, ThreadStore
@@ -65,70 +66,18 @@ SINGLETON_RESTARTS = RestartPolicy(intensity=3, period=10.0)
 #: Seconds start-up's background work waits for a first `initialize`.
 WARM_UP_DELAY = 1.0
 
-#: Built-in provider id served by the embedded scripted Responses server.
-SCRIPTED = "scripted"
+def _scripted_starter(nursery: trio.Nursery) -> Callable[[], Awaitable[str]]:
+    """For the model pool: start the embedded scripted Responses server in
+    ``nursery`` and return its base URL (called once, on first use)."""
 
+    async def start() -> str:
+        from ..transports.scripted_responses import ScriptedResponses
 
-class ModelPool:
-    """One model client per provider, made on first use. The built-in
-    ``scripted`` provider starts the embedded scripted server in the host
-    nursery the first time a thread needs it."""
+        server = ScriptedResponses()
+        await nursery.start(server.serve)
+        return server.base_url
 
-    def __init__(self, settings: Settings, nursery: trio.Nursery, rate_limits: RateLimits | None = None) -> None:
-        self.settings = settings
-        self.nursery = nursery
-        self.rate_limits = rate_limits or RateLimits()
-        self.clients: dict[str, ModelClient] = {}
-        #: Clients made before a login or logout changed their key: threads
-        #: started then keep them; closed with the pool.
-        self.retired: list[ModelClient] = []
-        self.scripted: ScriptedResponses | None = None
-
-    async def get(self, provider_id: str) -> ModelClient:
-        """The provider's client, made anew when its key changed (an
-        ``account/login/start`` or ``account/logout`` since)."""
-        p = resolve_provider(self.settings, provider_id)
-        client = self.clients.get(provider_id)
-        if client is not None and client.api_key != (p.api_key or None):
-            self.retired.append(self.clients.pop(provider_id))
-            client = None
-        if client is None:
-            base_url = p.base_url
-            if base_url is None:
-                if self.scripted is None:
-                    from ..transports.scripted_responses import ScriptedResponses
-
-                    self.scripted = ScriptedResponses()
-                    await self.nursery.start(self.scripted.serve)
-                base_url = self.scripted.base_url
-            client = self.clients[provider_id] = ModelClient(
-                base_url, p.api_key or "", headers=p.headers, query_params=p.query_params,
-                request_max_retries=p.request_max_retries, stream_max_retries=p.stream_max_retries,
-                stream_idle_timeout_ms=p.stream_idle_timeout_ms, rate_limits=self.rate_limits,
-            )
-            # Loading the SDK client takes ~0.1 s: do it now, in a worker
-            # thread, rather than in front of the first turn.
-            self.nursery.start_soon(client.warm)
-        return client
-
-    async def warm(self) -> None:
-        """At start-up: make the configured provider's client, so that
-        loading the openai SDK overlaps the client's first requests instead
-        of following its first turn's. Returns once it is made. Best effort: a provider that cannot be resolved
-        now is reported by the turn that needs it; the built-in scripted
-        provider is left until a thread uses it."""
-        try:
-            if resolve_provider(self.settings).base_url is None:
-                return
-            client = await self.get(self.settings.model_provider)
-        except ConfigError as exc:
-            log.debug("model client not made at start-up: %s", exc)
-            return
-        await client.warm()  # returns once it is made (see ModelClient.sdk)
-
-    async def aclose(self) -> None:
-        for client in [*self.clients.values(), *self.retired]:
-            await client.aclose()
+    return start
 
 
 async def _warm_up(models: ModelPool, info: ServerInfo) -> None:
@@ -208,7 +157,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                 raise SystemExit(f"trio-codex: cannot listen on {each.scheme}://: {exc}") from None
     async with trio.open_nursery() as host, open_supervisor(
             "host", policy=SINGLETON_RESTARTS, shutdown_timeout=SHUTDOWN_TIMEOUT) as sup, AsyncExitStack() as stack:
-        models = ModelPool(settings, host, rate_limits)
+        models = ModelPool(settings, host, rate_limits, start_scripted=_scripted_starter(host))
         host.start_soon(_warm_up, models, info)
         drains: list[Callable[[], Awaitable[None]]] = []
         if stream is None and accept is None:

@@ -28,6 +28,9 @@ token). The methods are the same whichever way it came.
   before it is routed; an answer to a request nobody awaits (sent with
   :meth:`Client.send`) is an event too (a :class:`Response`).
 
+The errors and the events, with the tables that decode them, are in
+:mod:`.client_events`; the names a user needs are importable from here.
+
 The transports are imported by the class methods that need them, so that a
 client over a stream it already has (``trio-codex exec`` reaching a daemon)
 imports no server.
@@ -36,7 +39,7 @@ imports no server.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -45,48 +48,40 @@ import msgspec
 import trio
 
 from .protocol.methods import METHODS
-from .protocol.v2.approval import (
-    CommandExecutionRequestApprovalParams,
-    FileChangeRequestApprovalParams,
-    ServerRequestResolved,
-)
-from .protocol.v2.command import CommandExecOutputDelta, CommandExecResponse
+from .protocol.v2.command import CommandExecResponse
 from .protocol.v2.initialize import InitializeResponse
-from .protocol.v2.item import (
-    AgentMessageDelta,
-    AgentMessageItem,
-    CommandExecutionOutputDelta,
-    FileChangePatchUpdated,
-    ItemCompleted,
-    ItemStarted,
-    ReasoningSummaryPartAdded,
-    ReasoningSummaryTextDelta,
-    ReasoningTextDelta,
-    TextInput,
-    UserInput,
-)
+from .protocol.v2.item import AgentMessageItem, ItemCompleted, TextInput, UserInput
 from .protocol.v2.models import AccountReadResponse, ModelListResponse
 from .protocol.v2.thread import (
     ThreadListResponse,
     ThreadLoadedListResponse,
-    ThreadNameUpdated,
     ThreadReadResponse,
-    ThreadStarted,
     ThreadStartResponse,
-    ThreadStatusChanged,
 )
 from .protocol.v2.turn import (
-    CodexErrorInfo,
-    ErrorNotification,
     ThreadTokenUsage,
     ThreadTokenUsageUpdated,
     Turn,
     TurnCompleted,
-    TurnDiffUpdated,
-    TurnPlanUpdated,
-    TurnStarted,
     TurnStartResponse,
     TurnSteerResponse,
+)
+from .client_events import (
+    SERVER_REQUESTS,
+    ClientClosed,
+    CodexError,
+    Event,
+    Notification,
+    RequestHandler,
+    RequestTimeout,
+    Response,
+    ServerRequest,
+    Tap,
+    TurnFailed,
+    TurnResult,
+    decode,
+    notification,
+    thread_of,
 )
 from .errors import unwrapped
 from .protocol.jsonrpc import ErrorObject, RequestId
@@ -109,149 +104,8 @@ EVENT_TIMEOUT = 600.0
 TURN_QUEUE = 4096
 #: How long leaving a turn early may spend interrupting it.
 INTERRUPT_TIMEOUT = 5.0
-#: JSON-RPC code of an answer refusing a server request nobody handles.
-UNHANDLED = -32601
 
 T = TypeVar("T")
-
-#: Notification method -> its v2 Struct.
-NOTIFICATIONS: dict[str, type[msgspec.Struct]] = {
-    "thread/started": ThreadStarted,
-    "thread/status/changed": ThreadStatusChanged,
-    "thread/name/updated": ThreadNameUpdated,
-    "thread/tokenUsage/updated": ThreadTokenUsageUpdated,
-    "turn/started": TurnStarted,
-    "turn/completed": TurnCompleted,
-    "turn/diff/updated": TurnDiffUpdated,
-    "turn/plan/updated": TurnPlanUpdated,
-    "item/started": ItemStarted,
-    "item/completed": ItemCompleted,
-    "item/agentMessage/delta": AgentMessageDelta,
-    "item/reasoning/summaryTextDelta": ReasoningSummaryTextDelta,
-    "item/reasoning/summaryPartAdded": ReasoningSummaryPartAdded,
-    "item/reasoning/textDelta": ReasoningTextDelta,
-    "item/commandExecution/outputDelta": CommandExecutionOutputDelta,
-    "item/fileChange/patchUpdated": FileChangePatchUpdated,
-    "command/exec/outputDelta": CommandExecOutputDelta,
-    "serverRequest/resolved": ServerRequestResolved,
-    "error": ErrorNotification,
-}
-#: Server request method -> its params Struct.
-SERVER_REQUESTS: dict[str, type[msgspec.Struct]] = {
-    "item/commandExecution/requestApproval": CommandExecutionRequestApprovalParams,
-    "item/fileChange/requestApproval": FileChangeRequestApprovalParams,
-}
-
-
-class CodexError(Exception):
-    """The server refused a request: its JSON-RPC ``code``, ``message`` and
-    ``data``; ``codex_error_info`` when the server named the kind of
-    failure (``"server_overloaded"``: retry later)."""
-
-    def __init__(self, method: str, code: int, message: str, data: Any = None) -> None:
-        super().__init__(f"{method} failed: {message} (code {code})")
-        self.method = method
-        self.code = code
-        self.message = message
-        self.data = data
-        info = data.get("codex_error_info", data.get("codexErrorInfo")) if isinstance(data, dict) else None
-        self.codex_error_info: CodexErrorInfo | None = info
-
-
-class RequestTimeout(CodexError):
-    """No answer within the bound: the server is busy or wedged."""
-
-    def __init__(self, method: str, seconds: float) -> None:
-        super().__init__(method, 0, f"no answer within {seconds:g} s")
-
-
-class ClientClosed(CodexError):
-    """The connection ended before the answer came."""
-
-    def __init__(self, method: str) -> None:
-        super().__init__(method, 0, "the connection to the app server is closed")
-
-
-class TurnFailed(CodexError):
-    """A turn ended ``failed``: its error's message and ``codex_error_info``."""
-
-    def __init__(self, turn: Turn) -> None:
-        error = turn.error
-        message = error.message if error is not None else f"turn {turn.status}"
-        super().__init__("turn", 0, message)
-        self.turn = turn
-        self.codex_error_info = error.codex_error_info if error is not None else None
-
-
-class Notification(msgspec.Struct, frozen=True):
-    """A notification without a Struct here (or whose params did not fit one)."""
-
-    method: str
-    params: Any
-
-
-class Response(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A whole answer: its ``result`` (JSON), or its ``error`` body."""
-
-    id: RequestId
-    result: Any = None
-    error: ErrorObject | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The answer as it came on the wire (the server sends ``result`` or ``error``, never both)."""
-        if self.error is not None:
-            return {"id": self.id, "error": msgspec.to_builtins(self.error)}
-        return {"id": self.id, "result": self.result}
-
-
-class ServerRequest:
-    """A request from the server (an approval, an elicitation): answer it
-    once with :meth:`respond` or :meth:`reject`. ``params`` is the v2
-    Struct for the approvals, the decoded JSON otherwise."""
-
-    def __init__(self, client: Client, id: Any, method: str, params: Any) -> None:
-        self._client = client
-        self.id = id
-        self.method = method
-        self.params = params
-        self.answered = False
-
-    @property
-    def thread_id(self) -> str | None:
-        return _thread_of(self.params)
-
-    async def respond(self, result: Any) -> None:
-        """Answer with ``result`` (a Struct such as ``ApprovalResponse``, or JSON)."""
-        self.answered = True
-        await self._client._send({"id": self.id, "result": msgspec.to_builtins(result)})
-
-    async def reject(self, message: str, code: int = UNHANDLED) -> None:
-        self.answered = True
-        await self._client._send({"id": self.id, "error": {"code": code, "message": message}})
-
-    def __repr__(self) -> str:
-        return f"ServerRequest({self.id!r}, {self.method!r})"
-
-
-#: What a turn yields: a notification's Struct or a server request.
-Event = Any
-RequestHandler = Callable[[ServerRequest], Awaitable[Any]]
-#: Sees each frame the server sends, before it is routed.
-Tap = Callable[[bytes], None]
-
-
-class TurnResult(msgspec.Struct, frozen=True):
-    """How a turn ended: the turn, its final agent message, its token usage."""
-
-    turn: Turn
-    text: str
-    usage: ThreadTokenUsage | None
-
-
-def _thread_of(params: Any) -> str | None:
-    if isinstance(params, msgspec.Struct):
-        return getattr(params, "thread_id", None)
-    return params.get("threadId") if isinstance(params, dict) else None
 
 
 def _params(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -280,15 +134,6 @@ class _Envelope(msgspec.Struct):
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
-_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
-
-
-def _decode(type_: type[T], payload: msgspec.Raw) -> T:
-    """A payload as ``type_`` (absent: null)."""
-    decoder = _DECODERS.get(type_)
-    if decoder is None:
-        decoder = _DECODERS[type_] = msgspec.json.Decoder(type_)
-    return decoder.decode(payload or b"null")
 
 
 class Client:
@@ -381,7 +226,7 @@ class Client:
     async def request(self, method: str, params: Any = None) -> Any:
         """Send ``method`` with ``params`` (JSON, or a params Struct); return
         the result's JSON or raise :class:`CodexError`."""
-        return _decode(Any, self._result(method, await self._exchange(method, params)))
+        return decode(Any, self._result(method, await self._exchange(method, params)))
 
     async def exchange(self, method: str, params: Any = None, *, id: RequestId | None = None) -> Response:
         """Send ``method`` with ``params`` as request ``id`` (the next number
@@ -389,7 +234,7 @@ class Client:
         it came: the wire level, for a caller that checks the answer itself."""
         answer = await self._exchange(method, params, id)
         error = answer.error if answer.error is not msgspec.UNSET else None
-        return Response(answer.id, _decode(Any, answer.result), error)  # type: ignore[arg-type]
+        return Response(answer.id, decode(Any, answer.result), error)  # type: ignore[arg-type]
 
     def next_id(self) -> int:
         """A fresh request id, for a caller that must know it before the
@@ -445,13 +290,13 @@ class Client:
     async def call(self, method: str, result_type: type[T], **params: Any) -> T:
         """``method`` with snake_case ``params`` (checked against its params
         Struct), its result decoded into ``result_type``."""
-        return _decode(result_type, self._result(method, await self._exchange(method, _params(method, params))))
+        return decode(result_type, self._result(method, await self._exchange(method, _params(method, params))))
 
     async def initialize(self, name: str, version: str, *, experimental_api: bool = False) -> InitializeResponse:
         params: dict[str, Any] = {"clientInfo": {"name": name, "version": version}}
         if experimental_api:
             params["capabilities"] = {"experimentalApi": True}
-        self.server = _decode(InitializeResponse, self._result("initialize", await self._exchange("initialize", params)))
+        self.server = decode(InitializeResponse, self._result("initialize", await self._exchange("initialize", params)))
         await self._send({"method": "initialized"})
         return self.server
 
@@ -585,15 +430,15 @@ class Client:
                         waiting.send_nowait(msg)
                     elif msg.id is not msgspec.UNSET and msg.id is not None:
                         error = msg.error if msg.error is not msgspec.UNSET else None
-                        await self._deliver(Response(msg.id, _decode(Any, msg.result), error))
+                        await self._deliver(Response(msg.id, decode(Any, msg.result), error))
                 elif msg.id is not msgspec.UNSET:
                     await self._server_request(msg.id, msg.method, msg.params)
                 elif not self._turns and not self._watchers:
                     continue  # nobody follows events: not worth decoding
                 elif self.typed:
-                    await self._deliver(_notification(msg.method, msg.params))
+                    await self._deliver(notification(msg.method, msg.params))
                 else:
-                    await self._deliver(Notification(msg.method, _decode(Any, msg.params)))
+                    await self._deliver(Notification(msg.method, decode(Any, msg.params)))
         finally:
             self._closed = True
             for channel in [*self._waiting.values(), *self._turns.values(), *self._watchers]:
@@ -604,11 +449,11 @@ class Client:
         params: Any = None
         if kind is not None:
             try:
-                params = _decode(kind, raw)
+                params = decode(kind, raw)
             except msgspec.ValidationError:
                 pass
         if params is None:
-            params = _decode(Any, raw)
+            params = decode(Any, raw)
         request = ServerRequest(self, id, method, params)
         if self.on_request is not None:
             assert self._nursery is not None
@@ -634,7 +479,7 @@ class Client:
     async def _deliver(self, event: Event) -> None:
         """To the turn of its thread and to every watcher. A consumer that takes nothing for ``event_timeout`` is dropped
         (its iterator ends with :class:`ClientClosed`): the session goes on."""
-        thread_id = _thread_of(event.params if isinstance(event, (ServerRequest, Notification)) else event)
+        thread_id = thread_of(event.params if isinstance(event, (ServerRequest, Notification)) else event)
         turn = self._turns.get(thread_id) if thread_id is not None else None
         for send in [*([turn] if turn is not None else []), *self._watchers]:
             with trio.move_on_after(self.event_timeout):
@@ -681,7 +526,7 @@ class TurnStream:
     def _observe(self, event: Event) -> None:
         if isinstance(event, Notification) and event.method in ("item/completed", "thread/tokenUsage/updated",
                                                                  "turn/completed"):
-            event = _notification(event.method, event.params)  # a raw client's: typed here
+            event = notification(event.method, event.params)  # a raw client's: typed here
         if isinstance(event, ItemCompleted) and isinstance(event.item, AgentMessageItem):
             self._final = event.item.text
         elif isinstance(event, ThreadTokenUsageUpdated):
@@ -706,15 +551,3 @@ class TurnStream:
 
 def _inputs(input: str | Sequence[UserInput]) -> list[Any]:
     return [TextInput(input)] if isinstance(input, str) else list(input)
-
-
-def _notification(method: str, params: msgspec.Raw | Any) -> Event:
-    """A notification's Struct, from its undecoded params (or their JSON)."""
-    kind = NOTIFICATIONS.get(method)
-    raw = isinstance(params, msgspec.Raw)
-    if kind is not None:
-        try:
-            return _decode(kind, params) if raw else msgspec.convert(params, kind)
-        except msgspec.ValidationError:
-            pass
-    return Notification(method, _decode(Any, params) if raw else params)

@@ -25,7 +25,6 @@ __all__ = [
     "ActorGone",
     "AskTimeout",
     "MailboxClosed",
-    "MailboxFull",
     "RuntimeFailure",
     "ShutdownTimeout",
     "StorageFailure",
@@ -55,15 +54,6 @@ class RuntimeFailure(Exception):
 class MailboxClosed(RuntimeFailure):
     """A send could not be delivered because the mailbox's receiver is gone
     (its inbox was closed), or because the sending handle itself was closed."""
-
-
-class MailboxFull(RuntimeFailure):
-    """A lossless message found no room and the caller chose not to wait.
-
-    :meth:`Mailbox.send_nowait` reports a full mailbox by returning ``False``;
-    callers that want an exception instead (for example to answer a client
-    with "overloaded") raise this one.
-    """
 
 
 class AskTimeout(RuntimeFailure):

@@ -1,23 +1,22 @@
-"""Identifiers: RFC 9562 UUIDv7 strings, and injectable id sources.
+"""Identifiers: RFC 9562 UUIDv7 strings.
 
-Actors never mint ids themselves; they ask the server's :class:`IdSource`,
-so a test can inject :class:`Sequential` and get the same ids on every run.
-
-- Thread, turn, item and connection ids are strings: UUIDv7 in production
-  (the original's thread and user-message ids are UUIDv7 too).
-- Server-to-client request ids are integers from 0, from one counter per
-  server (one ``IdSource`` per server), as in the original.
+- Thread, turn and item ids are strings: actors mint them with :func:`uuid7`
+  where they create the thing (the original's thread and user-message ids
+  are UUIDv7 too).
+- Counters are plain ``itertools.count`` next to what they number: the
+  connection ids in the host (``runtime/app.py``), the server-to-client
+  request ids (one counter in ``actors/approvals.py``, from 0, as in the
+  original), tool sessions and internal process ids.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import time
 import uuid
 
-__all__ = ["IdSource", "Sequential", "uuid7"]
+__all__ = ["uuid7"]
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -53,42 +52,3 @@ def uuid7() -> str:
     )
     return str(uuid.UUID(int=value))
 
-
-class IdSource:
-    """The server's ids: UUIDv7 strings, and the server-request counter."""
-
-    def __init__(self) -> None:
-        self._requests = itertools.count()
-
-    def thread_id(self) -> str:
-        return self._new("thread")
-
-    def turn_id(self) -> str:
-        return self._new("turn")
-
-    def item_id(self) -> str:
-        return self._new("item")
-
-    def connection_id(self) -> str:
-        return self._new("conn")
-
-    def next_request_id(self) -> int:
-        """The next server-to-client request id: 0, 1, 2, ..."""
-        return next(self._requests)
-
-    def _new(self, kind: str) -> str:
-        return uuid7()
-
-
-class Sequential(IdSource):
-    """Deterministic ids for tests: ``f"{prefix}{kind}-{n}"`` with one counter
-    per kind from 0, e.g. ``Sequential("t/").thread_id() == "t/thread-0"``."""
-
-    def __init__(self, prefix: str = "") -> None:
-        super().__init__()
-        self._prefix = prefix
-        self._counters: dict[str, itertools.count[int]] = {}
-
-    def _new(self, kind: str) -> str:
-        counter = self._counters.setdefault(kind, itertools.count())
-        return f"{self._prefix}{kind}-{next(counter)}"

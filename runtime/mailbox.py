@@ -1,7 +1,7 @@
 """Bounded mailboxes: the only way actors talk to each other.
 
 ``open_mailbox(capacity, name=...)`` returns a :class:`Mailbox` (the sending
-handle, cloned once per producer) and an :class:`Inbox` (the one receiving
+handle, shared by every producer) and an :class:`Inbox` (the one receiving
 end, read by the actor that owns it). Underneath is a trio memory channel of
 fixed capacity; there are no unbounded mailboxes.
 
@@ -25,6 +25,11 @@ then cached per concrete class):
   later messages with the same key are folded into it with
   ``merge(pending, new)``. The slot is delivered after everything queued
   before it.
+
+In the server: most mailboxes are lossless; analytics and a connection's
+control channel drop (``default=DROP``); a turn's mailbox coalesces what its
+thread sends it (``SubscribersChanged``, ``Steered``), so the thread never
+waits on its turn.
 
 Ordering rules:
 
@@ -296,8 +301,8 @@ class _End:
 class Mailbox(_End, Generic[T]):
     """The sending handle of a mailbox. Create with :func:`open_mailbox`.
 
-    Give each producer its own :meth:`clone` and close it when done: the
-    inbox sees ``EndOfChannel`` once every handle is closed.
+    Producers share it; whoever opened the mailbox closes it when done, and
+    the inbox then sees ``EndOfChannel`` once the queued messages are read.
     """
 
     __slots__ = ("_closed",)
@@ -409,28 +414,16 @@ class Mailbox(_End, Generic[T]):
     def _closed_error(self) -> MailboxClosed:
         name = self._state.name
         if self._closed:
-            return MailboxClosed(
-                f"mailbox {name!r}: this handle is closed; send through another clone "
-                "(clone() before closing)"
-            )
+            return MailboxClosed(f"mailbox {name!r} is closed; it cannot send after close()")
         return MailboxClosed(
             f"mailbox {name!r} is closed: its receiver is gone (the actor stopped or crashed)"
         )
 
-    def clone(self) -> Mailbox[T]:
-        """Return another sending handle to the same mailbox."""
-        try:
-            channel = self._channel.clone()
-        except _BROKEN:
-            raise self._closed_error() from None
-        return Mailbox(self._state, channel)
-
     def close(self) -> None:
-        """Close this handle (idempotent). The inbox ends once every handle
-        is closed and the queued messages are read."""
+        """Close the mailbox for sending (idempotent). The inbox ends once
+        the queued messages are read."""
         self._closed = True
         self._channel.close()
-
 
 
 class Inbox(_End, Generic[T]):
@@ -549,7 +542,6 @@ class Inbox(_End, Generic[T]):
         state.overflow.clear()
         state.open_slots.clear()
         state.space.unpark_all()
-
 
     def _closed_error(self) -> MailboxClosed:
         return MailboxClosed(

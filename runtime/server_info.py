@@ -35,7 +35,7 @@ from .rate_limits import RateLimits
 from .protocol.jsonrpc import invalid_request
 from .protocol.paging import offset_cursor, page_size
 from .protocol.v2.thread import PermissionProfileListParams, PermissionProfileListResponse
-from .protocol.v2.turn import TurnStartParams
+from .protocol.v2.turn import ThreadSettingsUpdateParams, TurnStartParams
 from .protocol.v2.initialize import ClientInfo
 from .protocol.v2.models import (
     AccountReadParams,
@@ -119,7 +119,7 @@ class ServerInfo:
         except ValueError as exc:
             raise invalid_request(str(exc)) from None
 
-    def turn_permissions(self, params: TurnStartParams) -> permissions.Permissions | None:
+    def turn_permissions(self, params: TurnStartParams | ThreadSettingsUpdateParams) -> permissions.Permissions | None:
         """A turn/start's ``permissions`` profile, resolved (None: none named).
 
         Raises:

@@ -18,12 +18,14 @@ FOLDERS = ("actors", "runtime", "transports")
 #: embedding API's client imports its transports where a method needs them).
 ROOTS = {"runtime/app.py", "runtime/cli.py", "runtime/exec.py", "runtime/mcp_server.py", "runtime/embed.py",
          "runtime/client.py"}
-#: The only imports between actor modules: a parent starts its child.
+#: The only imports between actor modules: a parent starts its child (and
+#: the model pool makes the model clients that turns stream through).
 TREE_EDGES = {("threads", "thread"), ("thread", "turn"), ("thread", "rollout_writer"), ("turn", "model"),
-              ("turn", "tools"), ("mcp_pool", "mcp_connection")}
+              ("turn", "tools"), ("mcp_pool", "mcp_connection"), ("model_pool", "model")}
 #: Modules in actors/ that are vocabulary or helpers, not actors.
 SHARED = {"messages", "fanout", "barrier", "process", "command_exec", "fs_requests", "analytics_facts",
-          "analytics_reducer", "mcp_calls", "sdk"}
+          "analytics_reducer", "mcp_calls", "model_pool", "sdk",
+          "child"}
 RUNTIME_THIRD_PARTY = {"trio", "msgspec"}
 #: The exceptions: the sandbox's seccomp filter is compiled by libseccomp;
 #: the file search matches .gitignore with pathspec.
@@ -98,8 +100,22 @@ def test_imports_follow_the_rules_of_the_house(path: Path) -> None:
             assert top in ("runtime", "transports"), f"{rel}: transports/ imports runtime/ only"
         elif top == "actors":
             assert top != "transports"
-            me, other = path.stem, target.split("/")[1]
+            # A module of an actor's package (actors/thread/) is that actor.
+            me, other = path.relative_to(ROOT).parts[1].removesuffix(".py"), target.split("/")[1]
             assert other in SHARED or other == me or (me, other) in TREE_EDGES, (
                 f"{rel}: an actor talks to `{other}` through messages, not by importing it")
         else:
             assert top == "runtime", f"{rel}: actors/ imports runtime/ and actors/ only"
+
+
+@pytest.mark.parametrize("package", ["actors", "runtime", "transports"])
+def test_every_module_is_named_in_its_package_catalogue(package: str) -> None:
+    catalogue = ast.get_docstring(ast.parse((ROOT / package / "__init__.py").read_text())) or ""
+    children = {p.stem for p in (ROOT / package).glob("*.py") if not p.stem.startswith("__")}
+    children |= {p.parent.name for p in (ROOT / package).glob("*/__init__.py")}
+    missing = sorted(name for name in children if f"``{name}``" not in catalogue)
+    assert missing == [], f"name these in {package}/__init__.py's catalogue, with what each is for"
+def test_no_module_in_actors_is_over_600_lines() -> None:
+    long = {str(p.relative_to(ROOT)): n for p in sorted((ROOT / "actors").rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > 600}
+    assert long == {}, "split it along its concerns (README, Rules of the house)"

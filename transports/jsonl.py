@@ -1,6 +1,8 @@
 """JSONL over any trio byte stream: the I/O shell around :mod:`.framing`.
-stdio uses it with the process's file descriptors, the unix-socket listener
-with accepted sockets."""
+stdio uses it with the process's file descriptors, the embedding API
+(``Server.serve_stream``) with any stream, and the client side
+(:mod:`.connect`) with a child's pipes. The ``unix://`` listener speaks
+websocket instead (:mod:`.websocket`)."""
 
 from __future__ import annotations
 

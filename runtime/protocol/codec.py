@@ -30,6 +30,7 @@ from .jsonrpc import (
     RequestId,
     invalid_request,
 )
+from .serde_wording import at_path, invalid_integer, serde_message
 
 T = TypeVar("T")
 
@@ -160,7 +161,8 @@ def decode_params(raw: msgspec.Raw | None, type_: type[T] | None) -> T | None:
     try:
         return _decoder_for(type_).decode(raw)  # type: ignore[arg-type]  # mypy misses that type[T] is Hashable
     except msgspec.ValidationError as exc:
-        message = _out_of_range(raw, type_, str(exc)) or serde_message(str(exc), type_)
+        message = _out_of_range(raw, type_, str(exc)) or serde_message(
+            str(exc), lambda path: _variants(type_, path))
         raise invalid_request(f"Invalid request: {message}") from None
     except msgspec.DecodeError as exc:
         raise invalid_request(f"Invalid request: params are not valid JSON: {exc}") from None
@@ -172,62 +174,13 @@ def decode_result(raw: msgspec.Raw | None, type_: type[T]) -> T:
     return _decoder_for(type_).decode(raw if raw is not None else b"null")  # type: ignore[arg-type]  # as above
 
 
-_MISSING = re.compile(r"^Object missing required field `([^`]+)`(?: - at `\$\.?(.*)`)?$")
-_TYPE = re.compile(r"^Expected `([^`]+)`, got `([^`]+)`(?: - at `\$\.?(.*)`)?$")
-_ENUM = re.compile(r"^Invalid enum value (.+?)(?: - at `\$\.?(.*)`)?$")
-_SERDE_TYPES = {
-    "str": "a string",
-    "int": "an integer",
-    "float": "a number",
-    "bool": "a boolean",
-    "object": "a map",
-    "array": "a sequence",
-    "null": "unit",
-}
-
-
-def serde_message(msg: str, type_: Any = None) -> str:
-    """Reword a msgspec validation message the way the original's serde says
-    it (``missing field `x```, ``invalid type: integer, expected a string``,
-    ``unknown variant `x`, expected `a` or `b``` when ``type_``, the decoded
-    type, is given), keeping msgspec's path, which serde's messages lack."""
-    if m := _MISSING.match(msg):
-        field, path = m.groups()
-        return f"missing field `{field}`" + _at(path)
-    if m := _TYPE.match(msg):
-        want, got, path = m.groups()
-        got_word = {"int": "integer", "str": "string", "float": "floating point"}.get(got, got)
-        # serde names an Option<T> by its T alone.
-        wants = [w.strip() for w in want.split("|") if w.strip() != "null"] or ["null"]
-        want_words = " or ".join(_SERDE_TYPES.get(w, w) for w in wants)
-        return f"invalid type: {got_word}, expected {want_words}" + _at(path)
-    if m := _ENUM.match(msg):
-        value, path = m.groups()
-        if type_ is not None and (variants := _variants(type_, path or "")):
-            return f"unknown variant `{value.strip(chr(39))}`, expected {variants}" + _at(path)
-        return f"unknown variant {value}" + _at(path)
-    return msg
-
-
-def _variants(type_: Any, path: str) -> str | None:
-    """serde's list of the variants the enum at ``path`` takes (```a```,
-    ```a` or `b```, ``one of `a`, `b`, `c```), or None when the field is
-    no plain enum."""
+def _variants(type_: Any, path: str) -> list[str] | None:
+    """The variants the enum at ``path`` of ``type_`` takes, or None when the
+    field is no plain enum."""
     t, _ = _unwrap(mi.type_info(type_), "")
     for name, index in _STEP.findall(path):
         t, _ = _unwrap(_step(t, name, index), "")
-    if not isinstance(t, mi.LiteralType):
-        return None
-    names = [f"`{v}`" for v in t.values]
-    if len(names) == 1:
-        return names[0]
-    if len(names) == 2:
-        return f"{names[0]} or {names[1]}"
-    return "one of " + ", ".join(names)
-
-
-def _at(path: str | None) -> str:
-    return f" at `{path}`" if path else ""
+    return [str(v) for v in t.values] if isinstance(t, mi.LiteralType) else None
 
 
 _RANGE = re.compile(r"^Expected `int` [<>]= -?\d+ - at `\$\.?(.*)`$")
@@ -253,7 +206,7 @@ def _out_of_range(raw: msgspec.Raw, type_: Any, msg: str) -> str | None:
         except (KeyError, IndexError, TypeError):
             return None
         t, rust = _unwrap(_step(t, name, index), rust)
-    return f"invalid value: integer `{value}`, expected {rust}" + _at(path)
+    return invalid_integer(value, rust) + at_path(path)
 
 
 def _unwrap(t: Any, rust: str) -> tuple[Any, str]:

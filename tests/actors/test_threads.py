@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from trio_codex.actors import store as store_actor
-from trio_codex.actors import thread as thread_actor
+from trio_codex.actors.thread import actor as thread_actor
 from trio_codex.actors.analytics_facts import Recorder
 from trio_codex.actors.analytics_reducer import Reducer, TurnEvent
 from trio_codex.actors.approvals import run_approvals
@@ -25,7 +25,6 @@ from trio_codex.actors.messages import (
     ReadThread,
     Register,
     Reply,
-    StartThread,
     StartTurn,
     SteerTurn,
     Subscribe,
@@ -35,9 +34,9 @@ from trio_codex.actors.messages import (
     UnloadThread,
     Unsubscribe,
 )
+from trio_codex.actors.model_pool import ModelPool
 from trio_codex.actors.store import run_store
 from trio_codex.actors.threads import ThreadRegistry
-from trio_codex.runtime.app import ModelPool
 from trio_codex.runtime.ask import ask
 from trio_codex.runtime.config import load_settings
 from trio_codex.runtime.mailbox import Inbox, Mailbox, open_mailbox
@@ -104,7 +103,7 @@ CRASH = ConnectionGone(0)
 
 async def test_a_crashed_thread_restarts_from_its_checkpoint_and_keeps_serving(
         host: Host, scripted: ScriptedResponses) -> None:
-    await host.registry.send(StartThread(Reply(host.conn, 1), ThreadStartParams(), "tests"))
+    await host.registry.send(ThreadRequest(Reply(host.conn, 1), "thread/start", ThreadStartParams(), "tests"))
     started = await until(host.inbox, is_method("thread/started"))
     thread_id = started[0].result.thread.id
 
@@ -124,7 +123,8 @@ async def test_a_crashed_thread_restarts_from_its_checkpoint_and_keeps_serving(
 
 
 async def test_a_sandbox_a_turn_narrowed_stays_narrow_after_a_crash(host: Host) -> None:
-    await host.registry.send(StartThread(Reply(host.conn, 1), ThreadStartParams(sandbox="workspace-write"), "tests"))
+    await host.registry.send(ThreadRequest(Reply(host.conn, 1), "thread/start",
+                                           ThreadStartParams(sandbox="workspace-write"), "tests"))
     thread_id = (await until(host.inbox, is_method("thread/started")))[0].result.thread.id
     read_only = Permissions(ReadOnly(), ActivePermissionProfile(":read-only"))
     await host.registry.send(ToThread(thread_id, StartTurn(Reply(host.conn, 2), TurnStartParams(
@@ -140,7 +140,7 @@ async def test_a_sandbox_a_turn_narrowed_stays_narrow_after_a_crash(host: Host) 
 
 
 async def test_a_turn_lost_to_a_crash_is_reported_failed_to_its_client_and_to_analytics(host: Host) -> None:
-    await host.registry.send(StartThread(Reply(host.conn, 1), ThreadStartParams(), "tests"))
+    await host.registry.send(ThreadRequest(Reply(host.conn, 1), "thread/start", ThreadStartParams(), "tests"))
     thread_id = (await until(host.inbox, is_method("thread/started")))[0].result.thread.id
     await host.registry.send(ToThread(thread_id, StartTurn(Reply(host.conn, 2), TurnStartParams(
         thread_id, [TextInput("[[deltas=100 delay_ms=50]] slow")])), None))
@@ -157,7 +157,7 @@ async def test_a_thread_that_keeps_crashing_is_unloaded_and_the_others_go_on(hos
     await ask(host.hub, lambda slot: Register(host.conn, "tests", slot), timeout=5)
     ids = []
     for rid in (1, 2):
-        await host.registry.send(StartThread(Reply(host.conn, rid), ThreadStartParams(), "tests"))
+        await host.registry.send(ThreadRequest(Reply(host.conn, rid), "thread/start", ThreadStartParams(), "tests"))
         ids.append((await until(host.inbox, is_method("thread/started")))[-1].params.thread.id)
     doomed, steady = ids
     for _ in range(4):  # one more crash than THREAD_RESTARTS allows
@@ -226,7 +226,7 @@ async def test_a_message_at_any_phase_of_a_turn_neither_crashes_the_thread_nor_l
             to_other.append(msg)
 
     nursery.start_soon(read_other)
-    await host.registry.send(StartThread(Reply(host.conn, 1), ThreadStartParams(), "tests"))
+    await host.registry.send(ThreadRequest(Reply(host.conn, 1), "thread/start", ThreadStartParams(), "tests"))
     tid = (await until(host.inbox, is_method("thread/started")))[0].result.thread.id
     thread = host.threads.threads[tid]
     rids = itertools.count(2)
@@ -294,7 +294,7 @@ async def test_a_message_at_any_phase_of_a_turn_neither_crashes_the_thread_nor_l
 async def test_a_stale_turn_ended_is_dropped_and_the_thread_serves_on(
         host: Host, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(logging.getLogger("trio_codex"), "propagate", True)  # whatever configured logging before
-    await host.registry.send(StartThread(Reply(host.conn, 1), ThreadStartParams(), "tests"))
+    await host.registry.send(ThreadRequest(Reply(host.conn, 1), "thread/start", ThreadStartParams(), "tests"))
     tid = (await until(host.inbox, is_method("thread/started")))[0].result.thread.id
     await host.registry.send(ToThread(tid, TurnEnded("a-predecessors-turn", "completed", None, (), (), None), None))
     await host.registry.send(ToThread(tid, StartTurn(Reply(host.conn, 2), TurnStartParams(
@@ -305,7 +305,7 @@ async def test_a_stale_turn_ended_is_dropped_and_the_thread_serves_on(
 
 
 async def test_the_registry_unloads_a_thread_only_if_nothing_reached_it_since_it_asked(host: Host) -> None:
-    await host.registry.send(StartThread(Reply(host.conn, 1), ThreadStartParams(), "tests"))
+    await host.registry.send(ThreadRequest(Reply(host.conn, 1), "thread/start", ThreadStartParams(), "tests"))
     tid = (await until(host.inbox, is_method("thread/started")))[0].result.thread.id
     thread = host.threads.threads[tid]
 
@@ -350,7 +350,7 @@ async def test_thread_loaded_list_is_answered_while_the_store_is_slow(
 
 
 async def test_a_turn_start_while_a_turn_is_interrupted_starts_a_new_turn_once_that_one_ended(host: Host) -> None:
-    await host.registry.send(StartThread(Reply(host.conn, 1), ThreadStartParams(), "tests"))
+    await host.registry.send(ThreadRequest(Reply(host.conn, 1), "thread/start", ThreadStartParams(), "tests"))
     tid = (await until(host.inbox, is_method("thread/started")))[0].result.thread.id
     thread = host.threads.threads[tid]
     await thread.send(StartTurn(Reply(host.conn, 2), TurnStartParams(tid, [TextInput("[[deltas=100 delay_ms=20]] a")])))

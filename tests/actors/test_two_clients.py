@@ -17,15 +17,15 @@ import trio
 import trio.testing
 import trio_websocket
 
-from trio_codex.actors import connection
+from trio_codex.actors.connection import session as connection
 from trio_codex.actors.analytics import run_analytics
 from trio_codex.actors.analytics_facts import DISABLED
 from trio_codex.actors.approvals import run_approvals
 from trio_codex.actors.connection import Connection
 from trio_codex.actors.hub import run_hub
+from trio_codex.actors.model_pool import ModelPool
 from trio_codex.actors.store import run_store
 from trio_codex.actors.threads import ThreadRegistry
-from trio_codex.runtime.app import ModelPool
 from trio_codex.runtime.config import load_settings
 from trio_codex.runtime.limits import Limits
 from trio_codex.runtime.server_info import ServerInfo

@@ -140,15 +140,18 @@ async def test_the_model_creates_reads_and_completes_a_goal_with_its_goal_tools(
         before = (await session.request("thread/goal/get", {"threadId": tid}))["goal"]
         done, updates = await tool("update_goal", status="complete")
         assert done["goal"]["status"] == "complete" and done["completionBudgetReport"].startswith("Goal achieved.")
-        # The completing turn's tokens count too: the original counts those
-        # it knows of first (budgetLimited, then complete); ours as well when
-        # the response's usage came before the call ran, else at the turn's end.
+        # The completing turn's tokens count too, before or after the call
+        # depending on whether the response's usage came first (the original
+        # too, as a loaded machine shows): the goal ends complete, perhaps
+        # by way of budgetLimited.
         statuses = [u["goal"]["status"] for u in updates]
-        assert statuses[-1] == "complete" and set(statuses) == {"budgetLimited", "complete"} or statuses == [
-            "complete", "complete"]
+        assert statuses[-1] == "complete" and set(statuses) <= {"budgetLimited", "complete"}
         got = await session.request("thread/goal/get", {"threadId": tid})
         assert got["goal"]["status"] == "complete" and got["goal"]["objective"] == "x"
-        assert got["goal"]["tokensUsed"] > before["tokensUsed"]
+        # Ours always counts the completing turn; the original only when its
+        # usage arrived before the goal was complete (a race it loses under load).
+        assert got["goal"]["tokensUsed"] > before["tokensUsed"] or (
+            server == "original" and got["goal"]["tokensUsed"] == before["tokensUsed"])
         assert violations(client, session.sent) == []
 
 

@@ -3,7 +3,7 @@ import time
 import uuid
 
 from trio_codex.runtime import ids
-from trio_codex.runtime.ids import IdSource, Sequential, uuid7
+from trio_codex.runtime.ids import uuid7
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -31,25 +31,3 @@ def test_uuid7_stays_ordered_when_the_clock_steps_back(monkeypatch):
     second = uuid7()
     assert first < second
     assert UUID7.match(second)
-
-
-def test_the_id_source_mints_uuid7_ids_and_counts_server_requests_from_zero():
-    source = IdSource()
-    assert all(
-        UUID7.match(make())
-        for make in (source.thread_id, source.turn_id, source.item_id, source.connection_id)
-    )
-    assert [source.next_request_id() for _ in range(3)] == [0, 1, 2]
-
-
-def test_sequential_ids_are_deterministic_and_counted_per_kind():
-    source = Sequential("t/")
-    assert [source.thread_id(), source.thread_id(), source.turn_id(), source.item_id()] == [
-        "t/thread-0",
-        "t/thread-1",
-        "t/turn-0",
-        "t/item-0",
-    ]
-    assert source.connection_id() == "t/conn-0"
-    assert [source.next_request_id(), source.next_request_id()] == [0, 1]
-    assert Sequential().thread_id() == "thread-0"

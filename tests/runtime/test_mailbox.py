@@ -215,13 +215,11 @@ async def test_receive_batch_takes_at_most_limit_messages_in_order():
         assert await inbox.receive_batch(4) == [Msg(4), Msg(5)]
 
 
-async def test_receive_batch_raises_end_of_channel_once_the_senders_are_gone_and_it_is_empty():
+async def test_receive_batch_raises_end_of_channel_once_the_mailbox_is_closed_and_empty():
     mailbox, inbox = open_mailbox(4, name="m")
-    clone = mailbox.clone()
     mailbox.send_nowait(Msg(0))
-    mailbox.close()
-    clone.send_nowait(Msg(1))
-    await clone.aclose()
+    mailbox.send_nowait(Msg(1))
+    await mailbox.aclose()
     with trio.fail_after(5):
         assert await inbox.receive_batch() == [Msg(0), Msg(1)]
         with pytest.raises(trio.EndOfChannel):
@@ -284,20 +282,18 @@ async def test_closing_the_inbox_wakes_blocked_senders_with_mailbox_closed():
     assert errors == [GONE_TEXT, GONE_TEXT]
 
 
-async def test_sending_through_a_closed_handle_raises_mailbox_closed_but_clones_still_work():
+async def test_sending_through_a_closed_mailbox_raises_mailbox_closed_and_the_inbox_ends():
     mailbox, inbox = open_mailbox(2, name="m")
-    clone = mailbox.clone()
+    await mailbox.send(Msg(1))
     mailbox.close()
-    closed = (
-        r"^mailbox 'm': this handle is closed; send through another clone "
-        r"\(clone\(\) before closing\)$"
-    )
+    closed = r"^mailbox 'm' is closed; it cannot send after close\(\)$"
     with pytest.raises(MailboxClosed, match=closed):
         await mailbox.send(Msg(0))
     with pytest.raises(MailboxClosed, match=closed):
-        mailbox.clone()
-    await clone.send(Msg(1))
+        mailbox.send_nowait(Msg(0))
     assert inbox.receive_nowait() == Msg(1)
+    with pytest.raises(trio.EndOfChannel):
+        inbox.receive_nowait()
 
 
 async def test_receiving_from_a_closed_inbox_raises_mailbox_closed():
