@@ -115,7 +115,7 @@ async def call_tool(ctx: Any, call: rs.FunctionCallItem, approve: Callable[..., 
         return {"action": "cancel"}
 
     try:
-        result = await ask(ref.mailbox, lambda slot: McpCallTool(
+        result: dict[str, Any] = await ask(ref.mailbox, lambda slot: McpCallTool(
             call.call_id, call.name, arguments, timeout, progress, slot, elicit),
             timeout=ref.config.startup_timeout_sec + timeout + _MARGIN)
     except McpCallFailed as exc:
@@ -151,8 +151,8 @@ async def resource_tool(ctx: Any, call: rs.FunctionCallItem) -> msgspec.Raw:
             if not isinstance(server, str) or not isinstance(args.get("uri"), str):
                 return _output(call, "failed to parse function arguments: missing field `server` or `uri`")
             ref = ctx.mcp[server][0]
-            result = await ask(ref.mailbox, lambda slot: McpReadResource(args["uri"], slot),
-                               timeout=ref.config.tool_timeout_sec + _MARGIN)
+            result: dict[str, Any] = await ask(ref.mailbox, lambda slot: McpReadResource(args["uri"], slot),
+                                               timeout=ref.config.tool_timeout_sec + _MARGIN)
             return _output(call, json.dumps({"server": server, "uri": args["uri"], **result}))
         templates = call.name == "list_mcp_resource_templates"
         key = "resourceTemplates" if templates else "resources"
@@ -160,8 +160,9 @@ async def resource_tool(ctx: Any, call: rs.FunctionCallItem) -> msgspec.Raw:
         cursor = None
         for name in [server] if server else sorted(ctx.mcp):
             ref = ctx.mcp[name][0]
-            page = await ask(ref.mailbox, lambda slot: McpListResources(templates, args.get("cursor"), slot),
-                             timeout=ref.config.tool_timeout_sec + _MARGIN)
+            page: dict[str, Any] = await ask(
+                ref.mailbox, lambda slot: McpListResources(templates, args.get("cursor"), slot),
+                timeout=ref.config.tool_timeout_sec + _MARGIN)
             listed += [{"server": name, **r} for r in page.get(key, [])]
             cursor = page.get("nextCursor") if server else None
         out: dict[str, Any] = {key: listed}

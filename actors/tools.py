@@ -36,7 +36,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import trio
@@ -160,7 +160,7 @@ async def _approve(ctx: ToolContext, method: str, params: Any, keys: tuple[str, 
                    item_id: str | None = None) -> str | dict:
     """The client's decision; "acceptForSession" without a prompt when every
     key was accepted for the session before."""
-    cached = await ask(ctx.thread, lambda slot: ApprovalGate(ctx.turn_id, keys, slot), timeout=GATE_TIMEOUT)
+    cached: bool = await ask(ctx.thread, lambda slot: ApprovalGate(ctx.turn_id, keys, slot), timeout=GATE_TIMEOUT)
     if cached:
         ctx.recorder.record(ApprovalFromSessionCache(
             thread_id=ctx.thread_id, turn_id=ctx.turn_id, item_id=item_id or params.item_id,
@@ -279,7 +279,7 @@ async def _refused(ctx: ToolContext, call: Any, item: Any, verdict: str) -> Tool
     """A call that will not run: its item ends declined, the model is told."""
     done = msgspec.structs.replace(item, status="declined")
     await ctx.notify("item/completed", ItemCompleted(done, ctx.thread_id, ctx.turn_id, now_ms()))
-    tool = "apply_patch" if isinstance(item, FileChangeItem) else "exec"
+    tool: Literal["apply_patch", "exec"] = "apply_patch" if isinstance(item, FileChangeItem) else "exec"
     message = "rejected by user" if verdict in ("decline", "cancel") else verdict
     return ToolOutcome(output_item(call, tool_output.rejection_message(message, tool=tool)),
                        cancel=verdict == "cancel")
@@ -508,7 +508,7 @@ async def _goal_tool(ctx: ToolContext, call: rs.FunctionCallItem, args: Any) -> 
     """``get_goal``, ``create_goal``, ``update_goal``: the thread owns the
     goal and answers the output (a refusal is the output too, as the
     original's)."""
-    text = await ask(ctx.thread, lambda slot: GoalTool(
+    text: str = await ask(ctx.thread, lambda slot: GoalTool(
         ctx.turn_id, call.name, getattr(args, "objective", None), getattr(args, "token_budget", None),
         getattr(args, "status", None), ctx.turn_tokens(), slot), timeout=GATE_TIMEOUT)
     return ToolOutcome(output_item(call, text))

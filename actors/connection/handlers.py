@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -193,7 +193,7 @@ async def rpc_logout(self: Connection, rid: RequestId, params: None) -> None:
     await self._send(Response(rid, Empty()))
     self._account_updated(None)
 
-def _account_updated(self: Connection, mode: str | None) -> None:
+def _account_updated(self: Connection, mode: Literal["apikey"] | None) -> None:
     # After the answer: a full hub drops the notice (logged) rather than
     # answering the request a second time.
     note = Notification("account/updated", AccountUpdatedNotification(auth_mode=mode), now_ms())

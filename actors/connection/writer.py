@@ -7,6 +7,7 @@ larger messages), encodes and writes each batch with one call (functions of
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -114,7 +115,7 @@ async def _write_backlog(self: Connection, backlog: _Backlog) -> None:
         batch, size = taken
         if len(batch) > COALESCE_BACKLOG:
             batch = coalesce_deltas(batch)
-        frames = [m if type(m) is bytes else encode(m) for m in batch]
+        frames = [m if isinstance(m, bytes) else encode(m) for m in batch]
         if self.legacy_error_info:
             frames = [_downgrade_error_info(f) for f in frames]
         await self.stream.send_frames(frames)
@@ -140,9 +141,9 @@ class _Backlog:
     def add(self, batch: list[Outbound]) -> None:
         encode = codec.encode
         for msg in batch:
-            if _stream_key(msg) is not None:
-                self.items.append(msg)
-                self.size += len(msg.params.delta) + self.DELTA_OVERHEAD  # type: ignore[attr-defined]
+            if (delta := _as_delta(msg)) is not None:
+                self.items.append(delta)
+                self.size += len(delta.params.delta) + self.DELTA_OVERHEAD
             else:
                 data = encode(msg)
                 self.items.append(data)
@@ -187,37 +188,41 @@ def _turn_id(result: Any) -> str | None:
     return getattr(turn, "id", None)
 
 
-def coalesce_deltas(batch: list[Outbound]) -> list[Outbound]:
+def coalesce_deltas(batch: Sequence[Outbound | bytes]) -> list[Outbound | bytes]:
     """Merge runs of delta notifications for the same stream (method, item,
     index) into one each. Lossless: the merged delta carries all the text, in
     order. Linear: each run is joined once."""
-    out: list[Outbound] = []
-    run: list[str] = []
+    out: list[Outbound | bytes] = []
+    run: list[Notification] = []  # the deltas of the stream out[-1] begins
     key: tuple | None = None
 
     def close_run() -> None:
         if len(run) > 1:
-            last = out[-1]
-            out[-1] = Notification(last.method, msgspec.structs.replace(last.params, delta="".join(run)),
-                                   last.emitted_at_ms)
+            first = run[0]
+            text = "".join(n.params.delta for n in run)
+            out[-1] = Notification(first.method, msgspec.structs.replace(first.params, delta=text), first.emitted_at_ms)
         run.clear()
 
     for msg in batch:
-        k = _stream_key(msg)
-        if k is not None and k == key:
-            run.append(msg.params.delta)
+        delta = _as_delta(msg)
+        k = _stream_key(delta) if delta is not None else None
+        if delta is not None and k == key:
+            run.append(delta)
             continue
         close_run()
         out.append(msg)
         key = k
-        if k is not None:
-            run.append(msg.params.delta)
+        if delta is not None:
+            run.append(delta)
     close_run()
     return out
 
 
-def _stream_key(msg: Outbound) -> tuple | None:
-    if type(msg) is not Notification or msg.method not in _DELTA_METHODS:
-        return None
-    p = msg.params
-    return (msg.method, p.item_id, p.turn_id, getattr(p, "summary_index", None), getattr(p, "content_index", None))
+def _as_delta(msg: Outbound | bytes) -> Notification | None:
+    """``msg`` if it is a delta notification (one a run can merge), else None."""
+    return msg if type(msg) is Notification and msg.method in _DELTA_METHODS else None
+
+
+def _stream_key(delta: Notification) -> tuple:
+    p = delta.params
+    return (delta.method, p.item_id, p.turn_id, getattr(p, "summary_index", None), getattr(p, "content_index", None))

@@ -95,6 +95,8 @@ from .services import (
     SubscribersChanged,
     TurnInbox,
     UpdateGitInfo,
+    McpConnectionInbox,
+    McpPoolInbox,
 )
 
 __all__ = [
@@ -128,6 +130,8 @@ __all__ = [
     "McpAcquire",
     "McpCallTool",
     "McpCancel",
+    "McpConnectionInbox",
+    "McpPoolInbox",
     "McpInventory",
     "McpInventoryResult",
     "McpListResources",

@@ -10,7 +10,7 @@ from ...runtime.ask import ReplySlot
 from ...runtime.mailbox import Mailbox
 from ...runtime.protocol.jsonrpc import Notification, RequestId
 from ...runtime.protocol.responses import ResponsesEvent
-from ...runtime.protocol.v2.thread import ActivePermissionProfile, SandboxPolicy
+from ...runtime.protocol.v2.thread import ActivePermissionProfile, AskForApproval, SandboxPolicy
 
 
 class Msg(msgspec.Struct, frozen=True, tag_field="kind"):
@@ -62,7 +62,8 @@ class ThreadConfig(msgspec.Struct, frozen=True):
     cwd: str
     model: str
     model_provider: str
-    approval_policy: str | dict
+    #: In the wire's shape (a mode or ``{"granular": {...}}``), config.toml's too.
+    approval_policy: AskForApproval
     approvals_reviewer: str
     sandbox: SandboxPolicy
     reasoning_effort: str | None

@@ -223,3 +223,7 @@ class McpCancel(Msg, tag="mcp_cancel", frozen=True):
     interrupted): the connection cancels the call."""
 
     call_id: str
+
+
+McpPoolInbox = McpAcquire | McpRelease | McpRequest
+McpConnectionInbox = McpInventory | McpCallTool | McpReadResource | McpListResources | McpCancel

@@ -12,7 +12,13 @@ from ...runtime.mailbox import Mailbox
 from ...runtime.protocol.jsonrpc import ErrorObject, RequestId
 from ...runtime.protocol.v2.item import ThreadItem
 from ...runtime.permissions import Permissions
-from ...runtime.protocol.v2.turn import ThreadSettingsUpdateParams, TokenUsageBreakdown, TurnError, TurnStartParams
+from ...runtime.protocol.v2.turn import (
+    ThreadSettingsUpdateParams,
+    TokenUsageBreakdown,
+    TurnError,
+    TurnStartParams,
+    TurnStatus,
+)
 from .common import (
     ConnectionRef,
     Msg,
@@ -303,7 +309,7 @@ class TurnEnded(Msg, tag="turn_ended", frozen=True):
     turn/completed) and its token usage."""
 
     turn_id: str
-    status: str
+    status: TurnStatus
     error: TurnError | None
     history: tuple[msgspec.Raw, ...]
     items: tuple[ThreadItem, ...]
@@ -404,7 +410,8 @@ class GoalTool(Msg, tag="goal_tool", frozen=True):
 
 
 ThreadInbox = (StartTurn | UpdateSettings | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone
-               | GoalTool | ReadThread | HistoryPage | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue)
+               | GoalTool | ReadThread | HistoryPage | Renamed | PatchGitInfo | CompactThread | RevertThread | UnloadDue
+               | ShellCommand | BackgroundTerminals | InjectItems | ReviewThread | GoalRequest)
 
 RegistryInbox = (ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
                  | LoadFailed | ThreadGaveUp)

@@ -141,7 +141,7 @@ async def _background_terminals(self: ThreadActor, request: BackgroundTerminals)
         case _:
             pid = request.process_id
             running = any(p == pid for p, _label, _os in self.processes.running())
-            if running:
+            if running and pid is not None:
                 self.processes.terminate(pid)
             result = {"terminated": running}
     await self._to(reply.conn, Response(reply.request_id, result))

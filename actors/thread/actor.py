@@ -491,7 +491,8 @@ class ThreadActor:
             updated_at=self.updated_at * 1000, recency_at=last_turn_started * 1000, source="vscode",
             model_provider=c.model_provider, cwd=c.cwd, cli_version=PROTOCOL_VERSION, originator=c.originator,
             model=c.model, reasoning_effort=c.reasoning_effort, preview=self.preview, history_mode=c.history_mode,
-            tokens_used=self.usage.total_tokens, **self.git), texts))
+            tokens_used=self.usage.total_tokens, git_sha=self.git.get("git_sha"), git_branch=self.git.get("git_branch"),
+            git_origin_url=self.git.get("git_origin_url")), texts))
 
     async def _set_status(self, status: ThreadStatus) -> None:
         self.status = status

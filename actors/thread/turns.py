@@ -112,9 +112,10 @@ async def _steer(self: ThreadActor, reply: Reply, inputs: tuple[Any, ...], expec
         accepted_turn_id=turn.id if error is None and turn else None,
         result="rejected" if error else "accepted", rejection_reason=reason,
         num_input_images=sum(1 for i in inputs if not isinstance(i, TextInput))))
-    if error is not None or turn is None:
+    if error is not None:
         await self._to(reply.conn, ErrorResponse(reply.request_id, error.error))
         return
+    assert turn is not None  # no turn is an error above
     result: Any = (TurnSteerResponse(turn.id) if expected is not None else TurnStartResponse(
         Turn(id=turn.id, items=[], status="inProgress", root_turn_id=turn.id)))
     await self._to(reply.conn, Response(reply.request_id, result))
@@ -422,8 +423,8 @@ async def _turn_ended(self: ThreadActor, ended: TurnEnded) -> None:
                                         started_at=turn.started_at, completed_at=self.updated_at,
                                         duration_ms=duration_ms)
     else:
-        error = ended.error and RolloutTurnError(message=ended.error.message,
-                                                 codex_error_info=snakeize(ended.error.codex_error_info))
+        error = None if ended.error is None else RolloutTurnError(
+            message=ended.error.message, codex_error_info=snakeize(ended.error.codex_error_info))
         closing = TurnCompleteEvent(turn_id=turn.id, root_turn_id=turn.id, last_agent_message=last,
                                     error=error, started_at=turn.started_at, completed_at=self.updated_at,
                                     duration_ms=duration_ms)
@@ -433,7 +434,7 @@ async def _turn_ended(self: ThreadActor, ended: TurnEnded) -> None:
     if tokens or ended.status != "interrupted":
         # As the original: an interrupt before any usage counts nothing.
         await self._account_goal(turn.id, tokens, duration_ms)
-    if ended.status == "failed":
+    if ended.status == "failed" and ended.error is not None:  # a failed turn always says why
         await self._set_status(SystemError())
         await self._notify("error", ErrorNotification(ended.error, False, self.config.id, turn.id))
     else:

@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, ClassVar
 
+import msgspec
 import trio
 
-from ...runtime.config import ConfigError, Settings, resolve_provider
+from ...runtime.config import ApprovalMode, ConfigError, GranularApproval, Settings, resolve_provider
 from ...runtime.ids import uuid7
 from ...runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ...runtime.ask import ask
@@ -30,6 +31,7 @@ from ...runtime.protocol.jsonrpc import (
 )
 from ...runtime.protocol.methods import REGISTRY, dispatches
 from ...runtime.protocol.v2.thread import (
+    AskForApproval,
     NotLoaded,
     ThreadIdParams,
     ThreadListResponse,
@@ -57,6 +59,7 @@ from ..messages import (
     McpInventory,
     McpRelease,
     McpRequest,
+    McpServerRef,
     Msg,
     ThreadGaveUp,
     PatchGitInfo,
@@ -110,6 +113,12 @@ class _LaunchStarted(Msg, tag="launch_started", frozen=True):
     config: ThreadConfig
     model: Any
     reply: Reply
+
+
+def _wire_policy(policy: ApprovalMode | GranularApproval) -> AskForApproval:
+    """config.toml's approval policy in the wire's shape, the one a ThreadConfig
+    holds (a granular policy as its ``{"granular": {...}}`` object)."""
+    return msgspec.to_builtins(policy)
 
 
 @dispatches(REGISTRY)
@@ -439,7 +448,8 @@ class ThreadRegistry:
                 id=meta.id, created_at=meta.created_at // 1000, cwd=params.cwd or meta.cwd,
                 model=params.model or meta.model or (ctx.model if ctx else None) or s.model,
                 model_provider=params.model_provider or meta.model_provider or s.model_provider,
-                approval_policy=params.approval_policy or (ctx.approval_policy if ctx else None) or s.approval_policy,
+                approval_policy=params.approval_policy or (ctx.approval_policy if ctx else None)
+                or _wire_policy(s.approval_policy),
                 sandbox=perms.sandbox, permission_profile=perms.profile,
                 reasoning_effort=meta.reasoning_effort or s.model_reasoning_effort,
                 ephemeral=ephemeral, originator=meta.originator or "", forked_from_id=forked_from,
@@ -482,8 +492,9 @@ class ThreadRegistry:
             required = [s for s in enabled_servers(self.settings.mcp_servers).values() if s.required]
         except ConfigError as exc:
             raise invalid_request(str(exc)) from None
-        refs = await ask(self.mcp, lambda slot: McpAcquire(config.id, (reply.conn,), not required, slot),
-                         timeout=MCP_ACQUIRE_TIMEOUT)
+        refs: dict[str, McpServerRef] = await ask(
+            self.mcp, lambda slot: McpAcquire(config.id, (reply.conn,), not required, slot),
+            timeout=MCP_ACQUIRE_TIMEOUT)
         if required:
             causes = []
             for server in required:
@@ -530,7 +541,7 @@ class ThreadRegistry:
             id=uuid7(), created_at=int(time.time()),
             cwd=os.path.abspath(params.cwd or os.getcwd()),
             model=params.model or s.model, model_provider=provider_id,
-            approval_policy=params.approval_policy or s.approval_policy,
+            approval_policy=params.approval_policy or _wire_policy(s.approval_policy),
             sandbox=perms.sandbox, permission_profile=perms.profile, reasoning_effort=s.model_reasoning_effort,
             ephemeral=bool(params.ephemeral), originator=originator, **common_fields(s, params),
         )

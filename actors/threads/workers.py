@@ -144,7 +144,8 @@ async def _history_page(self: ThreadRegistry, reply: Reply, method: str, params:
 
 async def _metadata(self: ThreadRegistry, reply: Reply, thread_id: str, patch: dict[str, str | None]) -> None:
     """thread/metadata/update of a thread that is not loaded."""
-    meta = await ask(self.store, lambda slot: UpdateGitInfo(thread_id, patch, slot), timeout=STORE_TIMEOUT)
+    meta: ThreadMeta | None = await ask(
+        self.store, lambda slot: UpdateGitInfo(thread_id, patch, slot), timeout=STORE_TIMEOUT)
     if meta is None or not meta.rollout_path:
         raise invalid_request(f"no rollout found for thread id {thread_id}")
     await self._answer(reply, ThreadReadResponse(thread_from_meta(meta, False)))
@@ -165,11 +166,14 @@ async def _archive(self: ThreadRegistry, reply: Reply, thread_id: str, archived:
     await self._find(thread_id, f"no rollout found for thread id {thread_id}")
     if archived and self._stop_loaded(thread_id, "archived by the client (thread/archive)"):
         await self._broadcast(reply, "thread/status/changed", ThreadStatusChanged(thread_id, NotLoaded()))
-    meta = await ask(self.store, lambda slot: ArchiveThread(thread_id, archived, slot), timeout=STORE_TIMEOUT)
+    meta: ThreadMeta | None = await ask(
+        self.store, lambda slot: ArchiveThread(thread_id, archived, slot), timeout=STORE_TIMEOUT)
     if archived:
         await self._answer(reply, {})
         await self._broadcast(reply, "thread/archived", ThreadIdParams(thread_id))
     else:
+        if meta is None:  # gone since the find above
+            raise invalid_request(f"no rollout found for thread id {thread_id}")
         await self._answer(reply, ThreadReadResponse(thread_from_meta(meta, thread_id in self.threads)))
         await self._broadcast(reply, "thread/unarchived", ThreadIdParams(thread_id))
 
@@ -211,7 +215,7 @@ async def _read_for_resume(self: ThreadRegistry, reply: Reply, params: ThreadRes
 
 async def _stored(self: ThreadRegistry, thread_id: str) -> ThreadMeta | None:
     """The index row of a thread that has a rollout, or None."""
-    meta = await ask(self.store, lambda slot: FindThread(thread_id, slot), timeout=STORE_TIMEOUT)
+    meta: ThreadMeta | None = await ask(self.store, lambda slot: FindThread(thread_id, slot), timeout=STORE_TIMEOUT)
     return meta if meta is not None and meta.rollout_path else None
 
 async def _find(self: ThreadRegistry, thread_id: str, missing: str) -> ThreadMeta:

@@ -25,12 +25,14 @@ from ...runtime.protocol.v2.turn import (
     ErrorNotification,
     TurnDiffUpdated,
     TurnError,
+    TurnStatus,
 )
 from ...runtime.rollout import ResponseItem
 from ..fanout import now_ms
 from ..messages import (
     McpAcquire,
     McpInventory,
+    McpServerRef,
     ModelEvents,
     ModelFailed,
     ModelRetrying,
@@ -65,6 +67,7 @@ async def run_turn(spec: TurnSpec, inbox: Inbox, scope: trio.CancelScope) -> Non
     came too late for the model)."""
     turn = TurnActor(spec)
     error: TurnError | None = None
+    status: TurnStatus
     with scope:
         try:
             error = await turn.run(inbox, scope)
@@ -262,7 +265,8 @@ class TurnActor:
         """The thread's MCP servers (the current config's: a reload shows on
         the next turn), their tools for the model once each settled."""
         try:
-            refs = await ask(pool, lambda slot: McpAcquire(self.thread_id, (), False, slot), timeout=MCP_TIMEOUT)
+            refs: dict[str, McpServerRef] = await ask(
+                pool, lambda slot: McpAcquire(self.thread_id, (), False, slot), timeout=MCP_TIMEOUT)
         except (AskTimeout, ActorGone) as exc:
             log.warning("thread %s: no MCP tools this turn: %s", self.thread_id, exc)
             return

@@ -154,12 +154,13 @@ async def _compact(self: TurnActor, inbox: Inbox, trigger: str, phase: str) -> T
     self.context_tokens = estimate_tokens(replacement)
     last = TokenUsageBreakdown(total_tokens=self.context_tokens)
     await self._usage_updated(last)
-    done = msgspec.structs.replace(item, completed_at_ms=now_ms())
+    completed_at_ms = now_ms()
+    done = msgspec.structs.replace(item, completed_at_ms=completed_at_ms)
     await self.spec.persist(
         Compacted(message=summary, replacement_history=replacement),
         self._token_count(last),
         ItemCompletedEvent.of(core_item(done), thread_id=self.thread_id, turn_id=self.turn_id,
-                              completed_at_ms=done.completed_at_ms))
-    await self._notify("item/completed", ItemCompleted(done, self.thread_id, self.turn_id, done.completed_at_ms))
+                              completed_at_ms=completed_at_ms))
+    await self._notify("item/completed", ItemCompleted(done, self.thread_id, self.turn_id, completed_at_ms))
     record("completed")
     return None
