@@ -8,7 +8,7 @@ import msgspec
 
 from ...runtime.ask import ReplySlot
 from ...runtime.mailbox import Mailbox
-from ...runtime.protocol.jsonrpc import Notification, RequestId
+from ...runtime.protocol.jsonrpc import Notification, Outbound, RequestId
 from ...runtime.protocol.responses import ResponsesEvent
 from ...runtime.protocol.v2.thread import ActivePermissionProfile, AskForApproval, SandboxPolicy
 
@@ -103,8 +103,8 @@ class ConnectionRef(msgspec.Struct, frozen=True):
     being slow (stdio: closing it would end the server)."""
 
     id: int
-    outbox: Mailbox
-    control: Mailbox | None = None
+    outbox: Mailbox[Outbound]
+    control: Mailbox[CloseConnection] | None = None
     #: How long a sender waits for room in the outbox before it gives up on
     #: the connection (Limits.write_timeout).
     give_up_after: float = 30.0
@@ -138,7 +138,7 @@ class Register(Msg, tag="register", frozen=True):
 
     conn: ConnectionRef
     client_name: str
-    reply: ReplySlot
+    reply: ReplySlot[str]
 
 
 class Unregister(Msg, tag="unregister", frozen=True):

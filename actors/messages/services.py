@@ -9,6 +9,8 @@ import msgspec
 
 from ...runtime.ask import ReplySlot
 from ...runtime.mailbox import Mailbox
+from ...runtime.mcp_config import McpServerConfig
+from ...runtime.thread_index import ThreadMeta
 from .common import (
     ConnectionRef,
     ModelEvents,
@@ -27,7 +29,7 @@ class IndexThread(Msg, tag="index_thread", frozen=True):
     """A thread's listing row changed (after each turn): upsert it, and
     index the turn's message ``texts`` for ``thread/search``."""
 
-    meta: Any
+    meta: ThreadMeta
     texts: tuple[str, ...] = ()
 
 
@@ -47,7 +49,7 @@ class FindThread(Msg, tag="find_thread", frozen=True):
     """The listing row of a thread, or None."""
 
     thread_id: str
-    reply: ReplySlot
+    reply: ReplySlot[ThreadMeta | None]
 
 
 class NameThread(Msg, tag="name_thread", frozen=True):
@@ -56,7 +58,7 @@ class NameThread(Msg, tag="name_thread", frozen=True):
 
     thread_id: str
     name: str | None
-    reply: ReplySlot
+    reply: ReplySlot[bool]
 
 
 #: How long a request to the store may take (the first one waits for the
@@ -72,7 +74,7 @@ class UpdateGitInfo(Msg, tag="update_git_info", frozen=True):
 
     thread_id: str
     patch: dict[str, str | None]
-    reply: ReplySlot
+    reply: ReplySlot[ThreadMeta | None]
 
 
 class ArchiveThread(Msg, tag="archive_thread", frozen=True):
@@ -81,14 +83,14 @@ class ArchiveThread(Msg, tag="archive_thread", frozen=True):
 
     thread_id: str
     archived: bool
-    reply: ReplySlot
+    reply: ReplySlot[ThreadMeta | None]
 
 
 class DeleteThread(Msg, tag="delete_thread", frozen=True):
     """Remove a thread's rollout and its listing row; reply when done."""
 
     thread_id: str
-    reply: ReplySlot
+    reply: ReplySlot[bool]
 
 
 StoreInbox = IndexThread | ListThreads | FindThread | NameThread | ArchiveThread | DeleteThread | UpdateGitInfo
@@ -103,7 +105,7 @@ class AppendRollout(Msg, tag="append_rollout", frozen=True):
     completed); ``turn_end`` asks for an fsync under the "turn" policy."""
 
     payloads: tuple[Any, ...]
-    reply: ReplySlot | None = None
+    reply: ReplySlot[str] | None = None
     turn_end: bool = False
 
 
@@ -139,7 +141,7 @@ class McpAcquire(Msg, tag="mcp_acquire", frozen=True):
     thread_id: str
     conns: tuple[ConnectionRef, ...]
     announce: bool
-    reply: ReplySlot
+    reply: ReplySlot[dict[str, McpServerRef]]
 
 
 class McpRelease(Msg, tag="mcp_release", frozen=True):
@@ -164,8 +166,8 @@ class McpServerRef(msgspec.Struct, frozen=True):
     its connection actor (which keeps it across restarts)."""
 
     name: str
-    config: Any
-    mailbox: Mailbox
+    config: McpServerConfig
+    mailbox: Mailbox[McpConnectionInbox]
 
 
 class McpInventory(Msg, tag="mcp_inventory", frozen=True):
@@ -173,7 +175,7 @@ class McpInventory(Msg, tag="mcp_inventory", frozen=True):
     (``ready`` or ``failed`` with the original's text) and, when ready, its
     tools, resources, templates, serverInfo and capabilities (MCP JSON)."""
 
-    reply: ReplySlot
+    reply: ReplySlot[McpInventoryResult]
 
 
 class McpInventoryResult(msgspec.Struct, frozen=True):
@@ -198,7 +200,7 @@ class McpCallTool(Msg, tag="mcp_call_tool", frozen=True):
     arguments: Any
     timeout: float
     progress: Any
-    reply: ReplySlot
+    reply: ReplySlot[dict[str, Any]]
     #: Asks the call's clients what the server elicits (``params`` as MCP
     #: JSON) and returns ``{action, content}``; None: elicitations declined.
     elicit: Any = None
@@ -206,7 +208,7 @@ class McpCallTool(Msg, tag="mcp_call_tool", frozen=True):
 
 class McpReadResource(Msg, tag="mcp_read_resource", frozen=True):
     uri: str
-    reply: ReplySlot
+    reply: ReplySlot[dict[str, Any]]
 
 
 class McpListResources(Msg, tag="mcp_list_resources", frozen=True):
@@ -215,7 +217,7 @@ class McpListResources(Msg, tag="mcp_list_resources", frozen=True):
 
     templates: bool
     cursor: str | None
-    reply: ReplySlot
+    reply: ReplySlot[dict[str, Any]]
 
 
 class McpCancel(Msg, tag="mcp_cancel", frozen=True):

@@ -291,7 +291,7 @@ class UnloadThread(Msg, tag="unload_thread", frozen=True):
     since (what was sent is the thread's to answer, so it stays)."""
 
     thread_id: str
-    mailbox: Mailbox
+    mailbox: Mailbox[ThreadInbox]
     received: int
 
 
@@ -332,7 +332,7 @@ class RequestApproval(Msg, tag="request_approval", frozen=True):
     method: str
     params: Any
     conns: tuple[ConnectionRef, ...]
-    reply: ReplySlot
+    reply: ReplySlot[ApprovalAnswer]
 
 
 class ApprovalAnswer(msgspec.Struct, frozen=True):
@@ -382,7 +382,7 @@ class ApprovalGate(Msg, tag="approval_gate", frozen=True):
 
     turn_id: str
     cache_keys: tuple[str, ...]
-    reply: ReplySlot
+    reply: ReplySlot[bool]
 
 
 class ApprovalDone(Msg, tag="approval_done", frozen=True):
@@ -406,7 +406,7 @@ class GoalTool(Msg, tag="goal_tool", frozen=True):
     status: str | None
     #: The tokens the turn has used so far.
     turn_tokens: int
-    reply: ReplySlot
+    reply: ReplySlot[str]
 
 
 ThreadInbox = (StartTurn | UpdateSettings | SteerTurn | InterruptTurn | Subscribe | Unsubscribe | TurnEnded | ApprovalGate | ApprovalDone

@@ -198,7 +198,8 @@ async def _fork(self: ThreadRegistry, reply: Reply, params: ThreadForkParams) ->
     if not params.ephemeral:
         path = rollout_path(self.settings.codex_home, new_id, now_ms)
         await trio.to_thread.run_sync(write_whole, path, data)
-        await self.store.send(IndexThread(await trio.to_thread.run_sync(scan_rollout, path)))
+        if (row := await trio.to_thread.run_sync(scan_rollout, path)) is not None:  # None: not a rollout
+            await self.store.send(IndexThread(row))
     forked = msgspec.structs.replace(meta, id=new_id, created_at=now_ms, rollout_path=str(path or ""))
     r = replay(parse_rollout(data, str(path or "<ephemeral fork>")))
     await self.mailbox.send(Loaded(reply, params, forked, r, str(path) if path else None, forked_from=meta.id,
