@@ -53,7 +53,8 @@ PERSIST_TIMEOUT = 30.0
 _TAIL_CHUNK = 64 * 1024
 
 
-async def append(writer: Mailbox | None, *payloads: Any, wait: bool = True, turn_end: bool = False) -> None:
+async def append(writer: Mailbox[AppendRollout] | None, *payloads: Any, wait: bool = True,
+                 turn_end: bool = False) -> None:
     """Append to a rollout through its writer (None: the thread writes
     none); with ``wait``, return once the lines reached the OS.
 
@@ -69,7 +70,8 @@ async def append(writer: Mailbox | None, *payloads: Any, wait: bool = True, turn
 
 
 async def run_rollout_writer(path: Path, meta: SessionMeta, next_ordinal: int = 0, fsync: FsyncPolicy = "turn",
-                             *, task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+                             *,
+                             task_status: trio.TaskStatus[Mailbox[AppendRollout]] = trio.TASK_STATUS_IGNORED) -> None:
     """``meta`` opens a new file; a file that exists already (a resumed
     thread) is appended to, its lines numbered on from ``next_ordinal``."""
     mailbox, inbox = open_mailbox(WRITER_CAPACITY, name=f"rollout:{path.name}")

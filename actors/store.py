@@ -228,7 +228,7 @@ class LocalThreadStore:
     files (history, appends). Epochs live in memory: one process is the
     only writer, so a thread stays at the epoch it was activated at."""
 
-    def __init__(self, store: Mailbox, codex_home: Path | None = None) -> None:
+    def __init__(self, store: Mailbox[StoreInbox], codex_home: Path | None = None) -> None:
         self.store = store
         self.codex_home = codex_home
         self.epochs: dict[str, int] = {}

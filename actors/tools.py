@@ -75,7 +75,7 @@ from ..runtime.sandbox import (
 )
 from . import mcp_calls
 from .analytics_facts import ApprovalFromSessionCache, Recorder
-from .messages import ApprovalDone, ApprovalGate, ConnectionRef, GoalTool, RequestApproval
+from .messages import ApprovalDone, ApprovalGate, ConnectionRef, GoalTool, RequestApproval, ApprovalsInbox, ThreadInbox
 from .process import ExecOutcome, ProcessError, ProcessTable, run_command
 
 #: How long the thread may take to answer an approval gate (it answers at once).
@@ -92,8 +92,8 @@ class ToolContext(msgspec.Struct, frozen=True):
     cwd: str
     approval_policy: Any
     sandbox_policy: Any
-    thread: Mailbox
-    approvals: Mailbox
+    thread: Mailbox[ThreadInbox]
+    approvals: Mailbox[ApprovalsInbox]
     processes: ProcessTable
     notify: Callable[[str, object], Awaitable[None]]
     subscribers: Callable[[], tuple[ConnectionRef, ...]]

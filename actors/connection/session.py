@@ -61,6 +61,9 @@ from ..messages import (
     ThreadRequest,
     ToThread,
     Unregister,
+    ApprovalsInbox,
+    HubInbox,
+    RegistryInbox,
 )
 from ..process import open_process_table
 
@@ -174,7 +177,8 @@ class Connection:
     rpc_goal_clear = handlers.rpc_goal_clear
 
     def __init__(self, conn_id: int, stream: FrameStream, info: ServerInfo,
-                 hub: Mailbox, threads: Mailbox, approvals: Mailbox, recorder: Recorder, *,
+                 hub: Mailbox[HubInbox], threads: Mailbox[RegistryInbox], approvals: Mailbox[ApprovalsInbox],
+                 recorder: Recorder, *,
                  can_disconnect: bool = False, limits: Limits = Limits(),
                  handshake: Accepted | None = None) -> None:
         self.id = conn_id
@@ -298,7 +302,7 @@ class Connection:
             self.hub.send_nowait(Unregister(self.id))
             self.threads.send_nowait(ConnectionGone(self.id))
 
-    async def _obey(self, orders: Inbox) -> None:
+    async def _obey(self, orders: Inbox[CloseConnection]) -> None:
         """Close the connection when told to (its client stopped reading)."""
         match await orders.receive():
             case CloseConnection(reason=reason, code=code):

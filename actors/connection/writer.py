@@ -62,7 +62,7 @@ def _record_answers(self: Connection, batch: list[Outbound]) -> None:
                 connection_id=self.id, request_id=msg.id, method=method,
                 code=msg.error.code, message=msg.error.message))
 
-async def _write_loop(self: Connection, inbox: Inbox, scope: trio.CancelScope) -> None:
+async def _write_loop(self: Connection, inbox: Inbox[Outbound], scope: trio.CancelScope) -> None:
     """Move what is queued for the client from the outbox into the
     backlog (see :class:`_Backlog`) and write the backlog out, both at
     once: the outbox never stays full while the client is within its
@@ -79,7 +79,7 @@ async def _write_loop(self: Connection, inbox: Inbox, scope: trio.CancelScope) -
                 "connection %d: closed while writing: %s", self.id, exc)
         scope.cancel(reason=f"connection {self.id}: the peer is gone")
 
-async def _drain(self: Connection, inbox: Inbox, backlog: _Backlog) -> None:
+async def _drain(self: Connection, inbox: Inbox[Outbound], backlog: _Backlog) -> None:
     budget = self.limits.outbox_byte_budget
     while True:
         batch = await inbox.receive_batch(WRITE_BATCH)

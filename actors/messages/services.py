@@ -19,7 +19,7 @@ from .common import (
     Msg,
     Reply,
 )
-from .threads import SearchTicket
+from .threads import SearchTicket, UserShell
 
 
 # --- the store (listing index) --------------------------------------------------
@@ -125,7 +125,9 @@ class SubscribersChanged(Msg, tag="subscribers_changed", frozen=True):
     conns: tuple[ConnectionRef, ...]
 
 
-TurnInbox = ModelEvents | ModelRetrying | ModelFailed | SubscribersChanged | Steered
+#: What a thread sends its turn (the model stream hands the turn its
+#: ModelEvents, ModelRetrying and ModelFailed directly: actors/turn/).
+TurnInbox = SubscribersChanged | Steered | UserShell
 
 
 # --- MCP: registry / turns / connections -> MCP pool -> MCP connection ---------

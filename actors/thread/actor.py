@@ -91,6 +91,13 @@ from ..messages import (
     UnloadDue,
     UnloadThread,
     Unsubscribe,
+    AppendRollout,
+    ApprovalsInbox,
+    HubInbox,
+    McpPoolInbox,
+    RegistryInbox,
+    StoreInbox,
+    ThreadInbox,
 )
 from ..process import ProcessTable, open_process_table
 from ..rollout_writer import append, run_rollout_writer
@@ -111,9 +118,10 @@ from .state import (
 log = logging.getLogger("trio_codex.thread")
 
 
-async def run_thread(config: ThreadConfig, model: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
-                     recorder: Recorder, registry: Mailbox, mailbox: Mailbox, inbox: Inbox,
-                     start: Reply | Resumed | Checkpoint, *, mcp: Mailbox | None = None,
+async def run_thread(config: ThreadConfig, model: Any, hub: Mailbox[HubInbox], approvals: Mailbox[ApprovalsInbox],
+                     store: Mailbox[StoreInbox], recorder: Recorder, registry: Mailbox[RegistryInbox],
+                     mailbox: Mailbox[ThreadInbox], inbox: Inbox[ThreadInbox],
+                     start: Reply | Resumed | Checkpoint, *, mcp: Mailbox[McpPoolInbox] | None = None,
                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run a thread: a new one (``start`` is the thread/start reply) or one
     restarted by its supervisor from its last checkpoint. The mailbox belongs
@@ -153,7 +161,7 @@ class ThreadActor:
     processes: ProcessTable
     recorder: Recorder
     #: The MCP pool (None: no MCP); each turn asks it for the thread's servers.
-    mcp: Mailbox | None
+    mcp: Mailbox[McpPoolInbox] | None
 
     # Defined in :mod:`.actions` (functions of the actor, bound here).
     _user_shell = actions._user_shell
@@ -188,8 +196,8 @@ class ThreadActor:
     _turn_ended = turns._turn_ended
     _run_notify = turns._run_notify
 
-    def __init__(self, config: ThreadConfig, model: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
-                 registry: Mailbox, mailbox: Mailbox) -> None:
+    def __init__(self, config: ThreadConfig, model: Any, hub: Mailbox[HubInbox], approvals: Mailbox[ApprovalsInbox],
+                 store: Mailbox[StoreInbox], registry: Mailbox[RegistryInbox], mailbox: Mailbox[ThreadInbox]) -> None:
         self.config = config
         self.model = model
         self.hub = hub
@@ -212,7 +220,7 @@ class ThreadActor:
         self.unload_generation = 0
         #: The rollout writer, started by the first turn (never for an
         #: ephemeral thread), and where it writes.
-        self.rollout: Mailbox | None = None
+        self.rollout: Mailbox[AppendRollout] | None = None
         self.rollout_path: Path | None = None
         #: The ordinal of the next rollout line (a resumed file goes on).
         self.next_ordinal = 0

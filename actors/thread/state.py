@@ -23,7 +23,7 @@ from ...runtime.protocol.v2.turn import (
 from ..fanout import notification
 from .. import analytics_facts as facts
 from ..analytics_facts import Recorder
-from ..messages import Steered
+from ..messages import Steered, TurnInbox
 from ..turn import TURN_CAPACITY
 
 
@@ -60,8 +60,8 @@ class TurnHandle(msgspec.Struct):
     ends: the thread opened it and closes it) and its cancel scope."""
 
     id: str
-    mailbox: Mailbox
-    inbox: Inbox
+    mailbox: Mailbox[TurnInbox]
+    inbox: Inbox[TurnInbox]
     scope: trio.CancelScope
     started_at: int
     started_monotonic: float

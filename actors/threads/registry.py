@@ -75,6 +75,11 @@ from ..messages import (
     ToThread,
     UnloadThread,
     Unsubscribe,
+    ApprovalsInbox,
+    HubInbox,
+    McpPoolInbox,
+    RegistryInbox,
+    StoreInbox,
 )
 from ..thread import lost_turn, run_thread
 from . import workers
@@ -143,8 +148,9 @@ class ThreadRegistry:
     _read = workers._read
     _replay = workers._replay
 
-    def __init__(self, settings: Settings, models: Any, hub: Mailbox, approvals: Mailbox, store: Mailbox,
-                 recorder: Recorder = DISABLED, mcp: Mailbox | None = None) -> None:
+    def __init__(self, settings: Settings, models: Any, hub: Mailbox[HubInbox], approvals: Mailbox[ApprovalsInbox],
+                 store: Mailbox[StoreInbox], recorder: Recorder = DISABLED,
+                 mcp: Mailbox[McpPoolInbox] | None = None) -> None:
         self.recorder = recorder
         #: The MCP pool (None: MCP disabled, as in tests of the registry alone).
         self.mcp = mcp
@@ -167,7 +173,7 @@ class ThreadRegistry:
         self.replays: OrderedDict[str, tuple[tuple[str, str | None, int, int], Replay]] = OrderedDict()
 
     async def run(self, box: tuple[Mailbox, Inbox] | None = None, *,
-                  task_status: trio.TaskStatus[Mailbox] = trio.TASK_STATUS_IGNORED) -> None:
+                  task_status: trio.TaskStatus[Mailbox[RegistryInbox]] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve ``box`` (a mailbox the parent opened, so that a restarted
         registry serves the same one), or a mailbox of its own."""
         mailbox, inbox = box or open_mailbox(REGISTRY_CAPACITY, name="threads")

@@ -40,6 +40,8 @@ from ..messages import (
     SubscribersChanged,
     TurnEnded,
     UserShell,
+    McpPoolInbox,
+    TurnInbox,
 )
 from ..model import stream_response
 from ..tools import ToolContext, aborted_output, is_parallel, run_tool_call, run_user_shell
@@ -59,7 +61,7 @@ from .spec import (
 log = logging.getLogger("trio_codex.turn")
 
 
-async def run_turn(spec: TurnSpec, inbox: Inbox, scope: trio.CancelScope) -> None:
+async def run_turn(spec: TurnSpec, inbox: Inbox[TurnInbox], scope: trio.CancelScope) -> None:
     """Run one turn, reading the thread's messages from ``inbox``, under
     the thread's cancel ``scope``; report
     :class:`~.messages.TurnEnded` last. The thread closes the mailbox when it
@@ -182,7 +184,7 @@ class TurnActor:
     _usage = events._usage
     _usage_updated = events._usage_updated
 
-    async def run(self, inbox: Inbox, scope: trio.CancelScope) -> TurnError | None:
+    async def run(self, inbox: Inbox[TurnInbox], scope: trio.CancelScope) -> TurnError | None:
         spec = self.spec
         if spec.mcp is not None and spec.kind != "compact":
             await self._open_mcp(spec.mcp)
@@ -213,7 +215,7 @@ class TurnActor:
             return error
         return await self._sample_loop(inbox, scope)
 
-    async def _sample_loop(self, inbox: Inbox, scope: trio.CancelScope) -> TurnError | None:
+    async def _sample_loop(self, inbox: Inbox[TurnInbox], scope: trio.CancelScope) -> TurnError | None:
         """Sample, run the calls, and sample again while there are calls or
         steered input to answer (compacting past the context limit)."""
         limit = self.spec.config.auto_compact_limit
@@ -243,7 +245,7 @@ class TurnActor:
                     return error
 
 
-    async def _sample_with_tools(self, inbox: Inbox) -> TurnError | None:
+    async def _sample_with_tools(self, inbox: Inbox[TurnInbox]) -> TurnError | None:
         """One sampling request; the calls it makes run while it streams and
         their outputs join the history in call order."""
         async with trio.open_nursery() as tools:
@@ -261,7 +263,7 @@ class TurnActor:
                         self.thread_id, self.turn_id, "".join(self.diffs)))
         return error
 
-    async def _open_mcp(self, pool: Mailbox) -> None:
+    async def _open_mcp(self, pool: Mailbox[McpPoolInbox]) -> None:
         """The thread's MCP servers (the current config's: a reload shows on
         the next turn), their tools for the model once each settled."""
         try:
@@ -334,11 +336,11 @@ class TurnActor:
                 "name": "codex_output_schema"}},
         )
 
-    async def _sample(self, inbox: Inbox) -> TurnError | None:
+    async def _sample(self, inbox: Inbox[TurnInbox]) -> TurnError | None:
         return await self._stream(self._request(), self._events, inbox)
 
     async def _stream(self, request: rs.ResponsesRequest, on_events: Callable[[tuple[Any, ...]], Awaitable[bool]],
-                      inbox: Inbox) -> TurnError | None:
+                      inbox: Inbox[TurnInbox]) -> TurnError | None:
         """Stream one response; ``on_events`` takes each batch of its events
         and says when the response is complete.
 
@@ -359,7 +361,7 @@ class TurnActor:
                 control.cancel()
         return direct.error
 
-    async def _control(self, inbox: Inbox, nursery: trio.Nursery, scope: trio.CancelScope) -> None:
+    async def _control(self, inbox: Inbox[TurnInbox], nursery: trio.Nursery, scope: trio.CancelScope) -> None:
         """The thread's messages to the turn while it streams. Cancelled
         between two messages (a batch is handled without a checkpoint), so
         none is lost: what is left stays in the inbox."""

@@ -41,6 +41,7 @@ from ...runtime.rollout import (
     core_item,
 )
 from ..fanout import now_ms
+from ..messages import TurnInbox
 from .. import analytics_facts as facts
 from .spec import (
     SUMMARIZE,
@@ -105,7 +106,7 @@ async def _exit_review(self: TurnActor) -> None:
     await self._notify("item/completed", ItemCompleted(message, self.thread_id, self.turn_id, now_ms()))
     self.added, self.final = [record, answer], [message]
 
-async def _compact(self: TurnActor, inbox: Inbox, trigger: str, phase: str) -> TurnError | None:
+async def _compact(self: TurnActor, inbox: Inbox[TurnInbox], trigger: str, phase: str) -> TurnError | None:
     """Have the model summarize the history (no tools), and replace the
     history with the newest user messages and the summary."""
     started_ms, started = now_ms(), trio.current_time()

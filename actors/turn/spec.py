@@ -29,6 +29,10 @@ from ..messages import (
     Steered,
     SubscribersChanged,
     ThreadConfig,
+    ApprovalsInbox,
+    McpPoolInbox,
+    ThreadInbox,
+    TurnInbox,
 )
 from ..analytics_facts import Recorder
 from ..process import ProcessTable
@@ -71,8 +75,8 @@ class TurnSpec(msgspec.Struct, frozen=True):
     config: ThreadConfig
     turn_id: str
     model: Any
-    thread: Mailbox
-    approvals: Mailbox
+    thread: Mailbox[ThreadInbox]
+    approvals: Mailbox[ApprovalsInbox]
     processes: ProcessTable
     recorder: Recorder
     #: Appends to the thread's rollout (``wait=False``: no ack needed); a
@@ -100,7 +104,7 @@ class TurnSpec(msgspec.Struct, frozen=True):
     #: A ``review`` turn's target (review/start), as the request gave it.
     review_target: dict[str, Any] | None = None
     #: The MCP pool: the turn asks it for the thread's servers (None: no MCP).
-    mcp: Mailbox | None = None
+    mcp: Mailbox[McpPoolInbox] | None = None
 
 
 async def kept_out(*_lines: Any, **_options: Any) -> None:
@@ -125,7 +129,7 @@ class ToolCall:
         self.outcome: ToolOutcome | None = None
 
 
-def open_turn_mailbox(turn_id: str) -> tuple[Mailbox, Inbox]:
+def open_turn_mailbox(turn_id: str) -> tuple[Mailbox[TurnInbox], Inbox[TurnInbox]]:
     """The mailbox of a turn, which its thread opens, sends to and closes
     (the turn only reads it). What the thread sends never waits for room:
     when the mailbox is full, subscriber changes fold into the latest set and
