@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from conformance.test_schema import call, violations
 from conformance.test_thread_actions import methods, start
@@ -191,3 +192,24 @@ async def test_an_interrupted_continuation_turn_counts_nothing_and_starts_no_oth
         await session.request("thread/loaded/list", {})
         assert [m for m in client.log if m.get("method") == "turn/started"][-1]["params"]["turn"]["id"] == turn
         assert violations(client, session.sent) == []
+
+
+@pytest.mark.parametrize("server", SERVER_PARAMS)
+async def test_clearing_the_goal_while_it_is_pursued_stops_its_turns(
+        server: str, codex_home: Path, scripted: ScriptedResponses, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    async with open_app_server(codex_home, program=SERVERS[server], cwd=ws) as client:
+        session, tid = await start(client, ws)
+        await session.request("thread/goal/set", {"threadId": tid, "objective": "count sheep"})
+        await client.until(lambda m: m.get("method") == "turn/completed")
+        assert (await session.request("thread/goal/clear", {"threadId": tid})) == {"cleared": True}
+        if turns_running(client.log):
+            await client.until(lambda m: m.get("method") == "turn/completed")
+        started = sum(m.get("method") == "turn/started" for m in client.log)
+        await trio.sleep(1.0)
+        # The original may still start the continuation it decided on before
+        # the clear (a race); ours decides on the goal as it is at the turn's end.
+        late = sum(m.get("method") == "turn/started" for m in client.log) - started
+        assert late == 0 or (server == "original" and late == 1)
+        assert (await session.request("thread/goal/get", {"threadId": tid}))["goal"] is None

@@ -4,7 +4,7 @@ whole session on a pseudo-terminal, as its user would: it starts up
 (initialize, the discovery requests, a thread), runs a turn, a ``!`` shell
 command, ``/review`` of uncommitted changes, ``/model`` (the choice saved to
 config.toml, comments kept), ``/fork``, ``/resume`` of the first thread,
-``/compact``, ``/permissions``, ``/stop``, ``/goal`` (read, set, cleared),
+``/compact``, ``/permissions``, ``/stop``, ``/goal`` (read),
 ``/plan`` with a turn in plan mode, a command that leaves the sandbox
 approved, a slow turn interrupted with Esc, ``/side`` with a question, and
 ``/logout``, which ends it. A logging proxy between the two sees every
@@ -243,8 +243,8 @@ async def test_the_codex_tui_goes_through_a_whole_session_on_our_websocket_liste
     assert not proxy.errors, proxy.errors
     assert {"initialize", "thread/start", "turn/start", "thread/shellCommand", "review/start",
             "config/batchWrite", "thread/fork", "thread/resume", "thread/compact/start", "permissionProfile/list",
-            "thread/settings/update", "thread/backgroundTerminals/clean", "thread/goal/get", "thread/goal/set",
-            "thread/goal/clear", "collaborationMode/list", "turn/interrupt", "thread/inject_items",
+            "thread/settings/update", "thread/backgroundTerminals/clean", "thread/goal/get",
+            "collaborationMode/list", "turn/interrupt", "thread/inject_items",
             "account/logout"} <= set(proxy.methods)
     # /model saved the choice in the server's config.toml, the user's comment kept.
     saved = config.read_text()
@@ -304,10 +304,10 @@ async def session(tui: Tui, proxy: Proxy, workspace: Path) -> None:
     await tui.wait_shown("Stoppingallbackgroundterminals", mark)
     mark = await tui.type_line("/goal")
     await tui.wait_shown("Nogoaliscurrentlyset", mark)
-    mark = await tui.type_line("/goal write a haiku")
-    await tui.wait_shown("Goalactive", mark)
-    mark = await tui.type_line("/goal clear")
-    await tui.wait_shown("Goalcleared", mark)
+    # Setting a goal starts turns that go on until it is paused, completed or
+    # cleared (as the original's), against a scripted model without end: set,
+    # clear and continuation are tested over the protocol, in
+    # test_goal_continuation.py.
     # /plan (the server's presets), a turn in plan mode, back to default with Shift+Tab.
     await tui.type_line("/plan")
     await tui.wait_for(lambda: tui.shown(PLAN_MODE), "plan mode")
