@@ -13,9 +13,6 @@ from ...runtime.mcp_config import McpServerConfig
 from ...runtime.thread_index import ThreadMeta
 from .common import (
     ConnectionRef,
-    ModelEvents,
-    ModelFailed,
-    ModelRetrying,
     Msg,
     Reply,
 )
