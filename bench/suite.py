@@ -135,7 +135,7 @@ async def _history(ctx: Ctx, spec: str) -> dict:
         tid, items, size = thread_store.write_long_thread(home, turns, int(time.time() * 1000) - 86_400_000 * 30)
         _history_thread[turns] = (home, tid, items, size / 1e6)
     home, tid, items, _ = _history_thread[turns]
-    args = argparse.Namespace(turns=turns, timeout=120.0, orig_timeout=120.0)
+    args = argparse.Namespace(turns=turns, timeout=120.0, orig_timeout=120.0, settle=1.0)
     out = await thread_store.resume_run(spec, home, tid, args)
     out["thread_items"] = items
     return out
