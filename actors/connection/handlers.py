@@ -13,6 +13,7 @@ import msgspec
 
 from ...runtime import review
 from ...runtime.ask import ask
+from ...runtime.clock import now_ms
 from ...runtime.protocol.jsonrpc import (
     ALREADY_INITIALIZED,
     Notification,
@@ -47,7 +48,6 @@ from ...runtime.protocol.v2.thread import (
 )
 from ...runtime.protocol.v2.turn import ThreadSettingsUpdateParams, TurnInterruptParams, TurnStartParams, TurnSteerParams
 from .. import analytics_facts as facts
-from ..fanout import now_ms
 from ..messages import (
     BackgroundTerminals,
     Broadcast,

@@ -12,6 +12,7 @@ import msgspec
 import trio
 
 from ...runtime import goals, review
+from ...runtime.clock import now_ms
 from ...runtime.ids import uuid7
 from ...runtime.protocol.jsonrpc import (
     ErrorResponse,
@@ -41,7 +42,6 @@ from ...runtime.rollout import (
     TurnStartedEvent,
     UnknownEvent,
 )
-from ..fanout import now_ms
 from ..messages import (
     BackgroundTerminals,
     GoalTool,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
+from ...runtime.clock import now_ms
 from ...runtime.errors import StorageFailure
 from ...runtime import collaboration
 from ...runtime.history import message_texts, user_texts
@@ -64,7 +65,6 @@ from ...runtime.rollout import (
     snakeize,
 )
 from ...runtime.rollout import TurnError as RolloutTurnError
-from ..fanout import now_ms
 from .. import analytics_facts as facts
 from ..messages import (
     ClearApprovals,

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import trio
 
+from ...runtime.clock import now_ms
 from ...runtime.errors import ActorGone, AskTimeout, McpCallFailed, StorageFailure
 from ...runtime.ask import ask
 from ...runtime.mailbox import Inbox, Mailbox
@@ -28,7 +29,6 @@ from ...runtime.protocol.v2.turn import (
     TurnStatus,
 )
 from ...runtime.rollout import ResponseItem
-from ..fanout import now_ms
 from ..messages import (
     McpAcquire,
     McpInventory,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ...runtime.clock import now_ms
 from ...runtime.protocol import responses as rs
 from ...runtime.protocol.jsonrpc import Notification
 from ...runtime.protocol.v2.item import (
@@ -34,7 +35,7 @@ from ...runtime.rollout import (
     core_item,
 )
 from ...runtime.rollout import TokenUsage as RolloutTokenUsage
-from ..fanout import deliver, notification, now_ms
+from ..fanout import deliver, notification
 from .. import analytics_facts as facts
 
 if TYPE_CHECKING:

@@ -9,6 +9,7 @@ import msgspec
 import trio
 
 from ...runtime import review
+from ...runtime.clock import now_ms
 from ...runtime.git import merge_base
 from ...runtime.history import (
     compacted_history,
@@ -40,7 +41,6 @@ from ...runtime.rollout import (
     ResponseItem,
     core_item,
 )
-from ..fanout import now_ms
 from ..messages import TurnInbox
 from .. import analytics_facts as facts
 from .spec import (

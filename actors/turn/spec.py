@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import trio
 
+from ...runtime.clock import now_ms
 from ...runtime.history import (
     SUMMARIZATION_PROMPT,
     user_message,
@@ -23,7 +24,6 @@ from ...runtime.rollout import (
     ResponseItem,
     core_item,
 )
-from ..fanout import now_ms
 from ..messages import (
     ConnectionRef,
     Steered,
