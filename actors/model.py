@@ -429,9 +429,7 @@ def classify(cause: BaseException | wire.ResponseFailed | wire.ResponseIncomplet
     """
     if isinstance(cause, OSError):
         # Before openai is imported: importing it may be what failed.
-        message = f"Connection failed: could not load the model client: {cause}"
-        if cause.errno in (errno.EMFILE, errno.ENFILE):
-            message += " (out of file descriptors: close idle connections or raise the open-file limit)"
+        message = f"Connection failed: could not load the model client: {cause}{_fd_hint(cause)}"
         return Failure(message, {"httpConnectionFailed": {"httpStatusCode": None}}, True, connection_failed=True)
     api = load_sdk()
 
@@ -474,8 +472,40 @@ def classify(cause: BaseException | wire.ResponseFailed | wire.ResponseIncomplet
             return Failure("request timed out", "other", True)  # (source)
         case api.APIConnectionError():
             info = {"httpConnectionFailed": {"httpStatusCode": None}}
-            return Failure("Connection failed: error sending request", info, True, connection_failed=True)
+            reason = _os_error(cause)
+            message = "Connection failed: error sending request"
+            if reason is not None and reason.errno in _OUT_OF_FILES:
+                message += f": {reason.strerror}{_fd_hint(reason)}"
+            return Failure(message, info, True, connection_failed=True)
     raise TypeError(f"classify() got {cause!r}: pass an SDK error, a StreamError or a failed/incomplete event")
+
+
+_OUT_OF_FILES = (errno.EMFILE, errno.ENFILE)
+
+
+def _fd_hint(error: OSError) -> str:
+    """What to do about an error that is the process running out of files."""
+    if error.errno in _OUT_OF_FILES:
+        return " (out of file descriptors: close idle connections or raise the open-file limit)"
+    return ""
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The ``OSError`` with an errno under an SDK connection error: httpx
+    wraps it three times, and trio's happy-eyeballs connect puts each
+    attempt's error in an exception group under an errno-less ``OSError``."""
+    queue: list[BaseException] = [error]
+    index = 0
+    while index < min(len(queue), 32):  # bounded: chains can loop
+        seen = queue[index]
+        index += 1
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        if isinstance(seen, BaseExceptionGroup):
+            queue.extend(seen.exceptions)
+        if (under := seen.__cause__ or seen.__context__) is not None:
+            queue.append(under)
+    return None
 
 
 def _classify_status(status: int, response: httpx2.Response) -> Failure:

@@ -98,14 +98,20 @@ def _exhaust_fds(pid: int) -> tuple[int, int]:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count a process's descriptors")
-async def test_running_out_of_file_descriptors_stalls_a_cold_turn_until_they_are_free(codex_home: Path) -> None:
+@pytest.mark.parametrize("sdk", ["loading", "loaded"])
+async def test_running_out_of_file_descriptors_stalls_a_turn_until_they_are_free(codex_home: Path, sdk: str) -> None:
     async with open_app_server(codex_home) as client:
         await client.initialize()
         await client.request("thread/list", {})  # the store has opened its index
+        tid = (await client.request("thread/start", {"ephemeral": True}))["thread"]["id"]
+        if sdk == "loaded":
+            # The SDK is in and the server dropped the connection it used, so
+            # the turn below needs a new socket: that is what fails.
+            _, warm = await client.turn(tid, "[[disconnect_after=0]] warm")
+            assert ended(warm)["status"] == "failed"
+        # "loading": importing the SDK (overlapping the handshake) may be what needs files.
         limits = _exhaust_fds(client.proc.pid)
         try:
-            # The model client is loaded cold: importing the SDK needs files.
-            tid = (await client.request("thread/start", {"ephemeral": True}))["thread"]["id"]
             result = await client.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "hi"}]})
             error = (await client.until(lambda m: m.get("method") == "error"))[-1]["params"]
         finally:
