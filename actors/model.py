@@ -472,10 +472,10 @@ def classify(cause: BaseException | wire.ResponseFailed | wire.ResponseIncomplet
             return Failure("request timed out", "other", True)  # (source)
         case api.APIConnectionError():
             info = {"httpConnectionFailed": {"httpStatusCode": None}}
-            reason = _os_error(cause)
+            under = _os_error(cause)
             message = "Connection failed: error sending request"
-            if reason is not None and reason.errno in _OUT_OF_FILES:
-                message += f": {reason.strerror}{_fd_hint(reason)}"
+            if under is not None and under.errno in _OUT_OF_FILES:
+                message += f": {under.strerror}{_fd_hint(under)}"
             return Failure(message, info, True, connection_failed=True)
     raise TypeError(f"classify() got {cause!r}: pass an SDK error, a StreamError or a failed/incomplete event")
 
