@@ -29,8 +29,8 @@ method table, the v2 types, the Responses API types, serde's wording).
 
 The Codex domain libraries (sans-I/O where they can be; blocking ones are
 run off the trio thread by their actor). ``config``, ``command_safety``,
-``apply_patch`` and ``cluster`` are packages whose docstrings list their
-modules:
+``apply_patch``, ``rollout``, ``thread_index`` and ``cluster`` are packages
+whose docstrings list their modules:
 
 =====================  ======================================================
 ``config``             config.toml, ``-c`` and profiles read as the original
@@ -60,8 +60,8 @@ modules:
 ``collaboration``      collaboration modes and their instructions
 ``review``             ``review/start``: prompts and the reviewer's answer
 ``goals``              thread goals (SQLite)
-``rollout``            rollout files: the on-disk thread record
-``rollout_tools``      the tool items of a rollout, for ``thread/read``
+``rollout``            rollout files: the on-disk thread record, its
+                       replay for ``thread/resume`` and ``thread/read``
 ``thread_index``       the thread listing index (SQLite)
 ``git``                what a rollout records of its repository
 ``notify``             the ``notify`` program run after each turn
