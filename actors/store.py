@@ -1,4 +1,4 @@
-"""The store: the thread listing index (SQLite, ``runtime/thread_index.py``),
+"""The store: the thread listing index (SQLite, ``runtime/thread_index/``),
 kept in step with the rollout files.
 
 Every SQLite call runs off the trio thread. The index is opened (and synced

@@ -269,6 +269,7 @@ class RolloutLine(Struct, frozen=True):
 
 
 def line_type(payload: Payload) -> str:
+    """The ``type`` of the line that holds ``payload``."""
     if isinstance(payload, (_Event, UnknownEvent)):
         return "event_msg"
     if isinstance(payload, UnknownLine):

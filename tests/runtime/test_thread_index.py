@@ -313,14 +313,14 @@ def test_search_through_the_title_index_finds_what_the_like_scan_found(
     while rows are added, renamed, rewritten and deleted."""
     previews = ["Fix the 100% bug", "batch_job run", 'say "hi" twice', "Ünïcode ÉCOLE straße",
                 "needle-7 in the haystack", "needle-70 nearby", "a\\b back slash", "tiny", "", "ab"]
-    monkeypatch.setattr(ti, "BULK_ROWS", 10)  # a bulk write: the title index rebuilt once, after it
+    monkeypatch.setattr(ti.index, "BULK_ROWS", 10)  # a bulk write: the title index rebuilt once, after it
     index.upsert_many(meta(n, preview=previews[n % len(previews)], name="Release notes" if n % 7 == 0 else None)
                       for n in range(60))
     terms = ["100%", "00%", "batch_j", "b_tch", '"hi"', 'y "h', "école", "ÉCOLE", "Ünï", "straße", "needle-7",
              "NEEDLE-70", "le-", "\\b b", "release", "ELEASE N", "ti", "b", "%", "_", "zzz", "a\\"]
 
     def scanned(term: str) -> list[str]:
-        pattern = ti._like_pattern(term)
+        pattern = ti.like_pattern(term)
         rows = index._connect().execute(
             "SELECT id FROM threads WHERE archived = 0 AND source_kind IN ('cli', 'vscode') "
             "AND (name LIKE ? ESCAPE '\\' OR preview LIKE ? ESCAPE '\\') ORDER BY created_at DESC, id DESC",
@@ -332,7 +332,7 @@ def test_search_through_the_title_index_finds_what_the_like_scan_found(
     def check() -> None:
         # Every trigram rare (the index), a few (index or scan by term), none (the scan).
         for rare in (default, 5, 0):
-            monkeypatch.setattr(ti, "RARE_TRIGRAM_ROWS", rare)
+            monkeypatch.setattr(ti.search, "RARE_TRIGRAM_ROWS", rare)
             for term in terms:
                 assert ids(index.list_threads(search_term=term, limit=ti.MAX_LIMIT)) == scanned(term), (term, rare)
 
