@@ -81,6 +81,7 @@ from .items import (
     CoreTurnItem,
     CoreUserMessage,
     Duration,
+    McpToolCallFields,
     core_item,
 )
 from .meta import ThreadMeta, encode_session_index_entry, read_thread_names, source_kind, thread_from_meta
@@ -128,7 +129,6 @@ from .replay import Replay, replay
 from .replayed import (
     ReplayedAgentMessage,
     ReplayedCommandExecution,
-    ReplayedContextCompaction,
     ReplayedEnteredReviewMode,
     ReplayedExitedReviewMode,
     ReplayedFileChange,
@@ -169,12 +169,12 @@ __all__ = [
     "Duration",
     "GitInfo",
     "ItemCompletedEvent",
+    "McpToolCallFields",
     "Payload",
     "PlanUpdateEvent",
     "Replay",
     "ReplayedAgentMessage",
     "ReplayedCommandExecution",
-    "ReplayedContextCompaction",
     "ReplayedEnteredReviewMode",
     "ReplayedExitedReviewMode",
     "ReplayedFileChange",

@@ -139,9 +139,9 @@ class CoreFileChange(_CoreItem, kw_only=True, tag="FileChange"):
     stderr: str | None = None
 
 
-class CoreMcpToolCall(_CoreItem, kw_only=True, tag="McpToolCall"):
-    """As the original records an MCP tool call (read back by
-    :func:`replay_mcp_tool_call`)."""
+class McpToolCallFields(Struct, kw_only=True):
+    """The keys an MCP tool call's record and its replayed item share, in
+    the order both write them."""
 
     id: str
     server: str
@@ -150,6 +150,12 @@ class CoreMcpToolCall(_CoreItem, kw_only=True, tag="McpToolCall"):
     arguments: Any = None
     result: Any = None
     error: Any = None
+
+
+class CoreMcpToolCall(_CoreItem, McpToolCallFields, kw_only=True, tag="McpToolCall"):
+    """As the original records an MCP tool call (read back by
+    :func:`~.replayed.replay_mcp_tool_call`)."""
+
     duration: Duration | None = None
     mcp_app_resource_uri: str | None = None
     plugin_id: str | None = None

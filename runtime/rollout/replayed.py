@@ -21,7 +21,7 @@ Sans-I/O.
 from __future__ import annotations
 
 import os
-from typing import Any, TypedDict, Unpack
+from typing import Any, TypedDict, Unpack, cast
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -30,6 +30,7 @@ from msgspec import Struct
 from ..apply_patch import moved_diff
 from ..command_safety import shlex_join
 from ..review import parse_output as parse_review
+from ..protocol.v2 import item as v2
 from ..review import render as render_review
 from .casing import camel
 from .items import (
@@ -44,6 +45,7 @@ from .items import (
     CoreReasoning,
     CoreUserMessage,
     Duration,
+    McpToolCallFields,
     core_item_decoder,
 )
 from .records import ItemCompletedEvent
@@ -83,56 +85,34 @@ class ReplayedAgentMessage(_Camel, kw_only=True, tag_field="type", tag="agentMes
     completed_at_ms: int | None = None
 
 
-class ReplayedReasoning(_Camel, kw_only=True, tag_field="type", tag="reasoning"):
-    id: str
-    summary: list[str] = []
-    content: list[str] = []
+# The items below are the live v2 items plus the times the file recorded:
+# same keys, same order. The others above and below differ from theirs in
+# key order (the original's, for a thread read from disk) or hold what the
+# file says as it says it (user inputs of kinds we do not model, statuses
+# as written), which the v2 types, also used to decode, do not admit.
+
+
+class ReplayedReasoning(v2.ReasoningItem, frozen=True, kw_only=True):
     started_at_ms: int | None = None
     completed_at_ms: int | None = None
 
 
-class ReplayedContextCompaction(_Camel, kw_only=True, tag_field="type", tag="contextCompaction"):
-    id: str
+class ReplayedPlan(v2.PlanItem, frozen=True, kw_only=True):
     started_at_ms: int | None = None
     completed_at_ms: int | None = None
 
 
-class ReplayedPlan(_Camel, kw_only=True, tag_field="type", tag="plan"):
-    id: str
-    text: str = ""
+class ReplayedEnteredReviewMode(v2.EnteredReviewModeItem, frozen=True, kw_only=True):
     started_at_ms: int | None = None
     completed_at_ms: int | None = None
 
 
-class ReplayedEnteredReviewMode(_Camel, kw_only=True, tag_field="type", tag="enteredReviewMode"):
-    id: str
-    review: str
+class ReplayedExitedReviewMode(v2.ExitedReviewModeItem, frozen=True, kw_only=True):
     started_at_ms: int | None = None
     completed_at_ms: int | None = None
 
 
-class ReplayedExitedReviewMode(_Camel, kw_only=True, tag_field="type", tag="exitedReviewMode"):
-    id: str
-    review: str
-    started_at_ms: int | None = None
-    completed_at_ms: int | None = None
-
-
-class ReplayedCommandExecution(_Camel, kw_only=True, tag_field="type", tag="commandExecution"):
-    """Keys as the live ``commandExecution`` item, plus the item's times."""
-
-    id: str
-    command: str
-    cwd: str
-    command_actions: list[Any] = []
-    status: str = "completed"
-    source: str = "agent"
-    process_id: str | None = None
-    aggregated_output: str | None = None
-    exit_code: int | None = None
-    duration_ms: int | None = None
-    plugin_id: str | None = None
-    script_path: str | None = None
+class ReplayedCommandExecution(v2.CommandExecutionItem, frozen=True, kw_only=True):
     started_at_ms: int | None = None
     completed_at_ms: int | None = None
 
@@ -145,14 +125,10 @@ class ReplayedFileChange(_Camel, kw_only=True, tag_field="type", tag="fileChange
     completed_at_ms: int | None = None
 
 
-class ReplayedMcpToolCall(_Camel, kw_only=True, tag_field="type", tag="mcpToolCall"):
-    id: str
-    server: str
-    tool: str
-    status: str
-    arguments: Any = None
-    result: Any = None
-    error: Any = None
+class ReplayedMcpToolCall(_Camel, McpToolCallFields, kw_only=True, tag_field="type", tag="mcpToolCall"):
+    """The keys of the record (:class:`~.items.CoreMcpToolCall`), camelCased,
+    with the duration in ms, where the server ran and the item's times."""
+
     duration_ms: int | None = None
     mcp_app_resource_uri: str | None = None
     plugin_id: str | None = None
@@ -172,7 +148,7 @@ class ReplayedWebSearch(_Camel, kw_only=True, tag_field="type", tag="webSearch")
 
 ReplayedItem = (ReplayedEnteredReviewMode | ReplayedExitedReviewMode | ReplayedUserMessage | ReplayedAgentMessage
                 | ReplayedReasoning
-                | ReplayedContextCompaction | ReplayedPlan | ReplayedCommandExecution | ReplayedFileChange
+                | v2.ContextCompactionItem | ReplayedPlan | ReplayedCommandExecution | ReplayedFileChange
                 | ReplayedMcpToolCall | ReplayedWebSearch)
 
 
@@ -257,7 +233,8 @@ def replay_command_execution(item: CoreCommandExecution, **times: Unpack[ReplayT
     return ReplayedCommandExecution(
         id=item.id, command=shlex_join(item.command), cwd=cwd,
         command_actions=[_command_action(a, cwd) for a in item.parsed_cmd if isinstance(a, dict)],
-        status=camel(item.status), source=camel(item.source), process_id=item.process_id,
+        # As the file says them (the v2 Literals name what a live item sends).
+        status=cast(Any, camel(item.status)), source=cast(Any, camel(item.source)), process_id=item.process_id,
         aggregated_output=item.aggregated_output or None, exit_code=item.exit_code,
         duration_ms=_ms(item.duration), **times)
 
@@ -340,7 +317,7 @@ def replayed_item(event: ItemCompletedEvent, *, paginated: bool) -> ReplayedItem
         case CoreReasoning():
             return ReplayedReasoning(id=item.id, summary=item.summary_text, content=item.raw_content, **times)
         case CoreContextCompaction():
-            return ReplayedContextCompaction(id=item.id, **times)
+            return v2.ContextCompactionItem(id=item.id, **times)
         case CorePlan():
             return ReplayedPlan(id=item.id, text=item.text, **times)
         case CoreCommandExecution():

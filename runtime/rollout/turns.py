@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from ..protocol.v2.item import ContextCompactionItem
 from .casing import camelize
 from .records import (
     AgentMessageEvent,
@@ -34,7 +35,6 @@ from .records import (
 )
 from .replayed import (
     ReplayedAgentMessage,
-    ReplayedContextCompaction,
     ReplayedItem,
     ReplayedReasoning,
     ReplayedTurn,
@@ -166,7 +166,7 @@ class TurnBuilder:
                     items.append(ReplayedReasoning(id=self._item_id(), summary=[] if raw else [payload.text],
                                                    content=[payload.text] if raw else []))
             case ContextCompactedEvent() if legacy:
-                self._ensure().items.append(ReplayedContextCompaction(id=self._item_id()))
+                self._ensure().items.append(ContextCompactionItem(id=self._item_id()))
             case Compacted():
                 if self.current is not None:
                     self.current.saw_compaction = True
