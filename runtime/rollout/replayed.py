@@ -4,9 +4,11 @@ back from a rollout, and how each core record (:mod:`.items`) becomes one
 
 Encoded, a :class:`ReplayedTurn` is the v2 ``Turn`` object key for key, as
 0.169 sends it for a thread it reads from disk: every item carries the
-``startedAtMs`` / ``completedAtMs`` its ``item_completed`` line recorded,
-and the keys come in the original's order. The live items of a running turn
-are :mod:`..protocol.v2.item`'s, which 0.169 sends without those times.
+``startedAtMs`` / ``completedAtMs`` its ``item_completed`` line recorded
+(which the live items of :mod:`..protocol.v2.item` do not send), and the
+keys come in the original's order. Where that order is the live item's, the
+replayed item *is* the live one plus those times (a subclass); a replayed
+compaction is the live one.
 
 How 0.169 reads the tool items back (``tests/fixtures/original/tools/``):
 a command's ``command`` shell-joined, ``cwd`` a path, read actions' paths
@@ -85,11 +87,11 @@ class ReplayedAgentMessage(_Camel, kw_only=True, tag_field="type", tag="agentMes
     completed_at_ms: int | None = None
 
 
-# The items below are the live v2 items plus the times the file recorded:
-# same keys, same order. The others above and below differ from theirs in
-# key order (the original's, for a thread read from disk) or hold what the
-# file says as it says it (user inputs of kinds we do not model, statuses
-# as written), which the v2 types, also used to decode, do not admit.
+# The live v2 items plus the times the file recorded: same keys, same
+# order. The items above and below keep their own classes: their keys come
+# in another order than the live item's, or they hold what the file says as
+# it says it (user inputs of kinds the v2 types do not model, any status),
+# which the v2 types, also used to decode, do not admit.
 
 
 class ReplayedReasoning(v2.ReasoningItem, frozen=True, kw_only=True):
