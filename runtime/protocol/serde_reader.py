@@ -9,6 +9,7 @@ stops at the first error, worded by :mod:`.serde_wording`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -245,79 +246,71 @@ class SerdeReader:
         b = self.ws()
         if b != ord("{"):
             self.unexpected(name)
-        self.enter()
-        self.i += 1
         fields = {f.encode_name: f for f in t.fields}
         aliases: dict[str, str] = getattr(t.cls, "aliases", {})
         seen: set[str] = set()
-        first = True
-        while True:
-            b = self.ws()
-            if b == ord("}"):
-                break
-            if b is None:
-                self.peek_fail("EOF while parsing an object")
-            if not first:
-                if b != ord(","):
-                    self.peek_fail("expected `,` or `}`")
-                self.i += 1
-                b = self.ws()
-            first = False
-            if b != ord('"'):
-                if b == ord("}"):
-                    self.peek_fail("trailing comma")
-                self.peek_fail("EOF while parsing a value" if b is None else "key must be a string")
-            key = self.string()
+        for key in self.members("EOF while parsing an object"):
             key = aliases.get(key, key)
             if key not in fields and t.forbid_unknown_fields:
                 self.fail(f"unknown field `{key}`, {expected_fields(list(fields))}")
             if key in seen:
                 self.fail(f"duplicate field `{key}`")
             seen.add(key)
-            b = self.ws()
-            if b != ord(":"):
-                self.peek_fail("EOF while parsing an object" if b is None else "expected `:`")
-            self.i += 1
+            self.colon()
             if key in fields:
                 self.value(fields[key].type)
             else:
                 start = self.i
                 self.ignore()
                 self.ignored.append((start, self.i))
-        self.i += 1  # the closing brace: serde reports a missing field after it
-        self.depth += 1
+        # serde reports a missing field after the closing brace
         for field in t.fields:
             if field.required and field.encode_name not in seen and not _optional(field.type):
                 self.fail(f"missing field `{field.encode_name}`")
+
+    def members(self, eof_at_first: str) -> Iterator[str]:
+        """The keys of the object whose ``{`` is at the cursor, as serde_json's
+        map access reads them, checking the commas between members and the
+        closing brace. After each key the caller checks it, then reads the
+        ``:`` (:meth:`colon`) and the value before the next. ``eof_at_first``
+        is the error for a text that ends right after the ``{``: serde_json
+        words it one way in a struct, another in a skipped value."""
+        self.enter()
+        self.i += 1
+        first = True
+        while True:
+            b = self.ws()
+            if b == ord("}"):
+                self.i += 1
+                self.depth += 1
+                return
+            if not first:
+                if b != ord(","):
+                    self.peek_fail("EOF while parsing an object" if b is None else "expected `,` or `}`")
+                self.i += 1
+                b = self.ws()
+            elif b is None:
+                self.peek_fail(eof_at_first)
+            first = False
+            if b != ord('"'):
+                if b == ord("}"):
+                    self.peek_fail("trailing comma")
+                self.peek_fail("EOF while parsing a value" if b is None else "key must be a string")
+            yield self.string()
+
+    def colon(self) -> None:
+        """The ``:`` after an object's key."""
+        b = self.ws()
+        if b != ord(":"):
+            self.peek_fail("EOF while parsing an object" if b is None else "expected `:`")
+        self.i += 1
 
     def skip(self) -> None:
         """Any value, checked for syntax only."""
         b = self.ws()
         if b == ord("{"):
-            self.enter()
-            self.i += 1
-            first = True
-            while True:
-                b = self.ws()
-                if b == ord("}"):
-                    self.i += 1
-                    self.depth += 1
-                    return
-                if not first:
-                    if b != ord(","):
-                        self.peek_fail("EOF while parsing an object" if b is None else "expected `,` or `}`")
-                    self.i += 1
-                    b = self.ws()
-                first = False
-                if b != ord('"'):
-                    if b == ord("}"):
-                        self.peek_fail("trailing comma")
-                    self.peek_fail("EOF while parsing a value" if b is None else "key must be a string")
-                self.string()
-                b = self.ws()
-                if b != ord(":"):
-                    self.peek_fail("EOF while parsing an object" if b is None else "expected `:`")
-                self.i += 1
+            for _ in self.members("EOF while parsing a value"):
+                self.colon()
                 self.skip()
         elif b == ord("["):
             self.sequence(mi.AnyType())
@@ -374,10 +367,7 @@ class SerdeReader:
                 if b != ord('"'):
                     self.peek_fail("EOF while parsing an object" if b is None else "key must be a string")
                 self.string()
-                b = self.ws()
-                if b != ord(":"):
-                    self.peek_fail("EOF while parsing an object" if b is None else "expected `:`")
-                self.i += 1
+                self.colon()
             stack.append(frame)
 
 
