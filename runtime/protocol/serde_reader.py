@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec.inspect as mi
 
@@ -73,13 +73,13 @@ class SerdeReader:
         return None
 
     # positions
-    def fail(self, message: str, at: int | None = None) -> None:
+    def fail(self, message: str, at: int | None = None) -> NoReturn:
         i = self.i if at is None else at
         line_start = self.s.rfind(b"\n", 0, i) + 1
         line = self.s.count(b"\n", 0, line_start) + 1
         raise _SerdeError(f"{message} at line {line} column {i - line_start}")
 
-    def peek_fail(self, message: str) -> None:
+    def peek_fail(self, message: str) -> NoReturn:
         self.fail(message, min(len(self.s), self.i + 1))
 
     def enter(self) -> None:
@@ -105,8 +105,9 @@ class SerdeReader:
         out = bytearray()
         while True:
             plain = _PLAIN.match(self.s, self.i)
-            out += plain.group()  # type: ignore[union-attr]
-            self.i = plain.end()  # type: ignore[union-attr]
+            assert plain is not None  # `*`: it matches the empty string too
+            out += plain.group()
+            self.i = plain.end()
             if self.i >= len(self.s):
                 self.fail("EOF while parsing a string")
             ch = self.s[self.i]
@@ -135,9 +136,9 @@ class SerdeReader:
         if match is None:
             self.i += 1
             self.fail("EOF while parsing a value" if self.i >= len(self.s) else "invalid number")
-        self.i = match.end()  # type: ignore[union-attr]
-        text = match.group()  # type: ignore[union-attr]
-        if match.group(1) is None and match.group(2) is None:  # type: ignore[union-attr]
+        self.i = match.end()
+        text = match.group()
+        if match.group(1) is None and match.group(2) is None:
             value = int(text)
             if -(2**63) <= value < 2**64:
                 return value
