@@ -219,27 +219,7 @@ class SerdeReader:
     def sequence(self, item: Any) -> None:
         if self.ws() != ord("["):
             self.unexpected("a sequence")
-        self.enter()
-        self.i += 1
-        first = True
-        while True:
-            b = self.ws()
-            if b == ord("]"):
-                self.i += 1
-                self.depth += 1
-                return
-            if not first:
-                if b == ord(","):
-                    self.i += 1
-                    if self.ws() == ord("]"):
-                        self.peek_fail("trailing comma")
-                elif b is None:
-                    self.peek_fail("EOF while parsing a list")
-                else:
-                    self.peek_fail("expected `,` or `]`")
-            elif b is None:
-                self.peek_fail("EOF while parsing a list")
-            first = False
+        for _ in self.entries(ord("]"), "a list", "EOF while parsing a list"):
             self.value(item)
 
     def struct(self, t: Any) -> None:
@@ -269,33 +249,44 @@ class SerdeReader:
             if field.required and field.encode_name not in seen and not _optional(field.type):
                 self.fail(f"missing field `{field.encode_name}`")
 
-    def members(self, eof_at_first: str) -> Iterator[str]:
-        """The keys of the object whose ``{`` is at the cursor, as serde_json's
-        map access reads them, checking the commas between members and the
-        closing brace. After each key the caller checks it, then reads the
-        ``:`` (:meth:`colon`) and the value before the next. ``eof_at_first``
-        is the error for a text that ends right after the ``{``: serde_json
-        words it one way in a struct, another in a skipped value."""
+    def entries(self, close: int, what: str, eof_at_first: str) -> Iterator[None]:
+        """Step through the container whose opening bracket is at the cursor,
+        as serde_json's sequence and map access do: once per entry, with the
+        cursor at it (the caller reads it before the next step), checking the
+        commas between entries, a trailing comma and the ``close`` bracket.
+        ``what`` is the container in errors (``a list``, ``an object``);
+        ``eof_at_first`` is the error for a text that ends right after the
+        opening bracket."""
         self.enter()
         self.i += 1
         first = True
         while True:
             b = self.ws()
-            if b == ord("}"):
+            if b == close:
                 self.i += 1
                 self.depth += 1
                 return
             if not first:
                 if b != ord(","):
-                    self.peek_fail("EOF while parsing an object" if b is None else "expected `,` or `}`")
+                    self.peek_fail(f"EOF while parsing {what}" if b is None else f"expected `,` or `{chr(close)}`")
                 self.i += 1
-                b = self.ws()
+                if self.ws() == close:
+                    self.peek_fail("trailing comma")
             elif b is None:
                 self.peek_fail(eof_at_first)
             first = False
+            yield
+
+    def members(self, eof_at_first: str) -> Iterator[str]:
+        """The keys of the object whose ``{`` is at the cursor (see
+        :meth:`entries`). After each key the caller checks it, then reads the
+        ``:`` (:meth:`colon`) and the value before the next. ``eof_at_first``
+        differs as serde_json words it: a struct that ends right after its
+        ``{`` is ``EOF while parsing an object``, a skipped value ``EOF while
+        parsing a value``."""
+        for _ in self.entries(ord("}"), "an object", eof_at_first):
+            b = self.ws()
             if b != ord('"'):
-                if b == ord("}"):
-                    self.peek_fail("trailing comma")
                 self.peek_fail("EOF while parsing a value" if b is None else "key must be a string")
             yield self.string()
 
