@@ -63,7 +63,7 @@ from ..runtime.protocol.v2.thread import SandboxPolicy
 from ..runtime.sandbox import SandboxError, create_env, sandbox_env
 from .fanout import notification
 from .messages import ConnectionRef
-from .process import ProcessError, ProcessTable
+from .process import ProcessError, ProcessTable, Stream
 
 log = logging.getLogger("trio_codex.command_exec")
 
@@ -155,7 +155,7 @@ class CommandExecs:
         sent = {"stdout": 0, "stderr": 0}
         reached = {"stdout": False, "stderr": False}
 
-        async def on_output(chunk: bytes, name: str) -> None:
+        async def on_output(chunk: bytes, name: Stream) -> None:
             if stream:
                 if reached[name]:
                     return
@@ -163,7 +163,7 @@ class CommandExecs:
                 sent[name] += len(part)
                 reached[name] = cap is not None and sent[name] >= cap
                 await self._send(notification("command/exec/outputDelta", CommandExecOutputDelta(
-                    pid, name, base64.b64encode(part).decode(), reached[name])))  # type: ignore[arg-type]
+                    pid, name, base64.b64encode(part).decode(), reached[name])))
             elif cap is None or len(kept[name]) < cap:
                 kept[name] += chunk if cap is None else chunk[: cap - len(kept[name])]
 

@@ -135,8 +135,9 @@ class ExecOutcome(msgspec.Struct, frozen=True, kw_only=True):
     says more was written. ``aggregated_output`` is stdout then stderr,
     within the same cap (under pressure a third for stdout, the rest for
     stderr, as the original). ``sandbox_denied``: it ran sandboxed, failed,
-    and its output reads like a sandbox refusal (the original's
-    heuristic); a caller may offer to rerun it unsandboxed."""
+    and its output reads like a sandbox refusal or it died of SIGSYS (the
+    original's heuristic, :func:`~..runtime.sandbox.is_likely_sandbox_denied`);
+    a caller may offer to rerun it unsandboxed."""
 
     exit_code: int
     stdout: bytes

@@ -88,7 +88,7 @@ def _defer(name: str) -> None:
     def __getattr__(attr: str) -> Any:
         return _resolve(module, attr)
 
-    module.__getattr__ = __getattr__  # type: ignore[method-assign]
+    module.__dict__["__getattr__"] = __getattr__
     sys.modules[name] = module
 
 
@@ -104,10 +104,12 @@ def _resolve(module: ModuleType, attr: str) -> Any:
     with _lock:
         hook = module.__dict__.pop("__getattr__", None)
         if hook is not None:
+            spec = module.__spec__
+            assert spec is not None and spec.loader is not None  # as _defer made it
             try:
-                module.__spec__.loader.exec_module(module)  # type: ignore[union-attr]
+                spec.loader.exec_module(module)
             except BaseException:
-                module.__getattr__ = hook  # type: ignore[method-assign]
+                module.__dict__["__getattr__"] = hook
                 raise
     if attr in module.__dict__:
         return module.__dict__[attr]

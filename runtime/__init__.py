@@ -47,7 +47,8 @@ whose docstrings list their modules:
                        and the server are imported (a faster cold start)
 ``local_requests``     requests answered from ``CODEX_HOME`` alone
 ``permissions``        permission profiles: the sandbox a profile stands for
-``sandbox``            the bubblewrap sandbox and the spawn environment
+``sandbox``            the bubblewrap sandbox, the writable roots and the
+                       denial heuristic, and the spawn environment
 ``seccomp``            the sandbox's seccomp filter
 ``command_safety``     which commands and patches run without asking
 ``apply_patch``        the ``apply_patch`` format: parse, plan, apply

@@ -234,7 +234,8 @@ class Client:
         it came: the wire level, for a caller that checks the answer itself."""
         answer = await self._exchange(method, params, id)
         error = answer.error if answer.error is not msgspec.UNSET else None
-        return Response(answer.id, decode(Any, answer.result), error)  # type: ignore[arg-type]
+        assert isinstance(answer.id, int | str)  # the reader routed it here by its id
+        return Response(answer.id, decode(Any, answer.result), error)
 
     def next_id(self) -> int:
         """A fresh request id, for a caller that must know it before the
@@ -425,7 +426,7 @@ class Client:
                 except msgspec.DecodeError:  # not one of ours: nothing to route it to
                     continue
                 if msg.method is msgspec.UNSET:
-                    waiting = self._waiting.pop(msg.id, None)  # type: ignore[arg-type]
+                    waiting = self._waiting.pop(msg.id, None) if isinstance(msg.id, int | str) else None
                     if waiting is not None:
                         waiting.send_nowait(msg)
                     elif msg.id is not msgspec.UNSET and msg.id is not None:

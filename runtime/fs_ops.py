@@ -26,6 +26,7 @@ import errno
 import os
 import shutil
 import stat
+from collections.abc import Callable
 
 from .patch_writer import open_parent
 from .protocol.jsonrpc import JsonRpcError, internal_error, invalid_request
@@ -196,9 +197,9 @@ def read_directory(path: str, limit: int) -> dict:
     return {"entries": entries}
 
 
-def _safe(check: object) -> bool:
+def _safe(check: Callable[[], bool]) -> bool:
     try:
-        return bool(check())  # type: ignore[operator]
+        return bool(check())
     except OSError:
         return False
 

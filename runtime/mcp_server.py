@@ -83,7 +83,8 @@ class AppClient:
 
     async def _route(self, msg: dict[str, Any]) -> None:
         if "method" not in msg:
-            chan = self._waiting.pop(msg.get("id"), None)  # type: ignore[arg-type]
+            rid = msg.get("id")
+            chan = self._waiting.pop(rid, None) if isinstance(rid, int) else None
             if chan is not None:
                 chan.send_nowait(msg)
             return

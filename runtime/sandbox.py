@@ -86,6 +86,7 @@ from .protocol.v2.thread import (
 
 __all__ = [
     "NETWORK_DISABLED_ENV_VAR",
+    "PROTECTED_METADATA_NAMES",
     "PROTECTED_NAMES",
     "SandboxError",
     "SandboxStatus",
@@ -95,6 +96,7 @@ __all__ = [
     "bwrap_argv",
     "create_env",
     "has_full_network_access",
+    "implied_roots",
     "is_likely_sandbox_denied",
     "is_path_writable",
     "needs_sandbox",
@@ -117,10 +119,13 @@ PROBE_TIMEOUT = 10.0
 #: kept for the life of the process.
 PROBE_RETRY_INTERVAL = 5.0
 
-#: The names kept read-only under every writable root (the original's
-#: ``PROTECTED_METADATA_PATH_NAMES`` in ``codex-rs/protocol``, plus ``.aws``,
-#: which the 0.169.0 binary protects too).
-PROTECTED_NAMES = (".git", ".agents", ".codex", ".aws")
+#: The top-level folders of a writable root that stay read-only (the
+#: original's ``PROTECTED_METADATA_PATH_NAMES`` in ``codex-rs/protocol``);
+#: patch safety judges a patch by these.
+PROTECTED_METADATA_NAMES = (".git", ".agents", ".codex")
+#: The names the sandbox mounts read-only under every writable root: the
+#: metadata folders plus ``.aws``, which the 0.169.0 binary protects too.
+PROTECTED_NAMES = (*PROTECTED_METADATA_NAMES, ".aws")
 
 
 class SandboxError(RuntimeFailure):
@@ -156,21 +161,35 @@ def has_full_network_access(policy: SandboxPolicy) -> bool:
     raise TypeError(f"not a sandbox policy: {policy!r}")
 
 
+def implied_roots(policy: WorkspaceWrite, cwd: str, tmpdir: str | None) -> list[str]:
+    """The roots a ``workspaceWrite`` policy grants beside its
+    ``writableRoots``, as given (neither resolved nor normalized): the cwd,
+    ``/tmp`` unless excluded (and only if it is a directory, as the
+    original), and ``tmpdir`` (the command's ``$TMPDIR``) unless excluded.
+    Both views of the writable roots start here: the sandbox's
+    (:func:`writable_roots`, resolved, to mount) and patch safety's
+    (:func:`..command_safety.writable_roots`, normalized as written, to
+    judge)."""
+    roots = [cwd]
+    if not policy.exclude_slash_tmp and os.path.isdir("/tmp"):
+        roots.append("/tmp")
+    if not policy.exclude_tmpdir_env_var and tmpdir:
+        roots.append(tmpdir)
+    return roots
+
+
 def writable_roots(policy: SandboxPolicy, cwd: str | os.PathLike[str],
                    env: Mapping[str, str]) -> list[Path]:
     """The directories a command may write under ``policy``, resolved: the
-    ``writableRoots``, the cwd, ``/tmp`` and ``$TMPDIR`` (taken from the
-    command's ``env``), in that order and without repeats. Empty for every
-    policy but ``workspaceWrite`` (the others can write everywhere or
-    nowhere)."""
+    ``writableRoots``, then the :func:`implied_roots` (the cwd, ``/tmp``
+    and ``$TMPDIR`` taken from the command's ``env``), in that order (the
+    original's) and without repeats. Empty for every policy but
+    ``workspaceWrite`` (the others can write everywhere or nowhere)."""
     if not isinstance(policy, WorkspaceWrite):
         return []
-    cwd = Path(cwd)
-    roots = [cwd / root for root in policy.writable_roots] + [cwd]
-    if not policy.exclude_slash_tmp and os.path.isdir("/tmp"):
-        roots.append(Path("/tmp"))
-    if not policy.exclude_tmpdir_env_var and env.get("TMPDIR"):
-        roots.append(Path(env["TMPDIR"]))
+    cwd = os.fspath(cwd)
+    roots = [*(os.path.join(cwd, root) for root in policy.writable_roots),
+             *implied_roots(policy, cwd, env.get("TMPDIR"))]
     return list(dict.fromkeys(Path(os.path.realpath(root)) for root in roots))
 
 
@@ -464,16 +483,29 @@ def _trial(argv: list[str], program: bytes, true: str) -> str | None:
 
 _DENIAL_WORDS = ("operation not permitted", "permission denied", "read-only file system",
                  "seccomp", "sandbox", "landlock", "failed to write file")
+_SIGSYS = 31  # Linux
 
 
-def is_likely_sandbox_denied(exit_code: int, *outputs: bytes) -> bool:
-    """The original's heuristic (``core/src/exec.rs``) for "the sandbox
-    stopped this command": it failed and its output has a tell-tale phrase.
-    Only meaningful for a command that ran sandboxed."""
-    if exit_code == 0:
+def is_likely_sandbox_denied(
+    exit_code: int,
+    *outputs: str | bytes,
+    sandbox: Literal["none", "linux_seccomp", "macos_seatbelt", "windows_restricted_token"] = "linux_seccomp",
+) -> bool:
+    """The original's heuristic (``is_likely_sandbox_denied``,
+    ``core/src/exec.rs``) for "the sandbox stopped this command", so it may
+    be retried without: a nonzero exit and a tell-tale phrase in any output
+    (stdout, stderr, aggregated; text or bytes), or, failing that, death by
+    SIGSYS under seccomp. Exit codes 2, 126 and 127 alone are ordinary
+    failures. ``sandbox`` is the sandbox the command ran in (ours is
+    ``linux_seccomp``); ``none`` never counts as a denial."""
+    if sandbox == "none" or exit_code == 0:
         return False
-    return any(word in out.decode(errors="replace").lower()
-               for out in outputs for word in _DENIAL_WORDS)
+    texts = (out.decode(errors="replace") if isinstance(out, bytes) else out for out in outputs)
+    if any(word in text.lower() for text in texts for word in _DENIAL_WORDS):
+        return True
+    if exit_code in (2, 126, 127):
+        return False
+    return sandbox == "linux_seccomp" and exit_code == 128 + _SIGSYS
 
 
 # --- environment -----------------------------------------------------------------

@@ -8,12 +8,22 @@ hostile or broken peer cannot make the server hold an unbounded line.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, Literal
 
 from ..runtime.stream import Oversized
 
-NEED_DATA: Final = object()
+
+class NeedData(enum.Enum):
+    """The type of :data:`NEED_DATA`: a one-member Enum, so that
+    ``frame is not NEED_DATA`` narrows the frame's type."""
+
+    NEED_DATA = "NEED_DATA"
+
+
+#: What ``next_frame`` answers when it needs more bytes (h11's sentinel).
+NEED_DATA: Final = NeedData.NEED_DATA
 
 #: The default bound on one line (one JSON-RPC message): 64 MiB, ample for
 #: images passed inline, yet bounded.
@@ -42,7 +52,7 @@ class LineFramer:
             self._start = 0
         self._buf += data
 
-    def next_frame(self) -> bytes | Oversized | object:
+    def next_frame(self) -> bytes | Oversized | Literal[NeedData.NEED_DATA]:
         """The next complete line without its newline (blank lines are
         skipped), an :class:`Oversized` notice, or :data:`NEED_DATA`."""
         buf = self._buf

@@ -42,7 +42,7 @@ class JsonlStream:
         while True:
             frame = self._framer.next_frame()
             if frame is not NEED_DATA:
-                return frame  # type: ignore[return-value]
+                return frame
             try:
                 data = await self._receive.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):

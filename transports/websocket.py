@@ -84,7 +84,7 @@ class WebSocketStream:
                 except TransportClosed:
                     return None
             if frame is not NEED_DATA:
-                return frame  # type: ignore[return-value]
+                return frame
             try:
                 data = await self._stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -26,7 +26,7 @@ import hmac
 import re
 from http import HTTPStatus
 from collections.abc import Sequence
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import h11
 import jwt
@@ -43,7 +43,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 from ..runtime.stream import Oversized
-from .framing import HEAD, NEED_DATA
+from .framing import HEAD, NEED_DATA, NeedData
 
 __all__ = ["MAX_HEAD", "MIN_SECRET_BYTES", "HttpAnswer", "JwtAuth", "TokenAuth", "Upgrade", "WsFramer", "decide", "http_response"]
 
@@ -251,7 +251,7 @@ class WsFramer:
         """``None`` (or b"") when the peer's side of the stream ended."""
         self._ws.receive_data(bytes(data) if data else None)
 
-    def next_frame(self) -> bytes | Oversized | None | object:
+    def next_frame(self) -> bytes | Oversized | None | Literal[NeedData.NEED_DATA]:
         if self.closed:
             return None
         for event in self._ws.events():
@@ -269,7 +269,7 @@ class WsFramer:
                 return None
         return NEED_DATA
 
-    def _message_part(self, data: bytes, finished: bool) -> bytes | Oversized | object:
+    def _message_part(self, data: bytes, finished: bool) -> bytes | Oversized | Literal[NeedData.NEED_DATA]:
         self._size += len(data)
         if not self._skipping:
             if self._size > self.max_frame:

@@ -4,8 +4,13 @@ The reader turns frames into requests through the sans-I/O codec, enforces
 the handshake (``initialize`` exactly once; nothing else before it), decodes
 params against the method table and hands each request to whoever owns it,
 with a :class:`~.messages.Reply` so the owner answers in order with its own
-notifications. The reader never waits on another actor's work, so requests
-are pipelined.
+notifications. The reader hands requests on without waiting for their work
+(``send_nowait``; a full mailbox answers -32001), so requests are
+pipelined. It waits only where order or loss demands: the hub's
+registration in ``initialize`` (bounded by ``ASK_TIMEOUT``), room in the
+approvals mailbox for a client's answer (never dropped; approvals never
+waits, so it drains), room in its own outbox, and this client's config
+writes, which run in a worker thread (no other client waits for them).
 
 The writer owns the socket's write side: it drains the outbox as messages
 come into a backlog counted in bytes, drops the notifications this client

@@ -82,8 +82,11 @@ log = logging.getLogger("trio_codex.connection")
 #: Wire messages queued for one client before its writer takes them into
 #: its backlog, which is bounded in bytes (Limits.outbox_byte_budget; a
 #: websocket over it is closed, a stdio client holds its senders back, who
-#: give up on it after Limits.write_timeout). Lossless: responses, items and
-#: deltas alike are never dropped.
+#: give up on it after Limits.write_timeout). Nothing is dropped from a
+#: connection that stays open: a sender that cannot queue closes it instead
+#: (fanout.deliver after the write timeout, fanout.post at once), except
+#: stdio, which cannot be closed: there a broadcast or server request that
+#: finds the outbox full is missed, logged (fanout.post).
 OUTBOX_CAPACITY = 4096
 #: Thread searches of one connection that its cancel requests can reach;
 #: an older one still runs, but can no longer be cancelled.

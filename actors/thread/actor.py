@@ -180,6 +180,7 @@ class ThreadActor:
     _apply_settings = turns._apply_settings
     _update_settings = turns._update_settings
     _start_turn = turns._start_turn
+    _requested_settings = turns._requested_settings
     _overrides = turns._overrides
     _compact = turns._compact
     _compaction = turns._compaction

@@ -149,21 +149,15 @@ async def _update_settings(self: ThreadActor, reply: Reply, params: Any, perms: 
     """thread/settings/update: ``{}``, then ``thread/settings/updated``
     when something changed (0.171.0's order); a running turn keeps its
     settings."""
-    try:
-        settings = self._overrides(params, perms)
-    except msgspec.ValidationError as exc:
-        await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
-            f"Invalid request: invalid sandboxPolicy: {exc}").error))
+    settings = await self._requested_settings(reply, params, perms)
+    if settings is None:
         return
     await self._to(reply.conn, Response(reply.request_id, {}))
     await self._apply_settings(settings)
 
 async def _start_turn(self: ThreadActor, reply: Reply, params: Any, perms: Permissions | None) -> None:
-    try:
-        settings = self._overrides(params, perms)
-    except msgspec.ValidationError as exc:
-        await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
-            f"Invalid request: invalid sandboxPolicy: {exc}").error))
+    settings = await self._requested_settings(reply, params, perms)
+    if settings is None:
         return
     mode_changed = (settings.collaboration_mode, settings.mode_instructions) != (
         self.config.collaboration_mode, self.config.mode_instructions)
@@ -213,6 +207,18 @@ async def _start_turn(self: ThreadActor, reply: Reply, params: Any, perms: Permi
     if not compact_first:
         await self._notify("item/completed", ItemCompleted(user_item, c.id, turn_id, now_ms()))
     await self._launch_turn(turn_id, started_s, "regular", user_item, raw, compact_first, params.output_schema)
+
+async def _requested_settings(self: ThreadActor, reply: Reply, params: Any,
+                              perms: Permissions | None) -> ThreadConfig | None:
+    """The settings a turn/start or thread/settings/update asks for
+    (:meth:`_overrides`), or None once it has been refused for a
+    ``sandboxPolicy`` that is not one."""
+    try:
+        return self._overrides(params, perms)
+    except msgspec.ValidationError as exc:
+        await self._to(reply.conn, ErrorResponse(reply.request_id, invalid_request(
+            f"Invalid request: invalid sandboxPolicy: {exc}").error))
+        return None
 
 def _overrides(self: ThreadActor, params: Any, perms: Permissions | None) -> ThreadConfig:
     """The thread's settings with a turn/start's overrides, which last

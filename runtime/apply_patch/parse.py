@@ -149,7 +149,9 @@ class _Parser:
                 return
             if not line.startswith("+"):
                 raise self.invalid_header(trimmed)
-            self.hunks[-1].contents.append(line[1:] + "\n")  # type: ignore[union-attr]
+            hunk = self.hunks[-1]
+            assert isinstance(hunk, _Add)  # mode "add" follows an add header
+            hunk.contents.append(line[1:] + "\n")
         elif self.mode == "delete":
             if not self.header(trimmed):
                 raise self.invalid_header(trimmed)
@@ -203,7 +205,8 @@ class _Parser:
         marker = line.rstrip(WHITESPACE)
         if self.header(marker):
             return
-        hunk: _Update = self.hunks[-1]  # type: ignore[assignment]
+        hunk = self.hunks[-1]
+        assert isinstance(hunk, _Update)  # mode "update" follows an update header
         chunks = hunk.chunks
         last = chunks[-1] if chunks else None
         is_context_marker = marker == EMPTY_CHANGE_CONTEXT_MARKER or marker.startswith(CHANGE_CONTEXT_MARKER)

@@ -238,9 +238,8 @@ class TunnelHost:
         self.gateways: set[Gateway] = set()
         #: Set once the node drains: it activates no thread any more.
         self.draining = False
-        #: The cluster-wide ``thread/list``, when the store keeps one. (mypy
-        #: sees no class that is both protocols, so calls the test always false.)
-        self.listing = store if isinstance(store, ThreadListing) else None  # type: ignore[redundant-expr]
+        #: The cluster-wide ``thread/list``, when the store keeps one.
+        self.listing = store if isinstance(store, ThreadListing) else None  # type: ignore[redundant-expr]  # mypy sees no class that is both protocols, so it calls this test always false
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self.bus.subscribe(f"codex.node.{self.bus.node}.in", GATEWAY_CAPACITY) as inbox:

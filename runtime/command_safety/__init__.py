@@ -5,7 +5,8 @@ A port of the original's command-safety rules (codex-rs ``shell-command``,
 sandboxing.rs`` and ``orchestrator.rs``, ``protocol/src/approvals.rs``): the
 lists, the conditions, the reasons and the wire shapes are the original's.
 Everything here is a pure function of its arguments: no I/O, no clock, no
-environment (the caller passes ``$TMPDIR`` and the cwd).
+environment (the caller passes ``$TMPDIR`` and the cwd), save one look, as
+the original's: ``/tmp`` is a writable root only if it is a directory.
 
 The modules, in the order a shell call meets them:
 
@@ -26,12 +27,16 @@ The modules, in the order a shell call meets them:
   loaded: every segment of a script is judged and the strictest wins),
   :func:`available_decisions`, :func:`wants_no_sandbox_approval` and
   :func:`approval_cache_key`.
-* :mod:`.policies`: approval and sandbox policies (dicts, Structs or mode
-  strings) in the one shape the rules read.
+* :mod:`.policies`: approval policies in the one shape the rules read, and
+  sandbox policies (dicts, Structs or mode strings) as the typed v2
+  ``SandboxPolicy`` that :mod:`..sandbox` enforces.
 * :mod:`.patches`: :func:`assess_patch`, ``assess_patch_safety`` over the
-  writable roots of the sandbox policy.
-* :mod:`.denial`: :func:`is_likely_sandbox_denied`, whether a failed command
-  may be retried without the sandbox.
+  writable roots of the sandbox policy (the sandbox's
+  :func:`~..sandbox.implied_roots` and :data:`PROTECTED_METADATA_NAMES`).
+
+:func:`is_likely_sandbox_denied` (whether a failed command may be retried
+without the sandbox) is the sandbox's own, :mod:`..sandbox`, re-exported
+here beside the other approval rules.
 """
 
 from __future__ import annotations
@@ -72,7 +77,6 @@ from .decisions import (
 from .patches import (
     AskUser,
     AutoApprove,
-    PROTECTED_METADATA_NAMES,
     PatchSafety,
     Reject,
     assess_patch,
@@ -81,7 +85,7 @@ from .patches import (
     unwritable_paths,
     writable_roots,
 )
-from .denial import is_likely_sandbox_denied
+from ..sandbox import PROTECTED_METADATA_NAMES, is_likely_sandbox_denied
 
 __all__ = [
     "BANNED_PREFIX_SUGGESTIONS",

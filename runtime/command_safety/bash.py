@@ -121,9 +121,10 @@ def _literal_word(node: tree_sitter.Node) -> str | None:
         return _single_quoted(node)
     if node.type == "concatenation":
         parts = [_literal_word(p) for p in node.named_children]
-        if None in parts or not any(parts):
+        words = [p for p in parts if p is not None]
+        if len(words) < len(parts) or not any(words):
             return None
-        return "".join(parts)  # type: ignore[arg-type]
+        return "".join(words)
     return None
 
 
@@ -133,9 +134,9 @@ def _plain_command(command: tree_sitter.Node) -> list[str] | None:
     words = []
     for child in command.named_children:
         if child.type == "command_name":
-            name = child.named_child(0)
-            # named_child returns None past the end; its stub says Node, hence the ignores.
-            if name is None or name.type != "word":  # type: ignore[redundant-expr]
+            # named_child returns None past the end; its stub says Node.
+            name: tree_sitter.Node | None = child.named_child(0)
+            if name is None or name.type != "word":
                 return None
             words.append(_text(name))
             continue
@@ -161,7 +162,8 @@ def parse_shell_script_into_commands(script: str) -> list[list[str]] | None:
         elif node.type not in _PLAIN_TOKENS and node.type.strip():
             return None
     commands = [_plain_command(c) for c in _commands(root)]
-    return None if None in commands else commands  # type: ignore[return-value]
+    plain = [c for c in commands if c is not None]
+    return plain if len(plain) == len(commands) else None
 
 
 def plain_commands(argv: Sequence[str]) -> list[list[str]] | None:
@@ -185,9 +187,8 @@ def literal_commands(argv: Sequence[str]) -> list[list[str]] | None:
         words: list[str] = []
         for child in command.named_children:
             if child.type == "command_name":
-                first = child.named_child(0)
-                # named_child: see _plain_command.
-                name = None if first is None else _literal_word(first)  # type: ignore[redundant-expr]
+                first: tree_sitter.Node | None = child.named_child(0)  # see _plain_command
+                name = None if first is None else _literal_word(first)
                 if name is None:
                     break
                 words.append(name)
@@ -212,8 +213,8 @@ def heredoc_command_prefix(argv: Sequence[str]) -> list[str] | None:
         return None
     words = []
     for child in commands[0].named_children:
-        node = child.named_child(0) if child.type == "command_name" else child
-        if node is not None and node.type in ("word", "number"):  # type: ignore[redundant-expr]  # see _plain_command
+        node: tree_sitter.Node | None = child.named_child(0) if child.type == "command_name" else child
+        if node is not None and node.type in ("word", "number"):  # named_child: see _plain_command
             if node.named_child_count:
                 return None
             words.append(_text(node))

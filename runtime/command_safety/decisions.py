@@ -15,7 +15,9 @@ import msgspec
 
 from .bash import heredoc_command_prefix, plain_commands, shell_script
 from .dangerous import command_might_be_dangerous, dangerous_match
-from .policies import Approval, Granular, Sandbox, approval_of, sandbox_of
+from ..protocol.v2.thread import SandboxPolicy
+from ..sandbox import needs_sandbox
+from .policies import Approval, Granular, approval_of, sandbox_of
 from .safe import is_known_safe_command
 from .words import render_command
 
@@ -93,7 +95,7 @@ def _commands_for_exec_policy(argv: Sequence[str]) -> tuple[list[list[str]], boo
 def _unmatched_decision(
     argv: Sequence[str],
     approval: Approval,
-    sandbox: Sandbox,
+    sandbox: SandboxPolicy,
     sandbox_permissions: SandboxPermissions,
     used_complex_parsing: bool,
 ) -> _Decision:
@@ -109,7 +111,7 @@ def _unmatched_decision(
         return "prompt"
     # on-request and granular: unrestricted file systems just run; in a
     # sandbox only a request to leave it (or widen it) is asked about
-    if sandbox.file_system != "restricted":
+    if not needs_sandbox(sandbox):
         return "allow"
     return "prompt" if sandbox_permissions != "use_default" else "allow"
 
@@ -186,7 +188,7 @@ def default_exec_approval_requirement(*, approval_policy: Any, sandbox_policy: A
     ``untrusted`` asks, ``on-request`` and granular ask inside a sandbox
     (granular auto-rejects when sandbox approvals are off)."""
     approval = approval_of(approval_policy)
-    restricted = sandbox_of(sandbox_policy).file_system == "restricted"
+    restricted = needs_sandbox(sandbox_of(sandbox_policy))
     needs = approval == "untrusted" or (approval != "never" and restricted)
     if needs and isinstance(approval, Granular) and not approval.sandbox_approval:
         return Forbidden("approval policy disallowed sandbox approval prompt")

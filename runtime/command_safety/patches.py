@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from ..protocol.v2.thread import WorkspaceWrite
+from ..sandbox import PROTECTED_METADATA_NAMES, implied_roots, needs_sandbox
 from .actions import join_normalized
 from .policies import Granular, approval_of, sandbox_of
 
@@ -35,30 +37,20 @@ PatchSafety = AutoApprove | AskUser | Reject
 
 _PATCH_OUTSIDE_PROJECT = "writing outside of the project; rejected by user approval settings"
 _PATCH_READ_ONLY = "writing is blocked by read-only sandbox; rejected by user approval settings"
-#: Top-level folders of a writable root that stay read-only.
-PROTECTED_METADATA_NAMES = (".git", ".agents", ".codex")
 
 
 def writable_roots(sandbox_policy: Any, cwd: str, *, tmpdir: str | None = None) -> list[str]:
-    """The folders a restricted sandbox lets commands write: for
-    ``workspaceWrite`` the cwd, ``/tmp`` and ``tmpdir`` (``$TMPDIR``) unless
-    excluded, and the extra ``writableRoots``; none for ``readOnly``. An
-    unrestricted policy has no roots because it has no limit."""
+    """The folders a restricted sandbox lets a patch write, as patch safety
+    judges them: the sandbox's :func:`~..sandbox.implied_roots` (the cwd,
+    ``/tmp`` and ``tmpdir``, ``$TMPDIR``, unless excluded) and the extra
+    ``writableRoots``, made absolute against ``cwd`` and normalized without
+    resolving symlinks; none for ``readOnly``. An unrestricted policy has no
+    roots because it has no limit."""
     sandbox = sandbox_of(sandbox_policy)
-    if sandbox.type != "workspaceWrite":
+    if not isinstance(sandbox, WorkspaceWrite):
         return []
-    roots = [cwd]
-    if not sandbox.exclude_slash_tmp:
-        roots.append("/tmp")
-    if not sandbox.exclude_tmpdir_env_var and tmpdir:
-        roots.append(tmpdir)
-    roots.extend(sandbox.writable_roots)
-    out: list[str] = []
-    for root in roots:
-        root = join_normalized(cwd, root)
-        if root not in out:
-            out.append(root)
-    return out
+    roots = [*implied_roots(sandbox, cwd, tmpdir), *sandbox.writable_roots]
+    return list(dict.fromkeys(join_normalized(cwd, root) for root in roots))
 
 
 def _is_under(path: str, root: str) -> bool:
@@ -105,9 +97,8 @@ def assess_patch(
     sandbox = sandbox_of(sandbox_policy)
     rejects_prompts = approval == "never" or (isinstance(approval, Granular) and not approval.sandbox_approval)
     roots = writable_roots(sandbox, cwd, tmpdir=tmpdir)
-    if sandbox.file_system != "restricted" or not unwritable_paths(paths, sandbox_policy=sandbox, cwd=cwd,
-                                                                   tmpdir=tmpdir):
-        if sandbox.file_system != "restricted":
+    if not needs_sandbox(sandbox) or not unwritable_paths(paths, sandbox_policy=sandbox, cwd=cwd, tmpdir=tmpdir):
+        if not needs_sandbox(sandbox):
             return AutoApprove(sandboxed=False)
         if platform_sandbox:
             return AutoApprove(sandboxed=True)

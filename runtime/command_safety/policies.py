@@ -1,4 +1,7 @@
-"""Approval and sandbox policies in the one shape the rules read.
+"""Approval and sandbox policies in the one shape the rules read: approval
+as :data:`Approval`, sandbox as the typed v2 ``SandboxPolicy`` that
+:mod:`..sandbox` enforces (one model of the sandbox for the rules and the
+sandbox).
 
 Approval policies are ``"untrusted"``, ``"on-request"``, ``"never"`` or
 ``{"granular": {...}}`` (a dict or the config's ``GranularApproval``);
@@ -13,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
 import msgspec
+
+from ..protocol.v2.thread import DangerFullAccess, ExternalSandbox, ReadOnly, SandboxPolicy, WorkspaceWrite
 
 
 class Granular(NamedTuple):
@@ -37,41 +42,29 @@ def approval_of(policy: Any) -> Approval:
     raise ValueError(f"unknown approval policy: {policy!r}")
 
 
-class Sandbox(NamedTuple):
-    type: Literal["dangerFullAccess", "readOnly", "workspaceWrite", "externalSandbox"]
-    writable_roots: tuple[str, ...] = ()
-    exclude_tmpdir_env_var: bool = False
-    exclude_slash_tmp: bool = False
-
-    @property
-    def file_system(self) -> Literal["unrestricted", "external", "restricted"]:
-        """The ``FileSystemSandboxKind`` the policy implies."""
-        if self.type == "dangerFullAccess":
-            return "unrestricted"
-        return "external" if self.type == "externalSandbox" else "restricted"
-
-
-_SANDBOX_MODES = {
-    "read-only": "readOnly",
-    "workspace-write": "workspaceWrite",
-    "danger-full-access": "dangerFullAccess",
-    "external-sandbox": "externalSandbox",
+_SANDBOX_MODES: dict[str, SandboxPolicy] = {
+    "read-only": ReadOnly(),
+    "workspace-write": WorkspaceWrite(),
+    "danger-full-access": DangerFullAccess(),
+    "external-sandbox": ExternalSandbox(),
 }
 
 
-def sandbox_of(policy: Any) -> Sandbox:
-    """A sandbox policy: the wire object (dict or Struct) or a mode string."""
-    if isinstance(policy, Sandbox):
+def sandbox_of(policy: Any) -> SandboxPolicy:
+    """A sandbox policy as the typed v2 ``SandboxPolicy`` the sandbox itself
+    reads (:mod:`..sandbox`), from the Struct, the wire object as a dict, or
+    a mode string. A ``workspace-write`` mode string has no extra roots
+    (the config's ``[sandbox_workspace_write]`` is applied by
+    ``Settings.sandbox_policy``)."""
+    if isinstance(policy, DangerFullAccess | ReadOnly | WorkspaceWrite | ExternalSandbox):
         return policy
+    if isinstance(policy, str) and policy in _SANDBOX_MODES:
+        return _SANDBOX_MODES[policy]
     if isinstance(policy, msgspec.Struct):
         policy = msgspec.to_builtins(policy)
-    if isinstance(policy, str) and policy in _SANDBOX_MODES:
-        return Sandbox(_SANDBOX_MODES[policy])  # type: ignore[arg-type]
-    if isinstance(policy, Mapping) and policy.get("type") in _SANDBOX_MODES.values():
-        return Sandbox(
-            policy["type"],
-            tuple(policy.get("writableRoots") or ()),
-            bool(policy.get("excludeTmpdirEnvVar")),
-            bool(policy.get("excludeSlashTmp")),
-        )
+    if isinstance(policy, Mapping):
+        try:
+            return msgspec.convert(policy, SandboxPolicy)
+        except msgspec.ValidationError:
+            pass
     raise ValueError(f"unknown sandbox policy: {policy!r}")

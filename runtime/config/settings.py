@@ -40,7 +40,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 
 from ..protocol.serde_wording import toml_message, unknown_variant, value_kind
-from ..protocol.v2.thread import DangerFullAccess, ReadOnly, SandboxPolicy, WorkspaceWrite
+from ..protocol.v2.thread import DangerFullAccess, ReadOnly, SandboxMode, SandboxPolicy, WorkspaceWrite
 from .errors import ConfigError
 from .layers import (
     CONFIG_TOML_FILE,
@@ -85,7 +85,6 @@ DEFAULT_MODEL = "gpt-6.1-sol"
 
 _U64 = Annotated[int, msgspec.Meta(ge=0)]
 ApprovalMode = Literal["untrusted", "on-request", "never"]
-SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
 ReasoningSummary = Literal["auto", "concise", "detailed", "none"]
 
 

@@ -9,8 +9,9 @@ stops at the first error, worded by :mod:`.serde_wording`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec.inspect as mi
 
@@ -72,13 +73,13 @@ class SerdeReader:
         return None
 
     # positions
-    def fail(self, message: str, at: int | None = None) -> None:
+    def fail(self, message: str, at: int | None = None) -> NoReturn:
         i = self.i if at is None else at
         line_start = self.s.rfind(b"\n", 0, i) + 1
         line = self.s.count(b"\n", 0, line_start) + 1
         raise _SerdeError(f"{message} at line {line} column {i - line_start}")
 
-    def peek_fail(self, message: str) -> None:
+    def peek_fail(self, message: str) -> NoReturn:
         self.fail(message, min(len(self.s), self.i + 1))
 
     def enter(self) -> None:
@@ -104,8 +105,9 @@ class SerdeReader:
         out = bytearray()
         while True:
             plain = _PLAIN.match(self.s, self.i)
-            out += plain.group()  # type: ignore[union-attr]
-            self.i = plain.end()  # type: ignore[union-attr]
+            assert plain is not None  # `*`: it matches the empty string too
+            out += plain.group()
+            self.i = plain.end()
             if self.i >= len(self.s):
                 self.fail("EOF while parsing a string")
             ch = self.s[self.i]
@@ -134,9 +136,9 @@ class SerdeReader:
         if match is None:
             self.i += 1
             self.fail("EOF while parsing a value" if self.i >= len(self.s) else "invalid number")
-        self.i = match.end()  # type: ignore[union-attr]
-        text = match.group()  # type: ignore[union-attr]
-        if match.group(1) is None and match.group(2) is None:  # type: ignore[union-attr]
+        self.i = match.end()
+        text = match.group()
+        if match.group(1) is None and match.group(2) is None:
             value = int(text)
             if -(2**63) <= value < 2**64:
                 return value
@@ -217,27 +219,7 @@ class SerdeReader:
     def sequence(self, item: Any) -> None:
         if self.ws() != ord("["):
             self.unexpected("a sequence")
-        self.enter()
-        self.i += 1
-        first = True
-        while True:
-            b = self.ws()
-            if b == ord("]"):
-                self.i += 1
-                self.depth += 1
-                return
-            if not first:
-                if b == ord(","):
-                    self.i += 1
-                    if self.ws() == ord("]"):
-                        self.peek_fail("trailing comma")
-                elif b is None:
-                    self.peek_fail("EOF while parsing a list")
-                else:
-                    self.peek_fail("expected `,` or `]`")
-            elif b is None:
-                self.peek_fail("EOF while parsing a list")
-            first = False
+        for _ in self.entries(ord("]"), "a list", "EOF while parsing a list"):
             self.value(item)
 
     def struct(self, t: Any) -> None:
@@ -245,79 +227,82 @@ class SerdeReader:
         b = self.ws()
         if b != ord("{"):
             self.unexpected(name)
-        self.enter()
-        self.i += 1
         fields = {f.encode_name: f for f in t.fields}
         aliases: dict[str, str] = getattr(t.cls, "aliases", {})
         seen: set[str] = set()
-        first = True
-        while True:
-            b = self.ws()
-            if b == ord("}"):
-                break
-            if b is None:
-                self.peek_fail("EOF while parsing an object")
-            if not first:
-                if b != ord(","):
-                    self.peek_fail("expected `,` or `}`")
-                self.i += 1
-                b = self.ws()
-            first = False
-            if b != ord('"'):
-                if b == ord("}"):
-                    self.peek_fail("trailing comma")
-                self.peek_fail("EOF while parsing a value" if b is None else "key must be a string")
-            key = self.string()
+        for key in self.members("EOF while parsing an object"):
             key = aliases.get(key, key)
             if key not in fields and t.forbid_unknown_fields:
                 self.fail(f"unknown field `{key}`, {expected_fields(list(fields))}")
             if key in seen:
                 self.fail(f"duplicate field `{key}`")
             seen.add(key)
-            b = self.ws()
-            if b != ord(":"):
-                self.peek_fail("EOF while parsing an object" if b is None else "expected `:`")
-            self.i += 1
+            self.colon()
             if key in fields:
                 self.value(fields[key].type)
             else:
                 start = self.i
                 self.ignore()
                 self.ignored.append((start, self.i))
-        self.i += 1  # the closing brace: serde reports a missing field after it
-        self.depth += 1
+        # serde reports a missing field after the closing brace
         for field in t.fields:
             if field.required and field.encode_name not in seen and not _optional(field.type):
                 self.fail(f"missing field `{field.encode_name}`")
+
+    def entries(self, close: int, what: str, eof_at_first: str) -> Iterator[None]:
+        """Step through the container whose opening bracket is at the cursor,
+        as serde_json's sequence and map access do: once per entry, with the
+        cursor at it (the caller reads it before the next step), checking the
+        commas between entries, a trailing comma and the ``close`` bracket.
+        ``what`` is the container in errors (``a list``, ``an object``);
+        ``eof_at_first`` is the error for a text that ends right after the
+        opening bracket."""
+        self.enter()
+        self.i += 1
+        first = True
+        while True:
+            b = self.ws()
+            if b == close:
+                self.i += 1
+                self.depth += 1
+                return
+            if not first:
+                if b != ord(","):
+                    self.peek_fail(f"EOF while parsing {what}" if b is None else f"expected `,` or `{chr(close)}`")
+                self.i += 1
+                if self.ws() == close:
+                    self.peek_fail("trailing comma")
+            elif b is None:
+                self.peek_fail(eof_at_first)
+            first = False
+            yield
+
+    def members(self, eof_at_first: str) -> Iterator[str]:
+        """The keys of the object whose ``{`` is at the cursor (see
+        :meth:`entries`). After each key the caller checks it, then reads the
+        ``:`` (:meth:`colon`) and the value before the next. ``eof_at_first``
+        differs as serde_json words it: a struct that ends right after its
+        ``{`` is ``EOF while parsing an object``, a skipped value ``EOF while
+        parsing a value``."""
+        for _ in self.entries(ord("}"), "an object", eof_at_first):
+            b = self.ws()
+            if b != ord('"'):
+                self.peek_fail("EOF while parsing a value" if b is None else "key must be a string")
+            yield self.string()
+
+    def colon(self) -> None:
+        """The ``:`` after an object's key."""
+        b = self.ws()
+        if b != ord(":"):
+            self.peek_fail("EOF while parsing an object" if b is None else "expected `:`")
+        self.i += 1
 
     def skip(self) -> None:
         """Any value, checked for syntax only."""
         b = self.ws()
         if b == ord("{"):
-            self.enter()
-            self.i += 1
-            first = True
-            while True:
-                b = self.ws()
-                if b == ord("}"):
-                    self.i += 1
-                    self.depth += 1
-                    return
-                if not first:
-                    if b != ord(","):
-                        self.peek_fail("EOF while parsing an object" if b is None else "expected `,` or `}`")
-                    self.i += 1
-                    b = self.ws()
-                first = False
-                if b != ord('"'):
-                    if b == ord("}"):
-                        self.peek_fail("trailing comma")
-                    self.peek_fail("EOF while parsing a value" if b is None else "key must be a string")
-                self.string()
-                b = self.ws()
-                if b != ord(":"):
-                    self.peek_fail("EOF while parsing an object" if b is None else "expected `:`")
-                self.i += 1
+            for _ in self.members("EOF while parsing a value"):
+                self.colon()
                 self.skip()
         elif b == ord("["):
             self.sequence(mi.AnyType())
@@ -374,10 +359,7 @@ class SerdeReader:
                 if b != ord('"'):
                     self.peek_fail("EOF while parsing an object" if b is None else "key must be a string")
                 self.string()
-                b = self.ws()
-                if b != ord(":"):
-                    self.peek_fail("EOF while parsing an object" if b is None else "expected `:`")
-                self.i += 1
+                self.colon()
             stack.append(frame)
 
 

@@ -386,3 +386,13 @@ def test_a_placeholder_of_a_live_sandbox_is_not_bound_as_a_source_by_the_next(tm
     assert second is not None
     i = second.index(str(codex))
     assert second[i - 1: i + 1] == ["--tmpfs", str(codex)]
+
+
+@needs_bwrap
+async def test_a_sandboxed_command_killed_by_sigsys_counts_as_a_sandbox_denial(tmp_path: Path) -> None:
+    # The original's heuristic: silent output, but death by SIGSYS under seccomp.
+    with trio.fail_after(30):
+        out = await run_command(["sh", "-c", "kill -SYS $$"], cwd=tmp_path, sandbox_policy=ISOLATED)
+        plain = await run_command(["sh", "-c", "exit 3"], cwd=tmp_path, sandbox_policy=ISOLATED)
+    assert (out.exit_code, out.sandbox_denied) == (128 + 31, True)
+    assert (plain.exit_code, plain.sandbox_denied) == (3, False)
