@@ -29,6 +29,8 @@ from ...runtime.protocol.v2.item import (
 from ...runtime.protocol.v2.thread import (
     Active,
     ThreadGoal,
+    ThreadGoalClearParams,
+    ThreadGoalSetParams,
     ThreadIdParams,
 )
 from ...runtime.protocol.v2.turn import (
@@ -162,7 +164,8 @@ async def _inject(self: ThreadActor, reply: Reply, items: tuple[msgspec.Raw, ...
     self._checkpoint()
     await self._to(reply.conn, Response(reply.request_id, {}))
 
-async def _goal(self: ThreadActor, reply: Reply, action: str, params: Any) -> None:
+async def _goal(self: ThreadActor, reply: Reply,
+                params: ThreadIdParams | ThreadGoalSetParams | ThreadGoalClearParams) -> None:
     """thread/goal/get|set|clear, kept in the goals database as the
     original keeps it; a change is announced to the subscribers after
     the answer (``thread/goal/updated``, ``thread/goal/cleared``)."""
@@ -170,10 +173,10 @@ async def _goal(self: ThreadActor, reply: Reply, action: str, params: Any) -> No
     if self.goal is msgspec.UNSET:
         self.goal = await trio.to_thread.run_sync(goals.read_goal, home, tid)
     goal = self.goal
-    if action == "get":
+    if isinstance(params, ThreadIdParams):  # thread/goal/get
         await self._to(reply.conn, Response(reply.request_id, {"goal": goal}))
         return
-    if action == "clear":
+    if isinstance(params, ThreadGoalClearParams):
         cleared = await trio.to_thread.run_sync(goals.delete_goal, home, tid)
         self.goal, self.goal_context = None, None
         await self._to(reply.conn, Response(reply.request_id, {"cleared": cleared}))

@@ -54,6 +54,7 @@ from ...runtime.protocol.v2.turn import (
     TurnStarted,
     TurnStartResponse,
     TurnSteerResponse,
+    UserInput,
 )
 from ...runtime.rollout import (
     ResponseItem,
@@ -85,7 +86,7 @@ log = logging.getLogger("trio_codex.thread")
 _INTERRUPT_REASON = "interrupted by the client (turn/interrupt)"
 
 
-async def _steer(self: ThreadActor, reply: Reply, inputs: tuple[Any, ...], expected: str | None) -> None:
+async def _steer(self: ThreadActor, reply: Reply, inputs: tuple[UserInput, ...], expected: str | None) -> None:
     """More input for the running turn: a userMessage item of that turn,
     persisted, then handed to the turn, which samples again with it.
     ``expected`` None: a turn/start that found the turn running, which
