@@ -40,7 +40,17 @@ from ..runtime.errors import ActorGone, AskTimeout, McpCallFailed, MailboxClosed
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.mcp_config import McpServerConfig, enabled_servers
 from ..runtime.protocol.jsonrpc import ErrorResponse, JsonRpcError, Response, internal_error, invalid_request
-from ..runtime.protocol.v2.mcp import McpServerResourceReadParams, McpServerStatusListParams, McpServerToolCallParams
+from ..runtime.protocol.v2.mcp import (
+    McpServerResourceReadParams,
+    McpServerStartupStatusUpdated,
+    McpServerStatus,
+    McpServerStatusListParams,
+    McpServerStatusListResponse,
+    McpServerToolCallParams,
+    capabilities,
+    server_info,
+    tool_entry,
+)
 from .barrier import contained
 from .fanout import deliver, notification
 from .mcp_connection import CONNECTION_CAPACITY, run_connection, startup_error
@@ -225,11 +235,11 @@ class McpPool:
         """``mcpServer/startupStatus/updated``: ``starting``, then ``ready``
         or ``failed``, to the thread's first subscriber."""
         name = link.config.name
-        await deliver(conns, notification("mcpServer/startupStatus/updated", _status(thread_id, name, "starting")))
-        inv = await self._inventory(link.ref)
-        status = "ready" if inv.status == "ready" else "failed"
         await deliver(conns, notification("mcpServer/startupStatus/updated",
-                                          _status(thread_id, name, status, inv.error)))
+                                          McpServerStartupStatusUpdated(thread_id, name, "starting")))
+        inv = await self._inventory(link.ref)
+        await deliver(conns, notification("mcpServer/startupStatus/updated", McpServerStartupStatusUpdated(
+            thread_id, name, "ready" if inv.status == "ready" else "failed", inv.error)))
 
     @staticmethod
     async def _inventory(ref: McpServerRef) -> McpInventoryResult:
@@ -266,7 +276,7 @@ class McpPool:
             return None
         return await self._lingering(name)
 
-    async def _answer(self, reply: Reply, answer: Callable[[], Awaitable[McpJson]]) -> None:
+    async def _answer(self, reply: Reply, answer: Callable[[], Awaitable[object]]) -> None:
         try:
             result = await answer()
         except JsonRpcError as exc:
@@ -293,11 +303,8 @@ class McpPool:
         await deliver((reply.conn,), Response(reply.request_id, {}))
 
 
-def _status(thread_id: str, name: str, status: str, error: str | None = None) -> McpJson:
-    return {"threadId": thread_id, "name": name, "status": status, "error": error, "failureReason": None}
-
-
-async def _status_list(pool: McpPool, refs: list[McpServerRef], params: McpServerStatusListParams) -> McpJson:
+async def _status_list(pool: McpPool, refs: list[McpServerRef],
+                       params: McpServerStatusListParams) -> McpServerStatusListResponse:
     """``mcpServerStatus/list`` from the live connections (one per server)."""
     found: dict[str, McpInventoryResult] = {}
 
@@ -311,34 +318,18 @@ async def _status_list(pool: McpPool, refs: list[McpServerRef], params: McpServe
     for ref in refs:
         inv = found[ref.name]
         ready = inv.status == "ready"
-        runtime = None if params.thread_id is None else ("connected" if ready else "failed")
-        data.append({
-            "name": ref.name, "runtimeStatus": runtime, "pluginId": None, "httpOrigin": None,
-            "serverInfo": _server_info(inv.server_info) if ready else None,
-            "serverCapabilities": _capabilities(inv.capabilities) if ready else None,
-            "toolListMeta": None,
-            "tools": {t["name"]: _tool_entry(t) for t in inv.tools if ref.config.allows(t["name"])},
-            "toolsError": None if ready else (inv.error or "").removeprefix(startup_error(ref.name, "")),
-            "resources": list(inv.resources) if params.detail != "toolsAndAuthOnly" else [],
-            "resourceTemplates": list(inv.templates) if params.detail != "toolsAndAuthOnly" else [],
-            "authStatus": "unsupported",
-        })
-    return {"data": data, "nextCursor": None}
-
-
-def _server_info(info: McpJson | None) -> McpJson:
-    info = info or {}
-    return {k: info.get(k) for k in ("name", "title", "version", "description", "icons", "websiteUrl")}
-
-
-def _capabilities(caps: McpJson | None) -> McpJson:
-    caps = caps or {}
-    return {k: caps.get(k) for k in ("prompts", "resources", "tools")}
-
-
-def _tool_entry(tool: McpJson) -> McpJson:
-    keys = ("name", "title", "description", "inputSchema", "outputSchema", "annotations", "icons", "_meta")
-    return {k: tool[k] for k in keys if k in tool}
+        data.append(McpServerStatus(
+            name=ref.name, runtime_status=None if params.thread_id is None else ("connected" if ready else "failed"),
+            plugin_id=None, http_origin=None,
+            server_info=server_info(inv.server_info) if ready else None,
+            server_capabilities=capabilities(inv.capabilities) if ready else None,
+            tool_list_meta=None,
+            tools={t["name"]: tool_entry(t) for t in inv.tools if ref.config.allows(t["name"])},
+            tools_error=None if ready else (inv.error or "").removeprefix(startup_error(ref.name, "")),
+            resources=list(inv.resources) if params.detail != "toolsAndAuthOnly" else [],
+            resource_templates=list(inv.templates) if params.detail != "toolsAndAuthOnly" else [],
+        ))
+    return McpServerStatusListResponse(data)
 
 
 async def _tool_call(ref: McpServerRef, params: McpServerToolCallParams) -> McpJson:

@@ -31,6 +31,7 @@ from ...runtime.protocol.v2.thread import (
     ThreadGoal,
     ThreadGoalClearParams,
     ThreadGoalSetParams,
+    ThreadGoalUpdated,
     ThreadIdParams,
 )
 from ...runtime.protocol.v2.turn import (
@@ -202,8 +203,7 @@ async def _goal(self: ThreadActor, reply: Reply,
     await self._store_goal(goal, new)
     await self._to(reply.conn, Response(reply.request_id, {"goal": goal}))
     turn = self._turn()
-    await self._notify("thread/goal/updated", {"threadId": tid, "turnId": turn.id if turn else None,
-                                               "goal": goal})
+    await self._notify("thread/goal/updated", ThreadGoalUpdated(tid, turn.id if turn else None, goal))
     # As the original: an idle thread starts pursuing an active goal at once.
     await self._continue_goal()
 
@@ -234,13 +234,12 @@ async def _goal_tool(self: ThreadActor, call: GoalTool) -> str:
         if goal.status in goals.ACCOUNTED and call.turn_tokens > counted:
             goal = goals.account(goal, call.turn_tokens - counted, 0, now)
             await self._store_goal(goal, False)
-            await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": call.turn_id,
-                                                       "goal": goal})
+            await self._notify("thread/goal/updated", ThreadGoalUpdated(self.config.id, call.turn_id, goal))
         goal, new = msgspec.structs.replace(goal, status=call.status, updated_at=now), False
         # Tokens the turn uses from here on still count at its end.
         self.goal_counted = (call.turn_id, max(counted, call.turn_tokens))
     await self._store_goal(goal, new)
-    await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": call.turn_id, "goal": goal})
+    await self._notify("thread/goal/updated", ThreadGoalUpdated(self.config.id, call.turn_id, goal))
     return goals.tool_result(goal, completed=goal.status == "complete")
 
 async def _store_goal(self: ThreadActor, goal: ThreadGoal, new: bool) -> None:
@@ -270,7 +269,7 @@ async def _account_goal(self: ThreadActor, turn_id: str, tokens: int, duration_m
     goal = goals.account(goal, tokens - counted, self.goal_ms, int(time.time()))
     self.goal_ms %= 1000
     await self._store_goal(goal, False)
-    await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": turn_id, "goal": goal})
+    await self._notify("thread/goal/updated", ThreadGoalUpdated(self.config.id, turn_id, goal))
 
 async def _continue_goal(self: ThreadActor) -> None:
     """An idle thread whose goal is ``active`` starts a continuation

@@ -372,6 +372,51 @@ class ThreadGoal(Wire, frozen=True):
     updated_at: int
 
 
+class ThreadGoalUpdated(Wire, frozen=True):
+    """``thread/goal/updated``: ``turn_id`` the turn that changed or counted
+    the goal (None: a client's ``thread/goal/set``)."""
+
+    thread_id: str
+    turn_id: str | None
+    goal: ThreadGoal
+
+
+class ModeSettings(msgspec.Struct, frozen=True):
+    """A collaboration mode's settings (snake_case on the wire, as the
+    original's ``Settings``)."""
+
+    model: str
+    reasoning_effort: str | None
+    developer_instructions: str | None
+
+
+class CollaborationMode(Wire, frozen=True):
+    mode: str
+    settings: ModeSettings
+
+
+class ThreadSettings(Wire, frozen=True):
+    """The settings a thread's next turns run with."""
+
+    approval_policy: AskForApproval
+    approvals_reviewer: str
+    collaboration_mode: CollaborationMode
+    cwd: str
+    model: str
+    model_provider: str
+    sandbox_policy: SandboxPolicy
+    active_permission_profile: ActivePermissionProfile | None
+    effort: str | None
+    summary: str | None
+
+
+class ThreadSettingsUpdated(Wire, frozen=True):
+    """``thread/settings/updated``."""
+
+    thread_id: str
+    thread_settings: ThreadSettings
+
+
 class ReviewStartParams(Wire, frozen=True):
     """``review/start``: ``target`` one of ``uncommittedChanges``,
     ``baseBranch {branch}``, ``commit {sha, title?}``, ``custom
