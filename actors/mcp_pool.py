@@ -42,6 +42,7 @@ from ..runtime.mcp_config import McpServerConfig, enabled_servers
 from ..runtime.protocol.jsonrpc import ErrorResponse, JsonRpcError, Response, internal_error, invalid_request
 from ..runtime.protocol.v2.mcp import (
     McpServerResourceReadParams,
+    McpServerResourceReadResponse,
     McpServerStartupStatusUpdated,
     McpServerStatus,
     McpServerStatusListParams,
@@ -338,9 +339,9 @@ async def _tool_call(ref: McpServerRef, params: McpServerToolCallParams) -> McpJ
         ref.config.tool_timeout_sec)
 
 
-async def _resource_read(ref: McpServerRef, params: McpServerResourceReadParams) -> McpJson:
+async def _resource_read(ref: McpServerRef, params: McpServerResourceReadParams) -> McpServerResourceReadResponse:
     result = await _ask_server(ref, lambda slot: McpReadResource(params.uri, slot), ref.config.tool_timeout_sec)
-    return {"contents": result.get("contents", []), "originCallId": None}
+    return McpServerResourceReadResponse(result.get("contents", []))
 
 
 async def _ask_server(ref: McpServerRef, make: Callable[[ReplySlot[McpJson]], McpConnectionInbox],

@@ -28,6 +28,10 @@ from ...runtime.protocol.v2.item import (
 )
 from ...runtime.protocol.v2.thread import (
     Active,
+    ReviewStartResponse,
+    ThreadBackgroundTerminal,
+    ThreadBackgroundTerminalsListResponse,
+    ThreadBackgroundTerminalsTerminateResponse,
     ThreadGoal,
     ThreadGoalClearParams,
     ThreadGoalSetParams,
@@ -84,8 +88,8 @@ async def _review(self: ThreadActor, reply: Reply, target: dict[str, Any]) -> No
     turn's); the reviewer runs now or once the running turn has ended."""
     turn_id, hint = uuid7(), review.hint(target)
     user = UserMessageItem(id=turn_id, content=[TextInput(hint)])
-    await self._to(reply.conn, Response(reply.request_id, {
-        "turn": Turn(id=turn_id, items=[user], status="inProgress"), "reviewThreadId": self.config.id}))
+    await self._to(reply.conn, Response(reply.request_id, ReviewStartResponse(
+        Turn(id=turn_id, items=[user], status="inProgress"), self.config.id)))
     await self._start_review(turn_id, target, hint)
 
 async def _start_review(self: ThreadActor, turn_id: str, target: dict[str, Any], hint: str) -> None:
@@ -121,13 +125,12 @@ async def _background_terminals(self: ThreadActor, request: BackgroundTerminals)
     thread's turns left running. Clean kills them all (reaped beside the
     loop); terminate kills one (``terminated: false`` for an unknown id)."""
     reply = request.reply
-    result: Any
+    result: object
     match request.action:
         case "list":
-            terminals = [{"processId": pid, "itemId": label.get("item_id", ""),
-                          "command": label.get("command", ""), "cwd": label.get("cwd", self.config.cwd),
-                          "osPid": os_pid, "cpuPercent": None, "rssKb": None}
-                          for pid, label, os_pid in self.processes.running()]
+            terminals = [ThreadBackgroundTerminal(pid, label.get("item_id", ""), label.get("command", ""),
+                                                  label.get("cwd", self.config.cwd), os_pid)
+                         for pid, label, os_pid in self.processes.running()]
             cursor = request.cursor
             if cursor is not None and not (cursor.isascii() and cursor.isdigit()):
                 # Rust's words for a cursor that is no usize.
@@ -137,7 +140,8 @@ async def _background_terminals(self: ThreadActor, request: BackgroundTerminals)
                 return
             start = int(cursor) if cursor is not None else 0
             end = start + (request.limit or len(terminals) or 1)
-            result = {"data": terminals[start:end], "nextCursor": str(end) if end < len(terminals) else None}
+            result = ThreadBackgroundTerminalsListResponse(
+                terminals[start:end], str(end) if end < len(terminals) else None)
         case "clean":
             self.nursery.start_soon(self.processes.close_all)
             result = {}
@@ -146,7 +150,7 @@ async def _background_terminals(self: ThreadActor, request: BackgroundTerminals)
             running = any(p == pid for p, _label, _os in self.processes.running())
             if running and pid is not None:
                 self.processes.terminate(pid)
-            result = {"terminated": running}
+            result = ThreadBackgroundTerminalsTerminateResponse(running)
     await self._to(reply.conn, Response(reply.request_id, result))
 
 async def _inject(self: ThreadActor, reply: Reply, items: tuple[msgspec.Raw, ...]) -> None:

@@ -34,6 +34,13 @@ class McpServerResourceReadParams(Wire, frozen=True):
     meta: Any = msgspec.field(default=None, name="_meta")
 
 
+class McpServerResourceReadResponse(Wire, frozen=True):
+    """``mcpServer/resource/read``'s answer: the server's ``contents``."""
+
+    contents: list[dict[str, Any]]
+    origin_call_id: None = None
+
+
 class McpServerStartupStatusUpdated(Wire, frozen=True):
     """``mcpServer/startupStatus/updated``: ``starting``, then ``ready`` or
     ``failed`` (with the original's text in ``error``)."""

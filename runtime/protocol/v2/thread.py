@@ -335,6 +335,27 @@ class ThreadBackgroundTerminalsTerminateParams(Wire, frozen=True):
     process_id: str
 
 
+class ThreadBackgroundTerminal(Wire, frozen=True):
+    """A unified exec process a thread's turns left running."""
+
+    process_id: str
+    item_id: str
+    command: str
+    cwd: str
+    os_pid: int | None
+    cpu_percent: float | None = None
+    rss_kb: int | None = None
+
+
+class ThreadBackgroundTerminalsListResponse(Wire, frozen=True):
+    data: list[ThreadBackgroundTerminal]
+    next_cursor: str | None = None
+
+
+class ThreadBackgroundTerminalsTerminateResponse(Wire, frozen=True):
+    terminated: bool
+
+
 class ThreadInjectItemsParams(Wire, frozen=True):
     """Raw Responses items to append to the thread's model-visible history."""
 
@@ -415,6 +436,14 @@ class ThreadSettingsUpdated(Wire, frozen=True):
 
     thread_id: str
     thread_settings: ThreadSettings
+
+
+class ReviewStartResponse(Wire, frozen=True):
+    """``review/start``'s answer: the review's turn, and the thread it runs
+    in (inline: the thread itself)."""
+
+    turn: Turn
+    review_thread_id: str
 
 
 class ReviewStartParams(Wire, frozen=True):
