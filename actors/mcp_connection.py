@@ -25,12 +25,13 @@ import logging
 import os
 import sys
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
+from ..runtime.ask import ReplySlot
 from ..runtime.errors import McpCallFailed
 from ..runtime.mailbox import Inbox, Mailbox
 from ..runtime.mcp_config import McpServerConfig
@@ -40,6 +41,7 @@ from .messages import (
     McpCancel,
     McpInventory,
     McpInventoryResult,
+    McpJson,
     McpListResources,
     McpReadResource,
     McpConnectionInbox,
@@ -95,7 +97,7 @@ class _State:
         self.inventory = McpInventoryResult("starting", None)
         self.calls: dict[str, trio.CancelScope] = {}
         #: Per call in flight that may be asked: how to ask its clients.
-        self.elicitors: dict[str, Any] = {}
+        self.elicitors: dict[str, Callable[[McpJson], Awaitable[McpJson]]] = {}
         self.lost = trio.Event()
 
 
@@ -204,7 +206,7 @@ async def _serve(config: McpServerConfig, inbox: Inbox[McpConnectionInbox], stat
                     nursery.start_soon(_request, config, state, msg)
 
 
-async def _inventory(state: _State, reply: Any) -> None:
+async def _inventory(state: _State, reply: ReplySlot[McpInventoryResult]) -> None:
     try:
         await state.settled.wait()
         reply.set(state.inventory)
@@ -212,7 +214,8 @@ async def _inventory(state: _State, reply: Any) -> None:
         reply.fail(McpCallFailed("the connection to the MCP server closed"))
 
 
-async def _request(config: McpServerConfig, state: _State, msg: Any) -> None:
+async def _request(config: McpServerConfig, state: _State,
+                   msg: McpCallTool | McpReadResource | McpListResources) -> None:
     """One request on the session, once startup settled; its answer or
     failure goes to ``msg.reply``."""
     from mcp.shared.exceptions import MCPError
@@ -257,8 +260,8 @@ def _page(cursor: str | None) -> Any:
     return PaginatedRequestParams(cursor=cursor)
 
 
-async def _call(state: _State, msg: McpCallTool, call_id: str, tool: str, arguments: Any, timeout: float,
-                progress: Any) -> None:
+async def _call(state: _State, msg: McpCallTool, call_id: str, tool: str, arguments: McpJson | None,
+                timeout: float, progress: Callable[[str], Awaitable[None]] | None) -> None:
     """A ``tools/call`` under the tool timeout and the caller's cancel. The
     server's progress messages reach ``progress`` in order, from a task of
     the call's own: a slow client never holds up the shared session."""
@@ -271,9 +274,9 @@ async def _call(state: _State, msg: McpCallTool, call_id: str, tool: str, argume
             except trio.WouldBlock:
                 log.info("MCP call %s: progress dropped, its client is behind", call_id)
 
-    async def forward() -> None:
+    async def forward(report: Callable[[str], Awaitable[None]]) -> None:
         async for message in pending:
-            await progress(message)
+            await report(message)
 
     result: Any = None
     with trio.CancelScope() as scope:
@@ -283,7 +286,7 @@ async def _call(state: _State, msg: McpCallTool, call_id: str, tool: str, argume
         try:
             async with trio.open_nursery() as nursery:
                 if progress is not None:
-                    nursery.start_soon(forward)
+                    nursery.start_soon(forward, progress)
                 with messages, trio.move_on_after(timeout) as deadline:
                     result = await state.session.call_tool(
                         tool, arguments, progress_callback=on_progress if progress is not None else None)

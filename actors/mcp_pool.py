@@ -29,16 +29,29 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 import trio
 
-from ..runtime.ask import ask
+from ..runtime.ask import ReplySlot, ask
 from ..runtime.config import ConfigError, Settings, load_settings
 from ..runtime.errors import ActorGone, AskTimeout, McpCallFailed, MailboxClosed
 from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.mcp_config import McpServerConfig, enabled_servers
 from ..runtime.protocol.jsonrpc import ErrorResponse, JsonRpcError, Response, internal_error, invalid_request
+from ..runtime.protocol.v2.mcp import (
+    McpServerResourceReadParams,
+    McpServerResourceReadResponse,
+    McpServerStartupStatusUpdated,
+    McpServerStatus,
+    McpServerStatusListParams,
+    McpServerStatusListResponse,
+    McpServerToolCallParams,
+    capabilities,
+    server_info,
+    tool_entry,
+)
 from .barrier import contained
 from .fanout import deliver, notification
 from .mcp_connection import CONNECTION_CAPACITY, run_connection, startup_error
@@ -46,12 +59,17 @@ from .messages import (
     ConnectionRef,
     McpAcquire,
     McpCallTool,
+    McpConnectionInbox,
     McpInventory,
     McpInventoryResult,
+    McpJson,
     McpReadResource,
     McpRelease,
-    McpRequest,
+    McpReloadRequest,
+    McpResourceReadRequest,
     McpServerRef,
+    McpStatusListRequest,
+    McpToolCallRequest,
     Msg,
     Reply,
     McpPoolInbox,
@@ -135,7 +153,7 @@ class McpPool:
                     await self._handle(msg)
             beside.cancel_scope.cancel(reason="the MCP pool's mailbox closed")
 
-    async def _handle(self, msg: Any) -> None:
+    async def _handle(self, msg: McpPoolInbox | _GaveUp | _Expired) -> None:
         match msg:
             case McpAcquire(thread_id=tid, conns=conns, announce=announce, reply=reply):
                 refs = {}
@@ -165,10 +183,20 @@ class McpPool:
                 current = self.links.get(name)
                 if current is not None and current.child == child and not current.holders:
                     self._stop(name, f"no thread used it for {LINGER:g} s")
-            case McpRequest(reply=reply, method="config/mcpServer/reload"):
+            case McpReloadRequest(reply=reply):
                 await self._reload(reply)
-            case McpRequest(reply=reply, method=method, params=params):
-                await self._request(reply, method, params)
+            case McpStatusListRequest(reply=reply, params=params):
+                if await self._configured(reply):
+                    listed = []
+                    for name in [n for n in self.servers if params.server_name in (None, n)]:
+                        listed.append(await self._lingering(name))
+                    self.beside.start_soon(self._answer, reply, partial(_status_list, self, listed, params))
+            case McpToolCallRequest(reply=reply, params=params):
+                if await self._configured(reply) and (ref := await self._server(reply, params.server)):
+                    self.beside.start_soon(self._answer, reply, partial(_tool_call, ref, params))
+            case McpResourceReadRequest(reply=reply, params=params):
+                if await self._configured(reply) and (ref := await self._server(reply, params.server)):
+                    self.beside.start_soon(self._answer, reply, partial(_resource_read, ref, params))
 
     async def _link(self, name: str) -> _Link:
         """The running connection of ``name``, started if none runs (or the
@@ -208,11 +236,11 @@ class McpPool:
         """``mcpServer/startupStatus/updated``: ``starting``, then ``ready``
         or ``failed``, to the thread's first subscriber."""
         name = link.config.name
-        await deliver(conns, notification("mcpServer/startupStatus/updated", _status(thread_id, name, "starting")))
-        inv = await self._inventory(link.ref)
-        status = "ready" if inv.status == "ready" else "failed"
         await deliver(conns, notification("mcpServer/startupStatus/updated",
-                                          _status(thread_id, name, status, inv.error)))
+                                          McpServerStartupStatusUpdated(thread_id, name, "starting")))
+        inv = await self._inventory(link.ref)
+        await deliver(conns, notification("mcpServer/startupStatus/updated", McpServerStartupStatusUpdated(
+            thread_id, name, "ready" if inv.status == "ready" else "failed", inv.error)))
 
     @staticmethod
     async def _inventory(ref: McpServerRef) -> McpInventoryResult:
@@ -224,32 +252,34 @@ class McpPool:
 
     # --- client requests -----------------------------------------------------------
 
-    async def _request(self, reply: Reply, method: str, params: Any) -> None:
-        """Start the servers the request needs, then answer it beside the loop."""
+    # Each request starts the servers it needs here, then is answered
+    # beside the loop.
+
+    async def _configured(self, reply: Reply) -> bool:
+        """Whether config.toml's MCP servers could be read; if not, the
+        client is told why."""
         if self.config_error is not None:
             await deliver((reply.conn,), ErrorResponse(reply.request_id, invalid_request(self.config_error).error))
-            return
-        if method == "mcpServerStatus/list":
-            names = [n for n in self.servers if params.server_name in (None, n)]
-            refs = []
-            for name in names:
-                link = await self._link(name)
-                self._linger(name, link)
-                refs.append(link.ref)
-            self.beside.start_soon(self._answer, reply, _status_list, refs, params)
-            return
-        if params.server not in self.servers:
-            await deliver((reply.conn,), ErrorResponse(
-                reply.request_id, internal_error(f"unknown MCP server '{params.server}'").error))
-            return
-        link = await self._link(params.server)
-        self._linger(params.server, link)
-        handler = _tool_call if method == "mcpServer/tool/call" else _resource_read
-        self.beside.start_soon(self._answer, reply, handler, link.ref, params)
+        return self.config_error is None
 
-    async def _answer(self, reply: Reply, handler: Any, *args: Any) -> None:
+    async def _lingering(self, name: str) -> McpServerRef:
+        """The running connection of ``name`` (started if none runs), kept
+        :data:`LINGER` seconds when no thread holds it."""
+        link = await self._link(name)
+        self._linger(name, link)
+        return link.ref
+
+    async def _server(self, reply: Reply, name: str) -> McpServerRef | None:
+        """The server a request names, or None once the client is told it is unknown."""
+        if name not in self.servers:
+            await deliver((reply.conn,), ErrorResponse(
+                reply.request_id, internal_error(f"unknown MCP server '{name}'").error))
+            return None
+        return await self._lingering(name)
+
+    async def _answer(self, reply: Reply, answer: Callable[[], Awaitable[object]]) -> None:
         try:
-            result = await handler(self, *args)
+            result = await answer()
         except JsonRpcError as exc:
             await deliver((reply.conn,), ErrorResponse(reply.request_id, exc.error))
         else:
@@ -274,11 +304,8 @@ class McpPool:
         await deliver((reply.conn,), Response(reply.request_id, {}))
 
 
-def _status(thread_id: str, name: str, status: str, error: str | None = None) -> dict[str, Any]:
-    return {"threadId": thread_id, "name": name, "status": status, "error": error, "failureReason": None}
-
-
-async def _status_list(pool: McpPool, refs: list[McpServerRef], params: Any) -> dict[str, Any]:
+async def _status_list(pool: McpPool, refs: list[McpServerRef],
+                       params: McpServerStatusListParams) -> McpServerStatusListResponse:
     """``mcpServerStatus/list`` from the live connections (one per server)."""
     found: dict[str, McpInventoryResult] = {}
 
@@ -292,48 +319,33 @@ async def _status_list(pool: McpPool, refs: list[McpServerRef], params: Any) -> 
     for ref in refs:
         inv = found[ref.name]
         ready = inv.status == "ready"
-        runtime = None if params.thread_id is None else ("connected" if ready else "failed")
-        data.append({
-            "name": ref.name, "runtimeStatus": runtime, "pluginId": None, "httpOrigin": None,
-            "serverInfo": _server_info(inv.server_info) if ready else None,
-            "serverCapabilities": _capabilities(inv.capabilities) if ready else None,
-            "toolListMeta": None,
-            "tools": {t["name"]: _tool_entry(t) for t in inv.tools if ref.config.allows(t["name"])},
-            "toolsError": None if ready else (inv.error or "").removeprefix(startup_error(ref.name, "")),
-            "resources": list(inv.resources) if params.detail != "toolsAndAuthOnly" else [],
-            "resourceTemplates": list(inv.templates) if params.detail != "toolsAndAuthOnly" else [],
-            "authStatus": "unsupported",
-        })
-    return {"data": data, "nextCursor": None}
+        data.append(McpServerStatus(
+            name=ref.name, runtime_status=None if params.thread_id is None else ("connected" if ready else "failed"),
+            plugin_id=None, http_origin=None,
+            server_info=server_info(inv.server_info) if ready else None,
+            server_capabilities=capabilities(inv.capabilities) if ready else None,
+            tool_list_meta=None,
+            tools={t["name"]: tool_entry(t) for t in inv.tools if ref.config.allows(t["name"])},
+            tools_error=None if ready else (inv.error or "").removeprefix(startup_error(ref.name, "")),
+            resources=list(inv.resources) if params.detail != "toolsAndAuthOnly" else [],
+            resource_templates=list(inv.templates) if params.detail != "toolsAndAuthOnly" else [],
+        ))
+    return McpServerStatusListResponse(data)
 
 
-def _server_info(info: Any) -> dict[str, Any]:
-    info = info or {}
-    return {k: info.get(k) for k in ("name", "title", "version", "description", "icons", "websiteUrl")}
-
-
-def _capabilities(caps: Any) -> dict[str, Any]:
-    caps = caps or {}
-    return {k: caps.get(k) for k in ("prompts", "resources", "tools")}
-
-
-def _tool_entry(tool: dict[str, Any]) -> dict[str, Any]:
-    keys = ("name", "title", "description", "inputSchema", "outputSchema", "annotations", "icons", "_meta")
-    return {k: tool[k] for k in keys if k in tool}
-
-
-async def _tool_call(pool: McpPool, ref: McpServerRef, params: Any) -> Any:
+async def _tool_call(ref: McpServerRef, params: McpServerToolCallParams) -> McpJson:
     return await _ask_server(ref, lambda slot: McpCallTool(
         f"client:{id(slot)}", params.tool, params.arguments, ref.config.tool_timeout_sec, None, slot),
         ref.config.tool_timeout_sec)
 
 
-async def _resource_read(pool: McpPool, ref: McpServerRef, params: Any) -> Any:
+async def _resource_read(ref: McpServerRef, params: McpServerResourceReadParams) -> McpServerResourceReadResponse:
     result = await _ask_server(ref, lambda slot: McpReadResource(params.uri, slot), ref.config.tool_timeout_sec)
-    return {"contents": result.get("contents", []), "originCallId": None}
+    return McpServerResourceReadResponse(result.get("contents", []))
 
 
-async def _ask_server(ref: McpServerRef, make: Any, timeout: float) -> Any:
+async def _ask_server(ref: McpServerRef, make: Callable[[ReplySlot[McpJson]], McpConnectionInbox],
+                      timeout: float) -> McpJson:
     """A request to a server's connection, its failure as the original's
     JSON-RPC error (the server's own error passes through)."""
     try:

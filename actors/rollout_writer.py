@@ -38,7 +38,7 @@ from ..runtime.ask import ReplySlot, ask
 from ..runtime.clock import now_ms
 from ..runtime.errors import StorageFailure
 from ..runtime.mailbox import Mailbox, open_mailbox
-from ..runtime.rollout import SessionMeta, TurnAbortedEvent, TurnCompleteEvent, TurnStartedEvent, encode_line
+from ..runtime.rollout import Payload, SessionMeta, TurnAbortedEvent, TurnCompleteEvent, TurnStartedEvent, encode_line
 from .messages import AppendRollout
 
 log = logging.getLogger("trio_codex.rollout_writer")
@@ -53,7 +53,7 @@ PERSIST_TIMEOUT = 30.0
 _TAIL_CHUNK = 64 * 1024
 
 
-async def append(writer: Mailbox[AppendRollout] | None, *payloads: Any, wait: bool = True,
+async def append(writer: Mailbox[AppendRollout] | None, *payloads: Payload, wait: bool = True,
                  turn_end: bool = False) -> None:
     """Append to a rollout through its writer (None: the thread writes
     none); with ``wait``, return once the lines reached the OS.

@@ -53,6 +53,7 @@ from ..runtime.protocol import tools as specs
 from ..runtime.protocol.v2.approval import (
     CommandExecutionRequestApprovalParams,
     FileChangeRequestApprovalParams,
+    McpElicitationParams,
 )
 from ..runtime.protocol.v2.item import (
     CommandExecutionItem,
@@ -156,14 +157,17 @@ def aborted_output(call: rs.FunctionCallItem | rs.CustomToolCallItem, seconds: f
 # --- approvals -------------------------------------------------------------------
 
 
-async def _approve(ctx: ToolContext, method: str, params: Any, keys: tuple[str, ...],
+async def _approve(ctx: ToolContext, method: str,
+                   params: CommandExecutionRequestApprovalParams | FileChangeRequestApprovalParams | McpElicitationParams,
+                   keys: tuple[str, ...],
                    item_id: str | None = None) -> str | dict:
     """The client's decision; "acceptForSession" without a prompt when every
-    key was accepted for the session before."""
+    key was accepted for the session before. ``item_id``: the call an MCP
+    tool's approval (whose params name none) is about."""
     cached: bool = await ask(ctx.thread, lambda slot: ApprovalGate(ctx.turn_id, keys, slot), timeout=GATE_TIMEOUT)
     if cached:
         ctx.recorder.record(ApprovalFromSessionCache(
-            thread_id=ctx.thread_id, turn_id=ctx.turn_id, item_id=item_id or params.item_id,
+            thread_id=ctx.thread_id, turn_id=ctx.turn_id, item_id=item_id or ("" if isinstance(params, McpElicitationParams) else params.item_id),
             request_method=method))
         return "acceptForSession"
     slot: ReplySlot = ReplySlot()

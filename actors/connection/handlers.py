@@ -264,16 +264,16 @@ def rpc_review_start(self: Connection, reply: Reply, params: ReviewStartParams) 
         review.prompt(target, None)
     except review.ReviewTargetError as exc:
         raise invalid_request(str(exc)) from None
-    return ReviewThread(reply, target)
+    return ReviewThread(reply, params.target)
 
 def rpc_goal_get(self: Connection, reply: Reply, params: ThreadIdParams) -> GoalRequest:
-    return GoalRequest(reply, "get", params)
+    return GoalRequest(reply, params)
 
 def rpc_goal_set(self: Connection, reply: Reply, params: ThreadGoalSetParams) -> GoalRequest:
-    return GoalRequest(reply, "set", params)
+    return GoalRequest(reply, params)
 
 def rpc_goal_clear(self: Connection, reply: Reply, params: ThreadGoalClearParams) -> GoalRequest:
-    return GoalRequest(reply, "clear", params)
+    return GoalRequest(reply, params)
 
 
 def _older_than_0171(version: str) -> bool:

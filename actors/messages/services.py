@@ -3,6 +3,7 @@ thread -> turn, and the MCP pool and connections."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -10,6 +11,13 @@ import msgspec
 from ...runtime.ask import ReplySlot
 from ...runtime.mailbox import Mailbox
 from ...runtime.mcp_config import McpServerConfig
+from ...runtime.protocol.v2.mcp import (
+    McpServerResourceReadParams,
+    McpServerStatusListParams,
+    McpServerToolCallParams,
+)
+from ...runtime.protocol.v2.thread import ThreadListParams, ThreadSearchParams
+from ...runtime.rollout import Payload
 from ...runtime.thread_index import ThreadMeta
 from .common import (
     ConnectionRef,
@@ -36,7 +44,7 @@ class ListThreads(Msg, tag="list_threads", frozen=True):
     ``notLoaded``)."""
 
     reply: Reply
-    params: Any
+    params: ThreadListParams | ThreadSearchParams
     loaded: frozenset[str]
     #: A thread search's cancel ticket (see :class:`SearchTicket`).
     ticket: SearchTicket | None = None
@@ -101,7 +109,7 @@ class AppendRollout(Msg, tag="append_rollout", frozen=True):
     is set once they reached the OS (wait for it before reporting an item
     completed); ``turn_end`` asks for an fsync under the "turn" policy."""
 
-    payloads: tuple[Any, ...]
+    payloads: tuple[Payload, ...]
     reply: ReplySlot[str] | None = None
     turn_end: bool = False
 
@@ -150,14 +158,41 @@ class McpRelease(Msg, tag="mcp_release", frozen=True):
     thread_id: str
 
 
-class McpRequest(Msg, tag="mcp_request", frozen=True):
-    """A client's ``mcpServerStatus/list``, ``mcpServer/tool/call``,
-    ``mcpServer/resource/read`` or ``config/mcpServer/reload``, forwarded by
-    the registry; the pool answers ``reply`` itself."""
+class McpStatusListRequest(Msg, tag="mcp_status_list_request", frozen=True):
+    """A client's ``mcpServerStatus/list``, forwarded by the registry; the
+    pool answers ``reply`` itself (as each of the requests below)."""
 
     reply: Reply
-    method: str
-    params: Any
+    params: McpServerStatusListParams
+
+
+class McpToolCallRequest(Msg, tag="mcp_tool_call_request", frozen=True):
+    """A client's ``mcpServer/tool/call``."""
+
+    reply: Reply
+    params: McpServerToolCallParams
+
+
+class McpResourceReadRequest(Msg, tag="mcp_resource_read_request", frozen=True):
+    """A client's ``mcpServer/resource/read``."""
+
+    reply: Reply
+    params: McpServerResourceReadParams
+
+
+class McpReloadRequest(Msg, tag="mcp_reload_request", frozen=True):
+    """A client's ``config/mcpServer/reload`` (it takes no params)."""
+
+    reply: Reply
+
+
+#: A client's MCP request, one Struct per method.
+McpRequest = McpStatusListRequest | McpToolCallRequest | McpResourceReadRequest | McpReloadRequest
+
+#: An MCP JSON object (a tool, a resource, serverInfo, a call's result) as
+#: the ``mcp`` SDK dumps it: its shape is MCP's and the server's, read key
+#: by key where used, so its values stay ``Any``.
+McpJson = dict[str, Any]
 
 
 class McpServerRef(msgspec.Struct, frozen=True):
@@ -180,11 +215,11 @@ class McpInventory(Msg, tag="mcp_inventory", frozen=True):
 class McpInventoryResult(msgspec.Struct, frozen=True):
     status: str
     error: str | None
-    tools: tuple[Any, ...] = ()
-    resources: tuple[Any, ...] = ()
-    templates: tuple[Any, ...] = ()
-    server_info: Any = None
-    capabilities: Any = None
+    tools: tuple[McpJson, ...] = ()
+    resources: tuple[McpJson, ...] = ()
+    templates: tuple[McpJson, ...] = ()
+    server_info: McpJson | None = None
+    capabilities: McpJson | None = None
 
 
 class McpCallTool(Msg, tag="mcp_call_tool", frozen=True):
@@ -196,18 +231,19 @@ class McpCallTool(Msg, tag="mcp_call_tool", frozen=True):
 
     call_id: str
     tool: str
-    arguments: Any
+    arguments: McpJson | None
     timeout: float
-    progress: Any
-    reply: ReplySlot[dict[str, Any]]
+    #: None: the caller wants no progress.
+    progress: Callable[[str], Awaitable[None]] | None
+    reply: ReplySlot[McpJson]
     #: Asks the call's clients what the server elicits (``params`` as MCP
     #: JSON) and returns ``{action, content}``; None: elicitations declined.
-    elicit: Any = None
+    elicit: Callable[[McpJson], Awaitable[McpJson]] | None = None
 
 
 class McpReadResource(Msg, tag="mcp_read_resource", frozen=True):
     uri: str
-    reply: ReplySlot[dict[str, Any]]
+    reply: ReplySlot[McpJson]
 
 
 class McpListResources(Msg, tag="mcp_list_resources", frozen=True):
@@ -216,7 +252,7 @@ class McpListResources(Msg, tag="mcp_list_resources", frozen=True):
 
     templates: bool
     cursor: str | None
-    reply: ReplySlot[dict[str, Any]]
+    reply: ReplySlot[McpJson]
 
 
 class McpCancel(Msg, tag="mcp_cancel", frozen=True):

@@ -3,22 +3,40 @@ the approvals, and the registry's and thread's inbox unions."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Generic, TypeVar
 
 import msgspec
 
 from ...runtime.ask import ReplySlot
 from ...runtime.mailbox import Mailbox
 from ...runtime.protocol.jsonrpc import ErrorObject, RequestId
+from ...runtime.protocol.v2.approval import (
+    CommandExecutionRequestApprovalParams,
+    FileChangeRequestApprovalParams,
+    McpElicitationParams,
+)
 from ...runtime.protocol.v2.item import ThreadItem
 from ...runtime.permissions import Permissions
+from ...runtime.protocol.v2.thread import (
+    ReviewTarget,
+    ThreadForkParams,
+    ThreadGoalClearParams,
+    ThreadGoalSetParams,
+    ThreadIdParams,
+    ThreadItemsListParams,
+    ThreadResumeParams,
+    ThreadTurnsListParams,
+)
 from ...runtime.protocol.v2.turn import (
     ThreadSettingsUpdateParams,
     TokenUsageBreakdown,
     TurnError,
     TurnStartParams,
     TurnStatus,
+    UserInput,
 )
+from ...runtime.rollout import Replay
+from ...runtime.thread_index import ThreadMeta
 from .common import (
     ConnectionRef,
     Msg,
@@ -45,14 +63,19 @@ class SearchTicket:
         self.done = False
 
 
-class ThreadRequest(Msg, tag="thread_request", frozen=True):
+#: The params of a REGISTRY row: its params Struct (None for a row that
+#: takes none). A handler names its row's type: ``ThreadRequest[ThreadListParams]``.
+P = TypeVar("P", bound=msgspec.Struct | None)
+
+
+class ThreadRequest(Msg, Generic[P], tag="thread_request", frozen=True):
     """A client request of a REGISTRY row of the method table
     (runtime/protocol/methods.py): the registry answers it with the row's
     handler. ``params`` is the row's params type."""
 
     reply: Reply
     method: str
-    params: Any
+    params: P
     #: The client's originator, as the hub registered it (thread/start
     #: records it in the thread).
     originator: str = ""
@@ -98,7 +121,7 @@ class Resumed(msgspec.Struct, frozen=True):
     ``thread/started`` as well."""
 
     reply: Reply
-    replay: Any
+    replay: Replay
     path: str | None
     exclude_turns: bool
     forked: bool = False
@@ -113,9 +136,9 @@ class Loaded(Msg, tag="loaded", frozen=True):
     fields are what ``ThreadRegistry._load`` takes."""
 
     reply: Reply
-    params: Any
-    meta: Any
-    replay: Any
+    params: ThreadResumeParams | ThreadForkParams
+    meta: ThreadMeta
+    replay: Replay
     path: str | None
     forked_from: str | None = None
     ephemeral: bool = False
@@ -186,15 +209,15 @@ class ReviewThread(Msg, tag="review_thread", frozen=True):
     reviewer runs as a turn of its own once no turn runs."""
 
     reply: Reply
-    target: dict[str, Any]
+    target: ReviewTarget
 
 
 class GoalRequest(Msg, tag="goal_request", frozen=True):
-    """``thread/goal/get|set|clear``; ``params`` the request's."""
+    """``thread/goal/get|set|clear``: ``params`` the request's, whose type
+    names the action."""
 
     reply: Reply
-    action: str
-    params: Any
+    params: ThreadIdParams | ThreadGoalSetParams | ThreadGoalClearParams
 
 
 class CompactThread(Msg, tag="compact_thread", frozen=True):
@@ -234,7 +257,7 @@ class HistoryPage(Msg, tag="history_page", frozen=True):
 
     reply: Reply
     method: str
-    params: Any
+    params: ThreadTurnsListParams | ThreadItemsListParams
 
 
 class StartTurn(Msg, tag="start_turn", frozen=True):
@@ -249,7 +272,7 @@ class SteerTurn(Msg, tag="steer_turn", frozen=True):
     None for a ``turn/start`` that found a turn running (0.169 steers)."""
 
     reply: Reply
-    input: tuple[Any, ...]
+    input: tuple[UserInput, ...]
     expected_turn_id: str | None
 
 
@@ -330,9 +353,16 @@ class RequestApproval(Msg, tag="request_approval", frozen=True):
     thread_id: str
     turn_id: str
     method: str
-    params: Any
+    params: ApprovalParams
     conns: tuple[ConnectionRef, ...]
     reply: ReplySlot[ApprovalAnswer]
+
+
+#: What a server request asks: a command or a file change, an MCP tool's
+#: approval, or an elicitation an MCP server makes mid-call, relayed as the
+#: server sent it (its own JSON, plus the thread's ids).
+ApprovalParams = (CommandExecutionRequestApprovalParams | FileChangeRequestApprovalParams | McpElicitationParams
+                  | dict[str, object])
 
 
 class ApprovalAnswer(msgspec.Struct, frozen=True):
@@ -343,8 +373,9 @@ class ApprovalAnswer(msgspec.Struct, frozen=True):
     #: "decline", "cancel" or a one-key object (the amendment forms).
     decision: str | dict
     answered_by: int
-    #: An elicitation's ``content`` (the form the user filled in).
-    content: Any = None
+    #: An elicitation's ``content`` (the form the user filled in): the
+    #: client's JSON, handed to the MCP server as is (its SDK checks it).
+    content: object = None
 
 
 class ClientAnswer(Msg, tag="client_answer", frozen=True):

@@ -28,7 +28,14 @@ from ...runtime.protocol.v2.item import (
 )
 from ...runtime.protocol.v2.thread import (
     Active,
+    ReviewStartResponse,
+    ThreadBackgroundTerminal,
+    ThreadBackgroundTerminalsListResponse,
+    ThreadBackgroundTerminalsTerminateResponse,
     ThreadGoal,
+    ThreadGoalClearParams,
+    ThreadGoalSetParams,
+    ThreadGoalUpdated,
     ThreadIdParams,
 )
 from ...runtime.protocol.v2.turn import (
@@ -81,8 +88,8 @@ async def _review(self: ThreadActor, reply: Reply, target: dict[str, Any]) -> No
     turn's); the reviewer runs now or once the running turn has ended."""
     turn_id, hint = uuid7(), review.hint(target)
     user = UserMessageItem(id=turn_id, content=[TextInput(hint)])
-    await self._to(reply.conn, Response(reply.request_id, {
-        "turn": Turn(id=turn_id, items=[user], status="inProgress"), "reviewThreadId": self.config.id}))
+    await self._to(reply.conn, Response(reply.request_id, ReviewStartResponse(
+        Turn(id=turn_id, items=[user], status="inProgress"), self.config.id)))
     await self._start_review(turn_id, target, hint)
 
 async def _start_review(self: ThreadActor, turn_id: str, target: dict[str, Any], hint: str) -> None:
@@ -118,13 +125,12 @@ async def _background_terminals(self: ThreadActor, request: BackgroundTerminals)
     thread's turns left running. Clean kills them all (reaped beside the
     loop); terminate kills one (``terminated: false`` for an unknown id)."""
     reply = request.reply
-    result: Any
+    result: object
     match request.action:
         case "list":
-            terminals = [{"processId": pid, "itemId": label.get("item_id", ""),
-                          "command": label.get("command", ""), "cwd": label.get("cwd", self.config.cwd),
-                          "osPid": os_pid, "cpuPercent": None, "rssKb": None}
-                          for pid, label, os_pid in self.processes.running()]
+            terminals = [ThreadBackgroundTerminal(pid, label.get("item_id", ""), label.get("command", ""),
+                                                  label.get("cwd", self.config.cwd), os_pid)
+                         for pid, label, os_pid in self.processes.running()]
             cursor = request.cursor
             if cursor is not None and not (cursor.isascii() and cursor.isdigit()):
                 # Rust's words for a cursor that is no usize.
@@ -134,7 +140,8 @@ async def _background_terminals(self: ThreadActor, request: BackgroundTerminals)
                 return
             start = int(cursor) if cursor is not None else 0
             end = start + (request.limit or len(terminals) or 1)
-            result = {"data": terminals[start:end], "nextCursor": str(end) if end < len(terminals) else None}
+            result = ThreadBackgroundTerminalsListResponse(
+                terminals[start:end], str(end) if end < len(terminals) else None)
         case "clean":
             self.nursery.start_soon(self.processes.close_all)
             result = {}
@@ -143,7 +150,7 @@ async def _background_terminals(self: ThreadActor, request: BackgroundTerminals)
             running = any(p == pid for p, _label, _os in self.processes.running())
             if running and pid is not None:
                 self.processes.terminate(pid)
-            result = {"terminated": running}
+            result = ThreadBackgroundTerminalsTerminateResponse(running)
     await self._to(reply.conn, Response(reply.request_id, result))
 
 async def _inject(self: ThreadActor, reply: Reply, items: tuple[msgspec.Raw, ...]) -> None:
@@ -162,7 +169,8 @@ async def _inject(self: ThreadActor, reply: Reply, items: tuple[msgspec.Raw, ...
     self._checkpoint()
     await self._to(reply.conn, Response(reply.request_id, {}))
 
-async def _goal(self: ThreadActor, reply: Reply, action: str, params: Any) -> None:
+async def _goal(self: ThreadActor, reply: Reply,
+                params: ThreadIdParams | ThreadGoalSetParams | ThreadGoalClearParams) -> None:
     """thread/goal/get|set|clear, kept in the goals database as the
     original keeps it; a change is announced to the subscribers after
     the answer (``thread/goal/updated``, ``thread/goal/cleared``)."""
@@ -170,10 +178,10 @@ async def _goal(self: ThreadActor, reply: Reply, action: str, params: Any) -> No
     if self.goal is msgspec.UNSET:
         self.goal = await trio.to_thread.run_sync(goals.read_goal, home, tid)
     goal = self.goal
-    if action == "get":
+    if isinstance(params, ThreadIdParams):  # thread/goal/get
         await self._to(reply.conn, Response(reply.request_id, {"goal": goal}))
         return
-    if action == "clear":
+    if isinstance(params, ThreadGoalClearParams):
         cleared = await trio.to_thread.run_sync(goals.delete_goal, home, tid)
         self.goal, self.goal_context = None, None
         await self._to(reply.conn, Response(reply.request_id, {"cleared": cleared}))
@@ -199,8 +207,7 @@ async def _goal(self: ThreadActor, reply: Reply, action: str, params: Any) -> No
     await self._store_goal(goal, new)
     await self._to(reply.conn, Response(reply.request_id, {"goal": goal}))
     turn = self._turn()
-    await self._notify("thread/goal/updated", {"threadId": tid, "turnId": turn.id if turn else None,
-                                               "goal": goal})
+    await self._notify("thread/goal/updated", ThreadGoalUpdated(tid, turn.id if turn else None, goal))
     # As the original: an idle thread starts pursuing an active goal at once.
     await self._continue_goal()
 
@@ -231,13 +238,12 @@ async def _goal_tool(self: ThreadActor, call: GoalTool) -> str:
         if goal.status in goals.ACCOUNTED and call.turn_tokens > counted:
             goal = goals.account(goal, call.turn_tokens - counted, 0, now)
             await self._store_goal(goal, False)
-            await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": call.turn_id,
-                                                       "goal": goal})
+            await self._notify("thread/goal/updated", ThreadGoalUpdated(self.config.id, call.turn_id, goal))
         goal, new = msgspec.structs.replace(goal, status=call.status, updated_at=now), False
         # Tokens the turn uses from here on still count at its end.
         self.goal_counted = (call.turn_id, max(counted, call.turn_tokens))
     await self._store_goal(goal, new)
-    await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": call.turn_id, "goal": goal})
+    await self._notify("thread/goal/updated", ThreadGoalUpdated(self.config.id, call.turn_id, goal))
     return goals.tool_result(goal, completed=goal.status == "complete")
 
 async def _store_goal(self: ThreadActor, goal: ThreadGoal, new: bool) -> None:
@@ -267,7 +273,7 @@ async def _account_goal(self: ThreadActor, turn_id: str, tokens: int, duration_m
     goal = goals.account(goal, tokens - counted, self.goal_ms, int(time.time()))
     self.goal_ms %= 1000
     await self._store_goal(goal, False)
-    await self._notify("thread/goal/updated", {"threadId": self.config.id, "turnId": turn_id, "goal": goal})
+    await self._notify("thread/goal/updated", ThreadGoalUpdated(self.config.id, turn_id, goal))
 
 async def _continue_goal(self: ThreadActor) -> None:
     """An idle thread whose goal is ``active`` starts a continuation

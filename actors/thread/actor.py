@@ -47,6 +47,7 @@ from ...runtime.protocol.v2.turn import (
 )
 from ...runtime.rollout import (
     GitInfo,
+    Payload,
     SessionMeta,
     ThreadMeta,
     format_timestamp,
@@ -340,12 +341,12 @@ class ThreadActor:
                 await self._background_terminals(request)
             case InjectItems(reply=reply, items=items):
                 await self._inject(reply, items)
-            case GoalRequest(reply=reply, action=action, params=params):
-                await self._goal(reply, action, params)
+            case GoalRequest(reply=reply, params=params):
+                await self._goal(reply, params)
             case GoalTool() as call:
                 call.reply.set(await self._goal_tool(call))
             case ReviewThread(reply=reply, target=target):
-                await self._review(reply, target)
+                await self._review(reply, msgspec.to_builtins(target))
             case RevertThread(reply=reply, before_turn_id=before, num_turns=num_turns):
                 await self._revert(reply, before, num_turns)
             case PatchGitInfo(reply=reply, patch=patch):
@@ -446,7 +447,7 @@ class ThreadActor:
             # Coalesced when full: this never waits on the turn.
             turn.mailbox.send_nowait(SubscribersChanged(tuple(self.subscribers.values())))
 
-    async def _persist(self, *payloads: Any, turn_end: bool = False) -> None:
+    async def _persist(self, *payloads: Payload, turn_end: bool = False) -> None:
         """Append to the rollout and wait until it reached the OS."""
         if self.config.ephemeral:
             return

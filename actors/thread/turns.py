@@ -38,13 +38,17 @@ from ...runtime.protocol.v2.item import (
 from ...runtime.protocol.v2.thread import (
     Active,
     ActivePermissionProfile,
+    CollaborationMode,
     Idle,
+    ModeSettings,
     SystemError,
     ThreadReadResponse,
     NotLoaded,
     SandboxPolicy,
     ThreadIdParams,
     ThreadRevertResponse,
+    ThreadSettings,
+    ThreadSettingsUpdated,
 )
 from ...runtime.protocol.v2.turn import (
     ErrorNotification,
@@ -54,6 +58,7 @@ from ...runtime.protocol.v2.turn import (
     TurnStarted,
     TurnStartResponse,
     TurnSteerResponse,
+    UserInput,
 )
 from ...runtime.rollout import (
     ResponseItem,
@@ -85,7 +90,7 @@ log = logging.getLogger("trio_codex.thread")
 _INTERRUPT_REASON = "interrupted by the client (turn/interrupt)"
 
 
-async def _steer(self: ThreadActor, reply: Reply, inputs: tuple[Any, ...], expected: str | None) -> None:
+async def _steer(self: ThreadActor, reply: Reply, inputs: tuple[UserInput, ...], expected: str | None) -> None:
     """More input for the running turn: a userMessage item of that turn,
     persisted, then handed to the turn, which samples again with it.
     ``expected`` None: a turn/start that found the turn running, which
@@ -132,18 +137,17 @@ async def _apply_settings(self: ThreadActor, settings: ThreadConfig) -> None:
     if settings == self.config:
         return
     self.config = settings
-    await self._notify("thread/settings/updated", {"threadId": settings.id, "threadSettings": {
-        "approvalPolicy": settings.approval_policy, "approvalsReviewer": settings.approvals_reviewer,
-        "collaborationMode": {"mode": settings.collaboration_mode, "settings": {
-            "model": settings.model, "reasoning_effort": settings.reasoning_effort,
-            "developer_instructions": collaboration.instructions(
+    await self._notify("thread/settings/updated", ThreadSettingsUpdated(settings.id, ThreadSettings(
+        approval_policy=settings.approval_policy, approvals_reviewer=settings.approvals_reviewer,
+        collaboration_mode=CollaborationMode(settings.collaboration_mode, ModeSettings(
+            model=settings.model, reasoning_effort=settings.reasoning_effort,
+            developer_instructions=collaboration.instructions(
                 settings.collaboration_mode, settings.mode_instructions)
             if settings.collaboration_mode == "plan"
-            else settings.mode_instructions or settings.developer_instructions}},
-        "cwd": settings.cwd, "model": settings.model, "modelProvider": settings.model_provider,
-        "sandboxPolicy": settings.sandbox, "activePermissionProfile": settings.permission_profile,
-        "effort": settings.reasoning_effort,
-        "summary": settings.reasoning_summary}})
+            else settings.mode_instructions or settings.developer_instructions)),
+        cwd=settings.cwd, model=settings.model, model_provider=settings.model_provider,
+        sandbox_policy=settings.sandbox, active_permission_profile=settings.permission_profile,
+        effort=settings.reasoning_effort, summary=settings.reasoning_summary)))
 
 async def _update_settings(self: ThreadActor, reply: Reply, params: Any, perms: Permissions | None) -> None:
     """thread/settings/update: ``{}``, then ``thread/settings/updated``

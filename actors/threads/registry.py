@@ -30,14 +30,25 @@ from ...runtime.protocol.jsonrpc import (
     overloaded,
 )
 from ...runtime.protocol.methods import REGISTRY, dispatches
+from ...runtime.protocol.v2.account import ThreadReadStateUpdateParams
+from ...runtime.protocol.v2.mcp import McpServerResourceReadParams, McpServerStatusListParams, McpServerToolCallParams
 from ...runtime.protocol.v2.thread import (
     AskForApproval,
     NotLoaded,
+    ThreadForkParams,
     ThreadIdParams,
+    ThreadItemsListParams,
+    ThreadListParams,
     ThreadListResponse,
+    ThreadLoadedListParams,
+    ThreadMetadataUpdateParams,
+    ThreadNameSetParams,
+    ThreadReadParams,
     ThreadResumeParams,
+    ThreadSearchParams,
     ThreadStartParams,
     ThreadStatusChanged,
+    ThreadTurnsListParams,
     ThreadUnsubscribeResponse,
 )
 from ...runtime.protocol.v2.turn import TokenUsageBreakdown
@@ -58,8 +69,12 @@ from ..messages import (
     McpAcquire,
     McpInventory,
     McpRelease,
+    McpReloadRequest,
     McpRequest,
+    McpResourceReadRequest,
     McpServerRef,
+    McpStatusListRequest,
+    McpToolCallRequest,
     Msg,
     ThreadGaveUp,
     PatchGitInfo,
@@ -130,7 +145,8 @@ def _wire_policy(policy: ApprovalMode | GranularApproval) -> AskForApproval:
 class ThreadRegistry:
     """The registry actor; it answers the method table's REGISTRY rows."""
 
-    HANDLERS: ClassVar[dict[str, Callable[[ThreadRegistry, ThreadRequest], Awaitable[None]]]]
+    #: Each takes the ThreadRequest of its row's params type.
+    HANDLERS: ClassVar[dict[str, Callable[[ThreadRegistry, ThreadRequest[Any]], Awaitable[None]]]]
 
     # Defined in :mod:`.workers` (functions of the actor, bound here).
     _beside = workers._beside
@@ -245,10 +261,10 @@ class ThreadRegistry:
 
     # --- handlers of the method table's REGISTRY rows ---------------------
 
-    async def rpc_thread_start(self, req: ThreadRequest) -> None:
+    async def rpc_thread_start(self, req: ThreadRequest[ThreadStartParams]) -> None:
         await self._start(req.reply, req.params, req.originator)
 
-    async def rpc_thread_list(self, req: ThreadRequest) -> None:
+    async def rpc_thread_list(self, req: ThreadRequest[ThreadListParams]) -> None:
         params = req.params
         if params.included_thread_ids is not None and len(params.included_thread_ids) > 100:
             raise invalid_params("includedThreadIds accepts at most 100 entries")
@@ -260,12 +276,12 @@ class ThreadRegistry:
             raise invalid_request("section-position sorting requires a section filter")
         self._to_store(ListThreads(req.reply, params, frozenset(self.threads)))
 
-    async def rpc_thread_search(self, req: ThreadRequest) -> None:
+    async def rpc_thread_search(self, req: ThreadRequest[ThreadSearchParams]) -> None:
         if not req.params.search_term.strip():
             raise invalid_request("thread/search requires a non-empty searchTerm")
         self._to_store(ListThreads(req.reply, req.params, frozenset(self.threads), req.ticket))
 
-    async def rpc_thread_search_stream(self, req: ThreadRequest) -> None:
+    async def rpc_thread_search_stream(self, req: ThreadRequest[ThreadSearchParams]) -> None:
         term = req.params.search_term.strip()
         if not term:
             raise invalid_request("thread/search requires a non-empty searchTerm")
@@ -273,50 +289,51 @@ class ThreadRegistry:
             raise invalid_params(f"thread/search/stream searchTerm exceeds {MAX_STREAM_SEARCH_BYTES} UTF-8 bytes")
         self._to_store(ListThreads(req.reply, req.params, frozenset(self.threads), req.ticket))
 
-    async def rpc_read_state_update(self, req: ThreadRequest) -> None:
+    async def rpc_read_state_update(self, req: ThreadRequest[ThreadReadStateUpdateParams]) -> None:
         if req.params.thread_id in self.threads:
             # As 0.171.0 with no read-state store: nothing to update.
             raise invalid_request("thread read state unavailable")
         raise invalid_request(f"thread not loaded: {req.params.thread_id}")
 
-    async def rpc_thread_loaded_list(self, req: ThreadRequest) -> None:
+    async def rpc_thread_loaded_list(self, req: ThreadRequest[ThreadLoadedListParams]) -> None:
         await self._answer(req.reply, loaded_page(sorted(self.threads), req.params))
 
-    async def rpc_thread_read(self, req: ThreadRequest) -> None:
+    async def rpc_thread_read(self, req: ThreadRequest[ThreadReadParams]) -> None:
         reply, params = req.reply, req.params
         if params.thread_id in self.threads:
             await self._route(params.thread_id, ReadThread(reply, params.include_turns, False), reply)
         else:
             await self._beside(reply, self._read_unloaded, reply, params)
 
-    async def rpc_thread_resume(self, req: ThreadRequest) -> None:
+    async def rpc_thread_resume(self, req: ThreadRequest[ThreadResumeParams]) -> None:
         if req.params.permissions is not None and req.params.sandbox is not None:
             raise invalid_request(SANDBOX_CHOICE)
         await self._resume(req.reply, req.params)
 
-    async def rpc_thread_fork(self, req: ThreadRequest) -> None:
+    async def rpc_thread_fork(self, req: ThreadRequest[ThreadForkParams]) -> None:
         if req.params.permissions is not None and req.params.sandbox is not None:
             raise invalid_request(SANDBOX_CHOICE)
         await self._beside(req.reply, self._fork, req.reply, req.params)
 
-    async def rpc_thread_unsubscribe(self, req: ThreadRequest) -> None:
+    async def rpc_thread_unsubscribe(self, req: ThreadRequest[ThreadIdParams]) -> None:
         reply, tid = req.reply, req.params.thread_id
         if tid in self.threads:
             await self._route(tid, Unsubscribe(reply.conn.id, reply), reply)
         else:
             await self._answer(reply, ThreadUnsubscribeResponse("notLoaded"))
 
-    async def rpc_thread_delete(self, req: ThreadRequest) -> None:
+    async def rpc_thread_delete(self, req: ThreadRequest[ThreadIdParams]) -> None:
         tid = req.params.thread_id
         await self._beside(req.reply, self._delete, req.reply, tid, key=tid)
 
-    async def rpc_thread_turns_list(self, req: ThreadRequest) -> None:
+    async def rpc_thread_turns_list(self, req: ThreadRequest[ThreadTurnsListParams]) -> None:
         await self._history(req, "thread/turns/list")
 
-    async def rpc_thread_items_list(self, req: ThreadRequest) -> None:
+    async def rpc_thread_items_list(self, req: ThreadRequest[ThreadItemsListParams]) -> None:
         await self._history(req, "thread/items/list")
 
-    async def _history(self, req: ThreadRequest, method: str) -> None:
+    async def _history(self, req: ThreadRequest[ThreadTurnsListParams] | ThreadRequest[ThreadItemsListParams],
+                       method: str) -> None:
         """A history page: the loaded thread serves it from the turns it
         keeps; else a worker, from the rollout."""
         reply, params = req.reply, req.params
@@ -325,7 +342,7 @@ class ThreadRegistry:
         else:
             await self._beside(reply, self._history_page, reply, method, params)
 
-    async def rpc_thread_name_set(self, req: ThreadRequest) -> None:
+    async def rpc_thread_name_set(self, req: ThreadRequest[ThreadNameSetParams]) -> None:
         reply, tid, name = req.reply, req.params.thread_id, req.params.name
         if tid not in self.threads:
             await self._beside(reply, self._name, reply, tid, name, True, key=tid)
@@ -334,15 +351,15 @@ class ThreadRegistry:
         elif await self._route(tid, Renamed(name), reply):
             await self._beside(reply, self._name, reply, tid, name, False, key=tid)
 
-    async def rpc_thread_archive(self, req: ThreadRequest) -> None:
+    async def rpc_thread_archive(self, req: ThreadRequest[ThreadIdParams]) -> None:
         tid = req.params.thread_id
         await self._beside(req.reply, self._archive, req.reply, tid, True, key=tid)
 
-    async def rpc_thread_unarchive(self, req: ThreadRequest) -> None:
+    async def rpc_thread_unarchive(self, req: ThreadRequest[ThreadIdParams]) -> None:
         tid = req.params.thread_id
         await self._beside(req.reply, self._archive, req.reply, tid, False, key=tid)
 
-    async def rpc_thread_metadata_update(self, req: ThreadRequest) -> None:
+    async def rpc_thread_metadata_update(self, req: ThreadRequest[ThreadMetadataUpdateParams]) -> None:
         reply, tid = req.reply, req.params.thread_id
         if tid in self.threads:
             # Git info lives in the index only (as in the original's state
@@ -351,22 +368,22 @@ class ThreadRegistry:
         else:
             await self._beside(reply, self._metadata, reply, tid, git_patch(req.params), key=tid)
 
-    async def rpc_mcp_server_status_list(self, req: ThreadRequest) -> None:
-        self._to_mcp(req)
+    async def rpc_mcp_server_status_list(self, req: ThreadRequest[McpServerStatusListParams]) -> None:
+        self._to_mcp(McpStatusListRequest(req.reply, req.params))
 
-    async def rpc_mcp_tool_call(self, req: ThreadRequest) -> None:
-        self._to_mcp(req)
+    async def rpc_mcp_tool_call(self, req: ThreadRequest[McpServerToolCallParams]) -> None:
+        self._to_mcp(McpToolCallRequest(req.reply, req.params))
 
-    async def rpc_mcp_resource_read(self, req: ThreadRequest) -> None:
-        self._to_mcp(req)
+    async def rpc_mcp_resource_read(self, req: ThreadRequest[McpServerResourceReadParams]) -> None:
+        self._to_mcp(McpResourceReadRequest(req.reply, req.params))
 
-    async def rpc_mcp_reload(self, req: ThreadRequest) -> None:
-        self._to_mcp(req)
+    async def rpc_mcp_reload(self, req: ThreadRequest[None]) -> None:
+        self._to_mcp(McpReloadRequest(req.reply))
 
-    def _to_mcp(self, req: ThreadRequest) -> None:
+    def _to_mcp(self, msg: McpRequest) -> None:
         if self.mcp is None:
             raise internal_error("MCP is not available in this server")
-        if not self.mcp.send_nowait(McpRequest(req.reply, req.method, req.params)):
+        if not self.mcp.send_nowait(msg):
             raise overloaded()
 
     def _to_store(self, msg: ListThreads) -> None:
@@ -442,7 +459,8 @@ class ThreadRegistry:
             await self._resume(reply, params)
 
 
-    async def _load(self, reply: Reply, params: Any, meta: ThreadMeta, r: Replay, path: str | None, *,
+    async def _load(self, reply: Reply, params: ThreadResumeParams | ThreadForkParams, meta: ThreadMeta, r: Replay,
+                    path: str | None, *,
                     forked_from: str | None = None, ephemeral: bool = False) -> None:
         """Start a thread from a replayed rollout (resume, fork), with the
         request's overrides over what the rollout recorded."""

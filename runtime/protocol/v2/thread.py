@@ -335,6 +335,27 @@ class ThreadBackgroundTerminalsTerminateParams(Wire, frozen=True):
     process_id: str
 
 
+class ThreadBackgroundTerminal(Wire, frozen=True):
+    """A unified exec process a thread's turns left running."""
+
+    process_id: str
+    item_id: str
+    command: str
+    cwd: str
+    os_pid: int | None
+    cpu_percent: float | None = None
+    rss_kb: int | None = None
+
+
+class ThreadBackgroundTerminalsListResponse(Wire, frozen=True):
+    data: list[ThreadBackgroundTerminal]
+    next_cursor: str | None = None
+
+
+class ThreadBackgroundTerminalsTerminateResponse(Wire, frozen=True):
+    terminated: bool
+
+
 class ThreadInjectItemsParams(Wire, frozen=True):
     """Raw Responses items to append to the thread's model-visible history."""
 
@@ -370,6 +391,59 @@ class ThreadGoal(Wire, frozen=True):
     time_used_seconds: int
     created_at: int
     updated_at: int
+
+
+class ThreadGoalUpdated(Wire, frozen=True):
+    """``thread/goal/updated``: ``turn_id`` the turn that changed or counted
+    the goal (None: a client's ``thread/goal/set``)."""
+
+    thread_id: str
+    turn_id: str | None
+    goal: ThreadGoal
+
+
+class ModeSettings(msgspec.Struct, frozen=True):
+    """A collaboration mode's settings (snake_case on the wire, as the
+    original's ``Settings``)."""
+
+    model: str
+    reasoning_effort: str | None
+    developer_instructions: str | None
+
+
+class CollaborationMode(Wire, frozen=True):
+    mode: str
+    settings: ModeSettings
+
+
+class ThreadSettings(Wire, frozen=True):
+    """The settings a thread's next turns run with."""
+
+    approval_policy: AskForApproval
+    approvals_reviewer: str
+    collaboration_mode: CollaborationMode
+    cwd: str
+    model: str
+    model_provider: str
+    sandbox_policy: SandboxPolicy
+    active_permission_profile: ActivePermissionProfile | None
+    effort: str | None
+    summary: str | None
+
+
+class ThreadSettingsUpdated(Wire, frozen=True):
+    """``thread/settings/updated``."""
+
+    thread_id: str
+    thread_settings: ThreadSettings
+
+
+class ReviewStartResponse(Wire, frozen=True):
+    """``review/start``'s answer: the review's turn, and the thread it runs
+    in (inline: the thread itself)."""
+
+    turn: Turn
+    review_thread_id: str
 
 
 class ReviewStartParams(Wire, frozen=True):
