@@ -186,7 +186,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
 
             session: Callable[[FrameStream], Awaitable[None]] = connection
             if cluster is not None:
-                from .cluster.tunnel import open_tunnels
+                from .cluster.host import open_tunnels
 
                 from ..transports.memory import memory_frame_pair
 
