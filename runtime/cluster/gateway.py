@@ -17,9 +17,10 @@ from ..protocol.jsonrpc import ErrorResponse, JsonRpcError, Response, internal_e
 from ..protocol.v2.thread import ThreadListParams, ThreadListResponse
 from ..rollout import thread_from_meta
 from ..stream import FrameStream, Oversized, TransportClosed
-from .ports import Bus, Directory, Message, NoResponders
+from .events import EVENT
+from .ports import Bus, Directory, EventTail, Message, NoResponders
 from .tunnel import RESEND_RETRY, RESEND_TIMEOUT
-from .wire import (CLOSE, CONN, CREATING, GATEWAY, GATEWAY_CAPACITY, HOP_TIMEOUT, INIT_ID, LOST, OPEN_TIMEOUT,
+from .wire import (CATCH_UP_TIMEOUT, CLOSE, CONN, CREATING, GATEWAY, GATEWAY_CAPACITY, HOP_TIMEOUT, INIT_ID, LOST, OPEN_TIMEOUT,
                    OWNER, PART, RELEASED, REMOTE_IDS, RESEND, SEQ, TAIL, TAKEOVER_POLL, TAKEOVER_TIMEOUT,
                    THREAD_TOKEN, TUNNEL, decode_frame, log, msg_with_id, thread_subject)
 
@@ -62,6 +63,11 @@ class Gateway:
         self.asked: dict[str, int] = {}
         #: Owner node -> the threads this client reached through it.
         self.followed: dict[str, set[str]] = {}
+        #: Thread -> the epoch of the owner it is followed at, and the last
+        #: of its events (numbered per thread) the client got from there:
+        #: where a catch-up from the event tail starts (:meth:`_catch_up`).
+        self.epochs: dict[str, int] = {}
+        self.delivered: dict[str, int] = {}
         self.stale = 0
         self.parts: dict[str, list[bytes]] = {}
         self.relaying = False
@@ -190,6 +196,7 @@ class Gateway:
                     await self._hop(thread_id, frame, owner)
                     if claim is not None:
                         self.followed.setdefault(claim.node, set()).add(thread_id)
+                        self.epochs[thread_id] = claim.epoch
                     return True
                 except (NoResponders, TimeoutError) as exc:
                     # No responders: nobody serves the thread. A timeout: its
@@ -220,7 +227,39 @@ class Gateway:
         (``thread/status/changed {notLoaded}``, ``thread/closed``), so that
         it resumes them, wherever they are activated next."""
         self.opened.discard(owner)
-        await self._tell_closed(sorted(self.followed.pop(owner, ())))
+        threads = sorted(self.followed.pop(owner, ()))
+        await self._catch_up(owner, threads)
+        await self._tell_closed(threads)
+
+    async def _catch_up(self, owner: str, threads: Sequence[str]) -> None:
+        """Before the client is told these threads are closed, give it the
+        events of each that it missed (lost on the way, or never sent by an
+        owner that died) and the fabric's event tail still holds, after the
+        last one it got: in order, each once, as far as the tail is
+        unbroken (:mod:`.events`)."""
+        if not isinstance(self.bus, EventTail):
+            return
+        for thread_id in threads:
+            after, epoch = self.delivered.get(thread_id), self.epochs.get(thread_id)
+            if after is None or epoch is None:
+                continue  # the client got no event of it there: nothing to catch up from
+            with trio.move_on_after(CATCH_UP_TIMEOUT):
+                try:
+                    events = await self.bus.read_events(thread_id, epoch, after)
+                except Exception as exc:  # the tail is unavailable: the client resumes the thread
+                    log.warning("cluster: thread %s: the event tail could not be read: %s", thread_id, exc)
+                    continue
+                caught = []
+                for seq, data in events:
+                    if seq != after + 1:
+                        break  # a hole in the tail: nothing after it may be given out of order
+                    caught.append(data)
+                    after = seq
+                if caught:
+                    log.info("cluster: thread %s: %d missed events given from the event tail", thread_id, len(caught))
+                    self.delivered[thread_id] = after
+                    for frame in caught:
+                        await self._deliver(owner, frame)
 
     async def thread_released(self, thread_id: str) -> None:
         """This node handed off a thread: tell the client, if it was one of
@@ -319,6 +358,14 @@ class Gateway:
             if index != total:
                 return
             frame = b"".join(self.parts.pop(owner))
+        if EVENT in headers:
+            thread_id, _, number = headers[EVENT].partition(" ")
+            self.delivered[thread_id] = int(number)
+        await self._deliver(owner, frame)
+
+    async def _deliver(self, owner: str, frame: bytes) -> None:
+        """Write a frame of ``owner`` to the client: a server request with
+        an id of this client's."""
         decoded = decode_frame(frame)
         if decoded is not None and decoded.get("id") == INIT_ID:
             return

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..stream import FrameStream
 from .drain import drain_deadline, drain_threads
+from .events import ThreadTail
 from .gateway import Gateway
 from .mirror import LocalRollouts, Mirror
-from .ports import Bus, Directory, Fenced, Message, ThreadListing, ThreadStore
+from .ports import Bus, Directory, EventTail, Fenced, Message, ThreadListing, ThreadStore
 from . import tunnel
 from .tunnel import VirtualStream
 from .wire import (CLOSE, CONN, DRAIN_TIMEOUT, GATEWAY, GATEWAY_CAPACITY, HOP_TIMEOUT, LOST, OWNER, RESEND,
                    SETTLE_TIMEOUT, SETTLING, TUNNEL, VIRTUAL_CAPACITY, ServeConnection, StreamPair, decode_frame,
                    log, thread_subject)
+
+if TYPE_CHECKING:
+    from ...actors.fanout import EventNumbers
 
 
 class TunnelHost:
@@ -49,6 +54,16 @@ class TunnelHost:
         #: The cluster-wide ``thread/list``, when the store keeps one. (mypy
         #: sees no class that is both protocols, so calls the test always false.)
         self.listing = store if isinstance(store, ThreadListing) else None  # type: ignore[redundant-expr]
+        #: The owned threads' event tail, when the bus keeps one (:meth:`tap`).
+        self.tail: ThreadTail | None = None
+
+    def tap(self, numbers: EventNumbers) -> None:
+        """Keep the lossless events of the threads this node owns in the
+        bus's event tail, numbered by ``numbers`` (:mod:`.events`)."""
+        if isinstance(self.bus, EventTail):
+            self.tail = ThreadTail(self.bus, self.owned, self.settle)
+            numbers.tap = self.tail.record
+            self.nursery.start_soon(self.tail.run)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self.bus.subscribe(f"codex.node.{self.bus.node}.in", GATEWAY_CAPACITY) as inbox:
@@ -197,7 +212,8 @@ class TunnelHost:
         if stream is None:
             if not create:
                 return
-            stream = self.virtual[key] = VirtualStream(self.bus, *key, self.outgoing)
+            stream = self.virtual[key] = VirtualStream(
+                self.bus, *key, self.outgoing, self.tail.stamp if self.tail is not None else None)
             self.nursery.start_soon(self._serve_virtual, key, stream)
             self.nursery.start_soon(self._keep_tail, key, stream)
         try:
@@ -233,17 +249,21 @@ class TunnelHost:
 
 @asynccontextmanager
 async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None, serve_connection: ServeConnection,
-                       local: LocalRollouts | None = None, pair: StreamPair | None = None
-                       ) -> AsyncIterator[tuple[Callable[[FrameStream], Awaitable[None]], Callable[[], Awaitable[None]]]]:
+                       local: LocalRollouts | None = None, pair: StreamPair | None = None,
+                       numbers: EventNumbers | None = None) -> AsyncIterator[tuple[Callable[[FrameStream], Awaitable[None]], Callable[[], Awaitable[None]]]]:
     """Serve this node's side of the tunnels; yield ``serve(stream)``, which
     runs a client connection through a :class:`Gateway`, and ``drain()``,
     which hands the node's threads off (:meth:`TunnelHost.drain`). With a cluster
     ``store`` and the node's ``local`` rollouts, the rollouts of the threads
     this node owns are mirrored into the store (:mod:`.mirror`). ``pair``
-    (an in-memory transport) lets the drain watch the node's threads."""
+    (an in-memory transport) lets the drain watch the node's threads.
+    ``numbers`` (the server's per-thread event numbers) feed the bus's
+    event tail, when it keeps one (:meth:`TunnelHost.tap`)."""
     async with trio.open_nursery() as nursery:
         host = TunnelHost(bus, directory, store, serve_connection, nursery, local, pair)
         await nursery.start(host.run)
+        if numbers is not None:
+            host.tap(numbers)
 
         async def serve(stream: FrameStream) -> None:
             async with trio.open_nursery() as conn_nursery:

@@ -36,6 +36,7 @@ import trio
 
 from ..stream import Oversized, TransportClosed
 from .ports import Bus
+from .events import EVENT
 from .wire import CLOSE, LOST, OWNER, PART, PART_SIZE, RELEASED, SEQ, TAIL, TUNNEL, VIRTUAL_CAPACITY, log
 
 #: The owner keeps the last messages of each tunnel for resending: at most
@@ -62,10 +63,13 @@ class VirtualStream:
     max_frame = 1 << 30
 
     def __init__(self, bus: Bus, gateway: str, conn: str, tunnel: str,
-                 outgoing: Callable[[Sequence[bytes]], Awaitable[Sequence[bytes]]]) -> None:
+                 outgoing: Callable[[Sequence[bytes]], Awaitable[Sequence[bytes]]],
+                 stamp: Callable[[bytes], str | None] | None = None) -> None:
         self.peer = f"cluster:{gateway}/{conn}"
         self.bus = bus
         self.outgoing = outgoing
+        #: The thread event a frame carries, if any (:meth:`.ThreadTail.stamp`).
+        self.stamp = stamp
         self.subject = f"codex.gw.{gateway}.{conn}"
         self.tunnel = tunnel
         self.send, self.recv = trio.open_memory_channel[bytes | None](VIRTUAL_CAPACITY)
@@ -130,8 +134,10 @@ class VirtualStream:
             # NATS refuses messages over its max_payload (1 MiB by default):
             # a big frame (a long thread's history) goes in parts.
             parts = [frame[i:i + PART_SIZE] for i in range(0, len(frame), PART_SIZE)] or [frame]
+            event = self.stamp(frame) if self.stamp is not None else None
             for i, part in enumerate(parts):
-                self._publish(part, {PART: f"{i + 1}/{len(parts)}"} if len(parts) > 1 else {})
+                headers = {PART: f"{i + 1}/{len(parts)}"} if len(parts) > 1 else {}
+                self._publish(part, headers if event is None else {**headers, EVENT: event})
         await self.bus.backpressure()
 
     def released(self, thread_id: str) -> None:

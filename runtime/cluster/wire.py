@@ -26,6 +26,9 @@ TAKEOVER_POLL = 0.25
 #: The same for the replayed handshake that opens a tunnel: the first
 #: hop to an owner, so the one that finds a dead or frozen owner.
 OPEN_TIMEOUT = 1.0
+#: How long a gateway may take to read a thread's missed events from the
+#: event tail (:meth:`.Gateway._catch_up`).
+CATCH_UP_TIMEOUT = 2.0
 #: How long a node shutting down may take to hand its threads off.
 DRAIN_TIMEOUT = 5.0
 #: Frames queued for one virtual connection before the owner pushes back.
