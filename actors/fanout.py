@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import trio
 
@@ -26,6 +27,8 @@ from ..runtime.protocol.jsonrpc import Notification, Outbound
 from .messages import CloseConnection, ConnectionRef
 
 log = logging.getLogger("trio_codex.fanout")
+
+M = TypeVar("M", bound=Outbound)
 
 
 class EventNumbers:
@@ -49,12 +52,12 @@ class EventNumbers:
         self.last: dict[str, int] = {}
         self.tap: Callable[[str, int, Outbound], None] | None = None
 
-    def stamp(self, thread_id: str, msg: Outbound) -> int:
+    def stamp(self, thread_id: str, msg: M) -> M:
         """Number ``msg``, an event of thread ``thread_id`` about to go out."""
         seq = self.last[thread_id] = self.last.get(thread_id, 0) + 1
         if self.tap is not None:
             self.tap(thread_id, seq, msg)
-        return seq
+        return msg
 
 
 def notification(method: str, params: object) -> Notification:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import trio
 
@@ -40,6 +41,13 @@ RECENT = 8192
 PENDING = 65536
 
 
+class EventNumbers(Protocol):
+    """What a node taps: the server's per-thread event numbers
+    (:class:`trio_codex.actors.fanout.EventNumbers`)."""
+
+    tap: Callable[[str, int, Outbound], None] | None
+
+
 class ThreadTail:
     """The tap of a node's :class:`~trio_codex.actors.fanout.EventNumbers`:
     keeps the lossless events of the threads in ``owned`` (thread -> epoch)
@@ -51,7 +59,9 @@ class ThreadTail:
         self.owned = owned
         self.settle = settle
         self.recent: dict[bytes, str] = {}
-        self.pending: deque[tuple[str, int, int, bytes]] = deque(maxlen=PENDING)
+        self.pending: deque[tuple[str, int, int, int, bytes]] = deque(maxlen=PENDING)
+        #: Thread -> the number of its last event kept (deltas leave gaps).
+        self.last: dict[str, int] = {}
         self.wake = trio.Event()
 
     def record(self, thread_id: str, seq: int, msg: Outbound) -> None:
@@ -65,7 +75,8 @@ class ThreadTail:
             del self.recent[next(iter(self.recent))]
         if len(self.pending) == PENDING:
             log.warning("cluster: the event tail lags; event %d of thread %s dropped from it", seq, thread_id)
-        self.pending.append((thread_id, epoch, seq, frame))
+        self.pending.append((thread_id, epoch, seq, self.last.get(thread_id, 0), frame))
+        self.last[thread_id] = seq
         self.wake.set()
 
     def stamp(self, frame: bytes) -> str | None:
@@ -80,5 +91,5 @@ class ThreadTail:
                 batch = list(self.pending)
                 self.pending.clear()
                 await self.settle([frame for *_, frame in batch])
-                for thread_id, epoch, seq, frame in batch:
-                    self.tail.append_event(thread_id, epoch, seq, frame)
+                for thread_id, epoch, seq, prev, frame in batch:
+                    self.tail.append_event(thread_id, epoch, seq, prev, frame)

@@ -196,7 +196,9 @@ class Gateway:
                     await self._hop(thread_id, frame, owner)
                     if claim is not None:
                         self.followed.setdefault(claim.node, set()).add(thread_id)
-                        self.epochs[thread_id] = claim.epoch
+                        if self.epochs.get(thread_id) != claim.epoch:  # another owner: its own numbers
+                            self.epochs[thread_id] = claim.epoch
+                            self.delivered.pop(thread_id, None)
                     return True
                 except (NoResponders, TimeoutError) as exc:
                     # No responders: nobody serves the thread. A timeout: its
@@ -250,8 +252,8 @@ class Gateway:
                     log.warning("cluster: thread %s: the event tail could not be read: %s", thread_id, exc)
                     continue
                 caught = []
-                for seq, data in events:
-                    if seq != after + 1:
+                for seq, prev, data in events:
+                    if prev != after:
                         break  # a hole in the tail: nothing after it may be given out of order
                     caught.append(data)
                     after = seq

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import trio
 
 from ..stream import FrameStream
 from .drain import drain_deadline, drain_threads
-from .events import ThreadTail
+from .events import EventNumbers, ThreadTail
 from .gateway import Gateway
 from .mirror import LocalRollouts, Mirror
 from .ports import Bus, Directory, EventTail, Fenced, Message, ThreadListing, ThreadStore
@@ -20,9 +19,6 @@ from .tunnel import VirtualStream
 from .wire import (CLOSE, CONN, DRAIN_TIMEOUT, GATEWAY, GATEWAY_CAPACITY, HOP_TIMEOUT, LOST, OWNER, RESEND,
                    SETTLE_TIMEOUT, SETTLING, TUNNEL, VIRTUAL_CAPACITY, ServeConnection, StreamPair, decode_frame,
                    log, thread_subject)
-
-if TYPE_CHECKING:
-    from ...actors.fanout import EventNumbers
 
 
 class TunnelHost:

@@ -32,8 +32,8 @@ class MemoryFabric:
         self.replies: dict[str, trio.MemorySendChannel[bytes]] = {}
         self.ids = itertools.count(1)
         #: The event tail (:class:`~.ports.EventTail`): (thread, epoch) ->
-        #: its last :data:`TAIL_EVENTS` (seq, data).
-        self.tails: dict[tuple[str, int], deque[tuple[int, bytes]]] = {}
+        #: its last :data:`TAIL_EVENTS` (seq, prev, data).
+        self.tails: dict[tuple[str, int], deque[tuple[int, int, bytes]]] = {}
 
 
 #: Events the in-process tail keeps per thread and epoch.
@@ -79,10 +79,10 @@ class MemoryBus:
     async def backpressure(self) -> None:
         """Nothing queues here: deliveries are made at once."""
 
-    def append_event(self, thread_id: str, epoch: int, seq: int, data: bytes) -> None:
-        self.fabric.tails.setdefault((thread_id, epoch), deque(maxlen=TAIL_EVENTS)).append((seq, data))
+    def append_event(self, thread_id: str, epoch: int, seq: int, prev: int, data: bytes) -> None:
+        self.fabric.tails.setdefault((thread_id, epoch), deque(maxlen=TAIL_EVENTS)).append((seq, prev, data))
 
-    async def read_events(self, thread_id: str, epoch: int, after: int) -> list[tuple[int, bytes]]:
+    async def read_events(self, thread_id: str, epoch: int, after: int) -> list[tuple[int, int, bytes]]:
         return [event for event in self.fabric.tails.get((thread_id, epoch), ()) if event[0] > after]
 
     async def request(self, subject: str, data: bytes, *, timeout: float,

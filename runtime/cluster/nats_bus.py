@@ -46,8 +46,8 @@ TAIL_STREAM = "CODEX_EVENTS"
 TAIL_AGE = 60.0
 TAIL_PER_THREAD = 1024
 TAIL_BYTES = 256 << 20
-#: The header of an event's number in the tail.
-TAIL_SEQ = "Codex-Seq"
+#: The headers of an event's number in the tail, and of the one before it.
+TAIL_SEQ, TAIL_PREV = "Codex-Seq", "Codex-Prev"
 
 
 def tail_subject(thread_id: str, epoch: int) -> str:
@@ -103,26 +103,27 @@ class NatsBus:
         if msg.reply:
             self.publish(msg.reply, data)
 
-    def append_event(self, thread_id: str, epoch: int, seq: int, data: bytes) -> None:
-        self.publish(tail_subject(thread_id, epoch), data, {TAIL_SEQ: str(seq)})
+    def append_event(self, thread_id: str, epoch: int, seq: int, prev: int, data: bytes) -> None:
+        self.publish(tail_subject(thread_id, epoch), data, {TAIL_SEQ: str(seq), TAIL_PREV: str(prev)})
 
-    async def read_events(self, thread_id: str, epoch: int, after: int) -> list[tuple[int, bytes]]:
+    async def read_events(self, thread_id: str, epoch: int, after: int) -> list[tuple[int, int, bytes]]:
         return await self.call(self._read_tail, tail_subject(thread_id, epoch), after)
 
-    async def _read_tail(self, subject: str, after: int) -> list[tuple[int, bytes]]:
+    async def _read_tail(self, subject: str, after: int) -> list[tuple[int, int, bytes]]:
         """NATS thread: walk the stream's messages on ``subject`` (the
         server finds each next one), keeping those numbered after ``after``."""
         js, position = self.nc.jetstream(), 1
-        events: list[tuple[int, bytes]] = []
+        events: list[tuple[int, int, bytes]] = []
         while True:
             try:
                 msg = await js.get_msg(TAIL_STREAM, seq=position, subject=subject, next=True)
             except nats.js.errors.NotFoundError:
                 return events
             position = msg.seq + 1
-            seq = int((msg.headers or {}).get(TAIL_SEQ, 0))
+            headers = msg.headers or {}
+            seq = int(headers.get(TAIL_SEQ, 0))
             if seq > after:
-                events.append((seq, msg.data or b""))
+                events.append((seq, int(headers.get(TAIL_PREV, 0)), msg.data or b""))
 
     async def backpressure(self) -> None:
         if self._outbox_bytes > OUTBOX_BUDGET:

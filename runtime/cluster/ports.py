@@ -162,11 +162,14 @@ class EventTail(Protocol):
     (:class:`~trio_codex.actors.fanout.EventNumbers`). A Bus that keeps one
     implements this too."""
 
-    def append_event(self, thread_id: str, epoch: int, seq: int, data: bytes) -> None:
-        """Add one encoded event, without waiting (best effort, in order)."""
+    def append_event(self, thread_id: str, epoch: int, seq: int, prev: int, data: bytes) -> None:
+        """Add one encoded event, without waiting (best effort, in order);
+        ``prev`` is the number of the thread's event added before it (the
+        numbers of deltas, kept out, leave gaps: ``prev`` tells a gap from
+        a loss)."""
         ...
 
-    async def read_events(self, thread_id: str, epoch: int, after: int) -> list[tuple[int, bytes]]:
-        """The events of ``thread_id`` at ``epoch`` numbered after ``after``
-        that the tail still holds, in order."""
+    async def read_events(self, thread_id: str, epoch: int, after: int) -> list[tuple[int, int, bytes]]:
+        """The events (number, previous number, data) of ``thread_id`` at
+        ``epoch`` numbered after ``after`` that the tail still holds, in order."""
         ...
