@@ -23,6 +23,9 @@ How a request reaches the node that owns its thread (README "Cluster"):
   takeover of a thread whose owner is gone, in-order delivery and gap
   repair, the cluster's ``thread/list``);
 - :mod:`.tunnel`: one tunnel's owner end, numbered, with its replay buffer;
+- :mod:`.events`: the owned threads' lossless events, by per-thread
+  number, in the fabric's event tail (:class:`~.ports.EventTail`), and
+  the stamps that tell a gateway where its client is in each thread;
 - :mod:`.wire`: the headers, subjects, timeouts and helpers they share;
 - :mod:`.mirror` (rollouts copied into the store), :mod:`.drain` (handing
   threads off on SIGTERM), :mod:`.node` (opening the cluster ports),

@@ -35,8 +35,10 @@ EVENT = "Codex-Event"
 DELTAS = frozenset({"item/agentMessage/delta", "item/reasoning/summaryTextDelta", "item/reasoning/textDelta",
                     "item/commandExecution/outputDelta", "item/fileChange/outputDelta", "item/plan/delta",
                     "command/exec/outputDelta"})
-#: Encoded events remembered for stamping the tunnel frames that carry them.
+#: Encoded events remembered for stamping the tunnel frames that carry them:
+#: at most this many, and this many bytes.
 RECENT = 8192
+RECENT_BYTES = 32 << 20
 #: Events waiting to go into the tail (the store holding them back is down).
 PENDING = 65536
 
@@ -59,6 +61,7 @@ class ThreadTail:
         self.owned = owned
         self.settle = settle
         self.recent: dict[bytes, str] = {}
+        self.recent_bytes = 0
         self.pending: deque[tuple[str, int, int, int, bytes]] = deque(maxlen=PENDING)
         #: Thread -> the number of its last event kept (deltas leave gaps).
         self.last: dict[str, int] = {}
@@ -70,9 +73,13 @@ class ThreadTail:
         if epoch is None or (type(msg) is Notification and msg.method in DELTAS):
             return
         frame = encode(msg)
+        if frame not in self.recent:
+            self.recent_bytes += len(frame)
         self.recent[frame] = f"{thread_id} {seq}"
-        if len(self.recent) > RECENT:
-            del self.recent[next(iter(self.recent))]
+        while len(self.recent) > RECENT or self.recent_bytes > RECENT_BYTES:
+            oldest = next(iter(self.recent))
+            self.recent_bytes -= len(oldest)
+            del self.recent[oldest]
         if len(self.pending) == PENDING:
             log.warning("cluster: the event tail lags; event %d of thread %s dropped from it", seq, thread_id)
         self.pending.append((thread_id, epoch, seq, self.last.get(thread_id, 0), frame))
