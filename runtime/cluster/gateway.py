@@ -361,8 +361,10 @@ class Gateway:
                 return
             frame = b"".join(self.parts.pop(owner))
         if EVENT in headers:
+            # Never back: a pending approval sent again to a new subscriber
+            # carries the number it first went out with.
             thread_id, _, number = headers[EVENT].partition(" ")
-            self.delivered[thread_id] = int(number)
+            self.delivered[thread_id] = max(int(number), self.delivered.get(thread_id, 0))
         await self._deliver(owner, frame)
 
     async def _deliver(self, owner: str, frame: bytes) -> None:
