@@ -20,8 +20,8 @@ How a request reaches the node that owns its thread (README "Cluster"):
   fencing, hand-off and drain) and :func:`~.host.open_tunnels`, which runs
   a node's side of it all;
 - :mod:`.gateway`: the client's side (:class:`~.gateway.Gateway`: routing,
-  takeover of a thread whose owner is gone, in-order delivery and gap
-  repair, the cluster's ``thread/list``);
+  takeover of a thread whose owner is gone, the cluster's ``thread/list``);
+- :mod:`.repair`: the gateway's in-order delivery and gap repair;
 - :mod:`.tunnel`: one tunnel's owner end, numbered, with its replay buffer;
 - :mod:`.events`: the owned threads' lossless events, by per-thread
   number, in the fabric's event tail (:class:`~.ports.EventTail`), and
