@@ -32,7 +32,7 @@ from ..runtime.protocol.v2.approval import ApprovalResponse, ElicitationResponse
 from . import analytics_facts as facts
 from .analytics_facts import DISABLED, Recorder
 from .barrier import contained
-from .fanout import notification, post
+from .fanout import EventNumbers, notification, post
 from .messages import (
     ApprovalAnswer,
     ClearApprovals,
@@ -58,11 +58,14 @@ class _Pending(msgspec.Struct):
     request: ServerRequest
 
 
-async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox] | None = None, *,
+async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox] | None = None,
+                        numbers: EventNumbers | None = None, *,
                         task_status: trio.TaskStatus[Mailbox[ApprovalsInbox]] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``box`` (a mailbox the parent opened, so that a restarted actor
     serves the same one), or a mailbox of its own."""
     mailbox, inbox = box or open_mailbox(APPROVALS_CAPACITY, name="approvals")
+    # A request and its resolution are events of their thread: numbered.
+    numbers = numbers or EventNumbers()
     ids = itertools.count()
     pending: dict[int, _Pending] = {}
     task_status.started(mailbox)
@@ -70,7 +73,9 @@ async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox
     def resolve(request_id: int) -> _Pending:
         """Tell every subscriber the request is settled; forget it."""
         p = pending.pop(request_id)
-        post(p.conns, notification("serverRequest/resolved", ServerRequestResolved(p.thread_id, request_id)))
+        note = notification("serverRequest/resolved", ServerRequestResolved(p.thread_id, request_id))
+        numbers.stamp(p.thread_id, note)
+        post(p.conns, note)
         return p
 
     async for msg in inbox:
@@ -80,6 +85,7 @@ async def run_approvals(recorder: Recorder = DISABLED, box: tuple[Mailbox, Inbox
                     rid = next(ids)
                     request = ServerRequest(rid, method, params)
                     pending[rid] = _Pending(tid, uid, conns, reply, request)
+                    numbers.stamp(tid, request)
                     post(conns, request)
                     # One fact per logical request, however many got it.
                     recorder.record(facts.ServerRequest(

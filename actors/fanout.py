@@ -16,7 +16,8 @@ once rather than losing the message silently.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import trio
 
@@ -26,6 +27,37 @@ from ..runtime.protocol.jsonrpc import Notification, Outbound
 from .messages import CloseConnection, ConnectionRef
 
 log = logging.getLogger("trio_codex.fanout")
+
+M = TypeVar("M", bound=Outbound)
+
+
+class EventNumbers:
+    """Per-thread sequence numbers of what threads fan out to their
+    subscribers (scale-out.md §5, stage 0), one table per server.
+
+    Every event a thread sends to all its subscribers (its actor's
+    notifications and broadcasts, its turns' items and deltas, its server
+    requests and their ``serverRequest/resolved``) takes the next number of
+    its thread where it is made, once, however many subscribers get it.
+    The number stays internal (clients never see it); ``tap``, which a
+    cluster node sets (:mod:`trio_codex.runtime.cluster.events`), sees
+    each event with it, so that the node can keep a tail of the thread's
+    events by number and catch up a client that missed some. A thread's
+    numbers go on across unloads and restarts of its actor (one int per
+    thread seen, kept)."""
+
+    __slots__ = ("last", "tap")
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+        self.tap: Callable[[str, int, Outbound], None] | None = None
+
+    def stamp(self, thread_id: str, msg: M) -> M:
+        """Number ``msg``, an event of thread ``thread_id`` about to go out."""
+        seq = self.last[thread_id] = self.last.get(thread_id, 0) + 1
+        if self.tap is not None:
+            self.tap(thread_id, seq, msg)
+        return msg
 
 
 def notification(method: str, params: object) -> Notification:

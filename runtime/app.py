@@ -28,6 +28,7 @@ import trio
 from ..actors.analytics import run_analytics
 from ..actors.approvals import APPROVALS_CAPACITY, run_approvals
 from ..actors.connection import Connection
+from ..actors.fanout import EventNumbers
 from ..actors.hub import HUB_CAPACITY, run_hub
 from ..actors.mcp_pool import POOL_CAPACITY, McpPool
 from ..actors.store import STORE_CAPACITY, LocalThreadStore, run_store
@@ -169,14 +170,16 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
             # Each singleton serves a mailbox opened here, so that a restart
             # serves the same one and its senders never notice.
             hub = await sup.start_child("hub", run_hub, open_mailbox(HUB_CAPACITY, name="hub"))
+            # Per-thread numbers of the events threads fan out (a cluster taps them).
+            numbers = EventNumbers()
             approvals = await sup.start_child("approvals", run_approvals, recorder,
-                                              open_mailbox(APPROVALS_CAPACITY, name="approvals"))
+                                              open_mailbox(APPROVALS_CAPACITY, name="approvals"), numbers)
             store = await sup.start_child("store", run_store, settings.codex_home,
                                           open_mailbox(STORE_CAPACITY, name="store"))
             # The MCP servers' connections, shared by the threads (actors/mcp_pool.py).
             mcp = await sup.start_child("mcp", McpPool(settings).run, open_mailbox(POOL_CAPACITY, name="mcp"))
             threads = await sup.start_child(
-                "threads", ThreadRegistry(settings, models, hub, approvals, store, recorder, mcp).run,
+                "threads", ThreadRegistry(settings, models, hub, approvals, store, recorder, mcp, numbers).run,
                 open_mailbox(REGISTRY_CAPACITY, name="threads"))
             task_status.started()
 
@@ -186,13 +189,13 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
 
             session: Callable[[FrameStream], Awaitable[None]] = connection
             if cluster is not None:
-                from .cluster.tunnel import open_tunnels
+                from .cluster.host import open_tunnels
 
                 from ..transports.memory import memory_frame_pair
 
                 session, drain = await stack.enter_async_context(open_tunnels(
                     *await stack.enter_async_context(cluster), connection,
-                    LocalThreadStore(store, settings.codex_home), memory_frame_pair))
+                    LocalThreadStore(store, settings.codex_home), memory_frame_pair, numbers))
                 drains.append(drain)
 
             for listening in bound:

@@ -54,7 +54,7 @@ from ...runtime.rollout import (
     rollout_path,
 )
 from ...runtime.server_info import PROTOCOL_VERSION
-from ..fanout import deliver, notification
+from ..fanout import EventNumbers, deliver, notification
 from .. import analytics_facts as facts
 from ..analytics_facts import Recorder
 from ..messages import (
@@ -123,13 +123,14 @@ async def run_thread(config: ThreadConfig, model: Any, hub: Mailbox[HubInbox], a
                      store: Mailbox[StoreInbox], recorder: Recorder, registry: Mailbox[RegistryInbox],
                      mailbox: Mailbox[ThreadInbox], inbox: Inbox[ThreadInbox],
                      start: Reply | Resumed | Checkpoint, *, mcp: Mailbox[McpPoolInbox] | None = None,
-                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                     numbers: EventNumbers, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run a thread: a new one (``start`` is the thread/start reply) or one
     restarted by its supervisor from its last checkpoint. The mailbox belongs
     to the registry, so messages queued during a restart are not lost."""
     actor = ThreadActor(config, model, hub, approvals, store, registry, mailbox)
     actor.recorder = recorder
     actor.mcp = mcp
+    actor.numbers = numbers
     # Unified exec processes belong to the thread: they outlive a turn, and
     # go with the thread.
     async with open_process_table() as processes, trio.open_nursery() as nursery:
@@ -163,6 +164,7 @@ class ThreadActor:
     recorder: Recorder
     #: The MCP pool (None: no MCP); each turn asks it for the thread's servers.
     mcp: Mailbox[McpPoolInbox] | None
+    numbers: EventNumbers  # every event to all the subscribers takes the next one of the thread
 
     # Defined in :mod:`.actions` (functions of the actor, bound here).
     _user_shell = actions._user_shell
@@ -429,10 +431,11 @@ class ThreadActor:
         await self._drop(await deliver((conn,), msg))
 
     async def _notify(self, method: str, params: object) -> None:
-        await self._drop(await deliver(list(self.subscribers.values()), notification(method, params)))
+        note = self.numbers.stamp(self.config.id, notification(method, params))
+        await self._drop(await deliver(list(self.subscribers.values()), note))
 
     async def _broadcast(self, method: str, params: object) -> None:
-        note = notification(method, params)
+        note = self.numbers.stamp(self.config.id, notification(method, params))
         await self._drop(await deliver(list(self.subscribers.values()), note))
         self.hub.send_nowait(Broadcast(note, frozenset(self.subscribers)))
 
@@ -524,6 +527,7 @@ class ThreadActor:
         if cp.active_turn is not None:
             await self._set_status(SystemError())
             for note in lost_turn(self.config.id, cp.active_turn, "was restarted", self.recorder):
+                note = self.numbers.stamp(self.config.id, note)
                 await self._drop(await deliver(list(self.subscribers.values()), note))
         self._checkpoint()
 

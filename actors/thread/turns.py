@@ -358,7 +358,7 @@ async def _launch_turn(self: ThreadActor, turn_id: str, started_s: int, kind: st
         persist=partial(append, self.rollout), history=self.history, user_item=user_item, user_raw=raw,
         usage=self.usage, subscribers=tuple(self.subscribers.values()), kind=kind,
         compact_first=compact_first, context_tokens=self.context_tokens, output_schema=output_schema,
-        shell_command=shell_command, review_target=review_target, mcp=self.mcp,
+        shell_command=shell_command, review_target=review_target, mcp=self.mcp, numbers=self.numbers,
     )
     self.state = Running(turn)
     self.nursery.start_soon(run_turn, spec, inbox, turn.scope)

@@ -60,7 +60,7 @@ from ...runtime.mcp_config import enabled_servers
 from ...runtime.supervisor import RestartPolicy, open_supervisor
 from ..analytics_facts import DISABLED, Recorder
 from ..barrier import contained
-from ..fanout import deliver, notification
+from ..fanout import EventNumbers, deliver, notification
 from ..messages import (
     ConnectionGone,
     Broadcast,
@@ -166,8 +166,10 @@ class ThreadRegistry:
 
     def __init__(self, settings: Settings, models: Any, hub: Mailbox[HubInbox], approvals: Mailbox[ApprovalsInbox],
                  store: Mailbox[StoreInbox], recorder: Recorder = DISABLED,
-                 mcp: Mailbox[McpPoolInbox] | None = None) -> None:
+                 mcp: Mailbox[McpPoolInbox] | None = None, numbers: EventNumbers | None = None) -> None:
         self.recorder = recorder
+        #: The server's per-thread event numbers (:class:`~..fanout.EventNumbers`).
+        self.numbers = numbers or EventNumbers()
         #: The MCP pool (None: MCP disabled, as in tests of the registry alone).
         self.mcp = mcp
         self.settings = settings
@@ -399,6 +401,7 @@ class ThreadRegistry:
         if cp is not None and cp.active_turn is not None:
             for note in lost_turn(thread_id, cp.active_turn, f"was dropped after repeated crashes ({failure})",
                                   self.recorder):
+                self.numbers.stamp(thread_id, note)
                 await deliver(cp.subscribers, note)
         await self._unload(thread_id, "dropped by its supervisor after repeated crashes")
 
@@ -551,7 +554,7 @@ class ThreadRegistry:
                     mailbox, inbox, cp)
 
         await self.sup.start_child(
-            f"thread:{config.id}", partial(run_thread, mcp=self.mcp), config, model, self.hub, self.approvals, self.store, self.recorder,
+            f"thread:{config.id}", partial(run_thread, mcp=self.mcp, numbers=self.numbers), config, model, self.hub, self.approvals, self.store, self.recorder,
             self.mailbox, mailbox, inbox, start, restart="transient", restart_args=restart_args,
             on_give_up=lambda failure: self.mailbox.send_nowait(ThreadGaveUp(config.id, repr(failure))),
         )

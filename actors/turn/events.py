@@ -66,6 +66,7 @@ async def _tool_notify(self: TurnActor, method: str, params: Any) -> None:
     await self._notify(method, params)
 
 async def _send(self: TurnActor, note: Notification) -> None:
+    self.spec.numbers.stamp(self.thread_id, note)
     lost = await deliver(self.subscribers, note)
     if lost:
         self.subscribers = tuple(c for c in self.subscribers if c not in lost)

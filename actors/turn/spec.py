@@ -35,6 +35,7 @@ from ..messages import (
     TurnInbox,
 )
 from ..analytics_facts import Recorder
+from ..fanout import EventNumbers
 from ..process import ProcessTable
 from ..tools import ToolOutcome
 
@@ -105,6 +106,9 @@ class TurnSpec(msgspec.Struct, frozen=True):
     review_target: dict[str, Any] | None = None
     #: The MCP pool: the turn asks it for the thread's servers (None: no MCP).
     mcp: Mailbox[McpPoolInbox] | None = None
+    #: The server's per-thread event numbers: every event the turn sends
+    #: its subscribers takes its thread's next one.
+    numbers: EventNumbers = msgspec.field(default_factory=EventNumbers)
 
 
 async def kept_out(*_lines: Any, **_options: Any) -> None:

@@ -12,4 +12,22 @@ what a single process uses; :mod:`.nats_bus`, :mod:`.nats_directory` and
 :mod:`.pg_store` are the cluster ones, imported only by :mod:`.node` when
 ``--cluster`` is given, so the single-process server never imports
 nats-py or psycopg.
+
+How a request reaches the node that owns its thread (README "Cluster"):
+
+- :mod:`.host`: the owner's side (:class:`~.host.TunnelHost`: a virtual
+  connection per remote client, settling completions into the store,
+  fencing, hand-off and drain) and :func:`~.host.open_tunnels`, which runs
+  a node's side of it all;
+- :mod:`.gateway`: the client's side (:class:`~.gateway.Gateway`: routing,
+  takeover of a thread whose owner is gone, the cluster's ``thread/list``);
+- :mod:`.repair`: the gateway's in-order delivery and gap repair;
+- :mod:`.tunnel`: one tunnel's owner end, numbered, with its replay buffer;
+- :mod:`.events`: the owned threads' lossless events, by per-thread
+  number, in the fabric's event tail (:class:`~.ports.EventTail`), and
+  the stamps that tell a gateway where its client is in each thread;
+- :mod:`.wire`: the headers, subjects, timeouts and helpers they share;
+- :mod:`.mirror` (rollouts copied into the store), :mod:`.drain` (handing
+  threads off on SIGTERM), :mod:`.node` (opening the cluster ports),
+  :mod:`.store_cli` (``trio-codex store export|import``).
 """

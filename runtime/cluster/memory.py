@@ -4,6 +4,7 @@ of code above the ports use (the cluster ones must not change them)."""
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,6 +31,13 @@ class MemoryFabric:
         self.subs: dict[int, tuple[str, trio.MemorySendChannel[Message]]] = {}
         self.replies: dict[str, trio.MemorySendChannel[bytes]] = {}
         self.ids = itertools.count(1)
+        #: The event tail (:class:`~.ports.EventTail`): (thread, epoch) ->
+        #: its last :data:`TAIL_EVENTS` (seq, prev, data).
+        self.tails: dict[tuple[str, int], deque[tuple[int, int, bytes]]] = {}
+
+
+#: Events the in-process tail keeps per thread and epoch.
+TAIL_EVENTS = 1024
 
 
 class MemoryBus:
@@ -70,6 +78,12 @@ class MemoryBus:
 
     async def backpressure(self) -> None:
         """Nothing queues here: deliveries are made at once."""
+
+    def append_event(self, thread_id: str, epoch: int, seq: int, prev: int, data: bytes) -> None:
+        self.fabric.tails.setdefault((thread_id, epoch), deque(maxlen=TAIL_EVENTS)).append((seq, prev, data))
+
+    async def read_events(self, thread_id: str, epoch: int, after: int) -> list[tuple[int, int, bytes]]:
+        return [event for event in self.fabric.tails.get((thread_id, epoch), ()) if event[0] > after]
 
     async def request(self, subject: str, data: bytes, *, timeout: float,
                       headers: dict[str, str] | None = None) -> bytes:

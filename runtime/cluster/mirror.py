@@ -167,7 +167,11 @@ class Mirror:
             if f.path is None:
                 return True
         try:
-            data = await trio.to_thread.run_sync(_tail, f.path, f.offset)
+            # Nothing new (most periodic passes, and the second sync of one
+            # completion: the event tail's and a connection's): one stat,
+            # no thread hop.
+            new = os.stat(f.path).st_size != f.offset
+            data = await trio.to_thread.run_sync(_tail, f.path, f.offset) if new else b""
         except OSError:
             return True  # moved (archived) or not written yet
         whole = data[:data.rfind(b"\n") + 1]

@@ -8,6 +8,11 @@ the two threads is batched (the bridge of §9): publishes queue in an
 outbox drained by one loop callback per burst; deliveries queue in a
 buffer moved into the subscription's trio channel by one trio callback per
 burst. Requests and JetStream calls go through :meth:`NatsBus.call`.
+
+It also keeps the cluster's event tail (:class:`~.ports.EventTail`): the
+JetStream stream :data:`TAIL_STREAM` captures ``codex.evt.<thread>.<epoch>``,
+so an event is added by a plain publish (no ack awaited) and read back by
+subject on a repair.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any, TypeVar
 
 import nats
 import nats.errors
+import nats.js.api
+import nats.js.errors
 import trio
 
 from .ports import Message, NoResponders
@@ -33,6 +40,18 @@ T = TypeVar("T")
 CONNECT_TIMEOUT = 10.0
 #: Bytes the outbox may hold before a publisher that can wait does.
 OUTBOX_BUDGET = 8 * 1024 * 1024
+#: The event tail: a JetStream stream over ``codex.evt.<thread>.<epoch>``,
+#: short (a repair reaches back a minute at most), on file.
+TAIL_STREAM = "CODEX_EVENTS"
+TAIL_AGE = 60.0
+TAIL_PER_THREAD = 1024
+TAIL_BYTES = 256 << 20
+#: The headers of an event's number in the tail, and of the one before it.
+TAIL_SEQ, TAIL_PREV = "Codex-Seq", "Codex-Prev"
+
+
+def tail_subject(thread_id: str, epoch: int) -> str:
+    return f"codex.evt.{thread_id}.{epoch}"
 
 
 class NatsBus:
@@ -83,6 +102,28 @@ class NatsBus:
     def reply(self, msg: Message, data: bytes) -> None:
         if msg.reply:
             self.publish(msg.reply, data)
+
+    def append_event(self, thread_id: str, epoch: int, seq: int, prev: int, data: bytes) -> None:
+        self.publish(tail_subject(thread_id, epoch), data, {TAIL_SEQ: str(seq), TAIL_PREV: str(prev)})
+
+    async def read_events(self, thread_id: str, epoch: int, after: int) -> list[tuple[int, int, bytes]]:
+        return await self.call(self._read_tail, tail_subject(thread_id, epoch), after)
+
+    async def _read_tail(self, subject: str, after: int) -> list[tuple[int, int, bytes]]:
+        """NATS thread: walk the stream's messages on ``subject`` (the
+        server finds each next one), keeping those numbered after ``after``."""
+        js, position = self.nc.jetstream(), 1
+        events: list[tuple[int, int, bytes]] = []
+        while True:
+            try:
+                msg = await js.get_msg(TAIL_STREAM, seq=position, subject=subject, next=True)
+            except nats.js.errors.NotFoundError:
+                return events
+            position = msg.seq + 1
+            headers = msg.headers or {}
+            seq = int(headers.get(TAIL_SEQ, 0))
+            if seq > after:
+                events.append((seq, int(headers.get(TAIL_PREV, 0)), msg.data or b""))
 
     async def backpressure(self) -> None:
         if self._outbox_bytes > OUTBOX_BUDGET:
@@ -148,6 +189,22 @@ class NatsBus:
                     pass
 
 
+async def _provision_tail(nc: Any) -> None:
+    """Create (or bring up to date) the event tail's stream; without it a
+    gap the owner cannot repair still closes the thread for the client."""
+    js = nc.jetstream()
+    config = nats.js.api.StreamConfig(
+        name=TAIL_STREAM, subjects=["codex.evt.>"], max_age=TAIL_AGE, max_msgs_per_subject=TAIL_PER_THREAD,
+        max_bytes=TAIL_BYTES, storage=nats.js.api.StorageType.FILE, discard=nats.js.api.DiscardPolicy.OLD)
+    try:
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:  # it exists with other limits
+            await js.update_stream(config)
+    except (nats.errors.Error, asyncio.TimeoutError) as exc:
+        log.warning("cluster: no event tail (JetStream stream %s): %s", TAIL_STREAM, exc)
+
+
 @asynccontextmanager
 async def open_nats_bus(url: str, node: str) -> AsyncIterator[NatsBus]:
     """Connect to NATS at ``url`` on a helper thread; flush, close and stop it on exit."""
@@ -167,6 +224,7 @@ async def open_nats_bus(url: str, node: str) -> AsyncIterator[NatsBus]:
             token.run_sync_soon(ready.set)
             return
         connected.extend((nc, stop))
+        await _provision_tail(nc)
         token.run_sync_soon(ready.set)
         await stop.wait()
         # Flush what was published, then close: a drain would wait for

@@ -151,3 +151,25 @@ class ThreadListing(Protocol):
         """A :class:`~..thread_index.Page` (filters as
         :func:`~..thread_index.listing_query`); ValueError for a bad one."""
         ...
+
+
+@runtime_checkable
+class EventTail(Protocol):
+    """A short tail of each thread's lossless events (scale-out.md §4.2,
+    stream ``EVENTS``), kept by the fabric rather than by the node that
+    sent them, so that it outlives that node: keyed by the thread, the
+    epoch of the node that owned it, and the thread's event number
+    (:class:`~trio_codex.actors.fanout.EventNumbers`). A Bus that keeps one
+    implements this too."""
+
+    def append_event(self, thread_id: str, epoch: int, seq: int, prev: int, data: bytes) -> None:
+        """Add one encoded event, without waiting (best effort, in order);
+        ``prev`` is the number of the thread's event added before it (the
+        numbers of deltas, kept out, leave gaps: ``prev`` tells a gap from
+        a loss)."""
+        ...
+
+    async def read_events(self, thread_id: str, epoch: int, after: int) -> list[tuple[int, int, bytes]]:
+        """The events (number, previous number, data) of ``thread_id`` at
+        ``epoch`` numbered after ``after`` that the tail still holds, in order."""
+        ...
