@@ -29,6 +29,7 @@ from ..actors.analytics import run_analytics
 from ..actors.approvals import APPROVALS_CAPACITY, run_approvals
 from ..actors.connection import Connection
 from ..actors.hub import HUB_CAPACITY, run_hub
+from ..actors.messages import EvictThread
 from ..actors.mcp_pool import POOL_CAPACITY, McpPool
 from ..actors.store import STORE_CAPACITY, LocalThreadStore, run_store
 from ..actors.model_pool import ModelPool
@@ -190,9 +191,12 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
 
                 from ..transports.memory import memory_frame_pair
 
+                async def evict(thread_id: str) -> None:
+                    await threads.send(EvictThread(thread_id))
+
                 session, drain = await stack.enter_async_context(open_tunnels(
                     *await stack.enter_async_context(cluster), connection,
-                    LocalThreadStore(store, settings.codex_home), memory_frame_pair))
+                    LocalThreadStore(store, settings.codex_home), memory_frame_pair, evict))
                 drains.append(drain)
 
             for listening in bound:

@@ -105,6 +105,9 @@ PART_SIZE = 256 * 1024
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 ServeConnection = Callable[[FrameStream], Awaitable[None]]
+#: Stops and unloads this node's actor of a thread another node took over
+#: (the composition root's: the thread registry's ``EvictThread``).
+Evict = Callable[[str], Awaitable[None]]
 #: Makes the (server end, client end) of an in-process connection.
 StreamPair = Callable[[], tuple[FrameStream, FrameStream]]
 
@@ -219,8 +222,9 @@ class TunnelHost:
 
     def __init__(self, bus: Bus, directory: Directory, store: ThreadStore | None,
                  serve_connection: ServeConnection, nursery: trio.Nursery, local: LocalRollouts | None = None,
-                 pair: StreamPair | None = None) -> None:
+                 pair: StreamPair | None = None, evict: Evict | None = None) -> None:
         self.bus = bus
+        self.evict = evict
         self.directory = directory
         self.store = store
         self.mirror = Mirror(local, store, nursery, self.fenced) if store is not None and local is not None else None
@@ -353,12 +357,14 @@ class TunnelHost:
         """The store refused this node's append: another node took the
         thread over while this one was frozen or cut off. Stop serving it:
         its requests go to the new owner, the clients that followed it here
-        are told it is closed (they resume it there), and whatever its
-        actors here still send about it (they cannot be stopped from the
-        cluster layer) no longer reaches a client."""
+        are told it is closed (they resume it there), its actor here is
+        stopped and unloaded (``evict``: no more model calls, nothing more
+        written), and whatever it sent meanwhile no longer reaches a client."""
         self.drop(thread_id)
         self.silenced.add(thread_id)
         self.nursery.start_soon(self._tell_released, thread_id)
+        if self.evict is not None:
+            self.nursery.start_soon(self.evict, thread_id)
 
     def drop(self, thread_id: str) -> None:
         """Stop serving a thread another node has taken over."""
@@ -790,16 +796,17 @@ def msg_with_id(msg: dict[str, Any], rid: Any) -> bytes:
 
 @asynccontextmanager
 async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None, serve_connection: ServeConnection,
-                       local: LocalRollouts | None = None, pair: StreamPair | None = None
+                       local: LocalRollouts | None = None, pair: StreamPair | None = None, evict: Evict | None = None
                        ) -> AsyncIterator[tuple[Callable[[FrameStream], Awaitable[None]], Callable[[], Awaitable[None]]]]:
     """Serve this node's side of the tunnels; yield ``serve(stream)``, which
     runs a client connection through a :class:`Gateway`, and ``drain()``,
     which hands the node's threads off (:meth:`TunnelHost.drain`). With a cluster
     ``store`` and the node's ``local`` rollouts, the rollouts of the threads
     this node owns are mirrored into the store (:mod:`.mirror`). ``pair``
-    (an in-memory transport) lets the drain watch the node's threads."""
+    (an in-memory transport) lets the drain watch the node's threads;
+    ``evict`` stops the actor of a thread this node was fenced out of."""
     async with trio.open_nursery() as nursery:
-        host = TunnelHost(bus, directory, store, serve_connection, nursery, local, pair)
+        host = TunnelHost(bus, directory, store, serve_connection, nursery, local, pair, evict)
         await nursery.start(host.run)
 
         async def serve(stream: FrameStream) -> None:

@@ -194,8 +194,9 @@ async def test_a_node_that_shuts_down_hands_its_threads_off_with_nothing_lost(
         assert "asked just before the shutdown" in str(scripted.requests[-1].body["input"])
 
 
-async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_and_its_late_events_are_dropped(
+async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_stops_its_thread_and_its_late_events_are_dropped(
         tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    import json
     import signal
 
     homes = node_homes(tmp_path, scripted)
@@ -214,15 +215,37 @@ async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_and_its_la
             await run_turn(on_b, tid, "asked on b after the takeover")
         finally:
             on_a.proc.send_signal(signal.SIGCONT)
-        # The zombie still thinks it owns the thread: its turn runs locally,
-        # but PostgreSQL refuses its append and it stops serving the thread:
-        # its client is told the thread is closed, and sees nothing more of
-        # the zombie's turn.
-        await on_a.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "asked on the zombie"}]})
+        # The zombie still thinks it owns the thread: its turn starts locally
+        # (a tool call that waits for the file ``go``, then a second model
+        # request), but PostgreSQL refuses its append and it stops serving
+        # the thread: its client is told the thread is closed, and sees
+        # nothing more of the zombie's turn.
+        go = tmp_path / "go"
+        command = json.dumps({"command": f"while [ ! -e {go} ]; do sleep 0.05; done; echo released"})
+        await on_a.request("turn/start", {
+            "threadId": tid, "input": [{"type": "text", "text": f"asked on the zombie [[call=shell_command {command}]]"}],
+            "approvalPolicy": "never", "sandboxPolicy": {"type": "dangerFullAccess"}})
         closed = await on_a.until(lambda m: m.get("method") == "thread/closed")
         assert closed[-1]["params"] == {"threadId": tid}
         assert closed[-2] == {"method": "thread/status/changed",
                               "params": {"threadId": tid, "status": {"type": "notLoaded"}}}
+        # Its thread actor is stopped and unloaded, the turn's tool with it:
+        # released now, the tool would have led to a second model request.
+        with trio.fail_after(TIMEOUT):
+            while tid in (await on_a.request("thread/loaded/list", {}))["data"]:
+                await trio.sleep(0.05)
+
+        def zombie_requests() -> int:
+            return sum(1 for r in scripted.requests if "asked on the zombie" in json.dumps(r.body))
+
+        asked = zombie_requests()
+        assert asked <= 1
+        go.touch()
+        await trio.sleep(1.0)  # time for a tool that still ran to end and ask the model again
+        assert zombie_requests() == asked
+        # Stopped, not interrupted: nothing more was written to its rollout.
+        [zombie_rollout] = (homes["a"] / "sessions").rglob(f"*{tid}.jsonl")
+        assert b"turn_aborted" not in zombie_rollout.read_bytes()
         with trio.fail_after(TIMEOUT):
             while True:
                 read = await on_a.request("thread/read", {"threadId": tid, "includeTurns": True})
