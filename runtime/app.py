@@ -196,7 +196,8 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
 
                 session, drain = await stack.enter_async_context(open_tunnels(
                     *await stack.enter_async_context(cluster), connection,
-                    LocalThreadStore(store, settings.codex_home), memory_frame_pair, evict))
+                    LocalThreadStore(store, settings.codex_home), memory_frame_pair, evict,
+                    settings.cluster.drain_timeout_secs))
                 drains.append(drain)
 
             for listening in bound:

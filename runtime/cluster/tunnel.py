@@ -222,9 +222,12 @@ class TunnelHost:
 
     def __init__(self, bus: Bus, directory: Directory, store: ThreadStore | None,
                  serve_connection: ServeConnection, nursery: trio.Nursery, local: LocalRollouts | None = None,
-                 pair: StreamPair | None = None, evict: Evict | None = None) -> None:
+                 pair: StreamPair | None = None, evict: Evict | None = None,
+                 drain_timeout: float | None = None) -> None:
         self.bus = bus
         self.evict = evict
+        #: config.toml's ``[cluster] drain_timeout_secs`` (:func:`.drain.drain_deadline`).
+        self.drain_timeout = drain_timeout
         self.directory = directory
         self.store = store
         self.mirror = Mirror(local, store, nursery, self.fenced) if store is not None and local is not None else None
@@ -325,7 +328,8 @@ class TunnelHost:
         if self.pair is None:
             return  # no way to watch the threads: the shutdown's hand-off releases them
         try:
-            await drain_threads(list(self.owned), self.serve_connection, self.release, drain_deadline(), self.pair)
+            await drain_threads(list(self.owned), self.serve_connection, self.release,
+                                drain_deadline(self.drain_timeout), self.pair)
         except Exception:  # the shutdown's hand-off still copies and releases what is left
             log.exception("cluster: the drain failed")
 
@@ -796,17 +800,18 @@ def msg_with_id(msg: dict[str, Any], rid: Any) -> bytes:
 
 @asynccontextmanager
 async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None, serve_connection: ServeConnection,
-                       local: LocalRollouts | None = None, pair: StreamPair | None = None, evict: Evict | None = None
-                       ) -> AsyncIterator[tuple[Callable[[FrameStream], Awaitable[None]], Callable[[], Awaitable[None]]]]:
+                       local: LocalRollouts | None = None, pair: StreamPair | None = None, evict: Evict | None = None,
+                       drain_timeout: float | None = None) -> AsyncIterator[tuple[Callable[[FrameStream], Awaitable[None]], Callable[[], Awaitable[None]]]]:
     """Serve this node's side of the tunnels; yield ``serve(stream)``, which
     runs a client connection through a :class:`Gateway`, and ``drain()``,
     which hands the node's threads off (:meth:`TunnelHost.drain`). With a cluster
     ``store`` and the node's ``local`` rollouts, the rollouts of the threads
     this node owns are mirrored into the store (:mod:`.mirror`). ``pair``
     (an in-memory transport) lets the drain watch the node's threads;
-    ``evict`` stops the actor of a thread this node was fenced out of."""
+    ``evict`` stops the actor of a thread this node was fenced out of;
+    ``drain_timeout`` is config.toml's (:func:`.drain.drain_deadline`)."""
     async with trio.open_nursery() as nursery:
-        host = TunnelHost(bus, directory, store, serve_connection, nursery, local, pair, evict)
+        host = TunnelHost(bus, directory, store, serve_connection, nursery, local, pair, evict, drain_timeout)
         await nursery.start(host.run)
 
         async def serve(stream: FrameStream) -> None:

@@ -342,7 +342,9 @@ async def test_sigterm_drains_a_node_idle_threads_at_once_busy_ones_after_their_
     import signal
 
     homes = node_homes(tmp_path, scripted)
-    env = {**node_env(nats_url, pg_dsn), "TRIO_CODEX_DRAIN_TIMEOUT": "3"}
+    env = node_env(nats_url, pg_dsn)
+    with (homes["a"] / "config.toml").open("a") as config:
+        config.write("\n[cluster]\ndrain_timeout_secs = 3\n")
     async with open_store(pg_dsn) as store, open_app_server(homes["b"], env_extra=env) as on_b:
         async with open_app_server(homes["a"], env_extra=env) as on_a:
             await on_a.initialize()
