@@ -186,7 +186,9 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                                  can_disconnect=True, limits=limits).run()
 
             session: Callable[[FrameStream], Awaitable[None]] = connection
+            closing: Callable[[], str | None] | None = None
             if cluster is not None:
+                from .cluster.drain import REFUSAL
                 from .cluster.tunnel import open_tunnels
 
                 from ..transports.memory import memory_frame_pair
@@ -198,13 +200,23 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                     *await stack.enter_async_context(cluster), connection,
                     LocalThreadStore(store, settings.codex_home), memory_frame_pair, evict,
                     settings.cluster.drain_timeout_secs))
-                drains.append(drain)
+                draining = trio.Event()
+
+                async def drain_node() -> None:
+                    draining.set()  # from now on the listeners refuse new clients
+                    await drain()
+
+                def refusal() -> str | None:
+                    return REFUSAL if draining.is_set() else None
+
+                closing = refusal
+                drains.append(drain_node)
 
             for listening in bound:
                 from ..transports.websocket import serve_websocket
 
                 await host.start(partial(serve_websocket, listening, session, auth=ws_auth,
-                                         max_frame=max_message_bytes, limits=limits))
+                                         max_frame=max_message_bytes, limits=limits, closing=closing))
                 _banner(listening.url)
             if accept is not None:
                 async with accept:

@@ -30,6 +30,9 @@ log = logging.getLogger("trio_codex.cluster")
 #: default (seconds; :func:`drain_deadline`); keep it under the host's grace
 #: period (Kubernetes: ``terminationGracePeriodSeconds``, 30 s by default).
 DRAIN_DEADLINE = 20.0
+#: What a draining node answers a new connection (HTTP 503 to a websocket
+#: upgrade; the connections it has carry on).
+REFUSAL = "this node is draining (shutting down); connect to another node of the cluster"
 #: How long an interrupted turn may take to end.
 INTERRUPT_GRACE = 5.0
 #: How often a busy thread is looked at.

@@ -384,6 +384,58 @@ async def test_sigterm_drains_a_node_idle_threads_at_once_busy_ones_after_their_
         assert seen[-1]["params"]["turn"]["status"] == "completed"
 
 
+async def _http_get(url: str, path: str) -> bytes:
+    """The whole answer to a plain ``GET path`` (the server closes after it)."""
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    assert where.hostname is not None and where.port is not None
+    with trio.fail_after(TIMEOUT):
+        async with await trio.open_tcp_stream(where.hostname, where.port) as stream:
+            await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            answer = b""
+            while chunk := await stream.receive_some(65536):
+                answer += chunk
+    return answer
+
+
+async def test_a_draining_node_refuses_new_connections_with_why_while_its_clients_finish(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    import signal
+
+    from harness.ws import ws_client, ws_server
+    from trio_codex.runtime.cluster.drain import REFUSAL
+
+    homes = node_homes(tmp_path, scripted, "a")
+    with (homes["a"] / "config.toml").open("a") as config:
+        config.write("\n[cluster]\ndrain_timeout_secs = 3\n")
+    async with ws_server(homes["a"], env_extra=node_env(nats_url, pg_dsn)) as server, \
+            ws_client(server.url) as client:
+        await client.initialize()
+        tid = (await client.request("thread/start", {}))["thread"]["id"]
+        await client.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "[[hang=1]] hangs"}]})
+        await client.next_of("item/agentMessage/delta")
+        assert (await _http_get(server.url, "/readyz")).startswith(b"HTTP/1.1 200")
+        server.proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(TIMEOUT):
+            while (ready := await _http_get(server.url, "/readyz")).startswith(b"HTTP/1.1 200"):
+                await trio.sleep(0.05)
+        # Draining: not ready, still alive, and a new client is told why.
+        assert ready.startswith(b"HTTP/1.1 503") and ready.endswith(REFUSAL.encode())
+        assert (await _http_get(server.url, "/healthz")).startswith(b"HTTP/1.1 200")
+        with pytest.raises(ConnectionRefusedError, match=r"HTTP 503\): this node is draining \(shutting down\); "
+                                                         r"connect to another node of the cluster"):
+            async with ws_client(server.url):
+                pass
+        # The client it has carries on until its thread is handed off.
+        assert "data" in await client.request("thread/loaded/list", {})
+        seen = await client.until(lambda m: m.get("method") == "thread/closed")
+        [completed] = [m for m in seen if m.get("method") == "turn/completed"]
+        assert completed["params"]["turn"]["status"] == "interrupted"
+        with trio.fail_after(TIMEOUT):
+            assert await server.proc.wait() == 0
+
+
 async def test_thread_list_on_any_node_pages_through_every_nodes_threads_from_postgresql(
         tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
     homes = node_homes(tmp_path, scripted)
