@@ -527,7 +527,7 @@ def part_query(args: argparse.Namespace) -> list[list[str]]:
     scan_sql = (f"SELECT {thread_index._SELECT} FROM threads WHERE archived = 0 "
                 "AND source_kind IN ('cli', 'vscode') AND (name LIKE ? ESCAPE '\\' OR preview LIKE ? ESCAPE '\\') "
                 "ORDER BY created_at DESC, id DESC LIMIT 51")
-    pattern = thread_index._like_pattern(SEARCH)
+    pattern = thread_index.like_pattern(SEARCH)
     rows: list[list[str]] = []
     for n in sorted(args.counts):
         path = RUN_ROOT / f"thread-store-query-{n}.sqlite"

@@ -263,7 +263,7 @@ def _text_match(term: str) -> tuple[str, str]:
     trigram index from 3 characters on, a LIKE scan below that."""
     if len(term) >= 3:
         return "thread_text MATCH ?", _phrase(term)
-    return "text LIKE ? ESCAPE '\\'", _like_pattern(term)
+    return "text LIKE ? ESCAPE '\\'", like_pattern(term)
 
 
 def _phrase(term: str) -> str:
@@ -272,7 +272,7 @@ def _phrase(term: str) -> str:
 
 
 
-def _snippet(text: str, term: str) -> str:
+def snippet(text: str, term: str) -> str:
     """The message, or for a long one the part around the first match."""
     if len(text) <= SNIPPET_CHARS:
         return text
@@ -499,7 +499,7 @@ class ThreadIndex:
             row = conn.execute(f"SELECT text FROM thread_text WHERE thread_id = ? AND {match} ORDER BY rowid LIMIT 1",
                                (tid, arg)).fetchone()
             if row is not None:
-                out[tid] = _snippet(row[0], term)
+                out[tid] = snippet(row[0], term)
         return out
 
     # -- reads -------------------------------------------------------------
@@ -806,7 +806,7 @@ def listing_query(*, cursor: str | None = None, limit: int = DEFAULT_LIMIT, sort
     if search_term:
         if candidates is not None:
             q.any_of("rowid", candidates)
-        pattern = _like_pattern(search_term)
+        pattern = like_pattern(search_term)
         like = "LIKE" if placeholder == "?" else "ILIKE"  # SQLite's LIKE ignores ASCII case already
         q.where.append(f"(name {like} {q.ph} ESCAPE '\\' OR preview {like} {q.ph} ESCAPE '\\')")
         q.args += [pattern, pattern]
@@ -816,6 +816,6 @@ def listing_query(*, cursor: str | None = None, limit: int = DEFAULT_LIMIT, sort
     return q
 
 
-def _like_pattern(term: str) -> str:
+def like_pattern(term: str) -> str:
     """``term`` as a LIKE pattern that matches it anywhere, literally."""
     return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

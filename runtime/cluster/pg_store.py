@@ -14,6 +14,19 @@ with what a listing filters and sorts by, and the whole
 :class:`~..rollout.ThreadMeta` as JSON, kept by the owner as its rollout
 grows; pages are cut by keyset on ``(sort key, id)``, with the same query
 and cursors as the single-process index (:func:`..thread_index.listing_query`).
+
+Searching without ``pg_trgm`` (a PostgreSQL without contrib has none): a
+side table of trigrams does what its index does. ``codex_title_grams``
+holds each listing row's trigrams of its lowercased name and preview
+(kept by a trigger, so every way a row is written keeps it, ``COPY``
+included), ``codex_text_grams`` those of each thread's message texts
+(``codex_thread_texts``, written with the rollout lines that carry them,
+their trigrams added by the next listing put, off the append's path). A
+search term of 3 characters or more starts from the threads holding its
+rarest trigram, when at most :data:`RARE_GRAM_ROWS` threads hold it (plus
+the threads whose texts are not in the trigrams yet); ``ILIKE`` then
+decides. When every trigram is common, many threads match, and the scan in
+list order finds a page of them sooner (the single-process index's rule).
 """
 
 from __future__ import annotations
@@ -27,8 +40,9 @@ import psycopg.types.json
 import psycopg_pool
 import trio
 
-from ..rollout import ThreadMeta, source_kind
-from ..thread_index import Page, listing_query
+from ..history import message_texts
+from ..rollout import ResponseItem, ThreadMeta, decode_line, source_kind
+from ..thread_index import Page, like_pattern, listing_query, snippet
 from .ports import Fenced
 
 T = TypeVar("T")
@@ -67,6 +81,56 @@ create table if not exists codex_thread_list (
 create index if not exists codex_thread_list_created on codex_thread_list (archived, created_at, id);
 create index if not exists codex_thread_list_updated on codex_thread_list (archived, updated_at, id);
 create index if not exists codex_thread_list_recency on codex_thread_list (archived, recency_at, id);
+create table if not exists codex_thread_texts (
+    thread_id text not null,
+    seq bigint not null,
+    text text not null,
+    gram_indexed boolean not null default false,
+    primary key (thread_id, seq)
+);
+create index if not exists codex_thread_texts_pending on codex_thread_texts (thread_id) where not gram_indexed;
+create table if not exists codex_title_grams (gram text not null, thread_id text not null, primary key (gram, thread_id));
+create table if not exists codex_text_grams (gram text not null, thread_id text not null, primary key (gram, thread_id));
+create or replace function codex_trigrams(t text) returns setof text language sql immutable parallel safe as $$
+    select distinct substr(l, i, 3) from (select lower(t) as l) s, generate_series(1, length(l) - 2) as i
+$$;
+create or replace function codex_title_grams_put() returns trigger language plpgsql as $$
+begin
+    if tg_op = 'UPDATE' then
+        if new.name is not distinct from old.name and new.preview = old.preview then
+            return null;
+        end if;
+        delete from codex_title_grams where thread_id = old.id;
+    end if;
+    insert into codex_title_grams (gram, thread_id)
+        select g, new.id from codex_trigrams(coalesce(new.name, '') || chr(10) || new.preview) g
+        on conflict do nothing;
+    return null;
+end $$;
+"""
+#: Made once, with the trigrams of the rows listed before it existed.
+TITLE_TRIGGER = """
+create trigger codex_thread_list_grams after insert or update on codex_thread_list
+    for each row execute function codex_title_grams_put();
+insert into codex_title_grams (gram, thread_id)
+    select g, id from codex_thread_list, codex_trigrams(coalesce(name, '') || chr(10) || preview) g
+    on conflict do nothing;
+"""
+#: A search term's trigram narrows the candidates when at most this many
+#: threads hold it (each is then checked with ILIKE).
+RARE_GRAM_ROWS = 4096
+#: The rarest of the term's trigrams in a grams table, and how many threads
+#: hold it (counted up to RARE_GRAM_ROWS + 1).
+_RAREST = """
+select g, (select count(*) from (select 1 from {table} t where t.gram = g limit %s) s) as n
+from codex_trigrams(%s) g order by n limit 1
+"""
+#: The trigrams of a thread's texts not in codex_text_grams yet.
+_INDEX_TEXTS = """
+with fresh as (update codex_thread_texts set gram_indexed = true where thread_id = %s and not gram_indexed
+               returning text)
+insert into codex_text_grams (gram, thread_id) select distinct g, %s from fresh, codex_trigrams(fresh.text) g
+on conflict do nothing
 """
 _LIST_COLUMNS = ("id", "archived", "created_at", "updated_at", "recency_at", "model_provider", "cwd", "source_kind",
                  "name", "preview", "meta")
@@ -114,6 +178,9 @@ class PgThreadStore:
                     cur.executemany(
                         "insert into codex_rollout_items (thread_id, seq, epoch, item) values (%s, %s, %s, %s)",
                         [(thread_id, first + i, epoch, item.decode()) for i, item in enumerate(items)])
+                    if texts := _texts(items, first):
+                        cur.executemany("insert into codex_thread_texts (thread_id, seq, text) values (%s, %s, %s)",
+                                        [(thread_id, seq, text) for seq, text in texts])
                 return last
         return await self._run(work)
 
@@ -158,19 +225,71 @@ class PgThreadStore:
 
         def work(conn: psycopg.Connection) -> None:
             conn.execute(sql, row)
+            conn.execute(_INDEX_TEXTS, (meta.id, meta.id))
         await self._run(work)
 
-    async def list_threads(self, **filters: Any) -> Page:
+    async def list_threads(self, *, full_text: str | None = None, **filters: Any) -> Page:
         """One page of the cluster's ``thread/list`` (the filters of
-        :func:`~..thread_index.listing_query`; ValueError for a bad one)."""
+        :func:`~..thread_index.listing_query`; ValueError for a bad one), or
+        with ``full_text``, of ``thread/search`` (threads one of whose
+        message texts holds it, case-insensitively)."""
         query = listing_query(**filters, placeholder="%s")
         if query is None:
             return Page([])
+        title, text = filters.get("search_term"), full_text
 
         def work(conn: psycopg.Connection) -> list[ThreadMeta]:
+            if title:
+                _narrow(conn, query.where, query.args, "codex_title_grams", title)
+            if text:
+                query.where.append("exists (select 1 from codex_thread_texts x where x.thread_id = id "
+                                   "and x.text ilike %s escape '\\')")
+                query.args.append(like_pattern(text))
+                _narrow(conn, query.where, query.args, "codex_text_grams", text,
+                        pending="select thread_id from codex_thread_texts where not gram_indexed")
             rows = conn.execute(query.sql("select meta::text from codex_thread_list"), query.args).fetchall()
             return [_meta_decoder.decode(r[0]) for r in rows]
         return query.page(await self._run(work))
+
+    async def snippets(self, thread_ids: Sequence[str], term: str) -> dict[str, str]:
+        """For each thread, the first of its message texts that holds
+        ``term`` (a ``thread/search`` result's ``snippet``)."""
+        def work(conn: psycopg.Connection) -> dict[str, str]:
+            rows = conn.execute(
+                "select distinct on (thread_id) thread_id, text from codex_thread_texts "
+                "where thread_id = any(%s) and text ilike %s escape '\\' order by thread_id, seq",
+                (list(thread_ids), like_pattern(term))).fetchall()
+            return {tid: snippet(text, term) for tid, text in rows}
+        return await self._run(work) if thread_ids else {}
+
+
+def _texts(items: Sequence[bytes], first: int) -> list[tuple[int, str]]:
+    """The message texts (what ``thread/search`` searches) among rollout
+    lines numbered from ``first``."""
+    texts = []
+    for i, item in enumerate(items):
+        if b'"message"' not in item:
+            continue  # most lines: no need to decode them
+        try:
+            line = decode_line(item)
+        except msgspec.DecodeError:
+            continue
+        if isinstance(line.payload, ResponseItem):
+            texts += [(first + i, text) for text in message_texts([line.payload.raw])]
+    return texts
+
+
+def _narrow(conn: psycopg.Connection, where: list[str], args: list[Any], table: str, term: str,
+            pending: str | None = None) -> None:
+    """Start a search from the threads holding the term's rarest trigram
+    in ``table``, when few enough do (and the ``pending`` ones, whose
+    trigrams are not in it yet); else leave the scan in list order."""
+    row = conn.execute(_RAREST.format(table=table), (RARE_GRAM_ROWS + 1, term)).fetchone()
+    if row is None or row[1] > RARE_GRAM_ROWS:
+        return
+    where.append(f"(id in (select thread_id from {table} where gram = %s)"
+                 + (f" or id in ({pending}))" if pending else ")"))
+    args.append(row[0])
 
 
 async def open_pg_store(dsn: str) -> tuple[PgThreadStore, psycopg_pool.ConnectionPool]:
@@ -183,6 +302,8 @@ async def open_pg_store(dsn: str) -> tuple[PgThreadStore, psycopg_pool.Connectio
             # Nodes starting together must not race to create the tables.
             conn.execute("select pg_advisory_xact_lock(7391)")
             conn.execute(SCHEMA)
+            if conn.execute("select 1 from pg_trigger where tgname = 'codex_thread_list_grams'").fetchone() is None:
+                conn.execute(TITLE_TRIGGER)
         return pool
     try:
         pool = await trio.to_thread.run_sync(start)

@@ -447,7 +447,7 @@ async def test_thread_list_on_any_node_pages_through_every_nodes_threads_from_po
         mine = {"cwd": str(workspace)}
         started = []
         for client, n in ((on_a, 3), (on_b, 2)):
-            await client.initialize()
+            await client.initialize(experimentalApi=True)  # for thread/search
             for i in range(n):
                 tid = (await client.request("thread/start", mine))["thread"]["id"]
                 await run_turn(client, tid, f"listed {len(started)}")
@@ -468,6 +468,16 @@ async def test_thread_list_on_any_node_pages_through_every_nodes_threads_from_po
             assert [tid for p in pages for tid in p] == started[::-1]
         found = await on_a.request("thread/list", {"searchTerm": "LISTED 4", **mine})
         assert [t["id"] for t in found["data"]] == [started[4]] and found["data"][0]["preview"] == "listed 4"
+        # thread/search over every node's message texts, as one process answers it.
+        with trio.fail_after(TIMEOUT):
+            while not (searched := await on_a.request("thread/search", {"searchTerm": "Listed 4"}))["data"]:
+                await trio.sleep(0.1)
+        assert [(r["thread"]["id"], r["snippet"]) for r in searched["data"]] == [(started[4], "listed 4")]
+        assert searched["data"][0]["thread"]["status"]["type"] == "notLoaded"  # node b's
+        both = await on_b.request("thread/search", {"searchTerm": "isted", "limit": 100})
+        assert set(started) <= {r["thread"]["id"] for r in both["data"]}
+        empty = await on_a.call("thread/search", {"searchTerm": " "})
+        assert empty["error"] == {"code": -32600, "message": "thread/search requires a non-empty searchTerm"}
         # A thread this node owns reads loaded, another node's not.
         statuses = {t["id"]: t["status"]["type"] for t in (await on_a.request("thread/list", mine))["data"]}
         assert statuses[started[0]] != "notLoaded" and statuses[started[4]] == "notLoaded"

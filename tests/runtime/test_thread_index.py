@@ -320,7 +320,7 @@ def test_search_through_the_title_index_finds_what_the_like_scan_found(
              "NEEDLE-70", "le-", "\\b b", "release", "ELEASE N", "ti", "b", "%", "_", "zzz", "a\\"]
 
     def scanned(term: str) -> list[str]:
-        pattern = ti._like_pattern(term)
+        pattern = ti.like_pattern(term)
         rows = index._connect().execute(
             "SELECT id FROM threads WHERE archived = 0 AND source_kind IN ('cli', 'vscode') "
             "AND (name LIKE ? ESCAPE '\\' OR preview LIKE ? ESCAPE '\\') ORDER BY created_at DESC, id DESC",
