@@ -23,7 +23,8 @@ included), ``codex_text_grams`` those of each thread's message texts
 (``codex_thread_texts``, written with the rollout lines that carry them,
 their trigrams added by the next listing put, off the append's path). A
 search term of 3 characters or more starts from the threads holding its
-rarest trigram, when at most :data:`RARE_GRAM_ROWS` threads hold it (plus
+rarest trigram (by the table's statistics), when about
+:data:`RARE_GRAM_ROWS` threads or fewer hold it (plus
 the threads whose texts are not in the trigrams yet); ``ILIKE`` then
 decides. When every trigram is common, many threads match, and the scan in
 list order finds a page of them sooner (the single-process index's rule).
@@ -31,6 +32,7 @@ list order finds a page of them sooner (the single-process index's rule).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -119,12 +121,22 @@ insert into codex_title_grams (gram, thread_id)
 #: A search term's trigram narrows the candidates when at most this many
 #: threads hold it (each is then checked with ILIKE).
 RARE_GRAM_ROWS = 4096
-#: The rarest of the term's trigrams in a grams table, and how many threads
-#: hold it (counted up to RARE_GRAM_ROWS + 1).
-_RAREST = """
-select g, (select count(*) from (select 1 from {table} t where t.gram = g limit %s) s) as n
-from codex_trigrams(%s) g order by n limit 1
+#: A grams table's most common trigrams, most common first, with about
+#: how many rows hold each (its statistics, kept by ANALYZE), re-read this
+#: often (seconds): what tells a rare trigram (any other) from a common one.
+GRAM_STATS_AGE = 60.0
+_GRAM_STATS = """
+select coalesce(most_common_vals::text::text[], '{}'), coalesce(most_common_freqs, '{}'),
+       (select greatest(reltuples, 0) from pg_class where oid = %(table)s::regclass)
+from (select 1) one left join pg_stats on schemaname = current_schema() and tablename = %(table)s and attname = 'gram'
 """
+#: The threads one of whose texts holds the term, among those holding its
+#: rarest trigram and those whose texts' trigrams are not in yet.
+_TEXT_CANDIDATES = """id in (
+    select x.thread_id from codex_text_grams g join codex_thread_texts x on x.thread_id = g.thread_id
+    where g.gram = %s and x.text ilike %s escape '\\'
+    union all
+    select x.thread_id from codex_thread_texts x where not x.gram_indexed and x.text ilike %s escape '\\')"""
 #: The trigrams of a thread's texts not in codex_text_grams yet.
 _INDEX_TEXTS = """
 with fresh as (update codex_thread_texts set gram_indexed = true where thread_id = %s and not gram_indexed
@@ -144,6 +156,8 @@ POOL_SIZE = 4
 class PgThreadStore:
     def __init__(self, pool: psycopg_pool.ConnectionPool) -> None:
         self.pool = pool
+        #: Grams table -> (when read, its common trigrams -> about how many rows hold each).
+        self.gram_stats: dict[str, tuple[float, dict[str, float]]] = {}
 
     async def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
         def work() -> T:
@@ -239,17 +253,51 @@ class PgThreadStore:
         title, text = filters.get("search_term"), full_text
 
         def work(conn: psycopg.Connection) -> list[ThreadMeta]:
-            if title:
-                _narrow(conn, query.where, query.args, "codex_title_grams", title)
+            if title and (gram := self._rarest(conn, "codex_title_grams", title)) is not None:
+                query.where.append("id in (select thread_id from codex_title_grams where gram = %s)")
+                query.args.append(gram)
             if text:
-                query.where.append("exists (select 1 from codex_thread_texts x where x.thread_id = id "
-                                   "and x.text ilike %s escape '\\')")
-                query.args.append(like_pattern(text))
-                _narrow(conn, query.where, query.args, "codex_text_grams", text,
-                        pending="select thread_id from codex_thread_texts where not gram_indexed")
+                pattern = like_pattern(text)
+                if (gram := self._rarest(conn, "codex_text_grams", text)) is not None:
+                    # The texts of the threads holding the trigram, and those
+                    # whose trigrams are not in yet, checked one by one.
+                    query.where.append(_TEXT_CANDIDATES)
+                    query.args += [gram, pattern, pattern]
+                else:
+                    query.where.append("exists (select 1 from codex_thread_texts x where x.thread_id = id "
+                                       "and x.text ilike %s escape '\\')")
+                    query.args.append(pattern)
             rows = conn.execute(query.sql("select meta::text from codex_thread_list"), query.args).fetchall()
             return [_meta_decoder.decode(r[0]) for r in rows]
         return query.page(await self._run(work))
+
+    def _rarest(self, conn: psycopg.Connection, table: str, term: str) -> str | None:
+        """The term's rarest trigram in ``table``, to start a search from
+        the threads holding it; None when all its trigrams are common (or
+        it has none): then the scan in list order is left to find a page.
+        The trigram is picked in SQL, from the term's trigrams as
+        PostgreSQL lowercases them, so that a Python ``lower()`` that
+        differs can only make the choice worse, never miss a match; and it
+        goes into the query as a value, so that the plan is made for how
+        rare it is."""
+        common = self._common_grams(conn, table)
+        lowered = term.lower()
+        grams = {lowered[i:i + 3] for i in range(len(lowered) - 2)}
+        if not grams or min(common.get(g, 0.0) for g in grams) > RARE_GRAM_ROWS:
+            return None
+        rarest = conn.execute("select g from codex_trigrams(%s) g order by array_position(%s::text[], g) desc "
+                              "nulls first limit 1", (term, list(common))).fetchone()
+        return None if rarest is None else str(rarest[0])
+
+    def _common_grams(self, conn: psycopg.Connection, table: str) -> dict[str, float]:
+        """``table``'s most common trigrams (most common first), with about
+        how many rows hold each; read again after :data:`GRAM_STATS_AGE`."""
+        at, common = self.gram_stats.get(table, (-GRAM_STATS_AGE, {}))
+        if time.monotonic() - at >= GRAM_STATS_AGE:
+            vals, freqs, rows = conn.execute(_GRAM_STATS, {"table": table}).fetchone() or ([], [], 0)
+            common = {val: freq * (rows or 0) for val, freq in zip(vals, freqs)}
+            self.gram_stats[table] = (time.monotonic(), common)
+        return common
 
     async def snippets(self, thread_ids: Sequence[str], term: str) -> dict[str, str]:
         """For each thread, the first of its message texts that holds
@@ -279,17 +327,6 @@ def _texts(items: Sequence[bytes], first: int) -> list[tuple[int, str]]:
     return texts
 
 
-def _narrow(conn: psycopg.Connection, where: list[str], args: list[Any], table: str, term: str,
-            pending: str | None = None) -> None:
-    """Start a search from the threads holding the term's rarest trigram
-    in ``table``, when few enough do (and the ``pending`` ones, whose
-    trigrams are not in it yet); else leave the scan in list order."""
-    row = conn.execute(_RAREST.format(table=table), (RARE_GRAM_ROWS + 1, term)).fetchone()
-    if row is None or row[1] > RARE_GRAM_ROWS:
-        return
-    where.append(f"(id in (select thread_id from {table} where gram = %s)"
-                 + (f" or id in ({pending}))" if pending else ")"))
-    args.append(row[0])
 
 
 async def open_pg_store(dsn: str) -> tuple[PgThreadStore, psycopg_pool.ConnectionPool]:

@@ -485,6 +485,48 @@ async def test_thread_list_on_any_node_pages_through_every_nodes_threads_from_po
         assert bad["error"]["code"] == -32600 and "invalid cursor" in bad["error"]["message"]
 
 
+async def test_postgresql_searches_find_through_their_trigrams_exactly_what_a_substring_scan_finds(pg_dsn: str) -> None:
+    import json
+    import uuid
+
+    from trio_codex.runtime.rollout import ThreadMeta
+
+    previews = ["Fix the Login bug", "fix the logout bug", "Ünïcode ÄRGER here", "100% sure_thing", "ab", "nothing"]
+    cwd = f"/search/{uuid.uuid4()}"
+    metas = [ThreadMeta(id=str(uuid.uuid4()), created_at=i, updated_at=i, recency_at=i, source="vscode", cwd=cwd,
+                        preview=preview, name="Renamed Thing" if preview == "nothing" else None)
+             for i, preview in enumerate(previews)]
+    texts = {meta.id: [meta.preview, f"answered: {meta.preview.upper()}"] for meta in metas}
+
+    def message(role: str, text: str) -> bytes:
+        kind = "input_text" if role == "user" else "output_text"
+        return json.dumps({"timestamp": "2026-01-01T00:00:00.000Z", "type": "response_item", "payload": {
+            "type": "message", "role": role, "content": [{"type": kind, "text": text}]}}).encode()
+
+    async with open_store(pg_dsn) as store:
+        for meta in metas:
+            await store.activate(meta.id, 1)
+            await store.append_items(meta.id, 1, [message("user", texts[meta.id][0]),
+                                                  message("assistant", texts[meta.id][1])])
+            await store.put_listing(meta)  # which adds its texts' trigrams
+        # A text not in the trigrams yet (its thread's listing not put since) is found all the same.
+        texts[metas[0].id].append("a late Postscript")
+        await store.append_items(metas[0].id, 1, [message("assistant", "a late Postscript")])
+        mine = {meta.id for meta in metas}
+        newest_first = metas[::-1]
+        # ASCII case folding only in the expectations: PostgreSQL's of the rest depends on its locale.
+        for term in ["the lo", "LOGIN", "ÄRGER", "Ünïcode Ä", "100%", "e_t", "ab", "ANSWERED: FIX", "renamed",
+                     "postscript", "zzz"]:
+            folded = term.lower()
+            listed = await store.list_threads(cwd=cwd, limit=50, search_term=term)
+            assert [m.id for m in listed.rows] == [m.id for m in newest_first if folded in m.preview.lower()
+                                                   or folded in (m.name or "").lower()], term
+            searched = await store.list_threads(limit=50, full_text=term)
+            assert [m.id for m in searched.rows if m.id in mine] == [
+                m.id for m in newest_first if any(folded in text.lower() for text in texts[m.id])], term
+        assert await store.snippets([metas[0].id, metas[1].id], "LOGIN") == {metas[0].id: "Fix the Login bug"}
+
+
 async def test_a_node_joins_the_cluster_from_the_cluster_table_of_its_config_toml(
         tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
     homes = node_homes(tmp_path, scripted)
