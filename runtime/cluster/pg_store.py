@@ -21,9 +21,10 @@ holds each listing row's trigrams of its lowercased name and preview
 (kept by a trigger, so every way a row is written keeps it, ``COPY``
 included), ``codex_text_grams`` those of each thread's message texts
 (``codex_thread_texts``, written with the rollout lines that carry them,
-their trigrams added by the next listing put, off the append's path). A
-search term of 3 characters or more starts from the threads holding its
-rarest trigram (by the table's statistics), when about
+their trigrams added by the next listing put, off the append's path; a
+text over :data:`MAX_GRAM_TEXT` characters is checked by every search
+instead). A search term of 3 characters or more starts from the threads
+holding its rarest trigram (by the table's statistics), when about
 :data:`RARE_GRAM_ROWS` threads or fewer hold it (plus
 the threads whose texts are not in the trigrams yet); ``ILIKE`` then
 decides. When every trigram is common, many threads match, and the scan in
@@ -44,7 +45,7 @@ import trio
 
 from ..history import message_texts
 from ..rollout import ResponseItem, ThreadMeta, decode_line, source_kind
-from ..thread_index import Page, like_pattern, listing_query, snippet
+from ..thread_index import Page, cut_preview, like_pattern, listing_query, snippet
 from .ports import Fenced
 
 T = TypeVar("T")
@@ -94,7 +95,10 @@ create index if not exists codex_thread_texts_pending on codex_thread_texts (thr
 create table if not exists codex_title_grams (gram text not null, thread_id text not null, primary key (gram, thread_id));
 create table if not exists codex_text_grams (gram text not null, thread_id text not null, primary key (gram, thread_id));
 create or replace function codex_trigrams(t text) returns setof text language sql immutable parallel safe as $$
-    select distinct substr(l, i, 3) from (select lower(t) as l) s, generate_series(1, length(l) - 2) as i
+    select distinct g from (
+        select c || lead(c, 1) over w || lead(c, 2) over w as g
+        from unnest(string_to_array(lower(t), null)) with ordinality as u(c, i) window w as (order by i)) s
+    where g is not null
 $$;
 create or replace function codex_title_grams_put() returns trigger language plpgsql as $$
 begin
@@ -137,10 +141,13 @@ _TEXT_CANDIDATES = """id in (
     where g.gram = %s and x.text ilike %s escape '\\'
     union all
     select x.thread_id from codex_thread_texts x where not x.gram_indexed and x.text ilike %s escape '\\')"""
+#: Longer texts are not split into trigrams (16 KiB takes some 50 ms, and
+#: it grows with the length): they stay with the texts every search checks.
+MAX_GRAM_TEXT = 16 * 1024
 #: The trigrams of a thread's texts not in codex_text_grams yet.
-_INDEX_TEXTS = """
-with fresh as (update codex_thread_texts set gram_indexed = true where thread_id = %s and not gram_indexed
-               returning text)
+_INDEX_TEXTS = f"""
+with fresh as (update codex_thread_texts set gram_indexed = true
+               where thread_id = %s and not gram_indexed and length(text) <= {MAX_GRAM_TEXT} returning text)
 insert into codex_text_grams (gram, thread_id) select distinct g, %s from fresh, codex_trigrams(fresh.text) g
 on conflict do nothing
 """
@@ -231,8 +238,10 @@ class PgThreadStore:
 
     async def put_listing(self, meta: ThreadMeta) -> None:
         """Add or update the thread's row in the cluster's listing."""
+        # The preview as the single-process index keeps it, cut (what searchTerm searches).
         row = (meta.id, meta.archived, meta.created_at, meta.updated_at, meta.recency_at, meta.model_provider,
-               meta.cwd, source_kind(meta.source), meta.name, meta.preview, _meta_encoder.encode(meta).decode())
+               meta.cwd, source_kind(meta.source), meta.name, cut_preview(meta.preview),
+               _meta_encoder.encode(meta).decode())
         updates = ", ".join(f"{c} = excluded.{c}" for c in _LIST_COLUMNS[1:])
         sql = (f"insert into codex_thread_list ({', '.join(_LIST_COLUMNS)}) values "
                f"({', '.join(['%s'] * (len(_LIST_COLUMNS) - 1))}, %s::jsonb) on conflict (id) do update set {updates}")
