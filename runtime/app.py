@@ -30,6 +30,7 @@ from ..actors.approvals import APPROVALS_CAPACITY, run_approvals
 from ..actors.connection import Connection
 from ..actors.fanout import EventNumbers
 from ..actors.hub import HUB_CAPACITY, run_hub
+from ..actors.messages import EvictThread
 from ..actors.mcp_pool import POOL_CAPACITY, McpPool
 from ..actors.store import STORE_CAPACITY, LocalThreadStore, run_store
 from ..actors.model_pool import ModelPool
@@ -188,21 +189,37 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                                  can_disconnect=True, limits=limits).run()
 
             session: Callable[[FrameStream], Awaitable[None]] = connection
+            closing: Callable[[], str | None] | None = None
             if cluster is not None:
+                from .cluster.drain import REFUSAL
                 from .cluster.host import open_tunnels
 
                 from ..transports.memory import memory_frame_pair
 
+                async def evict(thread_id: str) -> None:
+                    await threads.send(EvictThread(thread_id))
+
                 session, drain = await stack.enter_async_context(open_tunnels(
                     *await stack.enter_async_context(cluster), connection,
-                    LocalThreadStore(store, settings.codex_home), memory_frame_pair, numbers))
-                drains.append(drain)
+                    LocalThreadStore(store, settings.codex_home), memory_frame_pair, numbers, evict,
+                    settings.cluster.drain_timeout_secs))
+                draining = trio.Event()
+
+                async def drain_node() -> None:
+                    draining.set()  # from now on the listeners refuse new clients
+                    await drain()
+
+                def refusal() -> str | None:
+                    return REFUSAL if draining.is_set() else None
+
+                closing = refusal
+                drains.append(drain_node)
 
             for listening in bound:
                 from ..transports.websocket import serve_websocket
 
                 await host.start(partial(serve_websocket, listening, session, auth=ws_auth,
-                                         max_frame=max_message_bytes, limits=limits))
+                                         max_frame=max_message_bytes, limits=limits, closing=closing))
                 _banner(listening.url)
             if accept is not None:
                 async with accept:

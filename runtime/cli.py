@@ -167,8 +167,14 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
         raise SystemExit(2)
     cluster = None
     if cluster_url:
+        from .cluster.drain import drain_deadline
         from .cluster.node import open_cluster_node
 
+        try:
+            drain_deadline(settings.cluster.drain_timeout_secs)  # a bad variable stops start-up, not the drain
+        except ValueError as exc:
+            print(f"trio-codex: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         cluster = open_cluster_node(cluster_url, store, lease_ttl=settings.cluster.lease_ttl_secs)
     handover = None
     if cluster is None and listens == [ListenUrl("stdio")]:

@@ -147,8 +147,11 @@ async def connect_websocket(url: str, *, token: str | None = None,
                     with trio.CancelScope(shield=True), trio.move_on_after(CONNECT_TIMEOUT):
                         await ws.aclose()
     except ConnectionRejected as exc:
+        why = (exc.body or b"").decode(errors="replace").strip()
+        if exc.status_code == 401:
+            why = "pass the token it expects (--ws-auth)"
         raise ConnectionRefusedError(f"{url}: the server refused the upgrade (HTTP {exc.status_code}): "
-                                     "pass the token it expects (--ws-auth)") from None
+                                     f"{why or 'no reason given'}") from None
     finally:
         with trio.CancelScope(shield=True):
             await tcp.aclose()

@@ -155,10 +155,12 @@ def _close_reason(reason: str) -> str:
     return data[:MAX_CLOSE_REASON].decode(errors="ignore") if len(data) > MAX_CLOSE_REASON else reason
 
 
-async def handshake(stream: trio.abc.Stream, auth: TokenAuth | JwtAuth | None, max_frame: int) -> WsFramer | None:
+async def handshake(stream: trio.abc.Stream, auth: TokenAuth | JwtAuth | None, max_frame: int,
+                    closing: Callable[[], str | None] | None = None) -> WsFramer | None:
     """Read the request head of a new connection and answer it: a
     :class:`WsFramer` once upgraded, None when it got a plain HTTP answer
-    (or sent nothing usable in time)."""
+    (or sent nothing usable in time). ``closing``: why no connection is
+    taken any more, if so (:func:`.wsframing.decide`)."""
     buf = bytearray()
     with trio.move_on_after(HANDSHAKE_TIMEOUT):
         while (end := _head_end(buf)) < 0:
@@ -176,7 +178,7 @@ async def handshake(stream: trio.abc.Stream, auth: TokenAuth | JwtAuth | None, m
             request = conn.next_event()
             if not isinstance(request, h11.Request):
                 raise h11.RemoteProtocolError("no request line")
-            answer = decide(request, auth, time.time())
+            answer = decide(request, auth, time.time(), closing() if closing is not None else None)
             if isinstance(answer, HttpAnswer):
                 await stream.send_all(http_response(answer))
                 return None
@@ -327,6 +329,7 @@ async def serve_websocket(
     auth: TokenAuth | JwtAuth | None,
     max_frame: int,
     limits: Limits = Limits(),
+    closing: Callable[[], str | None] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept connections until cancelled; each upgraded one is handed to
@@ -334,7 +337,9 @@ async def serve_websocket(
     past ``limits.max_connections`` a new one is answered 503 and closed;
     past ``limits.max_half_open`` connections not yet upgraded, the oldest
     of them is dropped; running out of file descriptors pauses accepting
-    (logged, with backoff) until some are free.
+    (logged, with backoff) until some are free. Once ``closing()`` gives a
+    reason (a cluster node draining), a new connection's upgrade is
+    answered 503 with it, while the upgraded ones carry on.
     The files of a unix socket are removed at the end."""
     gate = ConnectionGate(limits.max_connections, limits.max_half_open)
 
@@ -360,7 +365,7 @@ async def serve_websocket(
     async def upgrade(stream: trio.SocketStream) -> bool:
         """Serve ``stream`` once upgraded (True: it is closed already)."""
         with gate.half_open() as scope:
-            framer = await handshake(stream, auth, max_frame)
+            framer = await handshake(stream, auth, max_frame, closing)
         if scope.cancelled_caught:
             log.warning("%s: dropped before its upgrade: %d connections were not upgraded yet "
                         "(TRIO_CODEX_MAX_HALF_OPEN); the oldest goes first",

@@ -180,9 +180,12 @@ class Upgrade(msgspec.Struct, frozen=True):
     path: str
 
 
-def decide(request: h11.Request, auth: TokenAuth | JwtAuth | None, now: float = 0.0) -> HttpAnswer | Upgrade:
+def decide(request: h11.Request, auth: TokenAuth | JwtAuth | None, now: float = 0.0,
+           closing: str | None = None) -> HttpAnswer | Upgrade:
     """What to answer to the request head of a new connection (``now``: Unix
-    seconds, for token expiry)."""
+    seconds, for token expiry). ``closing``: why the server takes no new
+    connection (a cluster node draining): an upgrade, and ``/readyz``, are
+    answered 503 with it; ``/healthz`` still 200 (the process lives)."""
     if request.method != b"GET":
         return HttpAnswer(405, b"Request method must be `GET`")
     headers: dict[bytes, bytes] = {}
@@ -192,6 +195,8 @@ def decide(request: h11.Request, auth: TokenAuth | JwtAuth | None, now: float = 
         return HttpAnswer(403)
     path = request.target.split(b"?", 1)[0].decode("ascii", "replace")
     upgrade = b"upgrade" in {token.strip().lower() for token in headers.get(b"connection", b"").split(b",")}
+    if closing is not None and (upgrade or path == "/readyz"):
+        return HttpAnswer(503, closing.encode())
     if not upgrade:
         if path in ("/readyz", "/healthz"):
             return HttpAnswer(200)

@@ -152,6 +152,16 @@ class ThreadGaveUp(Msg, tag="thread_gave_up", frozen=True):
     failure: str
 
 
+class EvictThread(Msg, tag="evict_thread", frozen=True):
+    """Another node took the thread over (the cluster's store refused this
+    node's append, :mod:`trio_codex.runtime.cluster.tunnel`): stop its actor
+    at once, its running turn included, without a word more to its rollout
+    (the thread is no longer this node's to write), and unload it. No
+    ``thread/closed`` goes out: the cluster layer told its clients already."""
+
+    thread_id: str
+
+
 class LoadFailed(Msg, tag="load_failed", frozen=True):
     """A resume could not read its rollout (the client has its error); the
     resumes of the same thread that waited for it try again."""
@@ -445,4 +455,4 @@ ThreadInbox = (StartTurn | UpdateSettings | SteerTurn | InterruptTurn | Subscrib
                | ShellCommand | BackgroundTerminals | InjectItems | ReviewThread | GoalRequest)
 
 RegistryInbox = (ThreadRequest | ToThread | Checkpoint | UnloadThread | ConnectionGone | Loaded
-                 | LoadFailed | ThreadGaveUp)
+                 | LoadFailed | ThreadGaveUp | EvictThread)

@@ -64,6 +64,7 @@ from ..fanout import EventNumbers, deliver, notification
 from ..messages import (
     ConnectionGone,
     Broadcast,
+    EvictThread,
     Loaded,
     LoadFailed,
     McpAcquire,
@@ -229,6 +230,8 @@ class ThreadRegistry:
                             await self._loaded(loaded)
                         case ThreadGaveUp(thread_id=tid, failure=failure):
                             await self._gave_up(tid, failure)
+                        case EvictThread(thread_id=tid):
+                            self._evict(tid)
                         case _LaunchStarted(config=config, model=model, reply=reply):
                             await self._launch(config, model, reply)
                         case LoadFailed(thread_id=tid):
@@ -414,6 +417,16 @@ class ThreadRegistry:
         for method, params in (("thread/status/changed", ThreadStatusChanged(thread_id, NotLoaded())),
                                ("thread/closed", ThreadIdParams(thread_id))):
             self.hub.send_nowait(Broadcast(notification(method, params)))
+
+    def _evict(self, thread_id: str) -> None:
+        """Another node owns the thread now: stop its actor (the turn it
+        runs, its model stream and tools are cancelled with it, and write
+        nothing: an interrupted turn's rollout lines are written only when
+        the turn itself is interrupted), close its mailbox, and unload it
+        without telling anyone (the cluster layer did)."""
+        mailbox = self.threads.get(thread_id)
+        if mailbox is not None and self._stop_loaded(thread_id, "taken over by another node of the cluster"):
+            mailbox.close()
 
     def _stop_loaded(self, thread_id: str, reason: str) -> bool:
         """Stop a loaded thread's actor for good; False if it was not loaded."""

@@ -14,6 +14,7 @@ is made by ``pair`` (the composition root's in-memory transport).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -25,18 +26,37 @@ from ..stream import FrameStream
 
 log = logging.getLogger("trio_codex.cluster")
 
-#: How long a busy thread may finish its turn before it is interrupted
-#: (``$TRIO_CODEX_DRAIN_TIMEOUT``, seconds); keep it under the host's grace
+#: How long a busy thread may finish its turn before it is interrupted, by
+#: default (seconds; :func:`drain_deadline`); keep it under the host's grace
 #: period (Kubernetes: ``terminationGracePeriodSeconds``, 30 s by default).
 DRAIN_DEADLINE = 20.0
+#: What a draining node answers a new connection (HTTP 503 to a websocket
+#: upgrade; the connections it has carry on).
+REFUSAL = "this node is draining (shutting down); connect to another node of the cluster"
 #: How long an interrupted turn may take to end.
 INTERRUPT_GRACE = 5.0
 #: How often a busy thread is looked at.
 POLL = 0.1
 
 
-def drain_deadline() -> float:
-    return float(os.environ.get("TRIO_CODEX_DRAIN_TIMEOUT") or DRAIN_DEADLINE)
+def drain_deadline(configured: float | None = None) -> float:
+    """``$TRIO_CODEX_DRAIN_TIMEOUT``, else ``configured`` (config.toml's
+    ``[cluster] drain_timeout_secs``), else :data:`DRAIN_DEADLINE`.
+
+    Raises:
+      ValueError: the variable is not a number of seconds, 0 or more.
+    """
+    raw = os.environ.get("TRIO_CODEX_DRAIN_TIMEOUT")
+    if not raw:
+        return DRAIN_DEADLINE if configured is None else configured
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise ValueError(f"TRIO_CODEX_DRAIN_TIMEOUT={raw!r} is not a number of seconds; set it to 0 or more "
+                         "(how long a draining node lets a turn run before it interrupts it), or unset it")
+    return value
 
 
 async def drain_threads(thread_ids: Iterable[str], serve_connection: Callable[[FrameStream], Awaitable[None]],

@@ -17,7 +17,7 @@ from .ports import Bus, Directory, EventTail, Fenced, Message, ThreadListing, Th
 from . import tunnel
 from .tunnel import VirtualStream
 from .wire import (CLOSE, CONN, DRAIN_TIMEOUT, GATEWAY, GATEWAY_CAPACITY, HOP_TIMEOUT, LOST, OWNER, RESEND,
-                   SETTLE_TIMEOUT, SETTLING, TUNNEL, VIRTUAL_CAPACITY, ServeConnection, StreamPair, decode_frame,
+                   SETTLE_TIMEOUT, SETTLING, TUNNEL, VIRTUAL_CAPACITY, Evict, ServeConnection, StreamPair, decode_frame,
                    log, thread_subject)
 
 
@@ -28,8 +28,12 @@ class TunnelHost:
 
     def __init__(self, bus: Bus, directory: Directory, store: ThreadStore | None,
                  serve_connection: ServeConnection, nursery: trio.Nursery, local: LocalRollouts | None = None,
-                 pair: StreamPair | None = None) -> None:
+                 pair: StreamPair | None = None, evict: Evict | None = None,
+                 drain_timeout: float | None = None) -> None:
         self.bus = bus
+        self.evict = evict
+        #: config.toml's ``[cluster] drain_timeout_secs`` (:func:`.drain.drain_deadline`).
+        self.drain_timeout = drain_timeout
         self.directory = directory
         self.store = store
         self.mirror = Mirror(local, store, nursery, self.fenced) if store is not None and local is not None else None
@@ -140,7 +144,8 @@ class TunnelHost:
         if self.pair is None:
             return  # no way to watch the threads: the shutdown's hand-off releases them
         try:
-            await drain_threads(list(self.owned), self.serve_connection, self.release, drain_deadline(), self.pair)
+            await drain_threads(list(self.owned), self.serve_connection, self.release,
+                                drain_deadline(self.drain_timeout), self.pair)
         except Exception:  # the shutdown's hand-off still copies and releases what is left
             log.exception("cluster: the drain failed")
 
@@ -172,12 +177,14 @@ class TunnelHost:
         """The store refused this node's append: another node took the
         thread over while this one was frozen or cut off. Stop serving it:
         its requests go to the new owner, the clients that followed it here
-        are told it is closed (they resume it there), and whatever its
-        actors here still send about it (they cannot be stopped from the
-        cluster layer) no longer reaches a client."""
+        are told it is closed (they resume it there), its actor here is
+        stopped and unloaded (``evict``: no more model calls, nothing more
+        written), and whatever it sent meanwhile no longer reaches a client."""
         self.drop(thread_id)
         self.silenced.add(thread_id)
         self.nursery.start_soon(self._tell_released, thread_id)
+        if self.evict is not None:
+            self.nursery.start_soon(self.evict, thread_id)
 
     def drop(self, thread_id: str) -> None:
         """Stop serving a thread another node has taken over."""
@@ -246,7 +253,8 @@ class TunnelHost:
 @asynccontextmanager
 async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None, serve_connection: ServeConnection,
                        local: LocalRollouts | None = None, pair: StreamPair | None = None,
-                       numbers: EventNumbers | None = None) -> AsyncIterator[tuple[Callable[[FrameStream], Awaitable[None]], Callable[[], Awaitable[None]]]]:
+                       numbers: EventNumbers | None = None, evict: Evict | None = None,
+                       drain_timeout: float | None = None) -> AsyncIterator[tuple[Callable[[FrameStream], Awaitable[None]], Callable[[], Awaitable[None]]]]:
     """Serve this node's side of the tunnels; yield ``serve(stream)``, which
     runs a client connection through a :class:`Gateway`, and ``drain()``,
     which hands the node's threads off (:meth:`TunnelHost.drain`). With a cluster
@@ -254,9 +262,11 @@ async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None
     this node owns are mirrored into the store (:mod:`.mirror`). ``pair``
     (an in-memory transport) lets the drain watch the node's threads.
     ``numbers`` (the server's per-thread event numbers) feed the bus's
-    event tail, when it keeps one (:meth:`TunnelHost.tap`)."""
+    event tail, when it keeps one (:meth:`TunnelHost.tap`); ``evict`` stops
+    the actor of a thread this node was fenced out of; ``drain_timeout`` is
+    config.toml's (:func:`.drain.drain_deadline`)."""
     async with trio.open_nursery() as nursery:
-        host = TunnelHost(bus, directory, store, serve_connection, nursery, local, pair)
+        host = TunnelHost(bus, directory, store, serve_connection, nursery, local, pair, evict, drain_timeout)
         await nursery.start(host.run)
         if numbers is not None:
             host.tap(numbers)

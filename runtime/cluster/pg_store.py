@@ -14,10 +14,26 @@ with what a listing filters and sorts by, and the whole
 :class:`~..rollout.ThreadMeta` as JSON, kept by the owner as its rollout
 grows; pages are cut by keyset on ``(sort key, id)``, with the same query
 and cursors as the single-process index (:func:`..thread_index.listing_query`).
+
+Searching without ``pg_trgm`` (a PostgreSQL without contrib has none): a
+side table of trigrams does what its index does. ``codex_title_grams``
+holds each listing row's trigrams of its lowercased name and preview
+(kept by a trigger, so every way a row is written keeps it, ``COPY``
+included), ``codex_text_grams`` those of each thread's message texts
+(``codex_thread_texts``, written with the rollout lines that carry them,
+their trigrams added by the next listing put, off the append's path; a
+text over :data:`MAX_GRAM_TEXT` characters is checked by every search
+instead). A search term of 3 characters or more starts from the threads
+holding its rarest trigram (by the table's statistics), when about
+:data:`RARE_GRAM_ROWS` threads or fewer hold it (plus
+the threads whose texts are not in the trigrams yet); ``ILIKE`` then
+decides. When every trigram is common, many threads match, and the scan in
+list order finds a page of them sooner (the single-process index's rule).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -27,8 +43,9 @@ import psycopg.types.json
 import psycopg_pool
 import trio
 
-from ..rollout import ThreadMeta, source_kind
-from ..thread_index import Page, listing_query
+from ..history import message_texts
+from ..rollout import ResponseItem, ThreadMeta, decode_line, source_kind
+from ..thread_index import Page, cut_preview, like_pattern, listing_query, snippet
 from .ports import Fenced
 
 T = TypeVar("T")
@@ -67,6 +84,72 @@ create table if not exists codex_thread_list (
 create index if not exists codex_thread_list_created on codex_thread_list (archived, created_at, id);
 create index if not exists codex_thread_list_updated on codex_thread_list (archived, updated_at, id);
 create index if not exists codex_thread_list_recency on codex_thread_list (archived, recency_at, id);
+create table if not exists codex_thread_texts (
+    thread_id text not null,
+    seq bigint not null,
+    text text not null,
+    gram_indexed boolean not null default false,
+    primary key (thread_id, seq)
+);
+create index if not exists codex_thread_texts_pending on codex_thread_texts (thread_id) where not gram_indexed;
+create table if not exists codex_title_grams (gram text not null, thread_id text not null, primary key (gram, thread_id));
+create table if not exists codex_text_grams (gram text not null, thread_id text not null, primary key (gram, thread_id));
+create or replace function codex_trigrams(t text) returns setof text language sql immutable parallel safe as $$
+    select distinct g from (
+        select c || lead(c, 1) over w || lead(c, 2) over w as g
+        from unnest(string_to_array(lower(t), null)) with ordinality as u(c, i) window w as (order by i)) s
+    where g is not null
+$$;
+create or replace function codex_title_grams_put() returns trigger language plpgsql as $$
+begin
+    if tg_op = 'UPDATE' then
+        if new.name is not distinct from old.name and new.preview = old.preview then
+            return null;
+        end if;
+        delete from codex_title_grams where thread_id = old.id;
+    end if;
+    insert into codex_title_grams (gram, thread_id)
+        select g, new.id from codex_trigrams(coalesce(new.name, '') || chr(10) || new.preview) g
+        on conflict do nothing;
+    return null;
+end $$;
+"""
+#: Made once, with the trigrams of the rows listed before it existed.
+TITLE_TRIGGER = """
+create trigger codex_thread_list_grams after insert or update on codex_thread_list
+    for each row execute function codex_title_grams_put();
+insert into codex_title_grams (gram, thread_id)
+    select g, id from codex_thread_list, codex_trigrams(coalesce(name, '') || chr(10) || preview) g
+    on conflict do nothing;
+"""
+#: A search term's trigram narrows the candidates when at most this many
+#: threads hold it (each is then checked with ILIKE).
+RARE_GRAM_ROWS = 4096
+#: A grams table's most common trigrams, most common first, with about
+#: how many rows hold each (its statistics, kept by ANALYZE), re-read this
+#: often (seconds): what tells a rare trigram (any other) from a common one.
+GRAM_STATS_AGE = 60.0
+_GRAM_STATS = """
+select coalesce(most_common_vals::text::text[], '{}'), coalesce(most_common_freqs, '{}'),
+       (select greatest(reltuples, 0) from pg_class where oid = %(table)s::regclass)
+from (select 1) one left join pg_stats on schemaname = current_schema() and tablename = %(table)s and attname = 'gram'
+"""
+#: The threads one of whose texts holds the term, among those holding its
+#: rarest trigram and those whose texts' trigrams are not in yet.
+_TEXT_CANDIDATES = """id in (
+    select x.thread_id from codex_text_grams g join codex_thread_texts x on x.thread_id = g.thread_id
+    where g.gram = %s and x.text ilike %s escape '\\'
+    union all
+    select x.thread_id from codex_thread_texts x where not x.gram_indexed and x.text ilike %s escape '\\')"""
+#: Longer texts are not split into trigrams (16 KiB takes some 50 ms, and
+#: it grows with the length): they stay with the texts every search checks.
+MAX_GRAM_TEXT = 16 * 1024
+#: The trigrams of a thread's texts not in codex_text_grams yet.
+_INDEX_TEXTS = f"""
+with fresh as (update codex_thread_texts set gram_indexed = true
+               where thread_id = %s and not gram_indexed and length(text) <= {MAX_GRAM_TEXT} returning text)
+insert into codex_text_grams (gram, thread_id) select distinct g, %s from fresh, codex_trigrams(fresh.text) g
+on conflict do nothing
 """
 _LIST_COLUMNS = ("id", "archived", "created_at", "updated_at", "recency_at", "model_provider", "cwd", "source_kind",
                  "name", "preview", "meta")
@@ -80,6 +163,8 @@ POOL_SIZE = 4
 class PgThreadStore:
     def __init__(self, pool: psycopg_pool.ConnectionPool) -> None:
         self.pool = pool
+        #: Grams table -> (when read, its common trigrams -> about how many rows hold each).
+        self.gram_stats: dict[str, tuple[float, dict[str, float]]] = {}
 
     async def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
         def work() -> T:
@@ -114,6 +199,9 @@ class PgThreadStore:
                     cur.executemany(
                         "insert into codex_rollout_items (thread_id, seq, epoch, item) values (%s, %s, %s, %s)",
                         [(thread_id, first + i, epoch, item.decode()) for i, item in enumerate(items)])
+                    if texts := _texts(items, first):
+                        cur.executemany("insert into codex_thread_texts (thread_id, seq, text) values (%s, %s, %s)",
+                                        [(thread_id, seq, text) for seq, text in texts])
                 return last
         return await self._run(work)
 
@@ -150,27 +238,104 @@ class PgThreadStore:
 
     async def put_listing(self, meta: ThreadMeta) -> None:
         """Add or update the thread's row in the cluster's listing."""
+        # The preview as the single-process index keeps it, cut (what searchTerm searches).
         row = (meta.id, meta.archived, meta.created_at, meta.updated_at, meta.recency_at, meta.model_provider,
-               meta.cwd, source_kind(meta.source), meta.name, meta.preview, _meta_encoder.encode(meta).decode())
+               meta.cwd, source_kind(meta.source), meta.name, cut_preview(meta.preview),
+               _meta_encoder.encode(meta).decode())
         updates = ", ".join(f"{c} = excluded.{c}" for c in _LIST_COLUMNS[1:])
         sql = (f"insert into codex_thread_list ({', '.join(_LIST_COLUMNS)}) values "
                f"({', '.join(['%s'] * (len(_LIST_COLUMNS) - 1))}, %s::jsonb) on conflict (id) do update set {updates}")
 
         def work(conn: psycopg.Connection) -> None:
             conn.execute(sql, row)
+            conn.execute(_INDEX_TEXTS, (meta.id, meta.id))
         await self._run(work)
 
-    async def list_threads(self, **filters: Any) -> Page:
+    async def list_threads(self, *, full_text: str | None = None, **filters: Any) -> Page:
         """One page of the cluster's ``thread/list`` (the filters of
-        :func:`~..thread_index.listing_query`; ValueError for a bad one)."""
+        :func:`~..thread_index.listing_query`; ValueError for a bad one), or
+        with ``full_text``, of ``thread/search`` (threads one of whose
+        message texts holds it, case-insensitively)."""
         query = listing_query(**filters, placeholder="%s")
         if query is None:
             return Page([])
+        title, text = filters.get("search_term"), full_text
 
         def work(conn: psycopg.Connection) -> list[ThreadMeta]:
+            if title and (gram := self._rarest(conn, "codex_title_grams", title)) is not None:
+                query.where.append("id in (select thread_id from codex_title_grams where gram = %s)")
+                query.args.append(gram)
+            if text:
+                pattern = like_pattern(text)
+                if (gram := self._rarest(conn, "codex_text_grams", text)) is not None:
+                    # The texts of the threads holding the trigram, and those
+                    # whose trigrams are not in yet, checked one by one.
+                    query.where.append(_TEXT_CANDIDATES)
+                    query.args += [gram, pattern, pattern]
+                else:
+                    query.where.append("exists (select 1 from codex_thread_texts x where x.thread_id = id "
+                                       "and x.text ilike %s escape '\\')")
+                    query.args.append(pattern)
             rows = conn.execute(query.sql("select meta::text from codex_thread_list"), query.args).fetchall()
             return [_meta_decoder.decode(r[0]) for r in rows]
         return query.page(await self._run(work))
+
+    def _rarest(self, conn: psycopg.Connection, table: str, term: str) -> str | None:
+        """The term's rarest trigram in ``table``, to start a search from
+        the threads holding it; None when all its trigrams are common (or
+        it has none): then the scan in list order is left to find a page.
+        The trigram is picked in SQL, from the term's trigrams as
+        PostgreSQL lowercases them, so that a Python ``lower()`` that
+        differs can only make the choice worse, never miss a match; and it
+        goes into the query as a value, so that the plan is made for how
+        rare it is."""
+        common = self._common_grams(conn, table)
+        lowered = term.lower()
+        grams = {lowered[i:i + 3] for i in range(len(lowered) - 2)}
+        if not grams or min(common.get(g, 0.0) for g in grams) > RARE_GRAM_ROWS:
+            return None
+        rarest = conn.execute("select g from codex_trigrams(%s) g order by array_position(%s::text[], g) desc "
+                              "nulls first limit 1", (term, list(common))).fetchone()
+        return None if rarest is None else str(rarest[0])
+
+    def _common_grams(self, conn: psycopg.Connection, table: str) -> dict[str, float]:
+        """``table``'s most common trigrams (most common first), with about
+        how many rows hold each; read again after :data:`GRAM_STATS_AGE`."""
+        at, common = self.gram_stats.get(table, (-GRAM_STATS_AGE, {}))
+        if time.monotonic() - at >= GRAM_STATS_AGE:
+            vals, freqs, rows = conn.execute(_GRAM_STATS, {"table": table}).fetchone() or ([], [], 0)
+            common = {val: freq * (rows or 0) for val, freq in zip(vals, freqs)}
+            self.gram_stats[table] = (time.monotonic(), common)
+        return common
+
+    async def snippets(self, thread_ids: Sequence[str], term: str) -> dict[str, str]:
+        """For each thread, the first of its message texts that holds
+        ``term`` (a ``thread/search`` result's ``snippet``)."""
+        def work(conn: psycopg.Connection) -> dict[str, str]:
+            rows = conn.execute(
+                "select distinct on (thread_id) thread_id, text from codex_thread_texts "
+                "where thread_id = any(%s) and text ilike %s escape '\\' order by thread_id, seq",
+                (list(thread_ids), like_pattern(term))).fetchall()
+            return {tid: snippet(text, term) for tid, text in rows}
+        return await self._run(work) if thread_ids else {}
+
+
+def _texts(items: Sequence[bytes], first: int) -> list[tuple[int, str]]:
+    """The message texts (what ``thread/search`` searches) among rollout
+    lines numbered from ``first``."""
+    texts = []
+    for i, item in enumerate(items):
+        if b'"message"' not in item:
+            continue  # most lines: no need to decode them
+        try:
+            line = decode_line(item)
+        except msgspec.DecodeError:
+            continue
+        if isinstance(line.payload, ResponseItem):
+            texts += [(first + i, text) for text in message_texts([line.payload.raw])]
+    return texts
+
+
 
 
 async def open_pg_store(dsn: str) -> tuple[PgThreadStore, psycopg_pool.ConnectionPool]:
@@ -183,6 +348,8 @@ async def open_pg_store(dsn: str) -> tuple[PgThreadStore, psycopg_pool.Connectio
             # Nodes starting together must not race to create the tables.
             conn.execute("select pg_advisory_xact_lock(7391)")
             conn.execute(SCHEMA)
+            if conn.execute("select 1 from pg_trigger where tgname = 'codex_thread_list_grams'").fetchone() is None:
+                conn.execute(TITLE_TRIGGER)
         return pool
     try:
         pool = await trio.to_thread.run_sync(start)

@@ -149,7 +149,12 @@ class ThreadListing(Protocol):
 
     async def list_threads(self, **filters: Any) -> Any:
         """A :class:`~..thread_index.Page` (filters as
-        :func:`~..thread_index.listing_query`); ValueError for a bad one."""
+        :func:`~..thread_index.listing_query`, and ``full_text``: a
+        ``thread/search`` term); ValueError for a bad one."""
+        ...
+
+    async def snippets(self, thread_ids: Sequence[str], term: str) -> dict[str, str]:
+        """Each thread's first message text holding ``term`` (``thread/search``'s snippet)."""
         ...
 
 

@@ -62,6 +62,9 @@ PART_SIZE = 256 * 1024
 THREAD_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 ServeConnection = Callable[[FrameStream], Awaitable[None]]
+#: Stops and unloads this node's actor of a thread another node took over
+#: (the composition root's: the thread registry's ``EvictThread``).
+Evict = Callable[[str], Awaitable[None]]
 #: Makes the (server end, client end) of an in-process connection.
 StreamPair = Callable[[], tuple[FrameStream, FrameStream]]
 

@@ -128,6 +128,9 @@ class ClusterConfig(msgspec.Struct, frozen=True, kw_only=True):
     store: str | None = None
     #: Seconds a node's lease lasts without renewal (``$TRIO_CODEX_LEASE_TTL`` wins).
     lease_ttl_secs: float | None = None
+    #: Seconds a draining node lets a turn run before it interrupts it
+    #: (``$TRIO_CODEX_DRAIN_TIMEOUT`` wins; default 20).
+    drain_timeout_secs: Annotated[float, msgspec.Meta(ge=0)] | None = None
 
 
 class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):

@@ -38,8 +38,8 @@ from .listing import (
     like_pattern,
     listing_query,
 )
-from .schema import INDEX_FILE, PREVIEW_MAX_BYTES, SCHEMA_VERSION, SELECT_COLUMNS
-from .search import RARE_TRIGRAM_ROWS
+from .schema import INDEX_FILE, PREVIEW_MAX_BYTES, SCHEMA_VERSION, SELECT_COLUMNS, cut_preview
+from .search import RARE_TRIGRAM_ROWS, snippet
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -59,7 +59,9 @@ __all__ = [
     "SyncStats",
     "ThreadIndex",
     "ThreadMeta",
+    "cut_preview",
     "like_pattern",
     "listing_query",
     "open_index",
+    "snippet",
 ]

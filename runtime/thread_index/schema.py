@@ -134,7 +134,7 @@ def create_tables(conn: sqlite3.Connection) -> None:
 _row_encoder = msgspec.json.Encoder()
 
 
-def _cut_preview(text: str) -> str:
+def cut_preview(text: str) -> str:
     """``text`` cut to :data:`PREVIEW_MAX_BYTES` of UTF-8, on a character boundary."""
     data = text.encode()
     if len(data) <= PREVIEW_MAX_BYTES:
@@ -148,7 +148,7 @@ def row_values(meta: ThreadMeta, size: int, mtime_ns: int) -> tuple[Any, ...]:
     return (
         meta.id, os.path.abspath(meta.rollout_path) if meta.rollout_path else "", meta.created_at, meta.updated_at, meta.recency_at,
         _row_encoder.encode(meta.source).decode(), meta.model_provider, meta.cwd, meta.cli_version,
-        meta.originator, meta.model, meta.reasoning_effort, meta.name, _cut_preview(meta.preview),
+        meta.originator, meta.model, meta.reasoning_effort, meta.name, cut_preview(meta.preview),
         meta.forked_from_id, meta.agent_nickname, meta.agent_role, meta.git_sha, meta.git_branch,
         meta.git_origin_url, meta.history_mode, meta.tokens_used, int(meta.archived), meta.archived_at,
         source_kind(meta.source), size, mtime_ns,

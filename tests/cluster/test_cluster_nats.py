@@ -194,8 +194,9 @@ async def test_a_node_that_shuts_down_hands_its_threads_off_with_nothing_lost(
         assert "asked just before the shutdown" in str(scripted.requests[-1].body["input"])
 
 
-async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_and_its_late_events_are_dropped(
+async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_stops_its_thread_and_its_late_events_are_dropped(
         tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    import json
     import signal
 
     homes = node_homes(tmp_path, scripted)
@@ -214,15 +215,37 @@ async def test_an_owner_frozen_past_its_lease_is_fenced_when_it_wakes_and_its_la
             await run_turn(on_b, tid, "asked on b after the takeover")
         finally:
             on_a.proc.send_signal(signal.SIGCONT)
-        # The zombie still thinks it owns the thread: its turn runs locally,
-        # but PostgreSQL refuses its append and it stops serving the thread:
-        # its client is told the thread is closed, and sees nothing more of
-        # the zombie's turn.
-        await on_a.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "asked on the zombie"}]})
+        # The zombie still thinks it owns the thread: its turn starts locally
+        # (a tool call that waits for the file ``go``, then a second model
+        # request), but PostgreSQL refuses its append and it stops serving
+        # the thread: its client is told the thread is closed, and sees
+        # nothing more of the zombie's turn.
+        go = tmp_path / "go"
+        command = json.dumps({"command": f"while [ ! -e {go} ]; do sleep 0.05; done; echo released"})
+        await on_a.request("turn/start", {
+            "threadId": tid, "input": [{"type": "text", "text": f"asked on the zombie [[call=shell_command {command}]]"}],
+            "approvalPolicy": "never", "sandboxPolicy": {"type": "dangerFullAccess"}})
         closed = await on_a.until(lambda m: m.get("method") == "thread/closed")
         assert closed[-1]["params"] == {"threadId": tid}
         assert closed[-2] == {"method": "thread/status/changed",
                               "params": {"threadId": tid, "status": {"type": "notLoaded"}}}
+        # Its thread actor is stopped and unloaded, the turn's tool with it:
+        # released now, the tool would have led to a second model request.
+        with trio.fail_after(TIMEOUT):
+            while tid in (await on_a.request("thread/loaded/list", {}))["data"]:
+                await trio.sleep(0.05)
+
+        def zombie_requests() -> int:
+            return sum(1 for r in scripted.requests if "asked on the zombie" in json.dumps(r.body))
+
+        asked = zombie_requests()
+        assert asked <= 1
+        go.touch()
+        await trio.sleep(1.0)  # time for a tool that still ran to end and ask the model again
+        assert zombie_requests() == asked
+        # Stopped, not interrupted: nothing more was written to its rollout.
+        [zombie_rollout] = (homes["a"] / "sessions").rglob(f"*{tid}.jsonl")
+        assert b"turn_aborted" not in zombie_rollout.read_bytes()
         with trio.fail_after(TIMEOUT):
             while True:
                 read = await on_a.request("thread/read", {"threadId": tid, "includeTurns": True})
@@ -319,7 +342,9 @@ async def test_sigterm_drains_a_node_idle_threads_at_once_busy_ones_after_their_
     import signal
 
     homes = node_homes(tmp_path, scripted)
-    env = {**node_env(nats_url, pg_dsn), "TRIO_CODEX_DRAIN_TIMEOUT": "3"}
+    env = node_env(nats_url, pg_dsn)
+    with (homes["a"] / "config.toml").open("a") as config:
+        config.write("\n[cluster]\ndrain_timeout_secs = 3\n")
     async with open_store(pg_dsn) as store, open_app_server(homes["b"], env_extra=env) as on_b:
         async with open_app_server(homes["a"], env_extra=env) as on_a:
             await on_a.initialize()
@@ -359,6 +384,58 @@ async def test_sigterm_drains_a_node_idle_threads_at_once_busy_ones_after_their_
         assert seen[-1]["params"]["turn"]["status"] == "completed"
 
 
+async def _http_get(url: str, path: str) -> bytes:
+    """The whole answer to a plain ``GET path`` (the server closes after it)."""
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    assert where.hostname is not None and where.port is not None
+    with trio.fail_after(TIMEOUT):
+        async with await trio.open_tcp_stream(where.hostname, where.port) as stream:
+            await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            answer = b""
+            while chunk := await stream.receive_some(65536):
+                answer += chunk
+    return answer
+
+
+async def test_a_draining_node_refuses_new_connections_with_why_while_its_clients_finish(
+        tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
+    import signal
+
+    from harness.ws import ws_client, ws_server
+    from trio_codex.runtime.cluster.drain import REFUSAL
+
+    homes = node_homes(tmp_path, scripted, "a")
+    with (homes["a"] / "config.toml").open("a") as config:
+        config.write("\n[cluster]\ndrain_timeout_secs = 3\n")
+    async with ws_server(homes["a"], env_extra=node_env(nats_url, pg_dsn)) as server, \
+            ws_client(server.url) as client:
+        await client.initialize()
+        tid = (await client.request("thread/start", {}))["thread"]["id"]
+        await client.request("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "[[hang=1]] hangs"}]})
+        await client.next_of("item/agentMessage/delta")
+        assert (await _http_get(server.url, "/readyz")).startswith(b"HTTP/1.1 200")
+        server.proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(TIMEOUT):
+            while (ready := await _http_get(server.url, "/readyz")).startswith(b"HTTP/1.1 200"):
+                await trio.sleep(0.05)
+        # Draining: not ready, still alive, and a new client is told why.
+        assert ready.startswith(b"HTTP/1.1 503") and ready.endswith(REFUSAL.encode())
+        assert (await _http_get(server.url, "/healthz")).startswith(b"HTTP/1.1 200")
+        with pytest.raises(ConnectionRefusedError, match=r"HTTP 503\): this node is draining \(shutting down\); "
+                                                         r"connect to another node of the cluster"):
+            async with ws_client(server.url):
+                pass
+        # The client it has carries on until its thread is handed off.
+        assert "data" in await client.request("thread/loaded/list", {})
+        seen = await client.until(lambda m: m.get("method") == "thread/closed")
+        [completed] = [m for m in seen if m.get("method") == "turn/completed"]
+        assert completed["params"]["turn"]["status"] == "interrupted"
+        with trio.fail_after(TIMEOUT):
+            assert await server.proc.wait() == 0
+
+
 async def test_thread_list_on_any_node_pages_through_every_nodes_threads_from_postgresql(
         tmp_path: Path, scripted: ScriptedResponses, nats_url: str, pg_dsn: str) -> None:
     homes = node_homes(tmp_path, scripted)
@@ -370,7 +447,7 @@ async def test_thread_list_on_any_node_pages_through_every_nodes_threads_from_po
         mine = {"cwd": str(workspace)}
         started = []
         for client, n in ((on_a, 3), (on_b, 2)):
-            await client.initialize()
+            await client.initialize(experimentalApi=True)  # for thread/search
             for i in range(n):
                 tid = (await client.request("thread/start", mine))["thread"]["id"]
                 await run_turn(client, tid, f"listed {len(started)}")
@@ -391,11 +468,63 @@ async def test_thread_list_on_any_node_pages_through_every_nodes_threads_from_po
             assert [tid for p in pages for tid in p] == started[::-1]
         found = await on_a.request("thread/list", {"searchTerm": "LISTED 4", **mine})
         assert [t["id"] for t in found["data"]] == [started[4]] and found["data"][0]["preview"] == "listed 4"
+        # thread/search over every node's message texts, as one process answers it.
+        with trio.fail_after(TIMEOUT):
+            while not (searched := await on_a.request("thread/search", {"searchTerm": "Listed 4"}))["data"]:
+                await trio.sleep(0.1)
+        assert [(r["thread"]["id"], r["snippet"]) for r in searched["data"]] == [(started[4], "listed 4")]
+        assert searched["data"][0]["thread"]["status"]["type"] == "notLoaded"  # node b's
+        both = await on_b.request("thread/search", {"searchTerm": "isted", "limit": 100})
+        assert set(started) <= {r["thread"]["id"] for r in both["data"]}
+        empty = await on_a.call("thread/search", {"searchTerm": " "})
+        assert empty["error"] == {"code": -32600, "message": "thread/search requires a non-empty searchTerm"}
         # A thread this node owns reads loaded, another node's not.
         statuses = {t["id"]: t["status"]["type"] for t in (await on_a.request("thread/list", mine))["data"]}
         assert statuses[started[0]] != "notLoaded" and statuses[started[4]] == "notLoaded"
         bad = await on_a.call("thread/list", {"cursor": "garbage"})
         assert bad["error"]["code"] == -32600 and "invalid cursor" in bad["error"]["message"]
+
+
+async def test_postgresql_searches_find_through_their_trigrams_exactly_what_a_substring_scan_finds(pg_dsn: str) -> None:
+    import json
+    import uuid
+
+    from trio_codex.runtime.rollout import ThreadMeta
+
+    previews = ["Fix the Login bug", "fix the logout bug", "Ünïcode ÄRGER here", "100% sure_thing", "ab", "nothing"]
+    cwd = f"/search/{uuid.uuid4()}"
+    metas = [ThreadMeta(id=str(uuid.uuid4()), created_at=i, updated_at=i, recency_at=i, source="vscode", cwd=cwd,
+                        preview=preview, name="Renamed Thing" if preview == "nothing" else None)
+             for i, preview in enumerate(previews)]
+    texts = {meta.id: [meta.preview, f"answered: {meta.preview.upper()}"] for meta in metas}
+
+    def message(role: str, text: str) -> bytes:
+        kind = "input_text" if role == "user" else "output_text"
+        return json.dumps({"timestamp": "2026-01-01T00:00:00.000Z", "type": "response_item", "payload": {
+            "type": "message", "role": role, "content": [{"type": kind, "text": text}]}}).encode()
+
+    async with open_store(pg_dsn) as store:
+        for meta in metas:
+            await store.activate(meta.id, 1)
+            await store.append_items(meta.id, 1, [message("user", texts[meta.id][0]),
+                                                  message("assistant", texts[meta.id][1])])
+            await store.put_listing(meta)  # which adds its texts' trigrams
+        # A text not in the trigrams yet (its thread's listing not put since) is found all the same.
+        texts[metas[0].id].append("a late Postscript")
+        await store.append_items(metas[0].id, 1, [message("assistant", "a late Postscript")])
+        mine = {meta.id for meta in metas}
+        newest_first = metas[::-1]
+        # ASCII case folding only in the expectations: PostgreSQL's of the rest depends on its locale.
+        for term in ["the lo", "LOGIN", "ÄRGER", "Ünïcode Ä", "100%", "e_t", "ab", "ANSWERED: FIX", "renamed",
+                     "postscript", "zzz"]:
+            folded = term.lower()
+            listed = await store.list_threads(cwd=cwd, limit=50, search_term=term)
+            assert [m.id for m in listed.rows] == [m.id for m in newest_first if folded in m.preview.lower()
+                                                   or folded in (m.name or "").lower()], term
+            searched = await store.list_threads(limit=50, full_text=term)
+            assert [m.id for m in searched.rows if m.id in mine] == [
+                m.id for m in newest_first if any(folded in text.lower() for text in texts[m.id])], term
+        assert await store.snippets([metas[0].id, metas[1].id], "LOGIN") == {metas[0].id: "Fix the Login bug"}
 
 
 async def test_a_node_joins_the_cluster_from_the_cluster_table_of_its_config_toml(

@@ -65,6 +65,15 @@ def test_a_capability_token_is_checked_before_the_upgrade() -> None:
     assert decide(request(target="/readyz"), auth) == HttpAnswer(200)  # probes need no token
 
 
+def test_a_server_that_takes_no_new_connection_answers_an_upgrade_and_readyz_503_with_why_and_healthz_200() -> None:
+    why = "this node is draining (shutting down); connect to another node of the cluster"
+    auth = TokenAuth.from_token("s3cret")
+    assert decide(request(headers=UPGRADE), None, closing=why) == HttpAnswer(503, why.encode())
+    assert decide(request(headers=UPGRADE), auth, closing=why) == HttpAnswer(503, why.encode())
+    assert decide(request(target="/readyz"), None, closing=why) == HttpAnswer(503, why.encode())
+    assert decide(request(target="/healthz"), None, closing=why) == HttpAnswer(200)
+
+
 NOW = 1_800_000_000
 
 
