@@ -54,6 +54,9 @@ HOP_TIMEOUT = 5.0
 TAKEOVER_TIMEOUT = 30.0
 #: How often it asks again meanwhile.
 TAKEOVER_POLL = 0.25
+#: While an owner's ack is late, how often its lease is checked (once it
+#: is gone, the request stops waiting and the thread is taken over).
+LEASE_POLL = 0.1
 #: The same for the replayed handshake that opens a tunnel: the first
 #: hop to an owner, so the one that finds a dead or frozen owner.
 OPEN_TIMEOUT = 1.0
@@ -651,8 +654,43 @@ class Gateway:
             await self._hop(thread_id, each, owner, timeout=OPEN_TIMEOUT)
 
     async def _hop(self, thread_id: str, frame: bytes, owner: str, timeout: float = HOP_TIMEOUT) -> None:
+        """Send ``frame`` to the thread's owner and wait for its ack. While
+        the ack is late, watch the owner's lease: once it is gone, the owner
+        died or froze, so stop waiting (TimeoutError) and let the caller take
+        the thread over, rather than wait out ``timeout`` (a request sent
+        as the owner was killed reaches NATS before it has dropped the dead
+        connection, and is lost without a "no responders")."""
         await self._relay()
-        await self.bus.request(thread_subject(thread_id), frame, timeout=timeout, headers=self._headers(owner))
+        gone = False
+        failure: Exception | None = None
+
+        async def watch_lease(hop: trio.CancelScope) -> None:
+            nonlocal gone
+            while True:
+                await trio.sleep(LEASE_POLL)
+                try:
+                    alive = await self.directory.alive(owner)
+                except Exception as exc:  # the fabric failed: the request's own timeout decides
+                    log.info("cluster: the lease of %s could not be read: %s", owner, exc)
+                    continue
+                if not alive:
+                    gone = True
+                    hop.cancel()
+                    return
+
+        async with trio.open_nursery() as nursery:
+            if owner:
+                nursery.start_soon(watch_lease, nursery.cancel_scope)
+            try:
+                await self.bus.request(thread_subject(thread_id), frame, timeout=timeout,
+                                       headers=self._headers(owner))
+            except Exception as exc:  # raised below, not inside an exception group
+                failure = exc
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        if gone:
+            raise TimeoutError(f"no answer from {owner}, whose lease ran out")
 
     def _headers(self, owner: str) -> dict[str, str]:
         """What names this connection's tunnel to ``owner``."""
