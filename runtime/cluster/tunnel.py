@@ -653,7 +653,7 @@ class Gateway:
         for each in self.init:
             await self._hop(thread_id, each, owner, timeout=OPEN_TIMEOUT)
 
-    async def _hop(self, thread_id: str, frame: bytes, owner: str, timeout: float = HOP_TIMEOUT) -> None:
+    async def _hop(self, thread_id: str, frame: bytes, owner: str, timeout: float | None = None) -> None:
         """Send ``frame`` to the thread's owner and wait for its ack. While
         the ack is late, watch the owner's lease: once it is gone, the owner
         died or froze, so stop waiting (TimeoutError) and let the caller take
@@ -682,7 +682,7 @@ class Gateway:
             if owner:
                 nursery.start_soon(watch_lease, nursery.cancel_scope)
             try:
-                await self.bus.request(thread_subject(thread_id), frame, timeout=timeout,
+                await self.bus.request(thread_subject(thread_id), frame, timeout=timeout or HOP_TIMEOUT,
                                        headers=self._headers(owner))
             except Exception as exc:  # raised below, not inside an exception group
                 failure = exc
