@@ -11,8 +11,10 @@ until node B answers for the thread (lease TTL included).
 
 Figures: turn latency p50/p99 (turn/start sent -> turn/completed read),
 server CPU per turn per node process (/proc, utime+stime of its tree), the
-single-process server's for reference, and the takeover time (kill -9 ->
-the client's ``thread/resume`` on B answered). Then:
+single-process server's for reference, a request's round trip
+(``thread/read``) from a client on the owner and from one across the hop,
+and the takeover time (kill -9 -> the client's ``thread/resume`` on B
+answered). Then:
 
 - ``--load``: throughput, turns/s and CPU per turn per process, with 1, 2
   and 3 nodes, each node's client driving ``--threads`` threads of its own
@@ -67,6 +69,16 @@ async def turns(client: AppClient, tid: str, n: int, cpu_of: list[AppClient]) ->
     return lat, [(a - b) * 1000 / n for a, b in zip(after, before)]
 
 
+async def round_trips(client: AppClient, tid: str, n: int) -> list[float]:
+    """Round trips (ms) of ``n`` ``thread/read`` requests for ``tid``."""
+    times = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        await client.request("thread/read", {"threadId": tid})
+        times.append((time.monotonic() - t0) * 1000)
+    return times
+
+
 def row(name: str, lat: list[float], cpu: list[float], who: list[str]) -> None:
     cpus = ", ".join(f"{w} {c:.1f}" for w, c in zip(who, cpu))
     print(f"  {name:<34} p50 {statistics.median(lat):6.1f} ms  p99 {pct(lat, 0.99):6.1f} ms  CPU/turn ms: {cpus}")
@@ -99,6 +111,10 @@ async def main(args: argparse.Namespace) -> None:
             lat, cpu = await turns(b, tid, args.turns, [a, b])
             row("client on B, thread on A (hop)", lat, cpu, ["A", "B"])
             print(f"  first resume through a new tunnel      {resume_ms:6.1f} ms")
+            for who, client in (("A (local)", a), ("B (across the hop)", b)):
+                rtt = await round_trips(client, tid, 100)
+                print(f"  request round trip, client on {who:<18} thread/read p50 {statistics.median(rtt):5.2f} ms "
+                      f"p99 {pct(rtt, 0.99):5.2f} ms")
 
             # Node B's own model client warmed up (the SDK import), so the
             # turns after the takeover measure the takeover, not the import.

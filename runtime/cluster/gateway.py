@@ -25,7 +25,7 @@ from ..rollout import thread_from_meta
 from ..stream import FrameStream, Oversized, TransportClosed
 from . import repair
 from .ports import Bus, Directory, NoResponders
-from .wire import (CLOSE, CONN, CREATING, GATEWAY, GATEWAY_CAPACITY, HOP_TIMEOUT, INIT_ID, OPEN_TIMEOUT,
+from .wire import (CLOSE, CONN, CREATING, GATEWAY, GATEWAY_CAPACITY, HOP_TIMEOUT, INIT_ID, LEASE_POLL, OPEN_TIMEOUT,
                    REMOTE_IDS, TAKEOVER_POLL, TAKEOVER_TIMEOUT, THREAD_TOKEN, TUNNEL, decode_frame, log,
                    msg_with_id, thread_subject)
 
@@ -320,9 +320,44 @@ class Gateway:
         for each in self.init:
             await self._hop(thread_id, each, owner, timeout=OPEN_TIMEOUT)
 
-    async def _hop(self, thread_id: str, frame: bytes, owner: str, timeout: float = HOP_TIMEOUT) -> None:
+    async def _hop(self, thread_id: str, frame: bytes, owner: str, timeout: float | None = None) -> None:
+        """Send ``frame`` to the thread's owner and wait for its ack. While
+        the ack is late, watch the owner's lease: once it is gone, the owner
+        died or froze, so stop waiting (TimeoutError) and let the caller take
+        the thread over, rather than wait out ``timeout`` (a request sent
+        as the owner was killed reaches NATS before it has dropped the dead
+        connection, and is lost without a "no responders")."""
         await self._relay()
-        await self.bus.request(thread_subject(thread_id), frame, timeout=timeout, headers=self._headers(owner))
+        gone = False
+        failure: Exception | None = None
+
+        async def watch_lease(hop: trio.CancelScope) -> None:
+            nonlocal gone
+            while True:
+                await trio.sleep(LEASE_POLL)
+                try:
+                    alive = await self.directory.alive(owner)
+                except Exception as exc:  # the fabric failed: the request's own timeout decides
+                    log.info("cluster: the lease of %s could not be read: %s", owner, exc)
+                    continue
+                if not alive:
+                    gone = True
+                    hop.cancel()
+                    return
+
+        async with trio.open_nursery() as nursery:
+            if owner:
+                nursery.start_soon(watch_lease, nursery.cancel_scope)
+            try:
+                await self.bus.request(thread_subject(thread_id), frame, timeout=timeout or HOP_TIMEOUT,
+                                       headers=self._headers(owner))
+            except Exception as exc:  # raised below, not inside an exception group
+                failure = exc
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        if gone:
+            raise TimeoutError(f"no answer from {owner}, whose lease ran out")
 
     def _headers(self, owner: str) -> dict[str, str]:
         """What names this connection's tunnel to ``owner``."""

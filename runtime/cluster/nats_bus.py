@@ -223,6 +223,10 @@ async def open_nats_bus(url: str, node: str) -> AsyncIterator[NatsBus]:
             failed.append(exc)
             token.run_sync_soon(ready.set)
             return
+        # Connecting gives up after a few attempts (a wrong URL fails the
+        # start); once connected, reconnect for as long as NATS is away: a
+        # node that gave up would stay cut off after NATS came back.
+        nc.options["max_reconnect_attempts"] = -1
         connected.extend((nc, stop))
         await _provision_tail(nc)
         token.run_sync_soon(ready.set)

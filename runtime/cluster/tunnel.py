@@ -47,9 +47,9 @@ REPLAY_FRAMES = 4096
 REPLAY_BYTES = 8 << 20
 REPLAY_AGE = 30.0
 #: Once a tunnel has been quiet this long, the owner announces its last
-#: sequence number (so a lost last frame is noticed), twice.
+#: sequence number (so a lost last frame is noticed), then again after
+#: doubling intervals while it holds the frame (:meth:`VirtualStream.announce_tail`).
 TAIL_DELAY = 0.25
-TAIL_REPEATS = 2
 #: A gateway missing frames asks again this often, and gives up (the client
 #: is told ``thread/closed``) after this long.
 RESEND_RETRY = 0.5
@@ -105,21 +105,32 @@ class VirtualStream:
         self.activity.set()
 
     async def announce_tail(self) -> None:
-        """While the tunnel sends, and twice once it is quiet, tell the
-        gateway the last sequence number, so that it notices a lost last
-        frame; after the tunnel closed, stop once that is done."""
-        quiet, announced = TAIL_REPEATS, 0
+        """Tell the gateway the tunnel's last sequence number, so that it
+        notices lost last messages: every TAIL_DELAY while messages go out,
+        then at doubling intervals for as long as they are held for
+        resending (REPLAY_AGE), so that a gateway that was cut off from
+        NATS meanwhile (a restart) hears of them when it is back. After the
+        tunnel closed, stop once that is done."""
+        announced = 0
         while True:
-            if quiet >= TAIL_REPEATS:
-                if self.closed:
-                    return
-                self.activity = trio.Event()
-                await self.activity.wait()
-                quiet = 0
-            await trio.sleep(TAIL_DELAY)
-            quiet = 0 if self.seq != announced else quiet + 1
-            announced = self.seq
-            self.bus.publish(self.subject, b"", {TAIL: str(self.seq), OWNER: self.bus.node, TUNNEL: self.tunnel})
+            await self.activity.wait()
+            while self.seq != announced:
+                await trio.sleep(TAIL_DELAY)
+                announced = self.seq
+                self._announce()
+            self.activity = trio.Event()
+            quiet, delay = TAIL_DELAY, 2 * TAIL_DELAY
+            while quiet + delay <= REPLAY_AGE and not self.activity.is_set():
+                with trio.move_on_after(delay):
+                    await self.activity.wait()  # new messages: every TAIL_DELAY again
+                if not self.activity.is_set():
+                    quiet, delay = quiet + delay, 2 * delay
+                    self._announce()
+            if self.closed and not self.activity.is_set():
+                return
+
+    def _announce(self) -> None:
+        self.bus.publish(self.subject, b"", {TAIL: str(self.seq), OWNER: self.bus.node, TUNNEL: self.tunnel})
 
     async def receive_frame(self) -> bytes | Oversized | None:
         try:

@@ -23,6 +23,9 @@ HOP_TIMEOUT = 5.0
 TAKEOVER_TIMEOUT = 30.0
 #: How often it asks again meanwhile.
 TAKEOVER_POLL = 0.25
+#: While an owner's ack is late, how often its lease is checked (once it
+#: is gone, the request stops waiting and the thread is taken over).
+LEASE_POLL = 0.1
 #: The same for the replayed handshake that opens a tunnel: the first
 #: hop to an owner, so the one that finds a dead or frozen owner.
 OPEN_TIMEOUT = 1.0

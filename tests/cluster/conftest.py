@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,21 +57,56 @@ def _need_extra() -> None:
     pytest.importorskip("psycopg_pool", reason="the cluster extra is not installed")
 
 
+class NatsServer:
+    """A nats-server with JetStream on a loopback port, its store in ``store``;
+    restartable on the same port and store (a connection bounce)."""
+
+    def __init__(self, store: str) -> None:
+        _need_extra()
+        binary = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/usr/bin")
+        if binary is None:
+            pytest.skip("nats-server is not installed (apt-get install nats-server)")
+        self.argv = [binary, "-a", "127.0.0.1", "-p", str(_free_port()), "-js", "-sd", store]
+        self.url = f"nats://127.0.0.1:{self.argv[4]}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_port(int(self.argv[4]), self.proc, "nats-server")
+
+    def kill(self) -> None:
+        """Stop it at once: what it held for delivery is lost."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            _stop(self.proc)
+
+
+@contextmanager
+def _nats_server() -> Iterator[NatsServer]:
+    with tempfile.TemporaryDirectory(prefix="codex-nats-") as store:
+        server = NatsServer(store)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+
+
 @pytest.fixture(scope="module")
 def nats_url() -> Iterator[str]:
-    _need_extra()
-    binary = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/usr/bin")
-    if binary is None:
-        pytest.skip("nats-server is not installed (apt-get install nats-server)")
-    port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="codex-nats-") as store:
-        proc = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait_port(port, proc, "nats-server")
-            yield f"nats://127.0.0.1:{port}"
-        finally:
-            _stop(proc)
+    with _nats_server() as server:
+        yield server.url
+
+
+@pytest.fixture
+def nats_server() -> Iterator[NatsServer]:
+    """A nats-server of the test's own, which it may restart."""
+    with _nats_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ import pytest
 import trio
 import trio.testing
 
-from harness import RpcClient, mock_config, run_turn
+from harness import TIMEOUT, RpcClient, mock_config, run_turn
 from trio_codex.runtime.app import serve
 from trio_codex.runtime.cluster import tunnel
 from trio_codex.runtime.cluster.memory import MemoryBus, MemoryDirectory, MemoryFabric, subject_matches
-from trio_codex.runtime.cluster.ports import Bus, Directory, NoResponders
+from trio_codex.runtime.cluster.ports import Bus, Directory, Message, NoResponders
 from trio_codex.runtime.config import load_settings
 from trio_codex.transports.jsonl import JsonlStream
 from trio_codex.transports.listen import ListenUrl
@@ -49,8 +49,11 @@ async def _ports(bus: Bus, directory: Directory) -> AsyncIterator[tuple[Bus, Dir
 
 @asynccontextmanager
 async def open_nodes(tmp_path: Path, scripted: ScriptedResponses, *names: str,
-                     bus: Callable[[str, MemoryFabric], Bus] = MemoryBus) -> AsyncIterator[dict[str, Node]]:
-    fabric, claims, live = MemoryFabric(), {}, set()
+                     bus: Callable[[str, MemoryFabric], Bus] = MemoryBus,
+                     live: set[str] | None = None) -> AsyncIterator[dict[str, Node]]:
+    """The nodes ``names``; ``live`` (shared with the test) holds the names
+    of the nodes whose lease is current."""
+    fabric, claims, live = MemoryFabric(), {}, set() if live is None else live
     nodes = {}
     async with trio.open_nursery() as nursery:
         for name in names:
@@ -213,3 +216,40 @@ async def test_a_gap_the_owner_no_longer_holds_closes_the_thread_for_the_client_
         assert len(resumed["thread"]["turns"]) == 1
         seen_b = await run_turn(on_b, tid, "after the gap")
         assert seen_b[-1]["params"]["turn"]["status"] == "completed"
+
+
+class StalledBus(MemoryBus):
+    """A MemoryBus on which the requests for ``stalled`` subjects reach their
+    subscriber, which never takes them: an owner frozen or killed a moment
+    ago, that NATS still routes to (no "no responders", no ack)."""
+
+    stalled: set[str] = set()
+
+    def _deliver(self, msg: Message) -> int:
+        if msg.subject in StalledBus.stalled:
+            return 1
+        return super()._deliver(msg)
+
+
+async def test_a_request_to_an_owner_that_stopped_acking_is_taken_over_once_its_lease_is_gone_not_after_the_ack_timeout(
+        tmp_path: Path, scripted: ScriptedResponses, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An ack timeout far past the test's bound: only the lease can end the wait.
+    monkeypatch.setattr(tunnel, "HOP_TIMEOUT", 100 * TIMEOUT)
+    monkeypatch.setattr(StalledBus, "stalled", set())
+    live: set[str] = set()
+    async with open_nodes(tmp_path, scripted, "a", "b", bus=StalledBus, live=live) as nodes:
+        on_a = await nodes["a"].client()
+        tid = (await on_a.request("thread/start", {}))["thread"]["id"]
+        on_b = await nodes["b"].client()
+        await on_b.request("thread/resume", {"threadId": tid})  # its tunnel to node a is open
+        StalledBus.stalled.add(tunnel.thread_subject(tid))
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(on_b.call, "thread/read", {"threadId": tid})
+                await trio.sleep(3 * tunnel.LEASE_POLL)  # the request waits for node a's ack meanwhile
+                assert not any(m.get("method") == "thread/closed" for m in on_b.log)
+                live.discard("a")  # node a's lease runs out
+        # The request stopped waiting, node b took the thread over, and the
+        # client was told the thread it followed on node a is closed.
+        closed = await on_b.until(lambda m: m.get("method") == "thread/closed")
+        assert closed[-1]["params"] == {"threadId": tid}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -540,3 +541,61 @@ async def test_a_node_joins_the_cluster_from_the_cluster_table_of_its_config_tom
         resumed = await on_b.request("thread/resume", {"threadId": tid})
         assert [t["status"] for t in resumed["thread"]["turns"]] == ["completed"]
     assert not (homes["b"] / "sessions").exists()  # served by node a
+
+
+def _turn_events(log: list[dict], tid: str) -> list[dict]:
+    """The thread's notifications from its last turn's ``turn/started`` on."""
+    events = [m for m in log if "id" not in m and (m.get("params") or {}).get("threadId") == tid]
+    start = max(i for i, m in enumerate(events) if m.get("method") == "turn/started")
+    return events[start:]
+
+
+async def test_frames_nats_lost_in_a_restart_while_the_gateway_was_away_reach_its_client_once_and_in_order(
+        tmp_path: Path, scripted: ScriptedResponses, nats_server: Any, pg_dsn: str) -> None:
+    import re
+    import signal
+
+    from trio_codex.runtime.cluster import tunnel
+    from trio_codex.runtime.cluster.nats_bus import open_nats_bus
+
+    homes = node_homes(tmp_path, scripted)
+    # Leases long enough to outlast the restart: no thread changes hands.
+    env = {**node_env(nats_server.url, pg_dsn), "TRIO_CODEX_LEASE_TTL": "60", "TRIO_CODEX_LOG": "trio_codex=info"}
+    log_b = tmp_path / "b.log"
+    with log_b.open("wb") as stderr_b:
+        async with open_app_server(homes["a"], env_extra=env) as on_a, \
+                open_app_server(homes["b"], env_extra=env, stderr=stderr_b.fileno()) as on_b:
+            tid = await on_a.start_thread()
+            await on_b.initialize()
+            await on_b.request("thread/resume", {"threadId": tid})
+            await on_b.request("turn/start", {"threadId": tid, "input": [
+                {"type": "text", "text": "[[deltas=30 delay_ms=50]] streamed across a restart of NATS"}]})
+            await on_b.next_of("item/agentMessage/delta")
+            # Node B's NATS connection dies while it cannot reconnect; node A
+            # reconnects and finishes the turn: its frames to B's gateway find
+            # no subscriber, and NATS drops them.
+            on_b.proc.send_signal(signal.SIGSTOP)
+            try:
+                await trio.to_thread.run_sync(nats_server.kill)
+                await trio.to_thread.run_sync(nats_server.start)
+                # A tap on the new server sees node A's turn/completed go out,
+                # then A announce its last sequence number three times: B
+                # comes back only after that, so it must learn what it
+                # missed from a later announcement.
+                with trio.fail_after(TIMEOUT):
+                    async with open_nats_bus(nats_server.url, "tap") as tap, tap.subscribe("codex.gw.>") as frames:
+                        completed, tails = False, []
+                        async for msg in frames:
+                            completed = completed or b'"turn/completed"' in msg.data
+                            tail = (msg.headers or {}).get(tunnel.TAIL)
+                            tails = tails + [tail] if completed and tail is not None else tails
+                            if len(tails) >= 3 and tails[-3:] == [tails[-1]] * 3:
+                                break
+            finally:
+                on_b.proc.send_signal(signal.SIGCONT)
+            # The owner still holds the frames: repaired, not closed.
+            await on_b.until(lambda m: m.get("method") == "turn/completed")
+            seen_a, seen_b = _turn_events(on_a.log, tid), _turn_events(on_b.log, tid)
+            assert seen_a[-1]["method"] == "turn/completed"
+            assert seen_b == seen_a  # each once, in order, deltas included
+    assert re.search(rb"asking \S+ to resend from \d+", log_b.read_bytes())
