@@ -17,7 +17,7 @@ import trio.testing
 
 from harness import TIMEOUT, RpcClient, mock_config, run_turn
 from trio_codex.runtime.app import serve
-from trio_codex.runtime.cluster import tunnel
+from trio_codex.runtime.cluster import gateway, tunnel, wire
 from trio_codex.runtime.cluster.memory import MemoryBus, MemoryDirectory, MemoryFabric, subject_matches
 from trio_codex.runtime.cluster.ports import Bus, Directory, Message, NoResponders
 from trio_codex.runtime.config import load_settings
@@ -234,7 +234,7 @@ class StalledBus(MemoryBus):
 async def test_a_request_to_an_owner_that_stopped_acking_is_taken_over_once_its_lease_is_gone_not_after_the_ack_timeout(
         tmp_path: Path, scripted: ScriptedResponses, monkeypatch: pytest.MonkeyPatch) -> None:
     # An ack timeout far past the test's bound: only the lease can end the wait.
-    monkeypatch.setattr(tunnel, "HOP_TIMEOUT", 100 * TIMEOUT)
+    monkeypatch.setattr(gateway, "HOP_TIMEOUT", 100 * TIMEOUT)
     monkeypatch.setattr(StalledBus, "stalled", set())
     live: set[str] = set()
     async with open_nodes(tmp_path, scripted, "a", "b", bus=StalledBus, live=live) as nodes:
@@ -242,11 +242,11 @@ async def test_a_request_to_an_owner_that_stopped_acking_is_taken_over_once_its_
         tid = (await on_a.request("thread/start", {}))["thread"]["id"]
         on_b = await nodes["b"].client()
         await on_b.request("thread/resume", {"threadId": tid})  # its tunnel to node a is open
-        StalledBus.stalled.add(tunnel.thread_subject(tid))
+        StalledBus.stalled.add(wire.thread_subject(tid))
         with trio.fail_after(TIMEOUT):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(on_b.call, "thread/read", {"threadId": tid})
-                await trio.sleep(3 * tunnel.LEASE_POLL)  # the request waits for node a's ack meanwhile
+                await trio.sleep(3 * wire.LEASE_POLL)  # the request waits for node a's ack meanwhile
                 assert not any(m.get("method") == "thread/closed" for m in on_b.log)
                 live.discard("a")  # node a's lease runs out
         # The request stopped waiting, node b took the thread over, and the
