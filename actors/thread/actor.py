@@ -18,15 +18,8 @@ from ...runtime.errors import StorageFailure
 from ...runtime.git import collect_git_info
 from ...runtime.history_pages import TurnProjection, history_page
 from ...runtime.mailbox import Inbox, Mailbox
-from ...runtime.protocol.jsonrpc import (
-    ErrorResponse,
-    JsonRpcError,
-    Outbound,
-    Response,
-    internal_error,
-    invalid_request,
-    overloaded,
-)
+from ...runtime.protocol.jsonrpc import (ErrorResponse, JsonRpcError, Notification, Outbound, Response,
+                                         internal_error, invalid_request, overloaded)
 from ...runtime.protocol.v2.thread import (
     Idle,
     SystemError,
@@ -40,19 +33,8 @@ from ...runtime.protocol.v2.thread import (
     ThreadUnsubscribeResponse,
     git_info,
 )
-from ...runtime.protocol.v2.turn import (
-    TokenUsageBreakdown,
-    ThreadTokenUsage,
-    ThreadTokenUsageUpdated,
-)
-from ...runtime.rollout import (
-    GitInfo,
-    Payload,
-    SessionMeta,
-    ThreadMeta,
-    format_timestamp,
-    rollout_path,
-)
+from ...runtime.protocol.v2.turn import ThreadTokenUsage, ThreadTokenUsageUpdated, TokenUsageBreakdown
+from ...runtime.rollout import GitInfo, Payload, SessionMeta, ThreadMeta, format_timestamp, rollout_path
 from ...runtime.server_info import PROTOCOL_VERSION
 from ..fanout import EventNumbers, deliver, notification
 from .. import analytics_facts as facts
@@ -430,14 +412,14 @@ class ThreadActor:
     async def _to(self, conn: ConnectionRef, msg: Outbound) -> None:
         await self._drop(await deliver((conn,), msg))
 
-    async def _notify(self, method: str, params: object) -> None:
+    async def _notify(self, method: str, params: object) -> Notification:
         note = self.numbers.stamp(self.config.id, notification(method, params))
         await self._drop(await deliver(list(self.subscribers.values()), note))
+        return note
 
     async def _broadcast(self, method: str, params: object) -> None:
-        note = self.numbers.stamp(self.config.id, notification(method, params))
-        await self._drop(await deliver(list(self.subscribers.values()), note))
-        self.hub.send_nowait(Broadcast(note, frozenset(self.subscribers)))
+        """Notify the subscribers, and the hub's other clients too."""
+        self.hub.send_nowait(Broadcast(await self._notify(method, params), frozenset(self.subscribers)))
 
     async def _drop(self, lost: list[ConnectionRef]) -> None:
         if lost:
