@@ -25,14 +25,14 @@ from typing import Any
 import msgspec
 import trio
 
-from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
+from ..runtime.kernel.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.protocol import codec
 from ..runtime.protocol.jsonrpc import ServerRequest
 from ..runtime.protocol.v2.approval import ApprovalResponse, ElicitationResponse, ServerRequestResolved
-from . import analytics_facts as facts
-from .analytics_facts import DISABLED, Recorder
-from .barrier import contained
-from .fanout import EventNumbers, notification, post
+from .analytics import facts
+from .analytics.facts import DISABLED, Recorder
+from .messages.barrier import contained
+from .messages.fanout import EventNumbers, notification, post
 from .messages import (
     ApprovalAnswer,
     ClearApprovals,

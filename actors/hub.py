@@ -15,9 +15,9 @@ import logging
 
 import trio
 
-from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
-from .barrier import contained
-from .fanout import post
+from ..runtime.kernel.mailbox import Inbox, Mailbox, open_mailbox
+from .messages.barrier import contained
+from .messages.fanout import post
 from .messages import Broadcast, ConnectionRef, Register, Unregister, HubInbox
 
 log = logging.getLogger("trio_codex.hub")

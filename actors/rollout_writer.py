@@ -1,6 +1,6 @@
 """One rollout writer per thread: the only code that writes the thread's
 rollout file (``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-…-<id>.jsonl``, the
-original's format, see :mod:`trio_codex.runtime.rollout`).
+original's format, see :mod:`trio_codex.runtime.persistence.rollout`).
 
 Rules:
 - The file is created lazily, by the first append (the original creates it
@@ -18,7 +18,7 @@ When the disk fails us (full, read-only, a file-size limit, an I/O error):
   whole append, so no torn line is left behind (a torn line a killed
   process left is cut off before the first append too).
 - The writer then refuses every append, each waiting sender getting a
-  :class:`~trio_codex.runtime.errors.StorageFailure` that says which file
+  :class:`~trio_codex.runtime.kernel.errors.StorageFailure` that says which file
   and why (so the turn fails with it), until the next turn starts: that
   append tries again, behind the end line of the turn that failed, so the
   file stays a sequence of whole turns. The writer itself never crashes on
@@ -34,11 +34,11 @@ from typing import Any, Literal
 
 import trio
 
-from ..runtime.ask import ReplySlot, ask
-from ..runtime.clock import now_ms
-from ..runtime.errors import StorageFailure
-from ..runtime.mailbox import Mailbox, open_mailbox
-from ..runtime.rollout import Payload, SessionMeta, TurnAbortedEvent, TurnCompleteEvent, TurnStartedEvent, encode_line
+from ..runtime.kernel.ask import ReplySlot, ask
+from ..runtime.kernel.clock import now_ms
+from ..runtime.kernel.errors import StorageFailure
+from ..runtime.kernel.mailbox import Mailbox, open_mailbox
+from ..runtime.persistence.rollout import Payload, SessionMeta, TurnAbortedEvent, TurnCompleteEvent, TurnStartedEvent, encode_line
 from .messages import AppendRollout
 
 log = logging.getLogger("trio_codex.rollout_writer")

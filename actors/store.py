@@ -1,4 +1,4 @@
-"""The store: the thread listing index (SQLite, ``runtime/thread_index/``),
+"""The store: the thread listing index (SQLite, ``runtime/persistence/thread_index/``),
 kept in step with the rollout files.
 
 Every SQLite call runs off the trio thread. The index is opened (and synced
@@ -7,7 +7,7 @@ store has started, so a host with thousands of threads answers
 ``initialize`` at once; requests queue until the index is ready.
 
 A disk or database error (a full disk, a read-only CODEX_HOME) fails the one
-request that met it, with a :class:`~trio_codex.runtime.errors.StorageFailure`
+request that met it, with a :class:`~trio_codex.runtime.kernel.errors.StorageFailure`
 saying which file and why, never the store: the index is derived from the
 rollouts, so an update it missed is made good by the next sync.
 """
@@ -24,10 +24,10 @@ from typing import Any, cast
 
 import trio
 
-from ..runtime.ask import ask
+from ..runtime.kernel.ask import ask
 from ..runtime.cluster.ports import Fenced
-from ..runtime.errors import MailboxClosed, StorageFailure
-from ..runtime.mailbox import Inbox, Mailbox, open_mailbox
+from ..runtime.kernel.errors import MailboxClosed, StorageFailure
+from ..runtime.kernel.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.protocol.jsonrpc import ErrorResponse, Response, internal_error, invalid_request
 from ..runtime.protocol.v2.thread import (
     ThreadListResponse,
@@ -35,7 +35,7 @@ from ..runtime.protocol.v2.thread import (
     ThreadSearchResponse,
     ThreadSearchResult,
 )
-from ..runtime.rollout import (
+from ..runtime.persistence.rollout import (
     SESSION_INDEX_FILE,
     ThreadMeta,
     archived_rollout_path,
@@ -44,8 +44,8 @@ from ..runtime.rollout import (
     scan_rollout,
     thread_from_meta,
 )
-from ..runtime.thread_index import INDEX_FILE, Stopped, ThreadIndex, open_index
-from .barrier import contained
+from ..runtime.persistence.thread_index import INDEX_FILE, Stopped, ThreadIndex, open_index
+from .messages.barrier import contained
 from .messages import (
     ArchiveThread,
     DeleteThread,

@@ -46,10 +46,10 @@ from benchlib import (
     parser,
 )
 
-from trio_codex.actors import analytics_facts as facts
-from trio_codex.actors.analytics import ANALYTICS_CAPACITY
-from trio_codex.actors.analytics_reducer import Reducer
-from trio_codex.runtime.mailbox import DROP, open_mailbox
+from trio_codex.actors.analytics import facts
+from trio_codex.actors.analytics.actor import ANALYTICS_CAPACITY
+from trio_codex.actors.analytics.reducer import Reducer
+from trio_codex.runtime.kernel.mailbox import DROP, open_mailbox
 
 SERVER = ["-m", "trio_codex.runtime"]
 LISTEN = ["app-server", "--listen", "stdio://"]

@@ -29,7 +29,7 @@ from typing import Any
 import trio
 
 from trio_codex.runtime.client import Client, ClientClosed
-from trio_codex.runtime.stream import FrameStream
+from trio_codex.runtime.kernel.stream import FrameStream
 from trio_codex.transports.connect import connect_websocket
 from trio_codex.transports.jsonl import JsonlStream
 
@@ -145,7 +145,7 @@ async def run_transport(transport: str, templates: list[bytes], frames: int, bas
                 config.write('sandbox_mode = "read-only"\n')
             async with trio.open_nursery() as nursery:
                 # The frames come as fast as the server answers: the
-                # per-connection rate limit (runtime/limits.py) is lifted so
+                # per-connection rate limit (runtime/server/limits.py) is lifted so
                 # that every frame reaches its handler.
                 env = dict(server_env(home), TRIO_CODEX_REQUEST_RATE="1e9", TRIO_CODEX_REQUEST_BURST="1000000000")
                 proc, send = await open_session(argv, env, run, tally, nursery, err)

@@ -10,7 +10,7 @@ request and reading its body cost, in this process, on the same streams?
 
 Ways, each followed by the same SSEDecoder (runtime/protocol/responses.py):
 
-* ``sdk``: what actors/model.py does: ``AsyncOpenAI.post(..., stream=True)``
+* ``sdk``: what actors/model/stream.py does: ``AsyncOpenAI.post(..., stream=True)``
   and ``response.aiter_bytes()``, a ``move_on_after`` per chunk;
 * ``httpx2``: ``httpx2.AsyncClient.stream("POST", ...)`` and ``aiter_raw()``,
   headers built once;

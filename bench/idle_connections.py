@@ -53,7 +53,7 @@ from benchlib import (
 )
 from ws_load import free_port, listening
 
-#: Our limits for the run (runtime/limits.py): caps above N, pings often enough
+#: Our limits for the run (runtime/server/limits.py): caps above N, pings often enough
 #: to be seen in the idle wait.
 OUR_LIMITS = {
     "TRIO_CODEX_MAX_CONNECTIONS": "100000",

@@ -47,7 +47,7 @@ def main() -> None:
     args = p.parse_args()
     server_args = args.server_args[1:] if args.server_args[:1] == ["--"] else args.server_args
 
-    from trio_codex.actors import analytics_facts
+    from trio_codex.actors.analytics import facts as analytics_facts
     from trio_codex.runtime import cli
 
     tasks = TaskCpu()

@@ -521,7 +521,7 @@ def part_query(args: argparse.Namespace) -> list[list[str]]:
     index as ``thread/list`` runs it, and the LIKE scan it replaced (the same
     filters and order, straight SQL), interleaved over ``4 x --calls``
     calls; no process, pipe or scheduler of a server in the figures."""
-    from trio_codex.runtime import rollout, thread_index
+    from trio_codex.runtime.persistence import rollout, thread_index
 
     base_ms = int(time.time() * 1000) - max(args.counts) * 60_000
     scan_sql = (f"SELECT {thread_index.SELECT_COLUMNS} FROM threads WHERE archived = 0 "

@@ -402,7 +402,8 @@ def _without(argv: Sequence[str], *drop: str) -> list[str]:
 
 def micro(runs: int) -> list[list[str]]:
     from trio_codex.runtime.protocol.v2.thread import WorkspaceWrite
-    from trio_codex.runtime.sandbox import create_env, sandbox_env, sandboxed_argv
+    from trio_codex.runtime.commands.environment import create_env
+    from trio_codex.runtime.commands.sandbox import sandbox_env, sandboxed_argv
 
     ws = fresh_workspace("micro")
     env = sandbox_env(create_env(server_env(RUN_ROOT / "bhome")), WorkspaceWrite())

@@ -8,7 +8,7 @@ streams, through the model pool); then the listeners, which give each
 connection a Connection actor. The
 nursery tree is the ownership tree: cancelling the host cancels everything,
 and shutdown is bounded by :data:`SHUTDOWN_TIMEOUT`. Every actor handles
-each message behind a bug barrier (``actors/barrier.py``); the supervisor
+each message behind a bug barrier (``actors/messages/barrier.py``); the supervisor
 restarts a singleton that crashes anyway, on the same mailbox.
 """
 
@@ -25,28 +25,28 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..actors.analytics import run_analytics
+from ..actors.analytics.actor import run_analytics
 from ..actors.approvals import APPROVALS_CAPACITY, run_approvals
 from ..actors.connection import Connection
-from ..actors.fanout import EventNumbers
+from ..actors.messages.fanout import EventNumbers
 from ..actors.hub import HUB_CAPACITY, run_hub
 from ..actors.messages import EvictThread
-from ..actors.mcp_pool import POOL_CAPACITY, McpPool
+from ..actors.mcp.pool import POOL_CAPACITY, McpPool
 from ..actors.store import STORE_CAPACITY, LocalThreadStore, run_store
-from ..actors.model_pool import ModelPool
+from ..actors.model.pool import ModelPool
 from ..actors.threads import REGISTRY_CAPACITY, ThreadRegistry
 from ..transports.framing import DEFAULT_MAX_LINE
 from ..transports.listen import ListenUrl
 from ..transports.stdio import open_stdio
-from . import seccomp
+from .commands import seccomp
 from .config import Settings
 from .handshake import Handover
-from .limits import Limits
-from .mailbox import open_mailbox
-from .server_info import ServerInfo
-from .rate_limits import RateLimits
-from .stream import FrameStream
-from .supervisor import RestartPolicy, open_supervisor
+from .server.limits import Limits
+from .kernel.mailbox import open_mailbox
+from .server.info import ServerInfo
+from .server.rate_limits import RateLimits
+from .kernel.stream import FrameStream
+from .kernel.supervisor import RestartPolicy, open_supervisor
 
 if TYPE_CHECKING:
     # The websocket listeners and the scripted model are imported when
@@ -177,7 +177,7 @@ async def serve(settings: Settings, listen: ListenUrl | Sequence[ListenUrl], *, 
                                               open_mailbox(APPROVALS_CAPACITY, name="approvals"), numbers)
             store = await sup.start_child("store", run_store, settings.codex_home,
                                           open_mailbox(STORE_CAPACITY, name="store"))
-            # The MCP servers' connections, shared by the threads (actors/mcp_pool.py).
+            # The MCP servers' connections, shared by the threads (actors/mcp/pool.py).
             mcp = await sup.start_child("mcp", McpPool(settings).run, open_mailbox(POOL_CAPACITY, name="mcp"))
             threads = await sup.start_child(
                 "threads", ThreadRegistry(settings, models, hub, approvals, store, recorder, mcp, numbers).run,

@@ -9,10 +9,10 @@ clients that launch ``codex`` can launch us unchanged::
 
 (the openai-codex SDK runs ``<bin> --config k=v ... app-server --listen
 stdio://``; ``@openai/codex-sdk`` runs ``<bin> exec --experimental-json
-...``), and ``exec`` runs one turn in-process (runtime/exec.py).
+...``), and ``exec`` runs one turn in-process (runtime/exec/run.py).
 
 Every command first makes sure CODEX_HOME is there and writable
-(``runtime/home.py``). ``app-server`` on stdio alone answers the client's
+(``runtime/config/home.py``). ``app-server`` on stdio alone answers the client's
 first ``initialize`` before it imports trio and the server
 (``runtime/handshake.py``): this module imports neither until then. Whatever goes wrong, a command ends with one line on
 stderr and exit status 1, never a traceback (``TRIO_CODEX_LOG=debug`` adds
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from ..transports.listen import ALLOW_UNAUTHENTICATED_FLAG, ListenUrl, parse_listen, unauthenticated_exposure
-from .exec_cli import add_top_level_flags
+from .exec.cli import add_top_level_flags
 
 if TYPE_CHECKING:
     from ..transports.wsframing import JwtAuth, TokenAuth
@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--ws-audience", help="signed-bearer-token: the required `aud` claim")
     srv.add_argument("--ws-max-clock-skew-seconds", type=int, metavar="SECONDS",
                      help="signed-bearer-token: slack for `exp` and `nbf` (default 30)")
-    # exec parses its own arguments (runtime/exec_cli.py): they are handed
+    # exec parses its own arguments (runtime/exec/cli.py): they are handed
     # over unparsed, options and the `resume` word in any order.
     sub.add_parser("exec", aliases=["e"], add_help=False, help="run Codex non-interactively (see exec --help)")
     srv.add_argument("--cluster", metavar="nats://HOST:PORT", default=os.environ.get("TRIO_CODEX_CLUSTER"),
@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     linux.add_argument("--full-auto", action="store_true", help="let the command write the current directory")
     linux.add_argument("sandboxed", nargs=argparse.REMAINDER, metavar="COMMAND...")
     sub.add_parser("mcp-server", help="run Codex as an MCP server on stdio (tools codex and codex-reply)")
-    # mcp parses its own arguments (runtime/mcp_cli.py), as exec does.
+    # mcp parses its own arguments (runtime/mcp/cli.py), as exec does.
     sub.add_parser("mcp", add_help=False, help="manage external MCP servers (see mcp --help)")
     from .cluster.store_cli import add_parser as add_store_parser
 
@@ -94,13 +94,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    # exec parses the rest itself (runtime/exec_cli.py).
+    # exec parses the rest itself (runtime/exec/cli.py).
     if extra and args.command not in ("exec", "e", "mcp"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         _parser().print_help(sys.stderr)
         raise SystemExit(2)
-    from .log import setup_logging
+    from .kernel.log import setup_logging
 
     setup_logging()
     try:
@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
         from .cluster.store_cli import main as store_main
 
         raise SystemExit(store_main(args, os.environ.get("TRIO_CODEX_STORE")))
-    from .home import HomeError, prepare_codex_home
+    from .config.home import HomeError, prepare_codex_home
 
     try:
         codex_home = prepare_codex_home()
@@ -126,24 +126,24 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
         print(f"Error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     if args.command in ("exec", "e"):
-        from .exec import main as exec_main
+        from .exec.run import main as exec_main
 
         exec_main(args, extra)
     if args.command == "mcp":
-        from .mcp_cli import main as mcp_main
+        from .mcp.cli import main as mcp_main
 
         raise SystemExit(mcp_main(extra, codex_home))
     if args.command == "mcp-server":
         _serve_mcp(args)
     if args.command == "sandbox":
-        from .sandbox import run_sandboxed_cli
+        from .commands.sandbox import run_sandboxed_cli
 
         command = args.sandboxed[1:] if args.sandboxed[:1] == ["--"] else args.sandboxed
         raise SystemExit(run_sandboxed_cli(command, args.full_auto))
     from functools import partial
 
     from .config import ConfigError, load_settings
-    from .limits import Limits
+    from .server.limits import Limits
 
     try:
         settings = load_settings(codex_home=codex_home, overrides=[*args.config, *args.sub_config],
@@ -208,11 +208,11 @@ def _listens(urls: list[str]) -> list[ListenUrl]:
 
 
 def _serve_mcp(args: argparse.Namespace) -> NoReturn:
-    """``mcp-server``: Codex as an MCP server on stdio (runtime/mcp_server.py)."""
+    """``mcp-server``: Codex as an MCP server on stdio (runtime/mcp/server.py)."""
     import trio
 
     from .config import ConfigError, load_settings
-    from .mcp_server import serve_mcp
+    from .mcp.server import serve_mcp
 
     try:
         settings = load_settings(overrides=args.config)

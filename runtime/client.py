@@ -83,9 +83,9 @@ from .client_events import (
     notification,
     thread_of,
 )
-from .errors import unwrapped
+from .kernel.errors import unwrapped
 from .protocol.jsonrpc import ErrorObject, RequestId
-from .stream import FrameStream, TransportClosed
+from .kernel.stream import FrameStream, TransportClosed
 
 if TYPE_CHECKING:
     from .embed import Server

@@ -45,8 +45,8 @@ from .client import (
     TurnStream,
 )
 from .config import Settings, load_settings
-from .errors import unwrapped
-from .stream import FrameStream
+from .kernel.errors import unwrapped
+from .kernel.stream import FrameStream
 
 __all__ = [
     "Client", "ClientClosed", "CodexError", "Notification", "RequestTimeout", "Response", "Server", "ServerRequest",

@@ -70,7 +70,6 @@ MOVES: dict[str, str] = {
     "runtime.clock": "runtime.kernel.clock",
     # What a thread leaves on disk, and reading it back.
     "runtime.rollout": "runtime.persistence.rollout",
-    "runtime.rollout_tools": "runtime.persistence.rollout_tools",
     "runtime.thread_index": "runtime.persistence.thread_index",
     "runtime.history_pages": "runtime.persistence.history_pages",
     "runtime.goals": "runtime.persistence.goals",
@@ -170,7 +169,6 @@ DESCRIPTIONS: dict[str, str] = {
     "runtime.kernel.log": "logging to stderr (stdout is the stdio transport's)",
     # runtime/persistence/
     "runtime.persistence.rollout": "rollout files: the on-disk thread record, its replay",
-    "runtime.persistence.rollout_tools": "the tool items of a rollout, for ``thread/read``",
     "runtime.persistence.thread_index": "the thread listing index (SQLite)",
     "runtime.persistence.history_pages": "pages of a thread's history (``thread/turns/list``, "
                                          "``thread/items/list``)",
@@ -184,7 +182,8 @@ DESCRIPTIONS: dict[str, str] = {
     "runtime.commands.safety": "which commands and patches run without asking, and what the client is "
                                "asked",
     "runtime.commands.permissions": "permission profiles: the sandbox a profile stands for",
-    "runtime.commands.sandbox": "the bubblewrap sandbox and the spawn environment",
+    "runtime.commands.sandbox": "the bubblewrap sandbox",
+    "runtime.commands.environment": "the environment a command is spawned with",
     "runtime.commands.seccomp": "the sandbox's seccomp filter",
     "runtime.commands.process": "the process runner and tables: every child process of a thread or "
                                 "a connection",
@@ -331,7 +330,7 @@ path; :mod:`trio_codex.runtime` re-exports the public names for embedders.""",
         """What a thread leaves on disk, and reading it back: the rollout files
 (the original's format), the listing index and the goals (SQLite), the
 pages of a thread's history, the repository a rollout records.""",
-        [("", ["rollout", "rollout_tools", "thread_index", "history_pages", "goals", "git"])],
+        [("", ["rollout", "thread_index", "history_pages", "goals", "git"])],
     ),
     "runtime.conversation": (
         """What the model is sent, sans-I/O: the model-facing history and its
@@ -342,7 +341,8 @@ compaction, collaboration modes, review prompts and answers.""",
         """Running a command: whether it may run without asking (the original's
 command-safety rules), under which permissions and sandbox, as which child
 process, and the text the model reads of it.""",
-        [("", ["safety", "permissions", "sandbox", "seccomp", "process", "child", "output", "notify"])],
+        [("", ["safety", "permissions", "sandbox", "environment", "seccomp", "process", "child", "output",
+               "notify"])],
     ),
     "runtime.files": (
         """Files: the ``apply_patch`` format and carrying out a patch, the client's

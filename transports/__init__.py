@@ -1,5 +1,5 @@
 """trio_codex.transports: bytes at the edge. Each transport hands the host
-:class:`~trio_codex.runtime.stream.FrameStream`\\ s; it knows nothing of
+:class:`~trio_codex.runtime.kernel.stream.FrameStream`\\ s; it knows nothing of
 JSON-RPC.
 
 ==========================  =================================================

@@ -1,7 +1,7 @@
 """The client side of two transports, for :class:`~trio_codex.runtime.client.Client`:
 an app server run as a child process over its stdio (JSONL), and one
 listening on a ``ws://`` URL (trio-websocket). Each is an ``async with``
-that yields a :class:`~trio_codex.runtime.stream.FrameStream`.
+that yields a :class:`~trio_codex.runtime.kernel.stream.FrameStream`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, wrap_client_stream
 
-from ..runtime.errors import unwrapped
-from ..runtime.stream import TransportClosed
+from ..runtime.kernel.errors import unwrapped
+from ..runtime.kernel.stream import TransportClosed
 from .framing import DEFAULT_MAX_LINE
 from .jsonl import JsonlStream
 

@@ -12,7 +12,7 @@ import enum
 from collections.abc import Sequence
 from typing import Final, Literal
 
-from ..runtime.stream import Oversized
+from ..runtime.kernel.stream import Oversized
 
 
 class NeedData(enum.Enum):

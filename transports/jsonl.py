@@ -10,14 +10,14 @@ from collections.abc import Sequence
 
 import trio
 
-from ..runtime.stream import Oversized, TransportClosed
+from ..runtime.kernel.stream import Oversized, TransportClosed
 from .framing import DEFAULT_MAX_LINE, NEED_DATA, LineFramer, frame_lines
 
 READ_SIZE = 256 * 1024
 
 
 class JsonlStream:
-    """A :class:`~trio_codex.runtime.stream.FrameStream` of JSONL lines."""
+    """A :class:`~trio_codex.runtime.kernel.stream.FrameStream` of JSONL lines."""
 
     def __init__(
         self,

@@ -3,7 +3,7 @@ memory channels of frames. For programs that embed the server behind their
 own transport, for ``trio-codex exec``, and for tests that want the whole
 actor system without a subprocess.
 
-Both ends are :class:`~trio_codex.runtime.stream.FrameStream`\\ s: the server
+Both ends are :class:`~trio_codex.runtime.kernel.stream.FrameStream`\\ s: the server
 end goes to :func:`trio_codex.runtime.app.serve`, the client end speaks
 JSON-RPC frames (one message each, no newline).
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import trio
 
-from ..runtime.stream import Oversized, TransportClosed
+from ..runtime.kernel.stream import Oversized, TransportClosed
 
 #: Frames in flight each way before the sender waits.
 CAPACITY = 1024

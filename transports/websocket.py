@@ -22,8 +22,8 @@ import h11
 import trio
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError as WsProtocolError
 
-from ..runtime.limits import Limits
-from ..runtime.stream import Oversized, TransportClosed, WriteStalled
+from ..runtime.server.limits import Limits
+from ..runtime.kernel.stream import Oversized, TransportClosed, WriteStalled
 from .framing import NEED_DATA
 from .listen import ListenUrl
 from .wsframing import MAX_HEAD, HttpAnswer, JwtAuth, TokenAuth, WsFramer, decide, http_response
@@ -55,7 +55,7 @@ UNIX_PATH_MAX = 100
 
 
 class WebSocketStream:
-    """A :class:`~trio_codex.runtime.stream.FrameStream` over an upgraded
+    """A :class:`~trio_codex.runtime.kernel.stream.FrameStream` over an upgraded
     connection. The connection's reader and writer tasks share it: every
     write (frames, pongs, the close) goes through one lock, so two writes
     never interleave on the socket; a pong may overtake a text frame

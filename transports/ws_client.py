@@ -1,7 +1,7 @@
 """A websocket client over a unix socket: how ``exec`` reaches an app-server
 daemon already listening on its control socket (``app-server --listen
 unix://``), one JSON-RPC message per text message. A
-:class:`~trio_codex.runtime.stream.FrameStream`, like the memory transport,
+:class:`~trio_codex.runtime.kernel.stream.FrameStream`, like the memory transport,
 so exec drives either the same way.
 
 Kept light on purpose: it is what a repeat caller imports instead of the

@@ -42,7 +42,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError
 
-from ..runtime.stream import Oversized
+from ..runtime.kernel.stream import Oversized
 from .framing import HEAD, NEED_DATA, NeedData
 
 __all__ = ["MAX_HEAD", "MIN_SECRET_BYTES", "HttpAnswer", "JwtAuth", "TokenAuth", "Upgrade", "WsFramer", "decide", "http_response"]

@@ -22,7 +22,7 @@ Rules:
   not a request with a usable id gets none and is logged.
 - A full actor mailbox answers -32001 (with ``codex_error_info``, which the
   openai-codex SDK needs before it retries), never blocks the reader.
-- One slow-client policy (runtime/limits.py): a connection that can be
+- One slow-client policy (runtime/server/limits.py): a connection that can be
   closed (websocket: ``can_disconnect``) is closed when the bytes queued for
   it exceed its budget, when a write makes no progress for the write
   timeout, when its peer stops answering pings, or when told to
@@ -40,6 +40,14 @@ Rules:
 Modules: :mod:`.session` (the actor: handshake, reading, dispatch,
 closing), :mod:`.handlers` (the method table's CONNECTION and THREAD rows),
 :mod:`.writer` (the outbox writer and its byte-counted backlog).
+
+The other modules:
+
+=====================  =======================================================
+``command_exec``       ``command/exec``: the processes a connection owns
+``fs_requests``        ``fs/*``, ``fs/watch`` and the fuzzy file search of a
+                       connection
+=====================  =======================================================
 """
 
 from .session import Connection

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from ...runtime import review
-from ...runtime.ask import ask
-from ...runtime.clock import now_ms
+from ...runtime.conversation import review
+from ...runtime.kernel.ask import ask
+from ...runtime.kernel.clock import now_ms
 from ...runtime.protocol.jsonrpc import (
     ALREADY_INITIALIZED,
     Notification,
@@ -47,7 +47,7 @@ from ...runtime.protocol.v2.thread import (
     ThreadShellCommandParams,
 )
 from ...runtime.protocol.v2.turn import ThreadSettingsUpdateParams, TurnInterruptParams, TurnStartParams, TurnSteerParams
-from .. import analytics_facts as facts
+from ..analytics import facts
 from ..messages import (
     BackgroundTerminals,
     Broadcast,

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 import msgspec
 import trio
 
-from ...runtime.errors import MailboxClosed
+from ...runtime.kernel.errors import MailboxClosed
 from ...runtime.handshake import Accepted
-from ...runtime.limits import Limits, RateLimiter
-from ...runtime.mailbox import DROP, Inbox, Mailbox, open_mailbox
+from ...runtime.server.limits import Limits, RateLimiter
+from ...runtime.kernel.mailbox import DROP, Inbox, Mailbox, open_mailbox
 from ...runtime.protocol import codec
 from ...runtime.protocol.codec import ClientNotification, ClientResponse, Invalid, Request
 from ...runtime.protocol.jsonrpc import (
@@ -44,13 +44,13 @@ from ...runtime.protocol.v2.thread import (
     ThreadSearchCancelParams,
     ThreadSearchParams,
 )
-from ...runtime.server_info import ServerInfo
-from ...runtime.stream import FrameStream, Oversized
-from .. import analytics_facts as facts
-from ..analytics_facts import Recorder
-from ..barrier import bug_error, innermost, log_bug
-from ..command_exec import CommandExecs
-from ..fs_requests import FsRequests
+from ...runtime.server.info import ServerInfo
+from ...runtime.kernel.stream import FrameStream, Oversized
+from ..analytics import facts
+from ..analytics.facts import Recorder
+from ..messages.barrier import bug_error, innermost, log_bug
+from .command_exec import CommandExecs
+from .fs_requests import FsRequests
 from ..messages import (
     ClientAnswer,
     CloseConnection,
@@ -65,7 +65,7 @@ from ..messages import (
     HubInbox,
     RegistryInbox,
 )
-from ..process import open_process_table
+from ...runtime.commands.process import open_process_table
 
 from . import handlers
 from . import writer

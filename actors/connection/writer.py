@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
-from ...runtime.mailbox import Inbox
+from ...runtime.kernel.mailbox import Inbox
 from ...runtime.protocol import codec
 from ...runtime.protocol.jsonrpc import (
     ErrorResponse,
@@ -21,8 +21,8 @@ from ...runtime.protocol.jsonrpc import (
     Outbound,
     Response,
 )
-from ...runtime.stream import TransportClosed, WriteStalled
-from .. import analytics_facts as facts
+from ...runtime.kernel.stream import TransportClosed, WriteStalled
+from ..analytics import facts
 
 if TYPE_CHECKING:
     from .session import Connection

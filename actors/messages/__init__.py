@@ -12,6 +12,14 @@ Each class says who sends it, to whom, and when.
 Modules: :mod:`.common` (base, model events, addressing, hub),
 :mod:`.threads` (registry, threads, approvals), :mod:`.services` (store,
 rollout writer, turn, MCP). Everything is imported from this package.
+
+The other modules:
+
+=====================  =======================================================
+``barrier``            the bug barrier every actor loop handles its messages
+                       behind
+``fanout``             delivering a wire message to a set of connections
+=====================  =======================================================
 """
 
 from .common import (

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import msgspec
 
-from ...runtime.ask import ReplySlot
-from ...runtime.mailbox import Mailbox
+from ...runtime.kernel.ask import ReplySlot
+from ...runtime.kernel.mailbox import Mailbox
 from ...runtime.protocol.jsonrpc import Notification, Outbound, RequestId
 from ...runtime.protocol.responses import ResponsesEvent
 from ...runtime.protocol.v2.thread import ActivePermissionProfile, AskForApproval, SandboxPolicy

@@ -8,17 +8,17 @@ from typing import Any
 
 import msgspec
 
-from ...runtime.ask import ReplySlot
-from ...runtime.mailbox import Mailbox
-from ...runtime.mcp_config import McpServerConfig
+from ...runtime.kernel.ask import ReplySlot
+from ...runtime.kernel.mailbox import Mailbox
+from ...runtime.config.mcp import McpServerConfig
 from ...runtime.protocol.v2.mcp import (
     McpServerResourceReadParams,
     McpServerStatusListParams,
     McpServerToolCallParams,
 )
 from ...runtime.protocol.v2.thread import ThreadListParams, ThreadSearchParams
-from ...runtime.rollout import Payload
-from ...runtime.thread_index import ThreadMeta
+from ...runtime.persistence.rollout import Payload
+from ...runtime.persistence.thread_index import ThreadMeta
 from .common import (
     ConnectionRef,
     Msg,
@@ -105,7 +105,7 @@ StoreInbox = IndexThread | ListThreads | FindThread | NameThread | ArchiveThread
 
 
 class AppendRollout(Msg, tag="append_rollout", frozen=True):
-    """Rollout payloads to append (runtime.rollout line payloads). ``reply``
+    """Rollout payloads to append (runtime.persistence.rollout line payloads). ``reply``
     is set once they reached the OS (wait for it before reporting an item
     completed); ``turn_end`` asks for an fsync under the "turn" policy."""
 
@@ -224,7 +224,7 @@ class McpInventoryResult(msgspec.Struct, frozen=True):
 
 class McpCallTool(Msg, tag="mcp_call_tool", frozen=True):
     """Call a tool: ``reply`` gets the ``CallToolResult`` (MCP JSON) or
-    fails with :class:`~trio_codex.runtime.errors.McpCallFailed`. Progress
+    fails with :class:`~trio_codex.runtime.kernel.errors.McpCallFailed`. Progress
     the server reports goes to ``progress(message)``; the connection gives
     up after ``timeout`` seconds. ``call_id`` names the call for
     :class:`McpCancel`."""

@@ -7,8 +7,8 @@ from typing import Generic, TypeVar
 
 import msgspec
 
-from ...runtime.ask import ReplySlot
-from ...runtime.mailbox import Mailbox
+from ...runtime.kernel.ask import ReplySlot
+from ...runtime.kernel.mailbox import Mailbox
 from ...runtime.protocol.jsonrpc import ErrorObject, RequestId
 from ...runtime.protocol.v2.approval import (
     CommandExecutionRequestApprovalParams,
@@ -16,7 +16,7 @@ from ...runtime.protocol.v2.approval import (
     McpElicitationParams,
 )
 from ...runtime.protocol.v2.item import ThreadItem
-from ...runtime.permissions import Permissions
+from ...runtime.commands.permissions import Permissions
 from ...runtime.protocol.v2.thread import (
     ReviewTarget,
     ThreadForkParams,
@@ -35,8 +35,8 @@ from ...runtime.protocol.v2.turn import (
     TurnStatus,
     UserInput,
 )
-from ...runtime.rollout import Replay
-from ...runtime.thread_index import ThreadMeta
+from ...runtime.persistence.rollout import Replay
+from ...runtime.persistence.thread_index import ThreadMeta
 from .common import (
     ConnectionRef,
     Msg,
@@ -116,7 +116,7 @@ class Checkpoint(Msg, tag="checkpoint", frozen=True):
 
 class Resumed(msgspec.Struct, frozen=True):
     """How a thread restored from its rollout starts: the replay
-    (runtime.rollout.Replay), its file (None: an ephemeral fork writes
+    (runtime.persistence.rollout.Replay), its file (None: an ephemeral fork writes
     none), and the request to answer. A fork is announced with
     ``thread/started`` as well."""
 

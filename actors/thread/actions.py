@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
-from ...runtime import goals, review
-from ...runtime.clock import now_ms
-from ...runtime.ids import uuid7
+from ...runtime.persistence import goals
+from ...runtime.conversation import review
+from ...runtime.kernel.clock import now_ms
+from ...runtime.kernel.ids import uuid7
 from ...runtime.protocol.jsonrpc import (
     ErrorResponse,
     Response,
@@ -42,7 +43,7 @@ from ...runtime.protocol.v2.turn import (
     Turn,
     TurnStarted,
 )
-from ...runtime.rollout import (
+from ...runtime.persistence.rollout import (
     CoreEnteredReviewMode,
     ItemCompletedEvent,
     ResponseItem,

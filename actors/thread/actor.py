@@ -13,11 +13,11 @@ from typing import Any
 import msgspec
 import trio
 
-from ...runtime.ask import ReplySlot
-from ...runtime.errors import StorageFailure
-from ...runtime.git import collect_git_info
-from ...runtime.history_pages import TurnProjection, history_page
-from ...runtime.mailbox import Inbox, Mailbox
+from ...runtime.kernel.ask import ReplySlot
+from ...runtime.kernel.errors import StorageFailure
+from ...runtime.persistence.git import collect_git_info
+from ...runtime.persistence.history_pages import TurnProjection, history_page
+from ...runtime.kernel.mailbox import Inbox, Mailbox
 from ...runtime.protocol.jsonrpc import (ErrorResponse, JsonRpcError, Notification, Outbound, Response,
                                          internal_error, invalid_request, overloaded)
 from ...runtime.protocol.v2.thread import (
@@ -34,11 +34,11 @@ from ...runtime.protocol.v2.thread import (
     git_info,
 )
 from ...runtime.protocol.v2.turn import ThreadTokenUsage, ThreadTokenUsageUpdated, TokenUsageBreakdown
-from ...runtime.rollout import GitInfo, Payload, SessionMeta, ThreadMeta, format_timestamp, rollout_path
-from ...runtime.server_info import PROTOCOL_VERSION
-from ..fanout import EventNumbers, deliver, notification
-from .. import analytics_facts as facts
-from ..analytics_facts import Recorder
+from ...runtime.persistence.rollout import GitInfo, Payload, SessionMeta, ThreadMeta, format_timestamp, rollout_path
+from ...runtime.server.info import PROTOCOL_VERSION
+from ..messages.fanout import EventNumbers, deliver, notification
+from ..analytics import facts
+from ..analytics.facts import Recorder
 from ..messages import (
     ApprovalDone,
     ApprovalGate,
@@ -82,7 +82,7 @@ from ..messages import (
     StoreInbox,
     ThreadInbox,
 )
-from ..process import ProcessTable, open_process_table
+from ...runtime.commands.process import ProcessTable, open_process_table
 from ..rollout_writer import append, run_rollout_writer
 from . import actions
 from . import turns

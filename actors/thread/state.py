@@ -10,8 +10,8 @@ from typing import Any
 import msgspec
 import trio
 
-from ...runtime.history_pages import TurnProjection
-from ...runtime.mailbox import Inbox, Mailbox
+from ...runtime.persistence.history_pages import TurnProjection
+from ...runtime.kernel.mailbox import Inbox, Mailbox
 from ...runtime.protocol.jsonrpc import Notification
 from ...runtime.protocol.v2.item import TextInput
 from ...runtime.protocol.v2.turn import (
@@ -20,9 +20,9 @@ from ...runtime.protocol.v2.turn import (
     TurnCompleted,
     TurnError,
 )
-from ..fanout import notification
-from .. import analytics_facts as facts
-from ..analytics_facts import Recorder
+from ..messages.fanout import notification
+from ..analytics import facts
+from ..analytics.facts import Recorder
 from ..messages import Steered, TurnInbox
 from ..turn import TURN_CAPACITY
 

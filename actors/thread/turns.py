@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
-from ...runtime.clock import now_ms
-from ...runtime.errors import StorageFailure
-from ...runtime import collaboration
-from ...runtime.history import message_texts, user_texts
-from ...runtime.history_pages import TurnProjection
-from ...runtime.ids import uuid7
-from ...runtime.permissions import Permissions
-from ...runtime.notify import notify_payload, run_notifier
+from ...runtime.kernel.clock import now_ms
+from ...runtime.kernel.errors import StorageFailure
+from ...runtime.conversation import collaboration
+from ...runtime.conversation.history import message_texts, user_texts
+from ...runtime.persistence.history_pages import TurnProjection
+from ...runtime.kernel.ids import uuid7
+from ...runtime.commands.permissions import Permissions
+from ...runtime.commands.notify import notify_payload, run_notifier
 from ...runtime.protocol.jsonrpc import (
     ErrorResponse,
     JsonRpcError,
@@ -60,7 +60,7 @@ from ...runtime.protocol.v2.turn import (
     TurnSteerResponse,
     UserInput,
 )
-from ...runtime.rollout import (
+from ...runtime.persistence.rollout import (
     ResponseItem,
     TurnAbortedEvent,
     TurnCompleteEvent,
@@ -69,8 +69,8 @@ from ...runtime.rollout import (
     revert_rollout,
     snakeize,
 )
-from ...runtime.rollout import TurnError as RolloutTurnError
-from .. import analytics_facts as facts
+from ...runtime.persistence.rollout import TurnError as RolloutTurnError
+from ..analytics import facts
 from ..messages import (
     ClearApprovals,
     Reply,

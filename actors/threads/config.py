@@ -10,9 +10,9 @@ from typing import Any
 
 import msgspec
 
-from ...runtime import permissions
+from ...runtime.commands import permissions
 from ...runtime.config import Settings
-from ...runtime.history import auto_compact_limit
+from ...runtime.conversation.history import auto_compact_limit
 from ...runtime.protocol.jsonrpc import invalid_request
 from ...runtime.protocol.paging import page_size, thread_id_cursor
 from ...runtime.protocol.v2.thread import (

@@ -16,10 +16,10 @@ import msgspec
 import trio
 
 from ...runtime.config import ApprovalMode, ConfigError, GranularApproval, Settings, resolve_provider
-from ...runtime.ids import uuid7
-from ...runtime.mailbox import Inbox, Mailbox, open_mailbox
-from ...runtime.ask import ask
-from ...runtime.errors import ActorGone, AskTimeout, McpCallFailed, StorageFailure
+from ...runtime.kernel.ids import uuid7
+from ...runtime.kernel.mailbox import Inbox, Mailbox, open_mailbox
+from ...runtime.kernel.ask import ask
+from ...runtime.kernel.errors import ActorGone, AskTimeout, McpCallFailed, StorageFailure
 from ...runtime.protocol.jsonrpc import (
     ErrorResponse,
     JsonRpcError,
@@ -52,15 +52,15 @@ from ...runtime.protocol.v2.thread import (
     ThreadUnsubscribeResponse,
 )
 from ...runtime.protocol.v2.turn import TokenUsageBreakdown
-from ...runtime.rollout import (
+from ...runtime.persistence.rollout import (
     Replay,
     ThreadMeta,
 )
-from ...runtime.mcp_config import enabled_servers
-from ...runtime.supervisor import RestartPolicy, open_supervisor
-from ..analytics_facts import DISABLED, Recorder
-from ..barrier import contained
-from ..fanout import EventNumbers, deliver, notification
+from ...runtime.config.mcp import enabled_servers
+from ...runtime.kernel.supervisor import RestartPolicy, open_supervisor
+from ..analytics.facts import DISABLED, Recorder
+from ..messages.barrier import contained
+from ..messages.fanout import EventNumbers, deliver, notification
 from ..messages import (
     ConnectionGone,
     Broadcast,

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
-from ...runtime.history_pages import history_page
-from ...runtime.ids import uuid7
-from ...runtime.ask import ask
-from ...runtime.errors import StorageFailure
+from ...runtime.persistence.history_pages import history_page
+from ...runtime.kernel.ids import uuid7
+from ...runtime.kernel.ask import ask
+from ...runtime.kernel.errors import StorageFailure
 from ...runtime.protocol.jsonrpc import (
     ErrorResponse,
     JsonRpcError,
@@ -34,7 +34,7 @@ from ...runtime.protocol.v2.thread import (
     ThreadResumeParams,
     ThreadStatusChanged,
 )
-from ...runtime.rollout import (
+from ...runtime.persistence.rollout import (
     Replay,
     Rollout,
     ThreadMeta,
@@ -48,7 +48,7 @@ from ...runtime.rollout import (
     thread_from_meta,
     write_whole,
 )
-from ..fanout import deliver
+from ..messages.fanout import deliver
 from ..messages import (
     ArchiveThread,
     DeleteThread,

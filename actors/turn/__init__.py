@@ -18,7 +18,7 @@ Compaction: a ``compact`` turn (thread/compact/start) only compacts; a
 regular turn compacts before it samples when the thread's context is past
 its limit (``compact_first``), and between two samplings when it gets there
 and the model has more to do. The model summarizes the history; the newest
-user messages and the summary replace it (``runtime/history.py``), in a
+user messages and the summary replace it (``runtime/conversation/history.py``), in a
 ``contextCompaction`` item and a ``compacted`` rollout line.
 
 Interrupt: the thread cancels the turn's scope with a reason. A message that
@@ -28,6 +28,14 @@ kept, and the history records that the user interrupted the turn.
 Modules: :mod:`.actor` (the loop and tool calls), :mod:`.events` (model
 events, notifications, usage), :mod:`.phases` (review mode, compaction),
 :mod:`.spec` (the spec, the mailbox, constants).
+
+The other modules:
+
+=====================  =======================================================
+``mcp_calls``          the model's MCP tool and resource calls, for
+                       :mod:`.tools`
+``tools``              one tool call, run in its turn's nursery
+=====================  =======================================================
 """
 
 from .actor import run_turn

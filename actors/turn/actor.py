@@ -11,11 +11,11 @@ from typing import Any
 import msgspec
 import trio
 
-from ...runtime.clock import now_ms
-from ...runtime.errors import ActorGone, AskTimeout, McpCallFailed, StorageFailure
-from ...runtime.ask import ask
-from ...runtime.mailbox import Inbox, Mailbox
-from ...runtime.mcp_tools import model_tools
+from ...runtime.kernel.clock import now_ms
+from ...runtime.kernel.errors import ActorGone, AskTimeout, McpCallFailed, StorageFailure
+from ...runtime.kernel.ask import ask
+from ...runtime.kernel.mailbox import Inbox, Mailbox
+from ...runtime.mcp.tools import model_tools
 from ...runtime.protocol import responses as rs
 from ...runtime.protocol.v2.item import (
     ItemCompleted,
@@ -28,7 +28,7 @@ from ...runtime.protocol.v2.turn import (
     TurnError,
     TurnStatus,
 )
-from ...runtime.rollout import ResponseItem
+from ...runtime.persistence.rollout import ResponseItem
 from ..messages import (
     McpAcquire,
     McpInventory,
@@ -43,8 +43,8 @@ from ..messages import (
     McpPoolInbox,
     TurnInbox,
 )
-from ..model import stream_response
-from ..tools import ToolContext, aborted_output, is_parallel, run_tool_call, run_user_shell
+from ..model.stream import stream_response
+from .tools import ToolContext, aborted_output, is_parallel, run_tool_call, run_user_shell
 from . import events
 from . import phases
 from .spec import (

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ...runtime.clock import now_ms
+from ...runtime.kernel.clock import now_ms
 from ...runtime.protocol import responses as rs
 from ...runtime.protocol.jsonrpc import Notification
 from ...runtime.protocol.v2.item import (
@@ -26,7 +26,7 @@ from ...runtime.protocol.v2.turn import (
     ThreadTokenUsageUpdated,
     TokenUsageBreakdown,
 )
-from ...runtime.rollout import (
+from ...runtime.persistence.rollout import (
     ItemCompletedEvent,
     PlanUpdateEvent,
     ResponseItem,
@@ -34,9 +34,9 @@ from ...runtime.rollout import (
     TokenUsageInfo,
     core_item,
 )
-from ...runtime.rollout import TokenUsage as RolloutTokenUsage
-from ..fanout import deliver, notification
-from .. import analytics_facts as facts
+from ...runtime.persistence.rollout import TokenUsage as RolloutTokenUsage
+from ..messages.fanout import deliver, notification
+from ..analytics import facts
 
 if TYPE_CHECKING:
     from .actor import TurnActor

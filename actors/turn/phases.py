@@ -8,17 +8,17 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
-from ...runtime import review
-from ...runtime.clock import now_ms
-from ...runtime.git import merge_base
-from ...runtime.history import (
+from ...runtime.conversation import review
+from ...runtime.kernel.clock import now_ms
+from ...runtime.persistence.git import merge_base
+from ...runtime.conversation.history import (
     compacted_history,
     estimate_tokens,
     summary_text,
     user_message,
 )
-from ...runtime.ids import uuid7
-from ...runtime.mailbox import Inbox
+from ...runtime.kernel.ids import uuid7
+from ...runtime.kernel.mailbox import Inbox
 from ...runtime.protocol import responses as rs
 from ...runtime.protocol.v2.thread import ReadOnly
 from ...runtime.protocol.v2.item import (
@@ -34,7 +34,7 @@ from ...runtime.protocol.v2.turn import (
     TokenUsageBreakdown,
     TurnError,
 )
-from ...runtime.rollout import (
+from ...runtime.persistence.rollout import (
     Compacted,
     CoreExitedReviewMode,
     ItemCompletedEvent,
@@ -42,7 +42,7 @@ from ...runtime.rollout import (
     core_item,
 )
 from ..messages import TurnInbox
-from .. import analytics_facts as facts
+from ..analytics import facts
 from .spec import (
     SUMMARIZE,
     kept_out,

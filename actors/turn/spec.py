@@ -9,17 +9,17 @@ from typing import Any
 import msgspec
 import trio
 
-from ...runtime.clock import now_ms
-from ...runtime.history import (
+from ...runtime.kernel.clock import now_ms
+from ...runtime.conversation.history import (
     SUMMARIZATION_PROMPT,
     user_message,
 )
-from ...runtime.mailbox import Coalesce, Inbox, Mailbox, open_mailbox
+from ...runtime.kernel.mailbox import Coalesce, Inbox, Mailbox, open_mailbox
 from ...runtime.protocol import responses as rs
 from ...runtime.protocol.tools import turn_tools
 from ...runtime.protocol.v2.item import UserMessageItem
 from ...runtime.protocol.v2.turn import TokenUsageBreakdown
-from ...runtime.rollout import (
+from ...runtime.persistence.rollout import (
     ItemCompletedEvent,
     ResponseItem,
     core_item,
@@ -34,10 +34,10 @@ from ..messages import (
     ThreadInbox,
     TurnInbox,
 )
-from ..analytics_facts import Recorder
-from ..fanout import EventNumbers
-from ..process import ProcessTable
-from ..tools import ToolOutcome
+from ..analytics.facts import Recorder
+from ..messages.fanout import EventNumbers
+from ...runtime.commands.process import ProcessTable
+from .tools import ToolOutcome
 
 
 #: The thread's messages waiting for the turn (it never waits for room:

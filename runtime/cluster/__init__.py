@@ -30,4 +30,10 @@ How a request reaches the node that owns its thread (README "Cluster"):
 - :mod:`.mirror` (rollouts copied into the store), :mod:`.drain` (handing
   threads off on SIGTERM), :mod:`.node` (opening the cluster ports),
   :mod:`.store_cli` (``trio-codex store export|import``).
+
+The other modules:
+
+=====================  =======================================================
+``ports``              the ports: typing Protocols, no implementation
+=====================  =======================================================
 """

@@ -22,7 +22,7 @@ from typing import Any
 import trio
 
 from ..client import Client, CodexError
-from ..stream import FrameStream
+from ..kernel.stream import FrameStream
 
 log = logging.getLogger("trio_codex.cluster")
 

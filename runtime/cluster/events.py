@@ -1,7 +1,7 @@
 """The owner's per-thread event tail (README "Cluster", "Gap repair").
 
 The server numbers every event a thread fans out to its subscribers, per
-thread (:class:`~trio_codex.actors.fanout.EventNumbers`); a node taps those
+thread (:class:`~trio_codex.actors.messages.fanout.EventNumbers`); a node taps those
 numbers with :class:`ThreadTail`. For each thread this node owns, every
 lossless event (all but deltas, which are best effort and coalesced per
 connection) is encoded once and added to the fabric's
@@ -45,13 +45,13 @@ PENDING = 65536
 
 class EventNumbers(Protocol):
     """What a node taps: the server's per-thread event numbers
-    (:class:`trio_codex.actors.fanout.EventNumbers`)."""
+    (:class:`trio_codex.actors.messages.fanout.EventNumbers`)."""
 
     tap: Callable[[str, int, Outbound], None] | None
 
 
 class ThreadTail:
-    """The tap of a node's :class:`~trio_codex.actors.fanout.EventNumbers`:
+    """The tap of a node's :class:`~trio_codex.actors.messages.fanout.EventNumbers`:
     keeps the lossless events of the threads in ``owned`` (thread -> epoch)
     in ``tail``; :meth:`run` adds them, each after ``settle`` of its frame."""
 

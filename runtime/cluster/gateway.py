@@ -21,8 +21,8 @@ from ..protocol.v2.thread import (
     ThreadSearchResponse,
     ThreadSearchResult,
 )
-from ..rollout import thread_from_meta
-from ..stream import FrameStream, Oversized, TransportClosed
+from ..persistence.rollout import thread_from_meta
+from ..kernel.stream import FrameStream, Oversized, TransportClosed
 from . import repair
 from .ports import Bus, Directory, NoResponders
 from .wire import (CLOSE, CONN, CREATING, GATEWAY, GATEWAY_CAPACITY, HOP_TIMEOUT, INIT_ID, LEASE_POLL, OPEN_TIMEOUT,

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from ..stream import FrameStream
+from ..kernel.stream import FrameStream
 from .drain import drain_deadline, drain_threads
 from .events import EventNumbers, ThreadTail
 from .gateway import Gateway

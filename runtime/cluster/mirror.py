@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ..rollout import SESSIONS_SUBDIR, decode_line, parse_timestamp, rollout_path, write_whole
+from ..persistence.rollout import SESSIONS_SUBDIR, decode_line, parse_timestamp, rollout_path, write_whole
 from .ports import Fenced, ThreadListing, ThreadStore
 
 log = logging.getLogger("trio_codex.cluster")

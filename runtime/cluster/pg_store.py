@@ -43,9 +43,9 @@ import psycopg.types.json
 import psycopg_pool
 import trio
 
-from ..history import message_texts
-from ..rollout import ResponseItem, ThreadMeta, decode_line, source_kind
-from ..thread_index import Page, cut_preview, like_pattern, listing_query, snippet
+from ..conversation.history import message_texts
+from ..persistence.rollout import ResponseItem, ThreadMeta, decode_line, source_kind
+from ..persistence.thread_index import Page, cut_preview, like_pattern, listing_query, snippet
 from .ports import Fenced
 
 T = TypeVar("T")

@@ -164,7 +164,7 @@ class EventTail(Protocol):
     stream ``EVENTS``), kept by the fabric rather than by the node that
     sent them, so that it outlives that node: keyed by the thread, the
     epoch of the node that owned it, and the thread's event number
-    (:class:`~trio_codex.actors.fanout.EventNumbers`). A Bus that keeps one
+    (:class:`~trio_codex.actors.messages.fanout.EventNumbers`). A Bus that keeps one
     implements this too."""
 
     def append_event(self, thread_id: str, epoch: int, seq: int, prev: int, data: bytes) -> None:

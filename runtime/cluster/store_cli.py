@@ -56,7 +56,7 @@ async def _export(dsn: str, thread_id: str, output: str | None) -> int:
 async def _import(dsn: str, files: list[str]) -> int:
     import trio
 
-    from ..rollout import scan_rollout
+    from ..persistence.rollout import scan_rollout
     from .pg_store import open_pg_store
     from .ports import Fenced
 

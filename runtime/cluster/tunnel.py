@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
-from ..stream import Oversized, TransportClosed
+from ..kernel.stream import Oversized, TransportClosed
 from .ports import Bus
 from .events import EVENT
 from .wire import CLOSE, LOST, OWNER, PART, PART_SIZE, RELEASED, SEQ, TAIL, TUNNEL, VIRTUAL_CAPACITY, log

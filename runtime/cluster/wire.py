@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from ..stream import FrameStream
+from ..kernel.stream import FrameStream
 
 log = logging.getLogger("trio_codex.cluster")
 

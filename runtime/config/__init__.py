@@ -11,6 +11,15 @@ The package's face: callers import from here. Inside, one concern a module:
 
 The wording of bad values is serde's, shared with the JSON-RPC codec in
 :mod:`..protocol.serde_wording`.
+
+The other modules:
+
+=====================  =======================================================
+``auth``               the stored API-key login
+``home``               ``CODEX_HOME`` checked at start-up
+``mcp``                ``[mcp_servers.NAME]``, typed
+``write``              ``config/value/write`` and ``config/batchWrite``
+=====================  =======================================================
 """
 
 from __future__ import annotations

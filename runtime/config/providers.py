@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
-from .. import auth
+from . import auth
 from .errors import ConfigError
 
 if TYPE_CHECKING:

@@ -166,7 +166,7 @@ class _ConfigToml(msgspec.Struct, frozen=True, kw_only=True):
         default_factory=SandboxWorkspaceWrite
     )
     #: The permissions profile threads run under unless a request names one
-    #: (runtime/permissions.py); ``[permissions.<id>]`` are the user's own.
+    #: (runtime/commands/permissions.py); ``[permissions.<id>]`` are the user's own.
     default_permissions: str | None = None
     permissions: dict[str, dict[str, Any]] = {}
     model_reasoning_effort: str | None = None
@@ -186,7 +186,7 @@ class _ConfigToml(msgspec.Struct, frozen=True, kw_only=True):
     cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
     mcp_servers: dict[str, dict[str, Any]] = {}
     #: A program (and its first arguments) run after each completed turn
-    #: with a JSON payload as its last argument (runtime/notify.py).
+    #: with a JSON payload as its last argument (runtime/commands/notify.py).
     notify: list[str] | None = None
 
 
@@ -338,7 +338,7 @@ def load_settings(
 
 def _check_mcp_servers(servers: Mapping[str, Mapping[str, Any]], fail: Callable[..., ConfigError]) -> None:
     """A bad ``[mcp_servers.NAME]`` stops the load, as the original's does."""
-    from ..mcp_config import mcp_servers  # it builds on this module
+    from .mcp import mcp_servers  # it builds on this module
 
     try:
         mcp_servers(servers)

@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 from harness.endpoint import Endpoint
-from trio_codex.actors.analytics import (
+from trio_codex.actors.analytics.actor import (
     ANALYTICS_CAPACITY,
     EXPORT_SHUTDOWN_TIMEOUT,
     HTTP_BATCH_MAX,
@@ -24,7 +24,7 @@ from trio_codex.actors.analytics import (
     JsonlExporter,
     run_analytics,
 )
-from trio_codex.actors.analytics_facts import (
+from trio_codex.actors.analytics.facts import (
     DISABLED,
     ClientRequest,
     Compaction,
@@ -37,7 +37,7 @@ from trio_codex.actors.analytics_facts import (
     TurnCompleted,
     TurnStarted,
 )
-from trio_codex.actors.analytics_reducer import CompactionEvent
+from trio_codex.actors.analytics.reducer import CompactionEvent
 from trio_codex.runtime.config import AnalyticsConfig, ConfigError
 from trio_codex.runtime.protocol.v2.approval import CommandExecutionRequestApprovalParams
 

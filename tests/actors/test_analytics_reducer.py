@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from trio_codex.actors.analytics_facts import (
+from trio_codex.actors.analytics.facts import (
     ApprovalFromSessionCache,
     ClientRequest,
     ClientResponse,
@@ -31,7 +31,7 @@ from trio_codex.actors.analytics_facts import (
     TurnTokenUsage,
     response_from_result,
 )
-from trio_codex.actors.analytics_reducer import (
+from trio_codex.actors.analytics.reducer import (
     MAX_PENDING_REQUESTS,
     MAX_TURNS,
     Event,

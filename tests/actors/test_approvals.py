@@ -16,8 +16,8 @@ from trio_codex.actors.messages import (
     ConnectionRef,
     RequestApproval,
 )
-from trio_codex.runtime.ask import ReplySlot
-from trio_codex.runtime.mailbox import Inbox, open_mailbox
+from trio_codex.runtime.kernel.ask import ReplySlot
+from trio_codex.runtime.kernel.mailbox import Inbox, open_mailbox
 from trio_codex.runtime.protocol.jsonrpc import ErrorObject, Notification, ServerRequest
 
 

@@ -18,7 +18,7 @@ from wsproto.events import Request as WsRequest
 
 from harness import mock_config
 from trio_codex.actors import store
-from trio_codex.actors.analytics_facts import DISABLED
+from trio_codex.actors.analytics.facts import DISABLED
 from trio_codex.actors.approvals import run_approvals
 from trio_codex.actors.connection import Connection
 from trio_codex.actors.hub import run_hub
@@ -26,8 +26,8 @@ from trio_codex.runtime.app import serve
 from trio_codex.runtime.config import load_settings
 from trio_codex.runtime.protocol import codec
 from trio_codex.runtime.protocol.v2.models import AccountReadParams
-from trio_codex.runtime.server_info import ServerInfo
-from trio_codex.runtime.thread_index import ThreadIndex
+from trio_codex.runtime.server.info import ServerInfo
+from trio_codex.runtime.persistence.thread_index import ThreadIndex
 from trio_codex.transports.listen import ListenUrl
 from trio_codex.transports.memory import MemoryFrameStream, memory_frame_pair
 from trio_codex.transports.websocket import WebSocketStream, open_listeners, serve_websocket

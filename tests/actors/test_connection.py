@@ -16,20 +16,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import mock_config
-from trio_codex.actors.command_exec import STDIN_WAIT_TIMEOUT
+from trio_codex.actors.connection.command_exec import STDIN_WAIT_TIMEOUT
 from trio_codex.actors.connection import Connection, coalesce_deltas
-from trio_codex.actors.analytics_facts import DISABLED
+from trio_codex.actors.analytics.facts import DISABLED
 from trio_codex.actors.approvals import run_approvals
 from trio_codex.actors.hub import run_hub
 from trio_codex.runtime.app import serve
 from trio_codex.runtime.config import load_settings
-from trio_codex.runtime.mailbox import open_mailbox
+from trio_codex.runtime.kernel.mailbox import open_mailbox
 from trio_codex.runtime.protocol import codec
 from trio_codex.runtime.protocol.codec import Invalid, Request
 from trio_codex.runtime.protocol.jsonrpc import Notification, Response
 from trio_codex.runtime.protocol.methods import METHODS
 from trio_codex.runtime.protocol.v2.item import AgentMessageDelta, ReasoningSummaryTextDelta
-from trio_codex.runtime.server_info import ServerInfo
+from trio_codex.runtime.server.info import ServerInfo
 from trio_codex.transports.listen import ListenUrl
 from trio_codex.transports.memory import MemoryFrameStream, memory_frame_pair
 

@@ -14,8 +14,8 @@ import pytest
 import trio
 
 from trio_codex.actors.messages import ModelEvents, ModelFailed, ModelRetrying
-from trio_codex.actors.model import ModelClient, StreamError, backoff, classify, connection_backoff, stream_response
-from trio_codex.runtime.mailbox import open_mailbox
+from trio_codex.actors.model.stream import ModelClient, StreamError, backoff, classify, connection_backoff, stream_response
+from trio_codex.runtime.kernel.mailbox import open_mailbox
 from trio_codex.runtime.protocol import responses as wire
 from trio_codex.transports.scripted_responses import ScriptedResponses, split_text
 

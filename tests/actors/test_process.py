@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from trio_codex.actors.process import (
+from trio_codex.runtime.commands.process import (
     ExecOutcome,
     ProcessIdInUse,
     StdinClosed,
@@ -29,7 +29,7 @@ from trio_codex.actors.process import (
     open_process_table,
     run_command,
 )
-from trio_codex.runtime import sandbox
+from trio_codex.runtime.commands import sandbox
 from trio_codex.runtime.protocol.v2.thread import (
     DangerFullAccess,
     ExternalSandbox,
@@ -37,7 +37,7 @@ from trio_codex.runtime.protocol.v2.thread import (
     SandboxPolicy,
     WorkspaceWrite,
 )
-from trio_codex.runtime.sandbox import SandboxUnavailable
+from trio_codex.runtime.commands.sandbox import SandboxUnavailable
 
 STATUS = sandbox.probe()
 needs_bwrap = pytest.mark.skipif(not STATUS.available, reason=f"no usable sandbox: {STATUS.message}")

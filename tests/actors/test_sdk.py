@@ -1,4 +1,4 @@
-"""actors/sdk.py: the openai client without its typed models, in a fresh
+"""actors/model/sdk.py: the openai client without its typed models, in a fresh
 interpreter (this one may have imported openai already)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import trio
 
 CHECK = """
 import sys
-from trio_codex.actors import sdk
+from trio_codex.actors.model import sdk
 names = sdk.load()
 assert names.AsyncOpenAI.__name__ == "AsyncOpenAI" and issubclass(names.APITimeoutError, names.APIError)
 lean = [m for m in sys.modules if m.startswith("openai.types.")]

@@ -14,8 +14,8 @@ import trio
 
 from trio_codex.actors import store as store_actor
 from trio_codex.actors.thread import actor as thread_actor
-from trio_codex.actors.analytics_facts import Recorder
-from trio_codex.actors.analytics_reducer import Reducer, TurnEvent
+from trio_codex.actors.analytics.facts import Recorder
+from trio_codex.actors.analytics.reducer import Reducer, TurnEvent
 from trio_codex.actors.approvals import run_approvals
 from trio_codex.actors.hub import run_hub
 from trio_codex.actors.messages import (
@@ -34,15 +34,15 @@ from trio_codex.actors.messages import (
     UnloadThread,
     Unsubscribe,
 )
-from trio_codex.actors.model_pool import ModelPool
+from trio_codex.actors.model.pool import ModelPool
 from trio_codex.actors.store import run_store
 from trio_codex.actors.threads import ThreadRegistry
-from trio_codex.runtime.ask import ask
+from trio_codex.runtime.kernel.ask import ask
 from trio_codex.runtime.config import load_settings
-from trio_codex.runtime.mailbox import Inbox, Mailbox, open_mailbox
+from trio_codex.runtime.kernel.mailbox import Inbox, Mailbox, open_mailbox
 from trio_codex.runtime.protocol.jsonrpc import ErrorResponse, Notification, Response
 from trio_codex.runtime.protocol.v2.item import TextInput
-from trio_codex.runtime.permissions import Permissions
+from trio_codex.runtime.commands.permissions import Permissions
 from trio_codex.runtime.protocol.v2.thread import (
     ActivePermissionProfile,
     ReadOnly,

@@ -18,18 +18,18 @@ import trio.testing
 import trio_websocket
 
 from trio_codex.actors.connection import session as connection
-from trio_codex.actors.analytics import run_analytics
-from trio_codex.actors.analytics_facts import DISABLED
+from trio_codex.actors.analytics.actor import run_analytics
+from trio_codex.actors.analytics.facts import DISABLED
 from trio_codex.actors.approvals import run_approvals
 from trio_codex.actors.connection import Connection
 from trio_codex.actors.hub import run_hub
-from trio_codex.actors.model_pool import ModelPool
+from trio_codex.actors.model.pool import ModelPool
 from trio_codex.actors.store import run_store
 from trio_codex.actors.threads import ThreadRegistry
 from trio_codex.runtime.config import load_settings
-from trio_codex.runtime.limits import Limits
-from trio_codex.runtime.server_info import ServerInfo
-from trio_codex.runtime.stream import FrameStream
+from trio_codex.runtime.server.limits import Limits
+from trio_codex.runtime.server.info import ServerInfo
+from trio_codex.runtime.kernel.stream import FrameStream
 from trio_codex.transports.listen import ListenUrl
 from trio_codex.transports.memory import MemoryFrameStream, memory_frame_pair
 from trio_codex.transports.websocket import open_listeners, serve_websocket

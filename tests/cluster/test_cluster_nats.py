@@ -490,7 +490,7 @@ async def test_postgresql_searches_find_through_their_trigrams_exactly_what_a_su
     import json
     import uuid
 
-    from trio_codex.runtime.rollout import ThreadMeta
+    from trio_codex.runtime.persistence.rollout import ThreadMeta
 
     previews = ["Fix the Login bug", "fix the logout bug", "Ünïcode ÄRGER here", "100% sure_thing", "ab", "nothing"]
     cwd = f"/search/{uuid.uuid4()}"

@@ -16,7 +16,7 @@ import trio
 from cluster.test_cluster_memory import Node, open_nodes
 from cluster.test_cluster_nats import LEASE_TTL, node_env, node_homes, open_store
 from harness import TIMEOUT, open_app_server, run_turn
-from trio_codex.actors.fanout import EventNumbers
+from trio_codex.actors.messages.fanout import EventNumbers
 from trio_codex.runtime.app import serve
 from trio_codex.runtime.cluster import tunnel
 from trio_codex.runtime.cluster.memory import MemoryBus

@@ -11,7 +11,7 @@ import trio
 from trio_codex.actors.messages import IndexThread
 from trio_codex.actors.store import LocalThreadStore, run_store
 from trio_codex.runtime.cluster.ports import Fenced
-from trio_codex.runtime.rollout import ThreadMeta
+from trio_codex.runtime.persistence.rollout import ThreadMeta
 
 
 async def test_the_local_store_appends_at_the_current_epoch_and_refuses_a_stale_one(

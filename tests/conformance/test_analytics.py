@@ -15,12 +15,12 @@ import trio.testing
 
 from harness import mock_config, open_app_server, run_turn
 from harness.endpoint import Endpoint
-from trio_codex.actors.analytics import EXPORT_SHUTDOWN_TIMEOUT, run_analytics
+from trio_codex.actors.analytics.actor import EXPORT_SHUTDOWN_TIMEOUT, run_analytics
 from trio_codex.actors.approvals import run_approvals
 from trio_codex.actors.connection import Connection
 from trio_codex.actors.hub import run_hub
 from trio_codex.runtime.config import load_settings
-from trio_codex.runtime.server_info import ServerInfo
+from trio_codex.runtime.server.info import ServerInfo
 from trio_codex.transports.memory import memory_frame_pair
 from trio_codex.transports.scripted_responses import ScriptedResponses
 

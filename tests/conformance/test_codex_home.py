@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from trio_codex.runtime import cli
-from trio_codex.runtime.sandbox import probe
+from trio_codex.runtime.commands.sandbox import probe
 
 TRIO_CODEX = str(Path(sys.executable).with_name("trio-codex"))
 #: The README's first command, after the install.
@@ -124,7 +124,7 @@ def test_an_unexpected_error_ends_a_command_with_one_line_and_status_1(capsys: p
 
 
 def test_with_debug_logging_the_traceback_comes_too(capsys: pytest.CaptureFixture[str]) -> None:
-    from trio_codex.runtime.log import setup_logging
+    from trio_codex.runtime.kernel.log import setup_logging
 
     setup_logging({"TRIO_CODEX_LOG": "debug"})
     try:

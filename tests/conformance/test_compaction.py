@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from harness import RpcError, open_app_server
-from trio_codex.runtime.history import SUMMARIZATION_PROMPT, SUMMARY_PREFIX
+from trio_codex.runtime.conversation.history import SUMMARIZATION_PROMPT, SUMMARY_PREFIX
 from trio_codex.transports.scripted_responses import Message, Script, ScriptedResponses
 
 

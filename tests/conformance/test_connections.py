@@ -1,7 +1,7 @@
 """Connections that hold up, against the real server over real sockets:
 the connection and half-open caps, file descriptors running out at accept,
 keepalive, the non-loopback refusal, several listeners at once, and the
-per-connection request limits (runtime/limits.py has the knobs)."""
+per-connection request limits (runtime/server/limits.py has the knobs)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from wsproto.events import AcceptConnection, Request, TextMessage
 
 from harness import RpcClient, server_env
 from harness.ws import TIMEOUT, ws_server
-from trio_codex.runtime.limits import Limits, RateLimiter
+from trio_codex.runtime.server.limits import Limits, RateLimiter
 from trio_codex.transports.framing import DEFAULT_MAX_LINE
 from trio_codex.transports.listen import ALLOW_UNAUTHENTICATED_FLAG, parse_listen, unauthenticated_exposure
 

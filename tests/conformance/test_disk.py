@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import open_app_server
-from trio_codex.runtime import rollout as r
+from trio_codex.runtime.persistence import rollout as r
 
 needs_prlimit = pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="resource.prlimit is Linux only")
 

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from harness import ORIGINAL_BIN, OURS, open_app_server, server_env
-from trio_codex.runtime.sandbox import probe
+from trio_codex.runtime.commands.sandbox import probe
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
 pytestmark = pytest.mark.skipif(not probe().available, reason=probe().message or "bubblewrap unavailable")

@@ -16,7 +16,7 @@ import trio
 
 from harness import ORIGINAL_0171_BIN, ORIGINAL_BIN, RpcClient, open_app_server
 from harness.ws import ws_server
-from trio_codex.runtime import fs_ops
+from trio_codex.runtime.files import fs_ops
 
 from .test_escapes import OURS
 from .test_schema import Session, violations

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from harness import RpcClient, open_app_server, run_turn
-from trio_codex.runtime import rollout as r
+from trio_codex.runtime.persistence import rollout as r
 
 PATCH = ("*** Begin Patch\n*** Add File: new.txt\n+fresh\n*** Update File: old.txt\n*** Move to: moved.txt\n"
          "@@\n one\n-two\n+TWO\n*** Delete File: gone.txt\n*** End Patch\n")

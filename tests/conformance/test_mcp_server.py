@@ -126,7 +126,7 @@ async def test_an_approval_is_relayed_as_an_elicitation(
     assert len(asked) == 1
     params = asked[0]
     assert params["message"] == f"Allow Codex to run `/bin/bash -lc 'touch made'` in `{work}`?"
-    # The codex_* correlation fields are on the wire (runtime/mcp_server_tools.py);
+    # The codex_* correlation fields are on the wire (runtime/mcp/server_tools.py);
     # the mcp client's typed params keep only the spec's.
 
 

@@ -29,7 +29,7 @@ import msgspec
 import pytest
 
 from harness import ORIGINAL_BIN, RpcClient, mock_config, open_app_server
-from trio_codex.runtime.sandbox import probe
+from trio_codex.runtime.commands.sandbox import probe
 from trio_codex.transports.scripted_responses import (
     CustomToolCall,
     FunctionCall,

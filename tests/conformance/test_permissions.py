@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from harness import RpcClient, RpcError, mock_config, open_app_server, run_turn
-from trio_codex.runtime.sandbox import probe
+from trio_codex.runtime.commands.sandbox import probe
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
 needs_bwrap = pytest.mark.skipif(not probe().available, reason=probe().message or "bubblewrap unavailable")

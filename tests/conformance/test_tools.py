@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from harness import open_app_server, run_turn
-from trio_codex.runtime.sandbox import probe
+from trio_codex.runtime.commands.sandbox import probe
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
 needs_bwrap = pytest.mark.skipif(not probe().available, reason=probe().message or "bubblewrap unavailable")

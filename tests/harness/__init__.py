@@ -20,7 +20,7 @@ from typing import Any
 import trio
 
 from trio_codex.runtime.client import Client, CodexError
-from trio_codex.runtime.stream import FrameStream
+from trio_codex.runtime.kernel.stream import FrameStream
 from trio_codex.transports.connect import spawn_stdio
 from trio_codex.transports.jsonl import JsonlStream
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import trio
 
-from trio_codex.runtime import rollout as r
+from trio_codex.runtime.persistence import rollout as r
 
 from trio_codex.runtime.client import ClientClosed
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import msgspec
 
-from trio_codex.runtime import command_safety as cs
-from trio_codex.runtime.command_safety.bash import heredoc_command_prefix
+from trio_codex.runtime.commands import safety as cs
+from trio_codex.runtime.commands.safety.bash import heredoc_command_prefix
 
 DATA = Path(__file__).parents[1] / "fixtures" / "shell_corpus.json"
 EXCEPTIONS = Path(__file__).parents[1] / "fixtures" / "shell_corpus_exceptions.json"

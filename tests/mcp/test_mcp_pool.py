@@ -9,11 +9,11 @@ from pathlib import Path
 
 import trio
 
-from trio_codex.actors.mcp_pool import CONNECTION_RESTARTS, McpPool
+from trio_codex.actors.mcp.pool import CONNECTION_RESTARTS, McpPool
 from trio_codex.actors.messages import McpAcquire, McpCallTool, McpInventory
-from trio_codex.runtime.ask import ask
+from trio_codex.runtime.kernel.ask import ask
 from trio_codex.runtime.config import load_settings
-from trio_codex.runtime.errors import McpCallFailed
+from trio_codex.runtime.kernel.errors import McpCallFailed
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "mcp_server.py"
 

@@ -12,7 +12,7 @@ import stat
 
 import pytest
 
-from trio_codex.runtime.apply_patch import (
+from trio_codex.runtime.files.apply_patch import (
     AddFile,
     ApplyPatchError,
     ApplyPatchInvocation,

@@ -3,9 +3,9 @@ import pytest
 import trio
 import trio.testing
 
-from trio_codex.runtime.ask import ReplySlot, ask
-from trio_codex.runtime.errors import ActorGone, AskTimeout, MailboxClosed
-from trio_codex.runtime.mailbox import DROP, open_mailbox
+from trio_codex.runtime.kernel.ask import ReplySlot, ask
+from trio_codex.runtime.kernel.errors import ActorGone, AskTimeout, MailboxClosed
+from trio_codex.runtime.kernel.mailbox import DROP, open_mailbox
 
 
 class Double(msgspec.Struct, frozen=True):

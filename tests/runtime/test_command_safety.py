@@ -16,7 +16,7 @@ import json
 import msgspec
 import pytest
 
-from trio_codex.runtime.command_safety import (
+from trio_codex.runtime.commands.safety import (
     RETRY_WITHOUT_SANDBOX_REASON,
     AskUser,
     AutoApprove,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from trio_codex.runtime.config_write import apply_edits
+from trio_codex.runtime.config.write import apply_edits
 from trio_codex.runtime.protocol.jsonrpc import JsonRpcError
 from trio_codex.runtime.protocol.v2.config import ConfigEdit
 

@@ -1,10 +1,10 @@
-"""runtime/exec_events.py: app-server notifications in, exec's JSONL out."""
+"""runtime/exec/events.py: app-server notifications in, exec's JSONL out."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from trio_codex.runtime.exec_events import JsonlEvents
+from trio_codex.runtime.exec.events import JsonlEvents
 
 COMMAND = {"type": "commandExecution", "id": "call_1", "command": "sleep 9", "cwd": "/w", "commandActions": [],
            "status": "inProgress"}

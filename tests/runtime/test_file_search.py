@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from trio_codex.runtime.file_search import score_path
+from trio_codex.runtime.files.file_search import score_path
 
 TRACED = [
     ("src/main.rs", "main", False, 65645, [4, 5, 6, 7]),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from trio_codex.runtime.git import collect_git_info
-from trio_codex.runtime.rollout import GitInfo
+from trio_codex.runtime.persistence.git import collect_git_info
+from trio_codex.runtime.persistence.rollout import GitInfo
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 

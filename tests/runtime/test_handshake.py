@@ -23,16 +23,16 @@ from harness import open_app_server
 from harness.fuzz import frame as fuzzed_frame
 from harness.fuzz import params_schemas
 from hypothesis_jsonschema import from_schema
-from trio_codex.actors.analytics_facts import Recorder
+from trio_codex.actors.analytics.facts import Recorder
 from trio_codex.actors.approvals import run_approvals
 from trio_codex.actors.connection import Connection
 from trio_codex.actors.hub import run_hub
 from trio_codex.runtime import handshake
 from trio_codex.runtime.config import load_settings
-from trio_codex.runtime.mailbox import open_mailbox
+from trio_codex.runtime.kernel.mailbox import open_mailbox
 from trio_codex.runtime.protocol.methods import METHODS
 from trio_codex.runtime.protocol.v2.initialize import InitializeParams
-from trio_codex.runtime.server_info import ServerInfo
+from trio_codex.runtime.server.info import ServerInfo
 from trio_codex.transports.framing import DEFAULT_MAX_LINE
 from trio_codex.transports.memory import memory_frame_pair
 

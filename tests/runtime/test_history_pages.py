@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from trio_codex.runtime import rollout as r
-from trio_codex.runtime.history_pages import TurnProjection, history_page
+from trio_codex.runtime.persistence import rollout as r
+from trio_codex.runtime.persistence.history_pages import TurnProjection, history_page
 from trio_codex.runtime.protocol.v2.thread import ThreadItemEntry
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "original"

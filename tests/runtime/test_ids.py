@@ -2,8 +2,8 @@ import re
 import time
 import uuid
 
-from trio_codex.runtime import ids
-from trio_codex.runtime.ids import uuid7
+from trio_codex.runtime.kernel import ids
+from trio_codex.runtime.kernel.ids import uuid7
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 

@@ -8,8 +8,8 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_codex.runtime.errors import MailboxClosed
-from trio_codex.runtime.mailbox import (
+from trio_codex.runtime.kernel.errors import MailboxClosed
+from trio_codex.runtime.kernel.mailbox import (
     DROP,
     Coalesce,
     Lossless,

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from trio_codex.runtime.config import ConfigError
-from trio_codex.runtime.mcp_config import mcp_servers, parse_server
-from trio_codex.runtime.mcp_tools import failure_output, model_tools, needs_approval, result_output
+from trio_codex.runtime.config.mcp import mcp_servers, parse_server
+from trio_codex.runtime.mcp.tools import failure_output, model_tools, needs_approval, result_output
 
 
 def test_a_stdio_server_takes_the_originals_defaults() -> None:

@@ -1,4 +1,4 @@
-"""runtime/mcp_server_tools.py, sans I/O: arguments read as the original's serde,
+"""runtime/mcp/server_tools.py, sans I/O: arguments read as the original's serde,
 the elicitation params it sent, answers read as decisions, and v2
 notifications as its codex/event messages."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from trio_codex.runtime.mcp_server_tools import (
+from trio_codex.runtime.mcp.server_tools import (
     ToolArgError,
     approval_decision,
     codex_events,

@@ -1,4 +1,4 @@
-"""runtime/notify.py: the payload, and the watcher's bound."""
+"""runtime/commands/notify.py: the payload, and the watcher's bound."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from trio_codex.runtime.notify import notify_payload, run_notifier
+from trio_codex.runtime.commands.notify import notify_payload, run_notifier
 
 NOTIFIER = Path(__file__).parent.parent / "fixtures" / "notifier.py"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from trio_codex.runtime import patch_writer
-from trio_codex.runtime.apply_patch import PatchWriteError, parse_patch, plan_patch, write_plan, writer_input
+from trio_codex.runtime.files import patch_writer
+from trio_codex.runtime.files.apply_patch import PatchWriteError, parse_patch, plan_patch, write_plan, writer_input
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from trio_codex.runtime import permissions
+from trio_codex.runtime.commands import permissions
 from trio_codex.runtime.config import Settings, load_settings
-from trio_codex.runtime.permissions import Permissions, PermissionsError
+from trio_codex.runtime.commands.permissions import Permissions, PermissionsError
 from trio_codex.runtime.protocol.v2.thread import (
     ActivePermissionProfile,
     DangerFullAccess,

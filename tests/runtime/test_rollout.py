@@ -18,8 +18,8 @@ import trio
 from msgspec import Raw
 
 from harness import RpcClient, mock_config
-from trio_codex.runtime import rollout as r
-from trio_codex.runtime.command_safety import parse_command_actions
+from trio_codex.runtime.persistence import rollout as r
+from trio_codex.runtime.commands.safety import parse_command_actions
 from trio_codex.runtime.protocol.v2 import item as v2
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "original"

@@ -18,20 +18,19 @@ from pathlib import Path
 import pytest
 import trio
 
-from trio_codex.actors.process import run_command
-from trio_codex.runtime import sandbox
+from trio_codex.runtime.commands.process import run_command
+from trio_codex.runtime.commands import sandbox
 from trio_codex.runtime.protocol.v2.thread import (
     DangerFullAccess,
     ExternalSandbox,
     ReadOnly,
     WorkspaceWrite,
 )
-from trio_codex.runtime.sandbox import (
+from trio_codex.runtime.commands.environment import ShellEnvironmentPolicy, create_env
+from trio_codex.runtime.commands.sandbox import (
     SandboxError,
     SandboxUnavailable,
-    ShellEnvironmentPolicy,
     bwrap_argv,
-    create_env,
     read_only_subpaths,
     writable_roots,
 )
@@ -366,7 +365,7 @@ def test_exports_are_defined() -> None:
 def test_a_placeholder_of_a_live_sandbox_is_not_bound_as_a_source_by_the_next(tmp_path: Path) -> None:
     # Regression: concurrent sandboxes in one workspace failed with
     # "bwrap: Can't find source path <ws>/.codex" once the first one ended.
-    from trio_codex.runtime.sandbox import _placeholder_users, _plan
+    from trio_codex.runtime.commands.sandbox import _placeholder_users, _plan
 
     ws = tmp_path / "ws"
     ws.mkdir()

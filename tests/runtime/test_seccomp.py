@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from trio_codex.actors.process import open_process_table, run_command
-from trio_codex.runtime import sandbox, seccomp
+from trio_codex.runtime.commands.process import open_process_table, run_command
+from trio_codex.runtime.commands import sandbox, seccomp
 from trio_codex.runtime.protocol.v2.thread import (
     DangerFullAccess,
     ReadOnly,
@@ -180,7 +180,7 @@ def test_the_program_is_compiled_bpf_built_once_per_mode() -> None:
 
 
 def test_importing_the_sandbox_does_not_load_libseccomp() -> None:
-    code = ("import sys, trio_codex.runtime.sandbox, trio_codex.actors.process; "
+    code = ("import sys, trio_codex.runtime.commands.sandbox, trio_codex.runtime.commands.process; "
             "print('pyseccomp' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=LIMIT,
                           check=True)

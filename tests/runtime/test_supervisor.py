@@ -5,13 +5,13 @@ import pytest
 import trio
 import trio.testing
 
-from trio_codex.runtime.errors import (
+from trio_codex.runtime.kernel.errors import (
     ActorCrashed,
     RuntimeFailure,
     ShutdownTimeout,
     SupervisorEscalation,
 )
-from trio_codex.runtime.supervisor import ChildInfo, RestartPolicy, open_supervisor
+from trio_codex.runtime.kernel.supervisor import ChildInfo, RestartPolicy, open_supervisor
 
 # Deterministic backoff: 1 s, 2 s, 4 s, capped at 4 s; budget 3 restarts in 60 s.
 POLICY = RestartPolicy(intensity=3, period=60, backoff_initial=1, backoff_max=4, jitter=0)

@@ -13,8 +13,8 @@ import msgspec
 import pytest
 import trio
 
-from trio_codex.runtime import rollout as r
-from trio_codex.runtime import thread_index as ti
+from trio_codex.runtime.persistence import rollout as r
+from trio_codex.runtime.persistence import thread_index as ti
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "original"
 T0 = 1_795_600_000_000

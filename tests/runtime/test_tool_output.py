@@ -15,7 +15,7 @@ import tracemalloc
 
 import pytest
 
-from trio_codex.runtime.tool_output import (
+from trio_codex.runtime.commands.output import (
     DEFAULT_TRUNCATION_POLICY,
     HeadTailBuffer,
     TruncationPolicy,

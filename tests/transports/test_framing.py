@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_codex.runtime.stream import Oversized
+from trio_codex.runtime.kernel.stream import Oversized
 from trio_codex.transports.framing import NEED_DATA, LineFramer, frame_lines
 
 

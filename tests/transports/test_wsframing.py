@@ -19,7 +19,7 @@ from wsproto.events import (
 )
 
 from harness.ws import SECRET, jwt
-from trio_codex.runtime.stream import Oversized
+from trio_codex.runtime.kernel.stream import Oversized
 from trio_codex.transports.framing import NEED_DATA
 from trio_codex.transports.wsframing import (
     MAX_MESSAGE_HEADER,

@@ -1,6 +1,6 @@
 """``fs/*`` and ``fuzzyFileSearch*``: the client's own file access and the
 ``@`` file mention. Paths stay ``str`` here: their check (absolute, as the
-original's ``AbsolutePathBuf``) is runtime/fs_ops.py's, with the
+original's ``AbsolutePathBuf``) is runtime/files/fs_ops.py's, with the
 original's error text."""
 
 from __future__ import annotations
