@@ -134,13 +134,13 @@ select coalesce(most_common_vals::text::text[], '{}'), coalesce(most_common_freq
        (select greatest(reltuples, 0) from pg_class where oid = %(table)s::regclass), attname is not null
 from (select 1) one left join pg_stats on schemaname = current_schema() and tablename = %(table)s and attname = 'gram'
 """
-#: The threads one of whose texts holds the term, among those holding its
-#: rarest trigram and those whose texts' trigrams are not in yet.
-_TEXT_CANDIDATES = """
-select x.thread_id from codex_text_grams g join codex_thread_texts x on x.thread_id = g.thread_id
-where g.gram = %s and x.text ilike %s escape '\\'
+#: The threads one of whose texts holds the term, among the given ones
+#: (holding its rarest trigram) and those whose texts are not in the
+#: trigrams yet.
+_TEXT_MATCHES = """
+select thread_id from codex_thread_texts where thread_id = any(%s) and text ilike %s escape '\\'
 union
-select x.thread_id from codex_thread_texts x where not x.gram_indexed and x.text ilike %s escape '\\'"""
+select thread_id from codex_thread_texts where not gram_indexed and text ilike %s escape '\\'"""
 #: Longer texts are not split into trigrams (16 KiB takes some 50 ms, and
 #: it grows with the length): they stay with the texts every search checks.
 MAX_GRAM_TEXT = 16 * 1024
@@ -273,8 +273,10 @@ class PgThreadStore:
                 if (gram := self._rarest(conn, "codex_text_grams", text)) is not None:
                     # The threads one of whose texts holds the term, among those
                     # holding the trigram and those whose texts are not in yet.
+                    holders = [r[0] for r in conn.execute(
+                        "select thread_id from codex_text_grams where gram = %s", (gram,))]
                     query.where.append("id = any(%s)")
-                    query.args.append([r[0] for r in conn.execute(_TEXT_CANDIDATES, (gram, pattern, pattern))])
+                    query.args.append([r[0] for r in conn.execute(_TEXT_MATCHES, (holders, pattern, pattern))])
                 else:
                     query.where.append("exists (select 1 from codex_thread_texts x where x.thread_id = id "
                                        "and x.text ilike %s escape '\\')")
