@@ -218,7 +218,10 @@ async def listing(args: argparse.Namespace, client: AppClient) -> None:
                     meta = (f'{{"id":"{tid}","created_at":{at},"updated_at":{at},"recency_at":{at},'
                             f'"source":"vscode","model_provider":"mock","cwd":"{cwd}","preview":"bench thread {i}"}}')
                     copy.write_row((tid, False, at, at, at, "mock", cwd, "vscode", None, f"bench thread {i}", meta))
+            # Rows loaded in bulk: statistics now, as autovacuum would make them soon (the
+            # search picks its trigram by them; a node analyzes a table that has none itself).
             conn.execute("analyze codex_thread_list")
+            conn.execute("analyze codex_title_grams")
     await trio.to_thread.run_sync(fill)
     print(f"== thread/list over {args.list_threads} threads in PostgreSQL (filled in {time.monotonic() - t0:.0f} s)")
     deep = None

@@ -131,16 +131,16 @@ RARE_GRAM_ROWS = 4096
 GRAM_STATS_AGE = 60.0
 _GRAM_STATS = """
 select coalesce(most_common_vals::text::text[], '{}'), coalesce(most_common_freqs, '{}'),
-       (select greatest(reltuples, 0) from pg_class where oid = %(table)s::regclass)
+       (select greatest(reltuples, 0) from pg_class where oid = %(table)s::regclass), attname is not null
 from (select 1) one left join pg_stats on schemaname = current_schema() and tablename = %(table)s and attname = 'gram'
 """
-#: The threads one of whose texts holds the term, among those holding its
-#: rarest trigram and those whose texts' trigrams are not in yet.
-_TEXT_CANDIDATES = """id in (
-    select x.thread_id from codex_text_grams g join codex_thread_texts x on x.thread_id = g.thread_id
-    where g.gram = %s and x.text ilike %s escape '\\'
-    union all
-    select x.thread_id from codex_thread_texts x where not x.gram_indexed and x.text ilike %s escape '\\')"""
+#: The threads one of whose texts holds the term, among the given ones
+#: (holding its rarest trigram) and those whose texts are not in the
+#: trigrams yet.
+_TEXT_MATCHES = """
+select thread_id from codex_thread_texts where thread_id = any(%s) and text ilike %s escape '\\'
+union
+select thread_id from codex_thread_texts where not gram_indexed and text ilike %s escape '\\'"""
 #: Longer texts are not split into trigrams (16 KiB takes some 50 ms, and
 #: it grows with the length): they stay with the texts every search checks.
 MAX_GRAM_TEXT = 16 * 1024
@@ -262,16 +262,21 @@ class PgThreadStore:
         title, text = filters.get("search_term"), full_text
 
         def work(conn: psycopg.Connection) -> list[ThreadMeta]:
+            # The candidates are fetched first and given as values: a plan
+            # made for a subquery may scan every row with ILIKE instead.
             if title and (gram := self._rarest(conn, "codex_title_grams", title)) is not None:
-                query.where.append("id in (select thread_id from codex_title_grams where gram = %s)")
-                query.args.append(gram)
+                query.where.append("id = any(%s)")
+                query.args.append([r[0] for r in conn.execute(
+                    "select thread_id from codex_title_grams where gram = %s", (gram,))])
             if text:
                 pattern = like_pattern(text)
                 if (gram := self._rarest(conn, "codex_text_grams", text)) is not None:
-                    # The texts of the threads holding the trigram, and those
-                    # whose trigrams are not in yet, checked one by one.
-                    query.where.append(_TEXT_CANDIDATES)
-                    query.args += [gram, pattern, pattern]
+                    # The threads one of whose texts holds the term, among those
+                    # holding the trigram and those whose texts are not in yet.
+                    holders = [r[0] for r in conn.execute(
+                        "select thread_id from codex_text_grams where gram = %s", (gram,))]
+                    query.where.append("id = any(%s)")
+                    query.args.append([r[0] for r in conn.execute(_TEXT_MATCHES, (holders, pattern, pattern))])
                 else:
                     query.where.append("exists (select 1 from codex_thread_texts x where x.thread_id = id "
                                        "and x.text ilike %s escape '\\')")
@@ -302,8 +307,19 @@ class PgThreadStore:
         """``table``'s most common trigrams (most common first), with about
         how many rows hold each; read again after :data:`GRAM_STATS_AGE`."""
         at, common = self.gram_stats.get(table, (-GRAM_STATS_AGE, {}))
+        def read() -> tuple[Any, ...]:
+            row = conn.execute(_GRAM_STATS, {"table": table}).fetchone()
+            assert row is not None  # always one: the statistics are joined to (select 1)
+            return tuple(row)
+
         if time.monotonic() - at >= GRAM_STATS_AGE:
-            vals, freqs, rows = conn.execute(_GRAM_STATS, {"table": table}).fetchone() or ([], [], 0)
+            vals, freqs, rows, analyzed = read()
+            if not analyzed:
+                # Never analyzed (a new store, or rows loaded in bulk that
+                # autovacuum has not seen yet): without statistics every
+                # trigram would look rare. ANALYZE samples, so this is quick.
+                conn.execute(f"analyze {table}")
+                vals, freqs, rows, analyzed = read()
             common = {val: freq * (rows or 0) for val, freq in zip(vals, freqs)}
             self.gram_stats[table] = (time.monotonic(), common)
         return common

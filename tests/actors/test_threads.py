@@ -21,6 +21,7 @@ from trio_codex.actors.hub import run_hub
 from trio_codex.actors.messages import (
     ConnectionGone,
     ConnectionRef,
+    EvictThread,
     InterruptTurn,
     ReadThread,
     Register,
@@ -320,6 +321,29 @@ async def test_the_registry_unloads_a_thread_only_if_nothing_reached_it_since_it
     await eventually(lambda: thread.statistics().depth == 0)
     await host.registry.send(UnloadThread(tid, thread, thread.statistics().sent))
     assert await loaded(3) == []
+
+
+async def test_an_evicted_thread_stops_mid_turn_unloaded_silently_with_nothing_more_written(
+        host: Host, codex_home: Path) -> None:
+    from trio_codex.runtime.kernel.errors import MailboxClosed
+
+    await host.registry.send(ThreadRequest(Reply(host.conn, 1), "thread/start", ThreadStartParams(), "tests"))
+    tid = (await until(host.inbox, is_method("thread/started")))[0].result.thread.id
+    thread = host.threads.threads[tid]
+    await host.registry.send(ToThread(tid, StartTurn(Reply(host.conn, 2), TurnStartParams(
+        tid, [TextInput("[[hang=1]] taken over mid-turn")])), None))
+    await until(host.inbox, is_method("item/agentMessage/delta"))
+    await host.registry.send(EvictThread(tid))
+    await host.registry.send(ThreadRequest(Reply(host.conn, 3), "thread/loaded/list", ThreadLoadedListParams()))
+    seen = await until(host.inbox, lambda m: isinstance(m, Response) and m.id == 3)
+    assert seen[-1].result.data == []
+    # No thread/closed, no turn/completed: the cluster layer tells the clients.
+    assert not [m for m in seen if isinstance(m, Notification) and m.method in ("thread/closed", "turn/completed")]
+    with pytest.raises(MailboxClosed):
+        thread.send_nowait(Unsubscribe(host.conn.id))
+    await eventually(lambda: host.threads.sup.child(f"thread:{tid}").state == "finished")
+    [rollout] = (codex_home / "sessions").rglob(f"*{tid}.jsonl")
+    assert b"turn_aborted" not in rollout.read_bytes() and b"taken over mid-turn" in rollout.read_bytes()
 
 
 @pytest.fixture
