@@ -18,8 +18,11 @@ Thread-safe: the server calls :func:`load` in a worker thread at start-up.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import importlib.metadata
 import importlib.util
+import os
 import sys
 import threading
 from types import ModuleType
@@ -49,20 +52,42 @@ class Sdk(NamedTuple):
 
 def load() -> Sdk:
     """Import the client modules (once; the names are kept after). Raises
-    what the import raises (``OSError`` when out of file descriptors); the
-    next call tries again."""
+    what the import raises, as ``OSError`` whenever the process is out of
+    file descriptors; the next call tries again."""
     global _loaded
     if _loaded is not None:
         return _loaded
     with _lock:
-        if "openai._client" not in sys.modules and "openai" not in sys.modules:
-            _import_lean()
-        client = importlib.import_module("openai._client")
-        errors = importlib.import_module("openai._exceptions")
-        types = importlib.import_module("openai._types")
+        try:
+            if "openai._client" not in sys.modules and "openai" not in sys.modules:
+                _import_lean()
+            client = importlib.import_module("openai._client")
+            errors = importlib.import_module("openai._exceptions")
+            types = importlib.import_module("openai._types")
+        except Exception as exc:
+            # The import system caches directory listings, and importlib.metadata
+            # caches one that failed for want of descriptors as empty: forget
+            # them, or the next try fails the same way with descriptors to spare.
+            importlib.invalidate_caches()
+            importlib.metadata.MetadataPathFinder().invalidate_caches()  # an instance: 3.11 lacks its @classmethod
+            _raise_if_out_of_descriptors(exc)
+            raise
         _loaded = Sdk(client.AsyncOpenAI, client.Timeout, types.omit, errors.APIError, errors.APIStatusError,
                       errors.APIConnectionError, errors.APITimeoutError)
     return _loaded
+
+
+def _raise_if_out_of_descriptors(exc: Exception) -> None:
+    """Raise the ``OSError`` (EMFILE) behind a failed import when the process
+    is out of file descriptors: importing opens files everywhere, and some
+    of its failures hide the cause (``importlib.metadata`` answers
+    "no package metadata was found" when it cannot list site-packages). The
+    caller retries an ``OSError``; anything else is a broken install."""
+    try:
+        os.close(os.open(os.devnull, os.O_RDONLY))
+    except OSError as probe:
+        if probe.errno in (errno.EMFILE, errno.ENFILE):
+            raise probe from exc
 
 
 def _import_lean() -> None:

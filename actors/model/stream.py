@@ -198,7 +198,7 @@ class ModelClient:
         raised: the turn that needs the client tries again and reports it."""
         try:
             await self.sdk()
-        except OSError as exc:
+        except Exception as exc:  # best effort: a warm-up never takes the server down
             log.warning("could not load the model client ahead of the first turn: %s", exc)
 
     async def aclose(self) -> None:
@@ -271,6 +271,9 @@ async def _attempt(
         sdk = await client.sdk()
     except OSError as exc:
         return classify(exc)
+    except ImportError as exc:  # a broken install: the turn fails, the thread goes on
+        return Failure(f"could not load the model client (the openai SDK): {exc}; reinstall trio-codex",
+                       "other", False)
     api = load_sdk()
     if client.api_key is None:
         headers = {**headers, "Authorization": api.omit}
