@@ -33,12 +33,14 @@ list order finds a page of them sooner (the single-process index's rule).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
 import psycopg
+import psycopg.errors
 import psycopg.types.json
 import psycopg_pool
 import trio
@@ -158,6 +160,39 @@ _meta_decoder = msgspec.json.Decoder(ThreadMeta)
 
 #: Connections the pool keeps; every store call holds one for its statement.
 POOL_SIZE = 4
+#: Listing queries (thread/list, the searches) running at once, so that the
+#: appends, which hold completions back, always find a pool connection.
+LISTING_QUERIES = POOL_SIZE // 2
+#: How long cancelling a listing query on the server may take.
+CANCEL_TIMEOUT = 5.0
+
+
+class _Stoppable:
+    """A listing query the trio side may stop (a cancelled search, a client
+    gone): abandoned at once, and cancelled on the server from a worker
+    thread, so that it gives its pool connection back without running to
+    the end; not started if stopped while it waited for one."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: psycopg.Connection | None = None
+        self.stopped = False
+
+    def begin(self, conn: psycopg.Connection) -> None:
+        with self.lock:
+            if self.stopped:
+                raise psycopg.errors.QueryCanceled("stopped before it started")
+            self.conn = conn
+
+    def end(self) -> None:
+        with self.lock:
+            self.conn = None
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            if self.conn is not None:
+                self.conn.cancel_safe(timeout=CANCEL_TIMEOUT)
 
 
 class PgThreadStore:
@@ -165,12 +200,30 @@ class PgThreadStore:
         self.pool = pool
         #: Grams table -> (when read, its common trigrams -> about how many rows hold each).
         self.gram_stats: dict[str, tuple[float, dict[str, float]]] = {}
+        self.listings = trio.CapacityLimiter(LISTING_QUERIES)
 
     async def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
         def work() -> T:
             with self.pool.connection() as conn:
                 return fn(conn)
         return await trio.to_thread.run_sync(work)
+
+    async def _query(self, fn: Callable[[psycopg.Connection], T]) -> T:
+        """Run a listing query, which a trio cancellation stops (:class:`_Stoppable`)."""
+        query = _Stoppable()
+
+        def work() -> T:
+            with self.pool.connection() as conn:
+                query.begin(conn)
+                try:
+                    return fn(conn)
+                finally:
+                    query.end()
+        try:
+            return await trio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self.listings)
+        except trio.Cancelled:
+            trio.lowlevel.start_thread_soon(query.stop, lambda _: None)
+            raise
 
     async def activate(self, thread_id: str, epoch: int) -> int:
         def work(conn: psycopg.Connection) -> int:
@@ -283,7 +336,7 @@ class PgThreadStore:
                     query.args.append(pattern)
             rows = conn.execute(query.sql("select meta::text from codex_thread_list"), query.args).fetchall()
             return [_meta_decoder.decode(r[0]) for r in rows]
-        return query.page(await self._run(work))
+        return query.page(await self._query(work))
 
     def _rarest(self, conn: psycopg.Connection, table: str, term: str) -> str | None:
         """The term's rarest trigram in ``table``, to start a search from
@@ -333,7 +386,7 @@ class PgThreadStore:
                 "where thread_id = any(%s) and text ilike %s escape '\\' order by thread_id, seq",
                 (list(thread_ids), like_pattern(term))).fetchall()
             return {tid: snippet(text, term) for tid, text in rows}
-        return await self._run(work) if thread_ids else {}
+        return await self._query(work) if thread_ids else {}
 
 
 def _texts(items: Sequence[bytes], first: int) -> list[tuple[int, str]]:
