@@ -38,6 +38,7 @@ class Gateway:
     _chase = repair._chase
     _give_up = repair._give_up
     _catch_up = repair._catch_up
+    rejoined = repair._rejoined
     # The cluster's thread/list and searches: :mod:`.listing`.
     _list = listing._list
     _experimental = listing._experimental
