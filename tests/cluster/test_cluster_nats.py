@@ -619,3 +619,20 @@ async def test_frames_nats_lost_in_a_restart_while_the_gateway_was_away_reach_it
             assert seen_a[-1]["method"] == "turn/completed"
             assert seen_b == seen_a  # each once, in order, deltas included
     assert re.search(rb"asking \S+ to resend from \d+", log_b.read_bytes())
+
+
+async def test_the_nats_bus_tells_its_node_when_it_has_reconnected_after_a_restart_of_nats(nats_server: Any) -> None:
+    from trio_codex.runtime.cluster.nats_bus import open_nats_bus
+
+    async with open_nats_bus(nats_server.url, "n") as bus:
+        back = trio.Event()
+
+        async def wait_for_reconnect() -> None:
+            await bus.reconnected()
+            back.set()
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait_for_reconnect)
+                await trio.to_thread.run_sync(nats_server.kill)
+                await trio.to_thread.run_sync(nats_server.start)
+                await back.wait()
