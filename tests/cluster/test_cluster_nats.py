@@ -506,6 +506,18 @@ async def test_thread_list_on_any_node_pages_through_every_nodes_threads_from_po
         assert bad["error"]["code"] == -32600 and "invalid cursor" in bad["error"]["message"]
 
 
+async def test_a_listing_query_its_caller_abandons_is_cancelled_on_the_server_too(pg_dsn: str) -> None:
+    async with open_store(pg_dsn) as store:
+        with trio.move_on_after(0.5):
+            await store._query(lambda conn: conn.execute("select pg_sleep(60)").fetchall())
+        # Its pool connection is free again long before the minute is up.
+        with trio.fail_after(TIMEOUT):
+            while await store._run(lambda conn: conn.execute(
+                    "select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' "
+                    "and state = 'active'").fetchone()[0]):
+                await trio.sleep(0.05)
+
+
 async def test_postgresql_searches_find_through_their_trigrams_exactly_what_a_substring_scan_finds(pg_dsn: str) -> None:
     import json
     import uuid
