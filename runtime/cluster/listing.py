@@ -131,9 +131,10 @@ async def _run_search(self: Gateway, rid: Any, p: ThreadSearchParams, search: Se
     answer: Response | ErrorResponse | None = None
     with search.scope:
         answer = await _answer_listing(rid, page)
-    if answer is None or self.searches.get(rid) is not search:
+    if answer is None or search.scope.cancel_called:
         return  # cancelled: the cancel request answered it
-    del self.searches[rid]
+    if self.searches.get(rid) is search:
+        del self.searches[rid]
     await _send(self, answer)
 
 
