@@ -631,6 +631,8 @@ async def test_frames_nats_lost_in_a_restart_while_the_gateway_was_away_reach_it
             assert seen_a[-1]["method"] == "turn/completed"
             assert seen_b == seen_a  # each once, in order, deltas included
     assert re.search(rb"asking \S+ to resend from \d+", log_b.read_bytes())
+    # Back on NATS, B's gateway asked at once, without waiting for an announcement.
+    assert re.search(rb"reconnected: asking \S+ to resend from \d+", log_b.read_bytes())
 
 
 async def test_the_nats_bus_tells_its_node_when_it_has_reconnected_after_a_restart_of_nats(nats_server: Any) -> None:
