@@ -33,6 +33,7 @@ from ...runtime.protocol.methods import REGISTRY, dispatches
 from ...runtime.protocol.v2.account import ThreadReadStateUpdateParams
 from ...runtime.protocol.v2.mcp import McpServerResourceReadParams, McpServerStatusListParams, McpServerToolCallParams
 from ...runtime.protocol.v2.thread import (
+    MAX_STREAM_SEARCH_BYTES,
     AskForApproval,
     NotLoaded,
     ThreadForkParams,
@@ -124,8 +125,6 @@ _ZERO_USAGE = TokenUsageBreakdown()
 #: How long the MCP pool may take to hand out a thread's connections (it
 #: answers at once; the servers start in the background).
 MCP_ACQUIRE_TIMEOUT = 10.0
-#: The longest ``thread/search/stream`` term, trimmed, as the original's.
-MAX_STREAM_SEARCH_BYTES = 65_536
 
 
 class _LaunchStarted(Msg, tag="launch_started", frozen=True):

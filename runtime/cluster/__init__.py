@@ -20,7 +20,10 @@ How a request reaches the node that owns its thread (README "Cluster"):
   fencing, hand-off and drain) and :func:`~.host.open_tunnels`, which runs
   a node's side of it all;
 - :mod:`.gateway`: the client's side (:class:`~.gateway.Gateway`: routing,
-  takeover of a thread whose owner is gone, the cluster's ``thread/list``);
+  takeover of a thread whose owner is gone);
+- :mod:`.listing`: the gateway's answers from the cluster's listing
+  (``thread/list``, ``thread/search``, ``thread/search/stream``, and the
+  search cancel requests);
 - :mod:`.repair`: the gateway's in-order delivery and gap repair;
 - :mod:`.tunnel`: one tunnel's owner end, numbered, with its replay buffer;
 - :mod:`.events`: the owned threads' lossless events, by per-thread

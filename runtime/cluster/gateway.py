@@ -6,24 +6,14 @@ them, and delivers their frames in order (:mod:`.repair`; README
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
 
-from ..protocol.codec import decode_params, encode
-from ..protocol.jsonrpc import ErrorResponse, JsonRpcError, Response, internal_error, invalid_request
-from ..protocol.v2.thread import (
-    ThreadListParams,
-    ThreadListResponse,
-    ThreadSearchParams,
-    ThreadSearchResponse,
-    ThreadSearchResult,
-)
-from ..persistence.rollout import thread_from_meta
 from ..kernel.stream import FrameStream, Oversized, TransportClosed
-from . import repair
+from . import listing, repair
 from .ports import Bus, Directory, NoResponders
 from .wire import (CLOSE, CONN, CREATING, GATEWAY, GATEWAY_CAPACITY, HOP_TIMEOUT, INIT_ID, LEASE_POLL, OPEN_TIMEOUT,
                    REMOTE_IDS, TAKEOVER_POLL, TAKEOVER_TIMEOUT, THREAD_TOKEN, TUNNEL, decode_frame, log,
@@ -31,6 +21,9 @@ from .wire import (CLOSE, CONN, CREATING, GATEWAY, GATEWAY_CAPACITY, HOP_TIMEOUT
 
 if TYPE_CHECKING:
     from .host import TunnelHost
+
+#: The searches a gateway answers from the cluster's listing (:mod:`.listing`).
+SEARCHES = ("thread/search", "thread/search/stream")
 
 
 class Gateway:
@@ -45,6 +38,12 @@ class Gateway:
     _chase = repair._chase
     _give_up = repair._give_up
     _catch_up = repair._catch_up
+    rejoined = repair._rejoined
+    # The cluster's thread/list and searches: :mod:`.listing`.
+    _list = listing._list
+    _experimental = listing._experimental
+    _search = listing._search
+    _cancel_search = listing._cancel_search
 
     def __init__(self, inner: FrameStream, bus: Bus, directory: Directory, host: TunnelHost,
                  nursery: trio.Nursery) -> None:
@@ -86,6 +85,8 @@ class Gateway:
         self.relaying = False
         #: Threads this client reached on this node's own actors.
         self.local_threads: set[str] = set()
+        #: Searches answered from the cluster's listing, by request id (:mod:`.listing`).
+        self.searches: dict[Any, listing.Search] = {}
 
     # FrameStream, as the local Connection actor sees it.
 
@@ -135,8 +136,10 @@ class Gateway:
             return True
         if method == "thread/list" and "id" in msg and self.init and self.host.listing is not None:
             return await self._list(msg)
-        if method == "thread/search" and "id" in msg and self._experimental() and self.host.listing is not None:
+        if method in SEARCHES and "id" in msg and self._experimental() and self.host.listing is not None:
             return await self._search(msg)
+        if method in listing.CANCELS and "id" in msg and self.searches:
+            return await self._cancel_search(msg)
         if method in CREATING and "id" in msg:
             self.creating.add(msg["id"])
         params = msg.get("params")
@@ -156,78 +159,6 @@ class Gateway:
             await self._fail(msg["id"], f"thread {thread_id}: the cluster could not route this request ({exc}); "
                                         "retry it")
             return True
-
-    async def _list(self, msg: dict[str, Any]) -> bool:
-        """Answer ``thread/list`` from the cluster's listing (every node's
-        threads, in keyset pages), once the client is initialized; False
-        leaves it to the local actors (params they refuse, and the
-        experimental sections)."""
-        try:
-            p = decode_params(msgspec.Raw(msgspec.json.encode(msg.get("params"))), ThreadListParams)
-        except JsonRpcError:
-            return False
-        if p.section_id is not None or p.sort_key == "section_position" \
-                or (p.included_thread_ids is not None and len(p.included_thread_ids) > 100):
-            return False
-        listing = self.host.listing
-        assert listing is not None
-
-        async def page() -> ThreadListResponse:
-            page = await listing.list_threads(
-                cursor=p.cursor, limit=p.limit or 25, sort_key=p.sort_key or "created_at",
-                sort_direction=p.sort_direction or "desc", archived=bool(p.archived), cwd=p.cwd,
-                model_providers=p.model_providers, source_kinds=p.source_kinds, search_term=p.search_term,
-                thread_ids=p.included_thread_ids)
-            return ThreadListResponse([thread_from_meta(m, m.id in self.host.owned) for m in page.rows],
-                                      page.next_cursor, page.backwards_cursor)
-        await self._answer_listing(msg["id"], page)
-        return True
-
-    def _experimental(self) -> bool:
-        """Whether the client's ``initialize`` opted in to the experimental
-        API (``thread/search`` is; without it the Connection refuses it)."""
-        params = (decode_frame(self.init[0]) or {}).get("params") if self.init else None
-        caps = params.get("capabilities") if isinstance(params, dict) else None
-        return isinstance(caps, dict) and caps.get("experimentalApi") is True
-
-    async def _search(self, msg: dict[str, Any]) -> bool:
-        """Answer ``thread/search`` from the cluster's listing and message
-        texts, as the single process answers it (the store's ``_listing``);
-        False leaves params the local actors refuse to them."""
-        try:
-            p = decode_params(msgspec.Raw(msgspec.json.encode(msg.get("params"))), ThreadSearchParams)
-        except JsonRpcError:
-            return False
-        if not p.search_term.strip():
-            return False  # refused by the registry, as in one process
-        listing = self.host.listing
-        assert listing is not None
-
-        async def page() -> ThreadSearchResponse:
-            page = await listing.list_threads(
-                cursor=p.cursor, limit=p.limit or 25, sort_key=p.sort_key or "created_at",
-                sort_direction=p.sort_direction or "desc", archived=bool(p.archived), source_kinds=p.source_kinds,
-                full_text=p.search_term)
-            snippets = await listing.snippets([m.id for m in page.rows], p.search_term)
-            return ThreadSearchResponse([ThreadSearchResult(thread_from_meta(m, m.id in self.host.owned),
-                                                            snippets.get(m.id, m.preview)) for m in page.rows],
-                                        page.next_cursor, page.backwards_cursor)
-        await self._answer_listing(msg["id"], page)
-        return True
-
-    async def _answer_listing(self, rid: Any, page: Callable[[], Awaitable[Any]]) -> None:
-        """Answer a listing request with ``page()``; a bad cursor or sort is
-        the client's error, a failing store this request's alone."""
-        try:
-            answer: Response | ErrorResponse = Response(rid, await page())
-        except ValueError as exc:
-            answer = ErrorResponse(rid, invalid_request(str(exc)).error)
-        except Exception as exc:  # the store failed: this request fails, not the connection
-            log.error("cluster: a thread listing failed: %s", exc, exc_info=True)
-            answer = ErrorResponse(rid, internal_error(
-                f"the cluster's thread list is unavailable ({exc}); retry the request").error)
-        async with self.lock:
-            await self.inner.send_frames([encode(answer)])
 
     async def _forward(self, thread_id: str, frame: bytes, rid: Any) -> bool:
         with trio.move_on_after(TAKEOVER_TIMEOUT):

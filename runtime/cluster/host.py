@@ -57,6 +57,15 @@ class TunnelHost:
         #: The owned threads' event tail, when the bus keeps one (:meth:`tap`).
         self.tail: ThreadTail | None = None
 
+    async def rejoin(self) -> None:
+        """Each time the bus reconnects to the fabric, have every client
+        connection's gateway ask its owners for what it may have missed
+        (:func:`.repair._rejoined`)."""
+        while True:
+            await self.bus.reconnected()
+            for gateway in list(self.gateways):
+                gateway.rejoined()
+
     def tap(self, numbers: EventNumbers) -> None:
         """Keep the lossless events of the threads this node owns in the
         bus's event tail, numbered by ``numbers`` (:mod:`.events`)."""
@@ -268,6 +277,7 @@ async def open_tunnels(bus: Bus, directory: Directory, store: ThreadStore | None
     async with trio.open_nursery() as nursery:
         host = TunnelHost(bus, directory, store, serve_connection, nursery, local, pair, evict, drain_timeout)
         await nursery.start(host.run)
+        nursery.start_soon(host.rejoin)
         if numbers is not None:
             host.tap(numbers)
 

@@ -50,6 +50,7 @@ class MemoryBus:
         self._subs = self.fabric.subs
         self._replies = self.fabric.replies
         self._ids = self.fabric.ids
+        self._reconnect = trio.Event()
 
     def _deliver(self, msg: Message) -> int:
         count = 0
@@ -78,6 +79,15 @@ class MemoryBus:
 
     async def backpressure(self) -> None:
         """Nothing queues here: deliveries are made at once."""
+
+    async def reconnected(self) -> None:
+        await self._reconnect.wait()
+
+    def reconnect(self) -> None:
+        """Simulate a reconnection to the fabric (tests): wake whoever
+        waits in :meth:`reconnected`."""
+        self._reconnect.set()
+        self._reconnect = trio.Event()
 
     def append_event(self, thread_id: str, epoch: int, seq: int, prev: int, data: bytes) -> None:
         self.fabric.tails.setdefault((thread_id, epoch), deque(maxlen=TAIL_EVENTS)).append((seq, prev, data))

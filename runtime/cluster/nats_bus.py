@@ -68,6 +68,17 @@ class NatsBus:
         #: Bytes published but not yet handed to the client (counted from
         #: both threads; an approximate figure is enough for a budget).
         self._outbox_bytes = 0
+        #: Set (and replaced) each time nats-py reconnects (:meth:`reconnected`).
+        self._reconnect = trio.Event()
+
+    def on_reconnect(self) -> None:
+        """Trio thread, called through the token by nats-py's ``reconnected_cb``."""
+        log.info("cluster: reconnected to NATS")
+        self._reconnect.set()
+        self._reconnect = trio.Event()
+
+    async def reconnected(self) -> None:
+        await self._reconnect.wait()
 
     async def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kw: Any) -> T:
         """Run a nats-py coroutine function on the NATS thread; cancelling
@@ -213,12 +224,20 @@ async def open_nats_bus(url: str, node: str) -> AsyncIterator[NatsBus]:
     connected: list[Any] = []
     ready = trio.Event()
     failed: list[BaseException] = []
+    buses: list[NatsBus] = []
+
+    async def reconnected() -> None:  # NATS thread
+        if buses:
+            try:
+                token.run_sync_soon(buses[0].on_reconnect)
+            except trio.RunFinishedError:
+                pass  # the node has stopped
 
     async def aio_main() -> None:
         stop = asyncio.Event()
         try:
             nc = await nats.connect(url, name=f"trio-codex {node}", connect_timeout=CONNECT_TIMEOUT,
-                                    max_reconnect_attempts=3, allow_reconnect=True)
+                                    max_reconnect_attempts=3, allow_reconnect=True, reconnected_cb=reconnected)
         except BaseException as exc:  # reported to the trio side, which raises it
             failed.append(exc)
             token.run_sync_soon(ready.set)
@@ -251,7 +270,8 @@ async def open_nats_bus(url: str, node: str) -> AsyncIterator[NatsBus]:
         if failed:
             raise SystemExit(f"trio-codex: cannot reach NATS at {url}: {failed[0]}")
         nc, stop = connected
+        buses.append(NatsBus(node, loop, nc, token))
         try:
-            yield NatsBus(node, loop, nc, token)
+            yield buses[0]
         finally:
             loop.call_soon_threadsafe(stop.set)

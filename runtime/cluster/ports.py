@@ -83,6 +83,11 @@ class Bus(Protocol):
         """Deliveries on ``subject`` until the context ends."""
         ...
 
+    async def reconnected(self) -> None:
+        """Return once the bus has reconnected to the fabric after losing
+        it (whatever was sent to this node meanwhile may be lost)."""
+        ...
+
 
 class Directory(Protocol):
     """Thread -> owner node, claimed by compare-and-set, with node leases:

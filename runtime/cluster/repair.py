@@ -7,7 +7,9 @@ only the next number, asks the owner to resend from the first one missing
 :data:`~.tunnel.RESEND_TIMEOUT`. When the owner cannot resend or is gone,
 the client is given what it missed of each thread from the fabric's event
 tail, by the thread's event numbers (:mod:`.events`), then told the
-threads are closed.
+threads are closed. When the bus reconnects after losing the fabric, each
+owner is asked to resend what followed the last message delivered
+(:func:`_rejoined`).
 """
 
 from __future__ import annotations
@@ -96,7 +98,26 @@ def _check(self: Gateway, owner: str) -> None:
 def _ask(self: Gateway, owner: str) -> None:
     first = self.asked[owner] = self.seqs.get(owner, 0) + 1
     log.info("cluster: asking %s to resend from %d", owner, first)
+    _resend_from(self, owner, first)
+
+
+def _resend_from(self: Gateway, owner: str, first: int) -> None:
     self.bus.publish(f"codex.node.{owner}.in", b"", {**self._headers(owner), RESEND: str(first)})
+
+
+def _rejoined(self: Gateway) -> None:
+    """The bus reconnected to the fabric: what the owners sent meanwhile
+    may be lost, the last messages of a turn too, and their tail
+    announcements may all have passed. Ask each owner whose tunnel is
+    established (it sent something, or took a request) to resend from the
+    first message not delivered; an owner with nothing more sends nothing.
+    Not recorded as a gap's request: a gap found later is asked for and
+    chased as usual."""
+    for owner in self.opened:
+        if owner in self.seqs or owner in self.followed:
+            first = self.seqs.get(owner, 0) + 1
+            log.info("cluster: reconnected: asking %s to resend from %d", owner, first)
+            _resend_from(self, owner, first)
 
 
 async def _chase(self: Gateway, owner: str, tunnel: int) -> None:

@@ -218,6 +218,46 @@ async def test_a_gap_the_owner_no_longer_holds_closes_the_thread_for_the_client_
         assert seen_b[-1]["params"]["turn"]["status"] == "completed"
 
 
+class CutOffBus(MemoryBus):
+    """A MemoryBus whose node's gateways hear nothing while the node is in
+    ``away`` (cut off from the fabric)."""
+
+    away: set[str] = set()
+    buses: dict[str, MemoryBus] = {}
+
+    def __init__(self, node: str, fabric: MemoryFabric) -> None:
+        super().__init__(node, fabric)
+        CutOffBus.buses[node] = self
+
+    def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        if subject.startswith("codex.gw.") and subject.split(".")[2] in CutOffBus.away:
+            return
+        super().publish(subject, data, headers)
+
+
+async def test_a_gateway_whose_bus_reconnects_has_its_owners_resend_what_it_missed_while_cut_off(
+        tmp_path: Path, scripted: ScriptedResponses, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No tail announcement ever: only the reconnection can tell the gateway
+    # that the turn's frames (all of them, the last ones too) went missing.
+    monkeypatch.setattr(tunnel.VirtualStream, "_announce", lambda self: None)
+    monkeypatch.setattr(CutOffBus, "away", set())
+    monkeypatch.setattr(CutOffBus, "buses", {})
+    async with open_nodes(tmp_path, scripted, "a", "b", bus=CutOffBus) as nodes:
+        on_a = await nodes["a"].client()
+        tid = (await on_a.request("thread/start", {}))["thread"]["id"]
+        await on_a.next_of("thread/started")
+        on_b = await nodes["b"].client()
+        await on_b.request("thread/resume", {"threadId": tid})
+        CutOffBus.away.add("b")
+        seen_a = await run_turn(on_a, tid, "while b was away")
+        assert seen_a[-1]["params"]["turn"]["status"] == "completed"
+        CutOffBus.away.clear()
+        CutOffBus.buses["b"].reconnect()
+        seen_b = await on_b.until(lambda m: m.get("method") == "turn/completed")
+        # Each event once, in the owner's order, deltas included.
+        assert _thread_events(seen_b, tid) == _thread_events(seen_a, tid)
+
+
 class StalledBus(MemoryBus):
     """A MemoryBus on which the requests for ``stalled`` subjects reach their
     subscriber, which never takes them: an owner frozen or killed a moment

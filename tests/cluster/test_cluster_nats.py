@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trio
 
+from conformance.test_thread_search_stream import responses
 from harness import TIMEOUT, mock_config, open_app_server, run_turn
 from trio_codex.runtime.cluster.ports import Fenced
 from trio_codex.transports.scripted_responses import ScriptedResponses
@@ -479,11 +480,42 @@ async def test_thread_list_on_any_node_pages_through_every_nodes_threads_from_po
         assert set(started) <= {r["thread"]["id"] for r in both["data"]}
         empty = await on_a.call("thread/search", {"searchTerm": " "})
         assert empty["error"] == {"code": -32600, "message": "thread/search requires a non-empty searchTerm"}
+        # thread/search/stream answers as thread/search; each cancel stops only a search of its own kind.
+        assert await on_a.request("thread/search/stream", {"searchTerm": "Listed 4"}) == searched
+        long = await on_a.call("thread/search/stream", {"searchTerm": "x" * 65_537})
+        assert long["error"] == {"code": -32602, "message": "thread/search/stream searchTerm exceeds 65536 UTF-8 bytes"}
+        n = len(on_a.log)
+        for msg in ({"id": "s1", "method": "thread/search/stream", "params": {"searchTerm": "listed"}},
+                    {"id": "c1", "method": "thread/search/stream/cancel", "params": {"requestId": "s1"}},
+                    {"id": "s2", "method": "thread/search", "params": {"searchTerm": "listed"}},
+                    {"id": "c2", "method": "thread/search/cancel", "params": {"requestId": "s2"}},
+                    {"id": "s3", "method": "thread/search", "params": {"searchTerm": "Listed 4"}},
+                    {"id": "c3", "method": "thread/search/stream/cancel", "params": {"requestId": "s3"}}):
+            await on_a.send(msg)
+        got = await responses(on_a, n, {"s1", "c1", "s2", "c2", "s3", "c3"})
+        cancelled = {"code": -32600, "message": "thread search cancelled"}
+        assert [got[c]["result"] for c in ("c1", "c2", "c3")] == [{}, {}, {}]
+        assert (got["s1"]["error"], got["s2"]["error"], got["s3"]["result"]) == (cancelled, cancelled, searched)
+        order = [m["id"] for m in on_a.log[n:] if m.get("id") in got]
+        assert order.index("c1") < order.index("s1") and order.index("c2") < order.index("s2")
+        assert await on_a.request("thread/search/cancel", {"requestId": "s3"}) == {}
         # A thread this node owns reads loaded, another node's not.
         statuses = {t["id"]: t["status"]["type"] for t in (await on_a.request("thread/list", mine))["data"]}
         assert statuses[started[0]] != "notLoaded" and statuses[started[4]] == "notLoaded"
         bad = await on_a.call("thread/list", {"cursor": "garbage"})
         assert bad["error"]["code"] == -32600 and "invalid cursor" in bad["error"]["message"]
+
+
+async def test_a_listing_query_its_caller_abandons_is_cancelled_on_the_server_too(pg_dsn: str) -> None:
+    async with open_store(pg_dsn) as store:
+        with trio.move_on_after(0.5):
+            await store._query(lambda conn: conn.execute("select pg_sleep(60)").fetchall())
+        # Its pool connection is free again long before the minute is up.
+        with trio.fail_after(TIMEOUT):
+            while await store._run(lambda conn: conn.execute(
+                    "select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' "
+                    "and state = 'active'").fetchone()[0]):
+                await trio.sleep(0.05)
 
 
 async def test_postgresql_searches_find_through_their_trigrams_exactly_what_a_substring_scan_finds(pg_dsn: str) -> None:
@@ -599,3 +631,22 @@ async def test_frames_nats_lost_in_a_restart_while_the_gateway_was_away_reach_it
             assert seen_a[-1]["method"] == "turn/completed"
             assert seen_b == seen_a  # each once, in order, deltas included
     assert re.search(rb"asking \S+ to resend from \d+", log_b.read_bytes())
+    # Back on NATS, B's gateway asked at once, without waiting for an announcement.
+    assert re.search(rb"reconnected: asking \S+ to resend from \d+", log_b.read_bytes())
+
+
+async def test_the_nats_bus_tells_its_node_when_it_has_reconnected_after_a_restart_of_nats(nats_server: Any) -> None:
+    from trio_codex.runtime.cluster.nats_bus import open_nats_bus
+
+    async with open_nats_bus(nats_server.url, "n") as bus:
+        back = trio.Event()
+
+        async def wait_for_reconnect() -> None:
+            await bus.reconnected()
+            back.set()
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait_for_reconnect)
+                await trio.to_thread.run_sync(nats_server.kill)
+                await trio.to_thread.run_sync(nats_server.start)
+                await back.wait()

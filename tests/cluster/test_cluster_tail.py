@@ -115,6 +115,9 @@ class DroppingNatsBus:
     async def backpressure(self) -> None:
         await self.bus.backpressure()
 
+    async def reconnected(self) -> None:
+        await self.bus.reconnected()
+
     def append_event(self, thread_id: str, epoch: int, seq: int, prev: int, data: bytes) -> None:
         self.bus.append_event(thread_id, epoch, seq, prev, data)
 

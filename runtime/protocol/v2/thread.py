@@ -491,6 +491,10 @@ class ThreadSearchParams(Wire, frozen=True):
     include_attached_threads: bool = False
 
 
+#: The longest ``thread/search/stream`` term, trimmed, as the original's.
+MAX_STREAM_SEARCH_BYTES = 65_536
+
+
 class ThreadSearchResult(Wire, frozen=True):
     thread: Thread
     snippet: str
