@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import trio
@@ -19,9 +19,8 @@ from ..protocol.v2.thread import (
     ThreadListResponse,
     ThreadSearchParams,
     ThreadSearchResponse,
-    ThreadSearchResult,
 )
-from ..persistence.rollout import thread_from_meta
+from ..persistence.thread_index import list_answer, page_filters, search_answer
 from ..kernel.stream import FrameStream, Oversized, TransportClosed
 from . import repair
 from .ports import Bus, Directory, NoResponders
@@ -31,6 +30,17 @@ from .wire import (CLOSE, CONN, CREATING, GATEWAY, GATEWAY_CAPACITY, HOP_TIMEOUT
 
 if TYPE_CHECKING:
     from .host import TunnelHost
+
+P = TypeVar("P", ThreadListParams, ThreadSearchParams)
+
+
+def _params(msg: dict[str, Any], kind: type[P]) -> P | None:
+    """A listing request's params, or None when the local actors should
+    answer it (they refuse it with the original's error)."""
+    try:
+        return decode_params(msgspec.Raw(msgspec.json.encode(msg.get("params"))), kind)
+    except JsonRpcError:
+        return None
 
 
 class Gateway:
@@ -162,24 +172,15 @@ class Gateway:
         threads, in keyset pages), once the client is initialized; False
         leaves it to the local actors (params they refuse, and the
         experimental sections)."""
-        try:
-            p = decode_params(msgspec.Raw(msgspec.json.encode(msg.get("params"))), ThreadListParams)
-        except JsonRpcError:
-            return False
-        if p.section_id is not None or p.sort_key == "section_position" \
+        p = _params(msg, ThreadListParams)
+        if p is None or p.section_id is not None or p.sort_key == "section_position" \
                 or (p.included_thread_ids is not None and len(p.included_thread_ids) > 100):
             return False
         listing = self.host.listing
         assert listing is not None
 
         async def page() -> ThreadListResponse:
-            page = await listing.list_threads(
-                cursor=p.cursor, limit=p.limit or 25, sort_key=p.sort_key or "created_at",
-                sort_direction=p.sort_direction or "desc", archived=bool(p.archived), cwd=p.cwd,
-                model_providers=p.model_providers, source_kinds=p.source_kinds, search_term=p.search_term,
-                thread_ids=p.included_thread_ids)
-            return ThreadListResponse([thread_from_meta(m, m.id in self.host.owned) for m in page.rows],
-                                      page.next_cursor, page.backwards_cursor)
+            return list_answer(await listing.list_threads(**page_filters(p)), self.host.owned)
         await self._answer_listing(msg["id"], page)
         return True
 
@@ -194,24 +195,16 @@ class Gateway:
         """Answer ``thread/search`` from the cluster's listing and message
         texts, as the single process answers it (the store's ``_listing``);
         False leaves params the local actors refuse to them."""
-        try:
-            p = decode_params(msgspec.Raw(msgspec.json.encode(msg.get("params"))), ThreadSearchParams)
-        except JsonRpcError:
-            return False
-        if not p.search_term.strip():
+        p = _params(msg, ThreadSearchParams)
+        if p is None or not p.search_term.strip():
             return False  # refused by the registry, as in one process
         listing = self.host.listing
         assert listing is not None
 
         async def page() -> ThreadSearchResponse:
-            page = await listing.list_threads(
-                cursor=p.cursor, limit=p.limit or 25, sort_key=p.sort_key or "created_at",
-                sort_direction=p.sort_direction or "desc", archived=bool(p.archived), source_kinds=p.source_kinds,
-                full_text=p.search_term)
+            page = await listing.list_threads(**page_filters(p))
             snippets = await listing.snippets([m.id for m in page.rows], p.search_term)
-            return ThreadSearchResponse([ThreadSearchResult(thread_from_meta(m, m.id in self.host.owned),
-                                                            snippets.get(m.id, m.preview)) for m in page.rows],
-                                        page.next_cursor, page.backwards_cursor)
+            return search_answer(page, snippets, self.host.owned)
         await self._answer_listing(msg["id"], page)
         return True
 
