@@ -12,10 +12,9 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, ClassVar
 
-import msgspec
 import trio
 
-from ...runtime.config import ApprovalMode, ConfigError, GranularApproval, Settings, resolve_provider
+from ...runtime.config import ConfigError, Settings, resolve_provider
 from ...runtime.kernel.ids import uuid7
 from ...runtime.kernel.mailbox import Inbox, Mailbox, open_mailbox
 from ...runtime.kernel.ask import ask
@@ -31,10 +30,8 @@ from ...runtime.protocol.jsonrpc import (
 )
 from ...runtime.protocol.methods import REGISTRY, dispatches
 from ...runtime.protocol.v2.account import ThreadReadStateUpdateParams
-from ...runtime.protocol.v2.approval import GranularAskForApproval
 from ...runtime.protocol.v2.mcp import McpServerResourceReadParams, McpServerStatusListParams, McpServerToolCallParams
 from ...runtime.protocol.v2.thread import (
-    AskForApproval,
     NotLoaded,
     ThreadForkParams,
     ThreadIdParams,
@@ -56,7 +53,6 @@ from ...runtime.protocol.v2.turn import TokenUsageBreakdown
 from ...runtime.persistence.rollout import (
     Replay,
     ThreadMeta,
-    TurnContext,
 )
 from ...runtime.config.mcp import enabled_servers
 from ...runtime.kernel.supervisor import RestartPolicy, open_supervisor
@@ -109,7 +105,9 @@ from .config import (
     loaded_page,
     recorded_mode,
     recorded_permissions,
+    recorded_policy,
     thread_permissions,
+    wire_policy,
 )
 
 log = logging.getLogger("trio_codex.threads")
@@ -136,24 +134,6 @@ class _LaunchStarted(Msg, tag="launch_started", frozen=True):
     config: ThreadConfig
     model: Any
     reply: Reply
-
-
-def _wire_policy(policy: ApprovalMode | GranularApproval) -> AskForApproval:
-    """config.toml's approval policy in the wire's shape, the one a ThreadConfig
-    holds (a granular policy as its ``{"granular": {...}}`` object)."""
-    return GranularAskForApproval(policy.granular) if isinstance(policy, GranularApproval) else policy
-
-
-def _recorded_policy(ctx: TurnContext | None) -> AskForApproval | None:
-    """The approval policy a rollout's newest turn recorded: a mode name as
-    it is, a granular object typed (None: none, or one we cannot read)."""
-    value = None if ctx is None else ctx.approval_policy
-    if isinstance(value, dict):
-        try:
-            return msgspec.convert(value, GranularAskForApproval)
-        except msgspec.ValidationError:
-            return None
-    return value
 
 
 @dispatches(REGISTRY)
@@ -502,7 +482,7 @@ class ThreadRegistry:
                 id=meta.id, created_at=meta.created_at // 1000, cwd=params.cwd or meta.cwd,
                 model=params.model or meta.model or (ctx.model if ctx else None) or s.model,
                 model_provider=params.model_provider or meta.model_provider or s.model_provider,
-                approval_policy=params.approval_policy or _recorded_policy(ctx) or _wire_policy(s.approval_policy),
+                approval_policy=params.approval_policy or recorded_policy(ctx) or wire_policy(s.approval_policy),
                 sandbox=perms.sandbox, permission_profile=perms.profile,
                 reasoning_effort=meta.reasoning_effort or s.model_reasoning_effort,
                 ephemeral=ephemeral, originator=meta.originator or "", forked_from_id=forked_from,
@@ -594,7 +574,7 @@ class ThreadRegistry:
             id=uuid7(), created_at=int(time.time()),
             cwd=os.path.abspath(params.cwd or os.getcwd()),
             model=params.model or s.model, model_provider=provider_id,
-            approval_policy=params.approval_policy or _wire_policy(s.approval_policy),
+            approval_policy=params.approval_policy or wire_policy(s.approval_policy),
             sandbox=perms.sandbox, permission_profile=perms.profile, reasoning_effort=s.model_reasoning_effort,
             ephemeral=bool(params.ephemeral), originator=originator, **common_fields(s, params),
         )
