@@ -211,6 +211,19 @@ async def test_a_granular_approval_policy_is_answered_whole_and_a_malformed_one_
     assert refused == [-32600] * len(GRANULAR_REFUSED)
 
 
+async def test_a_granular_approval_policy_the_rollout_recorded_is_resumed_whole(
+        codex_home: Path, scripted: ScriptedResponses, workspace: Path) -> None:
+    async with open_app_server(codex_home) as client:
+        tid = (await start(client, cwd=str(workspace), approvalPolicy=GRANULAR_SENT[1]))["thread"]["id"]
+        await run_turn(client, tid, "hello")  # the rollout records the policy the turn ran under
+    async with open_app_server(codex_home) as client:
+        await client.initialize(experimentalApi=True)
+        resumed = await client.request("thread/resume", {"threadId": tid})
+    assert resumed["approvalPolicy"] == {"granular": {
+        "sandbox_approval": False, "rules": True, "skill_approval": True, "request_permissions": False,
+        "mcp_elicitations": False}}
+
+
 async def test_user_profiles_are_listed_after_the_built_ins_and_run_as_they_say(
         tmp_path: Path, scripted: ScriptedResponses, workspace: Path) -> None:
     home = tmp_path / "home"
