@@ -30,10 +30,10 @@ from ..runtime.kernel.errors import MailboxClosed, StorageFailure
 from ..runtime.kernel.mailbox import Inbox, Mailbox, open_mailbox
 from ..runtime.protocol.jsonrpc import ErrorResponse, Response, internal_error, invalid_request
 from ..runtime.protocol.v2.thread import (
+    ThreadListParams,
     ThreadListResponse,
     ThreadSearchParams,
     ThreadSearchResponse,
-    ThreadSearchResult,
 )
 from ..runtime.persistence.rollout import (
     SESSION_INDEX_FILE,
@@ -42,9 +42,9 @@ from ..runtime.persistence.rollout import (
     encode_session_index_entry,
     rollout_path,
     scan_rollout,
-    thread_from_meta,
 )
-from ..runtime.persistence.thread_index import INDEX_FILE, Stopped, ThreadIndex, open_index
+from ..runtime.persistence.thread_index import (INDEX_FILE, Stopped, ThreadIndex, list_answer, open_index, page_filters,
+                                                 search_answer)
 from .messages.barrier import contained
 from .messages import (
     ArchiveThread,
@@ -203,22 +203,14 @@ def _search(index: ThreadIndex, p: ThreadSearchParams, loaded: frozenset[str],
         return cast(ThreadSearchResponse, _listing(index, p, loaded))
 
 
-def _listing(index: ThreadIndex, p: Any, loaded: frozenset[str]) -> ThreadListResponse | ThreadSearchResponse:
+def _listing(index: ThreadIndex, p: ThreadListParams | ThreadSearchParams,
+             loaded: frozenset[str]) -> ThreadListResponse | ThreadSearchResponse:
     """A page of ``thread/list`` or, for its params, ``thread/search``
     (blocking; ValueError for a bad cursor or sort)."""
-    common: dict[str, Any] = dict(cursor=p.cursor, limit=p.limit or 25, sort_key=p.sort_key or "created_at",
-                                  sort_direction=p.sort_direction or "desc", archived=bool(p.archived),
-                                  source_kinds=p.source_kinds)
+    page = index.list_threads(**page_filters(p))
     if isinstance(p, ThreadSearchParams):
-        page = index.list_threads(**common, full_text=p.search_term)
-        snippets = index.snippets([m.id for m in page.rows], p.search_term)
-        return ThreadSearchResponse([ThreadSearchResult(thread_from_meta(m, m.id in loaded),
-                                                        snippets.get(m.id, m.preview)) for m in page.rows],
-                                    page.next_cursor, page.backwards_cursor)
-    page = index.list_threads(**common, cwd=p.cwd, model_providers=p.model_providers, search_term=p.search_term,
-                              thread_ids=p.included_thread_ids)
-    return ThreadListResponse([thread_from_meta(m, m.id in loaded) for m in page.rows],
-                              page.next_cursor, page.backwards_cursor)
+        return search_answer(page, index.snippets([m.id for m in page.rows], p.search_term), loaded)
+    return list_answer(page, loaded)
 
 
 class LocalThreadStore:

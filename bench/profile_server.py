@@ -4,7 +4,7 @@
 
 Profiling starts at SIGUSR1 (or at once with ``--from-start``); SIGUSR2
 stops it and writes the stats to ``--out``, which are also written at exit
-if still pending. bench/profile.py drives it; read the output with pstats.
+if still pending. bench/where_cpu.py and bench/tool_turn.py drive it; read the output with pstats.
 Only the main thread (the trio loop) is profiled. The default clock is the
 thread's CPU time (``--timer cpu``): blocking in epoll, or being preempted
 inside a write that woke the client, costs nothing, so times add up to CPU.

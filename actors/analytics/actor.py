@@ -25,7 +25,7 @@ Rules, and why:
 - Analytics never takes the server down: a fact the reducer chokes on, or an
   export that fails, is logged and skipped. A bad ``[analytics]`` setting is
   the one error it raises, at start, before the server serves anyone.
-- Facts carry ids, never objects (see ``analytics_facts``), so nothing held
+- Facts carry ids, never objects (see :mod:`.facts`), so nothing held
   here keeps a closed connection or the runtime alive.
 - Shutdown is bounded. When the facts end (every Recorder closed) or the
   actor is cancelled, the facts still queued are reduced, and the exporters

@@ -33,7 +33,7 @@ Rules:
 - Per connection, a request over the request rate or the pending requests
   is answered -32001; a client refused ``abuse_limit`` times in a row is
   closed.
-- A bug is contained (see :mod:`.barrier`): in a request handled here it is
+- A bug is contained (see :mod:`..messages.barrier`): in a request handled here it is
   that request's -32603; anywhere else in the connection it ends this
   connection only, with the reason.
 

@@ -81,8 +81,9 @@ class ThreadConfig(msgspec.Struct, frozen=True):
     #: Idle seconds with no subscriber before the thread unloads.
     unload_delay_secs: float = 1800.0
     forked_from_id: str | None = None
-    #: How its rollout records turn items (rollout.py): ``paginated`` for a
-    #: new thread, as 0.169; a resumed one keeps what its file says.
+    #: How its rollout records turn items (runtime/persistence/rollout/):
+    #: ``paginated`` for a new thread, as 0.169; a resumed one keeps what its
+    #: file says.
     history_mode: str = "paginated"
     #: The permissions profile that produced ``sandbox`` (None: a legacy
     #: sandbox mode or policy).

@@ -11,10 +11,12 @@ from typing import Any
 import msgspec
 
 from ...runtime.commands import permissions
-from ...runtime.config import Settings
+from ...runtime.config import ApprovalMode, GranularApproval, Settings
 from ...runtime.conversation.history import auto_compact_limit
 from ...runtime.protocol.jsonrpc import invalid_request
 from ...runtime.protocol.paging import page_size, thread_id_cursor
+from ...runtime.persistence.rollout import TurnContext
+from ...runtime.protocol.v2.approval import AskForApproval, GranularAskForApproval
 from ...runtime.protocol.v2.thread import (
     ActivePermissionProfile,
     SandboxPolicy,
@@ -131,3 +133,21 @@ def loaded_page(ids: list[str], params: ThreadLoadedListParams) -> ThreadLoadedL
     start = 0 if after is None else bisect.bisect_right(ids, after)
     end = min(start + page_size(params.limit, len(ids)), len(ids))
     return ThreadLoadedListResponse(ids[start:end], ids[end - 1] if end < len(ids) else None)
+
+
+def wire_policy(policy: ApprovalMode | GranularApproval) -> AskForApproval:
+    """config.toml's approval policy in the wire's shape, the one a ThreadConfig
+    holds (a granular policy as its ``{"granular": {...}}`` object)."""
+    return GranularAskForApproval(policy.granular) if isinstance(policy, GranularApproval) else policy
+
+
+def recorded_policy(ctx: TurnContext | None) -> AskForApproval | None:
+    """The approval policy a rollout's newest turn recorded: a mode name as
+    it is, a granular object typed (None: none, or one we cannot read)."""
+    value = None if ctx is None else ctx.approval_policy
+    if isinstance(value, dict):
+        try:
+            return msgspec.convert(value, GranularAskForApproval)
+        except msgspec.ValidationError:
+            return None
+    return value

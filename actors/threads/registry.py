@@ -12,10 +12,9 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, ClassVar
 
-import msgspec
 import trio
 
-from ...runtime.config import ApprovalMode, ConfigError, GranularApproval, Settings, resolve_provider
+from ...runtime.config import ConfigError, Settings, resolve_provider
 from ...runtime.kernel.ids import uuid7
 from ...runtime.kernel.mailbox import Inbox, Mailbox, open_mailbox
 from ...runtime.kernel.ask import ask
@@ -34,7 +33,6 @@ from ...runtime.protocol.v2.account import ThreadReadStateUpdateParams
 from ...runtime.protocol.v2.mcp import McpServerResourceReadParams, McpServerStatusListParams, McpServerToolCallParams
 from ...runtime.protocol.v2.thread import (
     MAX_STREAM_SEARCH_BYTES,
-    AskForApproval,
     NotLoaded,
     ThreadForkParams,
     ThreadIdParams,
@@ -108,7 +106,9 @@ from .config import (
     loaded_page,
     recorded_mode,
     recorded_permissions,
+    recorded_policy,
     thread_permissions,
+    wire_policy,
 )
 
 log = logging.getLogger("trio_codex.threads")
@@ -133,12 +133,6 @@ class _LaunchStarted(Msg, tag="launch_started", frozen=True):
     config: ThreadConfig
     model: Any
     reply: Reply
-
-
-def _wire_policy(policy: ApprovalMode | GranularApproval) -> AskForApproval:
-    """config.toml's approval policy in the wire's shape, the one a ThreadConfig
-    holds (a granular policy as its ``{"granular": {...}}`` object)."""
-    return msgspec.to_builtins(policy)
 
 
 @dispatches(REGISTRY)
@@ -487,8 +481,7 @@ class ThreadRegistry:
                 id=meta.id, created_at=meta.created_at // 1000, cwd=params.cwd or meta.cwd,
                 model=params.model or meta.model or (ctx.model if ctx else None) or s.model,
                 model_provider=params.model_provider or meta.model_provider or s.model_provider,
-                approval_policy=params.approval_policy or (ctx.approval_policy if ctx else None)
-                or _wire_policy(s.approval_policy),
+                approval_policy=params.approval_policy or recorded_policy(ctx) or wire_policy(s.approval_policy),
                 sandbox=perms.sandbox, permission_profile=perms.profile,
                 reasoning_effort=meta.reasoning_effort or s.model_reasoning_effort,
                 ephemeral=ephemeral, originator=meta.originator or "", forked_from_id=forked_from,
@@ -580,7 +573,7 @@ class ThreadRegistry:
             id=uuid7(), created_at=int(time.time()),
             cwd=os.path.abspath(params.cwd or os.getcwd()),
             model=params.model or s.model, model_provider=provider_id,
-            approval_policy=params.approval_policy or _wire_policy(s.approval_policy),
+            approval_policy=params.approval_policy or wire_policy(s.approval_policy),
             sandbox=perms.sandbox, permission_profile=perms.profile, reasoning_effort=s.model_reasoning_effort,
             ephemeral=bool(params.ephemeral), originator=originator, **common_fields(s, params),
         )

@@ -26,7 +26,7 @@ from ...runtime.kernel.ask import ReplySlot, ask
 from ...runtime.kernel.clock import now_ms
 from ...runtime.kernel.errors import ActorGone, AskTimeout, McpCallFailed, MailboxClosed
 from ...runtime.protocol import responses as rs
-from ...runtime.protocol.v2.approval import McpElicitationParams
+from ...runtime.protocol.v2.approval import GranularAskForApproval, McpElicitationParams
 from ...runtime.protocol.v2.item import ItemCompleted, ItemStarted, McpToolCallItem, McpToolCallProgress
 from ..messages import McpCallTool, McpCancel, McpListResources, McpReadResource, RequestApproval
 
@@ -76,8 +76,8 @@ async def call_tool(ctx: Any, call: rs.FunctionCallItem, approve: Callable[..., 
 
     if mcp_tools.needs_approval(annotations):
         policy = ctx.approval_policy
-        asks = policy != "never" and not (isinstance(policy, dict) and not policy.get(
-            "granular", {}).get("mcp_elicitations", True))
+        asks = policy != "never" and not (isinstance(policy, GranularAskForApproval)
+                                          and not policy.granular.mcp_elicitations)
         if not asks:
             return await finish(None, "MCP tool call requires approval, but approval policy is never"), False
         params = McpElicitationParams(

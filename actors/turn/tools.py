@@ -5,7 +5,7 @@ A call runs in its turn's nursery and reports back through a
 :class:`ToolOutcome`; the turn feeds the outputs to the model in call order.
 What each tool does, as the original:
 
-- ``shell_command``: judge the command (``command_safety``), ask the client
+- ``shell_command``: judge the command (runtime/commands/safety/), ask the client
   when policy says so, run it through the process runner under the sandbox,
   stream ``item/commandExecution/outputDelta``, and answer the model in the
   original's format. A run the sandbox denied is offered again unsandboxed

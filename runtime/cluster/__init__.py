@@ -7,11 +7,11 @@ Three ports keep the actors unaware of where a thread lives:
 - :class:`~.ports.Directory`: which node owns (has activated) a thread;
 - :class:`~.ports.Bus`: request-reply, publish and subscribe on subjects.
 
-The in-process implementations (:mod:`.memory`, :mod:`.local_store`) are
-what a single process uses; :mod:`.nats_bus`, :mod:`.nats_directory` and
-:mod:`.pg_store` are the cluster ones, imported only by :mod:`.node` when
-``--cluster`` is given, so the single-process server never imports
-nats-py or psycopg.
+The in-process implementations (:mod:`.memory`, and ``LocalThreadStore``
+in actors/store.py over the store actor) are what a single process uses;
+:mod:`.nats_bus`, :mod:`.nats_directory` and :mod:`.pg_store` are the
+cluster ones, imported only by :mod:`.node` when ``--cluster`` is given, so
+the single-process server never imports nats-py or psycopg.
 
 How a request reaches the node that owns its thread (README "Cluster"):
 

@@ -15,12 +15,12 @@ goes on to the local Connection, which answers it as always.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import trio
 
-from ..persistence.rollout import thread_from_meta
+from ..persistence.thread_index import list_answer, page_filters, search_answer
 from ..protocol.codec import decode_params, encode
 from ..protocol.jsonrpc import (ErrorResponse, JsonRpcError, Response, internal_error, invalid_request,
                                 overloaded)
@@ -30,7 +30,6 @@ from ..protocol.v2.thread import (
     ThreadListResponse,
     ThreadSearchParams,
     ThreadSearchResponse,
-    ThreadSearchResult,
 )
 from ..kernel.stream import TransportClosed
 from .wire import decode_frame, log
@@ -58,29 +57,32 @@ class Search:
         self.scope = trio.CancelScope()
 
 
+P = TypeVar("P", ThreadListParams, ThreadSearchParams)
+
+
+def _params(msg: dict[str, Any], kind: type[P]) -> P | None:
+    """A listing request's params, or None when the local actors should
+    answer it (they refuse it with the original's error)."""
+    try:
+        return decode_params(msgspec.Raw(msgspec.json.encode(msg.get("params"))), kind)
+    except JsonRpcError:
+        return None
+
+
 async def _list(self: Gateway, msg: dict[str, Any]) -> bool:
     """Answer ``thread/list`` from the cluster's listing (every node's
     threads, in keyset pages), once the client is initialized; False
     leaves it to the local actors (params they refuse, and the
     experimental sections)."""
-    try:
-        p = decode_params(msgspec.Raw(msgspec.json.encode(msg.get("params"))), ThreadListParams)
-    except JsonRpcError:
-        return False
-    if p.section_id is not None or p.sort_key == "section_position" \
+    p = _params(msg, ThreadListParams)
+    if p is None or p.section_id is not None or p.sort_key == "section_position" \
             or (p.included_thread_ids is not None and len(p.included_thread_ids) > 100):
         return False
     listing = self.host.listing
     assert listing is not None
 
     async def page() -> ThreadListResponse:
-        page = await listing.list_threads(
-            cursor=p.cursor, limit=p.limit or 25, sort_key=p.sort_key or "created_at",
-            sort_direction=p.sort_direction or "desc", archived=bool(p.archived), cwd=p.cwd,
-            model_providers=p.model_providers, source_kinds=p.source_kinds, search_term=p.search_term,
-            thread_ids=p.included_thread_ids)
-        return ThreadListResponse([thread_from_meta(m, m.id in self.host.owned) for m in page.rows],
-                                  page.next_cursor, page.backwards_cursor)
+        return list_answer(await listing.list_threads(**page_filters(p)), self.host.owned)
     await _send(self, await _answer_listing(msg["id"], page))
     return True
 
@@ -97,9 +99,8 @@ async def _search(self: Gateway, msg: dict[str, Any]) -> bool:
     """Start answering ``thread/search`` or ``thread/search/stream`` (the
     same answer, as in one process) from the cluster's listing and message
     texts; False leaves params the local actors refuse to them."""
-    try:
-        p = decode_params(msgspec.Raw(msgspec.json.encode(msg.get("params"))), ThreadSearchParams)
-    except JsonRpcError:
+    p = _params(msg, ThreadSearchParams)
+    if p is None:
         return False
     term = p.search_term.strip()
     if not term or (msg["method"] == "thread/search/stream" and len(term.encode()) > MAX_STREAM_SEARCH_BYTES):
@@ -120,14 +121,9 @@ async def _run_search(self: Gateway, rid: Any, p: ThreadSearchParams, search: Se
     assert listing is not None
 
     async def page() -> ThreadSearchResponse:
-        page = await listing.list_threads(
-            cursor=p.cursor, limit=p.limit or 25, sort_key=p.sort_key or "created_at",
-            sort_direction=p.sort_direction or "desc", archived=bool(p.archived), source_kinds=p.source_kinds,
-            full_text=p.search_term)
+        page = await listing.list_threads(**page_filters(p))
         snippets = await listing.snippets([m.id for m in page.rows], p.search_term)
-        return ThreadSearchResponse([ThreadSearchResult(thread_from_meta(m, m.id in self.host.owned),
-                                                        snippets.get(m.id, m.preview)) for m in page.rows],
-                                    page.next_cursor, page.backwards_cursor)
+        return search_answer(page, snippets, self.host.owned)
     answer: Response | ErrorResponse | None = None
     with search.scope:
         answer = await _answer_listing(rid, page)

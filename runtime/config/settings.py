@@ -40,6 +40,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 
 from ..protocol.serde_wording import toml_message, unknown_variant, value_kind
+from ..protocol.v2.approval import GranularApprovalFlags
 from ..protocol.v2.thread import DangerFullAccess, ReadOnly, SandboxMode, SandboxPolicy, WorkspaceWrite
 from .errors import ConfigError
 from .layers import (
@@ -88,15 +89,8 @@ ApprovalMode = Literal["untrusted", "on-request", "never"]
 ReasoningSummary = Literal["auto", "concise", "detailed", "none"]
 
 
-class GranularApprovalConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """Per-flow approval switches. ``True`` lets a flow ask the user, and
-    ``False`` rejects its requests automatically."""
-
-    sandbox_approval: bool
-    rules: bool
-    skill_approval: bool = False
-    request_permissions: bool = False
-    mcp_elicitations: bool
+#: Per-flow approval switches: the protocol's, which config.toml writes alike.
+GranularApprovalConfig = GranularApprovalFlags
 
 
 class GranularApproval(msgspec.Struct, frozen=True):

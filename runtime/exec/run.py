@@ -2,11 +2,11 @@
 ``codex exec`` (the engine of ``@openai/codex-sdk``).
 
 It runs the app server in-process and is a client of it through the
-embedding API (:mod:`.embed`: ``Server`` and ``Client.in_process``), as the
+embedding API (:mod:`..embed`: ``Server`` and ``Client.in_process``), as the
 original's exec is of its in-process app-server: ``initialize``,
 ``thread/start`` (or ``thread/resume``), ``turn/start`` with approval policy
 ``never``, then the turn's notifications (as JSON: ``typed=False``) go to the
-JSONL (``exec_events``) or human (``exec_human``) view until
+JSONL (:mod:`.events`) or human (:mod:`.human`) view until
 ``turn/completed``. Exit status: 0 when the
 turn completed, 1 otherwise (a failed turn, a refused request).
 

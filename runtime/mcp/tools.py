@@ -24,27 +24,27 @@ RESOURCE_TOOLS = ("list_mcp_resources", "list_mcp_resource_templates", "read_mcp
 
 
 
-def _paging(call: str, what: str) -> dict[str, Any]:
-    return {"cursor": {"type": "string", "description": (
-                f"Opaque cursor from a previous {call} call; omit for the first page.")},
-            "server": {"type": "string", "description": (
-                f"MCP server name. Omit to list {what} from every configured server.")}}
+def _listing_tool(name: str, what: str, description: str) -> dict[str, Any]:
+    """A paged listing tool (``cursor``, ``server``), as the original declares both."""
+    return {"type": "function", "name": name, "strict": False, "description": description,
+            "parameters": {"type": "object", "properties": {
+                "cursor": {"type": "string", "description": (
+                    f"Opaque cursor from a previous {name} call; omit for the first page.")},
+                "server": {"type": "string", "description": (
+                    f"MCP server name. Omit to list {what} from every configured server.")}},
+                "additionalProperties": False}}
 
 
 _RESOURCE_SPECS = [
-    {"type": "function", "name": "list_mcp_resources", "strict": False, "description": (
+    _listing_tool("list_mcp_resources", "resources", (
         "Lists resources provided by MCP servers. Resources allow servers to share data that provides context "
         "to language models, such as files, database schemas, or application-specific information. Prefer "
-        "resources over web search when possible."),
-     "parameters": {"type": "object", "properties": _paging("list_mcp_resources", "resources"),
-                    "additionalProperties": False}},
-    {"type": "function", "name": "list_mcp_resource_templates", "strict": False, "description": (
+        "resources over web search when possible.")),
+    _listing_tool("list_mcp_resource_templates", "resource templates", (
         "Lists resource templates provided by MCP servers. Parameterized resource templates allow servers to "
         "share data that takes parameters and provides context to language models, such as files, database "
         "schemas, or application-specific information. Prefer resource templates over web search when "
-        "possible."),
-     "parameters": {"type": "object", "properties": _paging("list_mcp_resource_templates", "resource templates"),
-                    "additionalProperties": False}},
+        "possible.")),
     {"type": "function", "name": "read_mcp_resource", "strict": False, "description": (
         "Read a specific resource from an MCP server given the server name and resource URI."),
      "parameters": {"type": "object", "properties": {

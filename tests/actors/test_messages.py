@@ -1,6 +1,5 @@
 """The mailboxes' vocabulary is typed: no message field is ``Any`` (the MCP
-JSON objects excepted, whose shape is the MCP server's, and the wire's
-granular approval policy), each handler of the registry names its
+JSON objects excepted, whose shape is the MCP server's), each handler of the registry names its
 method-table row's params type, and the MCP pool takes one message type per
 client method."""
 
@@ -24,9 +23,6 @@ MCP_JSON_FIELDS = {
     ("McpCallTool", "arguments"), ("McpCallTool", "elicit"), ("McpCallTool", "reply"),
     ("McpReadResource", "reply"), ("McpListResources", "reply"),
 }
-#: The wire's own AskForApproval (runtime/protocol/v2/thread.py): its
-#: granular form is an object the client writes.
-WIRE_ANY_FIELDS = {("ThreadConfig", "approval_policy")}
 
 
 def _mentions_any(hint: object) -> bool:
@@ -46,7 +42,7 @@ def test_no_message_field_is_typed_any_but_the_mcp_json_ones() -> None:
         for name, hint in typing.get_type_hints(cls).items():
             if _mentions_any(hint):
                 found.add((cls.__name__, name))
-    assert found == MCP_JSON_FIELDS | WIRE_ANY_FIELDS
+    assert found == MCP_JSON_FIELDS
 
 
 def test_each_registry_handler_takes_the_thread_request_of_its_rows_params_type() -> None:

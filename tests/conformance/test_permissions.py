@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness import RpcClient, RpcError, mock_config, open_app_server, run_turn
+from harness import ORIGINAL_0171_BIN, OURS, RpcClient, RpcError, mock_config, open_app_server, run_turn
 from trio_codex.runtime.commands.sandbox import probe
 from trio_codex.transports.scripted_responses import ScriptedResponses
 
@@ -177,6 +177,51 @@ async def test_unknown_profiles_get_the_originals_errors(codex_home: Path) -> No
         (-32600, "`permissions` cannot be combined with `sandbox`"),
     ]
     assert turn["error"]["message"] == "default_permissions refers to unknown built-in profile `:nope`"
+
+
+#: Granular approval policies a client may send: the original answers each
+#: with all five switches (the unknown one dropped).
+GRANULAR_SENT = [{"granular": {"sandbox_approval": True, "rules": False, "mcp_elicitations": True}},
+                 {"granular": {"sandbox_approval": False, "rules": True, "mcp_elicitations": False, "extra": 1,
+                               "skill_approval": True}}]
+#: What the original refuses (-32600): a switch missing or not a boolean,
+#: an unknown variant, a map without exactly one key.
+GRANULAR_REFUSED = [{"granular": {"sandbox_approval": True}}, {"granular": {}},
+                    {"granular": {"sandbox_approval": "yes", "rules": False, "mcp_elicitations": True}},
+                    {"other": {}}, {}, {"granular": GRANULAR_SENT[0]["granular"], "x": 1}]
+
+
+@pytest.mark.parametrize("program", [
+    pytest.param(OURS, id="ours"),
+    pytest.param((str(ORIGINAL_0171_BIN),), id="original", marks=pytest.mark.skipif(
+        not ORIGINAL_0171_BIN.exists(), reason="the original codex 0.171 binary is not installed"))])
+async def test_a_granular_approval_policy_is_answered_whole_and_a_malformed_one_refused(
+        codex_home: Path, tmp_path: Path, program: tuple[str, ...]) -> None:
+    async with open_app_server(codex_home, program=program) as client:
+        await client.initialize(experimentalApi=True)
+        answered = [(await client.request("thread/start", {"cwd": str(tmp_path), "approvalPolicy": policy}))
+                    ["approvalPolicy"] for policy in GRANULAR_SENT]
+        refused = [(await client.call("thread/start", {"cwd": str(tmp_path), "approvalPolicy": policy}))
+                   .get("error", {}).get("code") for policy in GRANULAR_REFUSED]
+    assert answered == [
+        {"granular": {"sandbox_approval": True, "rules": False, "skill_approval": False,
+                      "request_permissions": False, "mcp_elicitations": True}},
+        {"granular": {"sandbox_approval": False, "rules": True, "skill_approval": True,
+                      "request_permissions": False, "mcp_elicitations": False}}]
+    assert refused == [-32600] * len(GRANULAR_REFUSED)
+
+
+async def test_a_granular_approval_policy_the_rollout_recorded_is_resumed_whole(
+        codex_home: Path, scripted: ScriptedResponses, workspace: Path) -> None:
+    async with open_app_server(codex_home) as client:
+        tid = (await start(client, cwd=str(workspace), approvalPolicy=GRANULAR_SENT[1]))["thread"]["id"]
+        await run_turn(client, tid, "hello")  # the rollout records the policy the turn ran under
+    async with open_app_server(codex_home) as client:
+        await client.initialize(experimentalApi=True)
+        resumed = await client.request("thread/resume", {"threadId": tid})
+    assert resumed["approvalPolicy"] == {"granular": {
+        "sandbox_approval": False, "rules": True, "skill_approval": True, "request_permissions": False,
+        "mcp_elicitations": False}}
 
 
 async def test_user_profiles_are_listed_after_the_built_ins_and_run_as_they_say(

@@ -287,7 +287,7 @@ def write_plan(plan: PatchPlan, *, follow_symlinks: bool = True) -> str:
     """Write ``plan`` as it is, in this process, and return its summary.
     If a write fails, everything already written is restored and
     :class:`PatchWriteError` is raised. ``follow_symlinks=False`` refuses a
-    symlink anywhere in a path (see :mod:`.patch_writer`). Under a sandboxed
+    symlink anywhere in a path (see :mod:`..patch_writer`). Under a sandboxed
     policy the server runs the same writes in the sandbox instead
     (:func:`writer_input`)."""
     try:
@@ -306,7 +306,7 @@ def refresh_plan(plan: PatchPlan) -> PatchPlan:
 
 
 def writer_input(plan: PatchPlan) -> bytes:
-    """The plan file for the sandboxed :mod:`.patch_writer` program."""
+    """The plan file for the sandboxed :mod:`..patch_writer` program."""
     return patch_writer.encode_plan(list(plan.writes), list(plan.removals), _before(plan))
 
 

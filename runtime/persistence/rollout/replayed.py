@@ -5,7 +5,7 @@ back from a rollout, and how each core record (:mod:`.items`) becomes one
 Encoded, a :class:`ReplayedTurn` is the v2 ``Turn`` object key for key, as
 0.169 sends it for a thread it reads from disk: every item carries the
 ``startedAtMs`` / ``completedAtMs`` its ``item_completed`` line recorded
-(which the live items of :mod:`..protocol.v2.item` do not send), and the
+(which the live items of :mod:`...protocol.v2.item` do not send), and the
 keys come in the original's order. Where that order is the live item's, the
 replayed item *is* the live one plus those times (a subclass); a replayed
 compaction is the live one.

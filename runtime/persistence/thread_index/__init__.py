@@ -11,7 +11,8 @@ bounded by count *and* bytes.
 ``schema``     the SQLite file: tables, triggers, rows <-> ``ThreadMeta``,
                transactions
 ``listing``    one ``thread/list`` page as SQL (SQLite and PostgreSQL), keyset
-               cursors, pages bounded by bytes
+               cursors, pages bounded by bytes; the params and answers
+               around a page
 ``search``     ``searchTerm`` and ``thread/search`` on trigram indexes
 ``index``      :class:`ThreadIndex` (blocking; one connection per OS
                thread), its sync with the rollouts, :func:`open_index`
@@ -36,7 +37,10 @@ from .listing import (
     SortDirection,
     SortKey,
     like_pattern,
+    list_answer,
     listing_query,
+    page_filters,
+    search_answer,
 )
 from .schema import INDEX_FILE, PREVIEW_MAX_BYTES, SCHEMA_VERSION, SELECT_COLUMNS, cut_preview
 from .search import RARE_TRIGRAM_ROWS, snippet
@@ -61,7 +65,10 @@ __all__ = [
     "ThreadMeta",
     "cut_preview",
     "like_pattern",
+    "list_answer",
     "listing_query",
     "open_index",
+    "page_filters",
+    "search_answer",
     "snippet",
 ]

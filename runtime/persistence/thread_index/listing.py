@@ -1,6 +1,7 @@
 """One page of ``thread/list`` as SQL (:func:`listing_query`), for the
-SQLite index and for the cluster's PostgreSQL listing alike, and its
-cursors.
+SQLite index and for the cluster's PostgreSQL listing alike, its cursors,
+and the params and answers of ``thread/list`` and ``thread/search`` around
+a page (:func:`page_filters`, :func:`list_answer`, :func:`search_answer`).
 
 * **Keyset pagination.** Rows are ordered by ``(sort key, id)``; a cursor is
   the ``(value, id)`` of the row it was cut at, the sort it belongs to, and a
@@ -19,12 +20,19 @@ cursors.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Any, Final, Literal
 
 import msgspec
 
-from ..rollout import ThreadMeta
+from ...protocol.v2.thread import (
+    ThreadListParams,
+    ThreadListResponse,
+    ThreadSearchParams,
+    ThreadSearchResponse,
+    ThreadSearchResult,
+)
+from ..rollout import ThreadMeta, thread_from_meta
 
 DEFAULT_LIMIT: Final = 25
 MAX_LIMIT: Final = 500
@@ -194,3 +202,29 @@ def listing_query(*, cursor: str | None = None, limit: int = DEFAULT_LIMIT, sort
 def like_pattern(term: str) -> str:
     """``term`` as a LIKE pattern that matches it anywhere, literally."""
     return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def page_filters(p: ThreadListParams | ThreadSearchParams) -> dict[str, Any]:
+    """The ``list_threads`` arguments for ``thread/list`` or ``thread/search``
+    params, with the original's defaults: what the store actor and the
+    cluster's gateway both ask their listing for."""
+    common: dict[str, Any] = dict(cursor=p.cursor, limit=p.limit or DEFAULT_LIMIT, sort_key=p.sort_key or "created_at",
+                                  sort_direction=p.sort_direction or "desc", archived=bool(p.archived),
+                                  source_kinds=p.source_kinds)
+    if isinstance(p, ThreadSearchParams):
+        return {**common, "full_text": p.search_term}
+    return {**common, "cwd": p.cwd, "model_providers": p.model_providers, "search_term": p.search_term,
+            "thread_ids": p.included_thread_ids}
+
+
+def list_answer(page: Page, loaded: Container[str]) -> ThreadListResponse:
+    """A page as the ``thread/list`` answer (``loaded``: the threads served here)."""
+    return ThreadListResponse([thread_from_meta(m, m.id in loaded) for m in page.rows],
+                              page.next_cursor, page.backwards_cursor)
+
+
+def search_answer(page: Page, snippets: dict[str, str], loaded: Container[str]) -> ThreadSearchResponse:
+    """A page as the ``thread/search`` answer: each thread with the text that
+    matched (``snippets``), else its preview."""
+    return ThreadSearchResponse([ThreadSearchResult(thread_from_meta(m, m.id in loaded), snippets.get(m.id, m.preview))
+                                 for m in page.rows], page.next_cursor, page.backwards_cursor)

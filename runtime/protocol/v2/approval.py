@@ -62,3 +62,27 @@ class McpElicitationParams(Wire, frozen=True):
 class ServerRequestResolved(Wire, frozen=True):
     thread_id: str
     request_id: int
+
+
+class GranularApprovalFlags(msgspec.Struct, frozen=True, kw_only=True):
+    """The switches of a granular approval policy, snake_case on the wire as
+    the original's ``AskForApproval::Granular`` variant writes them (all
+    five, in this order); ``True`` lets a flow ask the user, ``False``
+    rejects its requests automatically. Unknown switches are ignored."""
+
+    sandbox_approval: bool
+    rules: bool
+    skill_approval: bool = False
+    request_permissions: bool = False
+    mcp_elicitations: bool
+
+
+class GranularAskForApproval(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``{"granular": {...}}``: the original's externally tagged variant, a
+    map with that single key."""
+
+    granular: GranularApprovalFlags
+
+
+# "on-failure" was removed from the protocol: the original refuses it.
+AskForApproval = Literal["untrusted", "on-request", "never"] | GranularAskForApproval

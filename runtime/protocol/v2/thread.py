@@ -9,6 +9,7 @@ import msgspec
 
 from ..rust import I64, U32
 from ._base import Wire
+from .approval import AskForApproval
 from .turn import Turn
 
 
@@ -95,8 +96,6 @@ class ActivePermissionProfile(Wire, frozen=True):
     id: str
     extends: str | None = None
 
-# "on-failure" was removed from the protocol: the original refuses it.
-AskForApproval = Literal["untrusted", "on-request", "never"] | dict[str, Any]
 
 
 class ThreadOverrides(Wire, frozen=True):
@@ -127,7 +126,7 @@ class ThreadStartResponse(Wire, frozen=True):
     model: str
     model_provider: str
     cwd: str
-    approval_policy: str | dict[str, Any]
+    approval_policy: AskForApproval
     approvals_reviewer: str
     sandbox: SandboxPolicy
     service_tier: str | None = None

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 from ._base import Wire
+from .approval import AskForApproval
 from .item import ThreadItem, UserInput
 
 TurnStatus = Literal["inProgress", "completed", "interrupted", "failed"]
@@ -39,7 +40,7 @@ class TurnStartParams(Wire, frozen=True):
     thread_id: str
     input: list[UserInput]
     cwd: str | None = None
-    approval_policy: Literal["untrusted", "on-request", "never"] | dict[str, Any] | None = None
+    approval_policy: AskForApproval | None = None
     approvals_reviewer: str | None = None
     sandbox_policy: dict[str, Any] | None = None
     #: A permissions profile id for this turn and the next; not with ``sandboxPolicy``.
@@ -74,7 +75,7 @@ class ThreadSettingsUpdateParams(Wire, frozen=True):
 
     thread_id: str
     cwd: str | None = None
-    approval_policy: Literal["untrusted", "on-request", "never"] | dict[str, Any] | None = None
+    approval_policy: AskForApproval | None = None
     approvals_reviewer: str | None = None
     sandbox_policy: dict[str, Any] | None = None
     permissions: str | None = None
