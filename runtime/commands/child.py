@@ -86,9 +86,10 @@ class Child:
         return self.exit_code
 
     async def kill(self, grace: float = 0.0) -> None:
-        """Stop the session (SIGTERM first when ``grace`` > 0, then SIGKILL)
-        and reap the process. Runs shielded, so it also works on the way out
-        of a cancelled scope; bounded by ``grace`` + :data:`REAP_TIMEOUT`."""
+        """Stop the session (SIGTERM first when ``grace`` > 0, then SIGKILL),
+        reap the process and wait until the rest of its session has died
+        too. Runs shielded, so it also works on the way out of a cancelled
+        scope; bounded by ``grace`` + twice :data:`REAP_TIMEOUT`."""
         if self.exit_code is not None:
             return
         with trio.CancelScope(shield=True):
@@ -96,14 +97,40 @@ class Child:
                 self.signal(signal.SIGTERM)
                 with trio.move_on_after(grace):
                     await self.exited()
-            self.signal(signal.SIGKILL)
-            with trio.move_on_after(REAP_TIMEOUT) as waited:
-                await self.exited()
-            if waited.cancelled_caught:
-                log.error("process %d did not die within %.0f s of SIGKILL; leaving it",
-                          self.pid, REAP_TIMEOUT)
-                return
-            self.reap()
+            # A SIGKILLed process dies only once the kernel schedules it
+            # (late, on a busy machine): hold a pidfd on each member of the
+            # session, opened before the signal so that no pid can be reused
+            # meanwhile, and wait on them, so nothing of the session still
+            # runs when this returns.
+            members = _pidfds(_session_members(self.pid))
+            try:
+                self.signal(signal.SIGKILL)
+                with trio.move_on_after(REAP_TIMEOUT) as waited:
+                    await self.exited()
+                if waited.cancelled_caught:
+                    log.error("process %d did not die within %.0f s of SIGKILL; leaving it",
+                              self.pid, REAP_TIMEOUT)
+                    return
+                self.reap()
+                with trio.move_on_after(REAP_TIMEOUT) as waited:
+                    for pidfd in members:
+                        await trio.lowlevel.wait_readable(pidfd)
+                if waited.cancelled_caught:
+                    log.error("processes of the session of %d did not die within %.0f s of SIGKILL; "
+                              "leaving them", self.pid, REAP_TIMEOUT)
+            finally:
+                for pidfd in members:
+                    os.close(pidfd)
+
+
+def _pidfds(pids: list[int]) -> list[int]:
+    # A pidfd turns readable when its process has exited (a zombie, or gone).
+    # A process already gone, or no descriptor left: not waited for.
+    fds = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fds.append(os.pidfd_open(pid))
+    return fds
 
 
 def _session_members(sid: int) -> list[int]:
