@@ -40,6 +40,7 @@ from ...runtime.protocol.methods import (
     is_experimental,
 )
 from ...runtime.protocol.v2.account import Empty
+from ...runtime.protocol.v2.approval import GranularAskForApproval
 from ...runtime.protocol.v2.thread import (
     ThreadSearchCancelParams,
     ThreadSearchParams,
@@ -397,6 +398,9 @@ class Connection:
             if spec is None:
                 raise method_not_found(req.method)
             params = codec.decode_params(req.params, spec.params)
+            if not self.experimental_api and isinstance(getattr(params, "approval_policy", None),
+                                                        GranularAskForApproval):
+                raise invalid_request("askForApproval.granular requires experimentalApi capability")
             if self.recorder.enabled:
                 thread_id = getattr(params, "thread_id", None)
                 self.unanswered[req.id] = (req.method, thread_id)

@@ -211,6 +211,22 @@ async def test_a_granular_approval_policy_is_answered_whole_and_a_malformed_one_
     assert refused == [-32600] * len(GRANULAR_REFUSED)
 
 
+@pytest.mark.parametrize("program", [
+    pytest.param(OURS, id="ours"),
+    pytest.param((str(ORIGINAL_0171_BIN),), id="original", marks=pytest.mark.skipif(
+        not ORIGINAL_0171_BIN.exists(), reason="the original codex 0.171 binary is not installed"))])
+async def test_a_granular_approval_policy_needs_the_experimental_api(
+        codex_home: Path, tmp_path: Path, program: tuple[str, ...]) -> None:
+    async with open_app_server(codex_home, program=program) as client:
+        await client.initialize()
+        refused = await client.call("thread/start", {"cwd": str(tmp_path), "approvalPolicy": GRANULAR_SENT[0]})
+        tid = (await client.request("thread/start", {"cwd": str(tmp_path), "approvalPolicy": "never"}))["thread"]["id"]
+        turn = await client.call("turn/start", {"threadId": tid, "input": [{"type": "text", "text": "hi"}],
+                                                "approvalPolicy": GRANULAR_SENT[0]})
+    needed = {"code": -32600, "message": "askForApproval.granular requires experimentalApi capability"}
+    assert (refused["error"], turn["error"]) == (needed, needed)
+
+
 async def test_a_granular_approval_policy_the_rollout_recorded_is_resumed_whole(
         codex_home: Path, scripted: ScriptedResponses, workspace: Path) -> None:
     async with open_app_server(codex_home) as client:
