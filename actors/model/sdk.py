@@ -58,6 +58,7 @@ def load() -> Sdk:
     if _loaded is not None:
         return _loaded
     with _lock:
+        before = set(sys.modules)
         try:
             if "openai._client" not in sys.modules and "openai" not in sys.modules:
                 _import_lean()
@@ -70,6 +71,11 @@ def load() -> Sdk:
             # them, or the next try fails the same way with descriptors to spare.
             importlib.invalidate_caches()
             importlib.metadata.MetadataPathFinder().invalidate_caches()  # an instance: 3.11 lacks its @classmethod
+            # A package whose __init__ failed is gone but its submodules stay,
+            # and a later import of it then fails otherwise (asyncio's
+            # ``NameError: base_events``): take back everything this try added.
+            for name in set(sys.modules) - before:
+                sys.modules.pop(name, None)
             _raise_if_out_of_descriptors(exc)
             raise
         _loaded = Sdk(client.AsyncOpenAI, client.Timeout, types.omit, errors.APIError, errors.APIStatusError,

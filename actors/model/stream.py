@@ -271,8 +271,8 @@ async def _attempt(
         sdk = await client.sdk()
     except OSError as exc:
         return classify(exc)
-    except ImportError as exc:  # a broken install: the turn fails, the thread goes on
-        return Failure(f"could not load the model client (the openai SDK): {exc}; reinstall trio-codex",
+    except Exception as exc:  # a broken install: the turn fails, the thread goes on
+        return Failure(f"could not load the model client (the openai SDK): {exc!r}; reinstall trio-codex",
                        "other", False)
     api = load_sdk()
     if client.api_key is None:
