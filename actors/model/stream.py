@@ -44,7 +44,6 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-import errno
 import http
 import importlib
 import itertools
@@ -58,6 +57,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 import trio
 
+from ...runtime.kernel.errors import descriptor_error
 from ...runtime.kernel.mailbox import Mailbox
 from ...runtime.protocol import responses as wire
 from ...runtime.server.rate_limits import RateLimits
@@ -432,7 +432,9 @@ def classify(cause: BaseException | wire.ResponseFailed | wire.ResponseIncomplet
     """
     if isinstance(cause, OSError):
         # Before openai is imported: importing it may be what failed.
-        message = f"Connection failed: could not load the model client: {cause}{_fd_hint(cause)}"
+        message = f"Connection failed: could not load the model client: {cause}"
+        if descriptor_error(cause) is not None:
+            message += _FD_HINT
         return Failure(message, {"httpConnectionFailed": {"httpStatusCode": None}}, True, connection_failed=True)
     api = load_sdk()
 
@@ -475,40 +477,15 @@ def classify(cause: BaseException | wire.ResponseFailed | wire.ResponseIncomplet
             return Failure("request timed out", "other", True)  # (source)
         case api.APIConnectionError():
             info = {"httpConnectionFailed": {"httpStatusCode": None}}
-            under = _os_error(cause)
             message = "Connection failed: error sending request"
-            if under is not None and under.errno in _OUT_OF_FILES:
-                message += f": {under.strerror}{_fd_hint(under)}"
+            if (under := descriptor_error(cause)) is not None:
+                message += f": {under.strerror}{_FD_HINT}"
             return Failure(message, info, True, connection_failed=True)
     raise TypeError(f"classify() got {cause!r}: pass an SDK error, a StreamError or a failed/incomplete event")
 
 
-_OUT_OF_FILES = (errno.EMFILE, errno.ENFILE)
-
-
-def _fd_hint(error: OSError) -> str:
-    """What to do about an error that is the process running out of files."""
-    if error.errno in _OUT_OF_FILES:
-        return " (out of file descriptors: close idle connections or raise the open-file limit)"
-    return ""
-
-
-def _os_error(error: BaseException) -> OSError | None:
-    """The ``OSError`` with an errno under an SDK connection error: httpx
-    wraps it three times, and trio's happy-eyeballs connect puts each
-    attempt's error in an exception group under an errno-less ``OSError``."""
-    queue: list[BaseException] = [error]
-    index = 0
-    while index < min(len(queue), 32):  # bounded: chains can loop
-        seen = queue[index]
-        index += 1
-        if isinstance(seen, OSError) and seen.errno is not None:
-            return seen
-        if isinstance(seen, BaseExceptionGroup):
-            queue.extend(seen.exceptions)
-        if (under := seen.__cause__ or seen.__context__) is not None:
-            queue.append(under)
-    return None
+#: What to do about an error that is the process running out of files.
+_FD_HINT = " (out of file descriptors: close idle connections or raise the open-file limit)"
 
 
 def _classify_status(status: int, response: httpx2.Response) -> Failure:

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 __all__ = [
     "McpCallFailed",
     "ActorCrashed",
+    "descriptor_error",
     "out_of_descriptors",
     "ActorGone",
     "AskTimeout",
@@ -136,6 +137,13 @@ def out_of_descriptors(exc: BaseException) -> bool:
     """Whether ``exc`` comes from the process running out of file
     descriptors (EMFILE, ENFILE), anywhere in its causes or groups: a
     passing overload, answered as such (-32001), never a crash."""
+    return descriptor_error(exc) is not None
+
+
+def descriptor_error(exc: BaseException) -> OSError | None:
+    """The EMFILE or ENFILE ``OSError`` anywhere in ``exc``'s causes or
+    groups (libraries wrap it: httpx three times, trio's connect in a
+    group under an errno-less ``OSError``), or None."""
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
     while stack:
@@ -144,11 +152,11 @@ def out_of_descriptors(exc: BaseException) -> bool:
             continue
         seen.add(id(e))
         if isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE):
-            return True
+            return e
         if isinstance(e, BaseExceptionGroup):
             stack.extend(e.exceptions)
         stack += [e.__cause__, e.__context__]
-    return False
+    return None
 
 
 class McpCallFailed(RuntimeFailure):
